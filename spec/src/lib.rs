@@ -1,0 +1,10 @@
+//! The snapshot contract between `meshc` and `meshd`: validated plain data, and its file format.
+#![forbid(unsafe_code)]
+
+mod file;
+mod model;
+mod validate;
+
+pub use file::{decode, encode, DecodeError, FORMAT_VERSION, HEADER_LEN, MAGIC};
+pub use model::*;
+pub use validate::InvalidSnapshot;
