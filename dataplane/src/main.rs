@@ -1,2 +1,96 @@
-//! placeholder
-fn main() {}
+//! meshd: serve a compiled Ringmesh snapshot as a sidecar.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use dataplane::control::{self, Options};
+use dataplane::routing::RouteState;
+use dataplane::worker::{IoDriver, Settings};
+
+/// The Ringmesh sidecar: routes plain HTTP from the local application across the mesh.
+#[derive(Debug, Parser)]
+#[command(name = "meshd", version)]
+struct Args {
+    /// Snapshot file written by `meshc compile`.
+    #[arg(long)]
+    snapshot: PathBuf,
+    /// Workload to serve; without it every service is served outbound and there is no inbound.
+    #[arg(long)]
+    workload: Option<String>,
+    /// Outbound listener (the local application sends here).
+    #[arg(long, default_value = "127.0.0.1:15001")]
+    outbound: SocketAddr,
+    /// Inbound listener (the mesh sends here; only with --workload).
+    #[arg(long, default_value = "0.0.0.0:15006")]
+    inbound: SocketAddr,
+    /// Admin listener: /ready, /healthz, /config.
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin: SocketAddr,
+    /// Worker threads, one per core; default: every core this process may run on.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// IO driver for the workers.
+    #[arg(long, value_enum, default_value = "auto")]
+    io_driver: IoDriver,
+    /// Upstream TCP connect timeout (e.g. 500ms, 5s).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// How long to wait for an upstream's response head.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    upstream_timeout: Duration,
+    /// How long requests in flight may finish after SIGTERM.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meshd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let path = args.snapshot.display();
+    let bytes = std::fs::read(&args.snapshot)
+        .map_err(|e| anyhow::anyhow!("cannot read snapshot {path}: {e}"))?;
+    let (snapshot, hash) = spec::decode(&bytes)
+        .map_err(|e| anyhow::anyhow!("refusing snapshot {path}: {e}"))?;
+    let routes = RouteState::new(snapshot, hash, args.workload.as_deref())?;
+    control::run(Options {
+        routes: Arc::new(routes),
+        outbound: args.outbound,
+        inbound: args.workload.is_some().then_some(args.inbound),
+        admin: args.admin,
+        cores: args.cores,
+        driver: args.io_driver,
+        settings: Settings {
+            connect_timeout: args.connect_timeout,
+            upstream_timeout: args.upstream_timeout,
+            drain_timeout: args.drain_timeout,
+        },
+    })
+}
+
+/// Parses `250ms`, `5s`, `2m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |i| text.split_at(i));
+    let n: u64 = number.parse().map_err(|_| format!("{text:?}: expected e.g. 500ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{text:?}: unit must be ms, s or m")),
+    }
+}

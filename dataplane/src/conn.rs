@@ -1,0 +1,86 @@
+//! A TCP connection with its own read buffer, in monoio's rent style: the buffer is lent to
+//! the kernel for each read and comes back with the bytes in it.
+
+use std::io;
+use std::ops::Range;
+
+use monoio::buf::{IoBuf, IoBufMut, SliceMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+/// Initial read buffer size; grows only for heads larger than this.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// A connection and the bytes read from it but not yet consumed.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Bytes read so far; `buf[pos..]` is unconsumed.
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Conn {
+    /// Wraps a connected stream.
+    pub fn new(stream: TcpStream) -> Self {
+        Self { stream, buf: Vec::with_capacity(READ_BUFFER), pos: 0 }
+    }
+
+    /// Unconsumed bytes.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Marks `n` buffered bytes as consumed.
+    pub fn consume(&mut self, n: usize) {
+        self.pos += n;
+        debug_assert!(self.pos <= self.buf.len());
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Reads more bytes after the buffered ones; `Ok(0)` is end of stream.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < READ_BUFFER / 4 {
+            // Make room: drop consumed bytes first, grow only if that is not enough.
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+            if self.buf.capacity() - self.buf.len() < READ_BUFFER / 4 {
+                self.buf.reserve(READ_BUFFER);
+            }
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let slice: SliceMut<Vec<u8>> = buf.slice_mut(len..);
+        let (result, slice) = self.stream.read(slice).await;
+        self.buf = slice.into_inner();
+        result
+    }
+
+    /// Writes `range` of the buffered bytes to `dst` and consumes them.
+    pub async fn forward_buffered(&mut self, dst: &mut TcpStream, len: usize) -> io::Result<()> {
+        let range = self.pos..self.pos + len;
+        let buf = std::mem::take(&mut self.buf);
+        let (result, buf) = write_range(dst, buf, range).await;
+        self.buf = buf;
+        result?;
+        self.consume(len);
+        Ok(())
+    }
+}
+
+/// Writes `buf[range]` fully, returning the buffer for reuse.
+pub async fn write_range(
+    dst: &mut TcpStream,
+    buf: Vec<u8>,
+    range: Range<usize>,
+) -> (io::Result<()>, Vec<u8>) {
+    if range.is_empty() {
+        return (Ok(()), buf);
+    }
+    let (result, slice) = dst.write_all(buf.slice(range)).await;
+    (result.map(drop), slice.into_inner())
+}

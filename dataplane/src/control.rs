@@ -1,0 +1,210 @@
+//! The control thread's side of the lifecycle: bind listeners, start one worker per core,
+//! forward signals, and drain on SIGTERM.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::admin::{self, AdminState};
+use crate::routing::{Direction, RouteState};
+use crate::worker::{self, IoDriver, Settings, WorkerEvent, WorkerSpec};
+
+/// Everything `meshd` needs to run.
+#[derive(Debug)]
+pub struct Options {
+    /// Route state to serve.
+    pub routes: Arc<RouteState>,
+    /// Outbound listener address.
+    pub outbound: SocketAddr,
+    /// Inbound listener address; `None` when no workload is served.
+    pub inbound: Option<SocketAddr>,
+    /// Admin listener address.
+    pub admin: SocketAddr,
+    /// Worker count; `None` means every core this process may run on.
+    pub cores: Option<usize>,
+    /// IO driver.
+    pub driver: IoDriver,
+    /// Timeouts and limits.
+    pub settings: Settings,
+}
+
+/// A signal or a worker's report, as the control loop sees it.
+#[derive(Debug)]
+enum Event {
+    Worker(WorkerEvent),
+    Signal(i32),
+}
+
+impl From<WorkerEvent> for Event {
+    fn from(event: WorkerEvent) -> Self {
+        Self::Worker(event)
+    }
+}
+
+/// Runs the sidecar until SIGTERM/SIGINT has drained it. Prints one `meshd ready:` line with
+/// the bound addresses to stdout once every worker accepts.
+pub fn run(options: Options) -> anyhow::Result<()> {
+    let available = core_affinity::get_core_ids().unwrap_or_default();
+    let workers = options.cores.unwrap_or(available.len()).max(1);
+
+    let outbound = bind_reuseport(options.outbound, workers)
+        .map_err(|e| anyhow::anyhow!("cannot listen on outbound {}: {e}", options.outbound))?;
+    let inbound = match options.inbound {
+        Some(addr) => Some(
+            bind_reuseport(addr, workers)
+                .map_err(|e| anyhow::anyhow!("cannot listen on inbound {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let admin_listener = std::net::TcpListener::bind(options.admin)
+        .map_err(|e| anyhow::anyhow!("cannot listen on admin {}: {e}", options.admin))?;
+    let outbound_addr = outbound[0].local_addr()?;
+    let inbound_addr = inbound.as_ref().map(|l| l[0].local_addr()).transpose()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let (events_tx, events) = mpsc::channel::<Event>();
+    let (worker_tx, worker_rx) = mpsc::channel::<WorkerEvent>();
+    forward(worker_rx, events_tx.clone());
+    let mut controls = Vec::with_capacity(workers);
+    let mut inbound = inbound.map(Vec::into_iter);
+    for (index, outbound_listener) in outbound.into_iter().enumerate() {
+        let mut listeners = vec![(outbound_listener, Direction::Outbound)];
+        if let Some(l) = inbound.as_mut().and_then(Iterator::next) {
+            listeners.push((l, Direction::Inbound));
+        }
+        let (control, worker_end) = UnixStream::pair()?;
+        controls.push(control);
+        let spec = WorkerSpec {
+            index,
+            core: (!available.is_empty()).then(|| available[index % available.len()]),
+            driver: options.driver,
+            listeners,
+            control: worker_end,
+            routes: options.routes.clone(),
+            settings: options.settings,
+        };
+        let tx = worker_tx.clone();
+        std::thread::Builder::new().name(format!("meshd-worker-{index}")).spawn(move || {
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                worker::run(spec, tx.clone());
+            }));
+            if panicked.is_err() {
+                let error = io::Error::other("worker panicked");
+                let _ = tx.send(WorkerEvent::Failed { index, error });
+            }
+        })?;
+    }
+    drop(worker_tx);
+
+    let mut driver = "unknown";
+    let mut started = 0;
+    while started < workers {
+        match events.recv()? {
+            Event::Worker(WorkerEvent::Started { driver: d, .. }) => {
+                driver = d;
+                started += 1;
+            }
+            Event::Worker(WorkerEvent::Failed { index, error }) => {
+                anyhow::bail!("worker {index} failed to start: {error}");
+            }
+            other => anyhow::bail!("unexpected event while starting: {other:?}"),
+        }
+    }
+
+    let admin_state =
+        Arc::new(AdminState { routes: options.routes.clone(), draining: false.into(), driver });
+    let state = admin_state.clone();
+    std::thread::Builder::new()
+        .name("meshd-admin".into())
+        .spawn(move || admin::serve(admin_listener, state))?;
+    watch_signals(events_tx)?;
+
+    let inbound_text = inbound_addr.map_or("none".to_owned(), |a| a.to_string());
+    let mut stdout = io::stdout().lock();
+    writeln!(
+        stdout,
+        "meshd ready: outbound={outbound_addr} inbound={inbound_text} admin={admin_addr} \
+         workers={workers} io={driver} snapshot={}",
+        options.routes.hash
+    )?;
+    stdout.flush()?;
+    drop(stdout);
+
+    let mut stopped = 0;
+    let mut draining = false;
+    while stopped < workers {
+        match events.recv()? {
+            Event::Signal(signal) if !draining => {
+                eprintln!(
+                    "meshd: signal {signal}: draining (up to {} ms)",
+                    options.settings.drain_timeout.as_millis()
+                );
+                draining = true;
+                admin_state.draining.store(true, Ordering::Relaxed);
+                for control in &mut controls {
+                    let _ = control.write_all(b"d");
+                }
+            }
+            Event::Signal(_) => {}
+            Event::Worker(WorkerEvent::Stopped { index, unfinished }) => {
+                if unfinished > 0 {
+                    eprintln!("meshd: worker {index} stopped with {unfinished} connections open");
+                }
+                stopped += 1;
+            }
+            Event::Worker(WorkerEvent::Failed { index, error }) => {
+                anyhow::bail!("worker {index} failed: {error}");
+            }
+            Event::Worker(WorkerEvent::Started { .. }) => {}
+        }
+    }
+    eprintln!("meshd: drained, exiting");
+    Ok(())
+}
+
+/// Binds `count` SO_REUSEPORT listeners on one address; port 0 resolves once for all.
+fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let first = listen(addr)?;
+    let resolved = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..count {
+        listeners.push(listen(resolved)?);
+    }
+    Ok(listeners)
+}
+
+fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+fn forward(from: mpsc::Receiver<WorkerEvent>, to: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        for event in from {
+            if to.send(event.into()).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+fn watch_signals(events: mpsc::Sender<Event>) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new().name("meshd-signals".into()).spawn(move || {
+        for signal in signals.forever() {
+            if events.send(Event::Signal(signal)).is_err() {
+                break;
+            }
+        }
+    })?;
+    Ok(())
+}

@@ -1,0 +1,400 @@
+//! Request and response heads: parse with httparse, decide body framing, refuse what could
+//! smuggle, and write the forwarded head from the original bytes minus hop-by-hop headers.
+
+use httparse::Header;
+
+/// Most headers a request or response head may carry.
+pub const MAX_HEADERS: usize = 100;
+/// Largest request or response head, in bytes.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Longest request target, in bytes.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body.
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the sender closes the connection (responses only).
+    UntilClose,
+}
+
+/// Why a head was refused; each maps to the status meshd answers with.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// Not valid HTTP/1.x.
+    #[error("malformed head: {0}")]
+    Malformed(httparse::Error),
+    /// More than [`MAX_HEADERS`] headers.
+    #[error("more than {MAX_HEADERS} headers")]
+    TooManyHeaders,
+    /// Longer than [`MAX_HEAD_BYTES`].
+    #[error("head larger than {MAX_HEAD_BYTES} bytes")]
+    TooLarge,
+    /// Request target longer than [`MAX_URI_BYTES`].
+    #[error("request target longer than {MAX_URI_BYTES} bytes")]
+    UriTooLong,
+    /// Both Content-Length and Transfer-Encoding: a request smuggling vector.
+    #[error("both content-length and transfer-encoding present")]
+    LengthAndChunked,
+    /// Content-Length is not a number, or several disagree.
+    #[error("invalid or conflicting content-length")]
+    InvalidContentLength,
+    /// A transfer coding other than a final `chunked`.
+    #[error("unsupported transfer-encoding")]
+    UnsupportedTransferEncoding,
+    /// An HTTP/1.1 request without a Host header.
+    #[error("missing host header")]
+    MissingHost,
+}
+
+impl HeadError {
+    /// The status code a proxy answers a bad request head with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::TooManyHeaders | Self::TooLarge => 431,
+            Self::UriTooLong => 414,
+            Self::UnsupportedTransferEncoding => 501,
+            _ => 400,
+        }
+    }
+}
+
+/// A parsed request head, borrowing the connection's read buffer.
+#[derive(Debug)]
+pub struct RequestHead<'b, 'h> {
+    /// Method token.
+    pub method: &'b str,
+    /// Request target in origin form (`/path?query`).
+    pub target: &'b str,
+    /// Path without the query string.
+    pub path: &'b str,
+    /// Host from the Host header or an absolute-form target, without port.
+    pub host: &'b str,
+    /// Port from the host, if given.
+    pub port: Option<u16>,
+    /// Minor HTTP version: 0 or 1.
+    pub minor_version: u8,
+    /// Headers as received.
+    pub headers: &'h [Header<'b>],
+    /// Bytes of the head including the final CRLF.
+    pub len: usize,
+    /// How the request body is delimited.
+    pub framing: BodyFraming,
+    /// Whether the client wants the connection kept open afterwards.
+    pub keep_alive: bool,
+    /// Whether the client sent `Expect: 100-continue`.
+    pub expects_continue: bool,
+    /// Whether the target was in absolute form and so the Host header must be (re)written.
+    absolute_form: bool,
+}
+
+/// A parsed response head, borrowing the upstream connection's read buffer.
+#[derive(Debug)]
+pub struct ResponseHead<'b, 'h> {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase.
+    pub reason: &'b str,
+    /// Headers as received.
+    pub headers: &'h [Header<'b>],
+    /// Bytes of the head including the final CRLF.
+    pub len: usize,
+    /// How the response body is delimited.
+    pub framing: BodyFraming,
+    /// Whether the upstream allows reusing the connection.
+    pub keep_alive: bool,
+}
+
+/// Parses a request head; `Ok(None)` means more bytes are needed.
+pub fn parse_request<'b, 'h>(
+    buf: &'b [u8],
+    headers: &'h mut [Header<'b>; MAX_HEADERS],
+) -> Result<Option<RequestHead<'b, 'h>>, HeadError> {
+    let mut req = httparse::Request::new(headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            if let Some(target) = req.path {
+                if target.len() > MAX_URI_BYTES {
+                    return Err(HeadError::UriTooLong);
+                }
+            }
+            return if buf.len() >= MAX_HEAD_BYTES { Err(HeadError::TooLarge) } else { Ok(None) };
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(e) => return Err(HeadError::Malformed(e)),
+    };
+    let (Some(method), Some(raw_target), Some(minor_version)) = (req.method, req.path, req.version)
+    else {
+        return Err(HeadError::Malformed(httparse::Error::Token));
+    };
+    if raw_target.len() > MAX_URI_BYTES {
+        return Err(HeadError::UriTooLong);
+    }
+    let headers: &'h [Header<'b>] = req.headers;
+
+    let (target, authority, absolute_form) = split_target(raw_target);
+    let mut host_header = None;
+    let mut connection = Connection::default();
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding = false;
+    let mut expects_continue = false;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("host") {
+            if host_header.is_some() {
+                return Err(HeadError::Malformed(httparse::Error::HeaderValue));
+            }
+            host_header = Some(std::str::from_utf8(h.value).map_err(|_| HeadError::MissingHost)?);
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            content_length = Some(merge_content_length(content_length, h.value)?);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            if !last_coding_is_chunked(h.value) {
+                return Err(HeadError::UnsupportedTransferEncoding);
+            }
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            connection.add(h.value);
+        } else if h.name.eq_ignore_ascii_case("expect") {
+            expects_continue = h.value.eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    let framing = match (transfer_encoding, content_length) {
+        (true, Some(_)) => return Err(HeadError::LengthAndChunked),
+        (true, None) => BodyFraming::Chunked,
+        (false, Some(0) | None) => BodyFraming::None,
+        (false, Some(n)) => BodyFraming::Length(n),
+    };
+    let authority = match authority.or(host_header) {
+        Some(a) => a,
+        None if minor_version == 0 => "",
+        None => return Err(HeadError::MissingHost),
+    };
+    let (host, port) = split_host_port(authority);
+    let keep_alive = if minor_version == 0 { connection.keep_alive } else { !connection.close };
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    Ok(Some(RequestHead {
+        method,
+        target,
+        path,
+        host,
+        port,
+        minor_version,
+        headers,
+        len,
+        framing,
+        keep_alive,
+        expects_continue,
+        absolute_form,
+    }))
+}
+
+/// Parses a response head to a request with `method`; `Ok(None)` means more bytes are needed.
+pub fn parse_response<'b, 'h>(
+    buf: &'b [u8],
+    headers: &'h mut [Header<'b>; MAX_HEADERS],
+    method: &str,
+) -> Result<Option<ResponseHead<'b, 'h>>, HeadError> {
+    let mut res = httparse::Response::new(headers);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() >= MAX_HEAD_BYTES { Err(HeadError::TooLarge) } else { Ok(None) };
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(e) => return Err(HeadError::Malformed(e)),
+    };
+    let (Some(status), Some(minor_version)) = (res.code, res.version) else {
+        return Err(HeadError::Malformed(httparse::Error::Status));
+    };
+    let reason = res.reason.unwrap_or("");
+    let headers: &'h [Header<'b>] = res.headers;
+    let mut connection = Connection::default();
+    let mut content_length = None;
+    let mut chunked = false;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            content_length = Some(merge_content_length(content_length, h.value)?);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = last_coding_is_chunked(h.value);
+            if !chunked {
+                // Any other final coding is delimited by close (RFC 9112 §6.3).
+                content_length = None;
+            }
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            connection.add(h.value);
+        }
+    }
+    let bodiless = method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304;
+    let framing = if bodiless {
+        BodyFraming::None
+    } else if chunked {
+        BodyFraming::Chunked
+    } else {
+        match content_length {
+            Some(0) => BodyFraming::None,
+            Some(n) => BodyFraming::Length(n),
+            None => BodyFraming::UntilClose,
+        }
+    };
+    let keep_alive = framing != BodyFraming::UntilClose
+        && if minor_version == 0 { connection.keep_alive } else { !connection.close };
+    Ok(Some(ResponseHead { status, reason, headers, len, framing, keep_alive }))
+}
+
+impl RequestHead<'_, '_> {
+    /// Writes the head to forward upstream: HTTP/1.1, hop-by-hop headers removed, keep-alive.
+    pub fn write_forwarded(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        if self.absolute_form || self.host.is_empty() {
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(self.host.as_bytes());
+            if let Some(port) = self.port {
+                out.extend_from_slice(format!(":{port}").as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        for h in self.headers {
+            let host_rewritten = self.absolute_form && h.name.eq_ignore_ascii_case("host");
+            if host_rewritten || is_hop_by_hop(h.name, self.headers) || h.name.eq_ignore_ascii_case("expect") {
+                continue;
+            }
+            write_header(out, h);
+        }
+        if self.framing == BodyFraming::Chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl ResponseHead<'_, '_> {
+    /// Writes the head to return downstream; `close` adds `connection: close`.
+    pub fn write_forwarded(&self, out: &mut Vec<u8>, close: bool) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for h in self.headers {
+            if !is_hop_by_hop(h.name, self.headers) {
+                write_header(out, h);
+            }
+        }
+        if self.framing == BodyFraming::Chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn write_header(out: &mut Vec<u8>, h: &Header<'_>) {
+    out.extend_from_slice(h.name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(h.value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus any header a Connection header names.
+fn is_hop_by_hop(name: &str, headers: &[Header<'_>]) -> bool {
+    const FIXED: [&str; 7] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    if FIXED.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+        return true;
+    }
+    headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| {
+        h.value
+            .split(|&b| b == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+    })
+}
+
+#[derive(Default)]
+struct Connection {
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Connection {
+    fn add(&mut self, value: &[u8]) {
+        for token in value.split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            self.close |= token.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+}
+
+fn merge_content_length(previous: Option<u64>, value: &[u8]) -> Result<u64, HeadError> {
+    // A list like "5, 5" is allowed only when every member agrees (RFC 9110 §8.6).
+    let mut result = previous;
+    for part in value.split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 19 {
+            return Err(HeadError::InvalidContentLength);
+        }
+        let n: u64 = std::str::from_utf8(part)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(HeadError::InvalidContentLength)?;
+        if result.is_some_and(|r| r != n) {
+            return Err(HeadError::InvalidContentLength);
+        }
+        result = Some(n);
+    }
+    result.ok_or(HeadError::InvalidContentLength)
+}
+
+fn last_coding_is_chunked(value: &[u8]) -> bool {
+    value
+        .rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// Splits an absolute-form target into origin form and authority.
+fn split_target(target: &str) -> (&str, Option<&str>, bool) {
+    let rest = match target.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("http://") => &target[7..],
+        _ => return (target, None, false),
+    };
+    match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[i..], Some(&rest[..i]), true),
+        // "http://host?q" has an empty path; origin form needs "/", which we cannot borrow
+        // in place, so keep the query-less root.
+        Some(i) => ("/", Some(&rest[..i]), true),
+        None => ("/", Some(rest), true),
+    }
+}
+
+fn split_host_port(authority: &str) -> (&str, Option<u16>) {
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            match port.parse() {
+                Ok(p) => (host, Some(p)),
+                Err(_) => (authority, None),
+            }
+        }
+        _ => (authority, None),
+    }
+}
+
+#[cfg(test)]
+mod tests;

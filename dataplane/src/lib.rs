@@ -1,0 +1,14 @@
+//! meshd: the Ringmesh sidecar data plane: one pinned monoio worker per core serving a
+//! compiled snapshot, plus a control thread for signals, admin and lifecycle.
+#![deny(unsafe_code)]
+
+pub mod admin;
+pub mod conn;
+pub mod control;
+pub mod drain;
+pub mod http1;
+pub mod pool;
+pub mod proxy;
+pub mod routing;
+mod sys;
+pub mod worker;

@@ -1,0 +1,404 @@
+//! The HTTP/1.1 request path on one core. Phases, in order:
+//!
+//! 1. read head   — parse with httparse on the connection's buffer; refuse smuggling shapes.
+//! 2. route       — host → rule → weighted destination → round-robin endpoint (no IO yet,
+//!    so a bad request or a missing route costs no upstream work).
+//! 3. connect     — reuse an idle pooled connection, or connect within the connect timeout.
+//! 4. forward     — write the rewritten head, then stream the body (bounded buffer).
+//! 5. respond     — wait for the response head within the upstream timeout, stream it back.
+//! 6. recycle     — pool the upstream connection only if its response was read to the end.
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use monoio::net::TcpStream;
+
+use crate::conn::{write_range, Conn};
+use crate::http1::head::{parse_request, parse_response, MAX_HEADERS};
+use crate::http1::reply::LocalReply;
+use crate::http1::{BodyFraming, ChunkedScanner};
+use crate::routing::{Direction, RequestView, RouteError};
+use crate::worker::Core;
+
+/// Bodies at most this large that arrived with their head are sent in the same write.
+const COALESCE_BODY_BYTES: u64 = 16 * 1024;
+
+/// What happens to the downstream connection after a request.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Serves one downstream connection until either side closes it or the core drains.
+pub async fn serve_connection(stream: TcpStream, direction: Direction, core: Rc<Core>) {
+    core.active.set(core.active.get() + 1);
+    let mut down = Conn::new(stream);
+    // Both buffers live as long as the connection, so steady-state requests allocate nothing.
+    let mut request_out = Vec::with_capacity(2048);
+    let mut response_out = Vec::with_capacity(2048);
+    while let Next::KeepAlive =
+        serve_request(&mut down, direction, &core, &mut request_out, &mut response_out).await
+    {}
+    core.active.set(core.active.get() - 1);
+}
+
+/// The parts of a request head that outlive the borrow of the read buffer.
+struct Plan {
+    head_len: usize,
+    framing: BodyFraming,
+    keep_alive: bool,
+    is_head: bool,
+    expects_continue: bool,
+    upstream: Result<SocketAddr, (LocalReply, String)>,
+}
+
+async fn serve_request(
+    down: &mut Conn,
+    direction: Direction,
+    core: &Core,
+    request_out: &mut Vec<u8>,
+    response_out: &mut Vec<u8>,
+) -> Next {
+    // Phase 1: read the head. Between requests is the one place draining closes a connection.
+    let plan = loop {
+        if !down.buffered().is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            request_out.clear();
+            match parse_request(down.buffered(), &mut headers) {
+                Ok(Some(head)) => break plan_request(&head, direction, core, request_out),
+                Ok(None) => {}
+                Err(e) => {
+                    let reply = LocalReply::BadRequest { status: e.status() };
+                    return local_reply(down, response_out, reply, &e.to_string(), false).await;
+                }
+            }
+        }
+        let read = if down.buffered().is_empty() {
+            if core.drain.is_draining() {
+                return Next::Close;
+            }
+            monoio::select! {
+                _ = core.drain.wait() => return Next::Close,
+                read = down.fill() => read,
+            }
+        } else {
+            down.fill().await
+        };
+        match read {
+            Ok(0) | Err(_) => return Next::Close,
+            Ok(_) => {}
+        }
+    };
+    down.consume(plan.head_len);
+    let mut keep_alive = plan.keep_alive && !core.drain.is_draining();
+
+    // Phase 2 happened in plan_request; a local reply ends the request here.
+    let addr = match plan.upstream {
+        Ok(addr) => addr,
+        Err((reply, detail)) => {
+            // An unread body would be parsed as the next request: close instead.
+            keep_alive &= plan.framing == BodyFraming::None;
+            return local_reply(down, response_out, reply, &detail, keep_alive).await;
+        }
+    };
+    let has_body = plan.framing != BodyFraming::None;
+    let mut request_framing = plan.framing;
+    if let BodyFraming::Length(n) = plan.framing {
+        // Small body already buffered: send head and body in one write.
+        if n <= COALESCE_BODY_BYTES && n as usize <= down.buffered().len() {
+            request_out.extend_from_slice(&down.buffered()[..n as usize]);
+            down.consume(n as usize);
+            request_framing = BodyFraming::None;
+        }
+    }
+    if plan.expects_continue && request_framing != BodyFraming::None {
+        // Answer 100-continue ourselves (as Envoy does by default) so the client sends the
+        // body while the upstream connection is set up.
+        let mut interim = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+        if send(&mut down.stream, &mut interim).await.is_err() {
+            return Next::Close;
+        }
+    }
+
+    // Phases 3–5, with one retry when a reused connection turns out to be dead before any
+    // response byte and the request can be replayed (its body is not streamed).
+    let replayable = request_framing == BodyFraming::None;
+    let mut attempt = 0;
+    let (mut up, response) = loop {
+        attempt += 1;
+        let pooled = if attempt == 1 { core.pool.take(addr, has_body) } else { None };
+        let (mut up, reused) = match pooled {
+            Some(conn) => (conn, true),
+            None => match connect(addr, core).await {
+                Ok(conn) => (conn, false),
+                Err(detail) => {
+                    keep_alive &= request_framing == BodyFraming::None;
+                    let reply = LocalReply::ConnectFailure;
+                    return local_reply(down, response_out, reply, &detail, keep_alive).await;
+                }
+            },
+        };
+        let may_retry = reused && replayable && attempt == 1;
+        // Phase 4: forward head (and a coalesced body), then stream any remaining body.
+        let head = std::mem::take(request_out);
+        let len = head.len();
+        let (written, head) = write_range(&mut up.stream, head, 0..len).await;
+        *request_out = head;
+        if written.is_err() {
+            if may_retry {
+                continue;
+            }
+            let reply = LocalReply::UpstreamReset;
+            return local_reply(down, response_out, reply, "write failed", false).await;
+        }
+        if let Err(e) = copy_body(down, &mut up.stream, request_framing).await {
+            return match e {
+                CopyError::Source => Next::Close,
+                CopyError::Malformed => {
+                    let reply = LocalReply::BadRequest { status: 400 };
+                    local_reply(down, response_out, reply, "invalid chunked body", false).await
+                }
+                CopyError::Destination(e) => {
+                    let detail = format!("while sending the request body: {e}");
+                    local_reply(down, response_out, LocalReply::UpstreamReset, &detail, false).await
+                }
+            };
+        }
+        // Phase 5: the response head, within the upstream timeout.
+        let timeout = core.settings.upstream_timeout;
+        let read = read_response_head(&mut up, plan.is_head, response_out);
+        let (reply, detail) = match monoio::time::timeout(timeout, read).await {
+            Ok(Ok(response)) => break (up, response),
+            Ok(Err(ResponseError::Closed)) if may_retry => continue,
+            Ok(Err(ResponseError::Closed)) => {
+                (LocalReply::UpstreamReset, "connection closed before response headers".to_owned())
+            }
+            Ok(Err(ResponseError::Io(e))) => (LocalReply::UpstreamReset, e.to_string()),
+            Ok(Err(ResponseError::Malformed(detail))) => (LocalReply::BadUpstreamResponse, detail),
+            Err(_elapsed) => (
+                LocalReply::UpstreamTimeout,
+                format!("no response within {} ms", timeout.as_millis()),
+            ),
+        };
+        return local_reply(down, response_out, reply, &detail, false).await;
+    };
+
+    // The response head (rewritten into response_out) goes back downstream.
+    keep_alive &= response.framing != BodyFraming::UntilClose;
+    if !keep_alive {
+        response_out.truncate(response_out.len() - 2);
+        response_out.extend_from_slice(b"connection: close\r\n\r\n");
+    }
+    let mut response_framing = response.framing;
+    if let BodyFraming::Length(n) = response.framing {
+        if n <= COALESCE_BODY_BYTES && n as usize <= up.buffered().len() {
+            response_out.extend_from_slice(&up.buffered()[..n as usize]);
+            up.consume(n as usize);
+            response_framing = BodyFraming::None;
+        }
+    }
+    if send(&mut down.stream, response_out).await.is_err() {
+        return Next::Close;
+    }
+    match copy_body(&mut up, &mut down.stream, response_framing).await {
+        Ok(()) => {}
+        Err(_) => return Next::Close,
+    }
+
+    // Phase 6: recycle.
+    if response.keep_alive && up.buffered().is_empty() {
+        core.pool.put(addr, up);
+    }
+    if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// Routes a parsed head and writes the forwarded head into `out`.
+fn plan_request(
+    head: &crate::http1::RequestHead<'_, '_>,
+    direction: Direction,
+    core: &Core,
+    out: &mut Vec<u8>,
+) -> Plan {
+    let upstream = match direction {
+        Direction::Outbound => {
+            let routes = core.routes.borrow();
+            let view = RequestView {
+                host: head.host,
+                port: head.port,
+                path: head.path,
+                headers: head.headers,
+            };
+            match routes.route(&view, || fastrand::u32(..100)) {
+                Ok(decision) if decision.group.endpoints.is_empty() => Err((
+                    LocalReply::NoHealthyUpstream,
+                    format!("{} has no endpoints", decision.group.name),
+                )),
+                Ok(decision) => {
+                    let mut cursors = core.round_robin.borrow_mut();
+                    let cursor = &mut cursors[decision.group_index];
+                    let endpoints = &decision.group.endpoints;
+                    let addr = endpoints[*cursor as usize % endpoints.len()];
+                    *cursor = cursor.wrapping_add(1);
+                    Ok(addr)
+                }
+                Err(RouteError::UnknownHost) => {
+                    Err((LocalReply::NoRoute, format!("no service for host {:?}", head.host)))
+                }
+                Err(RouteError::NoRuleMatched) => Err((
+                    LocalReply::NoRoute,
+                    format!("no rule for host {:?} matched path {:?}", head.host, head.path),
+                )),
+            }
+        }
+        Direction::Inbound => core
+            .routes
+            .borrow()
+            .inbound_target(head.port)
+            .ok_or((LocalReply::NoRoute, "this workload declares no inbound port".to_owned())),
+    };
+    if upstream.is_ok() {
+        head.write_forwarded(out);
+    }
+    Plan {
+        head_len: head.len,
+        framing: head.framing,
+        keep_alive: head.keep_alive,
+        is_head: head.method == "HEAD",
+        expects_continue: head.expects_continue,
+        upstream,
+    }
+}
+
+async fn connect(addr: SocketAddr, core: &Core) -> Result<Conn, String> {
+    let timeout = core.settings.connect_timeout;
+    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(Conn::new(stream))
+        }
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        Err(_) => Err(format!("{addr}: no connection within {} ms", timeout.as_millis())),
+    }
+}
+
+async fn local_reply(
+    down: &mut Conn,
+    out: &mut Vec<u8>,
+    reply: LocalReply,
+    detail: &str,
+    keep_alive: bool,
+) -> Next {
+    out.clear();
+    reply.write(out, detail, !keep_alive);
+    match send(&mut down.stream, out).await {
+        Ok(()) if keep_alive => Next::KeepAlive,
+        _ => Next::Close,
+    }
+}
+
+/// Writes all of `buf` and clears it, keeping its allocation.
+async fn send(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+    let owned = std::mem::take(buf);
+    let len = owned.len();
+    let (result, mut owned) = write_range(stream, owned, 0..len).await;
+    owned.clear();
+    *buf = owned;
+    result
+}
+
+struct ResponsePlan {
+    framing: BodyFraming,
+    keep_alive: bool,
+}
+
+enum ResponseError {
+    Closed,
+    Io(io::Error),
+    Malformed(String),
+}
+
+/// Reads the final response head, skipping interim 1xx responses, and writes the head to send
+/// downstream into `out`.
+async fn read_response_head(
+    up: &mut Conn,
+    is_head: bool,
+    out: &mut Vec<u8>,
+) -> Result<ResponsePlan, ResponseError> {
+    let method = if is_head { "HEAD" } else { "GET" };
+    loop {
+        if !up.buffered().is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match parse_response(up.buffered(), &mut headers, method) {
+                Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                    let len = head.len;
+                    up.consume(len);
+                    continue;
+                }
+                Ok(Some(head)) => {
+                    out.clear();
+                    head.write_forwarded(out, false);
+                    let plan = ResponsePlan { framing: head.framing, keep_alive: head.keep_alive };
+                    let len = head.len;
+                    up.consume(len);
+                    return Ok(plan);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ResponseError::Malformed(e.to_string())),
+            }
+        }
+        match up.fill().await {
+            Ok(0) => return Err(ResponseError::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(ResponseError::Io(e)),
+        }
+    }
+}
+
+enum CopyError {
+    Source,
+    Destination(io::Error),
+    Malformed,
+}
+
+/// Streams a body from `src` to `dst` without buffering more than one read at a time.
+async fn copy_body(src: &mut Conn, dst: &mut TcpStream, framing: BodyFraming) -> Result<(), CopyError> {
+    match framing {
+        BodyFraming::None => Ok(()),
+        BodyFraming::Length(mut left) => {
+            while left > 0 {
+                if src.buffered().is_empty() && src.fill().await.map_err(|_| CopyError::Source)? == 0 {
+                    return Err(CopyError::Source);
+                }
+                let n = left.min(src.buffered().len() as u64) as usize;
+                src.forward_buffered(dst, n).await.map_err(CopyError::Destination)?;
+                left -= n as u64;
+            }
+            Ok(())
+        }
+        BodyFraming::Chunked => {
+            let mut scanner = ChunkedScanner::default();
+            loop {
+                if src.buffered().is_empty() && src.fill().await.map_err(|_| CopyError::Source)? == 0 {
+                    return Err(CopyError::Source);
+                }
+                let n = scanner.feed(src.buffered()).map_err(|_| CopyError::Malformed)?;
+                src.forward_buffered(dst, n).await.map_err(CopyError::Destination)?;
+                if scanner.is_done() {
+                    return Ok(());
+                }
+            }
+        }
+        BodyFraming::UntilClose => loop {
+            if src.buffered().is_empty() && src.fill().await.map_err(|_| CopyError::Source)? == 0 {
+                return Ok(());
+            }
+            let n = src.buffered().len();
+            src.forward_buffered(dst, n).await.map_err(CopyError::Destination)?;
+        },
+    }
+}

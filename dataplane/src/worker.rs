@@ -1,0 +1,210 @@
+//! One data-plane core: a pinned thread running a monoio runtime with its own listeners,
+//! upstream pools and balancer state. Nothing here is shared with other cores but the
+//! immutable route state behind an `Arc`.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use monoio::io::AsyncReadRent;
+use monoio::net::{TcpListener, UnixStream};
+
+use crate::drain::Drain;
+use crate::pool::Pool;
+use crate::proxy;
+use crate::routing::{Direction, RouteState};
+
+/// Which monoio driver a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoDriver {
+    /// io_uring when the kernel allows it, epoll otherwise.
+    Auto,
+    /// io_uring with COOP_TASKRUN, SINGLE_ISSUER and DEFER_TASKRUN; fail if unavailable.
+    Uring,
+    /// monoio's epoll ("legacy") driver.
+    Epoll,
+}
+
+/// Timeouts and limits every core applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long to wait for a TCP connection to an upstream.
+    pub connect_timeout: Duration,
+    /// How long to wait for an upstream's response head once the request is sent.
+    pub upstream_timeout: Duration,
+    /// How long in-flight requests may run after draining starts.
+    pub drain_timeout: Duration,
+}
+
+/// What a worker thread needs to start.
+#[derive(Debug)]
+pub struct WorkerSpec {
+    /// Worker number, for logs.
+    pub index: usize,
+    /// CPU to pin to, if any.
+    pub core: Option<core_affinity::CoreId>,
+    /// Requested IO driver.
+    pub driver: IoDriver,
+    /// This core's listeners (SO_REUSEPORT siblings of the other cores').
+    pub listeners: Vec<(std::net::TcpListener, Direction)>,
+    /// Commands from the control thread: one byte each, `d` = drain. EOF also drains.
+    pub control: std::os::unix::net::UnixStream,
+    /// The route state to serve.
+    pub routes: Arc<RouteState>,
+    /// Timeouts and limits.
+    pub settings: Settings,
+}
+
+/// What a worker reports to the control thread.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// The runtime is up and listeners are accepting; names the driver in use.
+    Started { index: usize, driver: &'static str },
+    /// The worker could not start.
+    Failed { index: usize, error: io::Error },
+    /// The worker finished draining and stopped.
+    Stopped { index: usize, unfinished: usize },
+}
+
+/// State one core's tasks share (`Rc`, never crossing threads).
+#[derive(Debug)]
+pub struct Core {
+    /// Route state in force; replaced whole on reload.
+    pub routes: RefCell<Arc<RouteState>>,
+    /// Round-robin cursor per endpoint group.
+    pub round_robin: RefCell<Vec<u32>>,
+    /// Idle upstream connections.
+    pub pool: Pool,
+    /// Drain signal.
+    pub drain: Drain,
+    /// Downstream connections open now.
+    pub active: Cell<usize>,
+    /// Timeouts and limits.
+    pub settings: Settings,
+}
+
+/// Runs a worker to completion on the current thread.
+pub fn run(spec: WorkerSpec, events: mpsc::Sender<WorkerEvent>) {
+    let index = spec.index;
+    if let Some(core) = spec.core {
+        core_affinity::set_for_current(core);
+    }
+    let result = match spec.driver {
+        IoDriver::Epoll => run_epoll(spec, &events),
+        IoDriver::Uring => run_uring(spec, &events, true).map_err(|(_, e)| e),
+        IoDriver::Auto => match run_uring(spec, &events, true) {
+            Ok(()) => Ok(()),
+            Err((Some(spec), _)) => run_epoll(spec, &events),
+            Err((None, e)) => Err(e),
+        },
+    };
+    if let Err(error) = result {
+        let _ = events.send(WorkerEvent::Failed { index, error });
+    }
+}
+
+type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
+
+/// Builds an io_uring runtime, with the setup flags DESIGN.md measured, falling back to the
+/// plain setup on kernels that refuse them. On failure the spec is handed back for epoll.
+fn run_uring(
+    spec: WorkerSpec,
+    events: &mpsc::Sender<WorkerEvent>,
+    tuned: bool,
+) -> Result<(), (Option<WorkerSpec>, io::Error)> {
+    let build = |tuned: bool| -> io::Result<UringRuntime> {
+        let mut urb = io_uring::IoUring::builder();
+        if tuned {
+            urb.setup_coop_taskrun().setup_single_issuer().setup_defer_taskrun();
+        }
+        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .uring_builder(urb)
+            .with_entries(1024)
+            .enable_timer()
+            .build()
+    };
+    let runtime = match build(tuned) {
+        Ok(rt) => Ok(rt),
+        Err(_) if tuned => build(false),
+        Err(e) => Err(e),
+    };
+    match runtime {
+        Ok(mut rt) => rt.block_on(serve(spec, events.clone(), "io_uring")).map_err(|e| (None, e)),
+        Err(e) => Err((Some(spec), e)),
+    }
+}
+
+fn run_epoll(spec: WorkerSpec, events: &mpsc::Sender<WorkerEvent>) -> io::Result<()> {
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build()?;
+    rt.block_on(serve(spec, events.clone(), "epoll"))
+}
+
+async fn serve(
+    spec: WorkerSpec,
+    events: mpsc::Sender<WorkerEvent>,
+    driver: &'static str,
+) -> io::Result<()> {
+    let groups = spec.routes.group_count();
+    let core = Rc::new(Core {
+        routes: RefCell::new(spec.routes),
+        round_robin: RefCell::new(vec![0; groups]),
+        pool: Pool::default(),
+        drain: Drain::default(),
+        active: Cell::new(0),
+        settings: spec.settings,
+    });
+    let mut listeners = Vec::with_capacity(spec.listeners.len());
+    for (listener, direction) in spec.listeners {
+        listeners.push((TcpListener::from_std(listener)?, direction));
+    }
+    let control = UnixStream::from_std(spec.control)?;
+    monoio::spawn(watch_control(control, core.clone()));
+    for (listener, direction) in listeners {
+        monoio::spawn(accept_loop(listener, direction, core.clone()));
+    }
+    let _ = events.send(WorkerEvent::Started { index: spec.index, driver });
+
+    core.drain.wait().await;
+    let deadline = Instant::now() + core.settings.drain_timeout;
+    // Shutdown only: poll the in-flight count rather than wiring another notifier.
+    while core.active.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = events.send(WorkerEvent::Stopped { index: spec.index, unfinished: core.active.get() });
+    Ok(())
+}
+
+async fn watch_control(mut control: UnixStream, core: Rc<Core>) {
+    loop {
+        let (result, buf) = control.read(vec![0u8; 16]).await;
+        match result {
+            Ok(n) if n > 0 && !buf[..n].contains(&b'd') => continue,
+            // A drain command, EOF (the control thread is gone) or an error all mean stop.
+            _ => break,
+        }
+    }
+    core.drain.start();
+}
+
+async fn accept_loop(listener: TcpListener, direction: Direction, core: Rc<Core>) {
+    loop {
+        let accepted = monoio::select! {
+            _ = core.drain.wait() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(proxy::serve_connection(stream, direction, core.clone()));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning on the error.
+                eprintln!("meshd: accept failed: {e}");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    // Dropping the listener here stops this core from taking new connections.
+}
