@@ -1,0 +1,350 @@
+//! Diagnostics: stable codes, source spans, and their plain-text rendering.
+//!
+//! The first line of a rendered diagnostic is part of the CLI contract:
+//! `file:line:col: error[CODE]: message`, followed by a rustc-like snippet.
+//! Columns count characters, not bytes, so carets line up under non-ASCII text.
+
+use std::fmt::Write as _;
+
+/// Identifies one input file within [`Sources`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileId(pub(crate) usize);
+
+/// A byte range `start..end` within one file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+}
+
+impl Span {
+    /// The byte range `start..end`.
+    pub fn new(start: usize, end: usize) -> Self {
+        Self { start, end }
+    }
+}
+
+/// A span together with the file it lies in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourceSpan {
+    /// The file.
+    pub file: FileId,
+    /// The byte range within it.
+    pub span: Span,
+}
+
+/// One input file: its path as given on the command line and its text.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    path: String,
+    text: String,
+    /// Byte offset of the start of every line.
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    /// The path as given to the compiler.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The file's text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// 1-based line and 1-based character column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(&self.text, offset);
+        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
+        let column = self.text[self.line_starts[line]..offset].chars().count() + 1;
+        (line + 1, column)
+    }
+
+    /// The text of a 1-based line, without its line terminator.
+    fn line_text(&self, line: usize) -> &str {
+        let start = self.line_starts[line - 1];
+        let end = self
+            .line_starts
+            .get(line)
+            .copied()
+            .unwrap_or(self.text.len());
+        let text = &self.text[start..end];
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        text.strip_suffix('\r').unwrap_or(text)
+    }
+}
+
+fn floor_char_boundary(text: &str, offset: usize) -> usize {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+/// Every input file of one compilation.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    files: Vec<SourceFile>,
+}
+
+impl Sources {
+    /// No files.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a file and returns its id.
+    pub fn add(&mut self, path: impl Into<String>, text: impl Into<String>) -> FileId {
+        let text = text.into();
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        self.files.push(SourceFile {
+            path: path.into(),
+            text,
+            line_starts,
+        });
+        FileId(self.files.len() - 1)
+    }
+
+    /// The file with this id.
+    ///
+    /// # Panics
+    /// If the id comes from another `Sources`.
+    pub fn get(&self, id: FileId) -> &SourceFile {
+        &self.files[id.0]
+    }
+
+    /// Ids and files in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
+        self.files.iter().enumerate().map(|(i, f)| (FileId(i), f))
+    }
+
+    /// `file:line` of a span, as used in messages that point at another definition.
+    pub fn describe(&self, at: SourceSpan) -> String {
+        let file = self.get(at.file);
+        let (line, _) = file.line_col(at.span.start);
+        format!("{}:{line}", file.path)
+    }
+}
+
+/// How bad a diagnostic is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Compilation fails.
+    Error,
+    /// Compilation succeeds; the user should still look.
+    Warning,
+}
+
+/// The stable diagnostic codes. Tests and users key on these, never on message text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Code {
+    /// E0001: the text does not follow the grammar.
+    Syntax,
+    /// E0002: a value is out of range or malformed (address, port, weight, ...).
+    InvalidValue,
+    /// E0100: an input path cannot be read, or holds no `.mesh` file.
+    CannotRead,
+    /// E0101: a reference names a service that is not declared.
+    UnknownService,
+    /// E0102: a destination names a subset the service does not declare.
+    UnknownSubset,
+    /// E0103: the same thing is defined twice.
+    Duplicate,
+    /// E0104: a rule's destination weights do not sum to 100.
+    WeightSum,
+    /// E0105: a service declares no port.
+    NoPort,
+    /// E0106: a service declares no endpoint.
+    NoEndpoints,
+    /// W0107: a subset's selector matches no endpoint.
+    EmptySubset,
+    /// E0999: the compiler produced a snapshot that breaks a spec invariant (a meshc bug).
+    Internal,
+}
+
+impl Code {
+    /// The stable code, e.g. `E0102`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Syntax => "E0001",
+            Self::InvalidValue => "E0002",
+            Self::CannotRead => "E0100",
+            Self::UnknownService => "E0101",
+            Self::UnknownSubset => "E0102",
+            Self::Duplicate => "E0103",
+            Self::WeightSum => "E0104",
+            Self::NoPort => "E0105",
+            Self::NoEndpoints => "E0106",
+            Self::EmptySubset => "W0107",
+            Self::Internal => "E0999",
+        }
+    }
+
+    /// The severity every diagnostic with this code has.
+    pub fn severity(self) -> Severity {
+        match self {
+            Self::EmptySubset => Severity::Warning,
+            _ => Severity::Error,
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One finding about the input, with where it is and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// Stable code.
+    pub code: Code,
+    /// Lower-case message without a trailing period.
+    pub message: String,
+    /// Where in the input; `None` for problems with no position (unreadable input).
+    pub span: Option<SourceSpan>,
+    /// What to do about it.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// A diagnostic at a span, with the code's severity.
+    pub fn new(code: Code, span: SourceSpan, message: impl Into<String>) -> Self {
+        Self {
+            severity: code.severity(),
+            code,
+            message: message.into(),
+            span: Some(span),
+            help: None,
+        }
+    }
+
+    /// A diagnostic without a position.
+    pub fn without_span(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            severity: code.severity(),
+            code,
+            message: message.into(),
+            span: None,
+            help: None,
+        }
+    }
+
+    /// Adds a help line.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Whether this diagnostic fails the compilation.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// `file:line:col` of the start of the span, if any.
+    pub fn location(&self, sources: &Sources) -> Option<(String, usize, usize)> {
+        let at = self.span?;
+        let file = sources.get(at.file);
+        let (line, col) = file.line_col(at.span.start);
+        Some((file.path.clone(), line, col))
+    }
+
+    /// Renders the diagnostic as plain text, ending with a newline:
+    ///
+    /// ```text
+    /// mesh/reviews.mesh:7:16: error[E0102]: unknown subset `v3` of service `reviews`
+    ///    |
+    ///  7 |     to reviews/v3 weight 10
+    ///    |                ^^
+    ///    = help: declared subsets: v1, v2
+    /// ```
+    pub fn render(&self, sources: &Sources) -> String {
+        let kind = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut out = String::new();
+        let Some(at) = self.span else {
+            let _ = writeln!(out, "{kind}[{}]: {}", self.code, self.message);
+            if let Some(help) = &self.help {
+                let _ = writeln!(out, "  = help: {help}");
+            }
+            return out;
+        };
+        let file = sources.get(at.file);
+        let start = floor_char_boundary(&file.text, at.span.start);
+        let (line, col) = file.line_col(start);
+        let _ = writeln!(
+            out,
+            "{}:{line}:{col}: {kind}[{}]: {}",
+            file.path, self.code, self.message
+        );
+        let text = file.line_text(line);
+        let gutter = " ".repeat(line.to_string().len() + 1);
+        // The caret run starts under the span and covers it up to the end of its first line.
+        let prefix: String = text
+            .chars()
+            .take(col - 1)
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        let end = floor_char_boundary(&file.text, at.span.end.max(start));
+        let line_end = file.line_starts[line - 1] + text.len();
+        let covered = file.text[start..end.min(line_end).max(start)]
+            .chars()
+            .count();
+        let carets = "^".repeat(covered.max(1));
+        let _ = writeln!(out, "{gutter} |");
+        if text.is_empty() {
+            let _ = writeln!(out, " {line} |");
+        } else {
+            let _ = writeln!(out, " {line} | {text}");
+        }
+        let _ = writeln!(out, "{gutter} | {prefix}{carets}");
+        if let Some(help) = &self.help {
+            let _ = writeln!(out, "{gutter} = help: {help}");
+        }
+        out
+    }
+}
+
+/// The closest candidate to `name` by edit distance, if it is close enough to be a likely typo.
+pub(crate) fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|&(d, _)| d <= limit)
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over characters.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitute.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests;
