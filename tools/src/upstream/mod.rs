@@ -1,0 +1,139 @@
+//! A small real HTTP/1.1 origin server (thread per connection) for tests, the demo and benchmarks.
+//!
+//! Routes: `/echo`, `/echo-chunked`, `/chunked?chunks=N&size=S`, `/headers`, `/status/NNN`,
+//! and anything else answers 200 with the server's name. Every response carries
+//! `x-upstream: <name>` and `content-type: text/plain`.
+
+mod serve;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// A running origin server; dropping it closes the listener and every connection and joins its threads.
+#[derive(Debug)]
+pub struct Upstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// State shared between the handle, the accept thread and connection threads.
+#[derive(Debug)]
+struct Shared {
+    name: String,
+    stop: AtomicBool,
+    requests: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl Upstream {
+    /// Starts a server named `name` on `127.0.0.1:0`.
+    pub fn start(name: &str) -> io::Result<Self> {
+        Self::bind(name, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    }
+
+    /// Starts a server named `name` listening on `addr`.
+    pub fn bind(name: &str, addr: SocketAddr) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            name: name.to_owned(),
+            stop: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+        });
+        let acceptor = thread::Builder::new()
+            .name(format!("upstream-{name}"))
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || accept_loop(&listener, &shared)
+            })?;
+        Ok(Self {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's name, sent in `x-upstream` and as the default body.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Requests answered so far; counted before the response is written, so a client that has read a response sees it counted.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() with a connection of our own.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        if TcpStream::connect_timeout(&wake, Duration::from_secs(1)).is_ok() {
+            if let Some(acceptor) = self.acceptor.take() {
+                // A panicked acceptor has nothing left to clean up.
+                let _ = acceptor.join();
+            }
+        }
+    }
+}
+
+/// Accepts until stopped, then shuts down and joins every live connection thread.
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    let mut live: Vec<(TcpStream, JoinHandle<()>)> = Vec::new();
+    loop {
+        let accepted = listener.accept();
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok((stream, _)) = accepted else {
+            // EMFILE and friends: back off instead of spinning on the error.
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        live.retain(|(_, handle)| !handle.is_finished());
+        // Small responses must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let Ok(clone) = stream.try_clone() else {
+            continue;
+        };
+        let spawned = thread::Builder::new()
+            .name(format!("upstream-{}-conn", shared.name))
+            .spawn({
+                let shared = Arc::clone(shared);
+                move || serve::connection(stream, &shared)
+            });
+        if let Ok(handle) = spawned {
+            live.push((clone, handle));
+        }
+    }
+    for (stream, _) in &live {
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+    for (_, handle) in live {
+        let _ = handle.join();
+    }
+}
