@@ -47,8 +47,14 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         ("GET", "/ready") => (200, "text/plain", "ready\n".to_owned()),
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_owned()),
         ("GET", "/config") => (200, "application/json", config_json(state)),
-        (_, "/ready" | "/healthz" | "/config") => (405, "text/plain", "method not allowed\n".into()),
-        _ => (404, "text/plain", "unknown admin path; try /ready, /healthz, /config\n".into()),
+        (_, "/ready" | "/healthz" | "/config") => {
+            (405, "text/plain", "method not allowed\n".into())
+        }
+        _ => (
+            404,
+            "text/plain",
+            "unknown admin path; try /ready, /healthz, /config\n".into(),
+        ),
     };
     let mut stream = stream;
     write!(

@@ -24,7 +24,11 @@ pub struct Conn {
 impl Conn {
     /// Wraps a connected stream.
     pub fn new(stream: TcpStream) -> Self {
-        Self { stream, buf: Vec::with_capacity(READ_BUFFER), pos: 0 }
+        Self {
+            stream,
+            buf: Vec::with_capacity(READ_BUFFER),
+            pos: 0,
+        }
     }
 
     /// Unconsumed bytes.

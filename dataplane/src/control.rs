@@ -88,15 +88,17 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             settings: options.settings,
         };
         let tx = worker_tx.clone();
-        std::thread::Builder::new().name(format!("meshd-worker-{index}")).spawn(move || {
-            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                worker::run(spec, tx.clone());
-            }));
-            if panicked.is_err() {
-                let error = io::Error::other("worker panicked");
-                let _ = tx.send(WorkerEvent::Failed { index, error });
-            }
-        })?;
+        std::thread::Builder::new()
+            .name(format!("meshd-worker-{index}"))
+            .spawn(move || {
+                let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    worker::run(spec, tx.clone());
+                }));
+                if panicked.is_err() {
+                    let error = io::Error::other("worker panicked");
+                    let _ = tx.send(WorkerEvent::Failed { index, error });
+                }
+            })?;
     }
     drop(worker_tx);
 
@@ -115,8 +117,11 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         }
     }
 
-    let admin_state =
-        Arc::new(AdminState { routes: options.routes.clone(), draining: false.into(), driver });
+    let admin_state = Arc::new(AdminState {
+        routes: options.routes.clone(),
+        draining: false.into(),
+        driver,
+    });
     let state = admin_state.clone();
     std::thread::Builder::new()
         .name("meshd-admin".into())
@@ -199,12 +204,14 @@ fn forward(from: mpsc::Receiver<WorkerEvent>, to: mpsc::Sender<Event>) {
 fn watch_signals(events: mpsc::Sender<Event>) -> io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
-    std::thread::Builder::new().name("meshd-signals".into()).spawn(move || {
-        for signal in signals.forever() {
-            if events.send(Event::Signal(signal)).is_err() {
-                break;
+    std::thread::Builder::new()
+        .name("meshd-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if events.send(Event::Signal(signal)).is_err() {
+                    break;
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }

@@ -23,13 +23,21 @@ impl Drain {
     /// Starts draining and wakes every waiter.
     pub fn start(&self) {
         self.started.set(true);
-        let wakers: Vec<Waker> = self.waiters.borrow_mut().iter_mut().filter_map(Option::take).collect();
+        let wakers: Vec<Waker> = self
+            .waiters
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
         wakers.into_iter().for_each(Waker::wake);
     }
 
     /// Completes once draining has started.
     pub fn wait(&self) -> Wait<'_> {
-        Wait { drain: self, slot: None }
+        Wait {
+            drain: self,
+            slot: None,
+        }
     }
 }
 

@@ -63,8 +63,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let path = args.snapshot.display();
     let bytes = std::fs::read(&args.snapshot)
         .map_err(|e| anyhow::anyhow!("cannot read snapshot {path}: {e}"))?;
-    let (snapshot, hash) = spec::decode(&bytes)
-        .map_err(|e| anyhow::anyhow!("refusing snapshot {path}: {e}"))?;
+    let (snapshot, hash) =
+        spec::decode(&bytes).map_err(|e| anyhow::anyhow!("refusing snapshot {path}: {e}"))?;
     let routes = RouteState::new(snapshot, hash, args.workload.as_deref())?;
     control::run(Options {
         routes: Arc::new(routes),
@@ -86,7 +86,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit())
         .map_or((text, ""), |i| text.split_at(i));
-    let n: u64 = number.parse().map_err(|_| format!("{text:?}: expected e.g. 500ms, 5s or 2m"))?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected e.g. 500ms, 5s or 2m"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),

@@ -37,8 +37,14 @@ pub async fn serve_connection(stream: TcpStream, direction: Direction, core: Rc<
     // Both buffers live as long as the connection, so steady-state requests allocate nothing.
     let mut request_out = Vec::with_capacity(2048);
     let mut response_out = Vec::with_capacity(2048);
-    while let Next::KeepAlive =
-        serve_request(&mut down, direction, &core, &mut request_out, &mut response_out).await
+    while let Next::KeepAlive = serve_request(
+        &mut down,
+        direction,
+        &core,
+        &mut request_out,
+        &mut response_out,
+    )
+    .await
     {}
     core.active.set(core.active.get() - 1);
 }
@@ -127,7 +133,11 @@ async fn serve_request(
     let mut attempt = 0;
     let (mut up, response) = loop {
         attempt += 1;
-        let pooled = if attempt == 1 { core.pool.take(addr, has_body) } else { None };
+        let pooled = if attempt == 1 {
+            core.pool.take(addr, has_body)
+        } else {
+            None
+        };
         let (mut up, reused) = match pooled {
             Some(conn) => (conn, true),
             None => match connect(addr, core).await {
@@ -161,7 +171,14 @@ async fn serve_request(
                 }
                 CopyError::Destination(e) => {
                     let detail = format!("while sending the request body: {e}");
-                    local_reply(down, response_out, LocalReply::UpstreamReset, &detail, false).await
+                    local_reply(
+                        down,
+                        response_out,
+                        LocalReply::UpstreamReset,
+                        &detail,
+                        false,
+                    )
+                    .await
                 }
             };
         }
@@ -171,9 +188,10 @@ async fn serve_request(
         let (reply, detail) = match monoio::time::timeout(timeout, read).await {
             Ok(Ok(response)) => break (up, response),
             Ok(Err(ResponseError::Closed)) if may_retry => continue,
-            Ok(Err(ResponseError::Closed)) => {
-                (LocalReply::UpstreamReset, "connection closed before response headers".to_owned())
-            }
+            Ok(Err(ResponseError::Closed)) => (
+                LocalReply::UpstreamReset,
+                "connection closed before response headers".to_owned(),
+            ),
             Ok(Err(ResponseError::Io(e))) => (LocalReply::UpstreamReset, e.to_string()),
             Ok(Err(ResponseError::Malformed(detail))) => (LocalReply::BadUpstreamResponse, detail),
             Err(_elapsed) => (
@@ -184,8 +202,9 @@ async fn serve_request(
         return local_reply(down, response_out, reply, &detail, false).await;
     };
 
-    // The response head (rewritten into response_out) goes back downstream.
-    keep_alive &= response.framing != BodyFraming::UntilClose;
+    // The response head (rewritten into response_out) goes back downstream. A drain that began
+    // while this request was in flight tells the client to go elsewhere next time.
+    keep_alive &= response.framing != BodyFraming::UntilClose && !core.drain.is_draining();
     if !keep_alive {
         response_out.truncate(response_out.len() - 2);
         response_out.extend_from_slice(b"connection: close\r\n\r\n");
@@ -246,20 +265,23 @@ fn plan_request(
                     *cursor = cursor.wrapping_add(1);
                     Ok(addr)
                 }
-                Err(RouteError::UnknownHost) => {
-                    Err((LocalReply::NoRoute, format!("no service for host {:?}", head.host)))
-                }
+                Err(RouteError::UnknownHost) => Err((
+                    LocalReply::NoRoute,
+                    format!("no service for host {:?}", head.host),
+                )),
                 Err(RouteError::NoRuleMatched) => Err((
                     LocalReply::NoRoute,
-                    format!("no rule for host {:?} matched path {:?}", head.host, head.path),
+                    format!(
+                        "no rule for host {:?} matched path {:?}",
+                        head.host, head.path
+                    ),
                 )),
             }
         }
-        Direction::Inbound => core
-            .routes
-            .borrow()
-            .inbound_target(head.port)
-            .ok_or((LocalReply::NoRoute, "this workload declares no inbound port".to_owned())),
+        Direction::Inbound => core.routes.borrow().inbound_target(head.port).ok_or((
+            LocalReply::NoRoute,
+            "this workload declares no inbound port".to_owned(),
+        )),
     };
     if upstream.is_ok() {
         head.write_forwarded(out);
@@ -282,7 +304,10 @@ async fn connect(addr: SocketAddr, core: &Core) -> Result<Conn, String> {
             Ok(Conn::new(stream))
         }
         Ok(Err(e)) => Err(format!("{addr}: {e}")),
-        Err(_) => Err(format!("{addr}: no connection within {} ms", timeout.as_millis())),
+        Err(_) => Err(format!(
+            "{addr}: no connection within {} ms",
+            timeout.as_millis()
+        )),
     }
 }
 
@@ -342,7 +367,10 @@ async fn read_response_head(
                 Ok(Some(head)) => {
                     out.clear();
                     head.write_forwarded(out, false);
-                    let plan = ResponsePlan { framing: head.framing, keep_alive: head.keep_alive };
+                    let plan = ResponsePlan {
+                        framing: head.framing,
+                        keep_alive: head.keep_alive,
+                    };
                     let len = head.len;
                     up.consume(len);
                     return Ok(plan);
@@ -366,16 +394,24 @@ enum CopyError {
 }
 
 /// Streams a body from `src` to `dst` without buffering more than one read at a time.
-async fn copy_body(src: &mut Conn, dst: &mut TcpStream, framing: BodyFraming) -> Result<(), CopyError> {
+async fn copy_body(
+    src: &mut Conn,
+    dst: &mut TcpStream,
+    framing: BodyFraming,
+) -> Result<(), CopyError> {
     match framing {
         BodyFraming::None => Ok(()),
         BodyFraming::Length(mut left) => {
             while left > 0 {
-                if src.buffered().is_empty() && src.fill().await.map_err(|_| CopyError::Source)? == 0 {
+                if src.buffered().is_empty()
+                    && src.fill().await.map_err(|_| CopyError::Source)? == 0
+                {
                     return Err(CopyError::Source);
                 }
                 let n = left.min(src.buffered().len() as u64) as usize;
-                src.forward_buffered(dst, n).await.map_err(CopyError::Destination)?;
+                src.forward_buffered(dst, n)
+                    .await
+                    .map_err(CopyError::Destination)?;
                 left -= n as u64;
             }
             Ok(())
@@ -383,11 +419,17 @@ async fn copy_body(src: &mut Conn, dst: &mut TcpStream, framing: BodyFraming) ->
         BodyFraming::Chunked => {
             let mut scanner = ChunkedScanner::default();
             loop {
-                if src.buffered().is_empty() && src.fill().await.map_err(|_| CopyError::Source)? == 0 {
+                if src.buffered().is_empty()
+                    && src.fill().await.map_err(|_| CopyError::Source)? == 0
+                {
                     return Err(CopyError::Source);
                 }
-                let n = scanner.feed(src.buffered()).map_err(|_| CopyError::Malformed)?;
-                src.forward_buffered(dst, n).await.map_err(CopyError::Destination)?;
+                let n = scanner
+                    .feed(src.buffered())
+                    .map_err(|_| CopyError::Malformed)?;
+                src.forward_buffered(dst, n)
+                    .await
+                    .map_err(CopyError::Destination)?;
                 if scanner.is_done() {
                     return Ok(());
                 }
@@ -398,7 +440,9 @@ async fn copy_body(src: &mut Conn, dst: &mut TcpStream, framing: BodyFraming) ->
                 return Ok(());
             }
             let n = src.buffered().len();
-            src.forward_buffered(dst, n).await.map_err(CopyError::Destination)?;
+            src.forward_buffered(dst, n)
+                .await
+                .map_err(CopyError::Destination)?;
         },
     }
 }

@@ -86,7 +86,10 @@ impl RouteState {
         workload: Option<&str>,
     ) -> Result<Self, UnknownWorkload> {
         let (visible, inbound) = match workload {
-            None => ((0..snapshot.services.len() as u32).collect::<Vec<_>>(), Vec::new()),
+            None => (
+                (0..snapshot.services.len() as u32).collect::<Vec<_>>(),
+                Vec::new(),
+            ),
             Some(name) => {
                 let Some(w) = snapshot.workload(name) else {
                     let mut known: Vec<&str> =
@@ -94,7 +97,10 @@ impl RouteState {
                     if known.is_empty() {
                         known.push("(no workloads)");
                     }
-                    return Err(UnknownWorkload { name: name.to_owned(), known: known.join(", ") });
+                    return Err(UnknownWorkload {
+                        name: name.to_owned(),
+                        known: known.join(", "),
+                    });
                 };
                 let inbound = w.inbound.iter().map(|p| (p.port, p.target)).collect();
                 (w.outbound.clone(), inbound)
@@ -131,7 +137,14 @@ impl RouteState {
             .map(|h| (h.host.as_str().into(), h.route_table))
             .collect();
 
-        Ok(Self { hash, snapshot, hosts, groups, group_of, inbound })
+        Ok(Self {
+            hash,
+            snapshot,
+            hosts,
+            groups,
+            group_of,
+            inbound,
+        })
     }
 
     /// Number of endpoint groups, for sizing per-core balancer state.
@@ -152,12 +165,16 @@ impl RouteState {
         request: &RequestView<'_, '_>,
         pick: impl FnOnce() -> u32,
     ) -> Result<Decision<'_>, RouteError> {
-        let table = self.lookup_host(request.host).ok_or(RouteError::UnknownHost)?;
+        let table = self
+            .lookup_host(request.host)
+            .ok_or(RouteError::UnknownHost)?;
         let table = &self.snapshot.routes[table as usize];
         let rule = table
             .rules
             .iter()
-            .find(|rule| rule.matches.is_empty() || rule.matches.iter().any(|m| matches(m, request)))
+            .find(|rule| {
+                rule.matches.is_empty() || rule.matches.iter().any(|m| matches(m, request))
+            })
             .ok_or(RouteError::NoRuleMatched)?;
         let destination = match rule.destinations.as_slice() {
             [only] => only,
@@ -177,7 +194,10 @@ impl RouteState {
         };
         let base = self.group_of[destination.service as usize] as usize;
         let group_index = base + destination.subset.map_or(0, |s| s as usize + 1);
-        Ok(Decision { group_index, group: &self.groups[group_index] })
+        Ok(Decision {
+            group_index,
+            group: &self.groups[group_index],
+        })
     }
 
     fn lookup_host(&self, host: &str) -> Option<u32> {
@@ -200,10 +220,9 @@ fn matches(m: &RequestMatch, request: &RequestView<'_, '_>) -> bool {
     };
     path_ok
         && m.headers.iter().all(|want| {
-            request
-                .headers
-                .iter()
-                .any(|h| h.name.eq_ignore_ascii_case(&want.name) && h.value == want.exact.as_bytes())
+            request.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case(&want.name) && h.value == want.exact.as_bytes()
+            })
         })
 }
 

@@ -117,7 +117,9 @@ fn run_uring(
     let build = |tuned: bool| -> io::Result<UringRuntime> {
         let mut urb = io_uring::IoUring::builder();
         if tuned {
-            urb.setup_coop_taskrun().setup_single_issuer().setup_defer_taskrun();
+            urb.setup_coop_taskrun()
+                .setup_single_issuer()
+                .setup_defer_taskrun();
         }
         monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
             .uring_builder(urb)
@@ -131,13 +133,17 @@ fn run_uring(
         Err(e) => Err(e),
     };
     match runtime {
-        Ok(mut rt) => rt.block_on(serve(spec, events.clone(), "io_uring")).map_err(|e| (None, e)),
+        Ok(mut rt) => rt
+            .block_on(serve(spec, events.clone(), "io_uring"))
+            .map_err(|e| (None, e)),
         Err(e) => Err((Some(spec), e)),
     }
 }
 
 fn run_epoll(spec: WorkerSpec, events: &mpsc::Sender<WorkerEvent>) -> io::Result<()> {
-    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build()?;
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()?;
     rt.block_on(serve(spec, events.clone(), "epoll"))
 }
 
@@ -155,16 +161,23 @@ async fn serve(
         active: Cell::new(0),
         settings: spec.settings,
     });
+    // monoio's epoll driver issues plain syscalls and waits for readiness only on EAGAIN, so
+    // sockets made outside it must be non-blocking (io_uring does not mind either way).
     let mut listeners = Vec::with_capacity(spec.listeners.len());
     for (listener, direction) in spec.listeners {
+        listener.set_nonblocking(true)?;
         listeners.push((TcpListener::from_std(listener)?, direction));
     }
+    spec.control.set_nonblocking(true)?;
     let control = UnixStream::from_std(spec.control)?;
     monoio::spawn(watch_control(control, core.clone()));
     for (listener, direction) in listeners {
         monoio::spawn(accept_loop(listener, direction, core.clone()));
     }
-    let _ = events.send(WorkerEvent::Started { index: spec.index, driver });
+    let _ = events.send(WorkerEvent::Started {
+        index: spec.index,
+        driver,
+    });
 
     core.drain.wait().await;
     let deadline = Instant::now() + core.settings.drain_timeout;
@@ -172,7 +185,10 @@ async fn serve(
     while core.active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
-    let _ = events.send(WorkerEvent::Stopped { index: spec.index, unfinished: core.active.get() });
+    let _ = events.send(WorkerEvent::Stopped {
+        index: spec.index,
+        unfinished: core.active.get(),
+    });
     Ok(())
 }
 

@@ -17,7 +17,9 @@ pub enum ChunkedError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a chunk size; `digits` counts them.
-    Size { digits: u8 },
+    Size {
+        digits: u8,
+    },
     /// Skipping a chunk extension up to CR.
     Extension,
     /// Expecting LF after the size line's CR.
@@ -27,8 +29,12 @@ enum State {
     DataCr,
     DataLf,
     /// In the trailer section; `empty_line` is true at the start of a line.
-    Trailer { at_line_start: bool },
-    TrailerLf { ending: bool },
+    Trailer {
+        at_line_start: bool,
+    },
+    TrailerLf {
+        ending: bool,
+    },
     Done,
 }
 
@@ -41,7 +47,10 @@ pub struct ChunkedScanner {
 
 impl Default for ChunkedScanner {
     fn default() -> Self {
-        Self { state: State::Size { digits: 0 }, size: 0 }
+        Self {
+            state: State::Size { digits: 0 },
+            size: 0,
+        }
     }
 }
 
@@ -64,7 +73,11 @@ impl ChunkedScanner {
                     let take = left.min((input.len() - i) as u64);
                     i += take as usize;
                     let left = left - take;
-                    self.state = if left == 0 { State::DataCr } else { State::Data(left) };
+                    self.state = if left == 0 {
+                        State::DataCr
+                    } else {
+                        State::Data(left)
+                    };
                     continue;
                 }
                 State::Size { digits } => match hex_value(b) {
@@ -73,7 +86,9 @@ impl ChunkedScanner {
                             return Err(ChunkedError::SizeOverflow);
                         }
                         self.size = self.size << 4 | u64::from(v);
-                        State::Size { digits: digits.saturating_add(1) }
+                        State::Size {
+                            digits: digits.saturating_add(1),
+                        }
                     }
                     None if digits == 0 => return Err(ChunkedError::InvalidSize),
                     None if b == b';' => State::Extension,
@@ -88,7 +103,9 @@ impl ChunkedScanner {
                 State::SizeLf if b == b'\n' => {
                     let size = std::mem::take(&mut self.size);
                     if size == 0 {
-                        State::Trailer { at_line_start: true }
+                        State::Trailer {
+                            at_line_start: true,
+                        }
                     } else {
                         State::Data(size)
                     }
@@ -98,16 +115,22 @@ impl ChunkedScanner {
                 State::DataLf if b == b'\n' => State::Size { digits: 0 },
                 State::DataCr | State::DataLf => return Err(ChunkedError::MissingCrlf),
                 State::Trailer { at_line_start } => match b {
-                    b'\r' => State::TrailerLf { ending: at_line_start },
+                    b'\r' => State::TrailerLf {
+                        ending: at_line_start,
+                    },
                     b'\n' => return Err(ChunkedError::MissingCrlf),
-                    _ => State::Trailer { at_line_start: false },
+                    _ => State::Trailer {
+                        at_line_start: false,
+                    },
                 },
                 State::TrailerLf { ending } if b == b'\n' => {
                     if ending {
                         self.state = State::Done;
                         return Ok(i + 1);
                     }
-                    State::Trailer { at_line_start: true }
+                    State::Trailer {
+                        at_line_start: true,
+                    }
                 }
                 State::TrailerLf { .. } => return Err(ChunkedError::MissingCrlf),
             };
@@ -161,9 +184,18 @@ mod tests {
 
     #[test]
     fn rejects_invalid_sizes() {
-        assert_eq!(ChunkedScanner::default().feed(b"zz\r\n"), Err(ChunkedError::InvalidSize));
-        assert_eq!(ChunkedScanner::default().feed(b"\r\n"), Err(ChunkedError::InvalidSize));
-        assert_eq!(ChunkedScanner::default().feed(b"5 \r\n"), Err(ChunkedError::InvalidSize));
+        assert_eq!(
+            ChunkedScanner::default().feed(b"zz\r\n"),
+            Err(ChunkedError::InvalidSize)
+        );
+        assert_eq!(
+            ChunkedScanner::default().feed(b"\r\n"),
+            Err(ChunkedError::InvalidSize)
+        );
+        assert_eq!(
+            ChunkedScanner::default().feed(b"5 \r\n"),
+            Err(ChunkedError::InvalidSize)
+        );
         assert_eq!(
             ChunkedScanner::default().feed(b"11111111111111111\r\n"),
             Err(ChunkedError::SizeOverflow)
@@ -172,6 +204,9 @@ mod tests {
 
     #[test]
     fn rejects_data_without_crlf() {
-        assert_eq!(ChunkedScanner::default().feed(b"2\r\nabc\r\n"), Err(ChunkedError::MissingCrlf));
+        assert_eq!(
+            ChunkedScanner::default().feed(b"2\r\nabc\r\n"),
+            Err(ChunkedError::MissingCrlf)
+        );
     }
 }

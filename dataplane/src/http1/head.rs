@@ -124,7 +124,11 @@ pub fn parse_request<'b, 'h>(
                     return Err(HeadError::UriTooLong);
                 }
             }
-            return if buf.len() >= MAX_HEAD_BYTES { Err(HeadError::TooLarge) } else { Ok(None) };
+            return if buf.len() >= MAX_HEAD_BYTES {
+                Err(HeadError::TooLarge)
+            } else {
+                Ok(None)
+            };
         }
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(e) => return Err(HeadError::Malformed(e)),
@@ -175,7 +179,11 @@ pub fn parse_request<'b, 'h>(
         None => return Err(HeadError::MissingHost),
     };
     let (host, port) = split_host_port(authority);
-    let keep_alive = if minor_version == 0 { connection.keep_alive } else { !connection.close };
+    let keep_alive = if minor_version == 0 {
+        connection.keep_alive
+    } else {
+        !connection.close
+    };
     let path = target.split_once('?').map_or(target, |(p, _)| p);
     Ok(Some(RequestHead {
         method,
@@ -203,7 +211,11 @@ pub fn parse_response<'b, 'h>(
     let len = match res.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
-            return if buf.len() >= MAX_HEAD_BYTES { Err(HeadError::TooLarge) } else { Ok(None) };
+            return if buf.len() >= MAX_HEAD_BYTES {
+                Err(HeadError::TooLarge)
+            } else {
+                Ok(None)
+            };
         }
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(e) => return Err(HeadError::Malformed(e)),
@@ -229,7 +241,8 @@ pub fn parse_response<'b, 'h>(
             connection.add(h.value);
         }
     }
-    let bodiless = method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304;
+    let bodiless =
+        method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304;
     let framing = if bodiless {
         BodyFraming::None
     } else if chunked {
@@ -242,8 +255,19 @@ pub fn parse_response<'b, 'h>(
         }
     };
     let keep_alive = framing != BodyFraming::UntilClose
-        && if minor_version == 0 { connection.keep_alive } else { !connection.close };
-    Ok(Some(ResponseHead { status, reason, headers, len, framing, keep_alive }))
+        && if minor_version == 0 {
+            connection.keep_alive
+        } else {
+            !connection.close
+        };
+    Ok(Some(ResponseHead {
+        status,
+        reason,
+        headers,
+        len,
+        framing,
+        keep_alive,
+    }))
 }
 
 impl RequestHead<'_, '_> {
@@ -263,7 +287,10 @@ impl RequestHead<'_, '_> {
         }
         for h in self.headers {
             let host_rewritten = self.absolute_form && h.name.eq_ignore_ascii_case("host");
-            if host_rewritten || is_hop_by_hop(h.name, self.headers) || h.name.eq_ignore_ascii_case("expect") {
+            if host_rewritten
+                || is_hop_by_hop(h.name, self.headers)
+                || h.name.eq_ignore_ascii_case("expect")
+            {
                 continue;
             }
             write_header(out, h);
@@ -319,11 +346,14 @@ fn is_hop_by_hop(name: &str, headers: &[Header<'_>]) -> bool {
     if FIXED.iter().any(|f| name.eq_ignore_ascii_case(f)) {
         return true;
     }
-    headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| {
-        h.value
-            .split(|&b| b == b',')
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
-    })
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .any(|h| {
+            h.value
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+        })
 }
 
 #[derive(Default)]

@@ -28,7 +28,10 @@ impl LocalReply {
         match self {
             Self::BadRequest { status } => status,
             Self::NoRoute => 404,
-            Self::NoHealthyUpstream | Self::ConnectFailure | Self::UpstreamReset | Self::Draining => 503,
+            Self::NoHealthyUpstream
+            | Self::ConnectFailure
+            | Self::UpstreamReset
+            | Self::Draining => 503,
             Self::BadUpstreamResponse => 502,
             Self::UpstreamTimeout => 504,
         }

@@ -11,16 +11,31 @@ fn snapshot() -> Snapshot {
         labels: labels(v),
         weight: 1,
     };
-    let source = SourceLocation { file: "m.mesh".into(), line: 1, column: 1 };
+    let source = SourceLocation {
+        file: "m.mesh".into(),
+        line: 1,
+        column: 1,
+    };
     Snapshot {
         services: vec![Service {
             name: "reviews".into(),
             namespace: "default".into(),
-            ports: vec![ServicePort { number: 9080, protocol: Protocol::Http }],
+            ports: vec![ServicePort {
+                number: 9080,
+                protocol: Protocol::Http,
+            }],
             endpoints: vec![endpoint(1, "v1"), endpoint(2, "v2"), endpoint(3, "v2")],
             subsets: vec![
-                Subset { name: "v1".into(), selector: labels("v1"), endpoints: vec![0] },
-                Subset { name: "v2".into(), selector: labels("v2"), endpoints: vec![1, 2] },
+                Subset {
+                    name: "v1".into(),
+                    selector: labels("v1"),
+                    endpoints: vec![0],
+                },
+                Subset {
+                    name: "v2".into(),
+                    selector: labels("v2"),
+                    endpoints: vec![1, 2],
+                },
             ],
         }],
         routes: vec![RouteTable {
@@ -30,71 +45,149 @@ fn snapshot() -> Snapshot {
                     name: "canary".into(),
                     matches: vec![RequestMatch {
                         path: None,
-                        headers: vec![HeaderMatch { name: "x-canary".into(), exact: "1".into() }],
+                        headers: vec![HeaderMatch {
+                            name: "x-canary".into(),
+                            exact: "1".into(),
+                        }],
                     }],
-                    destinations: vec![WeightedDestination { service: 0, subset: Some(1), weight: 100 }],
+                    destinations: vec![WeightedDestination {
+                        service: 0,
+                        subset: Some(1),
+                        weight: 100,
+                    }],
                     source: source.clone(),
                 },
                 RouteRule {
                     name: "api".into(),
-                    matches: vec![RequestMatch { path: Some(PathMatch::Prefix("/api".into())), headers: vec![] }],
+                    matches: vec![RequestMatch {
+                        path: Some(PathMatch::Prefix("/api".into())),
+                        headers: vec![],
+                    }],
                     destinations: vec![
-                        WeightedDestination { service: 0, subset: Some(0), weight: 90 },
-                        WeightedDestination { service: 0, subset: Some(1), weight: 10 },
+                        WeightedDestination {
+                            service: 0,
+                            subset: Some(0),
+                            weight: 90,
+                        },
+                        WeightedDestination {
+                            service: 0,
+                            subset: Some(1),
+                            weight: 10,
+                        },
                     ],
                     source,
                 },
             ],
         }],
         hosts: vec![
-            HostEntry { host: "reviews".into(), route_table: 0 },
-            HostEntry { host: "reviews.default.svc.cluster.local".into(), route_table: 0 },
+            HostEntry {
+                host: "reviews".into(),
+                route_table: 0,
+            },
+            HostEntry {
+                host: "reviews.default.svc.cluster.local".into(),
+                route_table: 0,
+            },
         ],
         workloads: vec![Workload {
             name: "productpage".into(),
             identity: None,
-            inbound: vec![InboundPort { port: 9080, protocol: Protocol::Http, target: SocketAddr::from(([127, 0, 0, 1], 9)) }],
+            inbound: vec![InboundPort {
+                port: 9080,
+                protocol: Protocol::Http,
+                target: SocketAddr::from(([127, 0, 0, 1], 9)),
+            }],
             outbound: vec![],
         }],
     }
 }
 
-fn route<'s>(state: &'s RouteState, host: &str, path: &str, headers: &[httparse::Header<'_>], draw: u32) -> Result<&'s str, RouteError> {
-    let view = RequestView { host, port: None, path, headers };
+fn route<'s>(
+    state: &'s RouteState,
+    host: &str,
+    path: &str,
+    headers: &[httparse::Header<'_>],
+    draw: u32,
+) -> Result<&'s str, RouteError> {
+    let view = RequestView {
+        host,
+        port: None,
+        path,
+        headers,
+    };
     state.route(&view, || draw).map(|d| d.group.name.as_str())
 }
 
 #[test]
 fn header_match_wins_over_later_rules() {
     let state = RouteState::new(snapshot(), String::new(), None).unwrap();
-    let canary = [httparse::Header { name: "X-Canary", value: b"1" }];
-    assert_eq!(route(&state, "reviews", "/api", &canary, 0), Ok("reviews/v2"));
-    let other = [httparse::Header { name: "x-canary", value: b"0" }];
-    assert_eq!(route(&state, "reviews", "/api", &other, 0), Ok("reviews/v1"));
+    let canary = [httparse::Header {
+        name: "X-Canary",
+        value: b"1",
+    }];
+    assert_eq!(
+        route(&state, "reviews", "/api", &canary, 0),
+        Ok("reviews/v2")
+    );
+    let other = [httparse::Header {
+        name: "x-canary",
+        value: b"0",
+    }];
+    assert_eq!(
+        route(&state, "reviews", "/api", &other, 0),
+        Ok("reviews/v1")
+    );
 }
 
 #[test]
 fn weighted_split_follows_the_draw() {
     let state = RouteState::new(snapshot(), String::new(), None).unwrap();
-    assert_eq!(route(&state, "reviews", "/api/x", &[], 89), Ok("reviews/v1"));
-    assert_eq!(route(&state, "reviews", "/api/x", &[], 90), Ok("reviews/v2"));
-    assert_eq!(route(&state, "reviews", "/api/x", &[], 99), Ok("reviews/v2"));
+    assert_eq!(
+        route(&state, "reviews", "/api/x", &[], 89),
+        Ok("reviews/v1")
+    );
+    assert_eq!(
+        route(&state, "reviews", "/api/x", &[], 90),
+        Ok("reviews/v2")
+    );
+    assert_eq!(
+        route(&state, "reviews", "/api/x", &[], 99),
+        Ok("reviews/v2")
+    );
 }
 
 #[test]
 fn host_lookup_is_case_insensitive_and_knows_fqdns() {
     let state = RouteState::new(snapshot(), String::new(), None).unwrap();
     assert_eq!(route(&state, "Reviews", "/api", &[], 0), Ok("reviews/v1"));
-    assert_eq!(route(&state, "reviews.default.svc.cluster.local", "/api", &[], 0), Ok("reviews/v1"));
-    assert_eq!(route(&state, "ratings", "/api", &[], 0), Err(RouteError::UnknownHost));
-    assert_eq!(route(&state, "reviews", "/other", &[], 0), Err(RouteError::NoRuleMatched));
+    assert_eq!(
+        route(&state, "reviews.default.svc.cluster.local", "/api", &[], 0),
+        Ok("reviews/v1")
+    );
+    assert_eq!(
+        route(&state, "ratings", "/api", &[], 0),
+        Err(RouteError::UnknownHost)
+    );
+    assert_eq!(
+        route(&state, "reviews", "/other", &[], 0),
+        Err(RouteError::NoRuleMatched)
+    );
 }
 
 #[test]
 fn workload_view_hides_services_it_may_not_call() {
     let state = RouteState::new(snapshot(), String::new(), Some("productpage")).unwrap();
-    assert_eq!(route(&state, "reviews", "/api", &[], 0), Err(RouteError::UnknownHost));
-    assert_eq!(state.inbound_target(Some(9080)), Some(SocketAddr::from(([127, 0, 0, 1], 9))));
+    assert_eq!(
+        route(&state, "reviews", "/api", &[], 0),
+        Err(RouteError::UnknownHost)
+    );
+    assert_eq!(
+        state.inbound_target(Some(9080)),
+        Some(SocketAddr::from(([127, 0, 0, 1], 9)))
+    );
     let err = RouteState::new(snapshot(), String::new(), Some("nope")).unwrap_err();
-    assert_eq!(err.to_string(), "unknown workload \"nope\"; the snapshot has: productpage");
+    assert_eq!(
+        err.to_string(),
+        "unknown workload \"nope\"; the snapshot has: productpage"
+    );
 }

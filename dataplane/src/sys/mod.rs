@@ -11,7 +11,12 @@ pub(crate) fn idle_connection_is_stale(fd: RawFd) -> bool {
     // SAFETY: `fd` is an open socket owned by the caller for the duration of this call, and
     // recv writes at most one byte into `byte`, which outlives the call.
     let n = unsafe {
-        libc::recv(fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
     };
     if n < 0 {
         let err = std::io::Error::last_os_error();

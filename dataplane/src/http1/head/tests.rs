@@ -1,9 +1,18 @@
 use super::*;
 
-fn parse(raw: &[u8]) -> Result<Option<(BodyFraming, bool, String, Option<u16>, String)>, HeadError> {
+/// Framing, keep-alive, host, port, path.
+type Parsed = (BodyFraming, bool, String, Option<u16>, String);
+
+fn parse(raw: &[u8]) -> Result<Option<Parsed>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     Ok(parse_request(raw, &mut headers)?.map(|h| {
-        (h.framing, h.keep_alive, h.host.to_owned(), h.port, h.path.to_owned())
+        (
+            h.framing,
+            h.keep_alive,
+            h.host.to_owned(),
+            h.port,
+            h.path.to_owned(),
+        )
     }))
 }
 
@@ -17,8 +26,19 @@ fn forwarded(raw: &[u8]) -> String {
 
 #[test]
 fn parses_host_port_and_path() {
-    let parsed = parse(b"GET /api/x?y=1 HTTP/1.1\r\nHost: reviews:9080\r\n\r\n").unwrap().unwrap();
-    assert_eq!(parsed, (BodyFraming::None, true, "reviews".into(), Some(9080), "/api/x".into()));
+    let parsed = parse(b"GET /api/x?y=1 HTTP/1.1\r\nHost: reviews:9080\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        parsed,
+        (
+            BodyFraming::None,
+            true,
+            "reviews".into(),
+            Some(9080),
+            "/api/x".into()
+        )
+    );
 }
 
 #[test]
@@ -30,39 +50,57 @@ fn needs_more_bytes_for_a_partial_head() {
 fn takes_host_from_absolute_form_and_rewrites_target() {
     let raw = b"GET http://ratings:9080/r?q HTTP/1.1\r\nHost: other\r\n\r\n";
     let parsed = parse(raw).unwrap().unwrap();
-    assert_eq!((parsed.2.as_str(), parsed.3, parsed.4.as_str()), ("ratings", Some(9080), "/r"));
+    assert_eq!(
+        (parsed.2.as_str(), parsed.3, parsed.4.as_str()),
+        ("ratings", Some(9080), "/r")
+    );
     let out = forwarded(raw);
-    assert!(out.starts_with("GET /r?q HTTP/1.1\r\nhost: ratings:9080\r\n"), "{out}");
+    assert!(
+        out.starts_with("GET /r?q HTTP/1.1\r\nhost: ratings:9080\r\n"),
+        "{out}"
+    );
     assert!(!out.contains("other"), "{out}");
 }
 
 #[test]
 fn frames_bodies() {
-    let cl = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap();
+    let cl = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(cl.0, BodyFraming::Length(5));
-    let te = parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().unwrap();
+    let te = parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(te.0, BodyFraming::Chunked);
-    let same = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
+    let same =
+        parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
     assert_eq!(same.unwrap().unwrap().0, BodyFraming::Length(5));
 }
 
 #[test]
 fn refuses_smuggling_shapes() {
-    let both = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let both =
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
     assert_eq!(parse(both), Err(HeadError::LengthAndChunked));
     let differing = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
     assert_eq!(parse(differing), Err(HeadError::InvalidContentLength));
     let signed = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n";
     assert_eq!(parse(signed), Err(HeadError::InvalidContentLength));
     let gzip_last = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
-    assert_eq!(parse(gzip_last), Err(HeadError::UnsupportedTransferEncoding));
+    assert_eq!(
+        parse(gzip_last),
+        Err(HeadError::UnsupportedTransferEncoding)
+    );
     let no_host = b"GET / HTTP/1.1\r\n\r\n";
     assert_eq!(parse(no_host), Err(HeadError::MissingHost));
 }
 
 #[test]
 fn maps_limits_to_status_codes() {
-    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(MAX_URI_BYTES));
+    let long_uri = format!(
+        "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
+        "a".repeat(MAX_URI_BYTES)
+    );
     assert_eq!(parse(long_uri.as_bytes()).unwrap_err().status(), 414);
     let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: v\r\n")).collect();
     let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
@@ -71,11 +109,15 @@ fn maps_limits_to_status_codes() {
 
 #[test]
 fn keep_alive_follows_version_and_connection_header() {
-    let close = parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap().unwrap();
+    let close = parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert!(!close.1);
     let http10 = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
     assert!(!http10.1);
-    let http10_ka = parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap();
+    let http10_ka = parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert!(http10_ka.1);
 }
 
@@ -100,5 +142,8 @@ fn response_framing_depends_on_method_and_status() {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let raw = b"HTTP/1.1 200 OK\r\n\r\n";
     let head = parse_response(raw, &mut headers, "GET").unwrap().unwrap();
-    assert_eq!((head.framing, head.keep_alive), (BodyFraming::UntilClose, false));
+    assert_eq!(
+        (head.framing, head.keep_alive),
+        (BodyFraming::UntilClose, false)
+    );
 }
