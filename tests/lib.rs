@@ -1,1 +1,123 @@
-//! e2e support
+//! Fixtures for the end-to-end tests: a scratch directory, a mesh config compiled by the real
+//! `meshc`, and a real `meshd` serving it.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub use tools::client::{Client, Response};
+pub use tools::harness::{self, Sidecar};
+pub use tools::upstream::Upstream;
+
+/// A directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    /// Creates a fresh, empty directory.
+    pub fn new() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("ringmesh-e2e-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create scratch dir");
+        Self { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `contents` to `name` inside the directory and returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path.join(name);
+        std::fs::write(&path, contents).expect("write scratch file");
+        path
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Compiles `config` (mesh DSL) with the real meshc; panics with meshc's diagnostics on failure.
+pub fn compile(scratch: &Scratch, config: &str) -> PathBuf {
+    let input = scratch.write("mesh.mesh", config);
+    let out = scratch.path().join("mesh.snap");
+    let output = harness::compile(&[&input], &out).expect("run meshc");
+    assert!(
+        output.status.success(),
+        "meshc failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
+
+/// Compiles `config` and starts one single-core meshd on it with `driver` plus `args`.
+pub fn serve(scratch: &Scratch, config: &str, driver: &str, args: &[&str]) -> Sidecar {
+    let snapshot = compile(scratch, config);
+    let mut all = vec!["--cores", "1", "--io-driver", driver];
+    all.extend_from_slice(args);
+    Sidecar::start(&snapshot, &all).expect("start meshd")
+}
+
+/// A config with two versions of `reviews`: header `x-canary: true` goes to v2, `/split`
+/// splits 90/10, everything else goes to v1.
+pub fn canary_config(v1: &Upstream, v2: &Upstream) -> String {
+    format!(
+        r#"
+service reviews {{
+  port 9080 http
+  endpoint {v1} {{ version = "v1" }}
+  endpoint {v2} {{ version = "v2" }}
+  subset v1 {{ version = "v1" }}
+  subset v2 {{ version = "v2" }}
+}}
+
+route reviews {{
+  rule canary {{
+    match header "x-canary" = "true"
+    to reviews/v2
+  }}
+  rule split {{
+    match path prefix "/split"
+    to reviews/v1 weight 90
+    to reviews/v2 weight 10
+  }}
+  rule stable {{
+    to reviews/v1
+  }}
+}}
+"#,
+        v1 = v1.addr(),
+        v2 = v2.addr()
+    )
+}
+
+/// Generates one test per IO driver from a `fn(driver: &str)`.
+#[macro_export]
+macro_rules! on_both_drivers {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn io_uring() {
+                super::$name("uring");
+            }
+            #[test]
+            fn epoll() {
+                super::$name("epoll");
+            }
+        }
+    )*};
+}

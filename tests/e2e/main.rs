@@ -1,1 +1,11 @@
-//! e2e
+//! End-to-end tests: the real `meshc` and `meshd` binaries, real upstream servers, real
+//! sockets on 127.0.0.1, under both IO drivers.
+
+// Helper functions called from generated #[test]s are test code too.
+#![allow(clippy::unwrap_used)]
+
+mod bodies;
+mod compile;
+mod errors;
+mod lifecycle;
+mod routing;

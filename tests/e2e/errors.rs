@@ -1,0 +1,143 @@
+//! Every failure gets a precise status and a body that says what happened; bad requests never
+//! reach an upstream.
+
+use std::net::TcpListener;
+
+use ringmesh_tests::*;
+
+fn unused_port() -> std::net::SocketAddr {
+    // Bound and dropped: nothing listens there afterwards.
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn no_route_gives_404(driver: &str) {
+    let (v1, v2) = (
+        Upstream::start("v1").unwrap(),
+        Upstream::start("v2").unwrap(),
+    );
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &canary_config(&v1, &v2), driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    let response = client.get("ratings", "/", &[]).unwrap();
+    assert_eq!(response.status, 404);
+    assert_eq!(response.header("x-ringmesh-flag"), Some("NR"));
+    assert!(
+        response
+            .text()
+            .starts_with("no route: no service for host \"ratings\""),
+        "{}",
+        response.text()
+    );
+    // The connection survives a local reply.
+    assert_eq!(client.get("reviews", "/", &[]).unwrap().status, 200);
+}
+
+fn empty_subset_gives_503_no_healthy_upstream(driver: &str) {
+    let v1 = Upstream::start("v1").unwrap();
+    let scratch = Scratch::new();
+    let config = format!(
+        r#"
+service reviews {{
+  port 9080 http
+  endpoint {v1} {{ version = "v1" }}
+  subset v1 {{ version = "v1" }}
+  subset v3 {{ version = "v3" }}
+}}
+route reviews {{
+  rule all {{ to reviews/v3 }}
+}}
+"#,
+        v1 = v1.addr()
+    );
+    let meshd = serve(&scratch, &config, driver, &[]);
+    let response = Client::connect(meshd.outbound)
+        .unwrap()
+        .get("reviews", "/", &[])
+        .unwrap();
+    assert_eq!(response.status, 503);
+    assert_eq!(
+        response.text(),
+        "no healthy upstream: reviews/v3 has no endpoints\n"
+    );
+}
+
+fn upstream_down_gives_503_not_a_hang(driver: &str) {
+    let scratch = Scratch::new();
+    let down = unused_port();
+    let config = format!("service gone {{\n  port 80 http\n  endpoint {down}\n}}\n");
+    let meshd = serve(&scratch, &config, driver, &[]);
+    // The client's own read timeout (10 s) turns a hang into a test failure.
+    let response = Client::connect(meshd.outbound)
+        .unwrap()
+        .get("gone", "/", &[])
+        .unwrap();
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("x-ringmesh-flag"), Some("UF"));
+    let text = response.text();
+    assert!(
+        text.starts_with(&format!("upstream connect error: {down}: ")),
+        "{text}"
+    );
+}
+
+fn stalled_upstream_gives_504(driver: &str) {
+    // A listener that never accepts: connects succeed, responses never come.
+    let stalled = TcpListener::bind("127.0.0.1:0").unwrap();
+    let scratch = Scratch::new();
+    let addr = stalled.local_addr().unwrap();
+    let config = format!("service slow {{\n  port 80 http\n  endpoint {addr}\n}}\n");
+    let meshd = serve(&scratch, &config, driver, &["--upstream-timeout", "300ms"]);
+    let response = Client::connect(meshd.outbound)
+        .unwrap()
+        .get("slow", "/", &[])
+        .unwrap();
+    assert_eq!(response.status, 504);
+    assert_eq!(
+        response.text(),
+        "upstream request timeout: no response within 300 ms\n"
+    );
+}
+
+fn smuggling_and_malformed_requests_never_reach_the_upstream(driver: &str) {
+    let up = Upstream::start("victim").unwrap();
+    let scratch = Scratch::new();
+    let config = format!(
+        "service victim {{\n  port 80 http\n  endpoint {}\n}}\n",
+        up.addr()
+    );
+    let meshd = serve(&scratch, &config, driver, &[]);
+    let cases: [(&[u8], u16); 4] = [
+        (b"POST / HTTP/1.1\r\nHost: victim\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: victim\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET /\x01 HTTP/1.1\r\nHost: victim\r\n\r\n", 400),
+    ];
+    for (raw, status) in cases {
+        let mut client = Client::connect(meshd.outbound).unwrap();
+        client.send(raw).unwrap();
+        let response = client.read_response(false).unwrap();
+        assert_eq!(
+            response.status,
+            status,
+            "for {:?}",
+            String::from_utf8_lossy(raw)
+        );
+        assert_eq!(response.header("connection"), Some("close"));
+    }
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    let huge = format!("GET /{} HTTP/1.1\r\nHost: victim\r\n\r\n", "a".repeat(9000));
+    client.send(huge.as_bytes()).unwrap();
+    assert_eq!(client.read_response(false).unwrap().status, 414);
+    assert_eq!(up.requests(), 0, "a refused request reached the upstream");
+}
+
+on_both_drivers!(
+    no_route_gives_404,
+    empty_subset_gives_503_no_healthy_upstream,
+    upstream_down_gives_503_not_a_hang,
+    stalled_upstream_gives_504,
+    smuggling_and_malformed_requests_never_reach_the_upstream,
+);

@@ -1,0 +1,150 @@
+//! Starting, refusing bad snapshots, and draining on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::mpsc;
+
+use ringmesh_tests::*;
+
+#[test]
+fn corrupted_snapshot_is_refused_with_a_clear_message() {
+    let up = Upstream::start("v1").unwrap();
+    let scratch = Scratch::new();
+    let config = format!(
+        "service s {{\n  port 80 http\n  endpoint {}\n}}\n",
+        up.addr()
+    );
+    let snapshot = compile(&scratch, &config);
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    let corrupted = scratch.write("corrupted.snap", &bytes);
+    let truncated = scratch.write("truncated.snap", &bytes[..30]);
+    for (path, expected) in [
+        (&corrupted, "content hash mismatch"),
+        (&truncated, "truncated snapshot"),
+    ] {
+        let output = Command::new(harness::binary("meshd").unwrap())
+            .args(["--snapshot"])
+            .arg(path)
+            .args(["--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("refusing snapshot"), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(output.stdout.is_empty(), "meshd said it was ready");
+    }
+}
+
+#[test]
+fn unknown_workload_is_refused_naming_the_known_ones() {
+    let scratch = Scratch::new();
+    let config = "service s {\n  port 80 http\n  endpoint 127.0.0.1:1\n}\n\
+                  workload web {\n  inbound 80 http -> 127.0.0.1:2\n}\n";
+    let snapshot = compile(&scratch, config);
+    let output = Command::new(harness::binary("meshd").unwrap())
+        .arg("--snapshot")
+        .arg(&snapshot)
+        .args([
+            "--workload",
+            "api",
+            "--outbound",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown workload \"api\"; the snapshot has: web"),
+        "{stderr}"
+    );
+}
+
+/// An upstream that holds the first request until told to answer.
+fn held_upstream() -> (std::net::SocketAddr, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (received_tx, received) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            conn.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        received_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nfinished")
+            .unwrap();
+    });
+    (addr, received, release)
+}
+
+fn sigterm_finishes_the_request_in_flight(driver: &str) {
+    let (addr, received, release) = held_upstream();
+    let scratch = Scratch::new();
+    let config = format!("service slow {{\n  port 80 http\n  endpoint {addr}\n}}\n");
+    let mut meshd = serve(&scratch, &config, driver, &["--drain-timeout", "20s"]);
+    let outbound = meshd.outbound;
+    let in_flight = std::thread::spawn(move || {
+        let mut client = Client::connect(outbound).unwrap();
+        client.get("slow", "/", &[]).unwrap()
+    });
+    received.recv().unwrap();
+    meshd.signal_terminate().unwrap();
+    // Draining closes the listeners; wait for that before releasing the response.
+    let admin = meshd.admin;
+    wait_until(|| {
+        Client::connect(admin)
+            .and_then(|mut c| c.get("admin", "/ready", &[]))
+            .map_or(true, |r| r.status == 503)
+    });
+    release.send(()).unwrap();
+    let response = in_flight.join().unwrap();
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "finished")
+    );
+    let status = meshd.wait().unwrap();
+    assert!(status.success(), "meshd exited with {status}");
+}
+
+fn idle_sidecar_exits_cleanly_on_sigterm(driver: &str) {
+    let scratch = Scratch::new();
+    let meshd = serve(
+        &scratch,
+        "service s {\n  port 80 http\n  endpoint 127.0.0.1:1\n}\n",
+        driver,
+        &[],
+    );
+    // An idle keep-alive connection must not hold the drain open.
+    let mut idle = Client::connect(meshd.outbound).unwrap();
+    let _ = idle.get("s", "/", &[]).unwrap();
+    let status = meshd.terminate().unwrap();
+    assert!(status.success(), "meshd exited with {status}");
+}
+
+/// Polls `condition` until it holds (bounded: 10 s).
+fn wait_until(mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not reached in 10 s"
+        );
+        std::thread::yield_now();
+    }
+}
+
+on_both_drivers!(
+    sigterm_finishes_the_request_in_flight,
+    idle_sidecar_exits_cleanly_on_sigterm
+);
