@@ -7,5 +7,6 @@
 mod bodies;
 mod compile;
 mod errors;
+mod interop;
 mod lifecycle;
 mod routing;

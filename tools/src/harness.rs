@@ -198,3 +198,46 @@ fn clock_ticks_per_second() -> f64 {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
 }
+
+/// When run through `cargo run`, builds `meshc` and `meshd` in the same profile as the running
+/// program, so `cargo run --release --bin mesh-demo` works on a fresh clone. Outside cargo it
+/// only checks that they exist.
+pub fn ensure_built() -> io::Result<()> {
+    if let Ok(cargo) = std::env::var("CARGO") {
+        let exe = std::env::current_exe()?;
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_owned();
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "--quiet",
+            "--bins",
+            "-p",
+            "compiler",
+            "-p",
+            "dataplane",
+        ]);
+        build.arg("--manifest-path").arg(manifest);
+        match profile_dir.as_str() {
+            "debug" => {}
+            "release" => {
+                build.arg("--release");
+            }
+            other => {
+                build.args(["--profile", other]);
+            }
+        }
+        let status = build.status()?;
+        if !status.success() {
+            return Err(io::Error::other(format!(
+                "building meshc and meshd failed: {status}"
+            )));
+        }
+    }
+    binary("meshc").and(binary("meshd")).map(drop)
+}

@@ -1,0 +1,367 @@
+//! mesh-bench: the side-by-side benchmark. The proxy under test runs alone on CPU 0; the
+//! upstream and meshload share CPU 1. Every target is measured in the same run at the same
+//! fixed rates (open loop) and at closed-loop maximum, and the proxy's CPU time is read from
+//! /proc, which is far less noisy on a shared VM than latency.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use tools::harness::{self, Sidecar};
+use tools::load::{parse_duration, Report};
+
+/// Measure direct, meshd (both IO drivers) and any installed peer proxies side by side.
+#[derive(Debug, Parser)]
+#[command(name = "mesh-bench")]
+struct Args {
+    /// Fixed open-loop rates, req/s.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    rates: Vec<u32>,
+    /// Length of each fixed-rate run.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Length of each closed-loop maximum-throughput run.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    max_duration: Duration,
+    /// Connections for the closed-loop runs.
+    #[arg(long, default_value_t = 32)]
+    max_connections: usize,
+    /// Append the results to this markdown file.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+/// One proxy (or none) between meshload and the upstream.
+enum Target {
+    Direct,
+    Meshd(Sidecar, &'static str),
+    Peer(Child, &'static str),
+}
+
+impl Target {
+    fn name(&self) -> String {
+        match self {
+            Self::Direct => "direct (no proxy)".into(),
+            Self::Meshd(_, driver) => format!("meshd ({driver})"),
+            Self::Peer(_, name) => (*name).into(),
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Direct => None,
+            Self::Meshd(sidecar, _) => Some(sidecar.pid()),
+            Self::Peer(child, _) => Some(child.id()),
+        }
+    }
+}
+
+/// Starts a target and says where meshload should send.
+type Starter<'a> = dyn Fn() -> anyhow::Result<(Target, SocketAddr)> + 'a;
+
+/// One row of the results table.
+struct Row {
+    target: String,
+    rate: String,
+    report: Report,
+    cpu_per_1000: Option<f64>,
+    cpu_busy: Option<f64>,
+    rss_kib: Option<u64>,
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mesh-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    harness::ensure_built()?;
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        bail!("mesh-bench needs two CPUs: the proxy on CPU 0, load and upstream on CPU 1");
+    }
+    let dir = std::env::temp_dir().join(format!("ringmesh-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+
+    let (mut upstream, upstream_addr) = start_upstream()?;
+    let config = format!("service bench {{\n  port 80 http\n  endpoint {upstream_addr}\n}}\n");
+    let config_path = dir.join("bench.mesh");
+    std::fs::write(&config_path, config)?;
+    let snapshot = dir.join("bench.snap");
+    let output = harness::compile(&[&config_path], &snapshot)?;
+    if !output.status.success() {
+        bail!("meshc: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let mut targets: Vec<Box<Starter<'_>>> = vec![
+        Box::new(|| Ok((Target::Direct, upstream_addr))),
+        Box::new(|| start_meshd(&snapshot, "epoll")),
+        Box::new(|| start_meshd(&snapshot, "uring")),
+    ];
+    if which("nginx") {
+        let dir = dir.clone();
+        targets.push(Box::new(move || start_nginx(&dir, upstream_addr)));
+    } else {
+        notes.push("nginx not installed: skipped (apt-get install nginx-light)".to_owned());
+    }
+    if which("haproxy") {
+        let dir = dir.clone();
+        targets.push(Box::new(move || start_haproxy(&dir, upstream_addr)));
+    } else {
+        notes.push("haproxy not installed: skipped (apt-get install haproxy)".to_owned());
+    }
+
+    for start in &targets {
+        let (target, addr) = start()?;
+        eprintln!("mesh-bench: measuring {}", target.name());
+        for &rate in &args.rates {
+            let row = measure(&target, addr, &rate.to_string(), args.duration, None)?;
+            rows.push(row);
+        }
+        let row = measure(
+            &target,
+            addr,
+            "max",
+            args.max_duration,
+            Some(args.max_connections),
+        )?;
+        rows.push(row);
+        stop(target);
+    }
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let markdown = render(&args, &rows, &notes);
+    print!("{markdown}");
+    if let Some(path) = &args.output {
+        let mut existing = std::fs::read_to_string(path).unwrap_or_default();
+        existing.push_str(&markdown);
+        std::fs::write(path, existing).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn measure(
+    target: &Target,
+    addr: SocketAddr,
+    rate: &str,
+    duration: Duration,
+    connections: Option<usize>,
+) -> anyhow::Result<Row> {
+    let json = std::env::temp_dir().join(format!("ringmesh-bench-{}.json", std::process::id()));
+    let cpu_before = target.pid().map(harness::cpu_seconds).transpose()?;
+    let mut command = Command::new("taskset");
+    command
+        .args(["-c", "1"])
+        .arg(harness::binary("meshload")?)
+        .arg(format!("http://{addr}/"))
+        .args(["-H", "host: bench", "--rate", rate, "--duration"])
+        .arg(format!("{}ms", duration.as_millis()))
+        .arg("--json")
+        .arg(&json);
+    if let Some(c) = connections {
+        command.args(["--connections", &c.to_string()]);
+    }
+    let status = command.stdout(Stdio::null()).status()?;
+    if !status.success() {
+        bail!("meshload failed: {status}");
+    }
+    let cpu_after = target.pid().map(harness::cpu_seconds).transpose()?;
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+    let _ = std::fs::remove_file(&json);
+    let cpu = cpu_before.zip(cpu_after).map(|(b, a)| a - b);
+    Ok(Row {
+        target: target.name(),
+        rate: rate.to_owned(),
+        cpu_per_1000: cpu.map(|c| c / report.responses.max(1) as f64 * 1000.0),
+        cpu_busy: cpu.map(|c| 100.0 * c / report.duration_s.max(1e-9)),
+        rss_kib: target.pid().map(harness::rss_kib).transpose()?,
+        report,
+    })
+}
+
+fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
+    let mut out = String::new();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "\n## Run of {} (kernel {})\n",
+        timestamp(),
+        kernel.trim()
+    );
+    let rates: Vec<String> = args.rates.iter().map(u32::to_string).collect();
+    let _ = writeln!(
+        out,
+        "Command: `cargo run --release --bin mesh-bench -- --rates {} --duration {}ms \
+         --max-duration {}ms --max-connections {}`\n",
+        rates.join(","),
+        args.duration.as_millis(),
+        args.max_duration.as_millis(),
+        args.max_connections
+    );
+    let _ = writeln!(
+        out,
+        "Proxy alone on CPU 0 (one worker); upstream (`mesh-upstream`) and `meshload` on CPU 1. \
+         Latency is open loop from the intended send time (coordinated-omission corrected); \
+         `max` is closed loop with {} connections. CPU = user+system seconds of the proxy \
+         process from /proc.\n",
+        args.max_connections
+    );
+    let _ = writeln!(
+        out,
+        "| target | rate (req/s) | achieved | errors | p50 ms | p99 ms | p99.9 ms | proxy CPU-s / 1000 req | proxy CPU busy | proxy RSS MiB |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        let r = &row.report;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {} | {:.3} | {:.3} | {:.3} | {} | {} | {} |",
+            row.target,
+            row.rate,
+            r.achieved_rate,
+            r.errors.total() + r.unsent,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.latency_ms.p999,
+            row.cpu_per_1000.map_or("—".into(), |c| format!("{c:.4}")),
+            row.cpu_busy.map_or("—".into(), |c| format!("{c:.0}%")),
+            row.rss_kib
+                .map_or("—".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+        );
+    }
+    for note in notes {
+        let _ = writeln!(out, "\nNote: {note}");
+    }
+    out
+}
+
+fn start_upstream() -> anyhow::Result<(Child, SocketAddr)> {
+    let mut child = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(harness::binary("mesh-upstream")?)
+        .args(["--name", "bench", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("upstream stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .context("upstream ready line")?
+        .parse()?;
+    Ok((child, addr))
+}
+
+fn start_meshd(snapshot: &Path, driver: &'static str) -> anyhow::Result<(Target, SocketAddr)> {
+    let mut command = Command::new("taskset");
+    command.args(["-c", "0"]).arg(harness::binary("meshd")?);
+    let sidecar = Sidecar::start_with(command, snapshot, &["--cores", "1", "--io-driver", driver])?;
+    let addr = sidecar.outbound;
+    let name = if sidecar.io_driver == "epoll" {
+        "epoll"
+    } else {
+        "io_uring"
+    };
+    Ok((Target::Meshd(sidecar, name), addr))
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+fn start_nginx(dir: &Path, upstream: SocketAddr) -> anyhow::Result<(Target, SocketAddr)> {
+    let listen = free_port()?;
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes 1;\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\n\
+         error_log stderr warn;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  \
+         client_body_temp_path {d}/ngx-body;\n  proxy_temp_path {d}/ngx-proxy;\n  \
+         fastcgi_temp_path {d}/ngx-fcgi;\n  uwsgi_temp_path {d}/ngx-uwsgi;\n  scgi_temp_path {d}/ngx-scgi;\n  \
+         upstream bench {{ server {upstream}; keepalive 64; }}\n  server {{\n    listen {listen};\n    \
+         location / {{ proxy_pass http://bench; proxy_http_version 1.1; \
+         proxy_set_header Connection \"\"; proxy_set_header Host $host; }}\n  }}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    let child = Command::new("taskset")
+        .args(["-c", "0", "nginx", "-e", "stderr", "-p"])
+        .arg(dir)
+        .arg("-c")
+        .arg(&path)
+        .spawn()?;
+    wait_listening(listen)?;
+    Ok((Target::Peer(child, "nginx"), listen))
+}
+
+fn start_haproxy(dir: &Path, upstream: SocketAddr) -> anyhow::Result<(Target, SocketAddr)> {
+    let listen = free_port()?;
+    let conf = format!(
+        "global\n  nbthread 1\n  maxconn 4096\n\ndefaults\n  mode http\n  timeout connect 5s\n  \
+         timeout client 30s\n  timeout server 30s\n  http-reuse always\n\nfrontend fe\n  bind {listen}\n  \
+         default_backend be\n\nbackend be\n  server s1 {upstream}\n"
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, conf)?;
+    let child = Command::new("taskset")
+        .args(["-c", "0", "haproxy", "-db", "-f"])
+        .arg(&path)
+        .spawn()?;
+    wait_listening(listen)?;
+    Ok((Target::Peer(child, "haproxy"), listen))
+}
+
+/// Waits until something accepts on `addr` (bounded: 10 s).
+fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if std::time::Instant::now() > deadline {
+            bail!("nothing listening on {addr} after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn stop(target: Target) {
+    match target {
+        Target::Direct => {}
+        Target::Meshd(sidecar, _) => {
+            let _ = sidecar.terminate();
+        }
+        Target::Peer(mut child, _) => {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn which(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn timestamp() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "unknown time".into(), |s| s.trim().to_owned())
+}
