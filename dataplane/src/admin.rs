@@ -30,6 +30,9 @@ pub fn serve(listener: TcpListener, state: Arc<AdminState>) {
 }
 
 fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
+    // One thread serves every admin request: a silent client must not block /ready.
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(std::time::Duration::from_secs(2)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;

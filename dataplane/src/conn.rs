@@ -36,6 +36,15 @@ impl Conn {
         &self.buf[self.pos..]
     }
 
+    /// Whether the buffered bytes may hold a complete head: a blank line (`\n\n` or `\n\r\n`)
+    /// ends at or after `from`. Parsing only then keeps a head sent a byte at a time from
+    /// costing quadratic work.
+    pub fn may_hold_head(&self, from: usize) -> bool {
+        let bytes = self.buffered();
+        let tail = &bytes[from.saturating_sub(2).min(bytes.len())..];
+        tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+    }
+
     /// Marks `n` buffered bytes as consumed.
     pub fn consume(&mut self, n: usize) {
         self.pos += n;
@@ -47,14 +56,18 @@ impl Conn {
     }
 
     /// Reads more bytes after the buffered ones; `Ok(0)` is end of stream.
+    ///
+    /// If the returned future is dropped before it completes (a timeout, a drain), the
+    /// buffered bytes are gone with it: the caller must close the connection.
     pub async fn fill(&mut self) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < READ_BUFFER / 4 {
-            // Make room: drop consumed bytes first, grow only if that is not enough.
+        // Consumed bytes go first (usually none are left: consume() resets when empty), so an
+        // abandoned read leaves `pos` at 0 and `buffered()` stays in bounds.
+        if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.pos = 0;
-            if self.buf.capacity() - self.buf.len() < READ_BUFFER / 4 {
-                self.buf.reserve(READ_BUFFER);
-            }
+        }
+        if self.buf.capacity() - self.buf.len() < READ_BUFFER / 4 {
+            self.buf.reserve(READ_BUFFER);
         }
         let buf = std::mem::take(&mut self.buf);
         let len = buf.len();

@@ -46,6 +46,12 @@ struct Args {
     /// How long requests in flight may finish after SIGTERM.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// How long a request head, once started, may take to arrive (then 408).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    request_head_timeout: Duration,
+    /// How long a keep-alive connection may idle, or a body transfer stall, before closing.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +83,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             connect_timeout: args.connect_timeout,
             upstream_timeout: args.upstream_timeout,
             drain_timeout: args.drain_timeout,
+            head_timeout: args.request_head_timeout,
+            idle_timeout: args.idle_timeout,
         },
     })
 }

@@ -18,13 +18,14 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Takes an idle connection to `addr`. With `verify`, connections the upstream has closed
-    /// meanwhile are discarded (one non-blocking peek each).
-    pub fn take(&self, addr: SocketAddr, verify: bool) -> Option<Conn> {
+    /// Takes an idle connection to `addr`. Connections the upstream closed meanwhile, or that
+    /// hold unsolicited bytes (which would be read as the next response), are discarded:
+    /// one non-blocking peek each.
+    pub fn take(&self, addr: SocketAddr) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
         let conns = idle.get_mut(&addr)?;
         while let Some(conn) = conns.pop() {
-            if !verify || !sys::idle_connection_is_stale(conn.stream.as_raw_fd()) {
+            if !sys::idle_connection_is_stale(conn.stream.as_raw_fd()) {
                 return Some(conn);
             }
         }

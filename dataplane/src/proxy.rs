@@ -11,11 +11,13 @@
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use monoio::net::TcpStream;
+use monoio::time::Instant;
 
 use crate::conn::{write_range, Conn};
-use crate::http1::head::{parse_request, parse_response, MAX_HEADERS};
+use crate::http1::head::{parse_request, parse_response, MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::http1::reply::LocalReply;
 use crate::http1::{BodyFraming, ChunkedScanner};
 use crate::routing::{Direction, RequestView, RouteError};
@@ -55,6 +57,10 @@ struct Plan {
     framing: BodyFraming,
     keep_alive: bool,
     is_head: bool,
+    /// HTTP/1.1 client (a 1.0 client gets no interim responses).
+    http11: bool,
+    /// Safe to send twice (RFC 9110 §9.2.2).
+    idempotent: bool,
     expects_continue: bool,
     upstream: Result<SocketAddr, (LocalReply, String)>,
 }
@@ -67,8 +73,11 @@ async fn serve_request(
     response_out: &mut Vec<u8>,
 ) -> Next {
     // Phase 1: read the head. Between requests is the one place draining closes a connection.
+    let mut scanned = 0;
+    let mut head_deadline = None;
     let plan = loop {
-        if !down.buffered().is_empty() {
+        let buffered = down.buffered().len();
+        if buffered > 0 && (down.may_hold_head(scanned) || buffered >= MAX_HEAD_BYTES) {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             request_out.clear();
             match parse_request(down.buffered(), &mut headers) {
@@ -80,16 +89,30 @@ async fn serve_request(
                 }
             }
         }
-        let read = if down.buffered().is_empty() {
+        scanned = buffered;
+        let read = if buffered == 0 {
             if core.drain.is_draining() {
                 return Next::Close;
             }
+            // An idle keep-alive connection: closed on drain or after the idle timeout.
+            let idle = monoio::time::sleep(core.settings.idle_timeout);
             monoio::select! {
                 _ = core.drain.wait() => return Next::Close,
+                _ = idle => return Next::Close,
                 read = down.fill() => read,
             }
         } else {
-            down.fill().await
+            // The rest of a started head must arrive in time, or a slow client holds the task.
+            let deadline =
+                *head_deadline.get_or_insert_with(|| Instant::now() + core.settings.head_timeout);
+            match monoio::time::timeout_at(deadline, down.fill()).await {
+                Ok(read) => read,
+                Err(_) => {
+                    let reply = LocalReply::BadRequest { status: 408 };
+                    let detail = "request head not received in time";
+                    return local_reply(down, response_out, reply, detail, false).await;
+                }
+            }
         };
         match read {
             Ok(0) | Err(_) => return Next::Close,
@@ -108,7 +131,6 @@ async fn serve_request(
             return local_reply(down, response_out, reply, &detail, keep_alive).await;
         }
     };
-    let has_body = plan.framing != BodyFraming::None;
     let mut request_framing = plan.framing;
     if let BodyFraming::Length(n) = plan.framing {
         // Small body already buffered: send head and body in one write.
@@ -118,7 +140,7 @@ async fn serve_request(
             request_framing = BodyFraming::None;
         }
     }
-    if plan.expects_continue && request_framing != BodyFraming::None {
+    if plan.expects_continue && plan.http11 && request_framing != BodyFraming::None {
         // Answer 100-continue ourselves (as Envoy does by default) so the client sends the
         // body while the upstream connection is set up.
         let mut interim = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
@@ -128,13 +150,14 @@ async fn serve_request(
     }
 
     // Phases 3–5, with one retry when a reused connection turns out to be dead before any
-    // response byte and the request can be replayed (its body is not streamed).
-    let replayable = request_framing == BodyFraming::None;
+    // response byte and the request may be replayed: an idempotent method (RFC 9110 §9.2.2)
+    // whose body, if any, went in the first write.
+    let replayable = request_framing == BodyFraming::None && plan.idempotent;
     let mut attempt = 0;
     let (mut up, response) = loop {
         attempt += 1;
         let pooled = if attempt == 1 {
-            core.pool.take(addr, has_body)
+            core.pool.take(addr)
         } else {
             None
         };
@@ -162,9 +185,10 @@ async fn serve_request(
             let reply = LocalReply::UpstreamReset;
             return local_reply(down, response_out, reply, "write failed", false).await;
         }
-        if let Err(e) = copy_body(down, &mut up.stream, request_framing).await {
+        let idle = core.settings.idle_timeout;
+        if let Err(e) = copy_body(down, &mut up.stream, request_framing, idle).await {
             return match e {
-                CopyError::Source => Next::Close,
+                CopyError::Source | CopyError::Idle => Next::Close,
                 CopyError::Malformed => {
                     let reply = LocalReply::BadRequest { status: 400 };
                     local_reply(down, response_out, reply, "invalid chunked body", false).await
@@ -191,6 +215,14 @@ async fn serve_request(
             Ok(Err(ResponseError::Closed)) => (
                 LocalReply::UpstreamReset,
                 "connection closed before response headers".to_owned(),
+            ),
+            Ok(Err(ResponseError::ClosedMidHead)) => (
+                LocalReply::UpstreamReset,
+                "connection closed in the middle of the response head".to_owned(),
+            ),
+            Ok(Err(ResponseError::Upgrade)) => (
+                LocalReply::BadUpstreamResponse,
+                "101 Switching Protocols to a request that asked for no upgrade".to_owned(),
             ),
             Ok(Err(ResponseError::Io(e))) => (LocalReply::UpstreamReset, e.to_string()),
             Ok(Err(ResponseError::Malformed(detail))) => (LocalReply::BadUpstreamResponse, detail),
@@ -220,7 +252,14 @@ async fn serve_request(
     if send(&mut down.stream, response_out).await.is_err() {
         return Next::Close;
     }
-    match copy_body(&mut up, &mut down.stream, response_framing).await {
+    match copy_body(
+        &mut up,
+        &mut down.stream,
+        response_framing,
+        core.settings.idle_timeout,
+    )
+    .await
+    {
         Ok(()) => {}
         Err(_) => return Next::Close,
     }
@@ -244,6 +283,12 @@ fn plan_request(
     out: &mut Vec<u8>,
 ) -> Plan {
     let upstream = match direction {
+        // A tunnel is not an HTTP exchange this proxy can frame; refuse it rather than
+        // relaying half of it.
+        _ if head.method == "CONNECT" => Err((
+            LocalReply::BadRequest { status: 501 },
+            "CONNECT tunnels are not supported".to_owned(),
+        )),
         Direction::Outbound => {
             let routes = core.routes.borrow();
             let view = RequestView {
@@ -291,6 +336,11 @@ fn plan_request(
         framing: head.framing,
         keep_alive: head.keep_alive,
         is_head: head.method == "HEAD",
+        http11: head.minor_version == 1,
+        idempotent: matches!(
+            head.method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
         expects_continue: head.expects_continue,
         upstream,
     }
@@ -322,7 +372,33 @@ async fn local_reply(
     reply.write(out, detail, !keep_alive);
     match send(&mut down.stream, out).await {
         Ok(()) if keep_alive => Next::KeepAlive,
-        _ => Next::Close,
+        Ok(()) => {
+            linger(down).await;
+            Next::Close
+        }
+        Err(_) => Next::Close,
+    }
+}
+
+/// Closes gracefully after a reply sent while request bytes may still be arriving: closing
+/// with unread data makes Linux send RST, which can destroy the reply before the client reads
+/// it (RFC 9112 §9.6). Half-close, then discard input for a bounded time and amount.
+async fn linger(down: &mut Conn) {
+    use monoio::io::AsyncWriteRent;
+    const LINGER: Duration = Duration::from_secs(2);
+    const MAX_DISCARD: usize = 256 * 1024;
+    if down.stream.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut discarded = 0;
+    while discarded < MAX_DISCARD {
+        let pending = down.buffered().len();
+        down.consume(pending);
+        match monoio::time::timeout_at(deadline, down.fill()).await {
+            Ok(Ok(n)) if n > 0 => discarded += n,
+            _ => return,
+        }
     }
 }
 
@@ -342,7 +418,12 @@ struct ResponsePlan {
 }
 
 enum ResponseError {
+    /// Closed before sending any byte: the request may not have been processed.
     Closed,
+    /// Closed after part of a head: the upstream did process the request.
+    ClosedMidHead,
+    /// 101 although the forwarded request carried no Upgrade.
+    Upgrade,
     Io(io::Error),
     Malformed(String),
 }
@@ -364,6 +445,7 @@ async fn read_response_head(
                     up.consume(len);
                     continue;
                 }
+                Ok(Some(head)) if head.status == 101 => return Err(ResponseError::Upgrade),
                 Ok(Some(head)) => {
                     out.clear();
                     head.write_forwarded(out, false);
@@ -380,7 +462,8 @@ async fn read_response_head(
             }
         }
         match up.fill().await {
-            Ok(0) => return Err(ResponseError::Closed),
+            Ok(0) if up.buffered().is_empty() => return Err(ResponseError::Closed),
+            Ok(0) => return Err(ResponseError::ClosedMidHead),
             Ok(_) => {}
             Err(e) => return Err(ResponseError::Io(e)),
         }
@@ -389,29 +472,29 @@ async fn read_response_head(
 
 enum CopyError {
     Source,
+    /// Neither side moved a byte for the idle timeout.
+    Idle,
     Destination(io::Error),
     Malformed,
 }
 
-/// Streams a body from `src` to `dst` without buffering more than one read at a time.
+/// Streams a body from `src` to `dst` without buffering more than one read at a time. Each
+/// read and each write must make progress within `idle`.
 async fn copy_body(
     src: &mut Conn,
     dst: &mut TcpStream,
     framing: BodyFraming,
+    idle: Duration,
 ) -> Result<(), CopyError> {
     match framing {
         BodyFraming::None => Ok(()),
         BodyFraming::Length(mut left) => {
             while left > 0 {
-                if src.buffered().is_empty()
-                    && src.fill().await.map_err(|_| CopyError::Source)? == 0
-                {
+                if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
                     return Err(CopyError::Source);
                 }
                 let n = left.min(src.buffered().len() as u64) as usize;
-                src.forward_buffered(dst, n)
-                    .await
-                    .map_err(CopyError::Destination)?;
+                forward_within(src, dst, n, idle).await?;
                 left -= n as u64;
             }
             Ok(())
@@ -419,30 +502,44 @@ async fn copy_body(
         BodyFraming::Chunked => {
             let mut scanner = ChunkedScanner::default();
             loop {
-                if src.buffered().is_empty()
-                    && src.fill().await.map_err(|_| CopyError::Source)? == 0
-                {
+                if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
                     return Err(CopyError::Source);
                 }
                 let n = scanner
                     .feed(src.buffered())
                     .map_err(|_| CopyError::Malformed)?;
-                src.forward_buffered(dst, n)
-                    .await
-                    .map_err(CopyError::Destination)?;
+                forward_within(src, dst, n, idle).await?;
                 if scanner.is_done() {
                     return Ok(());
                 }
             }
         }
         BodyFraming::UntilClose => loop {
-            if src.buffered().is_empty() && src.fill().await.map_err(|_| CopyError::Source)? == 0 {
+            if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
                 return Ok(());
             }
             let n = src.buffered().len();
-            src.forward_buffered(dst, n)
-                .await
-                .map_err(CopyError::Destination)?;
+            forward_within(src, dst, n, idle).await?;
         },
+    }
+}
+
+async fn fill_within(src: &mut Conn, idle: Duration) -> Result<usize, CopyError> {
+    match monoio::time::timeout(idle, src.fill()).await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(_)) => Err(CopyError::Source),
+        Err(_) => Err(CopyError::Idle),
+    }
+}
+
+async fn forward_within(
+    src: &mut Conn,
+    dst: &mut TcpStream,
+    n: usize,
+    idle: Duration,
+) -> Result<(), CopyError> {
+    match monoio::time::timeout(idle, src.forward_buffered(dst, n)).await {
+        Ok(result) => result.map_err(CopyError::Destination),
+        Err(_) => Err(CopyError::Idle),
     }
 }

@@ -36,6 +36,10 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     /// How long in-flight requests may run after draining starts.
     pub drain_timeout: Duration,
+    /// How long a started request head may take to arrive in full (then 408).
+    pub head_timeout: Duration,
+    /// How long a keep-alive connection may sit idle, and a body transfer may stall.
+    pub idle_timeout: Duration,
 }
 
 /// What a worker thread needs to start.

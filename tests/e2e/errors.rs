@@ -131,7 +131,62 @@ fn smuggling_and_malformed_requests_never_reach_the_upstream(driver: &str) {
     let huge = format!("GET /{} HTTP/1.1\r\nHost: victim\r\n\r\n", "a".repeat(9000));
     client.send(huge.as_bytes()).unwrap();
     assert_eq!(client.read_response(false).unwrap().status, 414);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    client
+        .send(b"CONNECT victim:443 HTTP/1.1\r\nHost: victim:443\r\n\r\n")
+        .unwrap();
+    assert_eq!(client.read_response(false).unwrap().status, 501);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    client
+        .send(b"POST / HTTP/1.0\r\nHost: victim\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        .unwrap();
+    assert_eq!(client.read_response(false).unwrap().status, 501);
     assert_eq!(up.requests(), 0, "a refused request reached the upstream");
+
+    // Naming Content-Length in Connection must not strip it while the body is forwarded:
+    // the body would reach the upstream as a second, smuggled request.
+    let smuggled = b"GET /status/404 HTTP/1.1\r\nHost: victim\r\n\r\n";
+    let mut raw = format!(
+        "POST /echo HTTP/1.1\r\nHost: victim\r\nConnection: content-length\r\nContent-Length: {}\r\n\r\n",
+        smuggled.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(smuggled);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    client.send(&raw).unwrap();
+    let response = client.read_response(false).unwrap();
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &smuggled[..])
+    );
+    assert_eq!(client.get("victim", "/", &[]).unwrap().text(), "victim");
+    assert_eq!(up.requests(), 2, "the upstream saw a smuggled request");
+}
+
+fn slow_request_head_gets_408(driver: &str) {
+    let up = Upstream::start("patient").unwrap();
+    let scratch = Scratch::new();
+    let config = format!(
+        "service s {{\n  port 80 http\n  endpoint {}\n}}\n",
+        up.addr()
+    );
+    let meshd = serve(
+        &scratch,
+        &config,
+        driver,
+        &["--request-head-timeout", "200ms"],
+    );
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    client
+        .send(b"GET / HTTP/1.1\r\nHost: s\r\nX-Slow: ")
+        .unwrap();
+    let response = client.read_response(false).unwrap();
+    assert_eq!(response.status, 408);
+    assert_eq!(
+        response.text(),
+        "bad request: request head not received in time\n"
+    );
+    assert_eq!(up.requests(), 0);
 }
 
 on_both_drivers!(
@@ -140,4 +195,5 @@ on_both_drivers!(
     upstream_down_gives_503_not_a_hang,
     stalled_upstream_gives_504,
     smuggling_and_malformed_requests_never_reach_the_upstream,
+    slow_request_head_gets_408,
 );

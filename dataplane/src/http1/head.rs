@@ -108,6 +108,8 @@ pub struct ResponseHead<'b, 'h> {
     pub framing: BodyFraming,
     /// Whether the upstream allows reusing the connection.
     pub keep_alive: bool,
+    /// Whether a Transfer-Encoding header was present (it overrides Content-Length).
+    transfer_encoding: bool,
 }
 
 /// Parses a request head; `Ok(None)` means more bytes are needed.
@@ -168,6 +170,8 @@ pub fn parse_request<'b, 'h>(
         }
     }
     let framing = match (transfer_encoding, content_length) {
+        // HTTP/1.0 has no chunked coding; a 1.0 message claiming one is a smuggling attempt.
+        (true, _) if minor_version == 0 => return Err(HeadError::UnsupportedTransferEncoding),
         (true, Some(_)) => return Err(HeadError::LengthAndChunked),
         (true, None) => BodyFraming::Chunked,
         (false, Some(0) | None) => BodyFraming::None,
@@ -184,7 +188,11 @@ pub fn parse_request<'b, 'h>(
     } else {
         !connection.close
     };
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let path = match target.split_once('?') {
+        Some(("", _)) => "/",
+        Some((path, _)) => path,
+        None => target,
+    };
     Ok(Some(RequestHead {
         method,
         target,
@@ -227,16 +235,14 @@ pub fn parse_response<'b, 'h>(
     let headers: &'h [Header<'b>] = res.headers;
     let mut connection = Connection::default();
     let mut content_length = None;
+    let mut transfer_encoding = false;
     let mut chunked = false;
     for h in headers {
         if h.name.eq_ignore_ascii_case("content-length") {
             content_length = Some(merge_content_length(content_length, h.value)?);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
             chunked = last_coding_is_chunked(h.value);
-            if !chunked {
-                // Any other final coding is delimited by close (RFC 9112 §6.3).
-                content_length = None;
-            }
         } else if h.name.eq_ignore_ascii_case("connection") {
             connection.add(h.value);
         }
@@ -247,6 +253,10 @@ pub fn parse_response<'b, 'h>(
         BodyFraming::None
     } else if chunked {
         BodyFraming::Chunked
+    } else if transfer_encoding {
+        // Any other final coding is delimited by close, whatever Content-Length says
+        // (RFC 9112 §6.3).
+        BodyFraming::UntilClose
     } else {
         match content_length {
             Some(0) => BodyFraming::None,
@@ -261,6 +271,7 @@ pub fn parse_response<'b, 'h>(
             !connection.close
         };
     Ok(Some(ResponseHead {
+        transfer_encoding,
         status,
         reason,
         headers,
@@ -275,8 +286,17 @@ impl RequestHead<'_, '_> {
     pub fn write_forwarded(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
+        if self.target.starts_with('?') {
+            // "http://host?q" in absolute form is "/?q" in origin form.
+            out.push(b'/');
+        }
         out.extend_from_slice(self.target.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
+        // A 1.0 client cannot read chunked responses: ask the upstream for 1.0 framing too.
+        out.extend_from_slice(if self.minor_version == 0 {
+            b" HTTP/1.0\r\n"
+        } else {
+            b" HTTP/1.1\r\n"
+        });
         if self.absolute_form || self.host.is_empty() {
             out.extend_from_slice(b"host: ");
             out.extend_from_slice(self.host.as_bytes());
@@ -295,9 +315,6 @@ impl RequestHead<'_, '_> {
             }
             write_header(out, h);
         }
-        if self.framing == BodyFraming::Chunked {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        }
         out.extend_from_slice(b"\r\n");
     }
 }
@@ -311,12 +328,13 @@ impl ResponseHead<'_, '_> {
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
         for h in self.headers {
-            if !is_hop_by_hop(h.name, self.headers) {
+            // With a transfer coding, Content-Length is wrong and must not reach the client
+            // (RFC 9112 §6.2): it would desync anything that trusts it.
+            let stale_length =
+                self.transfer_encoding && h.name.eq_ignore_ascii_case("content-length");
+            if !stale_length && !is_hop_by_hop(h.name, self.headers) {
                 write_header(out, h);
             }
-        }
-        if self.framing == BodyFraming::Chunked {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
         if close {
             out.extend_from_slice(b"connection: close\r\n");
@@ -333,18 +351,25 @@ fn write_header(out: &mut Vec<u8>, h: &Header<'_>) {
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus any header a Connection header names.
+///
+/// Transfer-Encoding is hop-by-hop too, but the body is forwarded byte for byte in the coding
+/// it arrived in, so its header travels with it unchanged. Framing headers and Host can never
+/// be removed by naming them in Connection: that would let a client strip Content-Length from
+/// a request whose body is still forwarded, smuggling a second request.
 fn is_hop_by_hop(name: &str, headers: &[Header<'_>]) -> bool {
-    const FIXED: [&str; 7] = [
+    const FIXED: [&str; 5] = [
         "connection",
         "keep-alive",
         "proxy-connection",
         "te",
-        "trailer",
-        "transfer-encoding",
         "upgrade",
     ];
+    const PROTECTED: [&str; 3] = ["content-length", "transfer-encoding", "host"];
     if FIXED.iter().any(|f| name.eq_ignore_ascii_case(f)) {
         return true;
+    }
+    if PROTECTED.iter().any(|p| name.eq_ignore_ascii_case(p)) {
+        return false;
     }
     headers
         .iter()
@@ -407,9 +432,8 @@ fn split_target(target: &str) -> (&str, Option<&str>, bool) {
     };
     match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[i..], Some(&rest[..i]), true),
-        // "http://host?q" has an empty path; origin form needs "/", which we cannot borrow
-        // in place, so keep the query-less root.
-        Some(i) => ("/", Some(&rest[..i]), true),
+        // "http://host?q": the target keeps its query; write_forwarded adds the "/".
+        Some(i) => (&rest[i..], Some(&rest[..i]), true),
         None => ("/", Some(rest), true),
     }
 }

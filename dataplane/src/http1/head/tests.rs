@@ -147,3 +147,63 @@ fn response_framing_depends_on_method_and_status() {
         (BodyFraming::UntilClose, false)
     );
 }
+
+#[test]
+fn connection_header_cannot_strip_framing_or_host() {
+    // Stripping Content-Length while still forwarding the body would smuggle the body as a
+    // second request to the upstream.
+    let out = forwarded(
+        b"POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length, host, transfer-encoding\r\n\
+          Content-Length: 3\r\n\r\n",
+    );
+    assert_eq!(
+        out,
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"
+    );
+}
+
+#[test]
+fn forwards_the_original_transfer_coding() {
+    let out = forwarded(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+    assert_eq!(
+        out,
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    );
+}
+
+#[test]
+fn keeps_the_query_of_an_absolute_form_target_without_path() {
+    let raw = b"GET http://ratings?x=1 HTTP/1.1\r\n\r\n";
+    assert_eq!(parse(raw).unwrap().unwrap().4, "/");
+    assert!(forwarded(raw).starts_with("GET /?x=1 HTTP/1.1\r\nhost: ratings\r\n"));
+}
+
+#[test]
+fn http10_requests_go_upstream_as_http10_and_may_not_be_chunked() {
+    assert!(forwarded(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n").starts_with("GET / HTTP/1.0\r\n"));
+    let chunked = b"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_eq!(parse(chunked), Err(HeadError::UnsupportedTransferEncoding));
+}
+
+#[test]
+fn response_with_a_transfer_coding_drops_content_length() {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let head = parse_response(raw, &mut headers, "GET").unwrap().unwrap();
+    assert_eq!(head.framing, BodyFraming::Chunked);
+    let mut out = Vec::new();
+    head.write_forwarded(&mut out, false);
+    assert_eq!(
+        out,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+
+    // A non-chunked final coding is delimited by close whatever the header order.
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n";
+    let head = parse_response(raw, &mut headers, "GET").unwrap().unwrap();
+    assert_eq!(
+        (head.framing, head.keep_alive),
+        (BodyFraming::UntilClose, false)
+    );
+}
