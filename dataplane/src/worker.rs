@@ -100,7 +100,7 @@ pub fn run(spec: WorkerSpec, events: mpsc::Sender<WorkerEvent>) {
         IoDriver::Uring => run_uring(spec, &events, true).map_err(|(_, e)| e),
         IoDriver::Auto => match run_uring(spec, &events, true) {
             Ok(()) => Ok(()),
-            Err((Some(spec), _)) => run_epoll(spec, &events),
+            Err((Some(spec), _)) => run_epoll(*spec, &events),
             Err((None, e)) => Err(e),
         },
     };
@@ -117,7 +117,7 @@ fn run_uring(
     spec: WorkerSpec,
     events: &mpsc::Sender<WorkerEvent>,
     tuned: bool,
-) -> Result<(), (Option<WorkerSpec>, io::Error)> {
+) -> Result<(), (Option<Box<WorkerSpec>>, io::Error)> {
     let build = |tuned: bool| -> io::Result<UringRuntime> {
         let mut urb = io_uring::IoUring::builder();
         if tuned {
@@ -140,7 +140,7 @@ fn run_uring(
         Ok(mut rt) => rt
             .block_on(serve(spec, events.clone(), "io_uring"))
             .map_err(|e| (None, e)),
-        Err(e) => Err((Some(spec), e)),
+        Err(e) => Err((Some(Box::new(spec)), e)),
     }
 }
 
