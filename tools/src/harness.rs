@@ -199,8 +199,8 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// When run through `cargo run`, builds `meshc` and `meshd` in the same profile as the running
-/// program, so `cargo run --release --bin mesh-demo` works on a fresh clone. Outside cargo it
+/// When run through `cargo run`, builds `meshc`, `meshd`, `meshload` and `mesh-upstream` in
+/// the same profile as the running program, so `cargo run --release --bin mesh-demo` works on a fresh clone. Outside cargo it
 /// only checks that they exist.
 pub fn ensure_built() -> io::Result<()> {
     if let Ok(cargo) = std::env::var("CARGO") {
@@ -235,7 +235,7 @@ pub fn ensure_built() -> io::Result<()> {
         let status = build.status()?;
         if !status.success() {
             return Err(io::Error::other(format!(
-                "building meshc and meshd failed: {status}"
+                "building the ringmesh binaries failed: {status}"
             )));
         }
     }

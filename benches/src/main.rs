@@ -204,7 +204,7 @@ fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
     let rates: Vec<String> = args.rates.iter().map(u32::to_string).collect();
     let _ = writeln!(
         out,
-        "Command: `cargo run --release --bin mesh-bench -- --rates {} --duration {}ms \
+        "Command: `cargo run --release -p benches -- --rates {} --duration {}ms \
          --max-duration {}ms --max-connections {}`\n",
         rates.join(","),
         args.duration.as_millis(),
