@@ -8,5 +8,6 @@ mod bodies;
 mod compile;
 mod errors;
 mod interop;
+mod layering;
 mod lifecycle;
 mod routing;

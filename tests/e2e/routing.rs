@@ -102,3 +102,23 @@ on_both_drivers!(
     keep_alive_is_used_in_both_directions,
     inbound_listener_forwards_to_the_workload,
 );
+
+#[test]
+fn every_core_gets_a_worker_sharing_one_port() {
+    let (v1, v2) = (
+        Upstream::start("v1").unwrap(),
+        Upstream::start("v2").unwrap(),
+    );
+    let scratch = Scratch::new();
+    let snapshot = compile(&scratch, &canary_config(&v1, &v2));
+    let meshd = Sidecar::start(&snapshot, &["--cores", "2"]).unwrap();
+    // SO_REUSEPORT spreads connections across both workers; every one must be served.
+    for _ in 0..32 {
+        let response = Client::connect(meshd.outbound)
+            .unwrap()
+            .get("reviews", "/", &[])
+            .unwrap();
+        assert_eq!((response.status, response.text().as_str()), (200, "v1"));
+    }
+    assert!(meshd.terminate().unwrap().success());
+}
