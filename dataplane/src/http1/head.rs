@@ -323,7 +323,13 @@ impl ResponseHead<'_, '_> {
     /// Writes the head to return downstream; `close` adds `connection: close`.
     pub fn write_forwarded(&self, out: &mut Vec<u8>, close: bool) {
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
+        // httparse guarantees three digits; written by hand so the hot path never allocates.
+        let status = self.status.min(999);
+        out.extend_from_slice(&[
+            b'0' + (status / 100) as u8,
+            b'0' + (status / 10 % 10) as u8,
+            b'0' + (status % 10) as u8,
+        ]);
         out.push(b' ');
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");

@@ -1,0 +1,144 @@
+//! The request path's pure phases (parse, route, rewrite) allocate nothing once warm: DESIGN.md
+//! budgets zero heap allocations per request. The IO phases reuse per-connection buffers and
+//! are measured end to end with valgrind's dhat (benches/RESULTS.md).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use dataplane::http1::head::{parse_request, parse_response, MAX_HEADERS};
+use dataplane::routing::{RequestView, RouteState};
+use spec::*;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+struct Counting;
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn routes() -> RouteState {
+    let labels = |v: &str| BTreeMap::from([("version".to_owned(), v.to_owned())]);
+    let endpoint = |port: u16, v: &str| Endpoint {
+        address: SocketAddr::from(([127, 0, 0, 1], port)),
+        labels: labels(v),
+        weight: 1,
+    };
+    let snapshot = Snapshot {
+        services: vec![Service {
+            name: "reviews".into(),
+            namespace: "default".into(),
+            ports: vec![ServicePort {
+                number: 9080,
+                protocol: Protocol::Http,
+            }],
+            endpoints: vec![endpoint(1, "v1"), endpoint(2, "v2")],
+            subsets: vec![
+                Subset {
+                    name: "v1".into(),
+                    selector: labels("v1"),
+                    endpoints: vec![0],
+                },
+                Subset {
+                    name: "v2".into(),
+                    selector: labels("v2"),
+                    endpoints: vec![1],
+                },
+            ],
+        }],
+        routes: vec![RouteTable {
+            service: 0,
+            rules: vec![RouteRule {
+                name: "split".into(),
+                matches: vec![RequestMatch {
+                    path: Some(PathMatch::Prefix("/".into())),
+                    headers: vec![HeaderMatch {
+                        name: "x-user".into(),
+                        exact: "a".into(),
+                    }],
+                }],
+                destinations: vec![
+                    WeightedDestination {
+                        service: 0,
+                        subset: Some(0),
+                        weight: 90,
+                    },
+                    WeightedDestination {
+                        service: 0,
+                        subset: Some(1),
+                        weight: 10,
+                    },
+                ],
+                source: SourceLocation::default(),
+            }],
+        }],
+        hosts: vec![HostEntry {
+            host: "reviews".into(),
+            route_table: 0,
+        }],
+        workloads: vec![],
+    };
+    RouteState::new(snapshot, String::new(), None).unwrap()
+}
+
+#[test]
+fn parse_route_and_rewrite_allocate_nothing_when_warm() {
+    let routes = routes();
+    let request = b"POST /api/v1?x=1 HTTP/1.1\r\nHost: reviews:9080\r\nX-User: a\r\n\
+                    Connection: keep-alive\r\nContent-Length: 5\r\n\r\nhello";
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: x\r\n\r\nok";
+    let mut request_out = Vec::with_capacity(4096);
+    let mut response_out = Vec::with_capacity(4096);
+    let mut one_request = || {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = parse_request(request, &mut headers).unwrap().unwrap();
+        let view = RequestView {
+            host: head.host,
+            port: head.port,
+            path: head.path,
+            headers: head.headers,
+        };
+        let decision = routes.route(&view, || 42).unwrap();
+        assert_eq!(decision.group.name, "reviews/v1");
+        request_out.clear();
+        head.write_forwarded(&mut request_out);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = parse_response(response, &mut headers, "POST")
+            .unwrap()
+            .unwrap();
+        response_out.clear();
+        head.write_forwarded(&mut response_out, false);
+    };
+    one_request();
+    let before = allocations();
+    for _ in 0..1000 {
+        one_request();
+    }
+    assert_eq!(allocations() - before, 0, "the request path allocated");
+}
