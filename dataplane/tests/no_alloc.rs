@@ -104,7 +104,7 @@ fn routes() -> RouteState {
         }],
         workloads: vec![],
     };
-    RouteState::new(snapshot, String::new(), None).unwrap()
+    RouteState::new(snapshot, String::new(), None).expect("the test snapshot is valid")
 }
 
 #[test]
