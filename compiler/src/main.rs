@@ -1,4 +1,5 @@
-//! `meshc`: compiles Ringmesh config into a validated snapshot, and prints snapshots as JSON.
+//! `meshc`: compiles Ringmesh config into a validated snapshot, checks it, explains how a request
+//! would be routed, compares snapshots, and prints them as JSON.
 #![forbid(unsafe_code)]
 
 use std::fs;
@@ -7,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use compiler::check::Report;
+use compiler::explain::{self, Request};
 
 #[derive(Debug, Parser)]
 #[command(name = "meshc", version, about = "Ringmesh config compiler")]
@@ -26,6 +29,46 @@ enum Command {
         /// Where to write the snapshot (written atomically).
         #[arg(short, long)]
         output: PathBuf,
+        /// How to print diagnostics: `human` on stderr, or one `json` document on stdout.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Report every diagnostic of the inputs without writing a snapshot (exit 1 on errors).
+    Check {
+        /// Files or directories.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// `human` (rendered on stderr) or `json` (one document on stdout).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Show how meshd would route one request: rule, source line, destinations, policies.
+    Explain {
+        /// Config files or directories, or a single snapshot file.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Route as the sidecar of this workload (only its outbound services are visible).
+        #[arg(long)]
+        workload: Option<String>,
+        /// The request: 'METHOD http://HOST[:PORT]/PATH?QUERY'.
+        #[arg(long)]
+        request: String,
+        /// A request header, 'name: value' (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The caller's SPIFFE ID (echoed; no authorization policy exists yet).
+        #[arg(long)]
+        from: Option<String>,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the behavioural changes from OLD to NEW (exit 0 same, 1 different, 2 error).
+    Diff {
+        /// The old snapshot file.
+        old: PathBuf,
+        /// The new snapshot file.
+        new: PathBuf,
     },
     /// Print a snapshot as JSON.
     Dump {
@@ -34,26 +77,104 @@ enum Command {
     },
 }
 
+/// How diagnostics are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Rendered like rustc, on stderr.
+    Human,
+    /// One JSON document on stdout.
+    Json,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Compile { inputs, output } => compile(&inputs, &output),
-        Command::Dump { snapshot } => dump(&snapshot),
+    let (result, error_code) = match cli.command {
+        Command::Compile {
+            inputs,
+            output,
+            format,
+        } => (compile(&inputs, &output, format), ExitCode::FAILURE),
+        Command::Check { inputs, format } => (check(&inputs, format), ExitCode::FAILURE),
+        Command::Explain {
+            inputs,
+            workload,
+            request,
+            headers,
+            from,
+            json,
+        } => {
+            let question = Question {
+                workload,
+                request,
+                headers,
+                from,
+                json,
+            };
+            (explain(&inputs, question), ExitCode::FAILURE)
+        }
+        // Like diff(1): 1 means "different", so errors need their own code.
+        Command::Diff { old, new } => (diff(&old, &new), ExitCode::from(2)),
+        Command::Dump { snapshot } => (dump(&snapshot), ExitCode::FAILURE),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("meshc: {e:#}");
-            ExitCode::FAILURE
+            error_code
         }
     }
 }
 
-fn compile(inputs: &[PathBuf], output: &Path) -> anyhow::Result<ExitCode> {
+/// Prints `text` to stdout; a closed pipe (`meshc ... | head`) is the reader's choice.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    print_stdout(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
+fn check(inputs: &[PathBuf], format: Format) -> anyhow::Result<ExitCode> {
+    let report = Report::check(inputs);
+    let (errors, warnings) = (report.errors(), report.warnings());
+    match format {
+        Format::Json => print_json(&report.to_json())?,
+        Format::Human => {
+            eprint!("{}", report.render());
+            eprintln!(
+                "meshc: {errors} error{}, {warnings} warning{}",
+                plural(errors),
+                plural(warnings)
+            );
+        }
+    }
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn compile(inputs: &[PathBuf], output: &Path, format: Format) -> anyhow::Result<ExitCode> {
     let compiled = match compiler::compile(inputs) {
         Ok(compiled) => compiled,
         Err(failed) => {
-            eprint!("{}", failed.render());
+            match format {
+                Format::Human => eprint!("{}", failed.render()),
+                Format::Json => {
+                    print_json(&compiler::check::to_json(
+                        &failed.diagnostics,
+                        &failed.sources,
+                    ))?;
+                }
+            }
             let errors = failed.error_count();
             let warnings = failed.diagnostics.len() - errors;
             eprintln!(
@@ -64,8 +185,17 @@ fn compile(inputs: &[PathBuf], output: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    if !compiled.warnings.is_empty() {
-        eprintln!("{}", compiled.render_warnings());
+    match format {
+        Format::Human if !compiled.warnings.is_empty() => {
+            eprintln!("{}", compiled.render_warnings());
+        }
+        Format::Human => {}
+        Format::Json => {
+            print_json(&compiler::check::to_json(
+                &compiled.warnings,
+                &compiled.sources,
+            ))?;
+        }
     }
     let snapshot = &compiled.snapshot;
     let bytes = spec::encode(snapshot);
@@ -115,22 +245,80 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(result?)
 }
 
+/// Reads and decodes a snapshot file; the error names the file.
+fn read_snapshot(path: &Path) -> anyhow::Result<spec::Snapshot> {
+    let bytes = fs::read(path).with_context(|| path.display().to_string())?;
+    let (snapshot, _hash) = spec::decode(&bytes).with_context(|| path.display().to_string())?;
+    Ok(snapshot)
+}
+
 fn dump(path: &Path) -> anyhow::Result<ExitCode> {
-    let decoded = fs::read(path)
-        .map_err(anyhow::Error::from)
-        .and_then(|bytes| Ok(spec::decode(&bytes)?));
-    let (snapshot, _hash) = match decoded {
-        Ok(decoded) => decoded,
-        Err(e) => {
-            eprintln!("meshc: {}: {e}", path.display());
-            return Ok(ExitCode::FAILURE);
-        }
+    let snapshot = read_snapshot(path)?;
+    print_stdout(&format!("{}\n", serde_json::to_string_pretty(&snapshot)?))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The request-related arguments of `meshc explain`.
+#[derive(Debug)]
+struct Question {
+    workload: Option<String>,
+    request: String,
+    headers: Vec<String>,
+    from: Option<String>,
+    json: bool,
+}
+
+/// Whether `path` is a file starting with the snapshot magic bytes.
+fn is_snapshot(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut magic = [0u8; 8];
+    fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == spec::MAGIC)
+}
+
+fn explain(inputs: &[PathBuf], question: Question) -> anyhow::Result<ExitCode> {
+    let request = Request::parse(&question.request, &question.headers)?;
+    let snapshot = match inputs {
+        [single] if is_snapshot(single) => read_snapshot(single)?,
+        _ => match compiler::compile(inputs) {
+            Ok(compiled) => compiled.snapshot,
+            Err(failed) => {
+                eprint!("{}", failed.render());
+                let errors = failed.error_count();
+                eprintln!(
+                    "meshc: {errors} error{}; cannot explain a config that does not compile",
+                    plural(errors)
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        },
     };
-    let json = serde_json::to_string_pretty(&snapshot)?;
-    let mut stdout = std::io::stdout().lock();
-    match writeln!(stdout, "{json}").and_then(|()| stdout.flush()) {
-        // A closed pipe (`meshc dump x | head`) is the reader's choice, not a failure.
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(ExitCode::SUCCESS),
+    let answer = explain::explain(
+        &snapshot,
+        question.workload.as_deref(),
+        request,
+        question.from,
+    )?;
+    if question.json {
+        print_json(&answer.to_json())?;
+    } else {
+        print_stdout(&answer.render())?;
     }
+    Ok(if answer.is_routed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn diff(old: &Path, new: &Path) -> anyhow::Result<ExitCode> {
+    let changes = compiler::diff::diff(&read_snapshot(old)?, &read_snapshot(new)?);
+    let text: String = changes.iter().map(|c| format!("{c}\n")).collect();
+    print_stdout(&text)?;
+    Ok(if changes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
