@@ -73,6 +73,18 @@ pub(crate) struct Service {
     pub(crate) subsets: Vec<Subset>,
     /// The closing brace, where "missing port" diagnostics could point.
     pub(crate) close: Span,
+    /// Where the declaration came from; imported ones get softer checks where noted.
+    pub(crate) origin: Origin,
+}
+
+/// The input language a declaration was written in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A `.mesh` file.
+    #[default]
+    Mesh,
+    /// An Istio resource imported from YAML (`crate::istio`).
+    Istio,
 }
 
 /// `port NUMBER PROTOCOL`.

@@ -164,6 +164,22 @@ pub enum Code {
     NoEndpoints,
     /// W0107: a subset's selector matches no endpoint.
     EmptySubset,
+    /// W0200: an Istio field the import cannot express yet (ignored, or its rule dropped).
+    IstioUnsupportedField,
+    /// W0201: an Istio kind that is not modeled yet (the resource is ignored).
+    IstioUnsupportedKind,
+    /// E0201: an Istio resource breaks the Istio schema.
+    IstioSchema,
+    /// E0202: a YAML file cannot be parsed, or a document is not a mapping.
+    YamlSyntax,
+    /// W0202: a field the Istio schema does not define (ignored).
+    IstioUnknownField,
+    /// W0203: an Istio value the snapshot cannot hold (DNS endpoint, undeclared host, ...).
+    IstioNotExpressible,
+    /// W0204: a service imported from Istio has no port or no endpoint the snapshot can hold.
+    IstioIncomplete,
+    /// W0205: a document outside the import's scope (Gateway, Kubernetes kinds, no kind).
+    IstioOutOfScope,
     /// E0999: the compiler produced a snapshot that breaks a spec invariant (a meshc bug).
     Internal,
 }
@@ -182,6 +198,14 @@ impl Code {
             Self::NoPort => "E0105",
             Self::NoEndpoints => "E0106",
             Self::EmptySubset => "W0107",
+            Self::IstioUnsupportedField => "W0200",
+            Self::IstioUnsupportedKind => "W0201",
+            Self::IstioSchema => "E0201",
+            Self::YamlSyntax => "E0202",
+            Self::IstioUnknownField => "W0202",
+            Self::IstioNotExpressible => "W0203",
+            Self::IstioIncomplete => "W0204",
+            Self::IstioOutOfScope => "W0205",
             Self::Internal => "E0999",
         }
     }
@@ -189,8 +213,25 @@ impl Code {
     /// The severity every diagnostic with this code has.
     pub fn severity(self) -> Severity {
         match self {
-            Self::EmptySubset => Severity::Warning,
-            _ => Severity::Error,
+            Self::EmptySubset
+            | Self::IstioUnsupportedField
+            | Self::IstioUnsupportedKind
+            | Self::IstioUnknownField
+            | Self::IstioNotExpressible
+            | Self::IstioIncomplete
+            | Self::IstioOutOfScope => Severity::Warning,
+            Self::Syntax
+            | Self::InvalidValue
+            | Self::CannotRead
+            | Self::UnknownService
+            | Self::UnknownSubset
+            | Self::Duplicate
+            | Self::WeightSum
+            | Self::NoPort
+            | Self::NoEndpoints
+            | Self::IstioSchema
+            | Self::YamlSyntax
+            | Self::Internal => Severity::Error,
         }
     }
 }

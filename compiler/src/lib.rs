@@ -3,7 +3,11 @@
 #![forbid(unsafe_code)]
 
 mod ast;
+pub mod check;
 pub mod diag;
+pub mod diff;
+pub mod explain;
+pub mod istio;
 mod lower;
 mod parse;
 
@@ -60,7 +64,8 @@ fn render_all(diagnostics: &[Diagnostic], sources: &Sources) -> String {
         .join("\n")
 }
 
-/// Compiles files and directories (every `*.mesh` file below a directory, recursively).
+/// Compiles files and directories (every `*.mesh`, `*.yaml` and `*.yml` file below a directory,
+/// recursively; YAML is imported as Istio resources, see `docs/istio.md`).
 ///
 /// The expanded file list is sorted before parsing, so the argument order and directory listing
 /// order never change the snapshot. Paths in diagnostics and rule source locations are the paths
@@ -86,19 +91,27 @@ pub fn compile_sources(sources: Sources) -> Result<Compiled, Failed> {
 
 fn compile_inner(sources: Sources, mut diagnostics: Vec<Diagnostic>) -> Result<Compiled, Failed> {
     let mut files = Vec::new();
+    let mut yaml = Vec::new();
     for (id, file) in sources.iter() {
+        if istio::is_yaml_path(file.path()) {
+            yaml.push((id, file.text()));
+            continue;
+        }
         match parse::parse_file(id, file.text()) {
             Ok(ast) => files.push(ast),
             Err(d) => diagnostics.push(d),
         }
     }
+    // Istio YAML becomes the same AST, after the `.mesh` files so it can refer to their services.
+    let imported = istio::import(&yaml, &files, &mut diagnostics);
+    files.extend(imported);
     // Lowering half the input would only add noise (unknown services declared in a file that
     // did not parse), so unreadable or unparsable input stops here.
     let mut snapshot = None;
-    if diagnostics.is_empty() {
+    if !diagnostics.iter().any(Diagnostic::is_error) {
         let (lowered, found) = lower::lower(&files, &sources);
         snapshot = lowered;
-        diagnostics = found;
+        diagnostics.extend(found);
     }
     diagnostics.sort_by_key(|d| d.span.map(|s| (s.file, s.span.start)));
     match snapshot {
@@ -122,7 +135,8 @@ fn cannot_read(path: &Path, error: &std::io::Error) -> Diagnostic {
 }
 
 /// Expands the command-line inputs into a sorted, de-duplicated list of files, plus an E0100
-/// diagnostic for every input that cannot be read or is a directory without `.mesh` files.
+/// diagnostic for every input that cannot be read or is a directory without `.mesh` (or Istio
+/// `.yaml`/`.yml`) files.
 pub fn expand_inputs<P: AsRef<Path>>(inputs: &[P]) -> (Vec<PathBuf>, Vec<Diagnostic>) {
     let mut files = Vec::new();
     let mut diagnostics = Vec::new();
@@ -151,7 +165,8 @@ pub fn expand_inputs<P: AsRef<Path>>(inputs: &[P]) -> (Vec<PathBuf>, Vec<Diagnos
     (files, diagnostics)
 }
 
-/// Collects `*.mesh` files below `dir`. Symlinked directories are not followed (no cycles).
+/// Collects `*.mesh`, `*.yaml` and `*.yml` files below `dir`. Symlinked directories are not
+/// followed (no cycles).
 fn walk(dir: &Path, files: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -169,7 +184,11 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>)
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if is_dir {
             walk(&path, files, diagnostics);
-        } else if path.extension().is_some_and(|e| e == "mesh") && path.is_file() {
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "mesh" || istio::is_yaml_extension(e))
+            && path.is_file()
+        {
             files.push(path);
         }
     }

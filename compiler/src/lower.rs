@@ -201,24 +201,30 @@ impl<'a> Lowerer<'a> {
             }
         }
         if s.ports.is_empty() {
-            self.report(
-                Code::NoPort,
-                file,
-                s.name.span,
-                format!("service `{name}` has no port"),
-                "add a line such as `port 8080 http`",
-            );
+            let (code, help) = match s.origin {
+                ast::Origin::Mesh => (Code::NoPort, "add a line such as `port 8080 http`"),
+                ast::Origin::Istio => (Code::IstioIncomplete, "add `ports` to the ServiceEntry"),
+            };
+            let message = format!("service `{name}` has no port");
+            self.report(code, file, s.name.span, message, help);
         }
 
         let endpoints: Vec<Endpoint> = s.endpoints.iter().map(|e| self.endpoint(file, e)).collect();
         if s.endpoints.is_empty() {
-            self.report(
-                Code::NoEndpoints,
-                file,
-                s.name.span,
-                format!("service `{name}` has no endpoints"),
-                "add a line such as `endpoint 127.0.0.1:8080`",
-            );
+            // Istio allows services whose endpoints are found at run time (DNS, passthrough); the
+            // import has already said why each endpoint was skipped, so this is only a warning.
+            let (code, help) = match s.origin {
+                ast::Origin::Mesh => (
+                    Code::NoEndpoints,
+                    "add a line such as `endpoint 127.0.0.1:8080`",
+                ),
+                ast::Origin::Istio => (
+                    Code::IstioIncomplete,
+                    "add `endpoints` with IP addresses, or WorkloadEntries the service selects",
+                ),
+            };
+            let message = format!("service `{name}` has no endpoints");
+            self.report(code, file, s.name.span, message, help);
         }
 
         let mut subsets: BTreeMap<&str, Subset> = BTreeMap::new();

@@ -295,6 +295,7 @@ impl<'s> Parser<'s> {
             endpoints: Vec::new(),
             subsets: Vec::new(),
             close: Span::default(),
+            origin: crate::ast::Origin::Mesh,
         };
         loop {
             if let Some((rest, close)) = self.punct(i, "}") {

@@ -172,6 +172,14 @@ fn codes_are_stable() {
         (Code::NoPort, "E0105"),
         (Code::NoEndpoints, "E0106"),
         (Code::EmptySubset, "W0107"),
+        (Code::IstioUnsupportedField, "W0200"),
+        (Code::IstioUnsupportedKind, "W0201"),
+        (Code::IstioSchema, "E0201"),
+        (Code::YamlSyntax, "E0202"),
+        (Code::IstioUnknownField, "W0202"),
+        (Code::IstioNotExpressible, "W0203"),
+        (Code::IstioIncomplete, "W0204"),
+        (Code::IstioOutOfScope, "W0205"),
         (Code::Internal, "E0999"),
     ];
     for (code, text) in all {

@@ -1,0 +1,387 @@
+//! Istio import: reads Istio YAML (multi-document files) and lowers VirtualService,
+//! DestinationRule, ServiceEntry and WorkloadEntry into the same AST as `.mesh` files, so every
+//! existing validation applies. Nothing is dropped silently: every field, endpoint, rule or
+//! resource the snapshot cannot express yet gets a warning with its position (see `docs/istio.md`).
+
+mod networking;
+mod security;
+mod yaml;
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use crate::ast;
+use crate::diag::{Code, Diagnostic, FileId, SourceSpan, Span};
+use yaml::Node;
+
+/// Whether a path names a YAML file (`.yaml` or `.yml`), which the compiler imports as Istio.
+pub fn is_yaml_path(path: &str) -> bool {
+    Path::new(path).extension().is_some_and(is_yaml_extension)
+}
+
+/// Whether a file extension (without the dot) is a YAML one.
+pub fn is_yaml_extension(extension: &OsStr) -> bool {
+    extension == "yaml" || extension == "yml"
+}
+
+/// Imports the YAML files into ASTs (one per file that declares something), resolving hosts
+/// against the imported ServiceEntries and the services of the `.mesh` files. Every finding,
+/// from YAML syntax errors to unsupported fields, is appended to `diagnostics`.
+pub(crate) fn import(
+    files: &[(FileId, &str)],
+    mesh: &[ast::File],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<ast::File> {
+    let mut parsed = Vec::new();
+    for &(file, text) in files {
+        match yaml::parse(text) {
+            Ok(documents) => parsed.push((file, documents)),
+            Err(e) => diagnostics.push(
+                Diagnostic::new(
+                    Code::YamlSyntax,
+                    SourceSpan { file, span: e.span },
+                    format!("invalid YAML: {}", e.message),
+                )
+                .with_help("fix the YAML syntax; every document must be a mapping"),
+            ),
+        }
+    }
+    let mut out = Out {
+        diagnostics,
+        file: FileId(0),
+    };
+    let mut resources = Vec::new();
+    for (file, documents) in &parsed {
+        out.file = *file;
+        for document in documents {
+            if let Some(resource) = classify(&mut out, *file, document) {
+                resources.push(resource);
+            }
+        }
+    }
+    networking::lower(&mut out, &resources, mesh)
+}
+
+/// Where diagnostics go, and the file being looked at.
+struct Out<'d> {
+    diagnostics: &'d mut Vec<Diagnostic>,
+    file: FileId,
+}
+
+impl Out<'_> {
+    fn push(&mut self, code: Code, span: Span, message: String, help: &str) {
+        let at = SourceSpan {
+            file: self.file,
+            span,
+        };
+        let mut diagnostic = Diagnostic::new(code, at, message);
+        if !help.is_empty() {
+            diagnostic = diagnostic.with_help(help);
+        }
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// E0201 at a node.
+    fn schema(&mut self, span: Span, message: String) {
+        self.push(
+            Code::IstioSchema,
+            span,
+            message,
+            "Istio rejects this resource; see the Istio API reference for the field",
+        );
+    }
+
+    /// W0200: a field the import cannot express; `consequence` says what happens instead.
+    fn unsupported(&mut self, path: &str, node: &Node, consequence: &str) {
+        self.push(
+            Code::IstioUnsupportedField,
+            node.span,
+            format!("`{path}` is not supported yet, {consequence}"),
+            "",
+        );
+    }
+
+    /// W0203: a value the snapshot cannot hold.
+    fn inexpressible(&mut self, span: Span, message: String, help: &str) {
+        self.push(Code::IstioNotExpressible, span, message, help);
+    }
+
+    /// W0202 for every key of `map` not in `known`; returns the entries with string keys.
+    fn check_fields(&mut self, map: &Node, path: &str, known: &[&str]) {
+        for (key, _) in map.entries().unwrap_or_default() {
+            match key.as_str() {
+                Some(k) if known.contains(&k) => {}
+                _ => self.push(
+                    Code::IstioUnknownField,
+                    key.span,
+                    format!("unknown field `{path}.{}`, ignored", plain(key)),
+                    &format!("known fields: {}", known.join(", ")),
+                ),
+            }
+        }
+    }
+
+    /// The node as a mapping, or E0201 (`null` counts as an empty mapping).
+    fn map<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [(Node, Node)]> {
+        if node.is_null() {
+            return Some(&[]);
+        }
+        let entries = node.entries();
+        if entries.is_none() {
+            self.schema(
+                node.span,
+                format!("`{path}` must be a mapping, found {}", node.kind()),
+            );
+        }
+        entries
+    }
+
+    /// The node as a list, or E0201 (`null` counts as an empty list).
+    fn seq<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [Node]> {
+        if node.is_null() {
+            return Some(&[]);
+        }
+        let items = node.items();
+        if items.is_none() {
+            self.schema(
+                node.span,
+                format!("`{path}` must be a list, found {}", node.kind()),
+            );
+        }
+        items
+    }
+
+    /// The node as a string, or E0201.
+    fn str<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n str> {
+        let text = node.as_str();
+        if text.is_none() {
+            self.schema(
+                node.span,
+                format!("`{path}` must be a string, found {}", node.display()),
+            );
+        }
+        text
+    }
+
+    /// The node as an integer in `min..=max`, or E0201.
+    fn int(&mut self, node: &Node, path: &str, min: i64, max: i64) -> Option<i64> {
+        match node.as_int() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) => {
+                self.schema(
+                    node.span,
+                    format!("`{path}` is {n}, must be between {min} and {max}"),
+                );
+                None
+            }
+            None => {
+                self.schema(
+                    node.span,
+                    format!("`{path}` must be an integer, found {}", node.display()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A `map<string, string>` such as labels; E0201 for non-string values.
+    fn labels(&mut self, node: &Node, path: &str) -> Vec<ast::Label> {
+        let mut labels = Vec::new();
+        for (key, value) in self.map(node, path).unwrap_or_default() {
+            let name = plain(key);
+            let value_text = match &value.value {
+                yaml::Value::Str(s) => s.clone(),
+                // Kubernetes label values are strings; a bare number or boolean is a YAML slip
+                // that Istio rejects.
+                _ => {
+                    self.schema(
+                        value.span,
+                        format!(
+                            "`{path}.{name}` must be a string, found {}",
+                            value.display()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            labels.push(ast::Label {
+                key: ast::Ident {
+                    name,
+                    span: key.span,
+                },
+                value: ast::Str {
+                    value: value_text,
+                    span: value.span,
+                },
+            });
+        }
+        labels
+    }
+}
+
+/// A key rendered for a field path: strings as they are, other scalars as written.
+fn plain(key: &Node) -> String {
+    match key.as_str() {
+        Some(s) => s.to_owned(),
+        None => key.display(),
+    }
+}
+
+/// The kinds the import understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    VirtualService,
+    DestinationRule,
+    ServiceEntry,
+    WorkloadEntry,
+}
+
+/// One Istio networking resource to import.
+#[derive(Debug)]
+struct Resource<'a> {
+    file: FileId,
+    kind: Kind,
+    /// The `kind:` value, where resource-level diagnostics point.
+    kind_span: Span,
+    name: ast::Ident,
+    /// `metadata.namespace`, or `default`.
+    namespace: String,
+    spec: &'a Node,
+}
+
+const NETWORKING: &[&str] = &[
+    "VirtualService",
+    "DestinationRule",
+    "ServiceEntry",
+    "WorkloadEntry",
+];
+const SECURITY: &[&str] = &[
+    "AuthorizationPolicy",
+    "PeerAuthentication",
+    "RequestAuthentication",
+];
+const VERSIONS: &[&str] = &["v1alpha3", "v1beta1", "v1"];
+
+/// Sorts one document into a resource to import, a validated-then-ignored security resource,
+/// or an out-of-scope document (W0205).
+fn classify<'a>(out: &mut Out<'_>, file: FileId, document: &'a Node) -> Option<Resource<'a>> {
+    if document.is_null() {
+        return None;
+    }
+    if document.entries().is_none() {
+        out.push(
+            Code::YamlSyntax,
+            document.span,
+            format!(
+                "a Kubernetes resource must be a YAML mapping, found {}",
+                document.kind()
+            ),
+            "each `---`-separated document needs `apiVersion`, `kind`, `metadata` and `spec`",
+        );
+        return None;
+    }
+    let (kind, kind_node) = match document.get("kind") {
+        Some(node) => match node.as_str() {
+            Some(kind) => (kind, node),
+            None => {
+                out.schema(
+                    node.span,
+                    format!("`kind` must be a string, found {}", node.display()),
+                );
+                return None;
+            }
+        },
+        None => {
+            out.push(
+                Code::IstioOutOfScope,
+                Span::new(document.span.start, document.span.start),
+                "document has no `kind`, ignored".to_owned(),
+                "only Istio resources are imported",
+            );
+            return None;
+        }
+    };
+    let api_version = document.get("apiVersion");
+    let (group, version) = api_version
+        .and_then(Node::as_str)
+        .and_then(|v| v.split_once('/'))
+        .unwrap_or(("", ""));
+    let networking = group == "networking.istio.io" && NETWORKING.contains(&kind);
+    let security = group == "security.istio.io" && SECURITY.contains(&kind);
+    if !networking && !security {
+        let api = api_version.map_or_else(|| "no apiVersion".to_owned(), Node::display);
+        out.push(
+            Code::IstioOutOfScope,
+            kind_node.span,
+            format!("`{kind}` ({api}) is outside the Istio import's scope, ignored"),
+            "the import reads VirtualService, DestinationRule, ServiceEntry and WorkloadEntry",
+        );
+        return None;
+    }
+    if !VERSIONS.contains(&version) {
+        let span = api_version.map_or(kind_node.span, |n| n.span);
+        out.schema(
+            span,
+            format!("unknown apiVersion `{group}/{version}` for `{kind}`"),
+        );
+        return None;
+    }
+    out.check_fields(
+        document,
+        "",
+        &["apiVersion", "kind", "metadata", "spec", "status"],
+    );
+    let metadata = document.get("metadata");
+    let name_node = metadata.and_then(|m| m.get("name"));
+    let name = match name_node {
+        Some(node) => out.str(node, "metadata.name").map(|n| ast::Ident {
+            name: n.to_owned(),
+            span: node.span,
+        }),
+        None => {
+            out.schema(
+                metadata.map_or(kind_node.span, |m| m.span),
+                "`metadata.name`: required value".to_owned(),
+            );
+            None
+        }
+    };
+    let namespace = match metadata.and_then(|m| m.get("namespace")) {
+        Some(node) => out.str(node, "metadata.namespace").unwrap_or("default"),
+        None => "default",
+    }
+    .to_owned();
+    let spec = document.get("spec");
+    if security {
+        security::validate(out, kind, spec);
+        out.push(
+            Code::IstioUnsupportedKind,
+            kind_node.span,
+            format!("`{kind}` is not supported yet, ignored"),
+            "the snapshot has no authorization or authentication tables yet",
+        );
+        return None;
+    }
+    let kind = match kind {
+        "VirtualService" => Kind::VirtualService,
+        "DestinationRule" => Kind::DestinationRule,
+        "ServiceEntry" => Kind::ServiceEntry,
+        _ => Kind::WorkloadEntry,
+    };
+    let Some(spec) = spec else {
+        out.schema(kind_node.span, "`spec`: required value".to_owned());
+        return None;
+    };
+    out.map(spec, "spec")?;
+    Some(Resource {
+        file,
+        kind,
+        kind_span: kind_node.span,
+        name: name?,
+        namespace,
+        spec,
+    })
+}
+
+#[cfg(test)]
+mod tests;

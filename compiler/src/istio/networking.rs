@@ -1,0 +1,1125 @@
+//! ServiceEntry, WorkloadEntry, DestinationRule and VirtualService into AST declarations.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::yaml::Node;
+use super::{Kind, Out, Resource};
+use crate::ast;
+use crate::diag::{FileId, Span};
+
+/// A service imported from a ServiceEntry host, and where its AST lives.
+struct Imported {
+    file: FileId,
+    service: ast::Service,
+}
+
+/// Lowers the resources: services first (with WorkloadEntry endpoints), then subsets, then routes.
+pub(super) fn lower(
+    out: &mut Out<'_>,
+    resources: &[Resource<'_>],
+    mesh: &[ast::File],
+) -> Vec<ast::File> {
+    let entries: Vec<&Resource<'_>> = resources
+        .iter()
+        .filter(|r| r.kind == Kind::WorkloadEntry)
+        .collect();
+    let mut items: HashMap<FileId, Vec<ast::Item>> = HashMap::new();
+    let mut workload_entries = Vec::new();
+    for entry in &entries {
+        out.file = entry.file;
+        if let Some(parsed) = workload_entry(out, entry) {
+            if let Some(workload) = &parsed.workload {
+                items
+                    .entry(entry.file)
+                    .or_default()
+                    .push(ast::Item::Workload(workload.clone()));
+            }
+            workload_entries.push(parsed);
+        }
+    }
+
+    let mut services: Vec<Imported> = Vec::new();
+    for r in resources.iter().filter(|r| r.kind == Kind::ServiceEntry) {
+        out.file = r.file;
+        service_entry(out, r, &workload_entries, &mut services);
+    }
+
+    // Every host name a route or rule may use, mapped to the declared service's name and, for
+    // imported services, its index in `services`.
+    let mut hosts: HashMap<String, (String, Option<usize>)> = HashMap::new();
+    for file in mesh {
+        for item in &file.items {
+            if let ast::Item::Service(s) = item {
+                let namespace = s.namespaces.first().map_or("default", |n| n.name.as_str());
+                for alias in aliases(&s.name.name, namespace) {
+                    hosts.entry(alias).or_insert((s.name.name.clone(), None));
+                }
+            }
+        }
+    }
+    for (i, imported) in services.iter().enumerate() {
+        let s = &imported.service;
+        let namespace = s.namespaces.first().map_or("default", |n| n.name.as_str());
+        for alias in aliases(&s.name.name, namespace) {
+            hosts.entry(alias).or_insert((s.name.name.clone(), Some(i)));
+        }
+    }
+    let resolver = Resolver { hosts };
+
+    for r in resources.iter().filter(|r| r.kind == Kind::DestinationRule) {
+        out.file = r.file;
+        destination_rule(out, r, &resolver, &mut services);
+    }
+    for r in resources.iter().filter(|r| r.kind == Kind::VirtualService) {
+        out.file = r.file;
+        for route in virtual_service(out, r, &resolver) {
+            items
+                .entry(r.file)
+                .or_default()
+                .push(ast::Item::Route(route));
+        }
+    }
+    for imported in services {
+        items
+            .entry(imported.file)
+            .or_default()
+            .push(ast::Item::Service(imported.service));
+    }
+    let mut files: Vec<ast::File> = items
+        .into_iter()
+        .map(|(id, items)| ast::File { id, items })
+        .collect();
+    files.sort_by_key(|f| f.id);
+    files
+}
+
+/// The four host names the lowering gives a service, lower-cased.
+fn aliases(name: &str, namespace: &str) -> [String; 4] {
+    let short = name.to_lowercase();
+    let namespaced = format!("{short}.{}", namespace.to_lowercase());
+    [
+        format!("{namespaced}.svc.cluster.local"),
+        format!("{namespaced}.svc"),
+        namespaced,
+        short,
+    ]
+}
+
+struct Resolver {
+    hosts: HashMap<String, (String, Option<usize>)>,
+}
+
+impl Resolver {
+    /// The declared service a host names; a short name is relative to `namespace`, as in Istio.
+    fn resolve(&self, host: &str, namespace: &str) -> Option<&(String, Option<usize>)> {
+        let host = host.to_lowercase();
+        if !host.contains('.') {
+            let qualified = format!("{host}.{}.svc.cluster.local", namespace.to_lowercase());
+            if let Some(found) = self.hosts.get(&qualified) {
+                return Some(found);
+            }
+        }
+        self.hosts.get(&host)
+    }
+}
+
+fn ident(name: impl Into<String>, span: Span) -> ast::Ident {
+    ast::Ident {
+        name: name.into(),
+        span,
+    }
+}
+
+/// A WorkloadEntry: its endpoint data (for the ServiceEntries that select it) and its workload.
+struct WorkloadEntry<'a> {
+    file: FileId,
+    namespace: String,
+    address: Option<&'a Node>,
+    labels: Vec<ast::Label>,
+    ports: Option<&'a Node>,
+    weight: Option<&'a Node>,
+    workload: Option<ast::Workload>,
+}
+
+const ENDPOINT_FIELDS: &[&str] = &[
+    "address",
+    "ports",
+    "labels",
+    "network",
+    "locality",
+    "weight",
+    "serviceAccount",
+];
+
+/// Checks the fields an endpoint (ServiceEntry `endpoints[]` or WorkloadEntry `spec`) shares.
+fn check_endpoint(out: &mut Out<'_>, node: &Node, path: &str) {
+    out.check_fields(node, path, ENDPOINT_FIELDS);
+    for field in ["network", "locality"] {
+        if let Some(value) = node.get(field) {
+            out.unsupported(&format!("{path}.{field}"), value, "ignored");
+        }
+    }
+    if let Some(ports) = node.get("ports") {
+        let ports_path = format!("{path}.ports");
+        for (name, number) in out.map(ports, &ports_path).unwrap_or_default() {
+            let port_path = format!("{ports_path}.{}", super::plain(name));
+            out.int(number, &port_path, 1, 65535);
+        }
+    }
+    if let Some(weight) = node.get("weight") {
+        out.int(weight, &format!("{path}.weight"), 0, i64::from(u32::MAX));
+    }
+}
+
+fn workload_entry<'a>(out: &mut Out<'_>, r: &Resource<'a>) -> Option<WorkloadEntry<'a>> {
+    let spec = r.spec;
+    check_endpoint(out, spec, "spec");
+    let labels = spec
+        .get("labels")
+        .map(|l| out.labels(l, "spec.labels"))
+        .unwrap_or_default();
+    let identity = match spec.get("serviceAccount") {
+        Some(node) => out
+            .str(node, "spec.serviceAccount")
+            .filter(|sa| !sa.is_empty())
+            .map(|sa| ast::Str {
+                value: format!("spiffe://cluster.local/ns/{}/sa/{sa}", r.namespace),
+                span: node.span,
+            }),
+        None => None,
+    };
+    let workload = ast::Workload {
+        keyword: r.kind_span,
+        name: r.name.clone(),
+        identities: identity.into_iter().collect(),
+        inbound: Vec::new(),
+        outbound: None,
+    };
+    Some(WorkloadEntry {
+        file: r.file,
+        namespace: r.namespace.clone(),
+        address: spec.get("address"),
+        labels,
+        ports: spec.get("ports"),
+        weight: spec.get("weight"),
+        workload: Some(workload),
+    })
+}
+
+/// A service port as written, for endpoint port lookup.
+struct PortSpec {
+    name: Option<String>,
+    /// `targetPort`, else `number`.
+    target: i64,
+}
+
+const RESOLUTIONS: &[&str] = &["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"];
+
+fn service_entry(
+    out: &mut Out<'_>,
+    r: &Resource<'_>,
+    workload_entries: &[WorkloadEntry<'_>],
+    services: &mut Vec<Imported>,
+) {
+    let spec = r.spec;
+    out.check_fields(
+        spec,
+        "spec",
+        &[
+            "hosts",
+            "addresses",
+            "ports",
+            "location",
+            "resolution",
+            "endpoints",
+            "workloadSelector",
+            "exportTo",
+            "subjectAltNames",
+        ],
+    );
+    for field in ["addresses", "exportTo", "subjectAltNames", "location"] {
+        if let Some(value) = spec.get(field) {
+            out.unsupported(&format!("spec.{field}"), value, "ignored");
+        }
+    }
+
+    let mut hosts = Vec::new();
+    match spec.get("hosts") {
+        None => out.schema(r.kind_span, "`spec.hosts`: required value".to_owned()),
+        Some(list) => {
+            let items = out.seq(list, "spec.hosts").unwrap_or_default();
+            if items.is_empty() {
+                out.schema(list.span, "`spec.hosts` must not be empty".to_owned());
+            }
+            for (i, host) in items.iter().enumerate() {
+                if let Some(name) = out.str(host, &format!("spec.hosts[{i}]")) {
+                    if name == "*" {
+                        out.schema(
+                            host.span,
+                            "`spec.hosts`: hostname cannot be wildcard `*`".to_owned(),
+                        );
+                    } else {
+                        hosts.push((name.to_owned(), host.span));
+                    }
+                }
+            }
+        }
+    }
+
+    let resolution_node = spec.get("resolution");
+    let resolution = match resolution_node {
+        None => "NONE",
+        Some(node) => match out.str(node, "spec.resolution") {
+            Some(value) if RESOLUTIONS.contains(&value) => value,
+            Some(value) => {
+                let message = format!(
+                    "`spec.resolution`: unsupported value {value:?}, expected one of {}",
+                    RESOLUTIONS.join(", ")
+                );
+                out.schema(node.span, message);
+                "NONE"
+            }
+            None => "NONE",
+        },
+    };
+    if let Some(addresses) = spec.get("addresses") {
+        for address in out.seq(addresses, "spec.addresses").unwrap_or_default() {
+            let cidr = address.as_str().is_some_and(|a| a.contains('/'));
+            if cidr && !matches!(resolution, "NONE" | "STATIC") {
+                out.schema(
+                    address.span,
+                    "CIDR addresses are allowed only for NONE/STATIC resolution".to_owned(),
+                );
+            }
+        }
+    }
+
+    // Ports.
+    let mut ports = Vec::new();
+    let mut port_specs = Vec::new();
+    let mut names: HashMap<String, Span> = HashMap::new();
+    let mut numbers: HashMap<i64, Span> = HashMap::new();
+    let port_list = spec.get("ports");
+    let port_items = port_list
+        .and_then(|p| out.seq(p, "spec.ports"))
+        .unwrap_or_default();
+    for (i, port) in port_items.iter().enumerate() {
+        let path = format!("spec.ports[{i}]");
+        if out.map(port, &path).is_none() {
+            continue;
+        }
+        out.check_fields(port, &path, &["number", "protocol", "name", "targetPort"]);
+        let name = port
+            .get("name")
+            .and_then(|n| out.str(n, &format!("{path}.name")));
+        if let (Some(name), Some(node)) = (name, port.get("name")) {
+            if names.insert(name.to_owned(), node.span).is_some() {
+                out.schema(
+                    node.span,
+                    format!("`{path}.name`: duplicate value {name:?}"),
+                );
+            }
+        }
+        let Some(number_node) = port.get("number") else {
+            out.schema(port.span, format!("`{path}.number`: required value"));
+            continue;
+        };
+        let Some(number) = out.int(number_node, &format!("{path}.number"), 1, 65535) else {
+            continue;
+        };
+        if numbers.insert(number, number_node.span).is_some() {
+            out.schema(
+                number_node.span,
+                format!("`{path}.number`: port number {number} cannot be duplicated"),
+            );
+            continue;
+        }
+        let mut target = number;
+        if let Some(node) = port.get("targetPort") {
+            match out.int(node, &format!("{path}.targetPort"), 1, 65535) {
+                Some(t) => target = t,
+                None => continue,
+            }
+        }
+        let protocol = protocol(out, port, &path, name);
+        ports.push(ast::Port {
+            number: ast::Number {
+                value: number as u64,
+                span: number_node.span,
+            },
+            protocol: ast::Protocol {
+                value: protocol,
+                span: port.get("protocol").map_or(number_node.span, |p| p.span),
+            },
+        });
+        port_specs.push(PortSpec {
+            name: name.map(str::to_owned),
+            target,
+        });
+    }
+    if let Some(extra) = port_items.get(1) {
+        out.unsupported(
+            "spec.ports[1..]",
+            extra,
+            "endpoints get the first port's address only (the snapshot holds one socket \
+             address per endpoint)",
+        );
+    }
+
+    // Workload selector and endpoints.
+    let selector = spec.get("workloadSelector");
+    let endpoints_node = spec.get("endpoints");
+    if let (Some(selector), Some(_)) = (selector, endpoints_node) {
+        out.schema(
+            selector.span,
+            "only one of `spec.workloadSelector` or `spec.endpoints` can be set".to_owned(),
+        );
+    }
+    let mut selector_labels = Vec::new();
+    if let Some(selector) = selector {
+        if out.map(selector, "spec.workloadSelector").is_some() {
+            out.check_fields(selector, "spec.workloadSelector", &["labels"]);
+            if let Some(labels) = selector.get("labels") {
+                selector_labels = out.labels(labels, "spec.workloadSelector.labels");
+                for label in &selector_labels {
+                    if label.key.name.contains('*') || label.value.value.contains('*') {
+                        out.schema(
+                            label.value.span,
+                            "`spec.workloadSelector.labels`: wildcard is not supported in selector"
+                                .to_owned(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let first_port = port_specs.first();
+    let mut endpoints = Vec::new();
+    if let Some(list) = endpoints_node {
+        let items = out.seq(list, "spec.endpoints").unwrap_or_default();
+        if resolution == "NONE" && !items.is_empty() {
+            out.schema(
+                list.span,
+                "`spec.endpoints`: NONE resolution cannot set endpoints".to_owned(),
+            );
+        }
+        if resolution == "DNS_ROUND_ROBIN" && items.len() > 1 {
+            out.schema(
+                list.span,
+                "`spec.endpoints`: DNS_ROUND_ROBIN resolution cannot have multiple endpoints"
+                    .to_owned(),
+            );
+        }
+        for (i, e) in items.iter().enumerate() {
+            let path = format!("spec.endpoints[{i}]");
+            if out.map(e, &path).is_none() {
+                continue;
+            }
+            check_endpoint(out, e, &path);
+            if let Some(sa) = e.get("serviceAccount") {
+                out.unsupported(&format!("{path}.serviceAccount"), sa, "ignored");
+            }
+            let labels = e
+                .get("labels")
+                .map(|l| out.labels(l, &format!("{path}.labels")))
+                .unwrap_or_default();
+            let source = EndpointSource {
+                path: &path,
+                address: e.get("address"),
+                ports: e.get("ports"),
+                weight: e.get("weight"),
+                labels,
+                at: e.span,
+            };
+            if let Some(endpoint) = endpoint(out, &source, first_port) {
+                endpoints.push(endpoint);
+            }
+        }
+    } else if !selector_labels.is_empty() || selector.is_some() {
+        for entry in workload_entries {
+            let matches = entry.namespace == r.namespace
+                && selector_labels.iter().all(|want| {
+                    entry
+                        .labels
+                        .iter()
+                        .any(|l| l.key.name == want.key.name && l.value.value == want.value.value)
+                });
+            if !matches {
+                continue;
+            }
+            let at = entry.address.map_or(r.kind_span, |a| a.span);
+            // The WorkloadEntry's diagnostics point into its own file.
+            let source = EndpointSource {
+                path: "WorkloadEntry spec",
+                address: entry.address,
+                ports: entry.ports,
+                weight: entry.weight,
+                labels: entry.labels.clone(),
+                at,
+            };
+            let file = out.file;
+            out.file = entry.file;
+            let lowered = endpoint(out, &source, first_port);
+            out.file = file;
+            if let Some(endpoint) = lowered {
+                endpoints.push(endpoint);
+            }
+        }
+    } else if matches!(
+        resolution,
+        "DNS" | "DNS_ROUND_ROBIN" | "DYNAMIC_DNS" | "NONE"
+    ) {
+        let at = resolution_node.map_or(r.kind_span, |n| n.span);
+        out.inexpressible(
+            at,
+            format!(
+                "resolution `{resolution}` without endpoints: addresses are found at run time \
+                 (DNS of the hosts, or the original destination), which the snapshot cannot hold"
+            ),
+            "add `endpoints` with IP addresses to route through the mesh",
+        );
+    }
+
+    let namespace = ident(r.namespace.clone(), r.name.span);
+    for (host, span) in hosts {
+        if services.iter().any(|s| s.service.name.name == host) {
+            out.inexpressible(
+                span,
+                format!(
+                    "host `{host}` is already declared by another ServiceEntry; merging \
+                     ServiceEntries is not supported yet, this one is skipped"
+                ),
+                "declare each host in one ServiceEntry",
+            );
+            continue;
+        }
+        services.push(Imported {
+            file: r.file,
+            service: ast::Service {
+                keyword: span,
+                name: ident(host, span),
+                namespaces: vec![namespace.clone()],
+                ports: ports.clone(),
+                endpoints: endpoints.clone(),
+                subsets: Vec::new(),
+                close: span,
+                origin: ast::Origin::Istio,
+            },
+        });
+    }
+}
+
+fn protocol(out: &mut Out<'_>, port: &Node, path: &str, name: Option<&str>) -> spec::Protocol {
+    let (written, node) = match port.get("protocol") {
+        Some(node) => (
+            out.str(node, &format!("{path}.protocol")).unwrap_or(""),
+            node,
+        ),
+        None => {
+            // Istio derives a missing protocol from the port name prefix (`http-web`).
+            let prefix = name.map(|n| n.split('-').next().unwrap_or(n)).unwrap_or("");
+            (prefix, port)
+        }
+    };
+    match written.to_ascii_uppercase().as_str() {
+        "HTTP" => spec::Protocol::Http,
+        "HTTP2" => spec::Protocol::Http2,
+        "GRPC" => spec::Protocol::Grpc,
+        "TCP" => spec::Protocol::Tcp,
+        other => {
+            let message = if port.get("protocol").is_some() {
+                format!("protocol `{other}` of `{path}` is not modeled yet, treated as tcp")
+            } else {
+                format!(
+                    "`{path}` has no protocol (Istio would detect it at run time), treated as tcp"
+                )
+            };
+            out.inexpressible(
+                node.span,
+                message,
+                "the snapshot models http, http2, grpc and tcp",
+            );
+            spec::Protocol::Tcp
+        }
+    }
+}
+
+struct EndpointSource<'a, 'n> {
+    path: &'a str,
+    address: Option<&'n Node>,
+    ports: Option<&'n Node>,
+    weight: Option<&'n Node>,
+    labels: Vec<ast::Label>,
+    at: Span,
+}
+
+/// An endpoint with an IP address; anything else is skipped with a warning.
+fn endpoint(
+    out: &mut Out<'_>,
+    source: &EndpointSource<'_, '_>,
+    port: Option<&PortSpec>,
+) -> Option<ast::Endpoint> {
+    let path = source.path;
+    let Some(address_node) = source.address else {
+        out.inexpressible(
+            source.at,
+            format!("`{path}` has no `address`, endpoint skipped"),
+            "the snapshot needs an IP address per endpoint",
+        );
+        return None;
+    };
+    let address = address_node.as_str()?;
+    let Ok(ip) = address.parse::<IpAddr>() else {
+        let what = if address.starts_with("unix://") {
+            "a Unix domain socket"
+        } else {
+            "a DNS name"
+        };
+        out.inexpressible(
+            address_node.span,
+            format!(
+                "`{path}.address` `{address}` is {what}; the snapshot holds socket \
+                     addresses, so this endpoint is skipped"
+            ),
+            "use an IP address",
+        );
+        return None;
+    };
+    let Some(port) = port else {
+        out.inexpressible(
+            address_node.span,
+            format!("endpoint `{address}` has no port (the ServiceEntry declares none), skipped"),
+            "declare `ports` on the ServiceEntry",
+        );
+        return None;
+    };
+    let mut number = port.target;
+    if let (Some(ports), Some(name)) = (source.ports, &port.name) {
+        if let Some(n) = ports.get(name).and_then(Node::as_int) {
+            number = n;
+        }
+    }
+    let text = match ip {
+        IpAddr::V4(ip) => format!("{ip}:{number}"),
+        IpAddr::V6(ip) => format!("[{ip}]:{number}"),
+    };
+    let weight = source
+        .weight
+        .and_then(Node::as_int)
+        .filter(|&w| w > 0)
+        .map(|w| ast::Number {
+            value: w as u64,
+            span: source.weight.map_or(address_node.span, |n| n.span),
+        });
+    Some(ast::Endpoint {
+        address: ast::Address {
+            text,
+            span: address_node.span,
+        },
+        labels: source.labels.clone(),
+        weight,
+    })
+}
+
+fn destination_rule(
+    out: &mut Out<'_>,
+    r: &Resource<'_>,
+    resolver: &Resolver,
+    services: &mut [Imported],
+) {
+    let spec = r.spec;
+    out.check_fields(
+        spec,
+        "spec",
+        &[
+            "host",
+            "trafficPolicy",
+            "subsets",
+            "exportTo",
+            "workloadSelector",
+        ],
+    );
+    for field in ["trafficPolicy", "exportTo", "workloadSelector"] {
+        if let Some(value) = spec.get(field) {
+            out.unsupported(&format!("spec.{field}"), value, "ignored");
+        }
+    }
+    if let Some(policy) = spec.get("trafficPolicy") {
+        traffic_policy(out, policy, "spec.trafficPolicy");
+    }
+    let mut subsets = Vec::new();
+    if let Some(list) = spec.get("subsets") {
+        for (i, subset) in out
+            .seq(list, "spec.subsets")
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let path = format!("spec.subsets[{i}]");
+            if out.map(subset, &path).is_none() {
+                continue;
+            }
+            out.check_fields(subset, &path, &["name", "labels", "trafficPolicy"]);
+            if let Some(policy) = subset.get("trafficPolicy") {
+                out.unsupported(&format!("{path}.trafficPolicy"), policy, "ignored");
+                traffic_policy(out, policy, &format!("{path}.trafficPolicy"));
+            }
+            let Some(name_node) = subset.get("name") else {
+                out.schema(subset.span, format!("`{path}.name`: required value"));
+                continue;
+            };
+            let Some(name) = out.str(name_node, &format!("{path}.name")) else {
+                continue;
+            };
+            let selector = subset
+                .get("labels")
+                .map(|l| out.labels(l, &format!("{path}.labels")))
+                .unwrap_or_default();
+            subsets.push(ast::Subset {
+                name: ident(name, name_node.span),
+                selector,
+            });
+        }
+    }
+    let Some(host_node) = spec.get("host") else {
+        out.schema(r.kind_span, "`spec.host`: required value".to_owned());
+        return;
+    };
+    let Some(host) = out.str(host_node, "spec.host") else {
+        return;
+    };
+    match resolver.resolve(host, &r.namespace) {
+        Some((_, Some(index))) => services[*index].service.subsets.extend(subsets),
+        Some((name, None)) => out.inexpressible(
+            host_node.span,
+            format!(
+                "`{host}` is service `{name}` declared in a .mesh file; its subsets cannot come \
+                 from a DestinationRule yet, rule ignored"
+            ),
+            "declare the subsets in the .mesh file",
+        ),
+        None => out.inexpressible(
+            host_node.span,
+            format!("host `{host}` is not a declared service, destination rule ignored"),
+            "declare it with a ServiceEntry or in a .mesh file",
+        ),
+    }
+}
+
+/// Checks what Istio validates inside a (not yet supported) traffic policy: warmup.
+fn traffic_policy(out: &mut Out<'_>, policy: &Node, path: &str) {
+    let Some(warmup) = policy.get("loadBalancer").and_then(|lb| lb.get("warmup")) else {
+        return;
+    };
+    let path = format!("{path}.loadBalancer.warmup");
+    if out.map(warmup, &path).is_none() {
+        return;
+    }
+    if warmup.get("duration").is_none() {
+        out.schema(warmup.span, format!("`{path}.duration`: required value"));
+    }
+    if let Some(percent) = warmup.get("minimumPercent") {
+        let value = number(percent);
+        if !value.is_some_and(|v| (0.0..=100.0).contains(&v)) {
+            out.schema(
+                percent.span,
+                format!(
+                    "`{path}.minimumPercent` {}: must be between 0 and 100",
+                    percent.display()
+                ),
+            );
+        }
+    }
+    if let Some(aggression) = warmup.get("aggression") {
+        if !number(aggression).is_some_and(|v| v >= 1.0) {
+            out.schema(
+                aggression.span,
+                format!(
+                    "`{path}.aggression` {}: must be at least 1",
+                    aggression.display()
+                ),
+            );
+        }
+    }
+}
+
+fn number(node: &Node) -> Option<f64> {
+    match node.value {
+        super::yaml::Value::Int(n) => Some(n as f64),
+        super::yaml::Value::Float(f) => Some(f),
+        _ => None,
+    }
+}
+
+const HTTP_ROUTE_FIELDS: &[&str] = &[
+    "name",
+    "match",
+    "route",
+    "redirect",
+    "directResponse",
+    "delegate",
+    "rewrite",
+    "timeout",
+    "retries",
+    "fault",
+    "mirror",
+    "mirrors",
+    "mirrorPercentage",
+    "mirrorPercent",
+    "mirror_percent",
+    "corsPolicy",
+    "headers",
+];
+
+const MATCH_FIELDS: &[&str] = &[
+    "name",
+    "uri",
+    "scheme",
+    "method",
+    "authority",
+    "headers",
+    "port",
+    "sourceLabels",
+    "gateways",
+    "queryParams",
+    "ignoreUriCase",
+    "withoutHeaders",
+    "sourceNamespace",
+    "statPrefix",
+];
+
+fn virtual_service(out: &mut Out<'_>, r: &Resource<'_>, resolver: &Resolver) -> Vec<ast::Route> {
+    let spec = r.spec;
+    out.check_fields(
+        spec,
+        "spec",
+        &[
+            "hosts", "gateways", "http", "tls", "tcp", "exportTo", "delegate",
+        ],
+    );
+    if ["http", "tcp", "tls"].iter().all(|f| spec.get(f).is_none()) {
+        out.schema(
+            spec.span,
+            "virtual service must have at least one of `http`, `tcp` or `tls`".to_owned(),
+        );
+        return Vec::new();
+    }
+    for field in ["tcp", "tls", "exportTo"] {
+        if let Some(value) = spec.get(field) {
+            out.unsupported(&format!("spec.{field}"), value, "ignored");
+        }
+    }
+    let mut hosts = Vec::new();
+    if let Some(list) = spec.get("hosts") {
+        for (i, host) in out
+            .seq(list, "spec.hosts")
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            if let Some(name) = out.str(host, &format!("spec.hosts[{i}]")) {
+                hosts.push((name, host.span));
+            }
+        }
+    }
+    if let Some(gateways) = spec.get("gateways") {
+        let names = out.seq(gateways, "spec.gateways").unwrap_or_default();
+        let mesh = names.is_empty() || names.iter().any(|g| g.as_str() == Some("mesh"));
+        if !mesh {
+            out.unsupported(
+                "spec.gateways",
+                gateways,
+                "the virtual service binds only to gateways (no `mesh`) and is ignored",
+            );
+            return Vec::new();
+        }
+    }
+    let mut rules = Vec::new();
+    if let Some(http) = spec.get("http") {
+        for (i, entry) in out
+            .seq(http, "spec.http")
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            if let Some(rule) = http_rule(out, r, entry, i, resolver) {
+                rules.push(rule);
+            }
+        }
+    }
+    let mut routes: Vec<ast::Route> = Vec::new();
+    for (host, span) in hosts {
+        let Some((service, _)) = resolver.resolve(host, &r.namespace) else {
+            out.inexpressible(
+                span,
+                format!("host `{host}` is not a declared service, skipped"),
+                "declare it with a ServiceEntry or in a .mesh file",
+            );
+            continue;
+        };
+        if routes.iter().any(|route| &route.service.name == service) {
+            continue;
+        }
+        if rules.is_empty() {
+            out.inexpressible(
+                span,
+                format!(
+                    "no rule of virtual service `{}` could be imported, service `{service}` \
+                     keeps its default route",
+                    r.name.name
+                ),
+                "see the warnings above for each dropped rule",
+            );
+            continue;
+        }
+        routes.push(ast::Route {
+            keyword: r.kind_span,
+            service: ident(service.clone(), span),
+            rules: rules.clone(),
+        });
+    }
+    routes
+}
+
+fn http_rule(
+    out: &mut Out<'_>,
+    r: &Resource<'_>,
+    entry: &Node,
+    index: usize,
+    resolver: &Resolver,
+) -> Option<ast::Rule> {
+    let path = format!("spec.http[{index}]");
+    out.map(entry, &path)?;
+    out.check_fields(entry, &path, HTTP_ROUTE_FIELDS);
+    let name = match entry.get("name") {
+        Some(node) => ident(out.str(node, &format!("{path}.name"))?, node.span),
+        None => ident(format!("{}-{index}", r.name.name), entry.span),
+    };
+    let drop_note = "the whole rule is dropped (requests it would match fall through to the \
+                     following rules)";
+    let mut keep = true;
+    for field in ["redirect", "directResponse", "delegate"] {
+        if let Some(value) = entry.get(field) {
+            out.unsupported(&format!("{path}.{field}"), value, drop_note);
+            keep = false;
+        }
+    }
+    for field in &HTTP_ROUTE_FIELDS[6..] {
+        if let Some(value) = entry.get(field) {
+            out.unsupported(
+                &format!("{path}.{field}"),
+                value,
+                "ignored (the rule is kept)",
+            );
+        }
+    }
+    let mut matches = Vec::new();
+    if let Some(list) = entry.get("match") {
+        for (i, m) in out
+            .seq(list, &format!("{path}.match"))
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            match request_match(out, m, &format!("{path}.match[{i}]"), drop_note) {
+                Some(m) => matches.push(m),
+                None => keep = false,
+            }
+        }
+    }
+    let mut destinations = Vec::new();
+    match entry.get("route") {
+        None if keep => {
+            out.schema(entry.span, format!("`{path}.route`: required value"));
+            keep = false;
+        }
+        None => {}
+        Some(list) => {
+            let route_path = format!("{path}.route");
+            for (i, d) in out
+                .seq(list, &route_path)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                match destination(out, r, d, &format!("{route_path}[{i}]"), resolver) {
+                    Ok(Some(d)) => destinations.push(d),
+                    Ok(None) => {}
+                    Err(()) => keep = false,
+                }
+            }
+            if destinations.is_empty() && keep {
+                out.inexpressible(
+                    list.span,
+                    format!("`{route_path}` has no destination left, rule dropped"),
+                    "",
+                );
+                keep = false;
+            }
+        }
+    }
+    keep.then(|| ast::Rule {
+        keyword: Span::new(entry.span.start, entry.span.start),
+        name,
+        matches,
+        destinations,
+    })
+}
+
+/// One `match[]` entry, or `None` when it uses a condition the model lacks (rule dropped).
+fn request_match(out: &mut Out<'_>, m: &Node, path: &str, drop_note: &str) -> Option<ast::Match> {
+    out.map(m, path)?;
+    out.check_fields(m, path, MATCH_FIELDS);
+    let mut conditions = Vec::new();
+    let mut supported = true;
+    for (key, value) in m.entries().unwrap_or_default() {
+        let field = super::plain(key);
+        match field.as_str() {
+            "name" => {}
+            "statPrefix" => out.unsupported(&format!("{path}.statPrefix"), value, "ignored"),
+            "uri" => match string_match(value) {
+                Some(("exact", text, span)) => conditions.push(ast::Condition::PathExact {
+                    value: ast::Str { value: text, span },
+                    span: value.span,
+                }),
+                Some(("prefix", text, span)) => conditions.push(ast::Condition::PathPrefix {
+                    value: ast::Str { value: text, span },
+                    span: value.span,
+                }),
+                _ => {
+                    out.unsupported(&format!("{path}.uri"), value, drop_note);
+                    supported = false;
+                }
+            },
+            "headers" => {
+                for (header, matcher) in out
+                    .map(value, &format!("{path}.headers"))
+                    .unwrap_or_default()
+                {
+                    match string_match(matcher) {
+                        Some(("exact", text, span)) => conditions.push(ast::Condition::Header {
+                            name: ast::Str {
+                                value: super::plain(header),
+                                span: header.span,
+                            },
+                            value: ast::Str { value: text, span },
+                        }),
+                        _ => {
+                            let header_path = format!("{path}.headers.{}", super::plain(header));
+                            out.unsupported(&header_path, matcher, drop_note);
+                            supported = false;
+                        }
+                    }
+                }
+            }
+            _ => {
+                out.unsupported(&format!("{path}.{field}"), value, drop_note);
+                supported = false;
+            }
+        }
+    }
+    supported.then_some(ast::Match { conditions })
+}
+
+/// An Istio `StringMatch` with exactly one string-valued field: (kind, value, value span).
+fn string_match(node: &Node) -> Option<(&'static str, String, Span)> {
+    let [(key, value)] = node.entries()? else {
+        return None;
+    };
+    let kind = match key.as_str()? {
+        "exact" => "exact",
+        "prefix" => "prefix",
+        _ => return None,
+    };
+    Some((kind, value.as_str()?.to_owned(), value.span))
+}
+
+/// One `route[]` destination: `Ok(None)` when it is left out without changing the traffic
+/// (weight 0), `Err` when the rule must be dropped.
+fn destination(
+    out: &mut Out<'_>,
+    r: &Resource<'_>,
+    d: &Node,
+    path: &str,
+    resolver: &Resolver,
+) -> Result<Option<ast::Destination>, ()> {
+    out.map(d, path).ok_or(())?;
+    out.check_fields(d, path, &["destination", "weight", "headers"]);
+    if let Some(headers) = d.get("headers") {
+        out.unsupported(
+            &format!("{path}.headers"),
+            headers,
+            "ignored (the rule is kept)",
+        );
+    }
+    let Some(dest) = d.get("destination") else {
+        out.schema(d.span, format!("`{path}.destination`: required value"));
+        return Err(());
+    };
+    out.map(dest, &format!("{path}.destination")).ok_or(())?;
+    out.check_fields(
+        dest,
+        &format!("{path}.destination"),
+        &["host", "subset", "port"],
+    );
+    if let Some(port) = dest.get("port") {
+        out.unsupported(
+            &format!("{path}.destination.port"),
+            port,
+            "ignored (the rule is kept)",
+        );
+    }
+    let weight = match d.get("weight") {
+        None => None,
+        Some(node) => {
+            let w = out.int(node, &format!("{path}.weight"), 0, 100).ok_or(())?;
+            if w == 0 {
+                out.inexpressible(
+                    node.span,
+                    format!("`{path}` has weight 0 and receives no traffic, left out"),
+                    "",
+                );
+                return Ok(None);
+            }
+            Some(ast::Number {
+                value: w as u64,
+                span: node.span,
+            })
+        }
+    };
+    let Some(host_node) = dest.get("host") else {
+        out.schema(
+            dest.span,
+            format!("`{path}.destination.host`: required value"),
+        );
+        return Err(());
+    };
+    let host = out
+        .str(host_node, &format!("{path}.destination.host"))
+        .ok_or(())?;
+    let Some((service, _)) = resolver.resolve(host, &r.namespace) else {
+        out.inexpressible(
+            host_node.span,
+            format!(
+                "destination host `{host}` is not a declared service; the whole rule is dropped"
+            ),
+            "declare it with a ServiceEntry or in a .mesh file",
+        );
+        return Err(());
+    };
+    let subset = match dest.get("subset") {
+        None => None,
+        Some(node) => Some(ident(
+            out.str(node, &format!("{path}.destination.subset"))
+                .ok_or(())?,
+            node.span,
+        )),
+    };
+    Ok(Some(ast::Destination {
+        service: ident(service.clone(), host_node.span),
+        subset,
+        weight,
+        span: d.span,
+    }))
+}
