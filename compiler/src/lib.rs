@@ -10,6 +10,7 @@ pub mod explain;
 pub mod istio;
 mod lower;
 mod parse;
+mod toml_input;
 
 use std::path::{Path, PathBuf};
 
@@ -64,8 +65,9 @@ fn render_all(diagnostics: &[Diagnostic], sources: &Sources) -> String {
         .join("\n")
 }
 
-/// Compiles files and directories (every `*.mesh`, `*.yaml` and `*.yml` file below a directory,
-/// recursively; YAML is imported as Istio resources, see `docs/istio.md`).
+/// Compiles files and directories (every `*.mesh`, `*.toml`, `*.yaml` and `*.yml` file below a
+/// directory, recursively; TOML is the DSL's model as tables, YAML is imported as Istio
+/// resources, see `docs/istio.md`).
 ///
 /// The expanded file list is sorted before parsing, so the argument order and directory listing
 /// order never change the snapshot. Paths in diagnostics and rule source locations are the paths
@@ -97,7 +99,12 @@ fn compile_inner(sources: Sources, mut diagnostics: Vec<Diagnostic>) -> Result<C
             yaml.push((id, file.text()));
             continue;
         }
-        match parse::parse_file(id, file.text()) {
+        let parsed = if is_toml_path(file.path()) {
+            toml_input::parse_file(id, file.text())
+        } else {
+            parse::parse_file(id, file.text())
+        };
+        match parsed {
             Ok(ast) => files.push(ast),
             Err(d) => diagnostics.push(d),
         }
@@ -151,7 +158,7 @@ pub fn expand_inputs<P: AsRef<Path>>(inputs: &[P]) -> (Vec<PathBuf>, Vec<Diagnos
                     diagnostics.push(Diagnostic::without_span(
                         Code::CannotRead,
                         format!(
-                            "cannot read `{}`: no .mesh files in this directory",
+                            "cannot read `{}`: no .mesh, .toml or .yaml files in this directory",
                             input.display()
                         ),
                     ));
@@ -165,7 +172,7 @@ pub fn expand_inputs<P: AsRef<Path>>(inputs: &[P]) -> (Vec<PathBuf>, Vec<Diagnos
     (files, diagnostics)
 }
 
-/// Collects `*.mesh`, `*.yaml` and `*.yml` files below `dir`. Symlinked directories are not
+/// Collects `*.mesh`, `*.toml`, `*.yaml` and `*.yml` files below `dir`. Symlinked directories are not
 /// followed (no cycles).
 fn walk(dir: &Path, files: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>) {
     let entries = match std::fs::read_dir(dir) {
@@ -186,10 +193,15 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>)
             walk(&path, files, diagnostics);
         } else if path
             .extension()
-            .is_some_and(|e| e == "mesh" || istio::is_yaml_extension(e))
+            .is_some_and(|e| e == "mesh" || e == "toml" || istio::is_yaml_extension(e))
             && path.is_file()
         {
             files.push(path);
         }
     }
+}
+
+/// Whether a path names a TOML mesh file.
+fn is_toml_path(path: &str) -> bool {
+    Path::new(path).extension().is_some_and(|e| e == "toml")
 }

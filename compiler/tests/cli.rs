@@ -192,7 +192,7 @@ fn unreadable_input_is_e0100() {
     );
     assert!(
         err.contains(&format!(
-            "error[E0100]: cannot read `{}`: no .mesh files",
+            "error[E0100]: cannot read `{}`: no .mesh, .toml or .yaml files",
             empty.display()
         )),
         "{err}"

@@ -1,0 +1,358 @@
+//! The mesh model written as TOML: the same declarations as the DSL, lowered to the same AST,
+//! so every check and diagnostic applies unchanged. `docs/dsl.md` shows both forms.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ast;
+use crate::diag::{Code, Diagnostic, FileId, SourceSpan, Span};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    #[serde(default)]
+    service: Vec<Spanned<ServiceDoc>>,
+    #[serde(default)]
+    route: Vec<Spanned<RouteDoc>>,
+    #[serde(default)]
+    workload: Vec<Spanned<WorkloadDoc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceDoc {
+    name: Spanned<String>,
+    namespace: Option<Spanned<String>>,
+    #[serde(default)]
+    ports: Vec<PortDoc>,
+    #[serde(default)]
+    endpoints: Vec<EndpointDoc>,
+    #[serde(default)]
+    subsets: Vec<SubsetDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortDoc {
+    number: Spanned<u64>,
+    protocol: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointDoc {
+    address: Spanned<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, Spanned<String>>,
+    weight: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubsetDoc {
+    name: Spanned<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteDoc {
+    service: Spanned<String>,
+    rule: Vec<Spanned<RuleDoc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDoc {
+    name: Spanned<String>,
+    #[serde(default, rename = "match")]
+    matches: Vec<Spanned<MatchDoc>>,
+    to: Vec<Spanned<DestinationDoc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchDoc {
+    path_exact: Option<Spanned<String>>,
+    path_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestinationDoc {
+    service: Spanned<String>,
+    subset: Option<Spanned<String>>,
+    weight: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkloadDoc {
+    name: Spanned<String>,
+    identity: Option<Spanned<String>>,
+    #[serde(default)]
+    inbound: Vec<InboundDoc>,
+    outbound: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboundDoc {
+    port: Spanned<u64>,
+    protocol: Spanned<String>,
+    target: Spanned<String>,
+}
+
+/// Parses one `.toml` file into the same AST the DSL parser produces.
+pub(crate) fn parse_file(id: FileId, text: &str) -> Result<ast::File, Diagnostic> {
+    let document: Document = toml::from_str(text).map_err(|e| {
+        let span = e
+            .span()
+            .map_or(Span::new(0, 0), |r| Span::new(r.start, r.end));
+        Diagnostic::new(
+            Code::Syntax,
+            SourceSpan { file: id, span },
+            e.message().trim().to_owned(),
+        )
+    })?;
+    let mut items = Vec::new();
+    for service in document.service {
+        items.push(ast::Item::Service(service_ast(id, service)?));
+    }
+    for route in document.route {
+        items.push(ast::Item::Route(route_ast(id, route)?));
+    }
+    for workload in document.workload {
+        items.push(ast::Item::Workload(workload_ast(id, workload)?));
+    }
+    Ok(ast::File { id, items })
+}
+
+fn span(range: Range<usize>) -> Span {
+    Span::new(range.start, range.end)
+}
+
+fn ident(value: &Spanned<String>) -> ast::Ident {
+    ast::Ident {
+        name: value.get_ref().clone(),
+        span: span(value.span()),
+    }
+}
+
+fn string(value: &Spanned<String>) -> ast::Str {
+    ast::Str {
+        value: value.get_ref().clone(),
+        span: span(value.span()),
+    }
+}
+
+fn number(value: &Spanned<u64>) -> ast::Number {
+    ast::Number {
+        value: *value.get_ref(),
+        span: span(value.span()),
+    }
+}
+
+fn address(value: &Spanned<String>) -> ast::Address {
+    ast::Address {
+        text: value.get_ref().clone(),
+        span: span(value.span()),
+    }
+}
+
+fn protocol(id: FileId, value: &Spanned<String>) -> Result<ast::Protocol, Diagnostic> {
+    let parsed = match value.get_ref().as_str() {
+        "http" => spec::Protocol::Http,
+        "http2" => spec::Protocol::Http2,
+        "grpc" => spec::Protocol::Grpc,
+        "tcp" => spec::Protocol::Tcp,
+        other => {
+            let at = SourceSpan {
+                file: id,
+                span: span(value.span()),
+            };
+            return Err(Diagnostic::new(
+                Code::Syntax,
+                at,
+                format!("expected a protocol (http, http2, grpc, tcp), found {other:?}"),
+            ));
+        }
+    };
+    Ok(ast::Protocol {
+        value: parsed,
+        span: span(value.span()),
+    })
+}
+
+/// Labels keep their value's span for both key and value: TOML keys carry no position here.
+fn labels(map: &BTreeMap<String, Spanned<String>>) -> Vec<ast::Label> {
+    map.iter()
+        .map(|(key, value)| ast::Label {
+            key: ast::Ident {
+                name: key.clone(),
+                span: span(value.span()),
+            },
+            value: string(value),
+        })
+        .collect()
+}
+
+fn service_ast(id: FileId, doc: Spanned<ServiceDoc>) -> Result<ast::Service, Diagnostic> {
+    let whole = span(doc.span());
+    let doc = doc.into_inner();
+    let mut ports = Vec::new();
+    for port in &doc.ports {
+        ports.push(ast::Port {
+            number: number(&port.number),
+            protocol: protocol(id, &port.protocol)?,
+        });
+    }
+    Ok(ast::Service {
+        keyword: whole,
+        name: ident(&doc.name),
+        namespaces: doc.namespace.iter().map(ident).collect(),
+        ports,
+        endpoints: doc
+            .endpoints
+            .iter()
+            .map(|e| ast::Endpoint {
+                address: address(&e.address),
+                labels: labels(&e.labels),
+                weight: e.weight.as_ref().map(number),
+            })
+            .collect(),
+        subsets: doc
+            .subsets
+            .iter()
+            .map(|s| ast::Subset {
+                name: ident(&s.name),
+                selector: labels(&s.labels),
+            })
+            .collect(),
+        close: Span::new(whole.end, whole.end),
+        origin: ast::Origin::Mesh,
+    })
+}
+
+fn route_ast(id: FileId, doc: Spanned<RouteDoc>) -> Result<ast::Route, Diagnostic> {
+    let whole = span(doc.span());
+    let doc = doc.into_inner();
+    if doc.rule.is_empty() {
+        let at = SourceSpan {
+            file: id,
+            span: whole,
+        };
+        return Err(Diagnostic::new(
+            Code::Syntax,
+            at,
+            "a route needs at least one [[route.rule]]",
+        ));
+    }
+    let mut rules = Vec::new();
+    for rule in doc.rule {
+        let keyword = span(rule.span());
+        let rule = rule.into_inner();
+        if rule.to.is_empty() {
+            let at = SourceSpan {
+                file: id,
+                span: keyword,
+            };
+            return Err(Diagnostic::new(
+                Code::Syntax,
+                at,
+                "a rule needs at least one `to` destination",
+            ));
+        }
+        let mut matches = Vec::new();
+        for spanned in &rule.matches {
+            let m = spanned.get_ref();
+            let mut conditions = Vec::new();
+            if let Some(p) = &m.path_exact {
+                conditions.push(ast::Condition::PathExact {
+                    value: string(p),
+                    span: span(p.span()),
+                });
+            }
+            if let Some(p) = &m.path_prefix {
+                conditions.push(ast::Condition::PathPrefix {
+                    value: string(p),
+                    span: span(p.span()),
+                });
+            }
+            for (name, value) in &m.headers {
+                let name = ast::Str {
+                    value: name.clone(),
+                    span: span(value.span()),
+                };
+                conditions.push(ast::Condition::Header {
+                    name,
+                    value: string(value),
+                });
+            }
+            if conditions.is_empty() {
+                let at = SourceSpan {
+                    file: id,
+                    span: span(spanned.span()),
+                };
+                return Err(Diagnostic::new(
+                    Code::Syntax,
+                    at,
+                    "an empty match matches everything; leave `match` out instead",
+                ));
+            }
+            matches.push(ast::Match { conditions });
+        }
+        rules.push(ast::Rule {
+            keyword,
+            name: ident(&rule.name),
+            matches,
+            destinations: rule
+                .to
+                .iter()
+                .map(|d| ast::Destination {
+                    service: ident(&d.get_ref().service),
+                    subset: d.get_ref().subset.as_ref().map(ident),
+                    weight: d.get_ref().weight.as_ref().map(number),
+                    span: span(d.span()),
+                })
+                .collect(),
+        });
+    }
+    Ok(ast::Route {
+        keyword: whole,
+        service: ident(&doc.service),
+        rules,
+    })
+}
+
+fn workload_ast(id: FileId, doc: Spanned<WorkloadDoc>) -> Result<ast::Workload, Diagnostic> {
+    let whole = span(doc.span());
+    let doc = doc.into_inner();
+    let mut inbound = Vec::new();
+    for i in &doc.inbound {
+        inbound.push(ast::Inbound {
+            port: number(&i.port),
+            protocol: protocol(id, &i.protocol)?,
+            target: address(&i.target),
+        });
+    }
+    Ok(ast::Workload {
+        keyword: whole,
+        name: ident(&doc.name),
+        identities: doc.identity.iter().map(string).collect(),
+        inbound,
+        outbound: doc
+            .outbound
+            .as_ref()
+            .map(|names| names.iter().map(ident).collect()),
+    })
+}
+
+#[cfg(test)]
+mod tests;
