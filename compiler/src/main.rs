@@ -50,7 +50,7 @@ enum Command {
         /// Route as the sidecar of this workload (only its outbound services are visible).
         #[arg(long)]
         workload: Option<String>,
-        /// The request: 'METHOD http://HOST[:PORT]/PATH?QUERY'.
+        /// The request: `METHOD http://HOST[:PORT]/PATH?QUERY`.
         #[arg(long)]
         request: String,
         /// A request header, 'name: value' (repeatable).
