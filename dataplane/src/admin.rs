@@ -1,22 +1,77 @@
 //! The admin listener: a small blocking HTTP server on its own thread, off the data cores.
-//! `/ready`, `/healthz`, `/config`.
+//! `/ready`, `/healthz`, `/config`, `POST /reload`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
+use crate::control::Event;
 use crate::routing::RouteState;
 
-/// What the admin endpoints report.
+// The admin and control threads only, never a data core: a lock is fine here.
+#[allow(clippy::disallowed_types)]
+type Shared<T> = std::sync::Mutex<T>;
+
+/// What the admin endpoints report and the control loop they can ask for a reload.
 #[derive(Debug)]
 pub struct AdminState {
-    /// The route state being served.
-    pub routes: Arc<RouteState>,
+    routes: Shared<Arc<RouteState>>,
     /// Set when draining starts; `/ready` then answers 503.
     pub draining: AtomicBool,
     /// The IO driver the workers run, for `/config`.
     pub driver: &'static str,
+    events: Shared<mpsc::Sender<Event>>,
+}
+
+impl AdminState {
+    pub(crate) fn new(
+        routes: Arc<RouteState>,
+        driver: &'static str,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
+        Self {
+            routes: routes.into(),
+            draining: false.into(),
+            driver,
+            events: events.into(),
+        }
+    }
+
+    /// The route state being served.
+    pub fn routes(&self) -> Arc<RouteState> {
+        match self.routes.lock() {
+            Ok(routes) => routes.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub(crate) fn set_routes(&self, routes: Arc<RouteState>) {
+        match self.routes.lock() {
+            Ok(mut current) => *current = routes,
+            Err(poisoned) => *poisoned.into_inner() = routes,
+        }
+    }
+
+    /// Asks the control loop to reload and waits for the outcome.
+    fn reload(&self) -> Result<String, String> {
+        let (reply, outcome) = mpsc::channel();
+        let event = Event::Reload {
+            reason: "admin POST /reload",
+            reply: Some(reply),
+        };
+        let sent = match self.events.lock() {
+            Ok(events) => events.send(event).is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
+            return Err("control loop unavailable".to_owned());
+        }
+        outcome
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| Err("reload did not finish within 30 s".to_owned()))
+    }
 }
 
 /// Serves admin requests until the process exits.
@@ -50,13 +105,17 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         ("GET", "/ready") => (200, "text/plain", "ready\n".to_owned()),
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_owned()),
         ("GET", "/config") => (200, "application/json", config_json(state)),
-        (_, "/ready" | "/healthz" | "/config") => {
+        ("POST", "/reload") => match state.reload() {
+            Ok(hash) => (200, "text/plain", format!("serving snapshot {hash}\n")),
+            Err(error) => (422, "text/plain", format!("reload refused: {error}\n")),
+        },
+        (_, "/ready" | "/healthz" | "/config" | "/reload") => {
             (405, "text/plain", "method not allowed\n".into())
         }
         _ => (
             404,
             "text/plain",
-            "unknown admin path; try /ready, /healthz, /config\n".into(),
+            "unknown admin path; try /ready, /healthz, /config, POST /reload\n".into(),
         ),
     };
     let mut stream = stream;
@@ -70,10 +129,11 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
 }
 
 fn config_json(state: &AdminState) -> String {
+    let routes = state.routes();
     let value = serde_json::json!({
-        "hash": state.routes.hash,
+        "hash": routes.hash,
         "io_driver": state.driver,
-        "snapshot": state.routes.snapshot,
+        "snapshot": routes.snapshot,
     });
     serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

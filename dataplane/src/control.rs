@@ -1,11 +1,14 @@
 //! The control thread's side of the lifecycle: bind listeners, start one worker per core,
-//! forward signals, and drain on SIGTERM.
+//! reload the snapshot (SIGHUP, a change to the file, admin `POST /reload`), and drain on
+//! SIGTERM.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
+use std::time::{Duration, SystemTime};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -16,8 +19,14 @@ use crate::worker::{self, IoDriver, Settings, WorkerEvent, WorkerSpec};
 /// Everything `meshd` needs to run.
 #[derive(Debug)]
 pub struct Options {
-    /// Route state to serve.
+    /// Route state to serve first.
     pub routes: Arc<RouteState>,
+    /// The snapshot file, re-read on reload.
+    pub snapshot: PathBuf,
+    /// The workload served, if any (reloads keep it).
+    pub workload: Option<String>,
+    /// How often to check the snapshot file for changes; zero disables watching.
+    pub watch_interval: Duration,
     /// Outbound listener address.
     pub outbound: SocketAddr,
     /// Inbound listener address; `None` when no workload is served.
@@ -32,11 +41,25 @@ pub struct Options {
     pub settings: Settings,
 }
 
-/// A signal or a worker's report, as the control loop sees it.
+/// A signal, a worker's report or a reload request, as the control loop sees it.
 #[derive(Debug)]
-enum Event {
+pub(crate) enum Event {
     Worker(WorkerEvent),
     Signal(i32),
+    /// Reload the snapshot; the outcome (new hash, or why it was refused) goes to `reply`.
+    Reload {
+        reason: &'static str,
+        reply: Option<mpsc::Sender<Result<String, String>>>,
+    },
+}
+
+/// Reads, verifies and decodes a snapshot file into the view served for `workload`.
+pub fn load(path: &Path, workload: Option<&str>) -> Result<RouteState, String> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read snapshot {shown}: {e}"))?;
+    let (snapshot, hash) =
+        spec::decode(&bytes).map_err(|e| format!("refusing snapshot {shown}: {e}"))?;
+    RouteState::new(snapshot, hash, workload).map_err(|e| format!("refusing snapshot {shown}: {e}"))
 }
 
 impl From<WorkerEvent> for Event {
@@ -70,6 +93,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let (worker_tx, worker_rx) = mpsc::channel::<WorkerEvent>();
     forward(worker_rx, events_tx.clone());
     let mut controls = Vec::with_capacity(workers);
+    let mut updates = Vec::with_capacity(workers);
     let mut inbound = inbound.map(Vec::into_iter);
     for (index, outbound_listener) in outbound.into_iter().enumerate() {
         let mut listeners = vec![(outbound_listener, Direction::Outbound)];
@@ -78,12 +102,15 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         }
         let (control, worker_end) = UnixStream::pair()?;
         controls.push(control);
+        let (update_tx, update_rx) = mpsc::channel();
+        updates.push(update_tx);
         let spec = WorkerSpec {
             index,
             core: (!available.is_empty()).then(|| available[index % available.len()]),
             driver: options.driver,
             listeners,
             control: worker_end,
+            updates: update_rx,
             routes: options.routes.clone(),
             settings: options.settings,
         };
@@ -117,15 +144,22 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         }
     }
 
-    let admin_state = Arc::new(AdminState {
-        routes: options.routes.clone(),
-        draining: false.into(),
+    let admin_state = Arc::new(AdminState::new(
+        options.routes.clone(),
         driver,
-    });
+        events_tx.clone(),
+    ));
     let state = admin_state.clone();
     std::thread::Builder::new()
         .name("meshd-admin".into())
         .spawn(move || admin::serve(admin_listener, state))?;
+    if !options.watch_interval.is_zero() {
+        watch_file(
+            options.snapshot.clone(),
+            options.watch_interval,
+            events_tx.clone(),
+        )?;
+    }
     watch_signals(events_tx)?;
 
     let inbound_text = inbound_addr.map_or("none".to_owned(), |a| a.to_string());
@@ -141,8 +175,36 @@ pub fn run(options: Options) -> anyhow::Result<()> {
 
     let mut stopped = 0;
     let mut draining = false;
+    let mut current = options.routes.clone();
     while stopped < workers {
         match events.recv()? {
+            Event::Signal(signal_hook::consts::SIGHUP) if !draining => {
+                reload(
+                    &options,
+                    &mut current,
+                    "SIGHUP",
+                    None,
+                    &updates,
+                    &mut controls,
+                    &admin_state,
+                );
+            }
+            Event::Reload { reason, reply } if !draining => {
+                reload(
+                    &options,
+                    &mut current,
+                    reason,
+                    reply,
+                    &updates,
+                    &mut controls,
+                    &admin_state,
+                );
+            }
+            Event::Reload { reply, .. } => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err("draining: reload ignored".to_owned()));
+                }
+            }
             Event::Signal(signal) if !draining => {
                 eprintln!(
                     "meshd: signal {signal}: draining (up to {} ms)",
@@ -168,6 +230,72 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         }
     }
     eprintln!("meshd: drained, exiting");
+    Ok(())
+}
+
+/// Loads the snapshot again and, if it is valid, hands it to every core, which switch between
+/// requests. A bad snapshot is refused with the reason and the current one keeps serving.
+fn reload(
+    options: &Options,
+    current: &mut Arc<RouteState>,
+    reason: &'static str,
+    reply: Option<mpsc::Sender<Result<String, String>>>,
+    updates: &[mpsc::Sender<Arc<RouteState>>],
+    controls: &mut [UnixStream],
+    admin: &AdminState,
+) {
+    let outcome = match load(&options.snapshot, options.workload.as_deref()) {
+        Err(error) => {
+            eprintln!(
+                "meshd: reload ({reason}) refused: {error}; still serving {}",
+                current.hash
+            );
+            Err(error)
+        }
+        Ok(routes) if routes.hash == current.hash => Ok(routes.hash),
+        Ok(routes) => {
+            let routes = Arc::new(routes);
+            for (update, control) in updates.iter().zip(controls.iter_mut()) {
+                // The Arc travels by channel; the byte wakes the core to take it.
+                if update.send(routes.clone()).is_ok() {
+                    let _ = control.write_all(b"r");
+                }
+            }
+            eprintln!("meshd: reloaded snapshot {} ({reason})", routes.hash);
+            admin.set_routes(routes.clone());
+            *current = routes;
+            Ok(current.hash.clone())
+        }
+    };
+    if let Some(reply) = reply {
+        let _ = reply.send(outcome);
+    }
+}
+
+/// Polls the snapshot file's size and modification time; a change asks for a reload. Polling
+/// (not inotify) also sees an atomic rename over the file and costs one stat per interval.
+fn watch_file(path: PathBuf, interval: Duration, events: mpsc::Sender<Event>) -> io::Result<()> {
+    let stamp = |path: &Path| -> Option<(SystemTime, u64)> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    };
+    let mut last = stamp(&path);
+    std::thread::Builder::new()
+        .name("meshd-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(interval);
+            let now = stamp(&path);
+            if now.is_some() && now != last {
+                last = now;
+                let event = Event::Reload {
+                    reason: "snapshot file changed",
+                    reply: None,
+                };
+                if events.send(event).is_err() {
+                    break;
+                }
+            }
+        })?;
     Ok(())
 }
 
@@ -202,8 +330,8 @@ fn forward(from: mpsc::Receiver<WorkerEvent>, to: mpsc::Sender<Event>) {
 }
 
 fn watch_signals(events: mpsc::Sender<Event>) -> io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new()
         .name("meshd-signals".into())
         .spawn(move || {

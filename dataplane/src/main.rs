@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use dataplane::control::{self, Options};
-use dataplane::routing::RouteState;
 use dataplane::worker::{IoDriver, Settings};
 
 /// The Ringmesh sidecar: routes plain HTTP from the local application across the mesh.
@@ -49,6 +48,10 @@ struct Args {
     /// How long a request head, once started, may take to arrive (then 408).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     request_head_timeout: Duration,
+    /// How often to check the snapshot file for changes and reload (0s disables; SIGHUP and
+    /// admin POST /reload always work).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    watch_interval: Duration,
     /// How long a keep-alive connection may idle, or a body transfer stall, before closing.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
@@ -66,14 +69,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let path = args.snapshot.display();
-    let bytes = std::fs::read(&args.snapshot)
-        .map_err(|e| anyhow::anyhow!("cannot read snapshot {path}: {e}"))?;
-    let (snapshot, hash) =
-        spec::decode(&bytes).map_err(|e| anyhow::anyhow!("refusing snapshot {path}: {e}"))?;
-    let routes = RouteState::new(snapshot, hash, args.workload.as_deref())?;
+    let routes =
+        control::load(&args.snapshot, args.workload.as_deref()).map_err(anyhow::Error::msg)?;
     control::run(Options {
         routes: Arc::new(routes),
+        snapshot: args.snapshot,
+        workload: args.workload.clone(),
+        watch_interval: args.watch_interval,
         outbound: args.outbound,
         inbound: args.workload.is_some().then_some(args.inbound),
         admin: args.admin,

@@ -32,6 +32,11 @@ impl Pool {
         None
     }
 
+    /// Keeps only the idle connections whose endpoint address satisfies `keep`.
+    pub fn retain(&self, mut keep: impl FnMut(&SocketAddr) -> bool) {
+        self.idle.borrow_mut().retain(|addr, _| keep(addr));
+    }
+
     /// Returns a connection whose last response was fully read.
     pub fn put(&self, addr: SocketAddr, conn: Conn) {
         debug_assert!(conn.buffered().is_empty());

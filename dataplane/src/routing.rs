@@ -147,6 +147,14 @@ impl RouteState {
         })
     }
 
+    /// Every endpoint address this view can route to (outbound and inbound targets).
+    pub fn endpoint_addresses(&self) -> std::collections::HashSet<SocketAddr> {
+        let outbound = self.groups.iter().flat_map(|g| g.endpoints.iter().copied());
+        outbound
+            .chain(self.inbound.iter().map(|(_, target)| *target))
+            .collect()
+    }
+
     /// Number of endpoint groups, for sizing per-core balancer state.
     pub fn group_count(&self) -> usize {
         self.groups.len()

@@ -53,8 +53,11 @@ pub struct WorkerSpec {
     pub driver: IoDriver,
     /// This core's listeners (SO_REUSEPORT siblings of the other cores').
     pub listeners: Vec<(std::net::TcpListener, Direction)>,
-    /// Commands from the control thread: one byte each, `d` = drain. EOF also drains.
+    /// Commands from the control thread: one byte each, `d` = drain, `r` = take the route
+    /// state waiting in `updates`. EOF also drains.
     pub control: std::os::unix::net::UnixStream,
+    /// New route states from reloads, announced by an `r` on `control`.
+    pub updates: mpsc::Receiver<Arc<RouteState>>,
     /// The route state to serve.
     pub routes: Arc<RouteState>,
     /// Timeouts and limits.
@@ -174,7 +177,7 @@ async fn serve(
     }
     spec.control.set_nonblocking(true)?;
     let control = UnixStream::from_std(spec.control)?;
-    monoio::spawn(watch_control(control, core.clone()));
+    monoio::spawn(watch_control(control, spec.updates, core.clone()));
     for (listener, direction) in listeners {
         monoio::spawn(accept_loop(listener, direction, core.clone()));
     }
@@ -196,16 +199,42 @@ async fn serve(
     Ok(())
 }
 
-async fn watch_control(mut control: UnixStream, core: Rc<Core>) {
+async fn watch_control(
+    mut control: UnixStream,
+    updates: mpsc::Receiver<Arc<RouteState>>,
+    core: Rc<Core>,
+) {
+    let mut buf = vec![0u8; 16];
     loop {
-        let (result, buf) = control.read(vec![0u8; 16]).await;
-        match result {
-            Ok(n) if n > 0 && !buf[..n].contains(&b'd') => continue,
-            // A drain command, EOF (the control thread is gone) or an error all mean stop.
+        let (result, returned) = control.read(buf).await;
+        buf = returned;
+        let commands = match result {
+            Ok(n) if n > 0 => &buf[..n],
+            // EOF (the control thread is gone) or an error: stop like a drain.
             _ => break,
+        };
+        if commands.contains(&b'r') {
+            // Only the newest state matters; requests in flight keep the Arc they started with.
+            if let Some(routes) = updates.try_iter().last() {
+                core.install(routes);
+            }
+        }
+        if commands.contains(&b'd') {
+            break;
         }
     }
     core.drain.start();
+}
+
+impl Core {
+    /// Switches to a new route state: later requests route by it, balancer cursors restart,
+    /// and idle pooled connections to endpoints it no longer has are closed.
+    fn install(&self, routes: Arc<RouteState>) {
+        let endpoints = routes.endpoint_addresses();
+        self.pool.retain(|addr| endpoints.contains(addr));
+        *self.round_robin.borrow_mut() = vec![0; routes.group_count()];
+        *self.routes.borrow_mut() = routes;
+    }
 }
 
 async fn accept_loop(listener: TcpListener, direction: Direction, core: Rc<Core>) {

@@ -10,4 +10,5 @@ mod errors;
 mod interop;
 mod layering;
 mod lifecycle;
+mod reload;
 mod routing;
