@@ -305,8 +305,9 @@ fn plan_request(
                 Ok(decision) => {
                     let mut cursors = core.round_robin.borrow_mut();
                     let cursor = &mut cursors[decision.group_index];
-                    let endpoints = &decision.group.endpoints;
-                    let addr = endpoints[*cursor as usize % endpoints.len()];
+                    let group = decision.group;
+                    let slot = group.schedule[*cursor as usize % group.schedule.len()];
+                    let addr = group.endpoints[slot as usize];
                     *cursor = cursor.wrapping_add(1);
                     Ok(addr)
                 }

@@ -37,6 +37,49 @@ pub struct EndpointGroup {
     pub name: String,
     /// Endpoint addresses, in snapshot order.
     pub endpoints: Vec<SocketAddr>,
+    /// The order round robin visits `endpoints` (indexes), each endpoint as often as its weight
+    /// and spread out (smooth weighted round robin, as nginx does). Empty when there are no
+    /// endpoints.
+    pub schedule: Vec<u32>,
+}
+
+/// Longest weighted round-robin cycle; larger weight sums are scaled down to fit.
+const MAX_SCHEDULE: u64 = 1024;
+
+/// Smooth weighted round robin: each step adds every weight to its endpoint's credit, picks the
+/// endpoint with the most credit, and takes the total from it. Weights 5,1,1 give
+/// a a b a c a a rather than a a a a a b c.
+fn weighted_schedule(weights: &[u32]) -> Vec<u32> {
+    let weights: Vec<u64> = weights.iter().map(|&w| u64::from(w.max(1))).collect();
+    let gcd = weights.iter().copied().fold(0, gcd);
+    let mut weights: Vec<u64> = weights.iter().map(|w| w / gcd.max(1)).collect();
+    let total: u64 = weights.iter().sum();
+    if total > MAX_SCHEDULE {
+        weights = weights.iter().map(|w| (w * MAX_SCHEDULE / total).max(1)).collect();
+    }
+    let total: u64 = weights.iter().sum();
+    let mut credit = vec![0i64; weights.len()];
+    let mut schedule = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, w) in credit.iter_mut().zip(&weights) {
+            *c += *w as i64;
+        }
+        let Some((best, _)) = credit.iter().enumerate().max_by_key(|&(i, c)| (*c, usize::MAX - i))
+        else {
+            break;
+        };
+        credit[best] -= total as i64;
+        schedule.push(best as u32);
+    }
+    schedule
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// A routing decision for one request.
@@ -111,18 +154,19 @@ impl RouteState {
         let mut group_of = Vec::with_capacity(snapshot.services.len());
         for service in &snapshot.services {
             group_of.push(groups.len() as u32);
+            let weights: Vec<u32> = service.endpoints.iter().map(|e| e.weight).collect();
             groups.push(EndpointGroup {
                 name: service.name.clone(),
                 endpoints: service.endpoints.iter().map(|e| e.address).collect(),
+                schedule: weighted_schedule(&weights),
             });
             for subset in &service.subsets {
+                let members = subset.endpoints.iter().map(|&i| &service.endpoints[i as usize]);
+                let weights: Vec<u32> = members.clone().map(|e| e.weight).collect();
                 groups.push(EndpointGroup {
                     name: format!("{}/{}", service.name, subset.name),
-                    endpoints: subset
-                        .endpoints
-                        .iter()
-                        .map(|&i| service.endpoints[i as usize].address)
-                        .collect(),
+                    endpoints: members.map(|e| e.address).collect(),
+                    schedule: weighted_schedule(&weights),
                 });
             }
         }

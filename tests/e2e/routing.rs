@@ -122,3 +122,25 @@ fn every_core_gets_a_worker_sharing_one_port() {
     }
     assert!(meshd.terminate().unwrap().success());
 }
+
+fn endpoint_weights_are_honoured(driver: &str) {
+    let (heavy, light) = (
+        Upstream::start("heavy").unwrap(),
+        Upstream::start("light").unwrap(),
+    );
+    let scratch = Scratch::new();
+    let config = format!(
+        "service s {{\n  port 80 http\n  endpoint {} weight 3\n  endpoint {} weight 1\n}}\n",
+        heavy.addr(),
+        light.addr()
+    );
+    let meshd = serve(&scratch, &config, driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    for _ in 0..400 {
+        assert_eq!(client.get("s", "/", &[]).unwrap().status, 200);
+    }
+    // One core, one balancer cursor: smooth weighted round robin is exact over whole cycles.
+    assert_eq!((heavy.requests(), light.requests()), (300, 100));
+}
+
+on_both_drivers!(endpoint_weights_are_honoured);
