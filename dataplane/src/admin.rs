@@ -1,5 +1,5 @@
 //! The admin listener: a small blocking HTTP server on its own thread, off the data cores.
-//! `/ready`, `/healthz`, `/config`, `POST /reload`.
+//! `/ready`, `/healthz`, `/config`, `POST /reload`, `POST /drain`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -51,6 +51,16 @@ impl AdminState {
         match self.routes.lock() {
             Ok(mut current) => *current = routes,
             Err(poisoned) => *poisoned.into_inner() = routes,
+        }
+    }
+
+    /// Asks the control loop to drain without exiting.
+    fn drain(&self) -> bool {
+        // Not ready from the moment the operator asked, not from when the control loop acts.
+        self.draining.store(true, Ordering::Relaxed);
+        match self.events.lock() {
+            Ok(events) => events.send(Event::Drain).is_ok(),
+            Err(_) => false,
         }
     }
 
@@ -109,13 +119,19 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
             Ok(hash) => (200, "text/plain", format!("serving snapshot {hash}\n")),
             Err(error) => (422, "text/plain", format!("reload refused: {error}\n")),
         },
-        (_, "/ready" | "/healthz" | "/config" | "/reload") => {
+        ("POST", "/drain") if state.drain() => (
+            200,
+            "text/plain",
+            "draining: listeners closed, requests in flight finish; send SIGTERM to exit\n".into(),
+        ),
+        ("POST", "/drain") => (503, "text/plain", "control loop unavailable\n".into()),
+        (_, "/ready" | "/healthz" | "/config" | "/reload" | "/drain") => {
             (405, "text/plain", "method not allowed\n".into())
         }
         _ => (
             404,
             "text/plain",
-            "unknown admin path; try /ready, /healthz, /config, POST /reload\n".into(),
+            "unknown admin path; try /ready, /healthz, /config, POST /reload, POST /drain\n".into(),
         ),
     };
     let mut stream = stream;

@@ -51,6 +51,8 @@ pub(crate) enum Event {
         reason: &'static str,
         reply: Option<mpsc::Sender<Result<String, String>>>,
     },
+    /// Admin `POST /drain`: drain like SIGTERM, but keep the process up until a signal.
+    Drain,
 }
 
 /// Reads, verifies and decodes a snapshot file into the view served for `workload`.
@@ -175,9 +177,23 @@ pub fn run(options: Options) -> anyhow::Result<()> {
 
     let mut stopped = 0;
     let mut draining = false;
+    let mut exit_when_drained = true;
     let mut current = options.routes.clone();
-    while stopped < workers {
+    // Runs until every core has drained and, after an admin drain, a signal asks to exit.
+    while stopped < workers || !exit_when_drained {
         match events.recv()? {
+            Event::Drain if !draining => {
+                eprintln!("meshd: admin POST /drain: draining, staying up until a signal");
+                exit_when_drained = false;
+                draining = true;
+                admin_state.draining.store(true, Ordering::Relaxed);
+                for control in &mut controls {
+                    let _ = control.write_all(b"d");
+                }
+            }
+            Event::Drain => {}
+            Event::Signal(signal_hook::consts::SIGHUP) if draining => {}
+            Event::Signal(_) if draining => exit_when_drained = true,
             Event::Signal(signal_hook::consts::SIGHUP) if !draining => {
                 reload(
                     &options,
@@ -216,6 +232,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                     let _ = control.write_all(b"d");
                 }
             }
+            // Guards above cover every signal; the compiler cannot see through them.
             Event::Signal(_) => {}
             Event::Worker(WorkerEvent::Stopped { index, unfinished }) => {
                 if unfinished > 0 {

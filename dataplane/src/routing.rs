@@ -55,7 +55,10 @@ fn weighted_schedule(weights: &[u32]) -> Vec<u32> {
     let mut weights: Vec<u64> = weights.iter().map(|w| w / gcd.max(1)).collect();
     let total: u64 = weights.iter().sum();
     if total > MAX_SCHEDULE {
-        weights = weights.iter().map(|w| (w * MAX_SCHEDULE / total).max(1)).collect();
+        weights = weights
+            .iter()
+            .map(|w| (w * MAX_SCHEDULE / total).max(1))
+            .collect();
     }
     let total: u64 = weights.iter().sum();
     let mut credit = vec![0i64; weights.len()];
@@ -64,7 +67,10 @@ fn weighted_schedule(weights: &[u32]) -> Vec<u32> {
         for (c, w) in credit.iter_mut().zip(&weights) {
             *c += *w as i64;
         }
-        let Some((best, _)) = credit.iter().enumerate().max_by_key(|&(i, c)| (*c, usize::MAX - i))
+        let Some((best, _)) = credit
+            .iter()
+            .enumerate()
+            .max_by_key(|&(i, c)| (*c, usize::MAX - i))
         else {
             break;
         };
@@ -161,7 +167,10 @@ impl RouteState {
                 schedule: weighted_schedule(&weights),
             });
             for subset in &service.subsets {
-                let members = subset.endpoints.iter().map(|&i| &service.endpoints[i as usize]);
+                let members = subset
+                    .endpoints
+                    .iter()
+                    .map(|&i| &service.endpoints[i as usize]);
                 let weights: Vec<u32> = members.clone().map(|e| e.weight).collect();
                 groups.push(EndpointGroup {
                     name: format!("{}/{}", service.name, subset.name),

@@ -148,3 +148,43 @@ on_both_drivers!(
     sigterm_finishes_the_request_in_flight,
     idle_sidecar_exits_cleanly_on_sigterm
 );
+
+fn admin_drain_stops_accepting_but_stays_up_until_sigterm(driver: &str) {
+    let up = Upstream::start("v1").unwrap();
+    let scratch = Scratch::new();
+    let config = format!(
+        "service s {{\n  port 80 http\n  endpoint {}\n}}\n",
+        up.addr()
+    );
+    let mut meshd = serve(&scratch, &config, driver, &[]);
+    let mut kept = Client::connect(meshd.outbound).unwrap();
+    assert_eq!(kept.get("s", "/", &[]).unwrap().status, 200);
+
+    let admin = meshd.admin;
+    let reply = Client::connect(admin)
+        .unwrap()
+        .request("POST", "admin", "/drain", &[], b"")
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let ready = Client::connect(admin)
+        .unwrap()
+        .get("admin", "/ready", &[])
+        .unwrap();
+    assert_eq!(ready.status, 503);
+    // The listeners close: new connections are refused once every core has drained.
+    let outbound = meshd.outbound;
+    wait_until(|| std::net::TcpStream::connect(outbound).is_err());
+    // The process is still up (admin answers) until a signal.
+    assert_eq!(
+        Client::connect(admin)
+            .unwrap()
+            .get("admin", "/healthz", &[])
+            .unwrap()
+            .status,
+        200
+    );
+    meshd.signal_terminate().unwrap();
+    assert!(meshd.wait().unwrap().success());
+}
+
+on_both_drivers!(admin_drain_stops_accepting_but_stays_up_until_sigterm);

@@ -196,8 +196,15 @@ fn workload_view_hides_services_it_may_not_call() {
 fn weighted_schedule_visits_each_endpoint_by_weight_and_spreads_them() {
     assert_eq!(weighted_schedule(&[1, 1, 1]), [0, 1, 2]);
     assert_eq!(weighted_schedule(&[5, 1, 1]), [0, 0, 1, 0, 2, 0, 0]);
-    assert_eq!(weighted_schedule(&[2, 2]), [0, 1], "weights reduce by their gcd");
+    assert_eq!(
+        weighted_schedule(&[2, 2]),
+        [0, 1],
+        "weights reduce by their gcd"
+    );
     let big = weighted_schedule(&[u32::MAX, 1]);
-    assert!(big.len() as u64 <= MAX_SCHEDULE && big.contains(&1), "scaled, every endpoint kept");
+    assert!(
+        big.len() as u64 <= MAX_SCHEDULE && big.contains(&1),
+        "scaled, every endpoint kept"
+    );
     assert_eq!(weighted_schedule(&[]), Vec::<u32>::new());
 }
