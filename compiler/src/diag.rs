@@ -182,6 +182,14 @@ pub enum Code {
     IstioOutOfScope,
     /// E0999: the compiler produced a snapshot that breaks a spec invariant (a meshc bug).
     Internal,
+    /// E0110: a rule can never be selected: earlier rules match every request it matches.
+    RuleNeverMatches,
+    /// W0111: an earlier rule takes some of the requests a rule matches (it stays reachable).
+    RuleOverlap,
+    /// W0112: E0110 for a rule imported from an Istio VirtualService (Istio accepts it).
+    ImportedRuleNeverMatches,
+    /// W0113: HTTP, HTTP/2 or gRPC declared on the well-known port of a non-HTTP protocol.
+    HttpOnOpaquePort,
 }
 
 impl Code {
@@ -207,6 +215,10 @@ impl Code {
             Self::IstioIncomplete => "W0204",
             Self::IstioOutOfScope => "W0205",
             Self::Internal => "E0999",
+            Self::RuleNeverMatches => "E0110",
+            Self::RuleOverlap => "W0111",
+            Self::ImportedRuleNeverMatches => "W0112",
+            Self::HttpOnOpaquePort => "W0113",
         }
     }
 
@@ -219,7 +231,10 @@ impl Code {
             | Self::IstioUnknownField
             | Self::IstioNotExpressible
             | Self::IstioIncomplete
-            | Self::IstioOutOfScope => Severity::Warning,
+            | Self::IstioOutOfScope
+            | Self::RuleOverlap
+            | Self::ImportedRuleNeverMatches
+            | Self::HttpOnOpaquePort => Severity::Warning,
             Self::Syntax
             | Self::InvalidValue
             | Self::CannotRead
@@ -231,7 +246,8 @@ impl Code {
             | Self::NoEndpoints
             | Self::IstioSchema
             | Self::YamlSyntax
-            | Self::Internal => Severity::Error,
+            | Self::Internal
+            | Self::RuleNeverMatches => Severity::Error,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! diagnostics that point at the offending config lines.
 #![forbid(unsafe_code)]
 
+mod analysis;
 mod ast;
 pub mod check;
 pub mod diag;
@@ -10,6 +11,7 @@ pub mod explain;
 pub mod istio;
 mod lower;
 mod parse;
+pub mod prune;
 mod toml_input;
 
 use std::path::{Path, PathBuf};
@@ -119,6 +121,7 @@ fn compile_inner(sources: Sources, mut diagnostics: Vec<Diagnostic>) -> Result<C
         let (lowered, found) = lower::lower(&files, &sources);
         snapshot = lowered;
         diagnostics.extend(found);
+        diagnostics.extend(analysis::analyze(&files, &sources));
     }
     diagnostics.sort_by_key(|d| d.span.map(|s| (s.file, s.span.start)));
     match snapshot {

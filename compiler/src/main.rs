@@ -21,12 +21,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compile .mesh files (directories: every *.mesh file below them) into a snapshot.
+    /// Compile .mesh files (directories: every *.mesh file below them) into a snapshot, or into
+    /// one snapshot per workload.
     Compile {
         /// Files or directories.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        /// Where to write the snapshot (written atomically).
+        /// Where to write the snapshot (written atomically). A directory (existing, or written
+        /// with a trailing `/`) gets one `<workload>.snap` per workload plus `all.snap`.
         #[arg(short, long)]
         output: PathBuf,
         /// How to print diagnostics: `human` on stderr, or one `json` document on stdout.
@@ -198,22 +200,106 @@ fn compile(inputs: &[PathBuf], output: &Path, format: Format) -> anyhow::Result<
         }
     }
     let snapshot = &compiled.snapshot;
+    // Pruned per-workload snapshots, in workload (name) order.
+    let mut per_workload = Vec::with_capacity(snapshot.workloads.len());
+    for workload in &snapshot.workloads {
+        let pruned = compiler::prune::for_workload(snapshot, &workload.name)
+            .context("a workload of the snapshot has no pruned snapshot")?;
+        per_workload.push((workload.name.as_str(), spec::encode(&pruned), pruned));
+    }
     let bytes = spec::encode(snapshot);
-    write_atomically(output, &bytes)
-        .with_context(|| format!("cannot write {}", output.display()))?;
+    let directory = is_directory_output(output);
+    let written = if directory {
+        write_directory(output, &per_workload, &bytes)?
+    } else {
+        write_atomically(output, &bytes)
+            .with_context(|| format!("cannot write {}", output.display()))?;
+        output.to_path_buf()
+    };
+    for (name, encoded, pruned) in &per_workload {
+        eprintln!(
+            "workload {name}: {} services, {} rules, {} bytes",
+            pruned.services.len(),
+            rule_count(pruned),
+            encoded.len()
+        );
+    }
+    if directory && snapshot.workloads.is_empty() {
+        eprintln!(
+            "no workloads: wrote only {} (for meshd without --workload)",
+            written.display()
+        );
+    }
     let hash: String = bytes[spec::HEADER_LEN - 32..spec::HEADER_LEN]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let rules: usize = snapshot.routes.iter().map(|t| t.rules.len()).sum();
     eprintln!(
-        "compiled {} services, {rules} route rules, {} workloads into {} (sha256 {hash}, {} bytes)",
+        "compiled {} services, {} route rules, {} workloads into {} (sha256 {hash}, {} bytes)",
         snapshot.services.len(),
+        rule_count(snapshot),
         snapshot.workloads.len(),
-        output.display(),
+        written.display(),
         bytes.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn rule_count(snapshot: &spec::Snapshot) -> usize {
+    snapshot.routes.iter().map(|t| t.rules.len()).sum()
+}
+
+/// Whether `-o` names a directory: an existing one, or any path written with a trailing `/`.
+fn is_directory_output(output: &Path) -> bool {
+    output.as_os_str().as_encoded_bytes().ends_with(b"/") || output.is_dir()
+}
+
+/// The name of the whole-mesh snapshot in directory mode.
+const ALL_SNAPSHOT: &str = "all.snap";
+
+/// Directory mode: `DIR/<workload>.snap` for each workload, then `DIR/all.snap` with the whole
+/// mesh, each written atomically. Every name is checked before anything is written. Returns the
+/// path of `all.snap`.
+fn write_directory(
+    dir: &Path,
+    per_workload: &[(&str, Vec<u8>, spec::Snapshot)],
+    all: &[u8],
+) -> anyhow::Result<PathBuf> {
+    for (name, _, _) in per_workload {
+        check_file_stem(name)?;
+    }
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    for (name, encoded, _) in per_workload {
+        let path = dir.join(format!("{name}.snap"));
+        write_atomically(&path, encoded)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let path = dir.join(ALL_SNAPSHOT);
+    write_atomically(&path, all).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// A workload name must make a plain file name in the output directory, and not `all.snap`.
+fn check_file_stem(name: &str) -> anyhow::Result<()> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !plain {
+        anyhow::bail!(
+            "workload {name:?} is not a plain file name for the output directory (letters, \
+             digits, '_', '-' and '.', not leading '.'); no snapshot written"
+        );
+    }
+    if format!("{name}.snap") == ALL_SNAPSHOT {
+        anyhow::bail!(
+            "workload `{name}` would overwrite {ALL_SNAPSHOT}, the whole-mesh snapshot; \
+             rename the workload or compile to a single file; no snapshot written"
+        );
+    }
+    Ok(())
 }
 
 fn plural(n: usize) -> &'static str {

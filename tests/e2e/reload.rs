@@ -200,7 +200,10 @@ fn twenty_swaps_under_load_fail_no_request(driver: &str) {
     );
     assert!(report.responses >= 9_000, "{report}");
     // Endpoint c exists only in some variants: traffic reaching it shows the swaps took effect.
-    assert!(ups[2].requests() > 0, "no request reached the endpoint added by a reload");
+    assert!(
+        ups[2].requests() > 0,
+        "no request reached the endpoint added by a reload"
+    );
 }
 
 on_both_drivers!(

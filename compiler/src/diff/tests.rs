@@ -202,17 +202,20 @@ fn added_removed_reordered_and_rematched_rules_are_reported() {
         lines_after("match path prefix \"/\"", "match path exact \"/\""),
         [r#"~ route reviews rule split matches path prefix "/" -> path exact "/" [hot-swap]"#]
     );
-    let two = "route reviews {\n  rule a { to reviews }\n  rule b { to reviews }\n}\n";
-    let swapped = "route reviews {\n  rule b { to reviews }\n  rule a { to reviews }\n}\n";
-    let old = compile(&[("a.mesh", REVIEWS), ("b.mesh", two)]);
-    let new = compile(&[("a.mesh", REVIEWS), ("b.mesh", swapped)]);
+    // Disjoint matches: two catch-alls in a row would make the second unreachable (E0110).
+    let a = "  rule a { match path prefix \"/a\" to reviews }\n";
+    let b = "  rule b { match path prefix \"/b\" to reviews }\n";
+    let two = format!("route reviews {{\n{a}{b}}}\n");
+    let swapped = format!("route reviews {{\n{b}{a}}}\n");
+    let old = compile(&[("a.mesh", REVIEWS), ("b.mesh", &two)]);
+    let new = compile(&[("a.mesh", REVIEWS), ("b.mesh", &swapped)]);
     let lines: Vec<String> = diff(&old, &new).iter().map(ToString::to_string).collect();
     assert_eq!(
         lines,
         ["~ route reviews rule order a, b -> b, a [hot-swap]"]
     );
-    let one = "route reviews {\n  rule a { to reviews }\n}\n";
-    let new = compile(&[("a.mesh", REVIEWS), ("b.mesh", one)]);
+    let one = format!("route reviews {{\n{a}}}\n");
+    let new = compile(&[("a.mesh", REVIEWS), ("b.mesh", &one)]);
     let lines: Vec<String> = diff(&old, &new).iter().map(ToString::to_string).collect();
     assert_eq!(lines, ["- route reviews rule b [hot-swap]"]);
 }

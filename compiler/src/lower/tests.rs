@@ -348,7 +348,7 @@ fn colliding_hosts_are_e0103() {
 
 #[test]
 fn weights_that_do_not_sum_to_100_are_e0104_at_the_rule() {
-    let src = with_base("route reviews {\n  rule r {\n    to reviews/v1 weight 90\n    to reviews/v2 weight 20\n  }\n  rule q { to reviews weight 50 }\n  rule m {\n    to reviews/v1 weight 90\n    to reviews/v2\n  }\n}");
+    let src = with_base("route reviews {\n  rule r { match path prefix \"/r\"\n    to reviews/v1 weight 90\n    to reviews/v2 weight 20\n  }\n  rule q { match path prefix \"/q\" to reviews weight 50 }\n  rule m { match path prefix \"/m\"\n    to reviews/v1 weight 90\n    to reviews/v2\n  }\n}");
     assert_eq!(
         codes(&[("m.mesh", &src)]),
         [

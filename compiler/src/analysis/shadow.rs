@@ -1,0 +1,230 @@
+//! Rule shadowing within one route table.
+//!
+//! The data plane takes the first rule with a match that holds (a rule without matches matches
+//! every request; a rule's matches are ORed, the conditions of one match ANDed). A later rule is
+//! *unreachable* when every one of its matches is contained in a match of an earlier rule, and
+//! *partly overlapped* when it stays reachable but one of its matches is contained in a match of
+//! an earlier rule (that match can never be why it is selected).
+//!
+//! Containment is tested match against match, which is sound but not complete: when this module
+//! says a rule can never match, it cannot; a match covered only by several earlier matches
+//! together, or by `path prefix "/"` (a request target need not start with `/`), is missed.
+//!
+//! One `ast::Route` is one route table: lowering rejects a second route for a service (E0103),
+//! whatever file or language it comes from, so a table never mixes files.
+
+use std::collections::HashSet;
+
+use crate::ast;
+use crate::diag::{Code, Diagnostic, FileId, SourceSpan, Sources};
+
+/// A path condition as the data plane compares it (byte for byte, on the path without query).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PathCond<'a> {
+    /// No path condition: every path.
+    Any,
+    Exact(&'a str),
+    Prefix(&'a str),
+}
+
+/// One `match` line: a path condition and header conditions, all of which must hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Conds<'a> {
+    path: PathCond<'a>,
+    /// `(lower-case name, exact value)`.
+    headers: Vec<(String, &'a str)>,
+}
+
+impl<'a> Conds<'a> {
+    /// No condition: matches every request.
+    fn any() -> Self {
+        Self {
+            path: PathCond::Any,
+            headers: Vec::new(),
+        }
+    }
+
+    fn new(m: &'a ast::Match) -> Self {
+        let mut out = Self::any();
+        for condition in &m.conditions {
+            match condition {
+                // Lowering reports a second path condition (E0103) and keeps the first.
+                ast::Condition::PathExact { value, .. } if out.path == PathCond::Any => {
+                    out.path = PathCond::Exact(&value.value);
+                }
+                ast::Condition::PathPrefix { value, .. } if out.path == PathCond::Any => {
+                    out.path = PathCond::Prefix(&value.value);
+                }
+                ast::Condition::PathExact { .. } | ast::Condition::PathPrefix { .. } => {}
+                ast::Condition::Header { name, value } => {
+                    out.headers
+                        .push((name.value.to_ascii_lowercase(), value.value.as_str()));
+                }
+            }
+        }
+        out
+    }
+
+    fn is_any(&self) -> bool {
+        self.path == PathCond::Any && self.headers.is_empty()
+    }
+
+    /// Whether every request satisfying `other` satisfies `self`.
+    fn contains(&self, other: &Self) -> bool {
+        let path = match (self.path, other.path) {
+            (PathCond::Any, _) => true,
+            (PathCond::Prefix(p), PathCond::Prefix(q) | PathCond::Exact(q)) => q.starts_with(p),
+            (PathCond::Exact(e), PathCond::Exact(f)) => e == f,
+            (PathCond::Exact(_), PathCond::Prefix(_)) | (_, PathCond::Any) => false,
+        };
+        // A header condition holds when some header line has that name and value, so `other`'s
+        // lines satisfy every condition of `self` that `other` also requires.
+        path && self.headers.iter().all(|h| other.headers.contains(h))
+    }
+}
+
+/// A rule with its matches in evaluation form; a rule without `match` lines is one empty match.
+struct View<'a> {
+    rule: &'a ast::Rule,
+    matches: Vec<Conds<'a>>,
+}
+
+impl<'a> View<'a> {
+    fn new(rule: &'a ast::Rule) -> Self {
+        let mut matches: Vec<Conds<'a>> = rule.matches.iter().map(Conds::new).collect();
+        if matches.is_empty() {
+            matches.push(Conds::any());
+        }
+        Self { rule, matches }
+    }
+
+    fn name(&self) -> &'a str {
+        &self.rule.name.name
+    }
+
+    /// Matches every request: no `match` line, or a `match` without conditions.
+    fn is_catch_all(&self) -> bool {
+        self.matches.iter().any(Conds::is_any)
+    }
+
+    /// Whether every request `other` matches is matched by `self` (sound, not complete).
+    fn contains(&self, other: &Self) -> bool {
+        other
+            .matches
+            .iter()
+            .all(|b| self.matches.iter().any(|a| a.contains(b)))
+    }
+}
+
+/// Reports unreachable (E0110, or W0112 for Istio rules) and partly overlapped (W0111) rules of
+/// one route.
+pub(super) fn check_route(
+    file: FileId,
+    origin: ast::Origin,
+    route: &ast::Route,
+    sources: &Sources,
+    out: &mut Vec<Diagnostic>,
+) {
+    let describe = |rule: &ast::Rule| {
+        sources.describe(SourceSpan {
+            file,
+            span: rule.keyword,
+        })
+    };
+    let mut names = HashSet::new();
+    let mut earlier: Vec<View<'_>> = Vec::new();
+    for rule in &route.rules {
+        // A second rule with one name is E0103 and lowering leaves it out of the table.
+        if !names.insert(rule.name.name.as_str()) {
+            continue;
+        }
+        let view = View::new(rule);
+        let at = SourceSpan {
+            file,
+            span: rule.keyword,
+        };
+        if let Some(covering) = covering_rules(&earlier, &view) {
+            let listed: Vec<String> = covering
+                .iter()
+                .map(|a| format!("`{}` ({})", a.name(), describe(a.rule)))
+                .collect();
+            let (who, narrow) = match covering.as_slice() {
+                [a] => (format!("rule {}", listed[0]), format!("`{}`", a.name())),
+                _ => (
+                    format!("rules {}", listed.join(" and ")),
+                    covering
+                        .iter()
+                        .map(|a| format!("`{}`", a.name()))
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                ),
+            };
+            let name = view.name();
+            let (code, tail, help) = match origin {
+                ast::Origin::Mesh => (
+                    Code::RuleNeverMatches,
+                    "",
+                    format!("move it above {narrow}, or narrow {narrow}"),
+                ),
+                ast::Origin::Istio => (
+                    Code::ImportedRuleNeverMatches,
+                    " (Istio accepts this, IST0130)",
+                    format!("move it above {narrow} in `http[]`, or narrow {narrow}"),
+                ),
+            };
+            let message = format!(
+                "rule `{name}` can never match: every request it matches is taken by {who}{tail}"
+            );
+            out.push(Diagnostic::new(code, at, message).with_help(help));
+        } else if !view.is_catch_all() {
+            // Still reachable. Report a match of it that earlier rules take entirely (Istio's
+            // IST0131). Requests that satisfy an earlier match and this one without either
+            // containing the other (a header canary before a path rule) are the usual layering
+            // and are not reported; neither is a catch-all or a broader rule after a narrower one.
+            let taken = view.matches.iter().enumerate().find_map(|(i, mb)| {
+                earlier
+                    .iter()
+                    .find(|a| a.matches.iter().any(|ma| ma.contains(mb)))
+                    .map(|a| (i, a))
+            });
+            if let Some((i, a)) = taken {
+                let message = format!(
+                    "rule `{}` partly overlaps rule `{}` ({}): every request its match #{} \
+                     matches is taken by `{}`",
+                    view.name(),
+                    a.name(),
+                    describe(a.rule),
+                    i + 1,
+                    a.name(),
+                );
+                let help = format!(
+                    "remove that match from `{}`, or move `{}` above `{}`",
+                    view.name(),
+                    view.name(),
+                    a.name()
+                );
+                out.push(Diagnostic::new(Code::RuleOverlap, at, message).with_help(help));
+            }
+        }
+        earlier.push(view);
+    }
+}
+
+/// The earlier rules that together take every request `rule` matches: one rule containing it
+/// when there is one, else the first earlier rule containing each of its matches.
+fn covering_rules<'v, 'a>(earlier: &'v [View<'a>], rule: &View<'a>) -> Option<Vec<&'v View<'a>>> {
+    if let Some(a) = earlier.iter().find(|a| a.contains(rule)) {
+        return Some(vec![a]);
+    }
+    let mut covering: Vec<usize> = Vec::new();
+    for b in &rule.matches {
+        covering.push(
+            earlier
+                .iter()
+                .position(|a| a.matches.iter().any(|ma| ma.contains(b)))?,
+        );
+    }
+    covering.sort_unstable();
+    covering.dedup();
+    Some(covering.into_iter().map(|i| &earlier[i]).collect())
+}
