@@ -50,6 +50,9 @@ pub enum HeadError {
     /// An HTTP/1.1 request without a Host header.
     #[error("missing host header")]
     MissingHost,
+    /// A line ends in LF without CR: parsers disagree on those, which smuggling exploits.
+    #[error("bare LF in the request head")]
+    BareLf,
 }
 
 impl HeadError {
@@ -135,6 +138,11 @@ pub fn parse_request<'b, 'h>(
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(e) => return Err(HeadError::Malformed(e)),
     };
+    // httparse accepts bare LF line ends; a proxy must not, or it and the upstream may frame
+    // the same bytes differently (RFC 9112 §2.2 lets a recipient refuse them).
+    if has_bare_lf(&buf[..len]) {
+        return Err(HeadError::BareLf);
+    }
     let (Some(method), Some(raw_target), Some(minor_version)) = (req.method, req.path, req.version)
     else {
         return Err(HeadError::Malformed(httparse::Error::Token));
@@ -347,6 +355,12 @@ impl ResponseHead<'_, '_> {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 fn write_header(out: &mut Vec<u8>, h: &Header<'_>) {

@@ -207,3 +207,18 @@ fn response_with_a_transfer_coding_drops_content_length() {
         (BodyFraming::UntilClose, false)
     );
 }
+
+#[test]
+fn refuses_bare_lf_and_obs_fold() {
+    assert_eq!(
+        parse(b"GET / HTTP/1.1\nHost: a\n\n"),
+        Err(HeadError::BareLf)
+    );
+    assert_eq!(
+        parse(b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n"),
+        Err(HeadError::BareLf)
+    );
+    let folded = parse(b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: one\r\n two\r\n\r\n");
+    assert!(matches!(folded, Err(HeadError::Malformed(_))), "{folded:?}");
+    assert_eq!(folded.unwrap_err().status(), 400);
+}
