@@ -199,3 +199,58 @@ on_both_drivers!(
     smuggling_and_malformed_requests_never_reach_the_upstream,
     slow_request_head_gets_408,
 );
+
+fn misbehaving_upstreams_get_precise_errors_and_are_not_reused(driver: &str) {
+    let up = Upstream::start("flaky").unwrap();
+    let scratch = Scratch::new();
+    let config = format!(
+        "service s {{\n  port 80 http\n  endpoint {}\n}}\n",
+        up.addr()
+    );
+    let meshd = serve(&scratch, &config, driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+
+    let closed = client.get("s", "/fail/close", &[]).unwrap();
+    assert_eq!(
+        (closed.status, closed.header("x-ringmesh-flag")),
+        (503, Some("UC"))
+    );
+    assert_eq!(
+        closed.text(),
+        "upstream reset before response headers: connection closed before response headers\n"
+    );
+
+    let garbage = Client::connect(meshd.outbound)
+        .unwrap()
+        .get("s", "/fail/garbage", &[])
+        .unwrap();
+    assert_eq!(
+        (garbage.status, garbage.header("x-ringmesh-flag")),
+        (502, Some("UPE"))
+    );
+
+    // A body cut short cannot be reported after the head went out: the client connection
+    // closes, so the client sees a truncated body rather than a wrong one.
+    let mut truncated = Client::connect(meshd.outbound).unwrap();
+    assert!(truncated.get("s", "/fail/truncate", &[]).is_err());
+
+    // None of those connections went back to the pool: healthy requests still work.
+    let before = up.connections();
+    for _ in 0..5 {
+        assert_eq!(
+            Client::connect(meshd.outbound)
+                .unwrap()
+                .get("s", "/", &[])
+                .unwrap()
+                .text(),
+            "flaky"
+        );
+    }
+    assert_eq!(
+        up.connections(),
+        before + 1,
+        "one fresh upstream connection, then reuse"
+    );
+}
+
+on_both_drivers!(misbehaving_upstreams_get_precise_errors_and_are_not_reused);

@@ -1,6 +1,7 @@
 //! A small real HTTP/1.1 origin server (thread per connection) for tests, the demo and benchmarks.
 //!
 //! Routes: `/echo`, `/echo-chunked`, `/chunked?chunks=N&size=S`, `/headers`, `/status/NNN`,
+//! `/fail/close` (no answer), `/fail/truncate` (body cut short), `/fail/garbage` (not HTTP),
 //! and anything else answers 200 with the server's name. Every response carries
 //! `x-upstream: <name>` and `content-type: text/plain`.
 

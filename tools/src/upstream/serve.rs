@@ -40,10 +40,26 @@ struct Head {
 enum Route {
     Echo,
     EchoChunked,
-    Chunked { chunks: u64, size: usize },
+    Chunked {
+        chunks: u64,
+        size: usize,
+    },
     Headers,
     Status(u16),
     Name,
+    /// Fail on purpose, for testing how a proxy copes.
+    Fail(Failure),
+}
+
+/// The ways `/fail/...` misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// `/fail/close`: close the connection without answering.
+    Close,
+    /// `/fail/truncate`: promise 100 bytes, send 10, close.
+    Truncate,
+    /// `/fail/garbage`: answer with something that is not HTTP, then close.
+    Garbage,
 }
 
 /// Serves requests on `stream` until the peer closes, asks to close, errs, or the server stops.
@@ -134,6 +150,18 @@ fn serve_one(
         }
         Route::Status(code) => resp.fixed(stream, out, code, name)?,
         Route::Name => resp.fixed(stream, out, 200, name)?,
+        Route::Fail(failure) => {
+            match failure {
+                Failure::Close => {}
+                Failure::Truncate => {
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")?;
+                }
+                Failure::Garbage => stream.write_all(b"NOT HTTP AT ALL\r\n\r\n")?,
+            }
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return Ok(false);
+        }
     }
     Ok(!head.close)
 }
@@ -244,6 +272,9 @@ fn route(target: &str) -> Option<Route> {
         "/echo" => Route::Echo,
         "/echo-chunked" => Route::EchoChunked,
         "/headers" => Route::Headers,
+        "/fail/close" => Route::Fail(Failure::Close),
+        "/fail/truncate" => Route::Fail(Failure::Truncate),
+        "/fail/garbage" => Route::Fail(Failure::Garbage),
         "/chunked" => {
             let (mut chunks, mut size) = (1u64, 1024usize);
             for pair in query.split('&').filter(|p| !p.is_empty()) {
