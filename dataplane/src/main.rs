@@ -48,6 +48,9 @@ struct Args {
     /// How long a request head, once started, may take to arrive (then 408).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     request_head_timeout: Duration,
+    /// Most downstream connections one worker holds; more get 503 and are closed.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections_per_core: usize,
     /// How often to check the snapshot file for changes and reload (0s disables; SIGHUP and
     /// admin POST /reload always work).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
@@ -87,6 +90,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             drain_timeout: args.drain_timeout,
             head_timeout: args.request_head_timeout,
             idle_timeout: args.idle_timeout,
+            max_connections_per_core: args.max_connections_per_core.max(1),
         },
     })
 }

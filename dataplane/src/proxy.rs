@@ -51,6 +51,15 @@ pub async fn serve_connection(stream: TcpStream, direction: Direction, core: Rc<
     core.active.set(core.active.get() - 1);
 }
 
+/// Answers a connection this core has no room for with 503 and closes it. The reply goes out
+/// before the request is read (a client that pipelines gets it too), then the close lingers.
+pub async fn refuse_overloaded(stream: TcpStream) {
+    let mut down = Conn::new(stream);
+    let mut out = Vec::new();
+    let detail = "too many connections on this core; retry later";
+    local_reply(&mut down, &mut out, LocalReply::Overloaded, detail, false).await;
+}
+
 /// The parts of a request head that outlive the borrow of the read buffer.
 struct Plan {
     head_len: usize,

@@ -40,6 +40,8 @@ pub struct Settings {
     pub head_timeout: Duration,
     /// How long a keep-alive connection may sit idle, and a body transfer may stall.
     pub idle_timeout: Duration,
+    /// Most downstream connections one core holds; beyond it new ones get 503 and close.
+    pub max_connections_per_core: usize,
 }
 
 /// What a worker thread needs to start.
@@ -246,7 +248,13 @@ async fn accept_loop(listener: TcpListener, direction: Direction, core: Rc<Core>
         match accepted {
             Ok((stream, _peer)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(proxy::serve_connection(stream, direction, core.clone()));
+                if core.active.get() >= core.settings.max_connections_per_core {
+                    // Shed instead of queueing: the client learns at once and may retry
+                    // elsewhere, and this core's memory stays bounded.
+                    monoio::spawn(proxy::refuse_overloaded(stream));
+                } else {
+                    monoio::spawn(proxy::serve_connection(stream, direction, core.clone()));
+                }
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning on the error.

@@ -254,3 +254,45 @@ fn misbehaving_upstreams_get_precise_errors_and_are_not_reused(driver: &str) {
 }
 
 on_both_drivers!(misbehaving_upstreams_get_precise_errors_and_are_not_reused);
+
+fn connections_beyond_the_per_core_limit_get_503(driver: &str) {
+    let up = Upstream::start("v1").unwrap();
+    let scratch = Scratch::new();
+    let config = format!(
+        "service s {{\n  port 80 http\n  endpoint {}\n}}\n",
+        up.addr()
+    );
+    let meshd = serve(
+        &scratch,
+        &config,
+        driver,
+        &["--max-connections-per-core", "2"],
+    );
+    let mut first = Client::connect(meshd.outbound).unwrap();
+    let mut second = Client::connect(meshd.outbound).unwrap();
+    assert_eq!(first.get("s", "/", &[]).unwrap().status, 200);
+    assert_eq!(second.get("s", "/", &[]).unwrap().status, 200);
+    let shed = Client::connect(meshd.outbound)
+        .unwrap()
+        .get("s", "/", &[])
+        .unwrap();
+    assert_eq!(
+        (shed.status, shed.header("x-ringmesh-flag")),
+        (503, Some("DO"))
+    );
+    assert_eq!(shed.header("connection"), Some("close"));
+    // A slot frees when a connection closes.
+    drop(first);
+    let mut retry = Client::connect(meshd.outbound).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while retry.get("s", "/", &[]).unwrap().status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no slot freed after a close"
+        );
+        retry = Client::connect(meshd.outbound).unwrap();
+    }
+    assert_eq!(second.get("s", "/", &[]).unwrap().status, 200);
+}
+
+on_both_drivers!(connections_beyond_the_per_core_limit_get_503);

@@ -20,6 +20,8 @@ pub enum LocalReply {
     UpstreamTimeout,
     /// 503: the sidecar is draining and refuses new work.
     Draining,
+    /// 503: this core already holds its maximum of downstream connections.
+    Overloaded,
 }
 
 impl LocalReply {
@@ -31,7 +33,8 @@ impl LocalReply {
             Self::NoHealthyUpstream
             | Self::ConnectFailure
             | Self::UpstreamReset
-            | Self::Draining => 503,
+            | Self::Draining
+            | Self::Overloaded => 503,
             Self::BadUpstreamResponse => 502,
             Self::UpstreamTimeout => 504,
         }
@@ -48,6 +51,7 @@ impl LocalReply {
             Self::BadUpstreamResponse => "UPE",
             Self::UpstreamTimeout => "UT",
             Self::Draining => "DR",
+            Self::Overloaded => "DO",
         }
     }
 
@@ -63,6 +67,7 @@ impl LocalReply {
             Self::BadUpstreamResponse => "invalid upstream response",
             Self::UpstreamTimeout => "upstream request timeout",
             Self::Draining => "sidecar draining",
+            Self::Overloaded => "sidecar overloaded",
         };
         let body_len = summary.len() + 2 + detail.len() + 1;
         let status = self.status();
