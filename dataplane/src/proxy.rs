@@ -30,6 +30,8 @@ const COALESCE_BODY_BYTES: u64 = 16 * 1024;
 enum Next {
     KeepAlive,
     Close,
+    /// The upstream switched protocols (101): relay raw bytes both ways until either closes.
+    Tunnel(Conn),
 }
 
 /// Serves one downstream connection until either side closes it or the core drains.
@@ -39,15 +41,24 @@ pub async fn serve_connection(stream: TcpStream, direction: Direction, core: Rc<
     // Both buffers live as long as the connection, so steady-state requests allocate nothing.
     let mut request_out = Vec::with_capacity(2048);
     let mut response_out = Vec::with_capacity(2048);
-    while let Next::KeepAlive = serve_request(
-        &mut down,
-        direction,
-        &core,
-        &mut request_out,
-        &mut response_out,
-    )
-    .await
-    {}
+    loop {
+        let next = serve_request(
+            &mut down,
+            direction,
+            &core,
+            &mut request_out,
+            &mut response_out,
+        )
+        .await;
+        match next {
+            Next::KeepAlive => {}
+            Next::Close => break,
+            Next::Tunnel(up) => {
+                tunnel(down, up).await;
+                break;
+            }
+        }
+    }
     core.active.set(core.active.get() - 1);
 }
 
@@ -66,6 +77,8 @@ struct Plan {
     framing: BodyFraming,
     keep_alive: bool,
     is_head: bool,
+    /// The client asked to switch protocols; a 101 then turns the connection into a tunnel.
+    upgrade: bool,
     /// HTTP/1.1 client (a 1.0 client gets no interim responses).
     http11: bool,
     /// Safe to send twice (RFC 9110 §9.2.2).
@@ -217,7 +230,7 @@ async fn serve_request(
         }
         // Phase 5: the response head, within the upstream timeout.
         let timeout = core.settings.upstream_timeout;
-        let read = read_response_head(&mut up, plan.is_head, response_out);
+        let read = read_response_head(&mut up, plan.is_head, plan.upgrade, response_out);
         let (reply, detail) = match monoio::time::timeout(timeout, read).await {
             Ok(Ok(response)) => break (up, response),
             Ok(Err(ResponseError::Closed)) if may_retry => continue,
@@ -246,7 +259,7 @@ async fn serve_request(
     // The response head (rewritten into response_out) goes back downstream. A drain that began
     // while this request was in flight tells the client to go elsewhere next time.
     keep_alive &= response.framing != BodyFraming::UntilClose && !core.drain.is_draining();
-    if !keep_alive {
+    if !keep_alive && !response.switched {
         response_out.truncate(response_out.len() - 2);
         response_out.extend_from_slice(b"connection: close\r\n\r\n");
     }
@@ -257,6 +270,13 @@ async fn serve_request(
             up.consume(n as usize);
             response_framing = BodyFraming::None;
         }
+    }
+    if response.switched {
+        // 101: both sides now speak the upgraded protocol over these two connections.
+        return match send(&mut down.stream, response_out).await {
+            Ok(()) => Next::Tunnel(up),
+            Err(_) => Next::Close,
+        };
     }
     if send(&mut down.stream, response_out).await.is_err() {
         return Next::Close;
@@ -346,6 +366,7 @@ fn plan_request(
         framing: head.framing,
         keep_alive: head.keep_alive,
         is_head: head.method == "HEAD",
+        upgrade: head.upgrade,
         http11: head.minor_version == 1,
         idempotent: matches!(
             head.method,
@@ -354,6 +375,44 @@ fn plan_request(
         expects_continue: head.expects_continue,
         upstream,
     }
+}
+
+/// Relays bytes both ways after a protocol switch until each side has closed its half; bytes
+/// that arrived with either head go first. Neither connection is reused afterwards.
+async fn tunnel(mut down: Conn, mut up: Conn) {
+    use monoio::io::Splitable;
+    let pending = down.buffered().len();
+    if down
+        .forward_buffered(&mut up.stream, pending)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let pending = up.buffered().len();
+    if up
+        .forward_buffered(&mut down.stream, pending)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (mut down_read, mut down_write) = down.stream.into_split();
+    let (mut up_read, mut up_write) = up.stream.into_split();
+    let _ = monoio::join!(
+        relay(&mut down_read, &mut up_write),
+        relay(&mut up_read, &mut down_write)
+    );
+}
+
+/// Copies until `from` ends, then half-closes `to` so the other side sees the end too.
+async fn relay(
+    from: &mut impl monoio::io::AsyncReadRent,
+    to: &mut impl monoio::io::AsyncWriteRent,
+) -> io::Result<u64> {
+    let copied = monoio::io::copy(from, to).await;
+    let _ = to.shutdown().await;
+    copied
 }
 
 async fn connect(addr: SocketAddr, core: &Core) -> Result<Conn, String> {
@@ -425,6 +484,8 @@ async fn send(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
 struct ResponsePlan {
     framing: BodyFraming,
     keep_alive: bool,
+    /// A 101 to a request that asked to upgrade.
+    switched: bool,
 }
 
 enum ResponseError {
@@ -443,6 +504,7 @@ enum ResponseError {
 async fn read_response_head(
     up: &mut Conn,
     is_head: bool,
+    upgrade: bool,
     out: &mut Vec<u8>,
 ) -> Result<ResponsePlan, ResponseError> {
     let method = if is_head { "HEAD" } else { "GET" };
@@ -455,13 +517,17 @@ async fn read_response_head(
                     up.consume(len);
                     continue;
                 }
-                Ok(Some(head)) if head.status == 101 => return Err(ResponseError::Upgrade),
+                Ok(Some(head)) if head.status == 101 && !upgrade => {
+                    return Err(ResponseError::Upgrade)
+                }
                 Ok(Some(head)) => {
                     out.clear();
                     head.write_forwarded(out, false);
+                    let switched = head.status == 101;
                     let plan = ResponsePlan {
                         framing: head.framing,
-                        keep_alive: head.keep_alive,
+                        keep_alive: head.keep_alive && !switched,
+                        switched,
                     };
                     let len = head.len;
                     up.consume(len);

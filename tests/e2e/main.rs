@@ -12,3 +12,4 @@ mod layering;
 mod lifecycle;
 mod reload;
 mod routing;
+mod upgrade;

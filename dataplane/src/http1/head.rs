@@ -92,6 +92,9 @@ pub struct RequestHead<'b, 'h> {
     pub keep_alive: bool,
     /// Whether the client sent `Expect: 100-continue`.
     pub expects_continue: bool,
+    /// Whether the client asks to switch protocols (`Connection: upgrade` plus `Upgrade`), as a
+    /// WebSocket handshake does; the two headers are then forwarded.
+    pub upgrade: bool,
     /// Whether the target was in absolute form and so the Host header must be (re)written.
     absolute_form: bool,
 }
@@ -158,8 +161,11 @@ pub fn parse_request<'b, 'h>(
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut expects_continue = false;
+    let mut upgrade_header = false;
     for h in headers {
-        if h.name.eq_ignore_ascii_case("host") {
+        if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade_header = true;
+        } else if h.name.eq_ignore_ascii_case("host") {
             if host_header.is_some() {
                 return Err(HeadError::Malformed(httparse::Error::HeaderValue));
             }
@@ -213,6 +219,8 @@ pub fn parse_request<'b, 'h>(
         framing,
         keep_alive,
         expects_continue,
+        // HTTP/1.0 has no Upgrade (RFC 9110 §7.8).
+        upgrade: upgrade_header && connection.upgrade && minor_version == 1,
         absolute_form,
     }))
 }
@@ -323,8 +331,23 @@ impl RequestHead<'_, '_> {
             }
             write_header(out, h);
         }
+        if self.upgrade {
+            write_upgrade(out, self.headers);
+        }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Re-adds the protocol switch that hop-by-hop filtering removed: the Upgrade header(s) as
+/// sent and `connection: upgrade`.
+fn write_upgrade(out: &mut Vec<u8>, headers: &[Header<'_>]) {
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("upgrade"))
+    {
+        write_header(out, h);
+    }
+    out.extend_from_slice(b"connection: upgrade\r\n");
 }
 
 impl ResponseHead<'_, '_> {
@@ -349,6 +372,9 @@ impl ResponseHead<'_, '_> {
             if !stale_length && !is_hop_by_hop(h.name, self.headers) {
                 write_header(out, h);
             }
+        }
+        if self.status == 101 {
+            write_upgrade(out, self.headers);
         }
         if close {
             out.extend_from_slice(b"connection: close\r\n");
@@ -405,6 +431,7 @@ fn is_hop_by_hop(name: &str, headers: &[Header<'_>]) -> bool {
 struct Connection {
     close: bool,
     keep_alive: bool,
+    upgrade: bool,
 }
 
 impl Connection {
@@ -413,6 +440,7 @@ impl Connection {
             let token = token.trim_ascii();
             self.close |= token.eq_ignore_ascii_case(b"close");
             self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            self.upgrade |= token.eq_ignore_ascii_case(b"upgrade");
         }
     }
 }

@@ -222,3 +222,21 @@ fn refuses_bare_lf_and_obs_fold() {
     assert!(matches!(folded, Err(HeadError::Malformed(_))), "{folded:?}");
     assert_eq!(folded.unwrap_err().status(), 400);
 }
+
+#[test]
+fn forwards_an_upgrade_request_with_its_upgrade_headers() {
+    let raw = b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                Sec-WebSocket-Key: x\r\n\r\n";
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    assert!(parse_request(raw, &mut headers).unwrap().unwrap().upgrade);
+    assert_eq!(
+        forwarded(raw),
+        "GET /chat HTTP/1.1\r\nHost: a\r\nSec-WebSocket-Key: x\r\nUpgrade: websocket\r\n\
+         connection: upgrade\r\n\r\n"
+    );
+    // Without `Connection: upgrade` the Upgrade header is hop-by-hop noise and is dropped.
+    let stray = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n";
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    assert!(!parse_request(stray, &mut headers).unwrap().unwrap().upgrade);
+    assert_eq!(forwarded(stray), "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+}
