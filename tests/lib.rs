@@ -105,6 +105,19 @@ route reviews {{
     )
 }
 
+/// Polls `condition` until it holds; fails the test after 10 s. For waiting on a state change
+/// another process makes, where there is nothing to block on.
+pub fn wait_until(mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not reached in 10 s"
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// Generates one test per IO driver from a `fn(driver: &str)`.
 #[macro_export]
 macro_rules! on_both_drivers {

@@ -5,6 +5,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::TempDir;
+
 /// `productpage` calls `reviews`, whose canary rule sends to `ratings`; `details` is only
 /// reachable by `detailer`; `gateway` (no outbound list) may call everything.
 const MESH: &str = r#"service details { port 9070 http endpoint 127.0.0.1:9071 }
@@ -31,38 +34,6 @@ workload productpage {
 "#;
 
 const NO_WORKLOADS: &str = "service reviews { port 9080 http endpoint 127.0.0.1:9081 }\n";
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let dir =
-            std::env::temp_dir().join(format!("meshc-prune-{name}-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-
-    fn write(&self, relative: &str, text: &str) -> PathBuf {
-        let path = self.0.join(relative);
-        fs::write(&path, text).expect("write file");
-        path
-    }
-
-    fn path(&self, relative: &str) -> PathBuf {
-        self.0.join(relative)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn compile(input: &Path, out: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_meshc"))

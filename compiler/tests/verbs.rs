@@ -6,6 +6,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+use common::TempDir;
+
 const REVIEWS: &str = r#"service reviews {
   port 9080 http
   endpoint 127.0.0.1:9081 { version = "v1" }
@@ -36,31 +39,7 @@ workload productpage {
 }
 "#;
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
 impl TempDir {
-    fn new(name: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let dir =
-            std::env::temp_dir().join(format!("meshc-verbs-{name}-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-
-    fn write(&self, relative: &str, text: &str) -> PathBuf {
-        let path = self.0.join(relative);
-        fs::write(&path, text).expect("write file");
-        path
-    }
-
-    fn path(&self, relative: &str) -> PathBuf {
-        self.0.join(relative)
-    }
-
     /// Writes the standard config and compiles it into `name`.
     fn snapshot(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
         let mut args: Vec<PathBuf> = vec!["compile".into()];
@@ -72,12 +51,6 @@ impl TempDir {
         let output = meshc(&args);
         assert!(output.status.success(), "{}", stderr(&output));
         out
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 

@@ -132,18 +132,6 @@ fn idle_sidecar_exits_cleanly_on_sigterm(driver: &str) {
     assert!(status.success(), "meshd exited with {status}");
 }
 
-/// Polls `condition` until it holds (bounded: 10 s).
-fn wait_until(mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !condition() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not reached in 10 s"
-        );
-        std::thread::yield_now();
-    }
-}
-
 on_both_drivers!(
     sigterm_finishes_the_request_in_flight,
     idle_sidecar_exits_cleanly_on_sigterm

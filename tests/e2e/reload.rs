@@ -2,7 +2,7 @@
 //! between requests; a bad snapshot is refused and the old one keeps serving.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringmesh_tests::*;
 use tools::load::{self, Config, Rate};
@@ -31,15 +31,6 @@ fn reload(admin: std::net::SocketAddr) -> Response {
         .unwrap()
         .request("POST", "admin", "/reload", &[], b"")
         .unwrap()
-}
-
-/// Polls `condition` until it holds (bounded: 10 s).
-fn wait_until(mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "condition not reached in 10 s");
-        std::thread::yield_now();
-    }
 }
 
 fn admin_reload_switches_routing_and_refuses_bad_snapshots(driver: &str) {
