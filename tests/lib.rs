@@ -72,6 +72,11 @@ pub fn serve(scratch: &Scratch, config: &str, driver: &str, args: &[&str]) -> Si
     Sidecar::start(&snapshot, &all).expect("start meshd")
 }
 
+/// A config with one service `service` (port 80, http) served by one endpoint at `addr`.
+pub fn one_service(service: &str, addr: std::net::SocketAddr) -> String {
+    format!("service {service} {{\n  port 80 http\n  endpoint {addr}\n}}\n")
+}
+
 /// A config with two versions of `reviews`: header `x-canary: true` goes to v2, `/split`
 /// splits 90/10, everything else goes to v1.
 pub fn canary_config(v1: &Upstream, v2: &Upstream) -> String {

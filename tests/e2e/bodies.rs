@@ -11,10 +11,7 @@ fn payload(len: usize) -> Vec<u8> {
 fn single_upstream(driver: &str) -> (Upstream, Scratch, Sidecar) {
     let up = Upstream::start("echo").unwrap();
     let scratch = Scratch::new();
-    let config = format!(
-        "service echo {{\n  port 80 http\n  endpoint {}\n}}\n",
-        up.addr()
-    );
+    let config = one_service("echo", up.addr());
     let meshd = serve(&scratch, &config, driver, &[]);
     (up, scratch, meshd)
 }

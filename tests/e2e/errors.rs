@@ -67,7 +67,7 @@ route reviews {{
 fn upstream_down_gives_503_not_a_hang(driver: &str) {
     let scratch = Scratch::new();
     let down = unused_port();
-    let config = format!("service gone {{\n  port 80 http\n  endpoint {down}\n}}\n");
+    let config = one_service("gone", down);
     let meshd = serve(&scratch, &config, driver, &[]);
     // The client's own read timeout (10 s) turns a hang into a test failure.
     let response = Client::connect(meshd.outbound)
@@ -88,7 +88,7 @@ fn stalled_upstream_gives_504(driver: &str) {
     let stalled = TcpListener::bind("127.0.0.1:0").unwrap();
     let scratch = Scratch::new();
     let addr = stalled.local_addr().unwrap();
-    let config = format!("service slow {{\n  port 80 http\n  endpoint {addr}\n}}\n");
+    let config = one_service("slow", addr);
     let meshd = serve(&scratch, &config, driver, &["--upstream-timeout", "300ms"]);
     let response = Client::connect(meshd.outbound)
         .unwrap()
@@ -104,10 +104,7 @@ fn stalled_upstream_gives_504(driver: &str) {
 fn smuggling_and_malformed_requests_never_reach_the_upstream(driver: &str) {
     let up = Upstream::start("victim").unwrap();
     let scratch = Scratch::new();
-    let config = format!(
-        "service victim {{\n  port 80 http\n  endpoint {}\n}}\n",
-        up.addr()
-    );
+    let config = one_service("victim", up.addr());
     let meshd = serve(&scratch, &config, driver, &[]);
     let cases: [(&[u8], u16); 6] = [
         (b"POST / HTTP/1.1\r\nHost: victim\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
@@ -168,10 +165,7 @@ fn smuggling_and_malformed_requests_never_reach_the_upstream(driver: &str) {
 fn slow_request_head_gets_408(driver: &str) {
     let up = Upstream::start("patient").unwrap();
     let scratch = Scratch::new();
-    let config = format!(
-        "service s {{\n  port 80 http\n  endpoint {}\n}}\n",
-        up.addr()
-    );
+    let config = one_service("s", up.addr());
     let meshd = serve(
         &scratch,
         &config,
@@ -203,10 +197,7 @@ on_both_drivers!(
 fn misbehaving_upstreams_get_precise_errors_and_are_not_reused(driver: &str) {
     let up = Upstream::start("flaky").unwrap();
     let scratch = Scratch::new();
-    let config = format!(
-        "service s {{\n  port 80 http\n  endpoint {}\n}}\n",
-        up.addr()
-    );
+    let config = one_service("s", up.addr());
     let meshd = serve(&scratch, &config, driver, &[]);
     let mut client = Client::connect(meshd.outbound).unwrap();
 
@@ -258,10 +249,7 @@ on_both_drivers!(misbehaving_upstreams_get_precise_errors_and_are_not_reused);
 fn connections_beyond_the_per_core_limit_get_503(driver: &str) {
     let up = Upstream::start("v1").unwrap();
     let scratch = Scratch::new();
-    let config = format!(
-        "service s {{\n  port 80 http\n  endpoint {}\n}}\n",
-        up.addr()
-    );
+    let config = one_service("s", up.addr());
     let meshd = serve(
         &scratch,
         &config,

@@ -11,10 +11,7 @@ use ringmesh_tests::*;
 fn corrupted_snapshot_is_refused_with_a_clear_message() {
     let up = Upstream::start("v1").unwrap();
     let scratch = Scratch::new();
-    let config = format!(
-        "service s {{\n  port 80 http\n  endpoint {}\n}}\n",
-        up.addr()
-    );
+    let config = one_service("s", up.addr());
     let snapshot = compile(&scratch, &config);
     let mut bytes = std::fs::read(&snapshot).unwrap();
     let last = bytes.len() - 1;
@@ -91,7 +88,7 @@ fn held_upstream() -> (std::net::SocketAddr, mpsc::Receiver<()>, mpsc::Sender<()
 fn sigterm_finishes_the_request_in_flight(driver: &str) {
     let (addr, received, release) = held_upstream();
     let scratch = Scratch::new();
-    let config = format!("service slow {{\n  port 80 http\n  endpoint {addr}\n}}\n");
+    let config = one_service("slow", addr);
     let mut meshd = serve(&scratch, &config, driver, &["--drain-timeout", "20s"]);
     let outbound = meshd.outbound;
     let in_flight = std::thread::spawn(move || {
@@ -140,10 +137,7 @@ on_both_drivers!(
 fn admin_drain_stops_accepting_but_stays_up_until_sigterm(driver: &str) {
     let up = Upstream::start("v1").unwrap();
     let scratch = Scratch::new();
-    let config = format!(
-        "service s {{\n  port 80 http\n  endpoint {}\n}}\n",
-        up.addr()
-    );
+    let config = one_service("s", up.addr());
     let mut meshd = serve(&scratch, &config, driver, &[]);
     let mut kept = Client::connect(meshd.outbound).unwrap();
     assert_eq!(kept.get("s", "/", &[]).unwrap().status, 200);

@@ -42,7 +42,7 @@ fn upgrading_upstream() -> std::net::SocketAddr {
 fn upgrade_becomes_a_two_way_tunnel(driver: &str) {
     let upstream = upgrading_upstream();
     let scratch = Scratch::new();
-    let config = format!("service ws {{\n  port 80 http\n  endpoint {upstream}\n}}\n");
+    let config = one_service("ws", upstream);
     let meshd = serve(&scratch, &config, driver, &[]);
 
     let mut conn = TcpStream::connect(meshd.outbound).unwrap();
