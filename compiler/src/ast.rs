@@ -16,17 +16,21 @@ pub(crate) enum Item {
     Service(Service),
     Route(Route),
     Workload(Workload),
+    Authorization(Authorization),
+    Authentication(Authentication),
+    /// A top-level `telemetry` block: the default for every workload.
+    Telemetry(Telemetry),
 }
 
 /// A name as written (`[A-Za-z_][A-Za-z0-9_.-]*`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Ident {
     pub(crate) name: String,
     pub(crate) span: Span,
 }
 
 /// A double-quoted string with escapes resolved.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Str {
     pub(crate) value: String,
     pub(crate) span: Span,
@@ -36,6 +40,21 @@ pub(crate) struct Str {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Number {
     pub(crate) value: u64,
+    pub(crate) span: Span,
+}
+
+/// A duration such as `250ms`, `10s`, `1m`, `1h`, converted to milliseconds (saturating).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Duration {
+    pub(crate) millis: u64,
+    pub(crate) span: Span,
+}
+
+/// A percentage such as `10%` or `0.5%`, in millionths of all requests (`100%` = 1 000 000).
+/// Not range-checked: `150%` parses and lowering reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Percent {
+    pub(crate) per_million: u64,
     pub(crate) span: Span,
 }
 
@@ -71,6 +90,8 @@ pub(crate) struct Service {
     pub(crate) ports: Vec<Port>,
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) subsets: Vec<Subset>,
+    /// Every `policy` block (more than one is a duplicate definition).
+    pub(crate) policies: Vec<Policy>,
     /// The closing brace, where "missing port" diagnostics could point.
     pub(crate) close: Span,
     /// Where the declaration came from; imported ones get softer checks where noted.
@@ -102,11 +123,75 @@ pub(crate) struct Endpoint {
     pub(crate) weight: Option<Number>,
 }
 
-/// `subset NAME { labels }`.
+/// `subset NAME { labels } [policy { ... }]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Subset {
     pub(crate) name: Ident,
     pub(crate) selector: Vec<Label>,
+    /// Overrides of the service policy; unset settings inherit it.
+    pub(crate) policy: Option<Policy>,
+}
+
+/// A traffic policy block; each setting is optional and appears at most once (the parser
+/// reports a repeated setting).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Policy {
+    /// The `policy` keyword (or the table header in TOML / the field in YAML).
+    pub(crate) span: Span,
+    pub(crate) load_balancer: Option<LoadBalancer>,
+    pub(crate) pool: Option<Pool>,
+    pub(crate) outlier: Option<Outlier>,
+}
+
+/// `load_balancer KIND [KEY]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LoadBalancer {
+    pub(crate) kind: LbKind,
+    /// Required for `RingHash` and `Maglev`, refused for the others (checked in lowering).
+    pub(crate) key: Option<HashKey>,
+    /// `ring_hash` minimum ring size.
+    pub(crate) minimum_ring_size: Option<Number>,
+    pub(crate) span: Span,
+}
+
+/// Load balancer kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LbKind {
+    RoundRobin,
+    Random,
+    LeastRequest,
+    RingHash,
+    Maglev,
+}
+
+/// What a consistent hash is computed over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum HashKey {
+    Header(Str),
+    Cookie { name: Str, ttl: Option<Duration> },
+    SourceIp(Span),
+}
+
+/// `pool { ... }`: connection pool limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pool {
+    pub(crate) span: Span,
+    pub(crate) max_connections: Option<Number>,
+    pub(crate) max_pending: Option<Number>,
+    pub(crate) max_requests_per_connection: Option<Number>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) connect_timeout: Option<Duration>,
+}
+
+/// `outlier { ... }`: outlier detection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Outlier {
+    pub(crate) span: Span,
+    pub(crate) consecutive_5xx: Option<Number>,
+    pub(crate) consecutive_gateway_errors: Option<Number>,
+    pub(crate) interval: Option<Duration>,
+    pub(crate) base_ejection: Option<Duration>,
+    pub(crate) max_ejection_percent: Option<Number>,
 }
 
 /// `route SERVICE { rule ... }`.
@@ -118,16 +203,103 @@ pub(crate) struct Route {
     pub(crate) rules: Vec<Rule>,
 }
 
-/// `rule NAME { match ... to ... }`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `rule NAME { match ... to ... actions }`. Each action appears at most once (the parser
+/// reports a repeated one).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Rule {
     /// The `rule` keyword: the rule's source location in the snapshot.
     pub(crate) keyword: Span,
     pub(crate) name: Ident,
     /// Alternatives (OR), one per `match` line.
     pub(crate) matches: Vec<Match>,
-    /// At least one (the parser requires it).
+    /// Empty only with a `redirect` (lowering checks: exactly one of the two).
     pub(crate) destinations: Vec<Destination>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: Option<Retries>,
+    pub(crate) fault: Option<Fault>,
+    pub(crate) request_headers: Option<HeaderEdits>,
+    pub(crate) response_headers: Option<HeaderEdits>,
+    pub(crate) rewrite: Option<Rewrite>,
+    pub(crate) redirect: Option<Redirect>,
+    pub(crate) mirror: Option<Mirror>,
+    pub(crate) rate_limit: Option<RateLimit>,
+}
+
+/// `retries { ... }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Retries {
+    pub(crate) span: Span,
+    pub(crate) attempts: Option<Number>,
+    pub(crate) per_try_timeout: Option<Duration>,
+    /// Condition names as written (`5xx`, `gateway-error`, `reset`, `connect-failure`,
+    /// `retriable-status-codes`) or status codes; lowering checks them.
+    pub(crate) retry_on: Vec<Str>,
+    pub(crate) backoff: Option<Duration>,
+    pub(crate) max_backoff: Option<Duration>,
+    /// The explicit opt-in to retrying POST/PATCH.
+    pub(crate) non_idempotent: Option<Span>,
+}
+
+/// `fault { delay ... abort ... }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fault {
+    pub(crate) span: Span,
+    /// Delay and the share of requests delayed (`None` share = 100%).
+    pub(crate) delay: Option<(Duration, Option<Percent>)>,
+    /// Status and the share of requests aborted (`None` share = 100%).
+    pub(crate) abort: Option<(Number, Option<Percent>)>,
+}
+
+/// `request_headers { ... }` / `response_headers { ... }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeaderEdits {
+    pub(crate) span: Span,
+    pub(crate) set: Vec<(Str, Str)>,
+    pub(crate) add: Vec<(Str, Str)>,
+    pub(crate) remove: Vec<Str>,
+}
+
+/// `rewrite { ... }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Rewrite {
+    pub(crate) span: Span,
+    pub(crate) prefix: Option<Str>,
+    /// Pattern and substitution.
+    pub(crate) regex: Option<(Str, Str)>,
+    pub(crate) authority: Option<Str>,
+}
+
+/// `redirect { ... }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Redirect {
+    pub(crate) span: Span,
+    pub(crate) scheme: Option<Str>,
+    pub(crate) authority: Option<Str>,
+    pub(crate) port: Option<Number>,
+    pub(crate) path: Option<Str>,
+    /// Status; 301 when absent.
+    pub(crate) code: Option<Number>,
+}
+
+/// `mirror SERVICE[/SUBSET] [PERCENT]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Mirror {
+    pub(crate) span: Span,
+    pub(crate) service: Ident,
+    pub(crate) subset: Option<Ident>,
+    /// `None` = 100%.
+    pub(crate) percent: Option<Percent>,
+}
+
+/// `rate_limit N per DURATION [burst M] [per_source]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RateLimit {
+    pub(crate) span: Span,
+    pub(crate) requests: Number,
+    pub(crate) per: Duration,
+    /// Bucket size; `requests` when absent.
+    pub(crate) burst: Option<Number>,
+    pub(crate) per_source: Option<Span>,
 }
 
 /// One `match` line: conditions joined by `and`.
@@ -143,8 +315,24 @@ pub(crate) enum Condition {
     PathExact { value: Str, span: Span },
     /// `path prefix "..."`.
     PathPrefix { value: Str, span: Span },
-    /// `header "name" = "value"`.
-    Header { name: Str, value: Str },
+    /// `path regex "..."`.
+    PathRegex { value: Str, span: Span },
+    /// `method GET` / `method prefix "..."` / `method regex "..."` (never present/absent).
+    Method { value: ValueCondition, span: Span },
+    /// `header "name" = "value"` and the other value forms.
+    Header { name: Str, value: ValueCondition },
+    /// `query "name" = "value"` and the other value forms.
+    Query { name: Str, value: ValueCondition },
+}
+
+/// The value part of a header, query or method condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ValueCondition {
+    Exact(Str),
+    Prefix(Str),
+    Regex(Str),
+    Present(Span),
+    Absent(Span),
 }
 
 /// `to SERVICE[/SUBSET] [weight N]`.
@@ -167,12 +355,112 @@ pub(crate) struct Workload {
     pub(crate) inbound: Vec<Inbound>,
     /// `None` when no `outbound` line is present; several lines accumulate.
     pub(crate) outbound: Option<Vec<Ident>>,
+    /// Services this workload serves (`serves a, b`); several lines accumulate.
+    pub(crate) serves: Vec<Ident>,
+    /// Overrides of the mesh-wide telemetry block.
+    pub(crate) telemetry: Option<Telemetry>,
 }
 
-/// `inbound PORT PROTOCOL -> ADDRESS`.
+/// `inbound PORT PROTOCOL -> ADDRESS [mtls MODE]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Inbound {
     pub(crate) port: Number,
     pub(crate) protocol: Protocol,
     pub(crate) target: Address,
+    /// `None` = permissive, or whatever a PeerAuthentication sets.
+    pub(crate) mtls: Option<TlsMode>,
+}
+
+/// An mTLS mode keyword.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TlsMode {
+    pub(crate) value: spec::TlsMode,
+    pub(crate) span: Span,
+}
+
+/// `authorization NAME { ... }`: an authorization policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Authorization {
+    pub(crate) keyword: Span,
+    pub(crate) name: Ident,
+    /// `workloads a, b`; `None` applies to every workload.
+    pub(crate) workloads: Option<Vec<Ident>>,
+    /// `action allow|deny|audit`; `None` = allow.
+    pub(crate) action: Option<(spec::AuthzAction, Span)>,
+    pub(crate) rules: Vec<AuthzRule>,
+    pub(crate) origin: Origin,
+}
+
+/// `rule { from ... to ... when ... }` inside an authorization block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AuthzRule {
+    pub(crate) span: Span,
+    pub(crate) from: Vec<AuthzSource>,
+    pub(crate) to: Vec<AuthzOperation>,
+    pub(crate) when: Vec<AuthzWhen>,
+}
+
+/// One `from` clause. Patterns are Istio strings (`exact`, `prefix*`, `*suffix`, `*`);
+/// principals may be written `cluster.local/ns/x/sa/y` or as a full `spiffe://` URI.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AuthzSource {
+    pub(crate) span: Span,
+    pub(crate) principals: Vec<Str>,
+    pub(crate) not_principals: Vec<Str>,
+    pub(crate) request_principals: Vec<Str>,
+    pub(crate) not_request_principals: Vec<Str>,
+    pub(crate) namespaces: Vec<Str>,
+    pub(crate) not_namespaces: Vec<Str>,
+}
+
+/// One `to` clause.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AuthzOperation {
+    pub(crate) span: Span,
+    pub(crate) hosts: Vec<Str>,
+    pub(crate) not_hosts: Vec<Str>,
+    pub(crate) methods: Vec<Str>,
+    pub(crate) not_methods: Vec<Str>,
+    pub(crate) paths: Vec<Str>,
+    pub(crate) not_paths: Vec<Str>,
+    pub(crate) ports: Vec<Number>,
+    pub(crate) not_ports: Vec<Number>,
+}
+
+/// One `when` condition; `key` uses Istio's syntax (`request.headers[x-token]`,
+/// `request.auth.claims[iss]`, `source.namespace`, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AuthzWhen {
+    pub(crate) span: Span,
+    pub(crate) key: Str,
+    pub(crate) values: Vec<Str>,
+    pub(crate) not_values: Vec<Str>,
+}
+
+/// `authentication NAME { ... }`: JWT request authentication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Authentication {
+    pub(crate) keyword: Span,
+    pub(crate) name: Ident,
+    /// `workloads a, b`; `None` applies to every workload.
+    pub(crate) workloads: Option<Vec<Ident>>,
+    pub(crate) jwt: Vec<JwtRule>,
+}
+
+/// `jwt { issuer "..." audiences "a", "b" jwks "path" }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct JwtRule {
+    pub(crate) span: Span,
+    pub(crate) issuer: Str,
+    pub(crate) audiences: Vec<Str>,
+    pub(crate) jwks: Str,
+}
+
+/// `telemetry { access_log "FORMAT" | access_log off; trace_sampling PERCENT }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Telemetry {
+    pub(crate) span: Span,
+    /// `Some(None)` is an explicit `access_log off`.
+    pub(crate) access_log: Option<Option<Str>>,
+    pub(crate) trace_sampling: Option<Percent>,
 }

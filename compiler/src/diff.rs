@@ -357,12 +357,13 @@ fn condition_list(m: &RequestMatch) -> Vec<String> {
         .map(|p| match p {
             PathMatch::Exact(p) => format!("path exact {p:?}"),
             PathMatch::Prefix(p) => format!("path prefix {p:?}"),
+            PathMatch::Regex(p) => format!("path regex {p:?}"),
         })
         .collect();
     conditions.extend(
         m.headers
             .iter()
-            .map(|h| format!("header {:?} = {:?}", h.name, h.exact)),
+            .map(|h| format!("header {:?} {:?}", h.name, h.value)),
     );
     conditions
 }

@@ -284,13 +284,14 @@ fn matches(m: &RequestMatch, request: &Request) -> bool {
         None => true,
         Some(PathMatch::Exact(p)) => request.path == *p,
         Some(PathMatch::Prefix(p)) => request.path.starts_with(p.as_str()),
+        Some(PathMatch::Regex(_)) => false,
     };
     path_ok
         && m.headers.iter().all(|want| {
-            request
-                .headers
-                .iter()
-                .any(|(name, value)| name.eq_ignore_ascii_case(&want.name) && *value == want.exact)
+            request.headers.iter().any(|(name, value)| {
+                name.eq_ignore_ascii_case(&want.name)
+                    && spec::ValueMatch::Exact(value.clone()) == want.value
+            })
         })
 }
 

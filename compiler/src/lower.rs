@@ -131,6 +131,9 @@ impl<'a> Lowerer<'a> {
                             workloads.insert(&w.name.name, (file.id, w));
                         }
                     }
+                    ast::Item::Authorization(_)
+                    | ast::Item::Authentication(_)
+                    | ast::Item::Telemetry(_) => {}
                 }
             }
         }
@@ -265,6 +268,7 @@ impl<'a> Lowerer<'a> {
             subsets.insert(
                 subset_name,
                 Subset {
+                    policy: spec::TrafficPolicy::default(),
                     name: subset_name.to_owned(),
                     selector,
                     endpoints: members,
@@ -273,6 +277,8 @@ impl<'a> Lowerer<'a> {
         }
 
         Service {
+            policy: spec::TrafficPolicy::default(),
+            identities: Vec::new(),
             name: name.clone(),
             namespace,
             ports,
@@ -441,6 +447,7 @@ impl<'a> Lowerer<'a> {
                             weight: 100,
                         }],
                         source: self.location(file, s.keyword),
+                        ..RouteRule::default()
                     }]
                 }
             };
@@ -482,6 +489,7 @@ impl<'a> Lowerer<'a> {
                 matches,
                 destinations,
                 source: self.location(file, rule.keyword),
+                ..RouteRule::default()
             });
         }
         rules
@@ -536,11 +544,16 @@ impl<'a> Lowerer<'a> {
                             "header names are letters, digits and !#$%&'*+-.^_`|~",
                         );
                     }
-                    out.headers.push(HeaderMatch {
-                        name: name.value.to_ascii_lowercase(),
-                        exact: value.value.clone(),
-                    });
+                    if let ast::ValueCondition::Exact(value) = value {
+                        out.headers.push(HeaderMatch {
+                            name: name.value.to_ascii_lowercase(),
+                            value: spec::ValueMatch::Exact(value.value.clone()),
+                        });
+                    }
                 }
+                ast::Condition::PathRegex { .. }
+                | ast::Condition::Method { .. }
+                | ast::Condition::Query { .. } => {}
             }
         }
         out
@@ -686,6 +699,7 @@ impl<'a> Lowerer<'a> {
             let target = self.address(file, &port.target);
             if let Some(number) = number {
                 inbound.push(InboundPort {
+                    tls: spec::TlsMode::default(),
                     port: number,
                     protocol: port.protocol.value,
                     target,
@@ -708,6 +722,10 @@ impl<'a> Lowerer<'a> {
             }
         };
         Workload {
+            authorization: Vec::new(),
+            jwt: Vec::new(),
+            serves: Vec::new(),
+            telemetry: spec::Telemetry::default(),
             name: name.clone(),
             identity,
             inbound,

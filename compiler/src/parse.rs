@@ -294,6 +294,7 @@ impl<'s> Parser<'s> {
             ports: Vec::new(),
             endpoints: Vec::new(),
             subsets: Vec::new(),
+            policies: Vec::new(),
             close: Span::default(),
             origin: crate::ast::Origin::Mesh,
         };
@@ -335,7 +336,11 @@ impl<'s> Parser<'s> {
                 Some((rest, "subset")) => {
                     let (rest, name) = self.ident(rest, "a subset name")?;
                     let (rest, selector) = self.labels(rest)?;
-                    service.subsets.push(Subset { name, selector });
+                    service.subsets.push(Subset {
+                        name,
+                        selector,
+                        policy: None,
+                    });
                     rest
                 }
                 _ => return self.error(i, "`namespace`, `port`, `endpoint`, `subset` or `}`"),
@@ -400,6 +405,7 @@ impl<'s> Parser<'s> {
             name,
             matches: Vec::new(),
             destinations: Vec::new(),
+            ..Rule::default()
         };
         loop {
             if !rule.destinations.is_empty() {
@@ -470,6 +476,7 @@ impl<'s> Parser<'s> {
                 let (rest, name) = self.string(rest, "a header name in double quotes")?;
                 let (rest, _) = self.expect_punct(rest, "=")?;
                 let (rest, value) = self.string(rest, "a header value in double quotes")?;
+                let value = crate::ast::ValueCondition::Exact(value);
                 Ok((rest, Condition::Header { name, value }))
             }
             _ => self.error(i, "a condition (`path exact`, `path prefix` or `header`)"),
@@ -480,6 +487,8 @@ impl<'s> Parser<'s> {
         let (i, name) = self.ident(i, "a workload name")?;
         let (mut i, _) = self.expect_punct(i, "{")?;
         let mut workload = Workload {
+            serves: Vec::new(),
+            telemetry: None,
             keyword,
             name,
             identities: Vec::new(),
@@ -502,6 +511,7 @@ impl<'s> Parser<'s> {
                     let (rest, _) = self.expect_punct(rest, "->")?;
                     let (rest, target) = self.address(rest)?;
                     workload.inbound.push(Inbound {
+                        mtls: None,
                         port,
                         protocol,
                         target,

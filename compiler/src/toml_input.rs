@@ -214,6 +214,7 @@ fn service_ast(id: FileId, doc: Spanned<ServiceDoc>) -> Result<ast::Service, Dia
         });
     }
     Ok(ast::Service {
+        policies: Vec::new(),
         keyword: whole,
         name: ident(&doc.name),
         namespaces: doc.namespace.iter().map(ident).collect(),
@@ -231,6 +232,7 @@ fn service_ast(id: FileId, doc: Spanned<ServiceDoc>) -> Result<ast::Service, Dia
             .subsets
             .iter()
             .map(|s| ast::Subset {
+                policy: None,
                 name: ident(&s.name),
                 selector: labels(&s.labels),
             })
@@ -292,7 +294,7 @@ fn route_ast(id: FileId, doc: Spanned<RouteDoc>) -> Result<ast::Route, Diagnosti
                 };
                 conditions.push(ast::Condition::Header {
                     name,
-                    value: string(value),
+                    value: ast::ValueCondition::Exact(string(value)),
                 });
             }
             if conditions.is_empty() {
@@ -322,6 +324,7 @@ fn route_ast(id: FileId, doc: Spanned<RouteDoc>) -> Result<ast::Route, Diagnosti
                     span: span(d.span()),
                 })
                 .collect(),
+            ..ast::Rule::default()
         });
     }
     Ok(ast::Route {
@@ -337,12 +340,15 @@ fn workload_ast(id: FileId, doc: Spanned<WorkloadDoc>) -> Result<ast::Workload, 
     let mut inbound = Vec::new();
     for i in &doc.inbound {
         inbound.push(ast::Inbound {
+            mtls: None,
             port: number(&i.port),
             protocol: protocol(id, &i.protocol)?,
             target: address(&i.target),
         });
     }
     Ok(ast::Workload {
+        serves: Vec::new(),
+        telemetry: None,
         keyword: whole,
         name: ident(&doc.name),
         identities: doc.identity.iter().map(string).collect(),

@@ -278,12 +278,17 @@ fn matches(m: &RequestMatch, request: &RequestView<'_, '_>) -> bool {
         None => true,
         Some(PathMatch::Exact(p)) => request.path == p,
         Some(PathMatch::Prefix(p)) => request.path.starts_with(p.as_str()),
+        Some(PathMatch::Regex(_)) => false,
     };
     path_ok
         && m.headers.iter().all(|want| {
-            request.headers.iter().any(|h| {
-                h.name.eq_ignore_ascii_case(&want.name) && h.value == want.exact.as_bytes()
-            })
+            let spec::ValueMatch::Exact(exact) = &want.value else {
+                return false;
+            };
+            request
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case(&want.name) && h.value == exact.as_bytes())
         })
 }
 

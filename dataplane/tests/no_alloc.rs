@@ -52,6 +52,8 @@ fn routes() -> RouteState {
     };
     let snapshot = Snapshot {
         services: vec![Service {
+            identities: Default::default(),
+            policy: Default::default(),
             name: "reviews".into(),
             namespace: "default".into(),
             ports: vec![ServicePort {
@@ -61,11 +63,13 @@ fn routes() -> RouteState {
             endpoints: vec![endpoint(1, "v1"), endpoint(2, "v2")],
             subsets: vec![
                 Subset {
+                    policy: Default::default(),
                     name: "v1".into(),
                     selector: labels("v1"),
                     endpoints: vec![0],
                 },
                 Subset {
+                    policy: Default::default(),
                     name: "v2".into(),
                     selector: labels("v2"),
                     endpoints: vec![1],
@@ -75,12 +79,22 @@ fn routes() -> RouteState {
         routes: vec![RouteTable {
             service: 0,
             rules: vec![RouteRule {
+                timeout_ms: Default::default(),
+                retries: Default::default(),
+                fault: Default::default(),
+                headers: Default::default(),
+                rewrite: Default::default(),
+                redirect: Default::default(),
+                mirror: Default::default(),
+                rate_limit: Default::default(),
                 name: "split".into(),
                 matches: vec![RequestMatch {
+                    method: Default::default(),
+                    query: Default::default(),
                     path: Some(PathMatch::Prefix("/".into())),
                     headers: vec![HeaderMatch {
                         name: "x-user".into(),
-                        exact: "a".into(),
+                        value: spec::ValueMatch::Exact("a".into()),
                     }],
                 }],
                 destinations: vec![

@@ -35,6 +35,11 @@ pub struct Service {
     pub endpoints: Vec<Endpoint>,
     /// Named subsets, sorted by `name`.
     pub subsets: Vec<Subset>,
+    /// How traffic to the whole service is balanced, pooled and ejected.
+    pub policy: TrafficPolicy,
+    /// SPIFFE IDs a server for this service may present (secure naming), sorted; empty when
+    /// no workload with an identity declares that it serves the service.
+    pub identities: Vec<String>,
 }
 
 /// A service port and the protocol spoken on it.
@@ -91,6 +96,89 @@ pub struct Subset {
     pub selector: BTreeMap<String, String>,
     /// Indexes into the service's `endpoints` that the selector matches, ascending.
     pub endpoints: Vec<u32>,
+    /// The policy in force for this subset: the service's, with the subset's overrides applied.
+    pub policy: TrafficPolicy,
+}
+
+/// Load balancing, connection pool limits and outlier detection for a service or subset.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficPolicy {
+    /// How an endpoint is picked for each request.
+    pub load_balancer: LoadBalancer,
+    /// Limits on the upstream connection pool (per sidecar; each core gets its share).
+    pub pool: PoolLimits,
+    /// When to eject a failing endpoint; `None` never ejects.
+    pub outlier: Option<OutlierDetection>,
+}
+
+/// Endpoint selection for a request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadBalancer {
+    /// Weighted round robin (the default).
+    #[default]
+    RoundRobin,
+    /// Weighted random choice.
+    Random,
+    /// Power of two choices by outstanding requests.
+    LeastRequest,
+    /// Consistent hashing on a ring (ketama).
+    RingHash {
+        /// What the hash is computed over.
+        key: HashKey,
+        /// Minimum number of ring entries; 1024 when the config does not say.
+        minimum_ring_size: u64,
+    },
+    /// Consistent hashing with a Maglev table.
+    Maglev {
+        /// What the hash is computed over.
+        key: HashKey,
+    },
+}
+
+/// The request property a consistent hash is computed over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HashKey {
+    /// A request header (lower-case name); requests without it get a random endpoint.
+    Header(String),
+    /// A cookie; when `ttl_ms` is set and the request lacks it, the sidecar sets it.
+    Cookie {
+        /// Cookie name.
+        name: String,
+        /// Lifetime of a generated cookie in milliseconds; `None` never generates one.
+        ttl_ms: Option<u64>,
+    },
+    /// The caller's IP address.
+    SourceIp,
+}
+
+/// Upstream connection pool limits; `None` means unlimited (or the sidecar default for timeouts).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolLimits {
+    /// Maximum open connections to the service.
+    pub max_connections: Option<u32>,
+    /// Maximum requests waiting for a connection; beyond it requests fail at once (`UO`).
+    pub max_pending_requests: Option<u32>,
+    /// Maximum requests sent on one connection before it is closed.
+    pub max_requests_per_connection: Option<u32>,
+    /// How long an idle pooled connection is kept, in milliseconds.
+    pub idle_timeout_ms: Option<u64>,
+    /// How long a connect may take, in milliseconds.
+    pub connect_timeout_ms: Option<u64>,
+}
+
+/// Passive health checking: endpoints that keep failing are ejected for a while.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutlierDetection {
+    /// Consecutive 5xx responses (including gateway errors) that eject; `None` disables.
+    pub consecutive_5xx: Option<u32>,
+    /// Consecutive 502/503/504 or connect failures that eject; `None` disables.
+    pub consecutive_gateway_errors: Option<u32>,
+    /// How often ejections are decided, in milliseconds.
+    pub interval_ms: u64,
+    /// Ejection time for a first ejection; multiplied by the number of times ejected.
+    pub base_ejection_ms: u64,
+    /// At most this percentage (0..=100) of a service's endpoints is ejected at once.
+    pub max_ejection_percent: u32,
 }
 
 /// Maps one host name (without port) to the route table serving it.
@@ -111,17 +199,185 @@ pub struct RouteTable {
     pub rules: Vec<RouteRule>,
 }
 
-/// One routing rule: when any of its matches holds, send to its destinations.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One routing rule: when any of its matches holds, apply its actions and send the request to
+/// its destinations (or answer it with its redirect).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteRule {
     /// Rule name, unique within its table.
     pub name: String,
     /// Alternatives (OR); an empty list matches every request.
     pub matches: Vec<RequestMatch>,
-    /// Weighted destinations. Invariant: non-empty and weights sum to 100.
+    /// Weighted destinations. Invariant: weights sum to 100, or the list is empty and
+    /// `redirect` is set.
     pub destinations: Vec<WeightedDestination>,
     /// Where in the config this rule was written.
     pub source: SourceLocation,
+    /// Time allowed for the whole request including retries, in milliseconds; `None` uses the
+    /// sidecar's `--upstream-timeout`.
+    pub timeout_ms: Option<u64>,
+    /// Retry policy; `None` uses the sidecar default (one retry of an idempotent request that
+    /// failed before any response byte).
+    pub retries: Option<RetryPolicy>,
+    /// Delays and aborts injected before the request is forwarded.
+    pub fault: Option<FaultInjection>,
+    /// Header edits on the request and the response.
+    pub headers: HeaderOps,
+    /// Path and authority rewrite applied before forwarding.
+    pub rewrite: Option<Rewrite>,
+    /// Answer with a redirect instead of forwarding.
+    pub redirect: Option<Redirect>,
+    /// Copy a share of the requests to another destination, fire and forget.
+    pub mirror: Option<Mirror>,
+    /// Local rate limit on requests matching this rule.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// When and how a failed request is tried again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Retries after the first try (0 disables retries).
+    pub attempts: u32,
+    /// Time allowed for each try, in milliseconds; `None` is bounded only by the rule timeout.
+    pub per_try_timeout_ms: Option<u64>,
+    /// The failures that are retried.
+    pub retry_on: RetryOn,
+    /// First backoff interval in milliseconds (full jitter, doubling per retry).
+    pub backoff_base_ms: u64,
+    /// Cap on the backoff interval in milliseconds.
+    pub backoff_max_ms: u64,
+    /// Whether requests with non-idempotent methods (POST, PATCH) are retried too.
+    pub non_idempotent: bool,
+}
+
+/// Retry conditions (Envoy's `retry_on` names).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryOn {
+    /// `5xx`: any 5xx response, reset or connect failure.
+    pub server_error: bool,
+    /// `gateway-error`: 502, 503, 504.
+    pub gateway_error: bool,
+    /// `reset`: the upstream closed or reset before a response.
+    pub reset: bool,
+    /// `connect-failure`: the connection could not be established.
+    pub connect_failure: bool,
+    /// `retriable-status-codes`: these statuses, ascending.
+    pub status_codes: Vec<u16>,
+}
+
+/// Fault injection for testing resilience.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultInjection {
+    /// Hold the request before forwarding it.
+    pub delay: Option<FaultDelay>,
+    /// Answer the request locally with an error status.
+    pub abort: Option<FaultAbort>,
+}
+
+/// A delay injected into a share of requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultDelay {
+    /// Delay in milliseconds.
+    pub delay_ms: u64,
+    /// Share of requests delayed, in millionths (1 000 000 = all).
+    pub per_million: u32,
+}
+
+/// An abort injected into a share of requests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultAbort {
+    /// Status answered (200..=599).
+    pub status: u16,
+    /// Share of requests aborted, in millionths (1 000 000 = all).
+    pub per_million: u32,
+}
+
+/// Header edits on both directions of a rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderOps {
+    /// Edits to the request before it is forwarded.
+    pub request: HeaderEdits,
+    /// Edits to the response before it is returned.
+    pub response: HeaderEdits,
+}
+
+/// Header edits, applied in the order remove, set, add.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderEdits {
+    /// Headers replaced (any existing values removed first).
+    pub set: Vec<HeaderValue>,
+    /// Headers appended.
+    pub add: Vec<HeaderValue>,
+    /// Lower-case names of headers removed.
+    pub remove: Vec<String>,
+}
+
+/// A header name (lower-case) and value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderValue {
+    /// Lower-case header name.
+    pub name: String,
+    /// Value, sent byte for byte.
+    pub value: String,
+}
+
+/// Rewrites applied to a request before it is forwarded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rewrite {
+    /// Replaces the part of the path the rule's prefix (or exact) match matched.
+    pub path_prefix: Option<String>,
+    /// Replaces every match of a regex in the path.
+    pub path_regex: Option<RegexRewrite>,
+    /// Replaces the Host header.
+    pub authority: Option<String>,
+}
+
+/// A regex substitution on the path (`\1`-style groups are not supported; `$1` is).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegexRewrite {
+    /// Pattern (RE2 syntax).
+    pub pattern: String,
+    /// Replacement; `$1` refers to the first group.
+    pub substitution: String,
+}
+
+/// A redirect answered by the sidecar; unset parts keep the request's own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redirect {
+    /// New scheme, `http` or `https`.
+    pub scheme: Option<String>,
+    /// New host.
+    pub authority: Option<String>,
+    /// New port.
+    pub port: Option<u16>,
+    /// New path (replaces the whole path; the query is kept).
+    pub path: Option<String>,
+    /// Status: 301, 302, 303, 307 or 308.
+    pub status: u16,
+}
+
+/// Mirroring: a copy of a share of the requests goes to another destination and its response
+/// is discarded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mirror {
+    /// Index into [`Snapshot::services`].
+    pub service: u32,
+    /// Index into that service's `subsets`; `None` means every endpoint.
+    pub subset: Option<u32>,
+    /// Share of requests mirrored, in millionths (1 000 000 = all).
+    pub per_million: u32,
+}
+
+/// A local token-bucket rate limit; requests beyond it get 429.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Tokens added per interval (the sustained rate).
+    pub tokens_per_fill: u32,
+    /// Refill interval in milliseconds.
+    pub fill_interval_ms: u64,
+    /// Bucket size (the burst); at least `tokens_per_fill`.
+    pub max_tokens: u32,
+    /// One bucket per caller identity rather than one for the rule.
+    pub per_source: bool,
 }
 
 /// Conditions that must all hold (AND) for a request to match.
@@ -129,8 +385,12 @@ pub struct RouteRule {
 pub struct RequestMatch {
     /// Path condition, if any; compared against the request path without the query.
     pub path: Option<PathMatch>,
+    /// Method condition, if any (`Exact`, `Prefix` or `Regex`).
+    pub method: Option<ValueMatch>,
     /// Header conditions; every one must hold.
     pub headers: Vec<HeaderMatch>,
+    /// Query parameter conditions; every one must hold.
+    pub query: Vec<QueryMatch>,
 }
 
 /// How a request path is compared.
@@ -140,15 +400,41 @@ pub enum PathMatch {
     Exact(String),
     /// The path starts with this string.
     Prefix(String),
+    /// The whole path matches this regex (RE2 syntax, anchored at both ends).
+    Regex(String),
 }
 
-/// A header that must be present with exactly this value.
+/// A condition on one request header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderMatch {
     /// Lower-case header name.
     pub name: String,
-    /// Required value, compared byte for byte.
-    pub exact: String,
+    /// What its value must be.
+    pub value: ValueMatch,
+}
+
+/// A condition on one query parameter (`?name=value`, compared after percent-decoding).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryMatch {
+    /// Parameter name, case-sensitive.
+    pub name: String,
+    /// What its value must be.
+    pub value: ValueMatch,
+}
+
+/// How a header, query parameter or method value is compared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValueMatch {
+    /// Equal byte for byte.
+    Exact(String),
+    /// Starts with this string.
+    Prefix(String),
+    /// The whole value matches this regex (RE2 syntax, anchored at both ends).
+    Regex(String),
+    /// Present, with any value.
+    Present,
+    /// Not present.
+    Absent,
 }
 
 /// A destination and its share of the traffic.
@@ -190,6 +476,195 @@ pub struct Workload {
     pub inbound: Vec<InboundPort>,
     /// Indexes into [`Snapshot::services`] the workload may call, ascending.
     pub outbound: Vec<u32>,
+    /// Indexes into [`Snapshot::services`] this workload serves, ascending.
+    pub serves: Vec<u32>,
+    /// Authorization policies applied to inbound requests, in config order.
+    pub authorization: Vec<AuthorizationPolicy>,
+    /// JWT validation rules for inbound requests.
+    pub jwt: Vec<JwtRule>,
+    /// Access log and tracing settings.
+    pub telemetry: Telemetry,
+}
+
+/// Peer authentication mode of an inbound port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsMode {
+    /// Mutual TLS only; plaintext connections are refused.
+    Strict,
+    /// Mutual TLS or plaintext, told apart by the first bytes (the default, as in Istio).
+    #[default]
+    Permissive,
+    /// Plaintext only.
+    Disable,
+}
+
+impl TlsMode {
+    /// The name used in config files and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Strict => "strict",
+            Self::Permissive => "permissive",
+            Self::Disable => "disable",
+        }
+    }
+}
+
+/// An authorization policy bound to a workload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationPolicy {
+    /// Policy name (`namespace/name` for imported Istio policies).
+    pub name: String,
+    /// What a match does.
+    pub action: AuthzAction,
+    /// The policy matches a request when any rule does. An ALLOW policy without rules
+    /// matches nothing (it denies everything); a DENY or AUDIT policy without rules matches
+    /// nothing.
+    pub rules: Vec<AuthzRule>,
+    /// Where in the config the policy was written.
+    pub source: SourceLocation,
+}
+
+/// The effect of a matching authorization policy. DENY is evaluated before ALLOW; when any
+/// ALLOW policy exists, a request must match one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthzAction {
+    /// Allow matching requests.
+    Allow,
+    /// Deny matching requests with 403.
+    Deny,
+    /// Log matching requests; no effect on the decision.
+    Audit,
+}
+
+impl AuthzAction {
+    /// The name used in config files and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Audit => "audit",
+        }
+    }
+}
+
+/// One rule of a policy: it matches when any `from`, any `to` and every `when` hold (an empty
+/// list holds).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthzRule {
+    /// Caller conditions (OR).
+    pub from: Vec<AuthzSource>,
+    /// Request conditions (OR).
+    pub to: Vec<AuthzOperation>,
+    /// Extra conditions (AND).
+    pub when: Vec<AuthzCondition>,
+}
+
+/// Conditions on the caller; every non-empty field must hold (a field holds when any of its
+/// values matches and none of its `not_` values does).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthzSource {
+    /// Peer SPIFFE IDs (`spiffe://` form).
+    pub principals: Vec<StringPattern>,
+    /// Peer SPIFFE IDs excluded.
+    pub not_principals: Vec<StringPattern>,
+    /// JWT `iss/sub` pairs.
+    pub request_principals: Vec<StringPattern>,
+    /// JWT `iss/sub` pairs excluded.
+    pub not_request_principals: Vec<StringPattern>,
+    /// Peer namespaces (from the SPIFFE ID).
+    pub namespaces: Vec<StringPattern>,
+    /// Peer namespaces excluded.
+    pub not_namespaces: Vec<StringPattern>,
+}
+
+/// Conditions on the request; every non-empty field must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthzOperation {
+    /// Request hosts (Host header without port, case-insensitive).
+    pub hosts: Vec<StringPattern>,
+    /// Hosts excluded.
+    pub not_hosts: Vec<StringPattern>,
+    /// Methods.
+    pub methods: Vec<StringPattern>,
+    /// Methods excluded.
+    pub not_methods: Vec<StringPattern>,
+    /// Paths (without the query).
+    pub paths: Vec<StringPattern>,
+    /// Paths excluded.
+    pub not_paths: Vec<StringPattern>,
+    /// Destination ports.
+    pub ports: Vec<u16>,
+    /// Destination ports excluded.
+    pub not_ports: Vec<u16>,
+}
+
+/// A condition on a request attribute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthzCondition {
+    /// The attribute.
+    pub key: ConditionKey,
+    /// It holds when the attribute matches one of these (or the list is empty)...
+    pub values: Vec<StringPattern>,
+    /// ...and none of these.
+    pub not_values: Vec<StringPattern>,
+}
+
+/// An attribute an authorization condition reads (Istio's `when.key`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionKey {
+    /// `request.headers[NAME]` (lower-case name).
+    RequestHeader(String),
+    /// `request.auth.claims[a][b]`: a claim path into the validated JWT.
+    JwtClaim(Vec<String>),
+    /// `request.auth.principal`.
+    RequestPrincipal,
+    /// `request.auth.audiences`.
+    JwtAudience,
+    /// `request.auth.presenter`.
+    JwtPresenter,
+    /// `source.principal`.
+    SourcePrincipal,
+    /// `source.namespace`.
+    SourceNamespace,
+    /// `source.ip`.
+    SourceIp,
+    /// `destination.port`.
+    DestinationPort,
+}
+
+/// An Istio-style string pattern: exact, `prefix*`, `*suffix`, or `*`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StringPattern {
+    /// Equal byte for byte.
+    Exact(String),
+    /// Starts with this.
+    Prefix(String),
+    /// Ends with this.
+    Suffix(String),
+    /// Anything, as long as the attribute is present.
+    Any,
+}
+
+/// A JWT issuer whose tokens inbound requests may carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtRule {
+    /// Required `iss` claim.
+    pub issuer: String,
+    /// Accepted `aud` values; empty accepts any.
+    pub audiences: Vec<String>,
+    /// Path of the JWKS file with the issuer's public keys.
+    pub jwks_file: String,
+    /// Where in the config the rule was written.
+    pub source: SourceLocation,
+}
+
+/// Access log and tracing settings of a workload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Telemetry {
+    /// Access log line format (Envoy-style `%COMMAND%` operators); `None` disables the log.
+    pub access_log: Option<String>,
+    /// Share of requests traced, in millionths (1 000 000 = all).
+    pub trace_sampling_per_million: u32,
 }
 
 /// An inbound port: traffic for `port` is forwarded to the application at `target`.
@@ -201,6 +676,8 @@ pub struct InboundPort {
     pub protocol: Protocol,
     /// Where the local application listens.
     pub target: SocketAddr,
+    /// Whether callers must use mutual TLS.
+    pub tls: TlsMode,
 }
 
 impl Snapshot {

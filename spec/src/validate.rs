@@ -1,6 +1,6 @@
 //! Invariants a decoded snapshot must hold before a data plane may serve it.
 
-use crate::Snapshot;
+use crate::{RouteRule, Snapshot, TrafficPolicy};
 
 /// A snapshot that decodes but breaks an invariant.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,6 +31,22 @@ pub enum InvalidSnapshot {
         /// Their sum.
         sum: u64,
     },
+    /// A rule has both destinations and a redirect, or neither.
+    #[error("rule {rule:?} must have either destinations or a redirect")]
+    Action {
+        /// Rule name.
+        rule: String,
+    },
+    /// A value is outside the range the data plane accepts.
+    #[error("{what} is {value}, outside {range}")]
+    OutOfRange {
+        /// Which value.
+        what: &'static str,
+        /// The value found.
+        value: u64,
+        /// The accepted range.
+        range: &'static str,
+    },
     /// An endpoint has weight zero.
     #[error("endpoint {address} of service {service:?} has weight 0")]
     ZeroWeight {
@@ -57,10 +73,12 @@ impl Snapshot {
                     });
                 }
             }
+            policy(&service.policy)?;
             for subset in &service.subsets {
                 for &index in &subset.endpoints {
                     in_range("subset endpoint", index, service.endpoints.len())?;
                 }
+                policy(&subset.policy)?;
             }
         }
         for host in &self.hosts {
@@ -69,30 +87,116 @@ impl Snapshot {
         for table in &self.routes {
             in_range("route table service", table.service, self.services.len())?;
             for rule in &table.rules {
-                let mut sum = 0u64;
-                for dest in &rule.destinations {
-                    in_range("destination service", dest.service, self.services.len())?;
-                    if let Some(subset) = dest.subset {
-                        let subsets = self.services[dest.service as usize].subsets.len();
-                        in_range("destination subset", subset, subsets)?;
-                    }
-                    sum += u64::from(dest.weight);
-                }
-                if sum != 100 {
-                    return Err(InvalidSnapshot::WeightSum {
-                        rule: rule.name.clone(),
-                        sum,
-                    });
-                }
+                self.rule(rule)?;
             }
         }
         for workload in &self.workloads {
             for &service in &workload.outbound {
                 in_range("workload outbound service", service, self.services.len())?;
             }
+            for &service in &workload.serves {
+                in_range("workload served service", service, self.services.len())?;
+            }
+            per_million(
+                "trace sampling",
+                workload.telemetry.trace_sampling_per_million,
+            )?;
         }
         Ok(())
     }
+
+    fn destination(&self, what: &'static str, service: u32, subset: Option<u32>) -> Checked {
+        in_range(what, service, self.services.len())?;
+        if let Some(subset) = subset {
+            let subsets = self.services[service as usize].subsets.len();
+            in_range("destination subset", subset, subsets)?;
+        }
+        Ok(())
+    }
+
+    fn rule(&self, rule: &RouteRule) -> Checked {
+        let mut sum = 0u64;
+        for dest in &rule.destinations {
+            self.destination("destination service", dest.service, dest.subset)?;
+            sum += u64::from(dest.weight);
+        }
+        match (rule.destinations.is_empty(), &rule.redirect) {
+            (true, Some(redirect)) => {
+                if !matches!(redirect.status, 301 | 302 | 303 | 307 | 308) {
+                    return out_of_range("redirect status", redirect.status.into(), "301..=308");
+                }
+            }
+            (false, None) if sum != 100 => {
+                return Err(InvalidSnapshot::WeightSum {
+                    rule: rule.name.clone(),
+                    sum,
+                });
+            }
+            (false, None) => {}
+            _ => {
+                return Err(InvalidSnapshot::Action {
+                    rule: rule.name.clone(),
+                })
+            }
+        }
+        if let Some(mirror) = &rule.mirror {
+            self.destination("mirror service", mirror.service, mirror.subset)?;
+            per_million("mirror share", mirror.per_million)?;
+        }
+        if let Some(fault) = &rule.fault {
+            if let Some(delay) = &fault.delay {
+                per_million("fault delay share", delay.per_million)?;
+            }
+            if let Some(abort) = &fault.abort {
+                per_million("fault abort share", abort.per_million)?;
+                if !(200..=599).contains(&abort.status) {
+                    return out_of_range("fault abort status", abort.status.into(), "200..=599");
+                }
+            }
+        }
+        if let Some(limit) = &rule.rate_limit {
+            if limit.tokens_per_fill == 0 || limit.max_tokens < limit.tokens_per_fill {
+                return out_of_range(
+                    "rate limit bucket size",
+                    limit.max_tokens.into(),
+                    "tokens per fill..",
+                );
+            }
+            if limit.fill_interval_ms == 0 {
+                return out_of_range("rate limit fill interval", 0, "1..");
+            }
+        }
+        Ok(())
+    }
+}
+
+type Checked = Result<(), InvalidSnapshot>;
+
+fn policy(policy: &TrafficPolicy) -> Checked {
+    if let Some(outlier) = &policy.outlier {
+        if outlier.max_ejection_percent > 100 {
+            return out_of_range(
+                "max ejection percent",
+                outlier.max_ejection_percent.into(),
+                "0..=100",
+            );
+        }
+        if outlier.interval_ms == 0 {
+            return out_of_range("outlier detection interval", 0, "1..");
+        }
+    }
+    Ok(())
+}
+
+fn per_million(what: &'static str, value: u32) -> Checked {
+    if value > 1_000_000 {
+        return out_of_range(what, value.into(), "0..=1000000 (millionths)");
+    }
+    Ok(())
+}
+
+fn out_of_range(what: &'static str, value: u64, range: &'static str) -> Checked {
+    Err(InvalidSnapshot::OutOfRange { what, value, range })
 }
 
 fn sorted_unique<'a>(

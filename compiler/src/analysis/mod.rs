@@ -23,6 +23,9 @@ pub(crate) fn analyze(files: &[ast::File], sources: &Sources) -> Vec<Diagnostic>
                 ast::Item::Workload(workload) => {
                     ports::check_workload(file.id, origin, workload, &mut out);
                 }
+                ast::Item::Authorization(_)
+                | ast::Item::Authentication(_)
+                | ast::Item::Telemetry(_) => {}
             }
         }
     }

@@ -56,10 +56,14 @@ impl<'a> Conds<'a> {
                     out.path = PathCond::Prefix(&value.value);
                 }
                 ast::Condition::PathExact { .. } | ast::Condition::PathPrefix { .. } => {}
-                ast::Condition::Header { name, value } => {
+                ast::Condition::Header {
+                    name,
+                    value: ast::ValueCondition::Exact(value),
+                } => {
                     out.headers
                         .push((name.value.to_ascii_lowercase(), value.value.as_str()));
                 }
+                _ => {}
             }
         }
         out

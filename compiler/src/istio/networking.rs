@@ -190,6 +190,8 @@ fn workload_entry<'a>(out: &mut Out<'_>, r: &Resource<'a>) -> Option<WorkloadEnt
         None => None,
     };
     let workload = ast::Workload {
+        serves: Vec::new(),
+        telemetry: None,
         keyword: r.kind_span,
         name: r.name.clone(),
         identities: identity.into_iter().collect(),
@@ -497,6 +499,7 @@ fn service_entry(
         services.push(Imported {
             file: r.file,
             service: ast::Service {
+                policies: Vec::new(),
                 keyword: span,
                 name: ident(host, span),
                 namespaces: vec![namespace.clone()],
@@ -677,6 +680,7 @@ fn destination_rule(
                 .map(|l| out.labels(l, &format!("{path}.labels")))
                 .unwrap_or_default();
             subsets.push(ast::Subset {
+                policy: None,
                 name: ident(name, name_node.span),
                 selector,
             });
@@ -964,6 +968,7 @@ fn http_rule(
         name,
         matches,
         destinations,
+        ..ast::Rule::default()
     })
 }
 
@@ -1003,7 +1008,7 @@ fn request_match(out: &mut Out<'_>, m: &Node, path: &str, drop_note: &str) -> Op
                                 value: super::plain(header),
                                 span: header.span,
                             },
-                            value: ast::Str { value: text, span },
+                            value: ast::ValueCondition::Exact(ast::Str { value: text, span }),
                         }),
                         _ => {
                             let header_path = format!("{path}.headers.{}", super::plain(header));

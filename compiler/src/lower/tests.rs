@@ -173,7 +173,10 @@ fn lowers_rules_in_order_with_their_source() {
         canary.matches[1].path,
         Some(PathMatch::Prefix("/beta".into()))
     );
-    assert_eq!(canary.matches[1].headers[0].exact, "tester");
+    assert_eq!(
+        canary.matches[1].headers[0].value,
+        spec::ValueMatch::Exact("tester".into())
+    );
     // Subsets are sorted a, v1, v2: v2 is index 2.
     assert_eq!(canary.destinations[0].subset, Some(2));
     assert_eq!(canary.destinations[0].weight, 100);

@@ -1,4 +1,5 @@
 use super::*;
+use crate::ast::ValueCondition;
 use crate::diag::Sources;
 
 fn parse(src: &str) -> File {
@@ -102,7 +103,11 @@ fn parses_rules_matches_and_destinations() {
     assert_eq!(text(src, canary.keyword), "rule");
     assert_eq!(canary.matches.len(), 2);
     assert_eq!(canary.matches[1].conditions.len(), 2);
-    let Condition::Header { name, value } = &canary.matches[0].conditions[0] else {
+    let Condition::Header {
+        name,
+        value: ValueCondition::Exact(value),
+    } = &canary.matches[0].conditions[0]
+    else {
         panic!("not a header condition")
     };
     assert_eq!(
@@ -194,7 +199,11 @@ fn resolves_string_escapes() {
     else {
         panic!("not a route")
     };
-    let Condition::Header { value, .. } = &r.rules[0].matches[0].conditions[0] else {
+    let Condition::Header {
+        value: ValueCondition::Exact(value),
+        ..
+    } = &r.rules[0].matches[0].conditions[0]
+    else {
         panic!("not a header condition")
     };
     assert_eq!(value.value, "q\"b\\c");

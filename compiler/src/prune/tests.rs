@@ -274,11 +274,15 @@ fn requests(snapshot: &Snapshot) -> Vec<Request> {
                 None => "/".to_owned(),
                 Some(PathMatch::Exact(p)) => p.clone(),
                 Some(PathMatch::Prefix(p)) => format!("{p}/more"),
+                Some(PathMatch::Regex(_)) => continue,
             };
             let headers = m
                 .headers
                 .iter()
-                .map(|h| (h.name.to_uppercase(), h.exact.clone()))
+                .filter_map(|h| match &h.value {
+                    spec::ValueMatch::Exact(v) => Some((h.name.to_uppercase(), v.clone())),
+                    _ => None,
+                })
                 .collect();
             shapes.push((path.clone(), headers));
             shapes.push((path, Vec::new()));

@@ -18,6 +18,8 @@ fn snapshot() -> Snapshot {
     };
     Snapshot {
         services: vec![Service {
+            identities: Default::default(),
+            policy: Default::default(),
             name: "reviews".into(),
             namespace: "default".into(),
             ports: vec![ServicePort {
@@ -27,11 +29,13 @@ fn snapshot() -> Snapshot {
             endpoints: vec![endpoint(1, "v1"), endpoint(2, "v2"), endpoint(3, "v2")],
             subsets: vec![
                 Subset {
+                    policy: Default::default(),
                     name: "v1".into(),
                     selector: labels("v1"),
                     endpoints: vec![0],
                 },
                 Subset {
+                    policy: Default::default(),
                     name: "v2".into(),
                     selector: labels("v2"),
                     endpoints: vec![1, 2],
@@ -42,12 +46,22 @@ fn snapshot() -> Snapshot {
             service: 0,
             rules: vec![
                 RouteRule {
+                    timeout_ms: Default::default(),
+                    retries: Default::default(),
+                    fault: Default::default(),
+                    headers: Default::default(),
+                    rewrite: Default::default(),
+                    redirect: Default::default(),
+                    mirror: Default::default(),
+                    rate_limit: Default::default(),
                     name: "canary".into(),
                     matches: vec![RequestMatch {
+                        method: Default::default(),
+                        query: Default::default(),
                         path: None,
                         headers: vec![HeaderMatch {
                             name: "x-canary".into(),
-                            exact: "1".into(),
+                            value: spec::ValueMatch::Exact("1".into()),
                         }],
                     }],
                     destinations: vec![WeightedDestination {
@@ -58,8 +72,18 @@ fn snapshot() -> Snapshot {
                     source: source.clone(),
                 },
                 RouteRule {
+                    timeout_ms: Default::default(),
+                    retries: Default::default(),
+                    fault: Default::default(),
+                    headers: Default::default(),
+                    rewrite: Default::default(),
+                    redirect: Default::default(),
+                    mirror: Default::default(),
+                    rate_limit: Default::default(),
                     name: "api".into(),
                     matches: vec![RequestMatch {
+                        method: Default::default(),
+                        query: Default::default(),
                         path: Some(PathMatch::Prefix("/api".into())),
                         headers: vec![],
                     }],
@@ -90,9 +114,14 @@ fn snapshot() -> Snapshot {
             },
         ],
         workloads: vec![Workload {
+            serves: Default::default(),
+            authorization: Default::default(),
+            jwt: Default::default(),
+            telemetry: Default::default(),
             name: "productpage".into(),
             identity: None,
             inbound: vec![InboundPort {
+                tls: Default::default(),
                 port: 9080,
                 protocol: Protocol::Http,
                 target: SocketAddr::from(([127, 0, 0, 1], 9)),

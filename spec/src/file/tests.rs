@@ -7,6 +7,8 @@ fn sample() -> Snapshot {
     let labels = |v: &str| BTreeMap::from([("version".to_owned(), v.to_owned())]);
     Snapshot {
         services: vec![Service {
+            identities: Default::default(),
+            policy: Default::default(),
             name: "reviews".into(),
             namespace: "default".into(),
             ports: vec![ServicePort {
@@ -27,11 +29,13 @@ fn sample() -> Snapshot {
             ],
             subsets: vec![
                 Subset {
+                    policy: Default::default(),
                     name: "v1".into(),
                     selector: labels("v1"),
                     endpoints: vec![0],
                 },
                 Subset {
+                    policy: Default::default(),
                     name: "v2".into(),
                     selector: labels("v2"),
                     endpoints: vec![1],
@@ -41,12 +45,22 @@ fn sample() -> Snapshot {
         routes: vec![RouteTable {
             service: 0,
             rules: vec![RouteRule {
+                timeout_ms: Default::default(),
+                retries: Default::default(),
+                fault: Default::default(),
+                headers: Default::default(),
+                rewrite: Default::default(),
+                redirect: Default::default(),
+                mirror: Default::default(),
+                rate_limit: Default::default(),
                 name: "split".into(),
                 matches: vec![RequestMatch {
+                    method: Default::default(),
+                    query: Default::default(),
                     path: Some(PathMatch::Prefix("/".into())),
                     headers: vec![HeaderMatch {
                         name: "x-canary".into(),
-                        exact: "1".into(),
+                        value: crate::ValueMatch::Exact("1".into()),
                     }],
                 }],
                 destinations: vec![
