@@ -18,6 +18,7 @@ pub(crate) enum Item {
     Workload(Workload),
     Authorization(Authorization),
     Authentication(Authentication),
+    PeerAuthentication(PeerAuthentication),
     /// A top-level `telemetry` block: the default for every workload.
     Telemetry(Telemetry),
 }
@@ -357,6 +358,10 @@ pub(crate) struct Workload {
     pub(crate) outbound: Option<Vec<Ident>>,
     /// Services this workload serves (`serves a, b`); several lines accumulate.
     pub(crate) serves: Vec<Ident>,
+    /// `namespace NAME`; `None` = `default`. Scopes namespace-level policies.
+    pub(crate) namespace: Option<Ident>,
+    /// `labels { k = "v" }`: what policy selectors match on.
+    pub(crate) labels: Vec<Label>,
     /// Overrides of the mesh-wide telemetry block.
     pub(crate) telemetry: Option<Telemetry>,
 }
@@ -383,8 +388,7 @@ pub(crate) struct TlsMode {
 pub(crate) struct Authorization {
     pub(crate) keyword: Span,
     pub(crate) name: Ident,
-    /// `workloads a, b`; `None` applies to every workload.
-    pub(crate) workloads: Option<Vec<Ident>>,
+    pub(crate) target: PolicyTarget,
     /// `action allow|deny|audit`; `None` = allow.
     pub(crate) action: Option<(spec::AuthzAction, Span)>,
     pub(crate) rules: Vec<AuthzRule>,
@@ -442,9 +446,36 @@ pub(crate) struct AuthzWhen {
 pub(crate) struct Authentication {
     pub(crate) keyword: Span,
     pub(crate) name: Ident,
-    /// `workloads a, b`; `None` applies to every workload.
-    pub(crate) workloads: Option<Vec<Ident>>,
+    pub(crate) target: PolicyTarget,
     pub(crate) jwt: Vec<JwtRule>,
+}
+
+/// Which workloads a policy applies to: those in `namespace` (every namespace when `None`),
+/// further narrowed to the named `workloads` or to those whose labels include every `selector`
+/// pair. Specific beats namespace-wide beats mesh-wide where policies override each other
+/// (peer authentication).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PolicyTarget {
+    /// `namespace NAME` (DSL) or `metadata.namespace` (Istio; the root namespace maps to `None`).
+    pub(crate) namespace: Option<Ident>,
+    /// `workloads a, b` (DSL).
+    pub(crate) workloads: Option<Vec<Ident>>,
+    /// `selector.matchLabels` (Istio).
+    pub(crate) selector: Option<Vec<Label>>,
+}
+
+/// `peer_authentication NAME { mode strict  port 9080 disable }`: mTLS mode of inbound ports.
+/// An explicit `mtls` on a workload's `inbound` line beats every peer authentication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PeerAuthentication {
+    pub(crate) keyword: Span,
+    pub(crate) name: Ident,
+    pub(crate) target: PolicyTarget,
+    /// `None` inherits from the less specific policy (Istio `UNSET`).
+    pub(crate) mode: Option<TlsMode>,
+    /// Per-port overrides (only meaningful with a workload-specific target).
+    pub(crate) port_modes: Vec<(Number, TlsMode)>,
+    pub(crate) origin: Origin,
 }
 
 /// `jwt { issuer "..." audiences "a", "b" jwks "path" }`.

@@ -133,6 +133,7 @@ impl<'a> Lowerer<'a> {
                     }
                     ast::Item::Authorization(_)
                     | ast::Item::Authentication(_)
+                    | ast::Item::PeerAuthentication(_)
                     | ast::Item::Telemetry(_) => {}
                 }
             }

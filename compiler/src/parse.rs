@@ -487,6 +487,8 @@ impl<'s> Parser<'s> {
         let (i, name) = self.ident(i, "a workload name")?;
         let (mut i, _) = self.expect_punct(i, "{")?;
         let mut workload = Workload {
+            labels: Default::default(),
+            namespace: Default::default(),
             serves: Vec::new(),
             telemetry: None,
             keyword,

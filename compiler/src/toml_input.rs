@@ -347,6 +347,8 @@ fn workload_ast(id: FileId, doc: Spanned<WorkloadDoc>) -> Result<ast::Workload, 
         });
     }
     Ok(ast::Workload {
+        labels: Default::default(),
+        namespace: Default::default(),
         serves: Vec::new(),
         telemetry: None,
         keyword: whole,

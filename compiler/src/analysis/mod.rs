@@ -25,6 +25,7 @@ pub(crate) fn analyze(files: &[ast::File], sources: &Sources) -> Vec<Diagnostic>
                 }
                 ast::Item::Authorization(_)
                 | ast::Item::Authentication(_)
+                | ast::Item::PeerAuthentication(_)
                 | ast::Item::Telemetry(_) => {}
             }
         }

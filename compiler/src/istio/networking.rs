@@ -190,6 +190,8 @@ fn workload_entry<'a>(out: &mut Out<'_>, r: &Resource<'a>) -> Option<WorkloadEnt
         None => None,
     };
     let workload = ast::Workload {
+        labels: Default::default(),
+        namespace: Default::default(),
         serves: Vec::new(),
         telemetry: None,
         keyword: r.kind_span,
