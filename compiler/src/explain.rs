@@ -1,14 +1,24 @@
 //! `meshc explain`: which rule and destinations a snapshot picks for one request, evaluated the
 //! way `meshd` routes it (`dataplane/src/routing.rs`): the host without its port, looked up
 //! case-insensitively in the snapshot's `hosts` table (only the workload's outbound services
-//! with `--workload`); rules in order, the first match wins; a rule without matches matches
-//! every request; `match` alternatives are ORed and their conditions ANDed; paths compared
-//! without the query; header names case-insensitive, values byte for byte.
+//! when `--workload` names the caller); rules in order, the first match wins; a rule without
+//! matches matches every request; `match` alternatives are ORed and their conditions ANDed;
+//! paths compared without the query; regexes anchored at both ends; header names
+//! case-insensitive, values byte for byte; query parameters percent-decoded. Then the matched
+//! rule's actions, and the authorization decision of the workload serving the destination.
+
+mod authz;
 
 use std::fmt::Write as _;
 
+use regex::Regex;
 use serde_json::{json, Value};
-use spec::{PathMatch, RequestMatch, RouteTable, Snapshot, SourceLocation};
+use spec::{
+    FaultInjection, HeaderEdits, HeaderOps, PathMatch, RateLimit, Redirect, RequestMatch,
+    RetryPolicy, Rewrite, RouteRule, RouteTable, Snapshot, SourceLocation, ValueMatch,
+};
+
+pub use authz::{Decision, Verdict};
 
 /// The parts of a request that routing looks at, parsed from `METHOD URL` and `-H` lines.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +31,10 @@ pub struct Request {
     pub port: Option<u16>,
     /// Path without query or fragment; `/` when the URL has none.
     pub path: String,
+    /// The query string as written (without `?`), if the URL has one.
+    pub query: Option<String>,
+    /// Query parameters as `(name, value)`, percent-decoded; `a` alone has the value `""`.
+    pub params: Vec<(String, String)>,
     /// Headers as `(name, value)`, value trimmed of surrounding whitespace.
     pub headers: Vec<(String, String)>,
 }
@@ -59,10 +73,10 @@ impl Request {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let path = match target.split_once('?') {
-            Some(("", _)) => "/",
-            Some((path, _)) => path,
-            None => target,
+        let (path, query) = match target.split_once('?') {
+            Some(("", query)) => ("/", Some(query)),
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
         };
         let (host, port) = split_host_port(authority, url)?;
         if host.is_empty() {
@@ -82,9 +96,49 @@ impl Request {
             host: host.to_owned(),
             port,
             path: path.to_owned(),
+            query: query.map(str::to_owned),
+            params: query.map(params).unwrap_or_default(),
             headers,
         })
     }
+
+    /// Whether the method is idempotent (RFC 9110), hence retried by default.
+    fn is_idempotent(&self) -> bool {
+        ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"].contains(&self.method.as_str())
+    }
+}
+
+/// Splits a query string into percent-decoded `(name, value)` pairs (`+` stays `+`).
+fn params(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (name, value) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(name), percent_decode(value))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes; a malformed escape is kept as written.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Splits `host[:port]` (IPv6 in brackets) as `meshd` does.
@@ -117,7 +171,7 @@ pub struct UnknownWorkload {
     pub known: String,
 }
 
-/// One destination of the matched rule, by name.
+/// One destination of the matched rule (or its mirror), by name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Destination {
     /// Service name.
@@ -126,6 +180,48 @@ pub struct Destination {
     pub subset: Option<String>,
     /// Percentage of matching requests.
     pub weight: u32,
+}
+
+impl Destination {
+    /// `service` or `service/subset`.
+    fn target(&self) -> String {
+        match &self.subset {
+            Some(subset) => format!("{}/{subset}", self.service),
+            None => self.service.clone(),
+        }
+    }
+}
+
+/// The path and host the request is forwarded with after the rule's rewrite.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The rewrite as configured.
+    pub rewrite: Rewrite,
+    /// This request's path after the rewrite.
+    pub path: String,
+    /// This request's Host after the rewrite.
+    pub host: String,
+}
+
+/// What the matched rule does besides choosing destinations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Actions {
+    /// Whole-request timeout in milliseconds; `None` is `meshd --upstream-timeout`.
+    pub timeout_ms: Option<u64>,
+    /// Retry policy; `None` is the sidecar default.
+    pub retries: Option<RetryPolicy>,
+    /// Injected faults.
+    pub fault: Option<FaultInjection>,
+    /// Header edits.
+    pub headers: HeaderOps,
+    /// The rewrite and its effect on this request.
+    pub rewrite: Option<Rewritten>,
+    /// The redirect and the `Location` this request gets.
+    pub redirect: Option<(Redirect, String)>,
+    /// Where a copy goes, with the share in millionths as `weight`.
+    pub mirror: Option<Destination>,
+    /// The local rate limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// What routing does with the request.
@@ -141,6 +237,8 @@ pub enum Outcome {
         source: SourceLocation,
         /// Its weighted destinations.
         destinations: Vec<Destination>,
+        /// Its other actions.
+        actions: Box<Actions>,
     },
     /// No visible host entry for the request's host.
     UnknownHost {
@@ -158,6 +256,31 @@ pub enum Outcome {
     },
 }
 
+/// The inbound authorization outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Authorization {
+    /// Nothing reaches a server: no route, or the caller's sidecar answers with a redirect.
+    NotEvaluated(String),
+    /// No workload declares that it serves the destination services.
+    NoServer(Vec<String>),
+    /// The decision of each workload serving a destination.
+    Evaluated(Vec<Verdict>),
+}
+
+impl Authorization {
+    /// The overall decision: allow only when every serving workload allows; the deciding
+    /// verdict is the first deny, else the first allow.
+    fn decisive(&self) -> Option<&Verdict> {
+        match self {
+            Self::Evaluated(verdicts) => verdicts
+                .iter()
+                .find(|v| v.decision == Decision::Deny)
+                .or_else(|| verdicts.first()),
+            _ => None,
+        }
+    }
+}
+
 /// The answer to one `meshc explain` question.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Explanation {
@@ -165,23 +288,29 @@ pub struct Explanation {
     pub request: Request,
     /// The workload whose view was used, if any.
     pub workload: Option<String>,
-    /// The caller's SPIFFE ID from `--from`, echoed (no authorization policy uses it yet).
+    /// The caller's SPIFFE ID from `--from`; `None` means no peer identity.
     pub from: Option<String>,
     /// The routing outcome.
     pub outcome: Outcome,
+    /// The authorization outcome on the serving side.
+    pub authz: Authorization,
+    /// Things `explain` could not evaluate exactly (a regex that does not compile).
+    pub notes: Vec<String>,
 }
 
-/// Evaluates `request` against `snapshot` as `meshd --workload WORKLOAD` would route it.
+/// Evaluates `request` against `snapshot`. `workload` is the caller (only its outbound
+/// services are visible) unless it serves the service the host names: then it is the callee
+/// and its inbound authorization is the one evaluated.
 pub fn explain(
     snapshot: &Snapshot,
     workload: Option<&str>,
     request: Request,
     from: Option<String>,
 ) -> Result<Explanation, UnknownWorkload> {
-    let visible: Option<&[u32]> = match workload {
+    let workload_entry = match workload {
         None => None,
         Some(name) => match snapshot.workload(name) {
-            Some(w) => Some(&w.outbound),
+            Some(w) => Some(w),
             None => {
                 let known: Vec<&str> = snapshot.workloads.iter().map(|w| w.name.as_str()).collect();
                 return Err(UnknownWorkload {
@@ -195,71 +324,167 @@ pub fn explain(
             }
         },
     };
-    let outcome = route(snapshot, visible, &request);
+    let host_service = lookup_host(snapshot, &request.host).map(|t| t.service);
+    let callee = workload_entry
+        .filter(|w| host_service.is_some_and(|s| w.serves.binary_search(&s).is_ok()));
+    // The callee receives requests from any caller, so every host is visible to it.
+    let visible = match (workload_entry, callee) {
+        (Some(w), None) => Some(w.outbound.as_slice()),
+        _ => None,
+    };
+    let mut notes = Vec::new();
+    let (outcome, served) = route(snapshot, visible, &request, &mut notes);
+    let authz = match (&outcome, served) {
+        (Outcome::Routed { actions, .. }, _) if actions.redirect.is_some() => {
+            Authorization::NotEvaluated(
+                "the caller's sidecar answers with a redirect; no server sees the request"
+                    .to_owned(),
+            )
+        }
+        (Outcome::Routed { .. }, Some(served)) => {
+            authorize(snapshot, callee, &served, &request, from.as_deref())
+        }
+        _ => Authorization::NotEvaluated("no route".to_owned()),
+    };
     Ok(Explanation {
         request,
         workload: workload.map(str::to_owned),
         from,
         outcome,
+        authz,
+        notes,
     })
 }
 
-fn route(snapshot: &Snapshot, visible: Option<&[u32]>, request: &Request) -> Outcome {
-    let service_name = |i: u32| {
-        snapshot
-            .services
-            .get(i as usize)
-            .map_or_else(|| format!("#{i}"), |s| s.name.clone())
+/// Evaluates inbound authorization on the callee, or on every workload serving one of the
+/// `served` services.
+fn authorize(
+    snapshot: &Snapshot,
+    callee: Option<&spec::Workload>,
+    served: &[u32],
+    request: &Request,
+    from: Option<&str>,
+) -> Authorization {
+    let servers: Vec<&spec::Workload> = match callee {
+        Some(w) => vec![w],
+        None => snapshot
+            .workloads
+            .iter()
+            .filter(|w| served.iter().any(|s| w.serves.binary_search(s).is_ok()))
+            .collect(),
     };
+    if servers.is_empty() {
+        return Authorization::NoServer(served.iter().map(|&s| service_name(snapshot, s)).collect());
+    }
+    // The port the caller addressed: the URL's, else the service's only port.
+    let port = request.port.or_else(|| match served {
+        [one] => match snapshot.services.get(*one as usize).map(|s| s.ports.as_slice()) {
+            Some([port]) => Some(port.number),
+            _ => None,
+        },
+        _ => None,
+    });
+    let attrs = authz::Attributes {
+        request,
+        principal: from,
+        port,
+    };
+    Authorization::Evaluated(servers.iter().map(|w| authz::evaluate(w, attrs)).collect())
+}
+
+fn service_name(snapshot: &Snapshot, i: u32) -> String {
+    snapshot
+        .services
+        .get(i as usize)
+        .map_or_else(|| format!("#{i}"), |s| s.name.clone())
+}
+
+fn destination(snapshot: &Snapshot, service: u32, subset: Option<u32>, weight: u32) -> Destination {
+    Destination {
+        service: service_name(snapshot, service),
+        subset: subset.map(|s| {
+            snapshot
+                .services
+                .get(service as usize)
+                .and_then(|svc| svc.subsets.get(s as usize))
+                .map_or_else(|| format!("#{s}"), |sub| sub.name.clone())
+        }),
+        weight,
+    }
+}
+
+/// The outcome, and for a routed request the services its destinations name (ascending).
+fn route(
+    snapshot: &Snapshot,
+    visible: Option<&[u32]>,
+    request: &Request,
+    notes: &mut Vec<String>,
+) -> (Outcome, Option<Vec<u32>>) {
     let Some(table) = lookup_host(snapshot, &request.host) else {
-        return Outcome::UnknownHost {
+        let outcome = Outcome::UnknownHost {
             host: request.host.clone(),
             hidden_service: None,
         };
+        return (outcome, None);
     };
     if let Some(visible) = visible {
         if visible.binary_search(&table.service).is_err() {
-            return Outcome::UnknownHost {
+            let outcome = Outcome::UnknownHost {
                 host: request.host.clone(),
-                hidden_service: Some(service_name(table.service)),
+                hidden_service: Some(service_name(snapshot, table.service)),
             };
+            return (outcome, None);
         }
     }
     let matched = table
         .rules
         .iter()
-        .find(|rule| rule.matches.is_empty() || rule.matches.iter().any(|m| matches(m, request)));
-    match matched {
-        None => Outcome::NoRuleMatched {
-            service: service_name(table.service),
+        .find_map(|rule| matching_alternative(rule, request, notes).map(|m| (rule, m)));
+    let Some((rule, alternative)) = matched else {
+        let outcome = Outcome::NoRuleMatched {
+            service: service_name(snapshot, table.service),
             tried: table
                 .rules
                 .iter()
                 .map(|r| (r.name.clone(), r.source.clone()))
                 .collect(),
-        },
-        Some(rule) => Outcome::Routed {
-            service: service_name(table.service),
-            rule: rule.name.clone(),
-            source: rule.source.clone(),
-            destinations: rule
-                .destinations
-                .iter()
-                .map(|d| {
-                    let service = snapshot.services.get(d.service as usize);
-                    Destination {
-                        service: service_name(d.service),
-                        subset: d.subset.map(|s| {
-                            service
-                                .and_then(|svc| svc.subsets.get(s as usize))
-                                .map_or_else(|| format!("#{s}"), |sub| sub.name.clone())
-                        }),
-                        weight: d.weight,
-                    }
-                })
-                .collect(),
-        },
-    }
+        };
+        return (outcome, None);
+    };
+    let mut served: Vec<u32> = rule.destinations.iter().map(|d| d.service).collect();
+    served.sort_unstable();
+    served.dedup();
+    let actions = Actions {
+        timeout_ms: rule.timeout_ms,
+        retries: rule.retries.clone(),
+        fault: rule.fault.clone(),
+        headers: rule.headers.clone(),
+        rewrite: rule
+            .rewrite
+            .as_ref()
+            .map(|rw| rewritten(rw, alternative, request, notes)),
+        redirect: rule
+            .redirect
+            .as_ref()
+            .map(|r| (r.clone(), location(r, request))),
+        mirror: rule
+            .mirror
+            .as_ref()
+            .map(|m| destination(snapshot, m.service, m.subset, m.per_million)),
+        rate_limit: rule.rate_limit.clone(),
+    };
+    let outcome = Outcome::Routed {
+        service: service_name(snapshot, table.service),
+        rule: rule.name.clone(),
+        source: rule.source.clone(),
+        destinations: rule
+            .destinations
+            .iter()
+            .map(|d| destination(snapshot, d.service, d.subset, d.weight))
+            .collect(),
+        actions: Box::new(actions),
+    };
+    (outcome, Some(served))
 }
 
 /// The route table for `host`: exact first, then lower-cased (the snapshot stores lower case).
@@ -279,25 +504,252 @@ fn lookup_host<'s>(snapshot: &'s Snapshot, host: &str) -> Option<&'s RouteTable>
     })
 }
 
-fn matches(m: &RequestMatch, request: &Request) -> bool {
+/// `None` when the rule does not match; `Some(None)` when it has no matches (matches all);
+/// otherwise the first alternative that holds.
+fn matching_alternative<'r>(
+    rule: &'r RouteRule,
+    request: &Request,
+    notes: &mut Vec<String>,
+) -> Option<Option<&'r RequestMatch>> {
+    if rule.matches.is_empty() {
+        return Some(None);
+    }
+    rule.matches
+        .iter()
+        .find(|m| matches(m, request, notes))
+        .map(Some)
+}
+
+fn matches(m: &RequestMatch, request: &Request, notes: &mut Vec<String>) -> bool {
     let path_ok = match &m.path {
         None => true,
         Some(PathMatch::Exact(p)) => request.path == *p,
         Some(PathMatch::Prefix(p)) => request.path.starts_with(p.as_str()),
-        Some(PathMatch::Regex(_)) => false,
+        Some(PathMatch::Regex(p)) => full_match(p, &request.path, notes),
     };
-    path_ok
-        && m.headers.iter().all(|want| {
-            request.headers.iter().any(|(name, value)| {
-                name.eq_ignore_ascii_case(&want.name)
-                    && spec::ValueMatch::Exact(value.clone()) == want.value
-            })
-        })
+    let method_ok = m
+        .method
+        .as_ref()
+        .is_none_or(|want| value_match(want, std::iter::once(request.method.as_str()), notes));
+    let headers_ok = m.headers.iter().all(|want| {
+        let values = request
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(&want.name))
+            .map(|(_, v)| v.as_str());
+        value_match(&want.value, values, notes)
+    });
+    let query_ok = m.query.iter().all(|want| {
+        let values = request
+            .params
+            .iter()
+            .filter(|(name, _)| *name == want.name)
+            .map(|(_, v)| v.as_str());
+        value_match(&want.value, values, notes)
+    });
+    path_ok && method_ok && headers_ok && query_ok
+}
+
+/// Whether the values of a repeated header or parameter satisfy `want`: one value must match
+/// (`Absent`: there must be none).
+fn value_match<'a>(
+    want: &ValueMatch,
+    mut values: impl Iterator<Item = &'a str>,
+    notes: &mut Vec<String>,
+) -> bool {
+    match want {
+        ValueMatch::Exact(s) => values.any(|v| v == s),
+        ValueMatch::Prefix(s) => values.any(|v| v.starts_with(s.as_str())),
+        ValueMatch::Regex(p) => values.any(|v| full_match(p, v, notes)),
+        ValueMatch::Present => values.next().is_some(),
+        ValueMatch::Absent => values.next().is_none(),
+    }
+}
+
+/// Compiles `pattern` anchored at both ends; a pattern that does not compile matches nothing
+/// and leaves a note.
+fn anchored(pattern: &str, notes: &mut Vec<String>) -> Option<Regex> {
+    match Regex::new(&format!("^(?:{pattern})$")) {
+        Ok(re) => Some(re),
+        Err(e) => {
+            let note = format!("regex {pattern:?} does not compile, treated as not matching: {e}");
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+            None
+        }
+    }
+}
+
+fn full_match(pattern: &str, value: &str, notes: &mut Vec<String>) -> bool {
+    anchored(pattern, notes).is_some_and(|re| re.is_match(value))
+}
+
+/// Applies `rewrite` to this request. A path prefix rewrite replaces what the matching
+/// alternative's path condition matched: the prefix, or the whole path for an exact or regex
+/// match, or `/` when the alternative has no path condition (as Envoy does).
+fn rewritten(
+    rewrite: &Rewrite,
+    alternative: Option<&RequestMatch>,
+    request: &Request,
+    notes: &mut Vec<String>,
+) -> Rewritten {
+    let mut path = request.path.clone();
+    if let Some(new_prefix) = &rewrite.path_prefix {
+        let matched = match alternative.and_then(|m| m.path.as_ref()) {
+            Some(PathMatch::Prefix(p)) => p.len(),
+            Some(PathMatch::Exact(_) | PathMatch::Regex(_)) => path.len(),
+            None => 1,
+        };
+        path = format!("{new_prefix}{}", path.get(matched..).unwrap_or_default());
+    }
+    if let Some(re) = &rewrite.path_regex {
+        // Unanchored: every match in the path is replaced.
+        match Regex::new(&re.pattern) {
+            Ok(compiled) => path = compiled.replace_all(&path, re.substitution.as_str()).into_owned(),
+            Err(e) => notes.push(format!(
+                "rewrite regex {:?} does not compile, path left as is: {e}",
+                re.pattern
+            )),
+        }
+    }
+    Rewritten {
+        rewrite: rewrite.clone(),
+        path,
+        host: rewrite
+            .authority
+            .clone()
+            .unwrap_or_else(|| request.host.clone()),
+    }
+}
+
+/// The `Location` a redirect gives this request: unset parts keep the request's own.
+fn location(r: &Redirect, request: &Request) -> String {
+    let scheme = r.scheme.as_deref().unwrap_or("http");
+    let host = r.authority.as_deref().unwrap_or(&request.host);
+    let port = r.port.or(request.port).map(|p| format!(":{p}")).unwrap_or_default();
+    let path = r.path.as_deref().unwrap_or(&request.path);
+    let query = request
+        .query
+        .as_ref()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    format!("{scheme}://{host}{port}{path}{query}")
 }
 
 fn file_line(source: &SourceLocation) -> String {
     format!("{}:{}", source.file, source.line)
 }
+
+/// A share in millionths as a percentage, e.g. `12.5%`.
+pub(crate) fn percent(per_million: u32) -> String {
+    format!("{}%", f64::from(per_million) / 10_000.0)
+}
+
+/// The retry conditions, by their Envoy names.
+pub(crate) fn retry_on(r: &RetryPolicy) -> Vec<String> {
+    let on = &r.retry_on;
+    let mut out: Vec<String> = [
+        (on.server_error, "5xx"),
+        (on.gateway_error, "gateway-error"),
+        (on.reset, "reset"),
+        (on.connect_failure, "connect-failure"),
+    ]
+    .iter()
+    .filter(|(set, _)| *set)
+    .map(|(_, name)| (*name).to_owned())
+    .collect();
+    if !on.status_codes.is_empty() {
+        let codes: Vec<String> = on.status_codes.iter().map(u16::to_string).collect();
+        out.push(format!("retriable-status-codes {}", codes.join(" ")));
+    }
+    out
+}
+
+/// One line describing a retry policy.
+pub(crate) fn describe_retries(r: &RetryPolicy) -> String {
+    if r.attempts == 0 {
+        return "none (0 attempts)".to_owned();
+    }
+    let mut out = format!(
+        "{} attempt{}",
+        r.attempts,
+        if r.attempts == 1 { "" } else { "s" }
+    );
+    if let Some(per_try) = r.per_try_timeout_ms {
+        let _ = write!(out, ", {per_try}ms per try");
+    }
+    let on = retry_on(r);
+    let on = if on.is_empty() {
+        "(no condition)".to_owned()
+    } else {
+        on.join(", ")
+    };
+    let _ = write!(
+        out,
+        ", on {on}, backoff {}ms..{}ms, {}",
+        r.backoff_base_ms,
+        r.backoff_max_ms,
+        if r.non_idempotent {
+            "every method"
+        } else {
+            "idempotent methods only"
+        }
+    );
+    out
+}
+
+/// One line describing injected faults.
+pub(crate) fn describe_fault(f: &FaultInjection) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = &f.delay {
+        parts.push(format!(
+            "delay {}ms for {} of requests",
+            d.delay_ms,
+            percent(d.per_million)
+        ));
+    }
+    if let Some(a) = &f.abort {
+        parts.push(format!(
+            "abort with {} for {} of requests",
+            a.status,
+            percent(a.per_million)
+        ));
+    }
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Header edits in application order, e.g. `remove a; set b: 1; add c: 2`.
+pub(crate) fn describe_edits(e: &HeaderEdits) -> String {
+    let mut parts: Vec<String> = e.remove.iter().map(|n| format!("remove {n}")).collect();
+    parts.extend(e.set.iter().map(|h| format!("set {}: {}", h.name, h.value)));
+    parts.extend(e.add.iter().map(|h| format!("add {}: {}", h.name, h.value)));
+    parts.join("; ")
+}
+
+/// One line describing a rate limit.
+pub(crate) fn describe_rate_limit(r: &RateLimit) -> String {
+    format!(
+        "{} request{} per {}ms, burst {}, {}",
+        r.tokens_per_fill,
+        if r.tokens_per_fill == 1 { "" } else { "s" },
+        r.fill_interval_ms,
+        r.max_tokens,
+        if r.per_source {
+            "one bucket per caller"
+        } else {
+            "one bucket for the rule"
+        }
+    )
+}
+
+/// The sidecar's retry behaviour when a rule has no retry policy.
+const DEFAULT_RETRIES: &str =
+    "sidecar default (1 retry of idempotent requests that failed before any response byte)";
 
 impl Explanation {
     /// Whether a rule matched.
@@ -340,8 +792,11 @@ impl Explanation {
             let _ = write!(out, ", as workload {workload}");
         }
         out.push('\n');
-        if let Some(from) = &self.from {
-            let _ = writeln!(out, "from: {from}");
+        match &self.from {
+            Some(from) => {
+                let _ = writeln!(out, "from: {from}");
+            }
+            None => out.push_str("from: (no peer identity)\n"),
         }
         match &self.outcome {
             Outcome::Routed {
@@ -349,26 +804,14 @@ impl Explanation {
                 rule,
                 source,
                 destinations,
+                actions,
             } => {
                 let _ = writeln!(
                     out,
                     "route: service {service}, rule {rule} ({})",
                     file_line(source)
                 );
-                let _ = writeln!(out, "destinations:");
-                for d in destinations {
-                    match &d.subset {
-                        Some(subset) => {
-                            let _ = writeln!(out, "  {}/{subset} {}%", d.service, d.weight);
-                        }
-                        None => {
-                            let _ = writeln!(out, "  {} {}%", d.service, d.weight);
-                        }
-                    }
-                }
-                out.push_str("timeout: default (meshd --upstream-timeout)\n");
-                out.push_str("retries: none\n");
-                out.push_str("fault injection: none\n");
+                render_actions(&mut out, destinations, actions, r);
             }
             Outcome::UnknownHost { .. } | Outcome::NoRuleMatched { .. } => {
                 let _ = writeln!(out, "no route: {}", self.error().unwrap_or_default());
@@ -380,38 +823,156 @@ impl Explanation {
                 }
             }
         }
-        out.push_str("authorization: allow (no policy)\n");
+        self.render_authz(&mut out);
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
+        }
         out
     }
 
-    /// The `--json` document: `route`, `destinations`, `timeout_ms`, `retries`, `authz`, `from`,
-    /// plus `error` (and `rules_tried`) when there is no route.
+    fn render_authz(&self, out: &mut String) {
+        match &self.authz {
+            Authorization::NotEvaluated(why) => {
+                let _ = writeln!(out, "authorization: not evaluated ({why})");
+            }
+            Authorization::NoServer(services) => {
+                let _ = writeln!(
+                    out,
+                    "authorization: allow (no workload declares that it serves {}, so no \
+                     inbound policy applies)",
+                    services.join(", ")
+                );
+            }
+            Authorization::Evaluated(verdicts) => {
+                let decisive = self.authz.decisive();
+                if let Some(v) = decisive {
+                    let policy = v.policy.as_ref().map_or_else(
+                        || "no policy decided".to_owned(),
+                        |(name, source)| format!("policy {name}, {}", file_line(source)),
+                    );
+                    let _ = writeln!(out, "authorization: {} ({policy})", v.decision.as_str());
+                }
+                for v in verdicts {
+                    let _ = writeln!(
+                        out,
+                        "  on workload {}: {}, {}",
+                        v.workload,
+                        v.decision.as_str(),
+                        v.reason
+                    );
+                    if !v.audited_by.is_empty() {
+                        let _ = writeln!(out, "    audited by: {}", v.audited_by.join(", "));
+                    }
+                    for note in &v.notes {
+                        let _ = writeln!(out, "    note: {note}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The `--json` document. Always: `route` (`rule`, `source`, `service`), `destinations`,
+    /// `timeout_ms`, `retries`, `fault`, `headers`, `rewrite`, `redirect`, `mirror`,
+    /// `rate_limit`, `authz`, `from`, `notes`; plus `error` (and `rules_tried`) when there is
+    /// no route.
     pub fn to_json(&self) -> Value {
-        let (route, destinations) = match &self.outcome {
-            Outcome::Routed {
-                rule,
-                source,
-                destinations,
-                ..
-            } => (
-                json!({ "rule": rule, "source": file_line(source) }),
-                destinations
-                    .iter()
-                    .map(
-                        |d| json!({ "service": d.service, "subset": d.subset, "weight": d.weight }),
-                    )
-                    .collect(),
-            ),
-            _ => (Value::Null, Vec::new()),
-        };
         let mut doc = json!({
-            "route": route,
-            "destinations": destinations,
+            "route": null,
+            "destinations": [],
             "timeout_ms": null,
-            "retries": { "attempts": 0 },
-            "authz": { "decision": "allow", "policy": null },
+            "timeout_default": null,
+            "retries": null,
+            "fault": null,
+            "headers": null,
+            "rewrite": null,
+            "redirect": null,
+            "mirror": null,
+            "rate_limit": null,
+            "authz": self.authz_json(),
             "from": self.from,
+            "notes": self.notes,
         });
+        if let Outcome::Routed {
+            service,
+            rule,
+            source,
+            destinations,
+            actions,
+        } = &self.outcome
+        {
+            let a = actions.as_ref();
+            doc["route"] = json!({ "rule": rule, "source": file_line(source), "service": service });
+            doc["destinations"] = destinations
+                .iter()
+                .map(|d| json!({ "service": d.service, "subset": d.subset, "weight": d.weight }))
+                .collect();
+            doc["timeout_ms"] = json!(a.timeout_ms);
+            doc["timeout_default"] = json!(a.timeout_ms.is_none());
+            doc["retries"] = match &a.retries {
+                Some(r) => json!({
+                    "default": false,
+                    "attempts": r.attempts,
+                    "per_try_timeout_ms": r.per_try_timeout_ms,
+                    "retry_on": retry_on(r),
+                    "backoff_base_ms": r.backoff_base_ms,
+                    "backoff_max_ms": r.backoff_max_ms,
+                    "non_idempotent": r.non_idempotent,
+                    "applies": r.attempts > 0 && (r.non_idempotent || self.request.is_idempotent()),
+                }),
+                None => json!({
+                    "default": true,
+                    "attempts": 1,
+                    "description": DEFAULT_RETRIES,
+                    "applies": self.request.is_idempotent(),
+                }),
+            };
+            doc["fault"] = a.fault.as_ref().map_or(Value::Null, |f| {
+                json!({
+                    "delay": f.delay.as_ref().map(|d| json!({
+                        "delay_ms": d.delay_ms,
+                        "per_million": d.per_million,
+                        "percent": f64::from(d.per_million) / 10_000.0,
+                    })),
+                    "abort": f.abort.as_ref().map(|x| json!({
+                        "status": x.status,
+                        "per_million": x.per_million,
+                        "percent": f64::from(x.per_million) / 10_000.0,
+                    })),
+                })
+            });
+            doc["headers"] = serde_json::to_value(&a.headers).unwrap_or(Value::Null);
+            doc["rewrite"] = a.rewrite.as_ref().map_or(Value::Null, |rw| {
+                json!({
+                    "path_prefix": rw.rewrite.path_prefix,
+                    "path_regex": rw.rewrite.path_regex.as_ref().map(|r| json!({
+                        "pattern": r.pattern,
+                        "substitution": r.substitution,
+                    })),
+                    "authority": rw.rewrite.authority,
+                    "path": rw.path,
+                    "host": rw.host,
+                })
+            });
+            doc["redirect"] = a.redirect.as_ref().map_or(Value::Null, |(r, location)| {
+                json!({ "status": r.status, "location": location })
+            });
+            doc["mirror"] = a.mirror.as_ref().map_or(Value::Null, |m| {
+                json!({
+                    "service": m.service,
+                    "subset": m.subset,
+                    "per_million": m.weight,
+                    "percent": f64::from(m.weight) / 10_000.0,
+                })
+            });
+            doc["rate_limit"] = a.rate_limit.as_ref().map_or(Value::Null, |r| {
+                json!({
+                    "tokens_per_fill": r.tokens_per_fill,
+                    "fill_interval_ms": r.fill_interval_ms,
+                    "max_tokens": r.max_tokens,
+                    "per_source": r.per_source,
+                })
+            });
+        }
         if let Some(error) = self.error() {
             doc["error"] = json!(error);
         }
@@ -422,6 +983,91 @@ impl Explanation {
                 .collect();
         }
         doc
+    }
+
+    /// `authz`: `decision` (`allow`, `deny`, or null when not evaluated), `policy` (name or
+    /// null), `policy_source`, `reason`, `workloads` (each serving workload's verdict).
+    fn authz_json(&self) -> Value {
+        let verdict = |v: &Verdict| {
+            json!({
+                "workload": v.workload,
+                "decision": v.decision.as_str(),
+                "policy": v.policy.as_ref().map(|(name, _)| name),
+                "policy_source": v.policy.as_ref().map(|(_, s)| file_line(s)),
+                "reason": v.reason,
+                "allow_policies": v.allow_policies,
+                "audited_by": v.audited_by,
+                "notes": v.notes,
+            })
+        };
+        match &self.authz {
+            Authorization::NotEvaluated(why) => json!({
+                "decision": null, "policy": null, "policy_source": null,
+                "reason": format!("not evaluated: {why}"), "workloads": [],
+            }),
+            Authorization::NoServer(services) => json!({
+                "decision": "allow", "policy": null, "policy_source": null,
+                "reason": format!("no workload declares that it serves {}", services.join(", ")),
+                "workloads": [],
+            }),
+            Authorization::Evaluated(verdicts) => {
+                let mut doc = self.authz.decisive().map_or(Value::Null, verdict);
+                doc["workloads"] = verdicts.iter().map(verdict).collect();
+                doc
+            }
+        }
+    }
+}
+
+fn render_actions(out: &mut String, destinations: &[Destination], a: &Actions, r: &Request) {
+    if a.redirect.is_none() || !destinations.is_empty() {
+        let _ = writeln!(out, "destinations:");
+        for d in destinations {
+            let _ = writeln!(out, "  {} {}%", d.target(), d.weight);
+        }
+    }
+    match a.timeout_ms {
+        Some(ms) => {
+            let _ = writeln!(out, "timeout: {ms}ms (rule)");
+        }
+        None => out.push_str("timeout: sidecar default (--upstream-timeout, 15s)\n"),
+    }
+    match &a.retries {
+        Some(policy) => {
+            let _ = write!(out, "retries: {}", describe_retries(policy));
+            if policy.attempts > 0 && !policy.non_idempotent && !r.is_idempotent() {
+                let _ = write!(out, " ({} is not idempotent: not retried)", r.method);
+            }
+            out.push('\n');
+        }
+        None => {
+            let _ = writeln!(out, "retries: {DEFAULT_RETRIES}");
+        }
+    }
+    let fault = a.fault.as_ref().map_or_else(|| "none".to_owned(), describe_fault);
+    let _ = writeln!(out, "fault injection: {fault}");
+    for (direction, edits) in [("request", &a.headers.request), ("response", &a.headers.response)]
+    {
+        let text = describe_edits(edits);
+        if !text.is_empty() {
+            let _ = writeln!(out, "{direction} headers: {text}");
+        }
+    }
+    if let Some(rw) = &a.rewrite {
+        let _ = write!(out, "rewrite: path {}", rw.path);
+        if rw.rewrite.authority.is_some() {
+            let _ = write!(out, ", host {}", rw.host);
+        }
+        out.push('\n');
+    }
+    if let Some((redirect, location)) = &a.redirect {
+        let _ = writeln!(out, "redirect: {} to {location}", redirect.status);
+    }
+    if let Some(m) = &a.mirror {
+        let _ = writeln!(out, "mirror: {} of requests to {}", percent(m.weight), m.target());
+    }
+    if let Some(limit) = &a.rate_limit {
+        let _ = writeln!(out, "rate limit: {}", describe_rate_limit(limit));
     }
 }
 

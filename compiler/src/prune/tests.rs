@@ -297,6 +297,8 @@ fn requests(snapshot: &Snapshot) -> Vec<Request> {
                 host: host.to_owned(),
                 port: None,
                 path: path.clone(),
+                query: None,
+                params: Vec::new(),
                 headers: headers.clone(),
             });
         }
