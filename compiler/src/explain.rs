@@ -27,7 +27,7 @@ pub struct Request {
     pub method: String,
     /// Host from the URL, without port, as given (lookup lower-cases it like `meshd`).
     pub host: String,
-    /// Port from the URL, if given (routing ignores it).
+    /// Port from the URL, if given (routing ignores it; authorization reads it).
     pub port: Option<u16>,
     /// Path without query or fragment; `/` when the URL has none.
     pub path: String,
@@ -127,7 +127,11 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| char::from(b).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(hi), Some(lo)) => {
                 out.push((hi * 16 + lo) as u8);
                 i += 3;
@@ -325,8 +329,8 @@ pub fn explain(
         },
     };
     let host_service = lookup_host(snapshot, &request.host).map(|t| t.service);
-    let callee = workload_entry
-        .filter(|w| host_service.is_some_and(|s| w.serves.binary_search(&s).is_ok()));
+    let callee =
+        workload_entry.filter(|w| host_service.is_some_and(|s| w.serves.binary_search(&s).is_ok()));
     // The callee receives requests from any caller, so every host is visible to it.
     let visible = match (workload_entry, callee) {
         (Some(w), None) => Some(w.outbound.as_slice()),
@@ -374,11 +378,17 @@ fn authorize(
             .collect(),
     };
     if servers.is_empty() {
-        return Authorization::NoServer(served.iter().map(|&s| service_name(snapshot, s)).collect());
+        return Authorization::NoServer(
+            served.iter().map(|&s| service_name(snapshot, s)).collect(),
+        );
     }
     // The port the caller addressed: the URL's, else the service's only port.
     let port = request.port.or_else(|| match served {
-        [one] => match snapshot.services.get(*one as usize).map(|s| s.ports.as_slice()) {
+        [one] => match snapshot
+            .services
+            .get(*one as usize)
+            .map(|s| s.ports.as_slice())
+        {
             Some([port]) => Some(port.number),
             _ => None,
         },
@@ -606,7 +616,11 @@ fn rewritten(
     if let Some(re) = &rewrite.path_regex {
         // Unanchored: every match in the path is replaced.
         match Regex::new(&re.pattern) {
-            Ok(compiled) => path = compiled.replace_all(&path, re.substitution.as_str()).into_owned(),
+            Ok(compiled) => {
+                path = compiled
+                    .replace_all(&path, re.substitution.as_str())
+                    .into_owned()
+            }
             Err(e) => notes.push(format!(
                 "rewrite regex {:?} does not compile, path left as is: {e}",
                 re.pattern
@@ -627,7 +641,11 @@ fn rewritten(
 fn location(r: &Redirect, request: &Request) -> String {
     let scheme = r.scheme.as_deref().unwrap_or("http");
     let host = r.authority.as_deref().unwrap_or(&request.host);
-    let port = r.port.or(request.port).map(|p| format!(":{p}")).unwrap_or_default();
+    let port = r
+        .port
+        .or(request.port)
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
     let path = r.path.as_deref().unwrap_or(&request.path);
     let query = request
         .query
@@ -953,9 +971,10 @@ impl Explanation {
                     "host": rw.host,
                 })
             });
-            doc["redirect"] = a.redirect.as_ref().map_or(Value::Null, |(r, location)| {
-                json!({ "status": r.status, "location": location })
-            });
+            doc["redirect"] = a.redirect.as_ref().map_or(
+                Value::Null,
+                |(r, location)| json!({ "status": r.status, "location": location }),
+            );
             doc["mirror"] = a.mirror.as_ref().map_or(Value::Null, |m| {
                 json!({
                     "service": m.service,
@@ -1044,10 +1063,15 @@ fn render_actions(out: &mut String, destinations: &[Destination], a: &Actions, r
             let _ = writeln!(out, "retries: {DEFAULT_RETRIES}");
         }
     }
-    let fault = a.fault.as_ref().map_or_else(|| "none".to_owned(), describe_fault);
+    let fault = a
+        .fault
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), describe_fault);
     let _ = writeln!(out, "fault injection: {fault}");
-    for (direction, edits) in [("request", &a.headers.request), ("response", &a.headers.response)]
-    {
+    for (direction, edits) in [
+        ("request", &a.headers.request),
+        ("response", &a.headers.response),
+    ] {
         let text = describe_edits(edits);
         if !text.is_empty() {
             let _ = writeln!(out, "{direction} headers: {text}");
@@ -1064,7 +1088,12 @@ fn render_actions(out: &mut String, destinations: &[Destination], a: &Actions, r
         let _ = writeln!(out, "redirect: {} to {location}", redirect.status);
     }
     if let Some(m) = &a.mirror {
-        let _ = writeln!(out, "mirror: {} of requests to {}", percent(m.weight), m.target());
+        let _ = writeln!(
+            out,
+            "mirror: {} of requests to {}",
+            percent(m.weight),
+            m.target()
+        );
     }
     if let Some(limit) = &a.rate_limit {
         let _ = writeln!(out, "rate limit: {}", describe_rate_limit(limit));

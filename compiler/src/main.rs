@@ -44,12 +44,14 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
-    /// Show how meshd would route one request: rule, source line, destinations, policies.
+    /// Show what meshd would do with one request: rule, source line, destinations, timeout,
+    /// retries, faults and other actions, and the inbound authorization decision.
     Explain {
         /// Config files or directories, or a single snapshot file.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        /// Route as the sidecar of this workload (only its outbound services are visible).
+        /// The caller's workload (only its outbound services are visible), or the callee's
+        /// when it serves the requested service (its inbound authorization is evaluated).
         #[arg(long)]
         workload: Option<String>,
         /// The request: `METHOD http://HOST[:PORT]/PATH?QUERY`.
@@ -58,7 +60,8 @@ enum Command {
         /// A request header, 'name: value' (repeatable).
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
-        /// The caller's SPIFFE ID (echoed; no authorization policy exists yet).
+        /// The caller's SPIFFE ID (`spiffe://…`) as the callee sees it over mutual TLS;
+        /// without it the request has no peer identity.
         #[arg(long)]
         from: Option<String>,
         /// Print one JSON document instead of text.

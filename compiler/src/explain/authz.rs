@@ -183,7 +183,12 @@ impl Eval<'_> {
 
     fn source(&mut self, s: &AuthzSource) -> bool {
         let principal: Vec<&str> = self.attrs.principal.into_iter().collect();
-        let namespace: Vec<&str> = self.attrs.principal.and_then(namespace).into_iter().collect();
+        let namespace: Vec<&str> = self
+            .attrs
+            .principal
+            .and_then(namespace)
+            .into_iter()
+            .collect();
         if !s.request_principals.is_empty() || !s.not_request_principals.is_empty() {
             self.note("request principals (JWT)");
         }
@@ -195,7 +200,8 @@ impl Eval<'_> {
     fn operation(&mut self, o: &AuthzOperation) -> bool {
         let r = self.attrs.request;
         let host = r.host.to_ascii_lowercase();
-        let ports_ok = (o.ports.is_empty() || self.attrs.port.is_some_and(|p| o.ports.contains(&p)))
+        let ports_ok = (o.ports.is_empty()
+            || self.attrs.port.is_some_and(|p| o.ports.contains(&p)))
             && !self.attrs.port.is_some_and(|p| o.not_ports.contains(&p));
         if self.attrs.port.is_none() && !(o.ports.is_empty() && o.not_ports.is_empty()) {
             self.note("the destination port (give it in the --request URL)");
@@ -217,9 +223,12 @@ impl Eval<'_> {
                 .map(|(_, v)| v.as_str())
                 .collect(),
             ConditionKey::SourcePrincipal => self.attrs.principal.into_iter().collect(),
-            ConditionKey::SourceNamespace => {
-                self.attrs.principal.and_then(namespace).into_iter().collect()
-            }
+            ConditionKey::SourceNamespace => self
+                .attrs
+                .principal
+                .and_then(namespace)
+                .into_iter()
+                .collect(),
             ConditionKey::DestinationPort => {
                 if port.is_none() {
                     self.note("destination.port (give the port in the --request URL)");

@@ -426,7 +426,11 @@ fn query_parameters_come_from_the_url_percent_decoded() {
         }]
     };
     one_rule(&mut snap, query("user", ValueMatch::Exact("a b/c".into())));
-    assert!(routed(&snap, "GET http://reviews/x?id=1&user=a%20b%2Fc", &[]));
+    assert!(routed(
+        &snap,
+        "GET http://reviews/x?id=1&user=a%20b%2Fc",
+        &[]
+    ));
     assert!(!routed(&snap, "GET http://reviews/x?User=a%20b%2Fc", &[]));
     assert!(!routed(&snap, "GET http://reviews/x", &[]));
     one_rule(&mut snap, query("debug", ValueMatch::Present));
@@ -458,7 +462,9 @@ fn a_regex_that_does_not_compile_matches_nothing_and_says_so() {
     assert!(!e.is_routed());
     assert_eq!(e.notes.len(), 1);
     assert!(e.notes[0].starts_with("regex \"/(unclosed\" does not compile"));
-    assert!(e.render().contains("note: regex \"/(unclosed\" does not compile"));
+    assert!(e
+        .render()
+        .contains("note: regex \"/(unclosed\" does not compile"));
     assert_eq!(e.to_json()["notes"][0], e.notes[0].as_str());
 }
 
@@ -542,7 +548,10 @@ fn every_rule_action_is_shown_in_text_and_json() {
         "mirror: 25% of requests to ratings",
         "rate limit: 100 requests per 1000ms, burst 200, one bucket per caller",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
     }
     let json = e.to_json();
     assert_eq!(json["timeout_ms"], 2500);
@@ -575,7 +584,9 @@ fn every_rule_action_is_shown_in_text_and_json() {
 
     // A POST is not retried by a policy without `non_idempotent`.
     let e = ask_in(&snap, "POST http://reviews/api/books", &[]);
-    assert!(e.render().contains("(POST is not idempotent: not retried)\n"));
+    assert!(e
+        .render()
+        .contains("(POST is not idempotent: not retried)\n"));
     assert_eq!(e.to_json()["retries"]["applies"], false);
 }
 
@@ -603,9 +614,17 @@ fn rewrites_replace_what_the_match_matched() {
             .expect("rewritten")
             .to_owned()
     };
-    rewrite(&mut snap, Some(PathMatch::Exact("/old".into())), prefix("/new"));
+    rewrite(
+        &mut snap,
+        Some(PathMatch::Exact("/old".into())),
+        prefix("/new"),
+    );
     assert_eq!(path_after(&snap, "http://reviews/old?q"), "/new");
-    rewrite(&mut snap, Some(PathMatch::Prefix("/api/".into())), prefix("/"));
+    rewrite(
+        &mut snap,
+        Some(PathMatch::Prefix("/api/".into())),
+        prefix("/"),
+    );
     assert_eq!(path_after(&snap, "http://reviews/api/books"), "/books");
     // Without a path condition the matched part is `/`, as in Envoy.
     rewrite(&mut snap, None, prefix("/v2/"));
@@ -669,7 +688,12 @@ fn location(line: u32) -> SourceLocation {
     }
 }
 
-fn policy(name: &str, action: AuthzAction, rules: Vec<AuthzRule>, line: u32) -> AuthorizationPolicy {
+fn policy(
+    name: &str,
+    action: AuthzAction,
+    rules: Vec<AuthzRule>,
+    line: u32,
+) -> AuthorizationPolicy {
     AuthorizationPolicy {
         name: name.into(),
         action,
@@ -740,7 +764,10 @@ fn decide(
 fn verdict(e: &Explanation) -> (String, Option<String>) {
     let json = e.to_json();
     (
-        json["authz"]["decision"].as_str().unwrap_or("null").to_owned(),
+        json["authz"]["decision"]
+            .as_str()
+            .unwrap_or("null")
+            .to_owned(),
         json["authz"]["policy"].as_str().map(str::to_owned),
     )
 }
@@ -755,19 +782,34 @@ fn deny_policies_win_over_allow_policies() {
                 vec![from_principal(StringPattern::Exact(CALLER.into()))],
                 3,
             ),
-            policy("no-delete", AuthzAction::Deny, vec![to_methods(&["DELETE"])], 9),
+            policy(
+                "no-delete",
+                AuthzAction::Deny,
+                vec![to_methods(&["DELETE"])],
+                9,
+            ),
         ],
         TlsMode::Permissive,
     );
     let e = decide(&snap, "GET http://reviews/health", &[], None, Some(CALLER));
-    assert_eq!(verdict(&e), ("allow".into(), Some("allow-productpage".into())));
+    assert_eq!(
+        verdict(&e),
+        ("allow".into(), Some("allow-productpage".into()))
+    );
     let text = e.render();
     assert!(
         text.contains("authorization: allow (policy allow-productpage, authz.mesh:3)\n"),
         "{text}"
     );
-    assert!(text.contains("  on workload reviews-server: allow, ALLOW policy allow-productpage matches\n"));
-    let e = decide(&snap, "DELETE http://reviews/health", &[], None, Some(CALLER));
+    assert!(text
+        .contains("  on workload reviews-server: allow, ALLOW policy allow-productpage matches\n"));
+    let e = decide(
+        &snap,
+        "DELETE http://reviews/health",
+        &[],
+        None,
+        Some(CALLER),
+    );
     assert_eq!(verdict(&e), ("deny".into(), Some("no-delete".into())));
     assert_eq!(e.to_json()["authz"]["policy_source"], "authz.mesh:9");
     assert!(e
@@ -785,7 +827,12 @@ fn with_allow_policies_an_unmatched_request_is_denied_and_they_are_listed() {
                 vec![from_principal(StringPattern::Exact(CALLER.into()))],
                 3,
             ),
-            policy("allow-reads", AuthzAction::Allow, vec![to_methods(&["GET"])], 5),
+            policy(
+                "allow-reads",
+                AuthzAction::Allow,
+                vec![to_methods(&["GET"])],
+                5,
+            ),
             policy("log-all", AuthzAction::Audit, vec![AuthzRule::default()], 7),
         ],
         TlsMode::Permissive,
@@ -800,7 +847,10 @@ fn with_allow_policies_an_unmatched_request_is_denied_and_they_are_listed() {
     );
     assert_eq!(json["authz"]["audited_by"][0], "log-all");
     let text = e.render();
-    assert!(text.contains("authorization: deny (no policy decided)\n"), "{text}");
+    assert!(
+        text.contains("authorization: deny (no policy decided)\n"),
+        "{text}"
+    );
     assert!(text.contains("    audited by: log-all\n"), "{text}");
     // The second ALLOW policy matches a GET from anyone; absent identity fails `principals`.
     let e = decide(&snap, "GET http://reviews/health", &[], None, None);
@@ -912,11 +962,22 @@ fn jwt_attributes_are_absent_and_noted() {
 #[test]
 fn the_workload_flag_names_the_callee_or_the_caller() {
     let snap = served(
-        vec![policy("no-get", AuthzAction::Deny, vec![to_methods(&["GET"])], 1)],
+        vec![policy(
+            "no-get",
+            AuthzAction::Deny,
+            vec![to_methods(&["GET"])],
+            1,
+        )],
         TlsMode::Permissive,
     );
     // Caller: `productpage` may call `reviews`; the serving workload decides.
-    let e = decide(&snap, "GET http://reviews/health", &[], Some("productpage"), None);
+    let e = decide(
+        &snap,
+        "GET http://reviews/health",
+        &[],
+        Some("productpage"),
+        None,
+    );
     assert_eq!(rule(&e).0, "exact");
     assert_eq!(verdict(&e), ("deny".into(), Some("no-get".into())));
     // Callee: `reviews-server` serves `reviews` (not in its outbound list: still routed).
