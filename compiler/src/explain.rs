@@ -175,7 +175,7 @@ pub struct UnknownWorkload {
     pub known: String,
 }
 
-/// One destination of the matched rule (or its mirror), by name.
+/// One destination of the matched rule, by name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Destination {
     /// Service name.
@@ -207,6 +207,19 @@ pub struct Rewritten {
     pub host: String,
 }
 
+/// Where the matched rule copies a share of the requests, by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorTarget {
+    /// `service` or `service/subset`.
+    pub target: String,
+    /// Service name.
+    pub service: String,
+    /// Subset name; `None` for the whole service.
+    pub subset: Option<String>,
+    /// Share of requests mirrored, in millionths.
+    pub per_million: u32,
+}
+
 /// What the matched rule does besides choosing destinations.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Actions {
@@ -222,8 +235,8 @@ pub struct Actions {
     pub rewrite: Option<Rewritten>,
     /// The redirect and the `Location` this request gets.
     pub redirect: Option<(Redirect, String)>,
-    /// Where a copy goes, with the share in millionths as `weight`.
-    pub mirror: Option<Destination>,
+    /// Where a copy goes.
+    pub mirror: Option<MirrorTarget>,
     /// The local rate limit.
     pub rate_limit: Option<RateLimit>,
 }
@@ -337,6 +350,11 @@ pub fn explain(
         _ => None,
     };
     let mut notes = Vec::new();
+    if let Some(from) = from.as_deref().filter(|f| !f.starts_with("spiffe://")) {
+        notes.push(format!(
+            "--from {from:?} is not a spiffe:// ID: policies on source namespaces see none"
+        ));
+    }
     let (outcome, served) = route(snapshot, visible, &request, &mut notes);
     let authz = match (&outcome, served) {
         (Outcome::Routed { actions, .. }, _) if actions.redirect.is_some() => {
@@ -477,10 +495,15 @@ fn route(
             .redirect
             .as_ref()
             .map(|r| (r.clone(), location(r, request))),
-        mirror: rule
-            .mirror
-            .as_ref()
-            .map(|m| destination(snapshot, m.service, m.subset, m.per_million)),
+        mirror: rule.mirror.as_ref().map(|m| {
+            let d = destination(snapshot, m.service, m.subset, 0);
+            MirrorTarget {
+                target: d.target(),
+                service: d.service,
+                subset: d.subset,
+                per_million: m.per_million,
+            }
+        }),
         rate_limit: rule.rate_limit.clone(),
     };
     let outcome = Outcome::Routed {
@@ -979,8 +1002,8 @@ impl Explanation {
                 json!({
                     "service": m.service,
                     "subset": m.subset,
-                    "per_million": m.weight,
-                    "percent": f64::from(m.weight) / 10_000.0,
+                    "per_million": m.per_million,
+                    "percent": f64::from(m.per_million) / 10_000.0,
                 })
             });
             doc["rate_limit"] = a.rate_limit.as_ref().map_or(Value::Null, |r| {
@@ -1091,8 +1114,8 @@ fn render_actions(out: &mut String, destinations: &[Destination], a: &Actions, r
         let _ = writeln!(
             out,
             "mirror: {} of requests to {}",
-            percent(m.weight),
-            m.target()
+            percent(m.per_million),
+            m.target
         );
     }
     if let Some(limit) = &a.rate_limit {

@@ -73,6 +73,14 @@ pub(super) fn evaluate(workload: &Workload, attrs: Attributes<'_>) -> Verdict {
         audited_by: Vec::new(),
         notes: Vec::new(),
     };
+    if !workload.jwt.is_empty() {
+        let issuers: Vec<&str> = workload.jwt.iter().map(|j| j.issuer.as_str()).collect();
+        verdict.notes.push(format!(
+            "a JWT from {} is validated when the request carries one (an invalid token gets \
+             401); explain sends none",
+            issuers.join(", ")
+        ));
+    }
     let inbound = attrs
         .port
         .and_then(|p| workload.inbound.iter().find(|i| i.port == p));

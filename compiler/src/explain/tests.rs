@@ -952,6 +952,7 @@ fn jwt_attributes_are_absent_and_noted() {
     let e = decide(&snap, "GET http://reviews/health", &[], None, Some(CALLER));
     assert_eq!(verdict(&e).0, "deny");
     let json = e.to_json();
+    assert_eq!(json["authz"]["notes"].as_array().map(Vec::len), Some(1));
     assert_eq!(
         json["authz"]["notes"][0],
         "policy admins reads request.auth.claims[groups], which explain cannot know: treated \
@@ -1007,4 +1008,53 @@ fn the_workload_flag_names_the_callee_or_the_caller() {
     assert_eq!(json["authz"]["workload"], "reviews-server");
     assert_eq!(json["authz"]["workloads"][1]["workload"], "reviews-v2");
     assert_eq!(json["authz"]["workloads"][1]["decision"], "allow");
+}
+
+#[test]
+fn jwt_rules_and_a_non_spiffe_caller_are_noted() {
+    let mut snap = served(Vec::new(), TlsMode::Permissive);
+    snap.workloads[1].jwt = vec![spec::JwtRule {
+        issuer: "https://issuer.example".into(),
+        audiences: Vec::new(),
+        jwks_file: "keys.json".into(),
+        source: location(1),
+    }];
+    let e = decide(
+        &snap,
+        "GET http://reviews/health",
+        &[],
+        None,
+        Some("cluster.local/ns/default/sa/productpage"),
+    );
+    assert_eq!(verdict(&e).0, "allow");
+    let text = e.render();
+    assert!(
+        text.contains(
+            "    note: a JWT from https://issuer.example is validated when the request carries \
+             one (an invalid token gets 401); explain sends none\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "note: --from \"cluster.local/ns/default/sa/productpage\" is not a spiffe:// ID"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_mirror_names_its_target_and_share() {
+    let mut snap = snapshot();
+    let (ratings, _) = snap.service("ratings").expect("ratings");
+    one_rule(&mut snap, Vec::new()).mirror = Some(Mirror {
+        service: ratings,
+        subset: None,
+        per_million: 1,
+    });
+    let e = ask_in(&snap, "GET http://reviews/", &[]);
+    assert!(e
+        .render()
+        .contains("mirror: 0.0001% of requests to ratings\n"));
+    assert_eq!(e.to_json()["mirror"]["per_million"], 1);
 }
