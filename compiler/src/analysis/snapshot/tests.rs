@@ -869,3 +869,17 @@ fn durations_read_like_the_config() {
     assert_eq!(duration(1500), "1500ms");
     assert_eq!(duration(0), "0ms");
 }
+
+#[test]
+fn renders_at_the_recorded_position() {
+    let mut f = with_routes(vec![retried("r", 7, Some(3000), retry(3, Some(1000)))]);
+    f.snapshot.routes[0].rules[0].source.column = 3;
+    let d = f.only();
+    let text = d.render(&f.sources);
+    assert!(
+        text.starts_with("m.mesh:7:3: warning[W0160]: rule `r` of route `web`: 4 tries"),
+        "{text}"
+    );
+    assert!(text.contains(" 7 | line7\n"), "{text}");
+    assert!(text.contains("   |   ^^^\n"), "{text}");
+}
