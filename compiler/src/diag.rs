@@ -124,6 +124,26 @@ impl Sources {
         self.files.iter().enumerate().map(|(i, f)| (FileId(i), f))
     }
 
+    /// The span a snapshot [`spec::SourceLocation`] points at: the file whose path equals
+    /// `location.file`, at 1-based `line` and 1-based character `column`, covering the word
+    /// (run of non-whitespace characters) starting there. `None` when no file has that path or
+    /// the line is past its end; a column past the end of the line is clamped to it.
+    pub fn span_at(&self, location: &spec::SourceLocation) -> Option<SourceSpan> {
+        let (id, file) = self.iter().find(|(_, f)| f.path == location.file)?;
+        let line = usize::try_from(location.line).ok()?.checked_sub(1)?;
+        let line_start = *file.line_starts.get(line)?;
+        let text = file.line_text(line + 1);
+        let skip = usize::try_from(location.column).ok()?.saturating_sub(1);
+        let start = text.char_indices().nth(skip).map_or(text.len(), |(i, _)| i);
+        let word = text[start..]
+            .find(char::is_whitespace)
+            .map_or(text.len(), |len| start + len);
+        Some(SourceSpan {
+            file: id,
+            span: Span::new(line_start + start, line_start + word),
+        })
+    }
+
     /// `file:line` of a span, as used in messages that point at another definition.
     pub fn describe(&self, at: SourceSpan) -> String {
         let file = self.get(at.file);
@@ -190,6 +210,27 @@ pub enum Code {
     ImportedRuleNeverMatches,
     /// W0113: HTTP, HTTP/2 or gRPC declared on the well-known port of a non-HTTP protocol.
     HttpOnOpaquePort,
+    // Snapshot analyses (retries, ejection, authorization, identity): 0160-0179.
+    /// W0160: a rule's tries (per-try timeout x tries) take longer than the rule timeout.
+    RetriesExceedTimeout,
+    /// W0161: a rule's per-try timeout is not below its rule timeout.
+    PerTryTimeoutNotBelowTimeout,
+    /// W0162: retries on a rule that only matches non-idempotent methods, without opting in.
+    RetriesNeverHappen,
+    /// W0163: outlier detection may eject every endpoint of a service or subset.
+    CanEjectEveryEndpoint,
+    /// W0164: an ALLOW policy without rules is a workload's only ALLOW policy.
+    AllowPolicyDeniesAll,
+    /// E0165: a DENY policy has a rule that matches every request.
+    DenyPolicyDeniesAll,
+    /// W0166: every ALLOW rule needs a peer identity but no inbound port accepts mTLS.
+    PrincipalWithoutMtls,
+    /// W0167: authorization denies a health or readiness probe path.
+    HealthPathDenied,
+    /// E0168: a caller without identity calls a service whose server requires mTLS.
+    CallerWithoutIdentity,
+    /// W0169: a workload requires mTLS on an inbound port but has no identity.
+    StrictWithoutIdentity,
 }
 
 impl Code {
@@ -219,6 +260,17 @@ impl Code {
             Self::RuleOverlap => "W0111",
             Self::ImportedRuleNeverMatches => "W0112",
             Self::HttpOnOpaquePort => "W0113",
+            // Snapshot analyses.
+            Self::RetriesExceedTimeout => "W0160",
+            Self::PerTryTimeoutNotBelowTimeout => "W0161",
+            Self::RetriesNeverHappen => "W0162",
+            Self::CanEjectEveryEndpoint => "W0163",
+            Self::AllowPolicyDeniesAll => "W0164",
+            Self::DenyPolicyDeniesAll => "E0165",
+            Self::PrincipalWithoutMtls => "W0166",
+            Self::HealthPathDenied => "W0167",
+            Self::CallerWithoutIdentity => "E0168",
+            Self::StrictWithoutIdentity => "W0169",
         }
     }
 
@@ -235,6 +287,16 @@ impl Code {
             | Self::RuleOverlap
             | Self::ImportedRuleNeverMatches
             | Self::HttpOnOpaquePort => Severity::Warning,
+            // Snapshot analyses.
+            Self::RetriesExceedTimeout
+            | Self::PerTryTimeoutNotBelowTimeout
+            | Self::RetriesNeverHappen
+            | Self::CanEjectEveryEndpoint
+            | Self::AllowPolicyDeniesAll
+            | Self::PrincipalWithoutMtls
+            | Self::HealthPathDenied
+            | Self::StrictWithoutIdentity => Severity::Warning,
+            Self::DenyPolicyDeniesAll | Self::CallerWithoutIdentity => Severity::Error,
             Self::Syntax
             | Self::InvalidValue
             | Self::CannotRead

@@ -4,6 +4,7 @@
 
 mod analysis;
 mod ast;
+pub mod authz_eval;
 pub mod check;
 pub mod diag;
 pub mod diff;
@@ -119,9 +120,14 @@ fn compile_inner(sources: Sources, mut diagnostics: Vec<Diagnostic>) -> Result<C
     let mut snapshot = None;
     if !diagnostics.iter().any(Diagnostic::is_error) {
         let (lowered, found) = lower::lower(&files, &sources);
-        snapshot = lowered;
         diagnostics.extend(found);
         diagnostics.extend(analysis::analyze(&files, &sources));
+        // The snapshot analyses read what lowering resolved, so they need it to have succeeded.
+        if let Some(lowered) = &lowered {
+            let anchors = analysis::snapshot::Anchors::from_files(&files);
+            diagnostics.extend(analysis::snapshot::analyze(lowered, &anchors, &sources));
+        }
+        snapshot = lowered;
     }
     diagnostics.sort_by_key(|d| d.span.map(|s| (s.file, s.span.start)));
     match snapshot {

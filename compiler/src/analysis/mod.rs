@@ -5,6 +5,7 @@
 
 mod ports;
 mod shadow;
+pub(crate) mod snapshot;
 
 use crate::ast;
 use crate::diag::{Diagnostic, FileId, Sources};

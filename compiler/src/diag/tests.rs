@@ -199,3 +199,64 @@ fn suggests_only_close_names() {
     assert_eq!(did_you_mean("details", ["ratings", "reviews"]), None);
     assert_eq!(did_you_mean("x", ["y"]), Some("y"));
 }
+
+#[test]
+fn snapshot_analysis_codes_are_stable() {
+    let all = [
+        (Code::RetriesExceedTimeout, "W0160"),
+        (Code::PerTryTimeoutNotBelowTimeout, "W0161"),
+        (Code::RetriesNeverHappen, "W0162"),
+        (Code::CanEjectEveryEndpoint, "W0163"),
+        (Code::AllowPolicyDeniesAll, "W0164"),
+        (Code::DenyPolicyDeniesAll, "E0165"),
+        (Code::PrincipalWithoutMtls, "W0166"),
+        (Code::HealthPathDenied, "W0167"),
+        (Code::CallerWithoutIdentity, "E0168"),
+        (Code::StrictWithoutIdentity, "W0169"),
+    ];
+    for (code, text) in all {
+        assert_eq!(code.to_string(), text);
+        assert_eq!(code.severity() == Severity::Warning, text.starts_with('W'));
+    }
+}
+
+fn location(file: &str, line: u32, column: u32) -> spec::SourceLocation {
+    spec::SourceLocation {
+        file: file.to_owned(),
+        line,
+        column,
+    }
+}
+
+#[test]
+fn maps_a_source_location_to_the_word_it_points_at() {
+    let mut sources = Sources::new();
+    sources.add("a.mesh", "service a {}\n");
+    let b = sources.add("b.mesh", "x\n  rule «é» {\r\n}");
+    let at = sources.span_at(&location("b.mesh", 2, 3)).unwrap();
+    assert_eq!(at.file, b);
+    assert_eq!(&sources.get(b).text()[at.span.start..at.span.end], "rule");
+    assert_eq!(sources.describe(at), "b.mesh:2");
+    // Columns count characters: column 8 is the `«` after `rule `.
+    let at = sources.span_at(&location("b.mesh", 2, 8)).unwrap();
+    assert_eq!(&sources.get(b).text()[at.span.start..at.span.end], "«é»");
+    assert_eq!(sources.get(b).line_col(at.span.start), (2, 8));
+    // A column past the end of the line is clamped to it (an empty span).
+    let at = sources.span_at(&location("b.mesh", 2, 99)).unwrap();
+    assert_eq!(sources.get(b).line_col(at.span.start), (2, 13));
+    assert_eq!(at.span.start, at.span.end);
+    // The last line, without a terminator.
+    let at = sources.span_at(&location("b.mesh", 3, 1)).unwrap();
+    assert_eq!(&sources.get(b).text()[at.span.start..at.span.end], "}");
+}
+
+#[test]
+fn a_source_location_outside_the_sources_has_no_span() {
+    let mut sources = Sources::new();
+    sources.add("a.mesh", "service a {}\n");
+    assert_eq!(sources.span_at(&location("other.mesh", 1, 1)), None);
+    assert_eq!(sources.span_at(&location("a.mesh", 0, 1)), None);
+    assert_eq!(sources.span_at(&location("a.mesh", 3, 1)), None);
+    // Line 2 is the empty line after the last newline.
+    assert!(sources.span_at(&location("a.mesh", 2, 1)).is_some());
+}
