@@ -8,6 +8,7 @@ mod bodies;
 mod compile;
 mod errors;
 mod interop;
+mod language;
 mod layering;
 mod lifecycle;
 mod reload;

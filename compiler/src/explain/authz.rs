@@ -6,12 +6,10 @@
 //! `explain` takes no JWT and no source address, so `request.auth.*` and `source.ip` attributes
 //! are absent; every policy that reads them gets a note saying so rather than a silent answer.
 
-use spec::{
-    AuthzAction, AuthzCondition, AuthzOperation, AuthzRule, AuthzSource, ConditionKey,
-    SourceLocation, StringPattern, TlsMode, Workload,
-};
+use spec::{AuthorizationPolicy, AuthzAction, ConditionKey, SourceLocation, TlsMode, Workload};
 
 use super::Request;
+use crate::authz_eval::{self, AuthzRequest, Decision as Outcome};
 
 /// The request attributes authorization reads.
 #[derive(Clone, Copy, Debug)]
@@ -105,218 +103,99 @@ pub(super) fn evaluate(workload: &Workload, attrs: Attributes<'_>) -> Verdict {
         }
         _ => {}
     }
-    let mut eval = Eval {
-        attrs,
-        policy: String::new(),
-        notes: Vec::new(),
+    let request = AuthzRequest {
+        method: attrs.request.method.clone(),
+        host: Some(attrs.request.host.to_ascii_lowercase()),
+        path: attrs.request.path.clone(),
+        port: attrs.port,
+        principal: attrs.principal.map(str::to_owned),
+        source_ip: None,
+        headers: attrs.request.headers.clone(),
+        jwt: None,
     };
-    let matching = |action: AuthzAction, eval: &mut Eval<'_>| -> Vec<usize> {
-        let mut found = Vec::new();
-        for (i, policy) in workload.authorization.iter().enumerate() {
-            if policy.action == action {
-                eval.policy = policy.name.clone();
-                // Every rule is looked at so that each note is collected.
-                let hits = policy.rules.iter().filter(|r| eval.rule(r)).count();
-                if hits > 0 {
-                    found.push(i);
-                }
+    let policies = &workload.authorization;
+    for policy in policies {
+        for attribute in unknowable_attributes(policy, attrs.port) {
+            let note = format!(
+                "policy {} reads {attribute}, which explain cannot know: treated as absent",
+                policy.name
+            );
+            if !verdict.notes.contains(&note) {
+                verdict.notes.push(note);
             }
         }
-        found
-    };
-    let denies = matching(AuthzAction::Deny, &mut eval);
-    let allows = matching(AuthzAction::Allow, &mut eval);
-    let audits = matching(AuthzAction::Audit, &mut eval);
-    let policies = &workload.authorization;
-    let named = |i: usize| (policies[i].name.clone(), policies[i].source.clone());
-    verdict.audited_by = audits.iter().map(|&i| policies[i].name.clone()).collect();
-    verdict.notes.extend(eval.notes);
-    if let Some(&first) = denies.first() {
-        verdict.decision = Decision::Deny;
-        verdict.policy = Some(named(first));
-        verdict.reason = format!("DENY policy {} matches", policies[first].name);
-        return verdict;
     }
-    let allow_names: Vec<String> = policies
+    verdict.audited_by = authz_eval::audits(policies, &request)
         .iter()
-        .filter(|p| p.action == AuthzAction::Allow)
         .map(|p| p.name.clone())
         .collect();
-    if let Some(&first) = allows.first() {
-        verdict.policy = Some(named(first));
-        verdict.reason = format!("ALLOW policy {} matches", policies[first].name);
-    } else if allow_names.is_empty() {
-        verdict.reason = if policies.is_empty() {
-            "no authorization policy".to_owned()
-        } else {
-            "no DENY policy matches and there is no ALLOW policy".to_owned()
-        };
-    } else {
-        verdict.decision = Decision::Deny;
-        verdict.reason = format!("no ALLOW policy matched ({})", allow_names.join(", "));
-        verdict.allow_policies = allow_names;
+    let named = |p: &AuthorizationPolicy| (p.name.clone(), p.source.clone());
+    match authz_eval::evaluate(policies, &request) {
+        Outcome::Deny(Some(deny)) => {
+            verdict.decision = Decision::Deny;
+            verdict.policy = Some(named(deny));
+            verdict.reason = format!("DENY policy {} matches", deny.name);
+        }
+        Outcome::Deny(None) => {
+            let allow_names: Vec<String> = policies
+                .iter()
+                .filter(|p| p.action == AuthzAction::Allow)
+                .map(|p| p.name.clone())
+                .collect();
+            verdict.decision = Decision::Deny;
+            verdict.reason = format!("no ALLOW policy matched ({})", allow_names.join(", "));
+            verdict.allow_policies = allow_names;
+        }
+        Outcome::Allow(Some(allow)) => {
+            verdict.policy = Some(named(allow));
+            verdict.reason = format!("ALLOW policy {} matches", allow.name);
+        }
+        Outcome::Allow(None) => {
+            verdict.reason = if policies.is_empty() {
+                "no authorization policy".to_owned()
+            } else {
+                "no DENY policy matches and there is no ALLOW policy".to_owned()
+            };
+        }
     }
     verdict
 }
 
-/// Rule evaluation with the notes it collects.
-struct Eval<'a> {
-    attrs: Attributes<'a>,
-    /// The policy being evaluated, for notes.
-    policy: String,
-    notes: Vec<String>,
-}
-
-impl Eval<'_> {
-    fn note(&mut self, attribute: &str) {
-        let note = format!(
-            "policy {} reads {attribute}, which explain cannot know: treated as absent",
-            self.policy
-        );
-        if !self.notes.contains(&note) {
-            self.notes.push(note);
+/// The attributes a policy reads that `explain` cannot know: JWT facts and the source address
+/// always, the destination port when the request did not name one.
+fn unknowable_attributes(policy: &AuthorizationPolicy, port: Option<u16>) -> Vec<String> {
+    let mut out = Vec::new();
+    for rule in &policy.rules {
+        if rule
+            .from
+            .iter()
+            .any(|s| !s.request_principals.is_empty() || !s.not_request_principals.is_empty())
+        {
+            out.push("request principals (JWT)".to_owned());
         }
-    }
-
-    /// A rule holds when any `from`, any `to` and every `when` hold (an empty list holds).
-    fn rule(&mut self, rule: &AuthzRule) -> bool {
-        // Evaluated eagerly (no short-circuit) so that the notes are complete.
-        let from: Vec<bool> = rule.from.iter().map(|s| self.source(s)).collect();
-        let to: Vec<bool> = rule.to.iter().map(|o| self.operation(o)).collect();
-        let when: Vec<bool> = rule.when.iter().map(|c| self.condition(c)).collect();
-        (from.is_empty() || from.contains(&true))
-            && (to.is_empty() || to.contains(&true))
-            && !when.contains(&false)
-    }
-
-    fn source(&mut self, s: &AuthzSource) -> bool {
-        let principal: Vec<&str> = self.attrs.principal.into_iter().collect();
-        let namespace: Vec<&str> = self
-            .attrs
-            .principal
-            .and_then(namespace)
-            .into_iter()
-            .collect();
-        if !s.request_principals.is_empty() || !s.not_request_principals.is_empty() {
-            self.note("request principals (JWT)");
-        }
-        field(&s.principals, &s.not_principals, &principal, false)
-            && field(&s.namespaces, &s.not_namespaces, &namespace, false)
-            && field(&s.request_principals, &s.not_request_principals, &[], false)
-    }
-
-    fn operation(&mut self, o: &AuthzOperation) -> bool {
-        let r = self.attrs.request;
-        let host = r.host.to_ascii_lowercase();
-        let ports_ok = (o.ports.is_empty()
-            || self.attrs.port.is_some_and(|p| o.ports.contains(&p)))
-            && !self.attrs.port.is_some_and(|p| o.not_ports.contains(&p));
-        if self.attrs.port.is_none() && !(o.ports.is_empty() && o.not_ports.is_empty()) {
-            self.note("the destination port (give it in the --request URL)");
-        }
-        field(&o.hosts, &o.not_hosts, &[host.as_str()], true)
-            && field(&o.methods, &o.not_methods, &[r.method.as_str()], false)
-            && field(&o.paths, &o.not_paths, &[r.path.as_str()], false)
-            && ports_ok
-    }
-
-    fn condition(&mut self, c: &AuthzCondition) -> bool {
-        let r = self.attrs.request;
-        let port = self.attrs.port.map(|p| p.to_string());
-        let values: Vec<&str> = match &c.key {
-            ConditionKey::RequestHeader(name) => r
-                .headers
+        if port.is_none()
+            && rule
+                .to
                 .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-                .collect(),
-            ConditionKey::SourcePrincipal => self.attrs.principal.into_iter().collect(),
-            ConditionKey::SourceNamespace => self
-                .attrs
-                .principal
-                .and_then(namespace)
-                .into_iter()
-                .collect(),
-            ConditionKey::DestinationPort => {
-                if port.is_none() {
-                    self.note("destination.port (give the port in the --request URL)");
-                }
-                port.as_deref().into_iter().collect()
-            }
-            ConditionKey::JwtClaim(path) => {
-                self.note(&format!("request.auth.claims[{}]", path.join("][")));
-                Vec::new()
-            }
-            ConditionKey::RequestPrincipal => {
-                self.note("request.auth.principal");
-                Vec::new()
-            }
-            ConditionKey::JwtAudience => {
-                self.note("request.auth.audiences");
-                Vec::new()
-            }
-            ConditionKey::JwtPresenter => {
-                self.note("request.auth.presenter");
-                Vec::new()
-            }
-            ConditionKey::SourceIp => {
-                self.note("source.ip");
-                Vec::new()
-            }
-        };
-        field(&c.values, &c.not_values, &values, false)
-    }
-}
-
-/// A field holds when it is empty or one of the attribute's values matches one of its
-/// patterns, and no value matches a `not` pattern. An absent attribute (no values) fails a
-/// non-empty positive list and passes any `not` list.
-fn field(values: &[StringPattern], not: &[StringPattern], attr: &[&str], fold: bool) -> bool {
-    let hit = |patterns: &[StringPattern]| {
-        attr.iter()
-            .any(|a| patterns.iter().any(|p| pattern(p, a, fold)))
-    };
-    (values.is_empty() || hit(values)) && !hit(not)
-}
-
-fn pattern(p: &StringPattern, value: &str, fold: bool) -> bool {
-    let norm = |s: &str| {
-        if fold {
-            s.to_ascii_lowercase()
-        } else {
-            s.to_owned()
+                .any(|o| !o.ports.is_empty() || !o.not_ports.is_empty())
+        {
+            out.push("the destination port (give it in the --request URL)".to_owned());
         }
-    };
-    let value = norm(value);
-    match p {
-        StringPattern::Exact(s) => value == norm(s),
-        StringPattern::Prefix(s) => value.starts_with(&norm(s)),
-        StringPattern::Suffix(s) => value.ends_with(&norm(s)),
-        StringPattern::Any => true,
+        for condition in &rule.when {
+            out.push(match &condition.key {
+                ConditionKey::JwtClaim(path) => {
+                    format!("request.auth.claims[{}]", path.join("]["))
+                }
+                ConditionKey::RequestPrincipal => "request.auth.principal".to_owned(),
+                ConditionKey::JwtAudience => "request.auth.audiences".to_owned(),
+                ConditionKey::JwtPresenter => "request.auth.presenter".to_owned(),
+                ConditionKey::SourceIp => "source.ip".to_owned(),
+                ConditionKey::DestinationPort if port.is_none() => {
+                    "destination.port (give the port in the --request URL)".to_owned()
+                }
+                _ => continue,
+            });
+        }
     }
-}
-
-/// The namespace of a SPIFFE ID `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/ACCOUNT`.
-fn namespace(principal: &str) -> Option<&str> {
-    let rest = principal.strip_prefix("spiffe://")?;
-    let mut parts = rest.split('/').skip(1);
-    match (parts.next(), parts.next()) {
-        (Some("ns"), Some(ns)) if !ns.is_empty() => Some(ns),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::namespace;
-
-    #[test]
-    fn namespace_comes_from_the_spiffe_path() {
-        assert_eq!(
-            namespace("spiffe://cluster.local/ns/prod/sa/api"),
-            Some("prod")
-        );
-        assert_eq!(namespace("spiffe://cluster.local/sa/api"), None);
-        assert_eq!(namespace("cluster.local/ns/prod/sa/api"), None);
-    }
+    out
 }
