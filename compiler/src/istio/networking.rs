@@ -703,10 +703,10 @@ fn destination_rule(
         Some((name, None)) => out.inexpressible(
             host_node.span,
             format!(
-                "`{host}` is service `{name}` declared in a .mesh file; its subsets cannot come \
-                 from a DestinationRule yet, rule ignored"
+                "`{host}` is service `{name}` declared in a .mesh file; its subsets and traffic \
+                 policy cannot come from a DestinationRule yet, rule ignored"
             ),
-            "declare the subsets in the .mesh file",
+            "declare the subsets and the policy in the .mesh file",
         ),
         None => out.inexpressible(
             host_node.span,
