@@ -1,5 +1,6 @@
 //! Istio import: reads Istio YAML (multi-document files) and lowers VirtualService,
-//! DestinationRule, ServiceEntry and WorkloadEntry into the same AST as `.mesh` files, so every
+//! DestinationRule, ServiceEntry, WorkloadEntry, AuthorizationPolicy, PeerAuthentication and
+//! RequestAuthentication into the same AST as `.mesh` files, so every
 //! existing validation applies. Nothing is dropped silently: every field, endpoint, rule or
 //! resource the snapshot cannot express yet gets a warning with its position (see `docs/istio.md`).
 
@@ -51,15 +52,27 @@ pub(crate) fn import(
         file: FileId(0),
     };
     let mut resources = Vec::new();
+    let mut security_items: Vec<(FileId, ast::Item)> = Vec::new();
     for (file, documents) in &parsed {
         out.file = *file;
         for document in documents {
-            if let Some(resource) = classify(&mut out, *file, document) {
+            if let Some(resource) = classify(&mut out, *file, document, &mut security_items) {
                 resources.push(resource);
             }
         }
     }
-    networking::lower(&mut out, &resources, mesh)
+    let mut files = networking::lower(&mut out, &resources, mesh);
+    for (id, item) in security_items {
+        match files.iter_mut().find(|f| f.id == id) {
+            Some(file) => file.items.push(item),
+            None => files.push(ast::File {
+                id,
+                items: vec![item],
+            }),
+        }
+    }
+    files.sort_by_key(|f| f.id);
+    files
 }
 
 /// Where diagnostics go, and the file being looked at.
@@ -99,6 +112,91 @@ impl Out<'_> {
             format!("`{path}` is not supported yet, {consequence}"),
             "",
         );
+    }
+
+    /// How many errors have been reported so far (to tell whether a check found one).
+    fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// W0200 for every key of `map` in `unsupported`, W0202 for every key in neither list.
+    fn fields(
+        &mut self,
+        map: &Node,
+        path: &str,
+        supported: &[&str],
+        unsupported: &[&str],
+        consequence: &str,
+    ) {
+        let known: Vec<&str> = supported.iter().chain(unsupported).copied().collect();
+        self.check_fields(map, path, &known);
+        for (key, value) in map.entries().unwrap_or_default() {
+            if key.as_str().is_some_and(|k| unsupported.contains(&k)) {
+                self.unsupported(&format!("{path}.{}", plain(key)), value, consequence);
+            }
+        }
+    }
+
+    /// A protobuf duration string (`1.5s`, `300ms`), or E0201.
+    fn duration(&mut self, node: &Node, path: &str) -> Option<ast::Duration> {
+        let millis = node.as_str().and_then(security::duration_millis);
+        if millis.is_none() {
+            self.schema(
+                node.span,
+                format!(
+                    "`{path}` {} must be a duration such as \"5s\" or \"250ms\"",
+                    node.display()
+                ),
+            );
+        }
+        Some(ast::Duration {
+            millis: millis?,
+            span: node.span,
+        })
+    }
+
+    /// A percentage written as a number from 0 to 100 (fractions allowed), or E0201.
+    fn percent(&mut self, node: &Node, path: &str) -> Option<ast::Percent> {
+        let value = match node.value {
+            yaml::Value::Int(n) => Some(n as f64),
+            yaml::Value::Float(f) => Some(f),
+            _ => None,
+        };
+        match value {
+            Some(v) if (0.0..=100.0).contains(&v) => Some(ast::Percent {
+                per_million: (v * 10_000.0).round() as u64,
+                span: node.span,
+            }),
+            _ => {
+                self.schema(
+                    node.span,
+                    format!(
+                        "`{path}` {} must be a percentage between 0 and 100",
+                        node.display()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string as an AST string, or E0201.
+    fn ast_str(&mut self, node: &Node, path: &str) -> Option<ast::Str> {
+        Some(ast::Str {
+            value: self.str(node, path)?.to_owned(),
+            span: node.span,
+        })
+    }
+
+    /// A list of strings (E0201 for items that are not strings; those are left out).
+    fn strings(&mut self, node: &Node, path: &str) -> Vec<ast::Str> {
+        let mut out = Vec::new();
+        for (i, item) in self.seq(node, path).unwrap_or_default().iter().enumerate() {
+            if let Some(s) = self.ast_str(item, &format!("{path}[{i}]")) {
+                out.push(s);
+            }
+        }
+        out
     }
 
     /// W0203: a value the snapshot cannot hold.
@@ -262,9 +360,14 @@ const SECURITY: &[&str] = &[
 ];
 const VERSIONS: &[&str] = &["v1alpha3", "v1beta1", "v1"];
 
-/// Sorts one document into a resource to import, a validated-then-ignored security resource,
-/// or an out-of-scope document (W0205).
-fn classify<'a>(out: &mut Out<'_>, file: FileId, document: &'a Node) -> Option<Resource<'a>> {
+/// Sorts one document into a networking resource to import, a security resource (lowered at
+/// once into `security_items`), or an out-of-scope document (W0205).
+fn classify<'a>(
+    out: &mut Out<'_>,
+    file: FileId,
+    document: &'a Node,
+    security_items: &mut Vec<(FileId, ast::Item)>,
+) -> Option<Resource<'a>> {
     if document.is_null() {
         return None;
     }
@@ -314,7 +417,8 @@ fn classify<'a>(out: &mut Out<'_>, file: FileId, document: &'a Node) -> Option<R
             Code::IstioOutOfScope,
             kind_node.span,
             format!("`{kind}` ({api}) is outside the Istio import's scope, ignored"),
-            "the import reads VirtualService, DestinationRule, ServiceEntry and WorkloadEntry",
+            "the import reads VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, \
+             AuthorizationPolicy, PeerAuthentication and RequestAuthentication",
         );
         return None;
     }
@@ -346,20 +450,32 @@ fn classify<'a>(out: &mut Out<'_>, file: FileId, document: &'a Node) -> Option<R
             None
         }
     };
-    let namespace = match metadata.and_then(|m| m.get("namespace")) {
+    let namespace_node = metadata.and_then(|m| m.get("namespace"));
+    let namespace = match namespace_node {
         Some(node) => out.str(node, "metadata.namespace").unwrap_or("default"),
         None => "default",
     }
     .to_owned();
     let spec = document.get("spec");
     if security {
+        let errors = out.error_count();
         security::validate(out, kind, spec);
-        out.push(
-            Code::IstioUnsupportedKind,
-            kind_node.span,
-            format!("`{kind}` is not supported yet, ignored"),
-            "the snapshot has no authorization or authentication tables yet",
-        );
+        if out.error_count() > errors {
+            // Istio rejects the resource; lowering it too would only repeat the errors.
+            return None;
+        }
+        let header = security::Header {
+            kind_span: kind_node.span,
+            name: name?,
+            namespace,
+            namespace_span: namespace_node.map(|n| n.span),
+        };
+        let item = security::lower(out, kind, &header, spec);
+        // A resource with schema errors found while lowering is left out too: never a
+        // half-read policy (compilation fails anyway).
+        if let Some(item) = item.filter(|_| out.error_count() == errors) {
+            security_items.push((file, item));
+        }
         return None;
     }
     let kind = match kind {

@@ -190,8 +190,8 @@ fn workload_entry<'a>(out: &mut Out<'_>, r: &Resource<'a>) -> Option<WorkloadEnt
         None => None,
     };
     let workload = ast::Workload {
-        labels: Default::default(),
-        namespace: Default::default(),
+        labels: labels.clone(),
+        namespace: Some(ident(r.namespace.clone(), r.name.span)),
         serves: Vec::new(),
         telemetry: None,
         keyword: r.kind_span,
@@ -645,14 +645,14 @@ fn destination_rule(
             "workloadSelector",
         ],
     );
-    for field in ["trafficPolicy", "exportTo", "workloadSelector"] {
+    for field in ["exportTo", "workloadSelector"] {
         if let Some(value) = spec.get(field) {
             out.unsupported(&format!("spec.{field}"), value, "ignored");
         }
     }
-    if let Some(policy) = spec.get("trafficPolicy") {
-        traffic_policy(out, policy, "spec.trafficPolicy");
-    }
+    let policy = spec
+        .get("trafficPolicy")
+        .and_then(|p| traffic_policy(out, p, "spec.trafficPolicy"));
     let mut subsets = Vec::new();
     if let Some(list) = spec.get("subsets") {
         for (i, subset) in out
@@ -666,10 +666,9 @@ fn destination_rule(
                 continue;
             }
             out.check_fields(subset, &path, &["name", "labels", "trafficPolicy"]);
-            if let Some(policy) = subset.get("trafficPolicy") {
-                out.unsupported(&format!("{path}.trafficPolicy"), policy, "ignored");
-                traffic_policy(out, policy, &format!("{path}.trafficPolicy"));
-            }
+            let policy = subset
+                .get("trafficPolicy")
+                .and_then(|p| traffic_policy(out, p, &format!("{path}.trafficPolicy")));
             let Some(name_node) = subset.get("name") else {
                 out.schema(subset.span, format!("`{path}.name`: required value"));
                 continue;
@@ -682,7 +681,7 @@ fn destination_rule(
                 .map(|l| out.labels(l, &format!("{path}.labels")))
                 .unwrap_or_default();
             subsets.push(ast::Subset {
-                policy: None,
+                policy,
                 name: ident(name, name_node.span),
                 selector,
             });
@@ -696,14 +695,18 @@ fn destination_rule(
         return;
     };
     match resolver.resolve(host, &r.namespace) {
-        Some((_, Some(index))) => services[*index].service.subsets.extend(subsets),
+        Some((_, Some(index))) => {
+            let service = &mut services[*index].service;
+            service.subsets.extend(subsets);
+            service.policies.extend(policy);
+        }
         Some((name, None)) => out.inexpressible(
             host_node.span,
             format!(
-                "`{host}` is service `{name}` declared in a .mesh file; its subsets cannot come \
-                 from a DestinationRule yet, rule ignored"
+                "`{host}` is service `{name}` declared in a .mesh file; its subsets and traffic \
+                 policy cannot come from a DestinationRule yet, rule ignored"
             ),
-            "declare the subsets in the .mesh file",
+            "declare the subsets and the policy in the .mesh file",
         ),
         None => out.inexpressible(
             host_node.span,
@@ -713,8 +716,346 @@ fn destination_rule(
     }
 }
 
-/// Checks what Istio validates inside a (not yet supported) traffic policy: warmup.
-fn traffic_policy(out: &mut Out<'_>, policy: &Node, path: &str) {
+/// A `trafficPolicy`: load balancer, connection pool and outlier detection. `None` when nothing
+/// in it could be lowered (each part left out has its own diagnostic).
+fn traffic_policy(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Policy> {
+    out.map(node, path)?;
+    out.fields(
+        node,
+        path,
+        &["loadBalancer", "connectionPool", "outlierDetection"],
+        &[
+            "tls",
+            "portLevelSettings",
+            "tunnel",
+            "proxyProtocol",
+            "retryBudget",
+        ],
+        "ignored",
+    );
+    warmup(out, node, path);
+    let policy = ast::Policy {
+        span: node.span,
+        load_balancer: node
+            .get("loadBalancer")
+            .and_then(|lb| load_balancer(out, lb, &format!("{path}.loadBalancer"))),
+        pool: node
+            .get("connectionPool")
+            .and_then(|p| pool(out, p, &format!("{path}.connectionPool"))),
+        outlier: node
+            .get("outlierDetection")
+            .and_then(|o| outlier(out, o, &format!("{path}.outlierDetection"))),
+    };
+    let empty = policy.load_balancer.is_none() && policy.pool.is_none() && policy.outlier.is_none();
+    (!empty).then_some(policy)
+}
+
+/// `loadBalancer.simple` or `loadBalancer.consistentHash`.
+fn load_balancer(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::LoadBalancer> {
+    out.map(node, path)?;
+    out.fields(
+        node,
+        path,
+        &["simple", "consistentHash"],
+        &["localityLbSetting", "warmupDurationSecs", "warmup"],
+        "ignored",
+    );
+    if let (Some(simple), Some(_)) = (node.get("simple"), node.get("consistentHash")) {
+        out.schema(
+            simple.span,
+            format!("`{path}`: only one of `simple` and `consistentHash` can be set"),
+        );
+        return None;
+    }
+    if let Some(simple) = node.get("simple") {
+        let kind = match out.str(simple, &format!("{path}.simple"))? {
+            "ROUND_ROBIN" => ast::LbKind::RoundRobin,
+            "LEAST_REQUEST" | "LEAST_CONN" => ast::LbKind::LeastRequest,
+            "RANDOM" => ast::LbKind::Random,
+            "UNSPECIFIED" => return None,
+            "PASSTHROUGH" => {
+                out.unsupported(
+                    &format!("{path}.simple: PASSTHROUGH"),
+                    simple,
+                    "the default load balancer is used (meshd always picks an endpoint)",
+                );
+                return None;
+            }
+            other => {
+                out.schema(
+                    simple.span,
+                    format!(
+                        "`{path}.simple`: unsupported value {other:?}, expected one of \
+                         UNSPECIFIED, LEAST_CONN, RANDOM, PASSTHROUGH, ROUND_ROBIN, LEAST_REQUEST"
+                    ),
+                );
+                return None;
+            }
+        };
+        return Some(ast::LoadBalancer {
+            kind,
+            key: None,
+            minimum_ring_size: None,
+            span: simple.span,
+        });
+    }
+    let hash = node.get("consistentHash")?;
+    let hash_path = format!("{path}.consistentHash");
+    out.map(hash, &hash_path)?;
+    out.fields(
+        hash,
+        &hash_path,
+        &[
+            "httpHeaderName",
+            "httpCookie",
+            "useSourceIp",
+            "ringHash",
+            "maglev",
+            "minimumRingSize",
+        ],
+        &["httpQueryParameterName"],
+        "the consistent hash is left out (the default load balancer is used)",
+    );
+    if hash.get("httpQueryParameterName").is_some() {
+        return None;
+    }
+    let mut key = None;
+    let mut keys = 0;
+    if let Some(header) = hash.get("httpHeaderName") {
+        keys += 1;
+        key = Some(ast::HashKey::Header(
+            out.ast_str(header, &format!("{hash_path}.httpHeaderName"))?,
+        ));
+    }
+    if let Some(cookie) = hash.get("httpCookie") {
+        keys += 1;
+        let cookie_path = format!("{hash_path}.httpCookie");
+        out.map(cookie, &cookie_path)?;
+        out.fields(
+            cookie,
+            &cookie_path,
+            &["name", "ttl"],
+            &["path", "attributes"],
+            "ignored (the cookie meshd sets has no path or attributes)",
+        );
+        let Some(name) = cookie.get("name") else {
+            out.schema(cookie.span, format!("`{cookie_path}.name`: required value"));
+            return None;
+        };
+        let name = out.ast_str(name, &format!("{cookie_path}.name"))?;
+        let ttl = match cookie.get("ttl") {
+            Some(ttl) => Some(out.duration(ttl, &format!("{cookie_path}.ttl"))?),
+            None => None,
+        };
+        key = Some(ast::HashKey::Cookie { name, ttl });
+    }
+    if let Some(source) = hash.get("useSourceIp") {
+        match source.value {
+            super::yaml::Value::Bool(true) => {
+                keys += 1;
+                key = Some(ast::HashKey::SourceIp(source.span));
+            }
+            super::yaml::Value::Bool(false) => {}
+            _ => {
+                out.schema(
+                    source.span,
+                    format!(
+                        "`{hash_path}.useSourceIp` must be a boolean, found {}",
+                        source.display()
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    if keys > 1 {
+        out.schema(
+            hash.span,
+            format!(
+                "`{hash_path}`: only one of `httpHeaderName`, `httpCookie`, `useSourceIp` and \
+                 `httpQueryParameterName` can be set"
+            ),
+        );
+        return None;
+    }
+    let Some(key) = key else {
+        out.schema(
+            hash.span,
+            format!(
+                "`{hash_path}` needs a hash key: `httpHeaderName`, `httpCookie`, `useSourceIp` \
+                 or `httpQueryParameterName`"
+            ),
+        );
+        return None;
+    };
+    let mut kind = ast::LbKind::RingHash;
+    let mut minimum_ring_size = None;
+    if let Some(size) = hash.get("minimumRingSize") {
+        let n = out.int(size, &format!("{hash_path}.minimumRingSize"), 0, i64::MAX)?;
+        minimum_ring_size = Some(number(n, size.span));
+    }
+    match (hash.get("ringHash"), hash.get("maglev")) {
+        (Some(ring), Some(_)) => {
+            out.schema(
+                ring.span,
+                format!("`{hash_path}`: only one of `ringHash` and `maglev` can be set"),
+            );
+            return None;
+        }
+        (Some(ring), None) => {
+            let ring_path = format!("{hash_path}.ringHash");
+            out.map(ring, &ring_path)?;
+            out.check_fields(ring, &ring_path, &["minimumRingSize"]);
+            if let Some(size) = ring.get("minimumRingSize") {
+                let n = out.int(size, &format!("{ring_path}.minimumRingSize"), 0, i64::MAX)?;
+                minimum_ring_size = Some(number(n, size.span));
+            }
+        }
+        (None, Some(maglev)) => {
+            let maglev_path = format!("{hash_path}.maglev");
+            out.map(maglev, &maglev_path)?;
+            out.fields(
+                maglev,
+                &maglev_path,
+                &[],
+                &["tableSize"],
+                "ignored (meshd uses its default table size)",
+            );
+            kind = ast::LbKind::Maglev;
+        }
+        (None, None) => {}
+    }
+    Some(ast::LoadBalancer {
+        kind,
+        key: Some(key),
+        minimum_ring_size,
+        span: hash.span,
+    })
+}
+
+/// `connectionPool.tcp` and `connectionPool.http`.
+fn pool(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Pool> {
+    out.map(node, path)?;
+    out.check_fields(node, path, &["tcp", "http"]);
+    let mut pool = ast::Pool {
+        span: node.span,
+        ..ast::Pool::default()
+    };
+    let count = |out: &mut Out<'_>, n: &Node, p: String| {
+        out.int(n, &p, 0, i64::from(i32::MAX))
+            .map(|v| number(v, n.span))
+    };
+    if let Some(tcp) = node.get("tcp") {
+        let tcp_path = format!("{path}.tcp");
+        out.map(tcp, &tcp_path)?;
+        out.fields(
+            tcp,
+            &tcp_path,
+            &["maxConnections", "connectTimeout"],
+            &["tcpKeepalive", "maxConnectionDuration", "idleTimeout"],
+            "ignored",
+        );
+        if let Some(n) = tcp.get("maxConnections") {
+            pool.max_connections = Some(count(out, n, format!("{tcp_path}.maxConnections"))?);
+        }
+        if let Some(n) = tcp.get("connectTimeout") {
+            pool.connect_timeout = Some(out.duration(n, &format!("{tcp_path}.connectTimeout"))?);
+        }
+    }
+    if let Some(http) = node.get("http") {
+        let http_path = format!("{path}.http");
+        out.map(http, &http_path)?;
+        out.fields(
+            http,
+            &http_path,
+            &[
+                "http1MaxPendingRequests",
+                "maxRequestsPerConnection",
+                "idleTimeout",
+            ],
+            &[
+                "http2MaxRequests",
+                "maxRetries",
+                "h2UpgradePolicy",
+                "useClientProtocol",
+                "maxConcurrentStreams",
+            ],
+            "ignored",
+        );
+        if let Some(n) = http.get("http1MaxPendingRequests") {
+            pool.max_pending = Some(count(
+                out,
+                n,
+                format!("{http_path}.http1MaxPendingRequests"),
+            )?);
+        }
+        if let Some(n) = http.get("maxRequestsPerConnection") {
+            pool.max_requests_per_connection = Some(count(
+                out,
+                n,
+                format!("{http_path}.maxRequestsPerConnection"),
+            )?);
+        }
+        if let Some(n) = http.get("idleTimeout") {
+            pool.idle_timeout = Some(out.duration(n, &format!("{http_path}.idleTimeout"))?);
+        }
+    }
+    let set = pool.max_connections.is_some()
+        || pool.connect_timeout.is_some()
+        || pool.max_pending.is_some()
+        || pool.max_requests_per_connection.is_some()
+        || pool.idle_timeout.is_some();
+    set.then_some(pool)
+}
+
+/// `outlierDetection`.
+fn outlier(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Outlier> {
+    out.map(node, path)?;
+    out.fields(
+        node,
+        path,
+        &[
+            "consecutive5xxErrors",
+            "consecutiveGatewayErrors",
+            "interval",
+            "baseEjectionTime",
+            "maxEjectionPercent",
+        ],
+        &[
+            "consecutiveErrors",
+            "minHealthPercent",
+            "splitExternalLocalOriginErrors",
+            "consecutiveLocalOriginFailures",
+        ],
+        "ignored",
+    );
+    let mut outlier = ast::Outlier {
+        span: node.span,
+        ..ast::Outlier::default()
+    };
+    let count = |out: &mut Out<'_>, field: &str, max: i64| -> Option<Option<ast::Number>> {
+        match node.get(field) {
+            None => Some(None),
+            Some(n) => out
+                .int(n, &format!("{path}.{field}"), 0, max)
+                .map(|v| Some(number(v, n.span))),
+        }
+    };
+    let max = i64::from(u32::MAX);
+    outlier.consecutive_5xx = count(out, "consecutive5xxErrors", max)?;
+    outlier.consecutive_gateway_errors = count(out, "consecutiveGatewayErrors", max)?;
+    outlier.max_ejection_percent = count(out, "maxEjectionPercent", 100)?;
+    if let Some(n) = node.get("interval") {
+        outlier.interval = Some(out.duration(n, &format!("{path}.interval"))?);
+    }
+    if let Some(n) = node.get("baseEjectionTime") {
+        outlier.base_ejection = Some(out.duration(n, &format!("{path}.baseEjectionTime"))?);
+    }
+    Some(outlier)
+}
+
+/// Checks what Istio validates in `loadBalancer.warmup` (the warmup itself is not modeled).
+fn warmup(out: &mut Out<'_>, policy: &Node, path: &str) {
     let Some(warmup) = policy.get("loadBalancer").and_then(|lb| lb.get("warmup")) else {
         return;
     };
@@ -726,7 +1067,7 @@ fn traffic_policy(out: &mut Out<'_>, policy: &Node, path: &str) {
         out.schema(warmup.span, format!("`{path}.duration`: required value"));
     }
     if let Some(percent) = warmup.get("minimumPercent") {
-        let value = number(percent);
+        let value = float(percent);
         if !value.is_some_and(|v| (0.0..=100.0).contains(&v)) {
             out.schema(
                 percent.span,
@@ -738,7 +1079,7 @@ fn traffic_policy(out: &mut Out<'_>, policy: &Node, path: &str) {
         }
     }
     if let Some(aggression) = warmup.get("aggression") {
-        if !number(aggression).is_some_and(|v| v >= 1.0) {
+        if !float(aggression).is_some_and(|v| v >= 1.0) {
             out.schema(
                 aggression.span,
                 format!(
@@ -750,7 +1091,7 @@ fn traffic_policy(out: &mut Out<'_>, policy: &Node, path: &str) {
     }
 }
 
-fn number(node: &Node) -> Option<f64> {
+fn float(node: &Node) -> Option<f64> {
     match node.value {
         super::yaml::Value::Int(n) => Some(n as f64),
         super::yaml::Value::Float(f) => Some(f),
@@ -905,20 +1246,18 @@ fn http_rule(
     let drop_note = "the whole rule is dropped (requests it would match fall through to the \
                      following rules)";
     let mut keep = true;
-    for field in ["redirect", "directResponse", "delegate"] {
+    for field in ["directResponse", "delegate"] {
         if let Some(value) = entry.get(field) {
             out.unsupported(&format!("{path}.{field}"), value, drop_note);
             keep = false;
         }
     }
-    for field in &HTTP_ROUTE_FIELDS[6..] {
-        if let Some(value) = entry.get(field) {
-            out.unsupported(
-                &format!("{path}.{field}"),
-                value,
-                "ignored (the rule is kept)",
-            );
-        }
+    if let Some(value) = entry.get("corsPolicy") {
+        out.unsupported(
+            &format!("{path}.corsPolicy"),
+            value,
+            "ignored (the rule is kept)",
+        );
     }
     let mut matches = Vec::new();
     if let Some(list) = entry.get("match") {
@@ -934,14 +1273,31 @@ fn http_rule(
             }
         }
     }
-    let mut destinations = Vec::new();
-    match entry.get("route") {
-        None if keep => {
+    let mut rule = ast::Rule {
+        keyword: Span::new(entry.span.start, entry.span.start),
+        name,
+        matches,
+        ..ast::Rule::default()
+    };
+    let redirect = entry.get("redirect");
+    match (entry.get("route"), redirect) {
+        (Some(route), Some(_)) => {
+            out.schema(
+                route.span,
+                format!("`{path}`: a rule cannot have both `route` and `redirect`"),
+            );
+            keep = false;
+        }
+        (None, Some(node)) => match http_redirect(out, node, &format!("{path}.redirect")) {
+            Some(redirect) => rule.redirect = Some(redirect),
+            None => keep = false,
+        },
+        (None, None) if keep => {
             out.schema(entry.span, format!("`{path}.route`: required value"));
             keep = false;
         }
-        None => {}
-        Some(list) => {
+        (None, None) => {}
+        (Some(list), None) => {
             let route_path = format!("{path}.route");
             for (i, d) in out
                 .seq(list, &route_path)
@@ -950,12 +1306,12 @@ fn http_rule(
                 .enumerate()
             {
                 match destination(out, r, d, &format!("{route_path}[{i}]"), resolver) {
-                    Ok(Some(d)) => destinations.push(d),
+                    Ok(Some(d)) => rule.destinations.push(d),
                     Ok(None) => {}
                     Err(()) => keep = false,
                 }
             }
-            if destinations.is_empty() && keep {
+            if rule.destinations.is_empty() && keep {
                 out.inexpressible(
                     list.span,
                     format!("`{route_path}` has no destination left, rule dropped"),
@@ -965,12 +1321,444 @@ fn http_rule(
             }
         }
     }
-    keep.then(|| ast::Rule {
-        keyword: Span::new(entry.span.start, entry.span.start),
-        name,
-        matches,
-        destinations,
-        ..ast::Rule::default()
+    if let Some(node) = entry.get("timeout") {
+        rule.timeout = out.duration(node, &format!("{path}.timeout"));
+    }
+    if let Some(node) = entry.get("retries") {
+        rule.retries = retries(out, node, &format!("{path}.retries"));
+    }
+    if let Some(node) = entry.get("fault") {
+        rule.fault = fault(out, node, &format!("{path}.fault"));
+    }
+    if let Some(node) = entry.get("rewrite") {
+        rule.rewrite = rewrite(out, node, &format!("{path}.rewrite"));
+    }
+    if let Some(node) = entry.get("headers") {
+        let headers_path = format!("{path}.headers");
+        if out.map(node, &headers_path).is_some() {
+            out.check_fields(node, &headers_path, &["request", "response"]);
+            if let Some(edits) = node.get("request") {
+                rule.request_headers = header_edits(out, edits, &format!("{headers_path}.request"));
+            }
+            if let Some(edits) = node.get("response") {
+                rule.response_headers =
+                    header_edits(out, edits, &format!("{headers_path}.response"));
+            }
+        }
+    }
+    rule.mirror = mirror(out, r, entry, &path, resolver);
+    keep.then_some(rule)
+}
+
+/// `redirect`: `uri`, `authority`, `port`, `scheme`, `redirectCode`.
+fn http_redirect(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Redirect> {
+    out.map(node, path)?;
+    out.fields(
+        node,
+        path,
+        &["uri", "authority", "port", "scheme", "redirectCode"],
+        &["derivePort"],
+        "ignored (the redirect keeps the request's port unless `port` is set)",
+    );
+    let mut redirect = ast::Redirect {
+        span: node.span,
+        ..ast::Redirect::default()
+    };
+    let field = |name: &str| node.get(name);
+    if let Some(n) = field("uri") {
+        redirect.path = Some(out.ast_str(n, &format!("{path}.uri"))?);
+    }
+    if let Some(n) = field("authority") {
+        redirect.authority = Some(out.ast_str(n, &format!("{path}.authority"))?);
+    }
+    if let Some(n) = field("scheme") {
+        redirect.scheme = Some(out.ast_str(n, &format!("{path}.scheme"))?);
+    }
+    if let Some(n) = field("port") {
+        let port = out.int(n, &format!("{path}.port"), 1, 65535)?;
+        redirect.port = Some(number(port, n.span));
+    }
+    if let Some(n) = field("redirectCode") {
+        let code = out.int(n, &format!("{path}.redirectCode"), 300, 399)?;
+        redirect.code = Some(number(code, n.span));
+    }
+    Some(redirect)
+}
+
+fn number(value: i64, span: Span) -> ast::Number {
+    ast::Number {
+        value: u64::try_from(value).unwrap_or(0),
+        span,
+    }
+}
+
+/// Retry conditions the snapshot models, as Istio (Envoy) spells them.
+const RETRY_ON_MODELED: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "connect-failure",
+    "retriable-status-codes",
+];
+/// Other conditions Istio accepts (Envoy HTTP and gRPC names): warned about and left out.
+const RETRY_ON_OTHER: &[&str] = &[
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-headers",
+    "envoy-ratelimited",
+    "reset-before-request",
+    "http3-post-connect-failure",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
+/// `retries`: `attempts`, `perTryTimeout`, `retryOn`.
+fn retries(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Retries> {
+    out.map(node, path)?;
+    out.fields(
+        node,
+        path,
+        &["attempts", "perTryTimeout", "retryOn"],
+        &[
+            "retryRemoteLocalities",
+            "retryIgnorePreviousHosts",
+            "backoff",
+        ],
+        "ignored",
+    );
+    let mut retries = ast::Retries {
+        span: node.span,
+        ..ast::Retries::default()
+    };
+    if let Some(n) = node.get("attempts") {
+        let attempts = out.int(n, &format!("{path}.attempts"), 0, i64::from(i32::MAX))?;
+        retries.attempts = Some(number(attempts, n.span));
+    }
+    if let Some(n) = node.get("perTryTimeout") {
+        retries.per_try_timeout = Some(out.duration(n, &format!("{path}.perTryTimeout"))?);
+    }
+    if let Some(n) = node.get("retryOn") {
+        let list = out.str(n, &format!("{path}.retryOn"))?;
+        let mut ignored = Vec::new();
+        for condition in list.split(',').map(str::trim) {
+            let status = condition
+                .parse::<u16>()
+                .is_ok_and(|c| (100..=599).contains(&c));
+            if status || RETRY_ON_MODELED.contains(&condition) {
+                // The span of the whole string: conditions have no position of their own.
+                retries.retry_on.push(ast::Str {
+                    value: condition.to_owned(),
+                    span: n.span,
+                });
+            } else if RETRY_ON_OTHER.contains(&condition) {
+                ignored.push(condition);
+            } else {
+                out.schema(
+                    n.span,
+                    format!("`{path}.retryOn`: {condition:?} is not a valid retryOn policy"),
+                );
+                return None;
+            }
+        }
+        if !ignored.is_empty() {
+            out.unsupported(
+                &format!("{path}.retryOn: {}", ignored.join(", ")),
+                n,
+                "these conditions are ignored (meshd retries on 5xx, gateway-error, reset, \
+                 connect-failure, retriable-status-codes and status codes)",
+            );
+        }
+    }
+    Some(retries)
+}
+
+/// `fault`: `delay` (`fixedDelay`) and `abort` (`httpStatus`), each with a `percentage`.
+fn fault(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Fault> {
+    out.map(node, path)?;
+    out.check_fields(node, path, &["delay", "abort"]);
+    let mut fault = ast::Fault {
+        span: node.span,
+        ..ast::Fault::default()
+    };
+    if let Some(delay) = node.get("delay") {
+        let delay_path = format!("{path}.delay");
+        out.map(delay, &delay_path)?;
+        out.fields(
+            delay,
+            &delay_path,
+            &["fixedDelay", "percentage", "percent"],
+            &["exponentialDelay"],
+            "the delay is left out",
+        );
+        if let Some(fixed) = delay.get("fixedDelay") {
+            let duration = out.duration(fixed, &format!("{delay_path}.fixedDelay"))?;
+            let share = share(out, delay, &delay_path, true)?;
+            fault.delay = Some((duration, share));
+        } else if delay.get("exponentialDelay").is_none() {
+            out.schema(
+                delay.span,
+                format!("`{delay_path}.fixedDelay`: required value"),
+            );
+            return None;
+        }
+    }
+    if let Some(abort) = node.get("abort") {
+        let abort_path = format!("{path}.abort");
+        out.map(abort, &abort_path)?;
+        out.fields(
+            abort,
+            &abort_path,
+            &["httpStatus", "percentage"],
+            &["grpcStatus", "http2Error"],
+            "the abort is left out",
+        );
+        if let Some(status) = abort.get("httpStatus") {
+            let code = out.int(status, &format!("{abort_path}.httpStatus"), 200, 599)?;
+            let share = share(out, abort, &abort_path, false)?;
+            fault.abort = Some((number(code, status.span), share));
+        } else if ["grpcStatus", "http2Error"]
+            .iter()
+            .all(|f| abort.get(f).is_none())
+        {
+            out.schema(
+                abort.span,
+                format!("`{abort_path}.httpStatus`: required value"),
+            );
+            return None;
+        }
+    }
+    (fault.delay.is_some() || fault.abort.is_some()).then_some(fault)
+}
+
+/// The `percentage.value` (or, for a delay, the legacy integer `percent`) of a fault;
+/// `Some(None)` = 100%.
+fn share(out: &mut Out<'_>, node: &Node, path: &str, legacy: bool) -> Option<Option<ast::Percent>> {
+    if let Some(percentage) = node.get("percentage") {
+        let p = format!("{path}.percentage");
+        out.map(percentage, &p)?;
+        out.check_fields(percentage, &p, &["value"]);
+        return match percentage.get("value") {
+            Some(value) => out.percent(value, &format!("{p}.value")).map(Some),
+            // An empty percentage is 0%.
+            None => Some(Some(ast::Percent {
+                per_million: 0,
+                span: percentage.span,
+            })),
+        };
+    }
+    if let Some(percent) = node.get("percent").filter(|_| legacy) {
+        let value = out.int(percent, &format!("{path}.percent"), 0, 100)?;
+        return Some(Some(ast::Percent {
+            per_million: u64::try_from(value).unwrap_or(0) * 10_000,
+            span: percent.span,
+        }));
+    }
+    Some(None)
+}
+
+/// `rewrite`: `uri` (replaces the matched prefix), `uriRegexRewrite`, `authority`.
+fn rewrite(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Rewrite> {
+    out.map(node, path)?;
+    out.check_fields(node, path, &["uri", "uriRegexRewrite", "authority"]);
+    let mut rewrite = ast::Rewrite {
+        span: node.span,
+        ..ast::Rewrite::default()
+    };
+    if let (Some(uri), Some(_)) = (node.get("uri"), node.get("uriRegexRewrite")) {
+        out.schema(
+            uri.span,
+            format!("`{path}`: only one of `uri` and `uriRegexRewrite` can be set"),
+        );
+        return None;
+    }
+    if let Some(uri) = node.get("uri") {
+        rewrite.prefix = Some(out.ast_str(uri, &format!("{path}.uri"))?);
+    }
+    if let Some(regex) = node.get("uriRegexRewrite") {
+        let p = format!("{path}.uriRegexRewrite");
+        out.map(regex, &p)?;
+        out.check_fields(regex, &p, &["match", "rewrite"]);
+        let pattern = regex
+            .get("match")
+            .and_then(|n| out.ast_str(n, &format!("{p}.match")));
+        let with = regex
+            .get("rewrite")
+            .and_then(|n| out.ast_str(n, &format!("{p}.rewrite")));
+        match (pattern, with) {
+            (Some(pattern), Some(with)) => rewrite.regex = Some((pattern, with)),
+            _ => {
+                out.schema(
+                    regex.span,
+                    format!("`{p}` needs both `match` and `rewrite`"),
+                );
+                return None;
+            }
+        }
+    }
+    if let Some(authority) = node.get("authority") {
+        rewrite.authority = Some(out.ast_str(authority, &format!("{path}.authority"))?);
+    }
+    Some(rewrite)
+}
+
+/// `headers.request` / `headers.response`: `set`, `add`, `remove`.
+fn header_edits(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::HeaderEdits> {
+    out.map(node, path)?;
+    out.check_fields(node, path, &["set", "add", "remove"]);
+    let mut edits = ast::HeaderEdits {
+        span: node.span,
+        ..ast::HeaderEdits::default()
+    };
+    for (field, into) in [("set", &mut edits.set), ("add", &mut edits.add)] {
+        let Some(map) = node.get(field) else { continue };
+        for label in out.labels(map, &format!("{path}.{field}")) {
+            into.push((
+                ast::Str {
+                    value: label.key.name,
+                    span: label.key.span,
+                },
+                label.value,
+            ));
+        }
+    }
+    if let Some(remove) = node.get("remove") {
+        edits.remove = out.strings(remove, &format!("{path}.remove"));
+    }
+    Some(edits)
+}
+
+/// `mirror` + `mirrorPercentage` (or legacy `mirrorPercent`), or the first of `mirrors[]`.
+/// A mirror to an undeclared host is left out with W0203 (the rule is kept).
+fn mirror(
+    out: &mut Out<'_>,
+    r: &Resource<'_>,
+    entry: &Node,
+    path: &str,
+    resolver: &Resolver,
+) -> Option<ast::Mirror> {
+    let (destination, dest_path, percent) = if let Some(node) = entry.get("mirror") {
+        if let Some(list) = entry.get("mirrors") {
+            out.schema(
+                list.span,
+                format!("`{path}`: only one of `mirror` and `mirrors` can be set"),
+            );
+            return None;
+        }
+        let percent = match (
+            entry.get("mirrorPercentage"),
+            entry
+                .get("mirrorPercent")
+                .or_else(|| entry.get("mirror_percent")),
+        ) {
+            (Some(p), _) => {
+                let pp = format!("{path}.mirrorPercentage");
+                out.map(p, &pp)?;
+                out.check_fields(p, &pp, &["value"]);
+                match p.get("value") {
+                    Some(v) => Some(out.percent(v, &format!("{pp}.value"))?),
+                    None => Some(ast::Percent {
+                        per_million: 0,
+                        span: p.span,
+                    }),
+                }
+            }
+            (None, Some(p)) => {
+                let value = out.int(p, &format!("{path}.mirrorPercent"), 0, 100)?;
+                Some(ast::Percent {
+                    per_million: u64::try_from(value).unwrap_or(0) * 10_000,
+                    span: p.span,
+                })
+            }
+            (None, None) => None,
+        };
+        (node, format!("{path}.mirror"), percent)
+    } else if let Some(list) = entry.get("mirrors") {
+        let items = out.seq(list, &format!("{path}.mirrors"))?;
+        if let Some(extra) = items.get(1) {
+            out.unsupported(
+                &format!("{path}.mirrors[1..]"),
+                extra,
+                "only the first mirror is kept (a rule mirrors to one destination)",
+            );
+        }
+        let first = items.first()?;
+        let first_path = format!("{path}.mirrors[0]");
+        out.map(first, &first_path)?;
+        out.check_fields(first, &first_path, &["destination", "percentage"]);
+        let percent = match first.get("percentage") {
+            Some(p) => {
+                let pp = format!("{first_path}.percentage");
+                out.map(p, &pp)?;
+                out.check_fields(p, &pp, &["value"]);
+                match p.get("value") {
+                    Some(v) => Some(out.percent(v, &format!("{pp}.value"))?),
+                    None => Some(ast::Percent {
+                        per_million: 0,
+                        span: p.span,
+                    }),
+                }
+            }
+            None => None,
+        };
+        let Some(destination) = first.get("destination") else {
+            out.schema(
+                first.span,
+                format!("`{first_path}.destination`: required value"),
+            );
+            return None;
+        };
+        (destination, format!("{first_path}.destination"), percent)
+    } else {
+        for field in ["mirrorPercentage", "mirrorPercent", "mirror_percent"] {
+            if let Some(node) = entry.get(field) {
+                out.inexpressible(
+                    node.span,
+                    format!("`{path}.{field}` without `mirror` has no effect, ignored"),
+                    "",
+                );
+            }
+        }
+        return None;
+    };
+    out.map(destination, &dest_path)?;
+    out.fields(
+        destination,
+        &dest_path,
+        &["host", "subset"],
+        &["port"],
+        "ignored (the mirror uses the service's port)",
+    );
+    let Some(host_node) = destination.get("host") else {
+        out.schema(
+            destination.span,
+            format!("`{dest_path}.host`: required value"),
+        );
+        return None;
+    };
+    let host = out.str(host_node, &format!("{dest_path}.host"))?;
+    let Some((service, _)) = resolver.resolve(host, &r.namespace) else {
+        out.inexpressible(
+            host_node.span,
+            format!("mirror host `{host}` is not a declared service; the mirror is left out"),
+            "declare it with a ServiceEntry or in a .mesh file",
+        );
+        return None;
+    };
+    let subset = match destination.get("subset") {
+        None => None,
+        Some(node) => Some(ident(
+            out.str(node, &format!("{dest_path}.subset"))?,
+            node.span,
+        )),
+    };
+    Some(ast::Mirror {
+        span: destination.span,
+        service: ident(service.clone(), host_node.span),
+        subset,
+        percent,
     })
 }
 
@@ -986,38 +1774,76 @@ fn request_match(out: &mut Out<'_>, m: &Node, path: &str, drop_note: &str) -> Op
             "name" => {}
             "statPrefix" => out.unsupported(&format!("{path}.statPrefix"), value, "ignored"),
             "uri" => match string_match(value) {
-                Some(("exact", text, span)) => conditions.push(ast::Condition::PathExact {
-                    value: ast::Str { value: text, span },
-                    span: value.span,
-                }),
-                Some(("prefix", text, span)) => conditions.push(ast::Condition::PathPrefix {
-                    value: ast::Str { value: text, span },
-                    span: value.span,
-                }),
+                Some(StringMatch::Exact(value_str)) => {
+                    conditions.push(ast::Condition::PathExact {
+                        value: value_str,
+                        span: value.span,
+                    });
+                }
+                Some(StringMatch::Prefix(value_str)) => {
+                    conditions.push(ast::Condition::PathPrefix {
+                        value: value_str,
+                        span: value.span,
+                    });
+                }
+                Some(StringMatch::Regex(value_str)) => {
+                    conditions.push(ast::Condition::PathRegex {
+                        value: value_str,
+                        span: value.span,
+                    });
+                }
                 _ => {
                     out.unsupported(&format!("{path}.uri"), value, drop_note);
                     supported = false;
                 }
             },
-            "headers" => {
-                for (header, matcher) in out
-                    .map(value, &format!("{path}.headers"))
+            "method" => match string_match(value).and_then(StringMatch::value) {
+                Some(condition) => conditions.push(ast::Condition::Method {
+                    value: condition,
+                    span: value.span,
+                }),
+                None => {
+                    out.unsupported(&format!("{path}.method"), value, drop_note);
+                    supported = false;
+                }
+            },
+            "headers" | "queryParams" | "withoutHeaders" => {
+                for (name, matcher) in out
+                    .map(value, &format!("{path}.{field}"))
                     .unwrap_or_default()
                 {
-                    match string_match(matcher) {
-                        Some(("exact", text, span)) => conditions.push(ast::Condition::Header {
-                            name: ast::Str {
-                                value: super::plain(header),
-                                span: header.span,
-                            },
-                            value: ast::ValueCondition::Exact(ast::Str { value: text, span }),
-                        }),
-                        _ => {
-                            let header_path = format!("{path}.headers.{}", super::plain(header));
-                            out.unsupported(&header_path, matcher, drop_note);
-                            supported = false;
+                    let name_str = ast::Str {
+                        value: super::plain(name),
+                        span: name.span,
+                    };
+                    let found = string_match(matcher);
+                    let condition = match (field.as_str(), found) {
+                        ("headers", Some(StringMatch::Present)) => {
+                            Some(ast::ValueCondition::Present(matcher.span))
                         }
-                    }
+                        ("withoutHeaders", Some(StringMatch::Present)) => {
+                            Some(ast::ValueCondition::Absent(matcher.span))
+                        }
+                        ("withoutHeaders", _) => None,
+                        (_, found) => found.and_then(StringMatch::value),
+                    };
+                    let Some(condition) = condition else {
+                        let item_path = format!("{path}.{field}.{}", name_str.value);
+                        out.unsupported(&item_path, matcher, drop_note);
+                        supported = false;
+                        continue;
+                    };
+                    conditions.push(if field == "queryParams" {
+                        ast::Condition::Query {
+                            name: name_str,
+                            value: condition,
+                        }
+                    } else {
+                        ast::Condition::Header {
+                            name: name_str,
+                            value: condition,
+                        }
+                    });
                 }
             }
             _ => {
@@ -1029,17 +1855,43 @@ fn request_match(out: &mut Out<'_>, m: &Node, path: &str, drop_note: &str) -> Op
     supported.then_some(ast::Match { conditions })
 }
 
-/// An Istio `StringMatch` with exactly one string-valued field: (kind, value, value span).
-fn string_match(node: &Node) -> Option<(&'static str, String, Span)> {
-    let [(key, value)] = node.entries()? else {
-        return None;
+/// An Istio `StringMatch`: one of `exact`, `prefix`, `regex` with a string, or `{}`.
+enum StringMatch {
+    Exact(ast::Str),
+    Prefix(ast::Str),
+    Regex(ast::Str),
+    /// `{}`: the header is present (with any value).
+    Present,
+}
+
+impl StringMatch {
+    /// The value condition of an `exact`, `prefix` or `regex` match.
+    fn value(self) -> Option<ast::ValueCondition> {
+        match self {
+            Self::Exact(s) => Some(ast::ValueCondition::Exact(s)),
+            Self::Prefix(s) => Some(ast::ValueCondition::Prefix(s)),
+            Self::Regex(s) => Some(ast::ValueCondition::Regex(s)),
+            Self::Present => None,
+        }
+    }
+}
+
+/// An Istio `StringMatch` with at most one string-valued field.
+fn string_match(node: &Node) -> Option<StringMatch> {
+    let entries = node.entries()?;
+    let [(key, value)] = entries else {
+        return entries.is_empty().then_some(StringMatch::Present);
     };
-    let kind = match key.as_str()? {
-        "exact" => "exact",
-        "prefix" => "prefix",
-        _ => return None,
+    let text = ast::Str {
+        value: value.as_str()?.to_owned(),
+        span: value.span,
     };
-    Some((kind, value.as_str()?.to_owned(), value.span))
+    match key.as_str()? {
+        "exact" => Some(StringMatch::Exact(text)),
+        "prefix" => Some(StringMatch::Prefix(text)),
+        "regex" => Some(StringMatch::Regex(text)),
+        _ => None,
+    }
 }
 
 /// One `route[]` destination: `Ok(None)` when it is left out without changing the traffic
