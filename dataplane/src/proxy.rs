@@ -252,7 +252,19 @@ async fn serve_request(
             return local_reply(down, response_out, reply, "write failed", false).await;
         }
         let idle = core.settings.idle_timeout;
-        if let Err(e) = copy_body(down, &mut up.stream, request_framing, idle).await {
+        let body = copy_body(down, &mut up.stream, request_framing, idle);
+        let copied = match deadline {
+            None => body.await,
+            Some(deadline) => match monoio::time::timeout_at(deadline, body).await {
+                Ok(copied) => copied,
+                Err(_elapsed) => {
+                    let detail = "the rule timeout expired while sending the request body";
+                    let reply = LocalReply::UpstreamTimeout;
+                    return local_reply(down, response_out, reply, detail, false).await;
+                }
+            },
+        };
+        if let Err(e) = copied {
             return match e {
                 CopyError::Source | CopyError::Idle => Next::Close,
                 CopyError::Malformed => {

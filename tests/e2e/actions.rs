@@ -236,6 +236,14 @@ fn rule_timeout_answers_504_ut(driver: &str) {
             ..mesh.rule("slow", path(PathMatch::Prefix("/slow".into())), "silent")
         },
         RouteRule {
+            timeout_ms: Some(200),
+            ..mesh.rule(
+                "trickle",
+                path(PathMatch::Prefix("/trickle".into())),
+                "fast",
+            )
+        },
+        RouteRule {
             timeout_ms: Some(5000),
             ..mesh.rule("ok", RequestMatch::default(), "fast")
         },
@@ -262,6 +270,19 @@ fn rule_timeout_answers_504_ut(driver: &str) {
     let mut client = Client::connect(meshd.outbound).unwrap();
     let response = client.get("web", "/fine", &[]).unwrap();
     assert_eq!((response.status, response.text().as_str()), (200, "fast"));
+    // A body that stops arriving is bounded by the rule timeout too, not the idle timeout.
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    client
+        .send(b"POST /trickle HTTP/1.1\r\nhost: web\r\ncontent-length: 100\r\n\r\n0123456789")
+        .unwrap();
+    let response = client.read_response(false).unwrap();
+    assert_eq!(response.status, 504, "{}", response.text());
+    assert_eq!(response.header("x-ringmesh-flag"), Some("UT"));
+    assert!(
+        response.text().contains("request body"),
+        "{}",
+        response.text()
+    );
 }
 
 fn header_edits_reach_upstream_and_client(driver: &str) {

@@ -155,7 +155,8 @@ mod tests {
         write_redirect(&mut out, 301, b"https://a/b?c", false);
         assert_eq!(
             out,
-            b"HTTP/1.1 301 Moved Permanently\r\nlocation: https://a/b?c\r\ncontent-length: 0\r\n\r\n"
+            b"HTTP/1.1 301 Moved Permanently\r\nlocation: https://a/b?c\r\n\
+              content-length: 0\r\n\r\n"
         );
     }
 }
