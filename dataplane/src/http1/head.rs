@@ -366,6 +366,8 @@ impl RequestHead<'_, '_> {
             b" HTTP/1.1\r\n"
         });
         let host_rewritten = self.absolute_form || edits.authority.is_some();
+        // Checked once: the plain path pays nothing per header for edits it does not have.
+        let replaces = removes_or_sets(edits.headers);
         if let Some(authority) = edits.authority {
             out.extend_from_slice(b"host: ");
             out.extend_from_slice(authority.as_bytes());
@@ -382,18 +384,30 @@ impl RequestHead<'_, '_> {
             if (host_rewritten && h.name.eq_ignore_ascii_case("host"))
                 || is_hop_by_hop(h.name, self.headers)
                 || h.name.eq_ignore_ascii_case("expect")
-                || edited_away(h.name, edits.headers)
+                || (replaces && edited_away(h.name, edits.headers))
             {
                 continue;
             }
             write_header(out, h);
         }
-        write_added(out, edits.headers);
+        if adds_or_sets(edits.headers) {
+            write_added(out, edits.headers);
+        }
         if self.upgrade {
             write_upgrade(out, self.headers);
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Whether `edits` drops or replaces any header the message carries.
+fn removes_or_sets(edits: &HeaderEdits) -> bool {
+    !edits.remove.is_empty() || !edits.set.is_empty()
+}
+
+/// Whether `edits` writes any header of its own.
+fn adds_or_sets(edits: &HeaderEdits) -> bool {
+    !edits.add.is_empty() || !edits.set.is_empty()
 }
 
 /// Writes `:port` without allocating.
@@ -433,6 +447,7 @@ impl ResponseHead<'_, '_> {
 
     /// Like [`ResponseHead::write_forwarded`], with a rule's response header edits applied.
     pub fn write_edited(&self, out: &mut Vec<u8>, close: bool, edits: &HeaderEdits) {
+        let replaces = removes_or_sets(edits);
         out.extend_from_slice(b"HTTP/1.1 ");
         // httparse guarantees three digits; written by hand so the hot path never allocates.
         let status = self.status.min(999);
@@ -449,12 +464,16 @@ impl ResponseHead<'_, '_> {
             // (RFC 9112 §6.2): it would desync anything that trusts it.
             let stale_length =
                 self.transfer_encoding && h.name.eq_ignore_ascii_case("content-length");
-            if !stale_length && !is_hop_by_hop(h.name, self.headers) && !edited_away(h.name, edits)
+            if !stale_length
+                && !is_hop_by_hop(h.name, self.headers)
+                && (!replaces || !edited_away(h.name, edits))
             {
                 write_header(out, h);
             }
         }
-        write_added(out, edits);
+        if adds_or_sets(edits) {
+            write_added(out, edits);
+        }
         if self.status == 101 {
             write_upgrade(out, self.headers);
         }
