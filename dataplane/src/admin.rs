@@ -150,6 +150,11 @@ fn config_json(state: &AdminState) -> String {
         "hash": routes.hash,
         "io_driver": state.driver,
         "snapshot": routes.snapshot,
+        "not_enforced": routes
+            .not_enforced
+            .iter()
+            .map(|n| serde_json::json!({ "feature": n.feature, "used_by": n.used_by }))
+            .collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

@@ -55,13 +55,19 @@ pub(crate) enum Event {
     Drain,
 }
 
-/// Reads, verifies and decodes a snapshot file into the view served for `workload`.
+/// Reads, verifies and decodes a snapshot file into the view served for `workload`, and logs
+/// one warning line per snapshot feature this meshd does not enforce yet.
 pub fn load(path: &Path, workload: Option<&str>) -> Result<RouteState, String> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read snapshot {shown}: {e}"))?;
     let (snapshot, hash) =
         spec::decode(&bytes).map_err(|e| format!("refusing snapshot {shown}: {e}"))?;
-    RouteState::new(snapshot, hash, workload).map_err(|e| format!("refusing snapshot {shown}: {e}"))
+    let routes = RouteState::new(snapshot, hash, workload)
+        .map_err(|e| format!("refusing snapshot {shown}: {e}"))?;
+    for feature in &routes.not_enforced {
+        eprintln!("{}", feature.warning());
+    }
+    Ok(routes)
 }
 
 impl From<WorkerEvent> for Event {

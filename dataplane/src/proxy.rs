@@ -2,10 +2,13 @@
 //!
 //! 1. read head   — parse with httparse on the connection's buffer; refuse smuggling shapes.
 //! 2. route       — host → rule → weighted destination → round-robin endpoint (no IO yet,
-//!    so a bad request or a missing route costs no upstream work).
+//!    so a bad request or a missing route costs no upstream work); then the rule's fault
+//!    delay/abort and redirect.
 //! 3. connect     — reuse an idle pooled connection, or connect within the connect timeout.
-//! 4. forward     — write the rewritten head, then stream the body (bounded buffer).
-//! 5. respond     — wait for the response head within the upstream timeout, stream it back.
+//! 4. forward     — write the rewritten head (with the rule's rewrite and header edits), then
+//!    stream the body (bounded buffer).
+//! 5. respond     — wait for the response head within the rule's or the upstream timeout,
+//!    apply the rule's response header edits, stream it back.
 //! 6. recycle     — pool the upstream connection only if its response was read to the end.
 
 use std::io;
@@ -16,12 +19,17 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
+use spec::HeaderEdits;
+
+use crate::actions::{chance, write_location, RedirectSource, NO_EDITS};
 use crate::conn::{write_range, Conn};
-use crate::http1::head::{parse_request, parse_response, MAX_HEADERS, MAX_HEAD_BYTES};
-use crate::http1::reply::LocalReply;
+use crate::http1::head::{
+    parse_request, parse_response, RequestEdits, MAX_HEADERS, MAX_HEAD_BYTES,
+};
+use crate::http1::reply::{write_redirect, LocalReply};
 use crate::http1::{BodyFraming, ChunkedScanner};
-use crate::routing::{Direction, RequestView, RouteError};
-use crate::worker::Core;
+use crate::routing::{Direction, RequestView, RouteError, RuleRef};
+use crate::worker::{Core, Installed};
 
 /// Bodies at most this large that arrived with their head are sent in the same write.
 const COALESCE_BODY_BYTES: u64 = 16 * 1024;
@@ -84,7 +92,22 @@ struct Plan {
     /// Safe to send twice (RFC 9110 §9.2.2).
     idempotent: bool,
     expects_continue: bool,
-    upstream: Result<SocketAddr, (LocalReply, String)>,
+    action: Action,
+    /// The route state the request was routed with (kept across a reload) and its rule.
+    routes: Rc<Installed>,
+    rule: Option<RuleRef>,
+    /// Fault injection drew a delay for this request.
+    delay: Option<Duration>,
+}
+
+/// What the request path does after routing.
+enum Action {
+    /// Forward to this endpoint; the head to send is in `request_out`.
+    Forward(SocketAddr),
+    /// Answer locally.
+    Reply(LocalReply, String),
+    /// Answer with a redirect of this status; the Location is in `request_out`.
+    Redirect(u16),
 }
 
 async fn serve_request(
@@ -144,15 +167,37 @@ async fn serve_request(
     down.consume(plan.head_len);
     let mut keep_alive = plan.keep_alive && !core.drain.is_draining();
 
-    // Phase 2 happened in plan_request; a local reply ends the request here.
-    let addr = match plan.upstream {
-        Ok(addr) => addr,
-        Err((reply, detail)) => {
+    // Phase 2 happened in plan_request; an injected delay holds the request here, and a
+    // local reply (abort, redirect, no route) ends it.
+    if let Some(delay) = plan.delay {
+        monoio::time::sleep(delay).await;
+    }
+    let addr = match plan.action {
+        Action::Forward(addr) => addr,
+        Action::Reply(reply, detail) => {
             // An unread body would be parsed as the next request: close instead.
             keep_alive &= plan.framing == BodyFraming::None;
             return local_reply(down, response_out, reply, &detail, keep_alive).await;
         }
+        Action::Redirect(status) => {
+            keep_alive &= plan.framing == BodyFraming::None;
+            response_out.clear();
+            write_redirect(response_out, status, request_out, !keep_alive);
+            return match send(&mut down.stream, response_out).await {
+                Ok(()) if keep_alive => Next::KeepAlive,
+                Ok(()) => {
+                    linger(down).await;
+                    Next::Close
+                }
+                Err(_) => Next::Close,
+            };
+        }
     };
+    let actions = plan.rule.and_then(|rule| plan.routes.actions(rule));
+    let response_edits: &HeaderEdits = actions.map_or(&NO_EDITS, |a| &a.response_headers);
+    // A rule timeout bounds the whole exchange from here: connect, send, response head.
+    let rule_timeout = actions.and_then(|a| a.timeout);
+    let deadline = rule_timeout.map(|t| Instant::now() + t);
     let mut request_framing = plan.framing;
     if let BodyFraming::Length(n) = plan.framing {
         // Small body already buffered: send head and body in one write.
@@ -185,11 +230,10 @@ async fn serve_request(
         };
         let (mut up, reused) = match pooled {
             Some(conn) => (conn, true),
-            None => match connect(addr, core).await {
+            None => match connect(addr, core, deadline).await {
                 Ok(conn) => (conn, false),
-                Err(detail) => {
+                Err((reply, detail)) => {
                     keep_alive &= request_framing == BodyFraming::None;
-                    let reply = LocalReply::ConnectFailure;
                     return local_reply(down, response_out, reply, &detail, keep_alive).await;
                 }
             },
@@ -208,7 +252,19 @@ async fn serve_request(
             return local_reply(down, response_out, reply, "write failed", false).await;
         }
         let idle = core.settings.idle_timeout;
-        if let Err(e) = copy_body(down, &mut up.stream, request_framing, idle).await {
+        let body = copy_body(down, &mut up.stream, request_framing, idle);
+        let copied = match deadline {
+            None => body.await,
+            Some(deadline) => match monoio::time::timeout_at(deadline, body).await {
+                Ok(copied) => copied,
+                Err(_elapsed) => {
+                    let detail = "the rule timeout expired while sending the request body";
+                    let reply = LocalReply::UpstreamTimeout;
+                    return local_reply(down, response_out, reply, detail, false).await;
+                }
+            },
+        };
+        if let Err(e) = copied {
             return match e {
                 CopyError::Source | CopyError::Idle => Next::Close,
                 CopyError::Malformed => {
@@ -228,10 +284,22 @@ async fn serve_request(
                 }
             };
         }
-        // Phase 5: the response head, within the upstream timeout.
-        let timeout = core.settings.upstream_timeout;
-        let read = read_response_head(&mut up, plan.is_head, plan.upgrade, response_out);
-        let (reply, detail) = match monoio::time::timeout(timeout, read).await {
+        // Phase 5: the response head, within the rule's or the sidecar's upstream timeout.
+        let (timeout, until) = match (rule_timeout, deadline) {
+            (Some(timeout), Some(deadline)) => (timeout, deadline),
+            _ => {
+                let timeout = core.settings.upstream_timeout;
+                (timeout, Instant::now() + timeout)
+            }
+        };
+        let read = read_response_head(
+            &mut up,
+            plan.is_head,
+            plan.upgrade,
+            response_edits,
+            response_out,
+        );
+        let (reply, detail) = match monoio::time::timeout_at(until, read).await {
             Ok(Ok(response)) => break (up, response),
             Ok(Err(ResponseError::Closed)) if may_retry => continue,
             Ok(Err(ResponseError::Closed)) => (
@@ -304,63 +372,116 @@ async fn serve_request(
     }
 }
 
-/// Routes a parsed head and writes the forwarded head into `out`.
+/// Routes a parsed head and writes into `out` the forwarded head (or a redirect's Location).
 fn plan_request(
     head: &crate::http1::RequestHead<'_, '_>,
     direction: Direction,
     core: &Core,
     out: &mut Vec<u8>,
 ) -> Plan {
-    let upstream = match direction {
+    let routes = core.routes.borrow().clone();
+    let mut rule = None;
+    let mut delay = None;
+    let action = match direction {
         // A tunnel is not an HTTP exchange this proxy can frame; refuse it rather than
         // relaying half of it.
-        _ if head.method == "CONNECT" => Err((
+        _ if head.method == "CONNECT" => Action::Reply(
             LocalReply::BadRequest { status: 501 },
             "CONNECT tunnels are not supported".to_owned(),
-        )),
+        ),
         Direction::Outbound => {
-            let routes = core.routes.borrow();
             let view = RequestView {
                 host: head.host,
                 port: head.port,
                 path: head.path,
+                method: head.method,
+                query: head.query,
                 headers: head.headers,
             };
             match routes.route(&view, || fastrand::u32(..100)) {
-                Ok(decision) if decision.group.endpoints.is_empty() => Err((
-                    LocalReply::NoHealthyUpstream,
-                    format!("{} has no endpoints", decision.group.name),
-                )),
                 Ok(decision) => {
-                    let mut cursors = core.round_robin.borrow_mut();
-                    let cursor = &mut cursors[decision.group_index];
-                    let group = decision.group;
-                    let slot = group.schedule[*cursor as usize % group.schedule.len()];
-                    let addr = group.endpoints[slot as usize];
-                    *cursor = cursor.wrapping_add(1);
-                    Ok(addr)
+                    rule = Some(decision.rule);
+                    let actions = decision.actions;
+                    delay = actions
+                        .delay
+                        .filter(|&(_, share)| chance(share))
+                        .map(|(d, _)| d);
+                    if let Some((status, _)) = actions.abort.filter(|&(_, share)| chance(share)) {
+                        let detail = format!("rule {} injected an abort", actions.name);
+                        Action::Reply(LocalReply::FaultAbort { status }, detail)
+                    } else if let Some(redirect) = &actions.redirect {
+                        let source = RedirectSource {
+                            host: head.host,
+                            port: head.port,
+                            path: head.path,
+                            query: head.query,
+                        };
+                        write_location(redirect, source, out);
+                        Action::Redirect(redirect.status)
+                    } else {
+                        match decision.destination {
+                            None => Action::Reply(
+                                LocalReply::NoHealthyUpstream,
+                                format!("rule {} has no destination", actions.name),
+                            ),
+                            Some(d) if d.group.endpoints.is_empty() => Action::Reply(
+                                LocalReply::NoHealthyUpstream,
+                                format!("{} has no endpoints", d.group.name),
+                            ),
+                            Some(d) => {
+                                let mut cursors = core.round_robin.borrow_mut();
+                                let cursor = &mut cursors[d.group_index];
+                                let group = d.group;
+                                let slot = group.schedule[*cursor as usize % group.schedule.len()];
+                                *cursor = cursor.wrapping_add(1);
+                                if actions.edits_request() {
+                                    let matched = decision.matched_prefix;
+                                    let write_path = |out: &mut Vec<u8>| {
+                                        if let Some(rewrite) = &actions.path {
+                                            rewrite.write(head.path, matched, out);
+                                        }
+                                    };
+                                    let edits = RequestEdits {
+                                        path: actions
+                                            .path
+                                            .as_ref()
+                                            .map(|_| &write_path as &dyn Fn(&mut Vec<u8>)),
+                                        authority: actions.authority.as_deref(),
+                                        headers: &actions.request_headers,
+                                    };
+                                    head.write_edited(out, &edits);
+                                } else {
+                                    head.write_forwarded(out);
+                                }
+                                Action::Forward(group.endpoints[slot as usize])
+                            }
+                        }
+                    }
                 }
-                Err(RouteError::UnknownHost) => Err((
+                Err(RouteError::UnknownHost) => Action::Reply(
                     LocalReply::NoRoute,
                     format!("no service for host {:?}", head.host),
-                )),
-                Err(RouteError::NoRuleMatched) => Err((
+                ),
+                Err(RouteError::NoRuleMatched) => Action::Reply(
                     LocalReply::NoRoute,
                     format!(
                         "no rule for host {:?} matched path {:?}",
                         head.host, head.path
                     ),
-                )),
+                ),
             }
         }
-        Direction::Inbound => core.routes.borrow().inbound_target(head.port).ok_or((
-            LocalReply::NoRoute,
-            "this workload declares no inbound port".to_owned(),
-        )),
+        Direction::Inbound => match routes.inbound_target(head.port) {
+            Some(addr) => {
+                head.write_forwarded(out);
+                Action::Forward(addr)
+            }
+            None => Action::Reply(
+                LocalReply::NoRoute,
+                "this workload declares no inbound port".to_owned(),
+            ),
+        },
     };
-    if upstream.is_ok() {
-        head.write_forwarded(out);
-    }
     Plan {
         head_len: head.len,
         framing: head.framing,
@@ -373,7 +494,10 @@ fn plan_request(
             "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
         ),
         expects_continue: head.expects_continue,
-        upstream,
+        action,
+        routes,
+        rule,
+        delay,
     }
 }
 
@@ -415,17 +539,29 @@ async fn relay(
     copied
 }
 
-async fn connect(addr: SocketAddr, core: &Core) -> Result<Conn, String> {
+/// Connects within `--connect-timeout`, or by the rule's `deadline` when that comes first
+/// (then a timeout is the rule's: 504 `UT`).
+async fn connect(
+    addr: SocketAddr,
+    core: &Core,
+    deadline: Option<Instant>,
+) -> Result<Conn, (LocalReply, String)> {
     let timeout = core.settings.connect_timeout;
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+    let own = Instant::now() + timeout;
+    let until = deadline.map_or(own, |d| d.min(own));
+    match monoio::time::timeout_at(until, TcpStream::connect_addr(addr)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
             Ok(Conn::new(stream))
         }
-        Ok(Err(e)) => Err(format!("{addr}: {e}")),
-        Err(_) => Err(format!(
-            "{addr}: no connection within {} ms",
-            timeout.as_millis()
+        Ok(Err(e)) => Err((LocalReply::ConnectFailure, format!("{addr}: {e}"))),
+        Err(_) if until < own => Err((
+            LocalReply::UpstreamTimeout,
+            format!("{addr}: the rule timeout expired while connecting"),
+        )),
+        Err(_) => Err((
+            LocalReply::ConnectFailure,
+            format!("{addr}: no connection within {} ms", timeout.as_millis()),
         )),
     }
 }
@@ -505,6 +641,7 @@ async fn read_response_head(
     up: &mut Conn,
     is_head: bool,
     upgrade: bool,
+    edits: &HeaderEdits,
     out: &mut Vec<u8>,
 ) -> Result<ResponsePlan, ResponseError> {
     let method = if is_head { "HEAD" } else { "GET" };
@@ -522,7 +659,7 @@ async fn read_response_head(
                 }
                 Ok(Some(head)) => {
                     out.clear();
-                    head.write_forwarded(out, false);
+                    head.write_edited(out, false, edits);
                     let switched = head.status == 101;
                     let plan = ResponsePlan {
                         framing: head.framing,

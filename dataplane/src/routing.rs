@@ -4,7 +4,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use spec::{PathMatch, RequestMatch, Snapshot};
+use regex::bytes::Regex;
+use spec::{PathMatch, RequestMatch, Snapshot, ValueMatch};
+
+use crate::actions::{NotEnforced, RuleActions};
+use crate::http1::head::MAX_URI_BYTES;
 
 /// Which traffic a listener carries and so how a request is routed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +32,44 @@ pub struct RouteState {
     /// `group_of[service]` is the group index of the whole service; subsets follow it.
     group_of: Vec<u32>,
     inbound: Vec<(u16, SocketAddr)>,
+    /// `tables[t][r]` is rule `r` of route table `t`, compiled.
+    tables: Vec<Vec<CompiledRule>>,
+    /// Features the snapshot uses that this meshd does not enforce yet.
+    pub not_enforced: Vec<NotEnforced>,
+}
+
+/// A rule with its matches and actions compiled.
+#[derive(Debug)]
+struct CompiledRule {
+    matches: Vec<Match>,
+    actions: RuleActions,
+}
+
+/// A compiled [`RequestMatch`].
+#[derive(Debug)]
+struct Match {
+    path: Option<PathCond>,
+    method: Option<ValueCond>,
+    headers: Vec<(Box<str>, ValueCond)>,
+    query: Vec<(Box<str>, ValueCond)>,
+}
+
+/// A compiled [`PathMatch`].
+#[derive(Debug)]
+enum PathCond {
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    Regex(Regex),
+}
+
+/// A compiled [`ValueMatch`].
+#[derive(Debug)]
+enum ValueCond {
+    Exact(Box<[u8]>),
+    Prefix(Box<[u8]>),
+    Regex(Regex),
+    Present,
+    Absent,
 }
 
 /// The endpoints one destination balances over.
@@ -91,10 +133,33 @@ fn gcd(a: u64, b: u64) -> u64 {
 /// A routing decision for one request.
 #[derive(Debug, Clone, Copy)]
 pub struct Decision<'a> {
+    /// Where the matched rule sits, to find its actions again later in the request.
+    pub rule: RuleRef,
+    /// The matched rule's actions.
+    pub actions: &'a RuleActions,
+    /// Leading bytes of the path the matching prefix or exact path condition covered; `None`
+    /// when the alternative that matched had another kind of path condition, or none.
+    pub matched_prefix: Option<usize>,
+    /// The chosen destination; `None` when the rule has none (it redirects).
+    pub destination: Option<Destination<'a>>,
+}
+
+/// The endpoint group a request goes to.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
     /// Index of the chosen endpoint group (for the per-core round-robin counters).
     pub group_index: usize,
     /// The chosen group.
     pub group: &'a EndpointGroup,
+}
+
+/// A rule's position in a [`RouteState`]: route table index and rule index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleRef {
+    /// Index into the snapshot's route tables.
+    pub table: u32,
+    /// Index into that table's rules.
+    pub rule: u32,
 }
 
 /// Why a request could not be routed.
@@ -115,6 +180,10 @@ pub struct RequestView<'r, 'h> {
     pub port: Option<u16>,
     /// Path without the query string.
     pub path: &'r str,
+    /// Method token.
+    pub method: &'r str,
+    /// Query string without the `?`; empty when there is none.
+    pub query: &'r str,
     /// Request headers as parsed.
     pub headers: &'r [httparse::Header<'h>],
 }
@@ -127,13 +196,81 @@ pub struct UnknownWorkload {
     known: String,
 }
 
+/// Why a snapshot cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The workload named on the command line does not exist in the snapshot.
+    #[error(transparent)]
+    UnknownWorkload(#[from] UnknownWorkload),
+    /// A regex in a match or rewrite does not compile.
+    #[error("{0}")]
+    Regex(String),
+}
+
+/// Compiles `pattern` anchored at both ends (the whole value must match).
+fn anchored(pattern: &str, rule: &str, what: &str) -> Result<Regex, BuildError> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+        BuildError::Regex(format!(
+            "rule {rule}: invalid regex {pattern:?} in the {what} match: {}",
+            crate::actions::regex_reason(&e)
+        ))
+    })
+}
+
+fn value_cond(value: &ValueMatch, rule: &str, what: &str) -> Result<ValueCond, BuildError> {
+    Ok(match value {
+        ValueMatch::Exact(v) => ValueCond::Exact(v.as_bytes().into()),
+        ValueMatch::Prefix(v) => ValueCond::Prefix(v.as_bytes().into()),
+        ValueMatch::Regex(p) => ValueCond::Regex(anchored(p, rule, what)?),
+        ValueMatch::Present => ValueCond::Present,
+        ValueMatch::Absent => ValueCond::Absent,
+    })
+}
+
+fn compile_match(m: &RequestMatch, rule: &str) -> Result<Match, BuildError> {
+    let path = match &m.path {
+        None => None,
+        Some(PathMatch::Exact(p)) => Some(PathCond::Exact(p.as_str().into())),
+        Some(PathMatch::Prefix(p)) => Some(PathCond::Prefix(p.as_str().into())),
+        Some(PathMatch::Regex(p)) => Some(PathCond::Regex(anchored(p, rule, "path")?)),
+    };
+    let method = m
+        .method
+        .as_ref()
+        .map(|v| value_cond(v, rule, "method"))
+        .transpose()?;
+    let headers = m
+        .headers
+        .iter()
+        .map(|h| {
+            let what = format!("header {:?}", h.name);
+            Ok((h.name.as_str().into(), value_cond(&h.value, rule, &what)?))
+        })
+        .collect::<Result<_, BuildError>>()?;
+    let query = m
+        .query
+        .iter()
+        .map(|q| {
+            let what = format!("query parameter {:?}", q.name);
+            Ok((q.name.as_str().into(), value_cond(&q.value, rule, &what)?))
+        })
+        .collect::<Result<_, BuildError>>()?;
+    Ok(Match {
+        path,
+        method,
+        headers,
+        query,
+    })
+}
+
 impl RouteState {
     /// Builds the view a sidecar for `workload` serves; `None` serves every service outbound.
+    /// Regexes are compiled here, so a snapshot with a bad one is refused before it serves.
     pub fn new(
         snapshot: Snapshot,
         hash: String,
         workload: Option<&str>,
-    ) -> Result<Self, UnknownWorkload> {
+    ) -> Result<Self, BuildError> {
         let (visible, inbound) = match workload {
             None => (
                 (0..snapshot.services.len() as u32).collect::<Vec<_>>(),
@@ -149,7 +286,8 @@ impl RouteState {
                     return Err(UnknownWorkload {
                         name: name.to_owned(),
                         known: known.join(", "),
-                    });
+                    }
+                    .into());
                 };
                 let inbound = w.inbound.iter().map(|p| (p.port, p.target)).collect();
                 (w.outbound.clone(), inbound)
@@ -190,6 +328,27 @@ impl RouteState {
             .map(|h| (h.host.as_str().into(), h.route_table))
             .collect();
 
+        let mut tables = Vec::with_capacity(snapshot.routes.len());
+        for table in &snapshot.routes {
+            let service = snapshot
+                .services
+                .get(table.service as usize)
+                .map_or("?", |s| s.name.as_str());
+            let mut rules = Vec::with_capacity(table.rules.len());
+            for rule in &table.rules {
+                let name = format!("{service}/{}", rule.name);
+                let matches = rule
+                    .matches
+                    .iter()
+                    .map(|m| compile_match(m, &name))
+                    .collect::<Result<_, _>>()?;
+                let actions = RuleActions::compile(name, rule).map_err(BuildError::Regex)?;
+                rules.push(CompiledRule { matches, actions });
+            }
+            tables.push(rules);
+        }
+        let not_enforced = crate::actions::not_enforced(&snapshot, workload);
+
         Ok(Self {
             hash,
             snapshot,
@@ -197,7 +356,17 @@ impl RouteState {
             groups,
             group_of,
             inbound,
+            tables,
+            not_enforced,
         })
+    }
+
+    /// The actions of the rule `rule` points at.
+    pub fn actions(&self, rule: RuleRef) -> Option<&RuleActions> {
+        self.tables
+            .get(rule.table as usize)?
+            .get(rule.rule as usize)
+            .map(|r| &r.actions)
     }
 
     /// Every endpoint address this view can route to (outbound and inbound targets).
@@ -229,16 +398,24 @@ impl RouteState {
         let table = self
             .lookup_host(request.host)
             .ok_or(RouteError::UnknownHost)?;
-        let table = &self.snapshot.routes[table as usize];
-        let rule = table
-            .rules
+        let compiled = &self.tables[table as usize];
+        let (index, matched_prefix) = compiled
             .iter()
-            .find(|rule| {
-                rule.matches.is_empty() || rule.matches.iter().any(|m| matches(m, request))
+            .enumerate()
+            .find_map(|(i, rule)| {
+                if rule.matches.is_empty() {
+                    return Some((i, None));
+                }
+                rule.matches
+                    .iter()
+                    .find_map(|m| m.holds(request))
+                    .map(|prefix| (i, prefix))
             })
             .ok_or(RouteError::NoRuleMatched)?;
+        let rule = &self.snapshot.routes[table as usize].rules[index];
         let destination = match rule.destinations.as_slice() {
-            [only] => only,
+            [] => None,
+            [only] => Some(only),
             many => {
                 let mut draw = pick();
                 many.iter()
@@ -250,14 +427,25 @@ impl RouteState {
                             false
                         }
                     })
-                    .unwrap_or(&many[many.len() - 1])
+                    .or(many.last())
             }
         };
-        let base = self.group_of[destination.service as usize] as usize;
-        let group_index = base + destination.subset.map_or(0, |s| s as usize + 1);
+        let destination = destination.map(|d| {
+            let base = self.group_of[d.service as usize] as usize;
+            let group_index = base + d.subset.map_or(0, |s| s as usize + 1);
+            Destination {
+                group_index,
+                group: &self.groups[group_index],
+            }
+        });
         Ok(Decision {
-            group_index,
-            group: &self.groups[group_index],
+            rule: RuleRef {
+                table,
+                rule: index as u32,
+            },
+            actions: &compiled[index].actions,
+            matched_prefix,
+            destination,
         })
     }
 
@@ -273,23 +461,117 @@ impl RouteState {
     }
 }
 
-fn matches(m: &RequestMatch, request: &RequestView<'_, '_>) -> bool {
-    let path_ok = match &m.path {
-        None => true,
-        Some(PathMatch::Exact(p)) => request.path == p,
-        Some(PathMatch::Prefix(p)) => request.path.starts_with(p.as_str()),
-        Some(PathMatch::Regex(_)) => false,
-    };
-    path_ok
-        && m.headers.iter().all(|want| {
-            let spec::ValueMatch::Exact(exact) = &want.value else {
-                return false;
-            };
-            request
+impl Match {
+    /// Whether every condition holds; `Some(covered)` if so, where `covered` is how much of
+    /// the path a prefix or exact condition matched.
+    fn holds(&self, request: &RequestView<'_, '_>) -> Option<Option<usize>> {
+        let covered = match &self.path {
+            None => None,
+            Some(PathCond::Exact(p)) => (request.path == &**p).then_some(Some(p.len()))?,
+            Some(PathCond::Prefix(p)) => request.path.starts_with(&**p).then_some(Some(p.len()))?,
+            Some(PathCond::Regex(re)) => re.is_match(request.path.as_bytes()).then_some(None)?,
+        };
+        let method_ok = self
+            .method
+            .as_ref()
+            .is_none_or(|m| m.holds_for(std::iter::once(request.method.as_bytes())));
+        let headers_ok = self.headers.iter().all(|(name, cond)| {
+            let values = request
                 .headers
                 .iter()
-                .any(|h| h.name.eq_ignore_ascii_case(&want.name) && h.value == exact.as_bytes())
-        })
+                .filter(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value);
+            cond.holds_for(values)
+        });
+        let query_ok = self
+            .query
+            .iter()
+            .all(|(name, cond)| query_holds(request.query, name, cond));
+        (method_ok && headers_ok && query_ok).then_some(covered)
+    }
+}
+
+impl ValueCond {
+    /// Whether the condition holds for an attribute with these values (several headers of
+    /// one name: any value matching counts).
+    fn holds_for<'v>(&self, mut values: impl Iterator<Item = &'v [u8]>) -> bool {
+        match self {
+            Self::Present => values.next().is_some(),
+            Self::Absent => values.next().is_none(),
+            _ => values.any(|v| self.accepts(v)),
+        }
+    }
+
+    /// Whether one value satisfies an Exact, Prefix or Regex condition.
+    fn accepts(&self, value: &[u8]) -> bool {
+        match self {
+            Self::Exact(want) => value == &**want,
+            Self::Prefix(want) => value.starts_with(want),
+            Self::Regex(re) => re.is_match(value),
+            Self::Present => true,
+            Self::Absent => false,
+        }
+    }
+}
+
+/// Whether the query parameter `name` satisfies `cond`. Names and values are compared after
+/// percent-decoding (`+` is left as is); a parameter without `=` has the empty value.
+fn query_holds(query: &str, name: &str, cond: &ValueCond) -> bool {
+    let mut seen = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !percent_decoded(key.as_bytes()).eq(name.bytes()) {
+            continue;
+        }
+        seen = true;
+        let accepted = match cond {
+            ValueCond::Present => return true,
+            ValueCond::Absent => return false,
+            _ => with_decoded(value.as_bytes(), |v| cond.accepts(v)),
+        };
+        if accepted {
+            return true;
+        }
+    }
+    matches!(cond, ValueCond::Absent) && !seen
+}
+
+/// Runs `f` on the percent-decoded `raw`: on `raw` itself when it has no `%` (the common case),
+/// else on a copy decoded into a stack buffer, so matching never allocates.
+fn with_decoded<R>(raw: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    if !raw.contains(&b'%') {
+        return f(raw);
+    }
+    let mut buf = [0u8; MAX_URI_BYTES];
+    let mut len = 0;
+    for b in percent_decoded(raw) {
+        if len == buf.len() {
+            break;
+        }
+        buf[len] = b;
+        len += 1;
+    }
+    f(&buf[..len])
+}
+
+/// The bytes of `raw` with `%XX` escapes decoded; a `%` not followed by two hex digits stays.
+fn percent_decoded(raw: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let b = *raw.get(i)?;
+        if b == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (
+                raw.get(i + 1).and_then(|&c| hex(c)),
+                raw.get(i + 2).and_then(|&c| hex(c)),
+            ) {
+                i += 3;
+                return Some((hi * 16 + lo) as u8);
+            }
+        }
+        i += 1;
+        Some(b)
+    })
 }
 
 #[cfg(test)]

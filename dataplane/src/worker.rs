@@ -77,11 +77,24 @@ pub enum WorkerEvent {
     Stopped { index: usize, unfinished: usize },
 }
 
+/// A route state installed on one core. A request clones the `Rc` (a plain count) to keep the
+/// state it routed with across a reload, rather than touching the `Arc`'s atomic count.
+#[derive(Debug)]
+pub struct Installed(pub Arc<RouteState>);
+
+impl std::ops::Deref for Installed {
+    type Target = RouteState;
+
+    fn deref(&self) -> &RouteState {
+        &self.0
+    }
+}
+
 /// State one core's tasks share (`Rc`, never crossing threads).
 #[derive(Debug)]
 pub struct Core {
     /// Route state in force; replaced whole on reload.
-    pub routes: RefCell<Arc<RouteState>>,
+    pub routes: RefCell<Rc<Installed>>,
     /// Round-robin cursor per endpoint group.
     pub round_robin: RefCell<Vec<u32>>,
     /// Idle upstream connections.
@@ -163,7 +176,7 @@ async fn serve(
 ) -> io::Result<()> {
     let groups = spec.routes.group_count();
     let core = Rc::new(Core {
-        routes: RefCell::new(spec.routes),
+        routes: RefCell::new(Rc::new(Installed(spec.routes))),
         round_robin: RefCell::new(vec![0; groups]),
         pool: Pool::default(),
         drain: Drain::default(),
@@ -235,7 +248,7 @@ impl Core {
         let endpoints = routes.endpoint_addresses();
         self.pool.retain(|addr| endpoints.contains(addr));
         *self.round_robin.borrow_mut() = vec![0; routes.group_count()];
-        *self.routes.borrow_mut() = routes;
+        *self.routes.borrow_mut() = Rc::new(Installed(routes));
     }
 }
 

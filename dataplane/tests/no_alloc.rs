@@ -1,4 +1,5 @@
-//! The request path's pure phases (parse, route, rewrite) allocate nothing once warm: DESIGN.md
+//! The request path's pure phases (parse, route with regex/method/header/query matches, head
+//! rewrite with a rule's header edits and prefix rewrite) allocate nothing once warm: DESIGN.md
 //! budgets zero heap allocations per request. The IO phases reuse per-connection buffers and
 //! are measured end to end with valgrind's dhat (benches/RESULTS.md).
 
@@ -7,7 +8,8 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use dataplane::http1::head::{parse_request, parse_response, MAX_HEADERS};
+use dataplane::actions::NO_EDITS;
+use dataplane::http1::head::{parse_request, parse_response, RequestEdits, MAX_HEADERS};
 use dataplane::routing::{RequestView, RouteState};
 use spec::*;
 
@@ -41,6 +43,63 @@ static GLOBAL: Counting = Counting;
 
 fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
+}
+
+fn header(name: &str, value: &str) -> HeaderValue {
+    HeaderValue {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+/// A rule that matches by regex, method, header forms and query, and edits both heads and the
+/// path: everything the request path does for it must stay allocation-free too.
+fn edit_rule() -> RouteRule {
+    RouteRule {
+        name: "edits".into(),
+        matches: vec![RequestMatch {
+            path: Some(PathMatch::Prefix("/edit".into())),
+            method: Some(ValueMatch::Regex("P(OST|UT)".into())),
+            headers: vec![
+                HeaderMatch {
+                    name: "x-user".into(),
+                    value: ValueMatch::Regex("[a-z]+".into()),
+                },
+                HeaderMatch {
+                    name: "x-absent".into(),
+                    value: ValueMatch::Absent,
+                },
+            ],
+            query: vec![QueryMatch {
+                name: "name".into(),
+                value: ValueMatch::Exact("a b".into()),
+            }],
+        }],
+        destinations: vec![WeightedDestination {
+            service: 0,
+            subset: Some(1),
+            weight: 100,
+        }],
+        headers: HeaderOps {
+            request: HeaderEdits {
+                set: vec![header("x-user", "b")],
+                add: vec![header("x-added", "1")],
+                remove: vec!["connection".into(), "x-drop".into()],
+            },
+            response: HeaderEdits {
+                set: vec![header("server", "mesh")],
+                add: vec![header("x-served-by", "meshd")],
+                remove: vec![],
+            },
+        },
+        rewrite: Some(Rewrite {
+            path_prefix: Some("/v2".into()),
+            path_regex: None,
+            authority: Some("reviews.internal".into()),
+        }),
+        timeout_ms: Some(500),
+        ..RouteRule::default()
+    }
 }
 
 fn routes() -> RouteState {
@@ -78,39 +137,42 @@ fn routes() -> RouteState {
         }],
         routes: vec![RouteTable {
             service: 0,
-            rules: vec![RouteRule {
-                timeout_ms: Default::default(),
-                retries: Default::default(),
-                fault: Default::default(),
-                headers: Default::default(),
-                rewrite: Default::default(),
-                redirect: Default::default(),
-                mirror: Default::default(),
-                rate_limit: Default::default(),
-                name: "split".into(),
-                matches: vec![RequestMatch {
-                    method: Default::default(),
-                    query: Default::default(),
-                    path: Some(PathMatch::Prefix("/".into())),
-                    headers: vec![HeaderMatch {
-                        name: "x-user".into(),
-                        value: spec::ValueMatch::Exact("a".into()),
+            rules: vec![
+                edit_rule(),
+                RouteRule {
+                    timeout_ms: Default::default(),
+                    retries: Default::default(),
+                    fault: Default::default(),
+                    headers: Default::default(),
+                    rewrite: Default::default(),
+                    redirect: Default::default(),
+                    mirror: Default::default(),
+                    rate_limit: Default::default(),
+                    name: "split".into(),
+                    matches: vec![RequestMatch {
+                        method: Default::default(),
+                        query: Default::default(),
+                        path: Some(PathMatch::Prefix("/".into())),
+                        headers: vec![HeaderMatch {
+                            name: "x-user".into(),
+                            value: spec::ValueMatch::Exact("a".into()),
+                        }],
                     }],
-                }],
-                destinations: vec![
-                    WeightedDestination {
-                        service: 0,
-                        subset: Some(0),
-                        weight: 90,
-                    },
-                    WeightedDestination {
-                        service: 0,
-                        subset: Some(1),
-                        weight: 10,
-                    },
-                ],
-                source: SourceLocation::default(),
-            }],
+                    destinations: vec![
+                        WeightedDestination {
+                            service: 0,
+                            subset: Some(0),
+                            weight: 90,
+                        },
+                        WeightedDestination {
+                            service: 0,
+                            subset: Some(1),
+                            weight: 10,
+                        },
+                    ],
+                    source: SourceLocation::default(),
+                },
+            ],
         }],
         hosts: vec![HostEntry {
             host: "reviews".into(),
@@ -136,10 +198,12 @@ fn parse_route_and_rewrite_allocate_nothing_when_warm() {
             host: head.host,
             port: head.port,
             path: head.path,
+            method: head.method,
+            query: head.query,
             headers: head.headers,
         };
         let decision = routes.route(&view, || 42).unwrap();
-        assert_eq!(decision.group.name, "reviews/v1");
+        assert_eq!(decision.destination.unwrap().group.name, "reviews/v1");
         request_out.clear();
         head.write_forwarded(&mut request_out);
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -155,4 +219,61 @@ fn parse_route_and_rewrite_allocate_nothing_when_warm() {
         one_request();
     }
     assert_eq!(allocations() - before, 0, "the request path allocated");
+}
+
+#[test]
+fn matching_and_header_edits_allocate_nothing_when_warm() {
+    let routes = routes();
+    let request = b"PUT /edit/item?name=a%20b&x=1 HTTP/1.1\r\nHost: reviews\r\nX-User: abc\r\n\
+                    X-Drop: 1\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
+    let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: x\r\n\r\nok";
+    let mut request_out = Vec::with_capacity(4096);
+    let mut response_out = Vec::with_capacity(4096);
+    let mut one_request = || {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = parse_request(request, &mut headers).unwrap().unwrap();
+        let view = RequestView {
+            host: head.host,
+            port: head.port,
+            path: head.path,
+            method: head.method,
+            query: head.query,
+            headers: head.headers,
+        };
+        let decision = routes.route(&view, || 42).unwrap();
+        assert_eq!(decision.destination.unwrap().group.name, "reviews/v2");
+        let actions = decision.actions;
+        let write_path = |out: &mut Vec<u8>| {
+            if let Some(rewrite) = &actions.path {
+                rewrite.write(head.path, decision.matched_prefix, out);
+            }
+        };
+        request_out.clear();
+        head.write_edited(
+            &mut request_out,
+            &RequestEdits {
+                path: Some(&write_path),
+                authority: actions.authority.as_deref(),
+                headers: &actions.request_headers,
+            },
+        );
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = parse_response(response, &mut headers, "PUT")
+            .unwrap()
+            .unwrap();
+        response_out.clear();
+        head.write_edited(&mut response_out, false, &actions.response_headers);
+        head.write_edited(&mut response_out, false, &NO_EDITS);
+    };
+    one_request();
+    let before = allocations();
+    for _ in 0..1000 {
+        one_request();
+    }
+    assert_eq!(allocations() - before, 0, "the request path allocated");
+    assert_eq!(
+        String::from_utf8_lossy(&request_out),
+        "PUT /v2/item?name=a%20b&x=1 HTTP/1.1\r\nhost: reviews.internal\r\n\
+         Content-Length: 0\r\nx-user: b\r\nx-added: 1\r\n\r\n"
+    );
 }

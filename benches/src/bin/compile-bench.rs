@@ -98,6 +98,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             host: &host,
             port: None,
             path: &path,
+            method: "GET",
+            query: "",
             headers: &[],
         };
         if routes.route(&view, || 0).is_ok() {

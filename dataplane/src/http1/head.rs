@@ -2,6 +2,9 @@
 //! smuggle, and write the forwarded head from the original bytes minus hop-by-hop headers.
 
 use httparse::Header;
+use spec::HeaderEdits;
+
+use crate::actions::{edited_away, write_added, NO_EDITS};
 
 /// Most headers a request or response head may carry.
 pub const MAX_HEADERS: usize = 100;
@@ -76,6 +79,8 @@ pub struct RequestHead<'b, 'h> {
     pub target: &'b str,
     /// Path without the query string.
     pub path: &'b str,
+    /// Query string without the `?`; empty when there is none.
+    pub query: &'b str,
     /// Host from the Host header or an absolute-form target, without port.
     pub host: &'b str,
     /// Port from the host, if given.
@@ -202,15 +207,16 @@ pub fn parse_request<'b, 'h>(
     } else {
         !connection.close
     };
-    let path = match target.split_once('?') {
-        Some(("", _)) => "/",
-        Some((path, _)) => path,
-        None => target,
+    let (path, query) = match target.split_once('?') {
+        Some(("", query)) => ("/", query),
+        Some((path, query)) => (path, query),
+        None => (target, ""),
     };
     Ok(Some(RequestHead {
         method,
         target,
         path,
+        query,
         host,
         port,
         minor_version,
@@ -297,45 +303,128 @@ pub fn parse_response<'b, 'h>(
     }))
 }
 
+/// Writes a rewritten path into the forwarded head.
+pub type PathWriter<'e> = &'e dyn Fn(&mut Vec<u8>);
+
+/// Changes a route rule makes to a forwarded request head, beyond hop-by-hop filtering.
+#[derive(Clone, Copy)]
+pub struct RequestEdits<'e> {
+    /// Writes the new path (without the query, which is kept) in place of the original.
+    pub path: Option<PathWriter<'e>>,
+    /// Replaces the Host header.
+    pub authority: Option<&'e str>,
+    /// Header removals, replacements and additions (never framing, hop-by-hop or Host).
+    pub headers: &'e HeaderEdits,
+}
+
+impl std::fmt::Debug for RequestEdits<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestEdits")
+            .field("path", &self.path.map(|_| "<path writer>"))
+            .field("authority", &self.authority)
+            .field("headers", self.headers)
+            .finish()
+    }
+}
+
 impl RequestHead<'_, '_> {
     /// Writes the head to forward upstream: HTTP/1.1, hop-by-hop headers removed, keep-alive.
     pub fn write_forwarded(&self, out: &mut Vec<u8>) {
+        self.write_edited(
+            out,
+            &RequestEdits {
+                path: None,
+                authority: None,
+                headers: &NO_EDITS,
+            },
+        );
+    }
+
+    /// Like [`RequestHead::write_forwarded`], with a rule's edits applied.
+    pub fn write_edited(&self, out: &mut Vec<u8>, edits: &RequestEdits<'_>) {
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
-        if self.target.starts_with('?') {
-            // "http://host?q" in absolute form is "/?q" in origin form.
-            out.push(b'/');
+        match edits.path {
+            None => {
+                if self.target.starts_with('?') {
+                    // "http://host?q" in absolute form is "/?q" in origin form.
+                    out.push(b'/');
+                }
+                out.extend_from_slice(self.target.as_bytes());
+            }
+            Some(write_path) => {
+                write_path(out);
+                if let Some(i) = self.target.find('?') {
+                    out.extend_from_slice(&self.target.as_bytes()[i..]);
+                }
+            }
         }
-        out.extend_from_slice(self.target.as_bytes());
         // A 1.0 client cannot read chunked responses: ask the upstream for 1.0 framing too.
         out.extend_from_slice(if self.minor_version == 0 {
             b" HTTP/1.0\r\n"
         } else {
             b" HTTP/1.1\r\n"
         });
-        if self.absolute_form || self.host.is_empty() {
+        let host_rewritten = self.absolute_form || edits.authority.is_some();
+        // Checked once: the plain path pays nothing per header for edits it does not have.
+        let replaces = removes_or_sets(edits.headers);
+        if let Some(authority) = edits.authority {
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(authority.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        } else if self.absolute_form || self.host.is_empty() {
             out.extend_from_slice(b"host: ");
             out.extend_from_slice(self.host.as_bytes());
             if let Some(port) = self.port {
-                out.extend_from_slice(format!(":{port}").as_bytes());
+                write_port(out, port);
             }
             out.extend_from_slice(b"\r\n");
         }
         for h in self.headers {
-            let host_rewritten = self.absolute_form && h.name.eq_ignore_ascii_case("host");
-            if host_rewritten
+            if (host_rewritten && h.name.eq_ignore_ascii_case("host"))
                 || is_hop_by_hop(h.name, self.headers)
                 || h.name.eq_ignore_ascii_case("expect")
+                || (replaces && edited_away(h.name, edits.headers))
             {
                 continue;
             }
             write_header(out, h);
+        }
+        if adds_or_sets(edits.headers) {
+            write_added(out, edits.headers);
         }
         if self.upgrade {
             write_upgrade(out, self.headers);
         }
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Whether `edits` drops or replaces any header the message carries.
+fn removes_or_sets(edits: &HeaderEdits) -> bool {
+    !edits.remove.is_empty() || !edits.set.is_empty()
+}
+
+/// Whether `edits` writes any header of its own.
+fn adds_or_sets(edits: &HeaderEdits) -> bool {
+    !edits.add.is_empty() || !edits.set.is_empty()
+}
+
+/// Writes `:port` without allocating.
+fn write_port(out: &mut Vec<u8>, port: u16) {
+    out.push(b':');
+    let mut digits = [0u8; 5];
+    let mut n = port;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Re-adds the protocol switch that hop-by-hop filtering removed: the Upgrade header(s) as
@@ -353,6 +442,12 @@ fn write_upgrade(out: &mut Vec<u8>, headers: &[Header<'_>]) {
 impl ResponseHead<'_, '_> {
     /// Writes the head to return downstream; `close` adds `connection: close`.
     pub fn write_forwarded(&self, out: &mut Vec<u8>, close: bool) {
+        self.write_edited(out, close, &NO_EDITS);
+    }
+
+    /// Like [`ResponseHead::write_forwarded`], with a rule's response header edits applied.
+    pub fn write_edited(&self, out: &mut Vec<u8>, close: bool, edits: &HeaderEdits) {
+        let replaces = removes_or_sets(edits);
         out.extend_from_slice(b"HTTP/1.1 ");
         // httparse guarantees three digits; written by hand so the hot path never allocates.
         let status = self.status.min(999);
@@ -369,9 +464,15 @@ impl ResponseHead<'_, '_> {
             // (RFC 9112 §6.2): it would desync anything that trusts it.
             let stale_length =
                 self.transfer_encoding && h.name.eq_ignore_ascii_case("content-length");
-            if !stale_length && !is_hop_by_hop(h.name, self.headers) {
+            if !stale_length
+                && !is_hop_by_hop(h.name, self.headers)
+                && (!replaces || !edited_away(h.name, edits))
+            {
                 write_header(out, h);
             }
+        }
+        if adds_or_sets(edits) {
+            write_added(out, edits);
         }
         if self.status == 101 {
             write_upgrade(out, self.headers);

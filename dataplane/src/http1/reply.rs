@@ -22,13 +22,15 @@ pub enum LocalReply {
     Draining,
     /// 503: this core already holds its maximum of downstream connections.
     Overloaded,
+    /// The rule's fault injection aborted the request with this status.
+    FaultAbort { status: u16 },
 }
 
 impl LocalReply {
     /// Status code.
     pub fn status(self) -> u16 {
         match self {
-            Self::BadRequest { status } => status,
+            Self::BadRequest { status } | Self::FaultAbort { status } => status,
             Self::NoRoute => 404,
             Self::NoHealthyUpstream
             | Self::ConnectFailure
@@ -52,6 +54,7 @@ impl LocalReply {
             Self::UpstreamTimeout => "UT",
             Self::Draining => "DR",
             Self::Overloaded => "DO",
+            Self::FaultAbort { .. } => "FI",
         }
     }
 
@@ -68,6 +71,7 @@ impl LocalReply {
             Self::UpstreamTimeout => "upstream request timeout",
             Self::Draining => "sidecar draining",
             Self::Overloaded => "sidecar overloaded",
+            Self::FaultAbort { .. } => "fault filter abort",
         };
         let body_len = summary.len() + 2 + detail.len() + 1;
         let status = self.status();
@@ -82,10 +86,32 @@ impl LocalReply {
     }
 }
 
+/// Writes a redirect answered by the sidecar: `status`, `location`, no body.
+pub fn write_redirect(out: &mut Vec<u8>, status: u16, location: &[u8], close: bool) {
+    use std::io::Write as _;
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\nlocation: ", reason(status));
+    out.extend_from_slice(location);
+    out.extend_from_slice(b"\r\ncontent-length: 0\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 fn reason(status: u16) -> &'static str {
     match status {
+        200 => "OK",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
         408 => "Request Timeout",
         414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
@@ -111,5 +137,26 @@ mod tests {
         assert!(head.contains("x-ringmesh-flag: UH"));
         assert!(head.contains(&format!("content-length: {}", body.len())));
         assert_eq!(body, "no healthy upstream: reviews/v3 has no endpoints\n");
+    }
+
+    #[test]
+    fn fault_abort_answers_its_status_with_flag_fi() {
+        let mut out = Vec::new();
+        LocalReply::FaultAbort { status: 418 }.write(&mut out, "rule r", true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 418 Error\r\n"), "{text}");
+        assert!(text.contains("x-ringmesh-flag: FI\r\n"));
+        assert!(text.contains("connection: close\r\n"));
+    }
+
+    #[test]
+    fn redirect_has_location_and_empty_body() {
+        let mut out = Vec::new();
+        write_redirect(&mut out, 301, b"https://a/b?c", false);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 301 Moved Permanently\r\nlocation: https://a/b?c\r\n\
+              content-length: 0\r\n\r\n"
+        );
     }
 }

@@ -142,9 +142,13 @@ fn route<'s>(
         host,
         port: None,
         path,
+        method: "GET",
+        query: "",
         headers,
     };
-    state.route(&view, || draw).map(|d| d.group.name.as_str())
+    state
+        .route(&view, || draw)
+        .map(|d| d.destination.unwrap().group.name.as_str())
 }
 
 #[test]
@@ -236,4 +240,288 @@ fn weighted_schedule_visits_each_endpoint_by_weight_and_spreads_them() {
         "scaled, every endpoint kept"
     );
     assert_eq!(weighted_schedule(&[]), Vec::<u32>::new());
+}
+
+/// The `reviews` snapshot with its rules replaced by `rules`.
+fn with_rules(rules: Vec<RouteRule>) -> Snapshot {
+    let mut s = snapshot();
+    s.routes[0].rules = rules;
+    s
+}
+
+/// A rule `name` with one match alternative, to subset v1.
+fn rule(name: &str, m: RequestMatch) -> RouteRule {
+    RouteRule {
+        name: name.into(),
+        matches: vec![m],
+        destinations: vec![WeightedDestination {
+            service: 0,
+            subset: Some(0),
+            weight: 100,
+        }],
+        ..RouteRule::default()
+    }
+}
+
+/// Which rule a request matches, and how much path its prefix or exact condition covered.
+fn matched(
+    state: &RouteState,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+) -> Option<(String, Option<usize>)> {
+    let headers: Vec<httparse::Header<'_>> = headers
+        .iter()
+        .map(|(name, value)| httparse::Header {
+            name,
+            value: value.as_bytes(),
+        })
+        .collect();
+    let view = RequestView {
+        host: "reviews",
+        port: None,
+        path,
+        method,
+        query,
+        headers: &headers,
+    };
+    let decision = state.route(&view, || 0).ok()?;
+    let name = state.snapshot.routes[0].rules[decision.rule.rule as usize]
+        .name
+        .clone();
+    Some((name, decision.matched_prefix))
+}
+
+fn state(rules: Vec<RouteRule>) -> RouteState {
+    RouteState::new(with_rules(rules), String::new(), None).unwrap()
+}
+
+#[test]
+fn path_regex_matches_the_whole_path_only() {
+    let state = state(vec![rule(
+        "re",
+        RequestMatch {
+            path: Some(PathMatch::Regex("/users/[0-9]+".into())),
+            ..RequestMatch::default()
+        },
+    )]);
+    assert_eq!(
+        matched(&state, "GET", "/users/42", "", &[]),
+        Some(("re".into(), None))
+    );
+    assert_eq!(matched(&state, "GET", "/users/42/x", "", &[]), None);
+    assert_eq!(matched(&state, "GET", "/x/users/42", "", &[]), None);
+}
+
+#[test]
+fn prefix_and_exact_report_what_they_covered() {
+    let state = state(vec![
+        rule(
+            "exact",
+            RequestMatch {
+                path: Some(PathMatch::Exact("/a".into())),
+                ..RequestMatch::default()
+            },
+        ),
+        rule(
+            "prefix",
+            RequestMatch {
+                path: Some(PathMatch::Prefix("/api".into())),
+                ..RequestMatch::default()
+            },
+        ),
+    ]);
+    assert_eq!(
+        matched(&state, "GET", "/a", "", &[]),
+        Some(("exact".into(), Some(2)))
+    );
+    assert_eq!(
+        matched(&state, "GET", "/api/x", "", &[]),
+        Some(("prefix".into(), Some(4)))
+    );
+}
+
+#[test]
+fn method_matches_exact_prefix_and_regex() {
+    let by_method = |name: &str, value: ValueMatch| {
+        rule(
+            name,
+            RequestMatch {
+                method: Some(value),
+                ..RequestMatch::default()
+            },
+        )
+    };
+    let state = state(vec![
+        by_method("get", ValueMatch::Exact("GET".into())),
+        by_method("p", ValueMatch::Prefix("P".into())),
+        by_method("re", ValueMatch::Regex("DEL.*|OPTIONS".into())),
+    ]);
+    let rule_for = |method| matched(&state, method, "/", "", &[]).map(|(n, _)| n);
+    assert_eq!(rule_for("GET").as_deref(), Some("get"));
+    assert_eq!(rule_for("POST").as_deref(), Some("p"));
+    assert_eq!(rule_for("PUT").as_deref(), Some("p"));
+    assert_eq!(rule_for("DELETE").as_deref(), Some("re"));
+    assert_eq!(rule_for("OPTIONS").as_deref(), Some("re"));
+    assert_eq!(rule_for("HEAD"), None);
+    assert_eq!(rule_for("get"), None, "methods are case-sensitive");
+}
+
+#[test]
+fn header_forms_and_repeated_headers() {
+    let by_header = |name: &str, header: &str, value: ValueMatch| {
+        rule(
+            name,
+            RequestMatch {
+                headers: vec![HeaderMatch {
+                    name: header.into(),
+                    value,
+                }],
+                ..RequestMatch::default()
+            },
+        )
+    };
+    let state = state(vec![
+        by_header("exact", "x-a", ValueMatch::Exact("1".into())),
+        by_header("prefix", "x-b", ValueMatch::Prefix("pre".into())),
+        by_header("regex", "x-c", ValueMatch::Regex("v[0-9]+".into())),
+        by_header("present", "x-d", ValueMatch::Present),
+        by_header("absent", "x-e", ValueMatch::Absent),
+    ]);
+    let rule_for = |headers: &[(&str, &str)]| matched(&state, "GET", "/", "", headers);
+    let name = |headers: &[(&str, &str)]| rule_for(headers).map(|(n, _)| n);
+    // x-e is absent from every request below unless given, so "absent" catches the rest.
+    assert_eq!(name(&[("X-A", "1")]).as_deref(), Some("exact"));
+    assert_eq!(
+        name(&[("x-a", "2"), ("x-a", "1")]).as_deref(),
+        Some("exact"),
+        "any of several values counts"
+    );
+    assert_eq!(name(&[("x-b", "prefixed")]).as_deref(), Some("prefix"));
+    assert_eq!(name(&[("x-c", "v12")]).as_deref(), Some("regex"));
+    assert_eq!(
+        name(&[("x-c", "v12x")]).as_deref(),
+        Some("absent"),
+        "regexes are anchored"
+    );
+    assert_eq!(name(&[("x-d", "")]).as_deref(), Some("present"));
+    assert_eq!(name(&[]).as_deref(), Some("absent"));
+    assert_eq!(name(&[("x-e", "anything")]), None);
+}
+
+#[test]
+fn query_parameters_are_percent_decoded() {
+    let by_query = |name: &str, param: &str, value: ValueMatch| {
+        rule(
+            name,
+            RequestMatch {
+                query: vec![QueryMatch {
+                    name: param.into(),
+                    value,
+                }],
+                ..RequestMatch::default()
+            },
+        )
+    };
+    let state = state(vec![
+        by_query("exact", "user", ValueMatch::Exact("jane doe".into())),
+        by_query("prefix", "p", ValueMatch::Prefix("ab".into())),
+        by_query("regex", "id", ValueMatch::Regex("[0-9]{3}".into())),
+        by_query("present", "debug", ValueMatch::Present),
+        by_query("absent", "skip", ValueMatch::Absent),
+    ]);
+    let name = |query: &str| matched(&state, "GET", "/", query, &[]).map(|(n, _)| n);
+    assert_eq!(name("user=jane%20doe").as_deref(), Some("exact"));
+    assert_eq!(name("x=1&us%65r=jane%20doe").as_deref(), Some("exact"));
+    assert_eq!(name("user=jane+doe").as_deref(), Some("absent"));
+    assert_eq!(name("p=abc&p=zz").as_deref(), Some("prefix"));
+    assert_eq!(name("p=zz&p=abc").as_deref(), Some("prefix"));
+    assert_eq!(name("id=123").as_deref(), Some("regex"));
+    assert_eq!(name("id=1234").as_deref(), Some("absent"));
+    assert_eq!(name("debug").as_deref(), Some("present"));
+    assert_eq!(name("debug=").as_deref(), Some("present"));
+    assert_eq!(name("skip=1"), None);
+    assert_eq!(name("").as_deref(), Some("absent"));
+    assert_eq!(
+        name("id=%3").as_deref(),
+        Some("absent"),
+        "a bad escape stays"
+    );
+}
+
+#[test]
+fn all_conditions_of_a_match_must_hold() {
+    let state = state(vec![rule(
+        "all",
+        RequestMatch {
+            path: Some(PathMatch::Prefix("/api".into())),
+            method: Some(ValueMatch::Exact("POST".into())),
+            headers: vec![HeaderMatch {
+                name: "x-a".into(),
+                value: ValueMatch::Present,
+            }],
+            query: vec![QueryMatch {
+                name: "v".into(),
+                value: ValueMatch::Exact("2".into()),
+            }],
+        },
+    )]);
+    let h = [("x-a", "1")];
+    assert!(matched(&state, "POST", "/api", "v=2", &h).is_some());
+    assert!(matched(&state, "GET", "/api", "v=2", &h).is_none());
+    assert!(matched(&state, "POST", "/other", "v=2", &h).is_none());
+    assert!(matched(&state, "POST", "/api", "v=3", &h).is_none());
+    assert!(matched(&state, "POST", "/api", "v=2", &[]).is_none());
+}
+
+#[test]
+fn a_bad_regex_refuses_the_snapshot_naming_rule_and_match() {
+    let bad = |m: RequestMatch| {
+        RouteState::new(with_rules(vec![rule("broken", m)]), String::new(), None)
+            .unwrap_err()
+            .to_string()
+    };
+    let path = bad(RequestMatch {
+        path: Some(PathMatch::Regex("(".into())),
+        ..RequestMatch::default()
+    });
+    assert!(
+        path.starts_with("rule reviews/broken: invalid regex \"(\" in the path match"),
+        "{path}"
+    );
+    let header = bad(RequestMatch {
+        headers: vec![HeaderMatch {
+            name: "x-a".into(),
+            value: ValueMatch::Regex("[".into()),
+        }],
+        ..RequestMatch::default()
+    });
+    assert!(header.contains("in the header \"x-a\" match"), "{header}");
+}
+
+#[test]
+fn a_redirect_rule_routes_without_a_destination() {
+    let state = state(vec![RouteRule {
+        name: "moved".into(),
+        redirect: Some(Redirect {
+            scheme: None,
+            authority: None,
+            port: None,
+            path: Some("/new".into()),
+            status: 301,
+        }),
+        ..RouteRule::default()
+    }]);
+    let view = RequestView {
+        host: "reviews",
+        port: None,
+        path: "/",
+        method: "GET",
+        query: "",
+        headers: &[],
+    };
+    let decision = state.route(&view, || 0).unwrap();
+    assert!(decision.destination.is_none());
+    assert_eq!(decision.actions.redirect.as_ref().unwrap().status, 301);
 }

@@ -240,3 +240,65 @@ fn forwards_an_upgrade_request_with_its_upgrade_headers() {
     assert!(!parse_request(stray, &mut headers).unwrap().unwrap().upgrade);
     assert_eq!(forwarded(stray), "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
 }
+
+fn value(name: &str, value: &str) -> spec::HeaderValue {
+    spec::HeaderValue {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+#[test]
+fn request_edits_remove_set_add_in_order_and_keep_the_query() {
+    let raw = b"GET http://shop:8080/old/x?q=1&r HTTP/1.1\r\nHost: ignored\r\nX-Keep: k\r\n\
+                X-Gone: g\r\nX-Set: old1\r\nx-set: old2\r\nContent-Length: 0\r\n\r\n";
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let head = parse_request(raw, &mut headers).unwrap().unwrap();
+    assert_eq!(head.query, "q=1&r");
+    let edits = HeaderEdits {
+        set: vec![value("x-set", "new")],
+        add: vec![value("x-add", "a"), value("x-keep", "k2")],
+        remove: vec!["x-gone".into()],
+    };
+    let write_path = |out: &mut Vec<u8>| out.extend_from_slice(b"/new/x");
+    let mut out = Vec::new();
+    head.write_edited(
+        &mut out,
+        &RequestEdits {
+            path: Some(&write_path),
+            authority: Some("backend:81"),
+            headers: &edits,
+        },
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "GET /new/x?q=1&r HTTP/1.1\r\nhost: backend:81\r\nX-Keep: k\r\nContent-Length: 0\r\n\
+         x-set: new\r\nx-add: a\r\nx-keep: k2\r\n\r\n"
+    );
+    // Without edits the absolute form still gets its Host written (port included).
+    let mut out = Vec::new();
+    head.write_forwarded(&mut out);
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .starts_with("GET /old/x?q=1&r HTTP/1.1\r\nhost: shop:8080\r\n"));
+}
+
+#[test]
+fn response_edits_apply_to_the_returned_head() {
+    let raw =
+        b"HTTP/1.1 200 OK\r\nServer: origin\r\nX-Internal: secret\r\nContent-Length: 2\r\n\r\nok";
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let head = parse_response(raw, &mut headers, "GET").unwrap().unwrap();
+    let edits = HeaderEdits {
+        set: vec![value("server", "mesh")],
+        add: vec![value("x-mesh", "1")],
+        remove: vec!["x-internal".into()],
+    };
+    let mut out = Vec::new();
+    head.write_edited(&mut out, true, &edits);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nserver: mesh\r\nx-mesh: 1\r\n\
+         connection: close\r\n\r\n"
+    );
+}

@@ -1,0 +1,205 @@
+use spec::*;
+
+use super::*;
+
+fn rewrite_prefix(to: &str, path: &str, matched: Option<usize>) -> String {
+    let mut out = Vec::new();
+    PathRewrite::Prefix(to.into()).write(path, matched, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn prefix_rewrite_replaces_the_matched_prefix_or_the_whole_path() {
+    assert_eq!(rewrite_prefix("/v2", "/api/users", Some(4)), "/v2/users");
+    assert_eq!(rewrite_prefix("/", "/api", Some(4)), "/");
+    assert_eq!(rewrite_prefix("/new", "/old/exact", Some(10)), "/new");
+    // A regex (or no) path match: the whole path is replaced.
+    assert_eq!(rewrite_prefix("/whole", "/a/b", None), "/whole");
+    assert_eq!(
+        rewrite_prefix("", "/api/x", Some(4)),
+        "/x",
+        "an empty result keeps a leading slash"
+    );
+}
+
+#[test]
+fn regex_rewrite_substitutes_groups_everywhere() {
+    let rewrite = PathRewrite::Regex(
+        Regex::new("^/users/([0-9]+)/(.*)$").unwrap(),
+        "/u/$1/$2".into(),
+    );
+    let mut out = Vec::new();
+    rewrite.write("/users/42/profile", None, &mut out);
+    assert_eq!(out, b"/u/42/profile");
+    let every = PathRewrite::Regex(Regex::new("a").unwrap(), "b".into());
+    out.clear();
+    every.write("/aXa", None, &mut out);
+    assert_eq!(out, b"/bXb");
+    out.clear();
+    every.write("/none", None, &mut out);
+    assert_eq!(out, b"/none", "no match keeps the path");
+}
+
+fn location(redirect: Redirect, port: Option<u16>, query: &str) -> String {
+    let source = RedirectSource {
+        host: "shop",
+        port,
+        path: "/cart",
+        query,
+    };
+    let mut out = Vec::new();
+    write_location(&redirect, source, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+fn redirect() -> Redirect {
+    Redirect {
+        scheme: None,
+        authority: None,
+        port: None,
+        path: None,
+        status: 301,
+    }
+}
+
+#[test]
+fn redirect_location_keeps_what_the_redirect_leaves_unset() {
+    assert_eq!(location(redirect(), None, ""), "http://shop/cart");
+    assert_eq!(
+        location(redirect(), Some(8080), "a=1&b"),
+        "http://shop:8080/cart?a=1&b"
+    );
+    assert_eq!(
+        location(redirect(), Some(80), ""),
+        "http://shop/cart",
+        "the default port is left out"
+    );
+    let https = Redirect {
+        scheme: Some("https".into()),
+        ..redirect()
+    };
+    assert_eq!(
+        location(https, Some(8080), "q=1"),
+        "https://shop/cart?q=1",
+        "a new scheme does not inherit the old port"
+    );
+    let moved = Redirect {
+        authority: Some("new.example".into()),
+        path: Some("/basket".into()),
+        port: Some(9443),
+        scheme: Some("https".into()),
+        status: 308,
+    };
+    assert_eq!(
+        location(moved, Some(8080), "x=%20"),
+        "https://new.example:9443/basket?x=%20"
+    );
+    let with_port = Redirect {
+        authority: Some("other:81".into()),
+        ..redirect()
+    };
+    assert_eq!(location(with_port, None, ""), "http://other:81/cart");
+}
+
+fn header(name: &str, value: &str) -> HeaderValue {
+    HeaderValue {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+#[test]
+fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
+    let rule = RouteRule {
+        name: "r".into(),
+        headers: HeaderOps {
+            request: HeaderEdits {
+                set: vec![header("x-a", "1"), header("content-length", "0")],
+                add: vec![header("x-b", "2"), header("Host", "evil")],
+                remove: vec!["x-c".into(), "transfer-encoding".into()],
+            },
+            response: HeaderEdits::default(),
+        },
+        ..RouteRule::default()
+    };
+    let actions = RuleActions::compile("svc/r".into(), &rule).unwrap();
+    assert_eq!(actions.request_headers.set, [header("x-a", "1")]);
+    assert_eq!(actions.request_headers.add, [header("x-b", "2")]);
+    assert_eq!(actions.request_headers.remove, ["x-c"]);
+    assert!(actions.edits_request());
+
+    let snapshot = Snapshot {
+        services: vec![Service {
+            name: "svc".into(),
+            namespace: "default".into(),
+            ports: vec![],
+            endpoints: vec![],
+            subsets: vec![],
+            policy: TrafficPolicy {
+                load_balancer: LoadBalancer::LeastRequest,
+                ..TrafficPolicy::default()
+            },
+            identities: vec![],
+        }],
+        routes: vec![RouteTable {
+            service: 0,
+            rules: vec![
+                rule,
+                RouteRule {
+                    name: "retrying".into(),
+                    retries: Some(RetryPolicy {
+                        attempts: 3,
+                        per_try_timeout_ms: None,
+                        retry_on: RetryOn::default(),
+                        backoff_base_ms: 25,
+                        backoff_max_ms: 250,
+                        non_idempotent: false,
+                    }),
+                    ..RouteRule::default()
+                },
+            ],
+        }],
+        hosts: vec![],
+        workloads: vec![],
+    };
+    let found = not_enforced(&snapshot, None);
+    let features: Vec<&str> = found.iter().map(|n| n.feature).collect();
+    assert_eq!(
+        features,
+        [
+            "header edits of framing, hop-by-hop or Host headers",
+            "retries",
+            "load balancers other than round robin"
+        ]
+    );
+    assert_eq!(
+        found[1].warning(),
+        "meshd: warning: snapshot uses retries (rule svc/retrying) which this meshd does not \
+         enforce yet"
+    );
+}
+
+#[test]
+fn a_bad_rewrite_regex_is_refused_with_the_rule_name() {
+    let rule = RouteRule {
+        rewrite: Some(Rewrite {
+            path_regex: Some(RegexRewrite {
+                pattern: "(".into(),
+                substitution: "x".into(),
+            }),
+            ..Rewrite::default()
+        }),
+        ..RouteRule::default()
+    };
+    let err = RuleActions::compile("svc/r".into(), &rule).unwrap_err();
+    assert!(
+        err.starts_with("rule svc/r: invalid path rewrite regex \"(\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn chance_is_exact_at_the_ends() {
+    assert!((0..1000).all(|_| chance(1_000_000)));
+    assert!((0..1000).all(|_| !chance(0)));
+}
