@@ -440,6 +440,9 @@ impl<'a> Lowerer<'a> {
                 this.patterns(file, values)
             }
         };
+        for v in w.values.iter().chain(&w.not_values) {
+            self.check_condition_value(file, &key, v);
+        }
         let values = normalise(self, &w.values);
         let not_values = normalise(self, &w.not_values);
         Some(AuthzCondition {
@@ -447,6 +450,26 @@ impl<'a> Lowerer<'a> {
             values,
             not_values,
         })
+    }
+
+    /// Ports and addresses must be what the attribute can hold: `destination.port` values are
+    /// port numbers, `source.ip` values are IP addresses or CIDR ranges.
+    fn check_condition_value(&mut self, file: FileId, key: &ConditionKey, v: &ast::Str) {
+        let (valid, help) = match key {
+            ConditionKey::DestinationPort => (
+                v.value.parse::<u16>().is_ok_and(|p| p != 0),
+                "destination.port values are port numbers, 1 to 65535",
+            ),
+            ConditionKey::SourceIp => (
+                is_ip_or_cidr(&v.value),
+                "source.ip values are IP addresses or CIDR ranges, e.g. \"10.0.0.0/8\"",
+            ),
+            _ => return,
+        };
+        if !valid {
+            let message = format!("{:?} is not a valid value for this condition", v.value);
+            self.invalid(file, v.span, message, help);
+        }
     }
 
     fn condition_key(&mut self, file: FileId, key: &ast::Str) -> Option<ConditionKey> {
@@ -725,6 +748,19 @@ fn spiffe(p: StringPattern) -> StringPattern {
         StringPattern::Prefix(s) => StringPattern::Prefix(add(s)),
         other => other,
     }
+}
+
+/// `10.0.0.1`, `::1`, `10.0.0.0/8`, `fd00::/8`.
+fn is_ip_or_cidr(text: &str) -> bool {
+    let (ip, len) = match text.split_once('/') {
+        Some((ip, len)) => (ip, Some(len)),
+        None => (text, None),
+    };
+    let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    len.is_none_or(|l| l.parse::<u8>().is_ok_and(|l| l <= max))
 }
 
 /// The literal part of a pattern.

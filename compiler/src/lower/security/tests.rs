@@ -397,6 +397,24 @@ fn reports_malformed_authorization_values() {
             ("E0145", "m.mesh:31:10".to_owned()),
         ]
     );
+    let src = with_base(
+        r#"authorization p {
+  rule {
+    when "destination.port" = "80", "0", "http"
+    when "source.ip" != "10.0.0.1", "10.0.0.0/8", "fd00::/8", "10.0.0.0/33", "host"
+  }
+}
+"#,
+    );
+    assert_eq!(
+        codes(&src),
+        [
+            ("E0144", "m.mesh:27:37".to_owned()),
+            ("E0144", "m.mesh:27:42".to_owned()),
+            ("E0144", "m.mesh:28:63".to_owned()),
+            ("E0144", "m.mesh:28:78".to_owned()),
+        ]
+    );
     let help = help(&with_base(
         "authorization p { rule { when \"source.user\" = \"a\" } }\n",
     ));
