@@ -199,6 +199,8 @@ impl<'a> Lowerer<'a> {
         let mut selected: Vec<usize> = (0..workloads.len())
             .filter(|&w| in_namespace(&workloads[w]))
             .collect();
+        // Set when a named workload was already reported: "selects nothing" would repeat it.
+        let mut reported = false;
         if let Some(names) = &target.workloads {
             let mut named = Vec::new();
             for name in names {
@@ -206,6 +208,7 @@ impl<'a> Lowerer<'a> {
                 match found {
                     Ok(w) if in_namespace(&workloads[w]) => named.push(w),
                     Ok(w) => {
+                        reported = true;
                         let message = format!(
                             "`{}` names workload `{}`, which is in namespace `{}`, not `{}`",
                             policy.name,
@@ -223,6 +226,7 @@ impl<'a> Lowerer<'a> {
                         );
                     }
                     Err(_) => {
+                        reported = true;
                         let declared: Vec<&str> = workloads.iter().map(|w| w.name).collect();
                         let help = name_help("workloads", &name.name, &declared);
                         let message = format!("unknown workload `{}`", name.name);
@@ -240,7 +244,7 @@ impl<'a> Lowerer<'a> {
                     .all(|(k, v)| workloads[w].labels.get(k) == Some(v))
             });
         }
-        if selected.is_empty() {
+        if selected.is_empty() && !reported {
             let scope = match namespace {
                 Some(ns) => format!("namespace `{ns}`"),
                 None => "the mesh".to_owned(),
@@ -441,7 +445,7 @@ impl<'a> Lowerer<'a> {
             }
         };
         for v in w.values.iter().chain(&w.not_values) {
-            self.check_condition_value(file, &key, v);
+            self.check_condition_value(file, &key, &w.key.value, v);
         }
         let values = normalise(self, &w.values);
         let not_values = normalise(self, &w.not_values);
@@ -454,7 +458,13 @@ impl<'a> Lowerer<'a> {
 
     /// Ports and addresses must be what the attribute can hold: `destination.port` values are
     /// port numbers, `source.ip` values are IP addresses or CIDR ranges.
-    fn check_condition_value(&mut self, file: FileId, key: &ConditionKey, v: &ast::Str) {
+    fn check_condition_value(
+        &mut self,
+        file: FileId,
+        key: &ConditionKey,
+        name: &str,
+        v: &ast::Str,
+    ) {
         let (valid, help) = match key {
             ConditionKey::DestinationPort => (
                 v.value.parse::<u16>().is_ok_and(|p| p != 0),
@@ -467,7 +477,7 @@ impl<'a> Lowerer<'a> {
             _ => return,
         };
         if !valid {
-            let message = format!("{:?} is not a valid value for this condition", v.value);
+            let message = format!("{:?} is not a valid value of `{name}`", v.value);
             self.invalid(file, v.span, message, help);
         }
     }

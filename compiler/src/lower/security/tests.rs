@@ -443,13 +443,7 @@ fn reports_unknown_workloads_with_a_suggestion() {
 #[test]
 fn reports_named_workloads_outside_the_policy_namespace() {
     let src = with_base("peer_authentication p {\n  namespace default\n  workloads ratings\n}\n");
-    assert_eq!(
-        codes(&src),
-        [
-            ("W0141", "m.mesh:25:21".to_owned()),
-            ("E0146", "m.mesh:27:13".to_owned())
-        ]
-    );
+    assert_eq!(codes(&src), [("E0146", "m.mesh:27:13".to_owned())]);
 }
 
 #[test]
