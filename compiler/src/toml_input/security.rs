@@ -121,16 +121,9 @@ struct PortModeDoc {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TelemetryDoc {
-    access_log: Option<Spanned<AccessLogDoc>>,
+    /// A format string, or `false` for off.
+    access_log: Option<Spanned<toml::Value>>,
     trace_sampling: Option<Spanned<String>>,
-}
-
-/// `access_log = "FORMAT"` or `access_log = false` (off).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum AccessLogDoc {
-    Format(String),
-    Enabled(bool),
 }
 
 fn error(id: FileId, at: std::ops::Range<usize>, message: String) -> Diagnostic {
@@ -359,17 +352,18 @@ pub(super) fn telemetry(
     let access_log = match &t.access_log {
         None => None,
         Some(log) => match log.get_ref() {
-            AccessLogDoc::Format(format) => Some(Some(ast::Str {
+            toml::Value::String(format) => Some(Some(ast::Str {
                 value: format.clone(),
                 span: span(log.span()),
             })),
-            AccessLogDoc::Enabled(false) => Some(None),
-            AccessLogDoc::Enabled(true) => {
+            toml::Value::Boolean(false) => Some(None),
+            other => {
                 return Err(error(
                     id,
                     log.span(),
-                    "expected an access log format string or `false` (off), found `true`"
-                        .to_owned(),
+                    format!(
+                        "expected an access log format string or `false` (off), found `{other}`"
+                    ),
                 ))
             }
         },

@@ -212,6 +212,10 @@ fn reports_bad_security_values_as_syntax_errors_where_they_are() {
             "m.toml:2:14: error[E0001]: expected an access log format string or `false` (off)",
         ),
         (
+            "[telemetry]\naccess_log = 5\n",
+            "m.toml:2:14: error[E0001]: expected an access log format string or `false` (off), found `5`",
+        ),
+        (
             "[[authentication]]\nname = \"a\"\njwt = []\n",
             "m.toml:1:1: error[E0001]: an authentication needs at least one `jwt` rule",
         ),
@@ -241,6 +245,20 @@ fn toml_gets_the_same_security_diagnostics() {
         rendered.contains(&format!(
             "mesh.toml:{line}:14: error[E0140]: unknown workload `reviews-v2`"
         )),
+        "{rendered}"
+    );
+    let text = TOML.replace(
+        "{ key = \"request.headers[x-token]\", values = [\"abc\", \"def\"] }",
+        "{ key = \"request.headers[x-token]\" }",
+    );
+    let rendered = compile_one("mesh.toml", &text).unwrap_err().render();
+    let line = text
+        .lines()
+        .position(|l| l.contains("{ key = \"request.headers[x-token]\" }"))
+        .unwrap()
+        + 1;
+    assert!(
+        rendered.contains(&format!("mesh.toml:{line}:3: error[E0144]: condition on \"request.headers[x-token]\" has no values")),
         "{rendered}"
     );
     let text = TOML.replace("\"/reviews/*\"", "\"/rev*ews\"");
