@@ -93,6 +93,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Change> {
         }
     }
     workloads(&mut out, old, new);
+    security::identities(&mut out, old, new);
     out.0
 }
 
@@ -455,7 +456,9 @@ fn workload(
         outbound(new, y),
         Impact::HotSwap,
     );
+    security::workload(out, what, old, x, new, y);
 }
 
+mod security;
 #[cfg(test)]
 mod tests;
