@@ -25,6 +25,12 @@ struct Target<'a> {
     labels: BTreeMap<String, String>,
 }
 
+/// Every declared workload (sorted by name), and their indexes per namespace (ascending).
+struct Targets<'t, 'a> {
+    list: &'t [Target<'a>],
+    by_namespace: HashMap<&'t str, Vec<usize>>,
+}
+
 /// How specific a peer authentication is; a more specific one overrides a less specific one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Level {
@@ -102,6 +108,15 @@ impl<'a> Lowerer<'a> {
 
         self.telemetry_all(decls, workloads, items);
 
+        let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (w, target) in targets.iter().enumerate() {
+            by_namespace.entry(&target.namespace).or_default().push(w);
+        }
+        let targets = Targets {
+            list: &targets,
+            by_namespace,
+        };
+
         let mut seen: HashMap<(&str, Option<&str>, &str), SourceSpan> = HashMap::new();
         let mut peers: Vec<PeerSlots<'a>> = decls.iter().map(|_| PeerSlots::default()).collect();
         let mut conflicts: HashSet<(SourceSpan, SourceSpan)> = HashSet::new();
@@ -138,7 +153,8 @@ impl<'a> Lowerer<'a> {
                                     self.at(file, p.name.span),
                                 );
                                 if conflicts.insert(pair) {
-                                    self.peer_conflict(file, p, pair.0, targets[w].name, level);
+                                    let name = targets.list[w].name;
+                                    self.peer_conflict(file, p, pair.0, name, level);
                                 }
                             }
                             None => *slot = Some((file, p)),
@@ -187,55 +203,60 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Indexes of the workloads a policy applies to, ascending (workloads are sorted by name).
+    /// Costs the number of workloads named or in the namespace, not of every workload.
     fn select(
         &mut self,
         file: FileId,
         policy: &ast::Ident,
         target: &ast::PolicyTarget,
-        workloads: &[Target<'_>],
+        targets: &Targets<'_, '_>,
     ) -> Vec<usize> {
+        let workloads = targets.list;
         let namespace = target.namespace.as_ref().map(|n| n.name.as_str());
         let in_namespace = |w: &Target<'_>| namespace.is_none_or(|ns| w.namespace == ns);
-        let mut selected: Vec<usize> = (0..workloads.len())
-            .filter(|&w| in_namespace(&workloads[w]))
-            .collect();
         // Set when a named workload was already reported: "selects nothing" would repeat it.
         let mut reported = false;
-        if let Some(names) = &target.workloads {
-            let mut named = Vec::new();
-            for name in names {
-                let found = workloads.binary_search_by(|w| w.name.cmp(name.name.as_str()));
-                match found {
-                    Ok(w) if in_namespace(&workloads[w]) => named.push(w),
-                    Ok(w) => {
-                        reported = true;
-                        let message = format!(
-                            "`{}` names workload `{}`, which is in namespace `{}`, not `{}`",
-                            policy.name,
-                            name.name,
-                            workloads[w].namespace,
-                            namespace.unwrap_or_default()
-                        );
-                        self.report(
-                            Code::WorkloadOutsideNamespace,
-                            file,
-                            name.span,
-                            message,
-                            "a policy only applies inside its namespace: fix the policy's \
-                             `namespace` or move the workload into a policy of its own",
-                        );
-                    }
-                    Err(_) => {
-                        reported = true;
-                        let declared: Vec<&str> = workloads.iter().map(|w| w.name).collect();
-                        let help = name_help("workloads", &name.name, &declared);
-                        let message = format!("unknown workload `{}`", name.name);
-                        self.report(Code::UnknownWorkload, file, name.span, message, &help);
+        let mut selected: Vec<usize> = match (&target.workloads, namespace) {
+            (None, None) => (0..workloads.len()).collect(),
+            (None, Some(ns)) => targets.by_namespace.get(ns).cloned().unwrap_or_default(),
+            (Some(names), _) => {
+                let mut named = Vec::new();
+                for name in names {
+                    let found = workloads.binary_search_by(|w| w.name.cmp(name.name.as_str()));
+                    match found {
+                        Ok(w) if in_namespace(&workloads[w]) => named.push(w),
+                        Ok(w) => {
+                            reported = true;
+                            let message = format!(
+                                "`{}` names workload `{}`, which is in namespace `{}`, not `{}`",
+                                policy.name,
+                                name.name,
+                                workloads[w].namespace,
+                                namespace.unwrap_or_default()
+                            );
+                            self.report(
+                                Code::WorkloadOutsideNamespace,
+                                file,
+                                name.span,
+                                message,
+                                "a policy only applies inside its namespace: fix the policy's \
+                                 `namespace` or move the workload into a policy of its own",
+                            );
+                        }
+                        Err(_) => {
+                            reported = true;
+                            let declared: Vec<&str> = workloads.iter().map(|w| w.name).collect();
+                            let help = name_help("workloads", &name.name, &declared);
+                            let message = format!("unknown workload `{}`", name.name);
+                            self.report(Code::UnknownWorkload, file, name.span, message, &help);
+                        }
                     }
                 }
+                named.sort_unstable();
+                named.dedup();
+                named
             }
-            selected.retain(|w| named.contains(w));
-        }
+        };
         if let Some(selector) = &target.selector {
             let wanted = self.labels(file, selector);
             selected.retain(|&w| {
