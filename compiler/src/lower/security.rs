@@ -161,7 +161,10 @@ impl<'a> Lowerer<'a> {
                         }
                     }
                 }
-                _ => {}
+                // Lowered first, by `telemetry_all`: workloads need the mesh-wide default.
+                ast::Item::Telemetry(_) => {}
+                // `lower` collects only the four kinds above into `items`.
+                ast::Item::Service(_) | ast::Item::Route(_) | ast::Item::Workload(_) => {}
             }
         }
 

@@ -151,6 +151,19 @@ peer_authentication mesh {}";
             (9443, spec::TlsMode::Permissive)
         ]
     );
+    let Item::PeerAuthentication(more) =
+        only_item("peer_authentication p {\n workloads a\n workloads b, c }")
+    else {
+        panic!("not a peer authentication")
+    };
+    let names: Vec<&str> = more
+        .target
+        .workloads
+        .iter()
+        .flatten()
+        .map(|w| w.name.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"], "`workloads` lines accumulate");
     let Item::PeerAuthentication(mesh) = &file.items[1] else {
         panic!("not a peer authentication")
     };
