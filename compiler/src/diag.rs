@@ -210,6 +210,23 @@ pub enum Code {
     ImportedRuleNeverMatches,
     /// W0113: HTTP, HTTP/2 or gRPC declared on the well-known port of a non-HTTP protocol.
     HttpOnOpaquePort,
+    // Workload, security and telemetry (0140-0159).
+    /// E0140: a policy's `workloads` names a workload that is not declared.
+    UnknownWorkload,
+    /// W0141: a policy selects no workload, so it has no effect.
+    PolicySelectsNothing,
+    /// E0142: two peer authentications at the same level apply to one workload.
+    PeerAuthenticationConflict,
+    /// E0143: a peer authentication has port overrides but no workload target.
+    PortModeWithoutWorkload,
+    /// E0144: an authorization value is malformed (pattern, principal, method, path, values).
+    InvalidAuthzValue,
+    /// E0145: an authorization `when` key is not one of the supported attributes.
+    UnknownConditionKey,
+    /// E0146: a policy names a workload outside the policy's namespace.
+    WorkloadOutsideNamespace,
+    /// W0147: a peer authentication port override names a port the workload does not expose.
+    UnusedPortMode,
     // Snapshot analyses (retries, ejection, authorization, identity): 0160-0179.
     /// W0160: a rule's tries (per-try timeout x tries) take longer than the rule timeout.
     RetriesExceedTimeout,
@@ -260,6 +277,15 @@ impl Code {
             Self::RuleOverlap => "W0111",
             Self::ImportedRuleNeverMatches => "W0112",
             Self::HttpOnOpaquePort => "W0113",
+            // Workload, security and telemetry.
+            Self::UnknownWorkload => "E0140",
+            Self::PolicySelectsNothing => "W0141",
+            Self::PeerAuthenticationConflict => "E0142",
+            Self::PortModeWithoutWorkload => "E0143",
+            Self::InvalidAuthzValue => "E0144",
+            Self::UnknownConditionKey => "E0145",
+            Self::WorkloadOutsideNamespace => "E0146",
+            Self::UnusedPortMode => "W0147",
             // Snapshot analyses.
             Self::RetriesExceedTimeout => "W0160",
             Self::PerTryTimeoutNotBelowTimeout => "W0161",
@@ -286,7 +312,9 @@ impl Code {
             | Self::IstioOutOfScope
             | Self::RuleOverlap
             | Self::ImportedRuleNeverMatches
-            | Self::HttpOnOpaquePort => Severity::Warning,
+            | Self::HttpOnOpaquePort
+            | Self::PolicySelectsNothing
+            | Self::UnusedPortMode => Severity::Warning,
             // Snapshot analyses.
             Self::RetriesExceedTimeout
             | Self::PerTryTimeoutNotBelowTimeout
@@ -309,7 +337,13 @@ impl Code {
             | Self::IstioSchema
             | Self::YamlSyntax
             | Self::Internal
-            | Self::RuleNeverMatches => Severity::Error,
+            | Self::RuleNeverMatches
+            | Self::UnknownWorkload
+            | Self::PeerAuthenticationConflict
+            | Self::PortModeWithoutWorkload
+            | Self::InvalidAuthzValue
+            | Self::UnknownConditionKey
+            | Self::WorkloadOutsideNamespace => Severity::Error,
         }
     }
 }

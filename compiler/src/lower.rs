@@ -101,6 +101,7 @@ impl<'a> Lowerer<'a> {
         let mut services: BTreeMap<&'a str, In<'a, ast::Service>> = BTreeMap::new();
         let mut routes: Vec<In<'a, ast::Route>> = Vec::new();
         let mut workloads: BTreeMap<&'a str, In<'a, ast::Workload>> = BTreeMap::new();
+        let mut security_items: Vec<(FileId, &'a ast::Item)> = Vec::new();
         for file in files {
             for item in &file.items {
                 match item {
@@ -134,12 +135,12 @@ impl<'a> Lowerer<'a> {
                     ast::Item::Authorization(_)
                     | ast::Item::Authentication(_)
                     | ast::Item::PeerAuthentication(_)
-                    | ast::Item::Telemetry(_) => {}
+                    | ast::Item::Telemetry(_) => security_items.push((file.id, item)),
                 }
             }
         }
 
-        let lowered: Vec<Service> = services
+        let mut lowered: Vec<Service> = services
             .values()
             .map(|&(f, s)| self.service(f, s))
             .collect();
@@ -153,10 +154,18 @@ impl<'a> Lowerer<'a> {
         let declared: Vec<In<'a, ast::Service>> = services.values().copied().collect();
         let hosts = self.hosts(&declared, &lowered);
         let routes = self.route_tables(&declared, &routes, &index);
-        let workloads = workloads
-            .values()
+        let workload_decls: Vec<In<'a, ast::Workload>> = workloads.values().copied().collect();
+        let mut workloads: Vec<Workload> = workload_decls
+            .iter()
             .map(|&(f, w)| self.workload(f, w, &index))
             .collect();
+        self.security(
+            &workload_decls,
+            &mut workloads,
+            &mut lowered,
+            &index,
+            &security_items,
+        );
         Snapshot {
             services: lowered,
             routes,
@@ -752,5 +761,6 @@ fn name_help(kind: &str, name: &str, declared: &[&str]) -> String {
     }
 }
 
+mod security;
 #[cfg(test)]
 mod tests;

@@ -276,7 +276,16 @@ impl<'s> Parser<'s> {
                 Some((rest, w)) if w == "service" => self.service(rest, self.span_of(w))?,
                 Some((rest, w)) if w == "route" => self.route(rest, self.span_of(w))?,
                 Some((rest, w)) if w == "workload" => self.workload(rest, self.span_of(w))?,
-                _ => return Err(self.syntax_error(i, "`service`, `route` or `workload`")),
+                Some((rest, w)) if security::ITEM_KEYWORDS.contains(&w) => {
+                    self.security_item(rest, w, self.span_of(w))?
+                }
+                _ => {
+                    return Err(self.syntax_error(
+                        i,
+                        "`service`, `route`, `workload`, `authorization`, `authentication`, \
+                         `peer_authentication` or `telemetry`",
+                    ))
+                }
             };
             items.push(item);
             i = skip(rest);
@@ -501,41 +510,51 @@ impl<'s> Parser<'s> {
             if let Some((rest, _)) = self.punct(i, "}") {
                 return Ok((rest, Item::Workload(workload)));
             }
-            i = match self.word(i) {
-                Some((rest, "identity")) => {
-                    let (rest, id) = self.string(rest, "a SPIFFE identity in double quotes")?;
-                    workload.identities.push(id);
-                    rest
-                }
-                Some((rest, "inbound")) => {
-                    let (rest, port) = self.number(rest, "a port number")?;
-                    let (rest, protocol) = self.protocol(rest)?;
-                    let (rest, _) = self.expect_punct(rest, "->")?;
-                    let (rest, target) = self.address(rest)?;
-                    workload.inbound.push(Inbound {
-                        mtls: None,
-                        port,
-                        protocol,
-                        target,
-                    });
-                    rest
-                }
-                Some((rest, "outbound")) => {
-                    let (mut rest, first) = self.ident(rest, "a service name")?;
-                    let outbound = workload.outbound.get_or_insert_with(Vec::new);
-                    outbound.push(first);
-                    while let Some((after, _)) = self.punct(rest, ",") {
-                        let (after, next) = self.ident(after, "a service name")?;
-                        outbound.push(next);
-                        rest = after;
+            i =
+                match self.word(i) {
+                    Some((rest, "identity")) => {
+                        let (rest, id) = self.string(rest, "a SPIFFE identity in double quotes")?;
+                        workload.identities.push(id);
+                        rest
                     }
-                    rest
-                }
-                _ => return self.error(i, "`identity`, `inbound`, `outbound` or `}`"),
-            };
+                    Some((rest, "inbound")) => {
+                        let (rest, port) = self.number(rest, "a port number")?;
+                        let (rest, protocol) = self.protocol(rest)?;
+                        let (rest, _) = self.expect_punct(rest, "->")?;
+                        let (rest, target) = self.address(rest)?;
+                        let (rest, mtls) = self.inbound_mtls(rest)?;
+                        workload.inbound.push(Inbound {
+                            mtls,
+                            port,
+                            protocol,
+                            target,
+                        });
+                        rest
+                    }
+                    Some((rest, "outbound")) => {
+                        let (mut rest, first) = self.ident(rest, "a service name")?;
+                        let outbound = workload.outbound.get_or_insert_with(Vec::new);
+                        outbound.push(first);
+                        while let Some((after, _)) = self.punct(rest, ",") {
+                            let (after, next) = self.ident(after, "a service name")?;
+                            outbound.push(next);
+                            rest = after;
+                        }
+                        rest
+                    }
+                    _ => match self.workload_line(i, &mut workload)? {
+                        Some(rest) => rest,
+                        None => return self.error(
+                            i,
+                            "`identity`, `inbound`, `outbound`, `serves`, `namespace`, `labels`, \
+                             `telemetry` or `}`",
+                        ),
+                    },
+                };
         }
     }
 }
 
+mod security;
 #[cfg(test)]
 mod tests;

@@ -74,6 +74,13 @@ pub fn for_workload(snapshot: &Snapshot, name: &str) -> Option<Snapshot> {
             .iter()
             .filter_map(|&s| map_service(s))
             .collect(),
+        // Served services stay listed only when they are kept for the outbound side: the
+        // per-workload snapshot holds only what the sidecar can route to.
+        serves: workload
+            .serves
+            .iter()
+            .filter_map(|&s| map_service(s))
+            .collect(),
         ..workload.clone()
     };
 

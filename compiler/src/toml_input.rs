@@ -19,6 +19,13 @@ struct Document {
     route: Vec<Spanned<RouteDoc>>,
     #[serde(default)]
     workload: Vec<Spanned<WorkloadDoc>>,
+    #[serde(default)]
+    authorization: Vec<Spanned<security::AuthorizationDoc>>,
+    #[serde(default)]
+    authentication: Vec<Spanned<security::AuthenticationDoc>>,
+    #[serde(default)]
+    peer_authentication: Vec<Spanned<security::PeerAuthenticationDoc>>,
+    telemetry: Option<Spanned<security::TelemetryDoc>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +106,12 @@ struct WorkloadDoc {
     #[serde(default)]
     inbound: Vec<InboundDoc>,
     outbound: Option<Vec<Spanned<String>>>,
+    namespace: Option<Spanned<String>>,
+    #[serde(default)]
+    labels: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    serves: Vec<Spanned<String>>,
+    telemetry: Option<Spanned<security::TelemetryDoc>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +120,7 @@ struct InboundDoc {
     port: Spanned<u64>,
     protocol: Spanned<String>,
     target: Spanned<String>,
+    mtls: Option<Spanned<String>>,
 }
 
 /// Parses one `.toml` file into the same AST the DSL parser produces.
@@ -130,6 +144,20 @@ pub(crate) fn parse_file(id: FileId, text: &str) -> Result<ast::File, Diagnostic
     }
     for workload in document.workload {
         items.push(ast::Item::Workload(workload_ast(id, workload)?));
+    }
+    for a in document.authorization {
+        items.push(ast::Item::Authorization(security::authorization(id, a)?));
+    }
+    for a in document.authentication {
+        items.push(ast::Item::Authentication(security::authentication(id, a)?));
+    }
+    for p in document.peer_authentication {
+        items.push(ast::Item::PeerAuthentication(
+            security::peer_authentication(id, p)?,
+        ));
+    }
+    if let Some(t) = &document.telemetry {
+        items.push(ast::Item::Telemetry(security::telemetry(id, t)?));
     }
     Ok(ast::File { id, items })
 }
@@ -340,17 +368,25 @@ fn workload_ast(id: FileId, doc: Spanned<WorkloadDoc>) -> Result<ast::Workload, 
     let mut inbound = Vec::new();
     for i in &doc.inbound {
         inbound.push(ast::Inbound {
-            mtls: None,
+            mtls: i
+                .mtls
+                .as_ref()
+                .map(|m| security::tls_mode(id, m))
+                .transpose()?,
             port: number(&i.port),
             protocol: protocol(id, &i.protocol)?,
             target: address(&i.target),
         });
     }
     Ok(ast::Workload {
-        labels: Default::default(),
-        namespace: Default::default(),
-        serves: Vec::new(),
-        telemetry: None,
+        labels: labels(&doc.labels),
+        namespace: doc.namespace.as_ref().map(ident),
+        serves: doc.serves.iter().map(ident).collect(),
+        telemetry: doc
+            .telemetry
+            .as_ref()
+            .map(|t| security::telemetry(id, t))
+            .transpose()?,
         keyword: whole,
         name: ident(&doc.name),
         identities: doc.identity.iter().map(string).collect(),
@@ -362,5 +398,6 @@ fn workload_ast(id: FileId, doc: Spanned<WorkloadDoc>) -> Result<ast::Workload, 
     })
 }
 
+mod security;
 #[cfg(test)]
 mod tests;

@@ -233,7 +233,8 @@ fn reports_unknown_top_level_keyword() {
     assert_eq!((line, col), (3, 3));
     assert_eq!(
         message,
-        r#"expected `service`, `route` or `workload`, found "servce""#
+        "expected `service`, `route`, `workload`, `authorization`, `authentication`, \
+         `peer_authentication` or `telemetry`, found \"servce\""
     );
 }
 
