@@ -190,6 +190,21 @@ pub enum Code {
     ImportedRuleNeverMatches,
     /// W0113: HTTP, HTTP/2 or gRPC declared on the well-known port of a non-HTTP protocol.
     HttpOnOpaquePort,
+    // ---- traffic (E0120-E0139) ----
+    /// E0120: settings that exclude each other (`to` and `redirect`, a hash key on a load
+    /// balancer that does not hash, rewrite `prefix` and `regex`, ...).
+    TrafficConflict,
+    /// E0121: a regex does not compile.
+    InvalidRegex,
+    /// E0122: a header edit on a framing or hop-by-hop header that meshd owns.
+    FramingHeader,
+    /// E0123: a required setting is missing (retries without `attempts`, ring_hash without a
+    /// key, an empty fault, rewrite or redirect block).
+    MissingSetting,
+    /// E0124: an unknown retry condition.
+    UnknownRetryOn,
+    /// W0125: a per-try timeout not shorter than the rule timeout leaves no time to retry.
+    RetryTimeout,
 }
 
 impl Code {
@@ -219,6 +234,13 @@ impl Code {
             Self::RuleOverlap => "W0111",
             Self::ImportedRuleNeverMatches => "W0112",
             Self::HttpOnOpaquePort => "W0113",
+            // ---- traffic (E0120-E0139) ----
+            Self::TrafficConflict => "E0120",
+            Self::InvalidRegex => "E0121",
+            Self::FramingHeader => "E0122",
+            Self::MissingSetting => "E0123",
+            Self::UnknownRetryOn => "E0124",
+            Self::RetryTimeout => "W0125",
         }
     }
 
@@ -234,7 +256,8 @@ impl Code {
             | Self::IstioOutOfScope
             | Self::RuleOverlap
             | Self::ImportedRuleNeverMatches
-            | Self::HttpOnOpaquePort => Severity::Warning,
+            | Self::HttpOnOpaquePort
+            | Self::RetryTimeout => Severity::Warning,
             Self::Syntax
             | Self::InvalidValue
             | Self::CannotRead
@@ -247,7 +270,12 @@ impl Code {
             | Self::IstioSchema
             | Self::YamlSyntax
             | Self::Internal
-            | Self::RuleNeverMatches => Severity::Error,
+            | Self::RuleNeverMatches
+            | Self::TrafficConflict
+            | Self::InvalidRegex
+            | Self::FramingHeader
+            | Self::MissingSetting
+            | Self::UnknownRetryOn => Severity::Error,
         }
     }
 }
