@@ -473,9 +473,8 @@ impl<'s> Parser<'s> {
         let start = skip(i);
         match self.word(i) {
             Some((rest, "path")) => {
-                let (rest, kind) = match self.word(rest) {
-                    Some((after, kind @ ("exact" | "prefix" | "regex"))) => (after, kind),
-                    _ => return self.error(rest, "`exact`, `prefix` or `regex`"),
+                let Some((rest, kind @ ("exact" | "prefix" | "regex"))) = self.word(rest) else {
+                    return self.error(rest, "`exact`, `prefix` or `regex`");
                 };
                 let what = if kind == "regex" {
                     "a regex in double quotes"

@@ -549,7 +549,7 @@ fn reports_action_errors() {
 #[test]
 fn retry_condition_help_lists_the_valid_ones() {
     let src = "route reviews { rule x { to reviews retries { attempts 1 on gateway-eror } } }";
-    let failed = compile_sources(sources(src)).err().expect("fails");
+    let failed = compile_sources(sources(src)).expect_err("fails");
     let help = failed.diagnostics[0].help.clone().unwrap_or_default();
     assert_eq!(
         help,

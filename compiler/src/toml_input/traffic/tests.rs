@@ -156,7 +156,7 @@ fn toml_lowers_to_the_same_traffic_model_as_the_dsl() {
 fn toml_error(text: &str) -> (&'static str, usize, usize, String) {
     let mut sources = Sources::new();
     sources.add("t.toml", text);
-    let failed = compile_sources(sources).err().expect("compilation fails");
+    let failed = compile_sources(sources).expect_err("compilation fails");
     let d = &failed.diagnostics[0];
     let (_, line, col) = d.location(&failed.sources).unwrap_or_default();
     (d.code.as_str(), line, col, d.message.clone())
@@ -292,7 +292,7 @@ fn reports_lowering_errors_at_toml_positions() {
     let rule = "to = [{ service = \"s\" }]\nretries = { attempts = 1, on = [\"oops\", 700] }";
     let mut sources = Sources::new();
     sources.add("t.toml", with_rule(rule));
-    let failed = compile_sources(sources).err().expect("fails");
+    let failed = compile_sources(sources).expect_err("fails");
     let found: Vec<_> = failed
         .diagnostics
         .iter()
