@@ -575,4 +575,48 @@ fn reports_syntax_errors_in_rules() {
     assert_eq!(message, r#"expected a number of requests, found "many""#);
     let message = rule_error("to r mirror /v1");
     assert_eq!(message, r#"expected a service name, found "/""#);
+    let message = rule_error("to r mirror r/ 5%");
+    assert_eq!(message, r#"expected a subset name, found "5%""#);
+    let message = rule_error("redirect { port x }");
+    assert_eq!(message, r#"expected a port number, found "x""#);
+    let message = rule_error("redirect { code moved }");
+    assert_eq!(message, r#"expected a redirect status, found "moved""#);
+    let message = rule_error(r#"redirect { scheme https }"#);
+    assert_eq!(
+        message,
+        r#"expected a scheme in double quotes, found "https""#
+    );
+    let message = rule_error("to r rate_limit 1 per 1s burst x");
+    assert_eq!(message, r#"expected a burst size, found "x""#);
+    let message = rule_error("to r retries { attempts x }");
+    assert_eq!(message, r#"expected a number of retries, found "x""#);
+    let message = rule_error(r#"match method prefix GET to r"#);
+    assert_eq!(
+        message,
+        r#"expected a method prefix in double quotes, found "GET""#
+    );
+    let message = rule_error(r#"match header "x" prefix y to r"#);
+    assert_eq!(
+        message,
+        r#"expected a header value in double quotes, found "y""#
+    );
+    let message = rule_error(r#"match query "x" = y to r"#);
+    assert_eq!(
+        message,
+        r#"expected a query value in double quotes, found "y""#
+    );
+}
+
+#[test]
+fn reports_bad_load_balancer_parts() {
+    let (_, _, _, message) =
+        error("service s { policy { load_balancer ring_hash source_ip min_ring_size x } }");
+    assert_eq!(message, r#"expected a minimum ring size, found "x""#);
+    let (_, _, _, message) = error("service s { policy { load_balancer ring_hash cookie c } }");
+    assert_eq!(
+        message,
+        r#"expected a cookie name in double quotes, found "c""#
+    );
+    let (_, _, _, message) = error("service s { subset v { a = \"b\" } policy { pool x } }");
+    assert_eq!(message, r#"expected `{`, found "x""#);
 }
