@@ -50,6 +50,12 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Whether a retry condition is written as a number (possibly negative: out of range).
+fn is_status_like(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The first line of a regex error that says what is wrong.
 fn regex_error(e: &regex::Error) -> String {
     let text = e.to_string();
@@ -549,7 +555,7 @@ impl Lowerer<'_> {
                 "reset" => on.reset = true,
                 "connect-failure" => on.connect_failure = true,
                 "retriable-status-codes" => named_codes = Some(condition.span),
-                _ if text.bytes().all(|b| b.is_ascii_digit()) => match text.parse::<u16>() {
+                _ if is_status_like(text) => match text.parse::<u16>() {
                     Ok(code) if (100..=599).contains(&code) => on.status_codes.push(code),
                     _ => {
                         let message = format!("retry status {text} is out of range");

@@ -53,11 +53,33 @@ struct OutlierDoc {
 }
 
 /// A header, query or method value: a string (exact) or a table with one key.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub(super) enum ValueDoc {
     Exact(String),
     Table(ValueTableDoc),
+}
+
+impl<'de> Deserialize<'de> for ValueDoc {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ValueDoc;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a string (exact value) or a table with one of `exact`, `prefix`, `regex`, \
+                     `present`, `absent`",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ValueDoc, E> {
+                Ok(ValueDoc::Exact(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ValueDoc, A::Error> {
+                let deserializer = serde::de::value::MapAccessDeserializer::new(map);
+                ValueTableDoc::deserialize(deserializer).map(ValueDoc::Table)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,11 +118,33 @@ pub(super) struct RetriesDoc {
 }
 
 /// A retry condition name or a status code.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum RetryOnDoc {
     Code(u64),
     Name(String),
+}
+
+impl<'de> Deserialize<'de> for RetryOnDoc {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RetryOnDoc;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a retry condition name (e.g. \"5xx\") or a status code")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RetryOnDoc, E> {
+                Ok(RetryOnDoc::Name(v.to_owned()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RetryOnDoc, E> {
+                Ok(RetryOnDoc::Code(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RetryOnDoc, E> {
+                // A negative status is out of range; keep it so lowering reports it there.
+                Ok(RetryOnDoc::Name(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

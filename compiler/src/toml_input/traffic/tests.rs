@@ -311,3 +311,28 @@ fn reports_lowering_errors_at_toml_positions() {
     let (code, line, col, _) = toml_error(&format!("{HEAD}{policy}\n"));
     assert_eq!((code, line, col), ("E0123", 5, 28));
 }
+
+#[test]
+fn explains_what_a_toml_value_should_look_like() {
+    let rule = "match = [{ headers = { a = { prefx = \"x\" } } }]\nto = [{ service = \"s\" }]";
+    let (code, line, _, message) = toml_error(&with_rule(rule));
+    assert_eq!((code, line), ("E0001", 9));
+    assert!(message.contains("unknown field `prefx`"), "{message}");
+    let rule = "match = [{ query = { a = 1 } }]\nto = [{ service = \"s\" }]";
+    let (_, _, _, message) = toml_error(&with_rule(rule));
+    assert!(
+        message.contains("a string (exact value) or a table with one of `exact`"),
+        "{message}"
+    );
+    let rule = "to = [{ service = \"s\" }]\nretries = { attempts = 1, on = [true] }";
+    let (code, line, col, message) = toml_error(&with_rule(rule));
+    assert_eq!((code, line, col), ("E0001", 10, 33));
+    assert!(
+        message.contains("a retry condition name (e.g. \"5xx\") or a status code"),
+        "{message}"
+    );
+    let rule = "to = [{ service = \"s\" }]\nretries = { attempts = 1, on = [-5] }";
+    let (code, line, col, message) = toml_error(&with_rule(rule));
+    assert_eq!((code, line, col), ("E0002", 10, 33));
+    assert_eq!(message, "retry status -5 is out of range");
+}
