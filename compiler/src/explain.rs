@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use serde_json::{json, Value};
-use spec::{PathMatch, RequestMatch, RouteTable, Snapshot, SourceLocation};
+use spec::{PathMatch, RequestMatch, RouteTable, Snapshot, SourceLocation, ValueMatch};
 
 /// The parts of a request that routing looks at, parsed from `METHOD URL` and `-H` lines.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct Request {
     pub path: String,
     /// Headers as `(name, value)`, value trimmed of surrounding whitespace.
     pub headers: Vec<(String, String)>,
+    /// Query parameters as `(name, value)`, percent-decoded, in URL order.
+    pub query: Vec<(String, String)>,
 }
 
 /// A request line or header that cannot be parsed.
@@ -59,10 +61,10 @@ impl Request {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let path = match target.split_once('?') {
-            Some(("", _)) => "/",
-            Some((path, _)) => path,
-            None => target,
+        let (path, query) = match target.split_once('?') {
+            Some(("", query)) => ("/", query),
+            Some((path, query)) => (path, query),
+            None => (target, ""),
         };
         let (host, port) = split_host_port(authority, url)?;
         if host.is_empty() {
@@ -83,8 +85,47 @@ impl Request {
             port,
             path: path.to_owned(),
             headers,
+            query: query_params(query),
         })
     }
+}
+
+/// `a=1&b&c=%20` as `(name, value)` pairs, percent-decoded (a parameter without `=` has an
+/// empty value; `+` stays `+`).
+fn query_params(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (name, value) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(name), percent_decode(value))
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes; a malformed escape is kept as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Splits `host[:port]` (IPv6 in brackets) as `meshd` does.
@@ -141,6 +182,8 @@ pub enum Outcome {
         source: SourceLocation,
         /// Its weighted destinations.
         destinations: Vec<Destination>,
+        /// The rule's timeout, retries, fault injection and redirect.
+        actions: Box<Actions>,
     },
     /// No visible host entry for the request's host.
     UnknownHost {
@@ -156,6 +199,82 @@ pub enum Outcome {
         /// Every rule tried, in order, with its source.
         tried: Vec<(String, SourceLocation)>,
     },
+}
+
+/// The actions of the matched rule that decide how the request is answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Actions {
+    /// Whole-request timeout in milliseconds; `None` is meshd's `--upstream-timeout`.
+    pub timeout_ms: Option<u64>,
+    /// Retry policy; `None` is meshd's default.
+    pub retries: Option<spec::RetryPolicy>,
+    /// Injected delay and abort.
+    pub fault: Option<spec::FaultInjection>,
+    /// The redirect answered instead of forwarding.
+    pub redirect: Option<spec::Redirect>,
+}
+
+/// `per_million` as a percentage, e.g. `10%`, `0.5%`.
+fn percent(per_million: u32) -> String {
+    let whole = per_million / 10_000;
+    let fraction = per_million % 10_000;
+    if fraction == 0 {
+        format!("{whole}%")
+    } else {
+        let digits = format!("{fraction:04}");
+        format!("{whole}.{}%", digits.trim_end_matches('0'))
+    }
+}
+
+impl Actions {
+    fn retries_text(&self) -> String {
+        let Some(r) = &self.retries else {
+            return "none".to_owned();
+        };
+        let mut on = Vec::new();
+        for (set, name) in [
+            (r.retry_on.server_error, "5xx"),
+            (r.retry_on.gateway_error, "gateway-error"),
+            (r.retry_on.reset, "reset"),
+            (r.retry_on.connect_failure, "connect-failure"),
+        ] {
+            if set {
+                on.push(name.to_owned());
+            }
+        }
+        on.extend(r.retry_on.status_codes.iter().map(u16::to_string));
+        let mut text = format!("{} attempts on {}", r.attempts, on.join(", "));
+        if let Some(per_try) = r.per_try_timeout_ms {
+            let _ = write!(text, ", {per_try}ms per try");
+        }
+        let _ = write!(
+            text,
+            ", backoff {}ms to {}ms",
+            r.backoff_base_ms, r.backoff_max_ms
+        );
+        if r.non_idempotent {
+            text.push_str(", non-idempotent requests too");
+        }
+        text
+    }
+
+    fn fault_text(&self) -> String {
+        let Some(f) = &self.fault else {
+            return "none".to_owned();
+        };
+        let mut parts = Vec::new();
+        if let Some(d) = &f.delay {
+            parts.push(format!(
+                "delay {}ms for {}",
+                d.delay_ms,
+                percent(d.per_million)
+            ));
+        }
+        if let Some(a) = &f.abort {
+            parts.push(format!("abort {} for {}", a.status, percent(a.per_million)));
+        }
+        parts.join(", ")
+    }
 }
 
 /// The answer to one `meshc explain` question.
@@ -258,6 +377,12 @@ fn route(snapshot: &Snapshot, visible: Option<&[u32]>, request: &Request) -> Out
                     }
                 })
                 .collect(),
+            actions: Box::new(Actions {
+                timeout_ms: rule.timeout_ms,
+                retries: rule.retries.clone(),
+                fault: rule.fault.clone(),
+                redirect: rule.redirect.clone(),
+            }),
         },
     }
 }
@@ -284,15 +409,47 @@ fn matches(m: &RequestMatch, request: &Request) -> bool {
         None => true,
         Some(PathMatch::Exact(p)) => request.path == *p,
         Some(PathMatch::Prefix(p)) => request.path.starts_with(p.as_str()),
-        Some(PathMatch::Regex(_)) => false,
+        Some(PathMatch::Regex(r)) => full_match(r, &request.path),
     };
-    path_ok
-        && m.headers.iter().all(|want| {
-            request.headers.iter().any(|(name, value)| {
-                name.eq_ignore_ascii_case(&want.name)
-                    && spec::ValueMatch::Exact(value.clone()) == want.value
-            })
-        })
+    let method_ok = m
+        .method
+        .as_ref()
+        .is_none_or(|want| value_matches(want, std::iter::once(request.method.as_str())));
+    let headers_ok = m.headers.iter().all(|want| {
+        let values = request
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(&want.name))
+            .map(|(_, value)| value.as_str());
+        value_matches(&want.value, values)
+    });
+    let query_ok = m.query.iter().all(|want| {
+        let values = request
+            .query
+            .iter()
+            .filter(|(name, _)| *name == want.name)
+            .map(|(_, value)| value.as_str());
+        value_matches(&want.value, values)
+    });
+    path_ok && method_ok && headers_ok && query_ok
+}
+
+/// Whether the values a request carries for one name (one per header line or query parameter)
+/// satisfy a condition: `Absent` when there is none, the others when some value does.
+fn value_matches<'v>(want: &ValueMatch, mut values: impl Iterator<Item = &'v str>) -> bool {
+    match want {
+        ValueMatch::Absent => values.next().is_none(),
+        ValueMatch::Present => values.next().is_some(),
+        ValueMatch::Exact(e) => values.any(|v| v == e),
+        ValueMatch::Prefix(p) => values.any(|v| v.starts_with(p.as_str())),
+        ValueMatch::Regex(r) => values.any(|v| full_match(r, v)),
+    }
+}
+
+/// Whether the whole text matches a regex, as the data plane anchors it (`meshc` compiled every
+/// regex of the snapshot; one that does not compile matches nothing).
+fn full_match(pattern: &str, text: &str) -> bool {
+    regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(text))
 }
 
 fn file_line(source: &SourceLocation) -> String {
@@ -349,12 +506,29 @@ impl Explanation {
                 rule,
                 source,
                 destinations,
+                actions,
             } => {
                 let _ = writeln!(
                     out,
                     "route: service {service}, rule {rule} ({})",
                     file_line(source)
                 );
+                if let Some(r) = &actions.redirect {
+                    let mut target = String::new();
+                    if let Some(scheme) = &r.scheme {
+                        let _ = write!(target, "scheme {scheme} ");
+                    }
+                    if let Some(host) = &r.authority {
+                        let _ = write!(target, "host {host} ");
+                    }
+                    if let Some(port) = r.port {
+                        let _ = write!(target, "port {port} ");
+                    }
+                    if let Some(path) = &r.path {
+                        let _ = write!(target, "path {path} ");
+                    }
+                    let _ = writeln!(out, "redirect: {} {}", r.status, target.trim_end());
+                }
                 let _ = writeln!(out, "destinations:");
                 for d in destinations {
                     match &d.subset {
@@ -366,9 +540,14 @@ impl Explanation {
                         }
                     }
                 }
-                out.push_str("timeout: default (meshd --upstream-timeout)\n");
-                out.push_str("retries: none\n");
-                out.push_str("fault injection: none\n");
+                match actions.timeout_ms {
+                    Some(ms) => {
+                        let _ = writeln!(out, "timeout: {ms}ms");
+                    }
+                    None => out.push_str("timeout: default (meshd --upstream-timeout)\n"),
+                }
+                let _ = writeln!(out, "retries: {}", actions.retries_text());
+                let _ = writeln!(out, "fault injection: {}", actions.fault_text());
             }
             Outcome::UnknownHost { .. } | Outcome::NoRuleMatched { .. } => {
                 let _ = writeln!(out, "no route: {}", self.error().unwrap_or_default());
@@ -387,6 +566,11 @@ impl Explanation {
     /// The `--json` document: `route`, `destinations`, `timeout_ms`, `retries`, `authz`, `from`,
     /// plus `error` (and `rules_tried`) when there is no route.
     pub fn to_json(&self) -> Value {
+        let no_actions = Actions::default();
+        let actions = match &self.outcome {
+            Outcome::Routed { actions, .. } => actions.as_ref(),
+            _ => &no_actions,
+        };
         let (route, destinations) = match &self.outcome {
             Outcome::Routed {
                 rule,
@@ -407,8 +591,14 @@ impl Explanation {
         let mut doc = json!({
             "route": route,
             "destinations": destinations,
-            "timeout_ms": null,
-            "retries": { "attempts": 0 },
+            "timeout_ms": actions.timeout_ms,
+            "retries": actions
+                .retries
+                .as_ref()
+                .and_then(|r| serde_json::to_value(r).ok())
+                .unwrap_or_else(|| json!({ "attempts": 0 })),
+            "fault": actions.fault.as_ref().and_then(|f| serde_json::to_value(f).ok()),
+            "redirect": actions.redirect.as_ref().and_then(|r| serde_json::to_value(r).ok()),
             "authz": { "decision": "allow", "policy": null },
             "from": self.from,
         });

@@ -256,3 +256,110 @@ fn parses_request_lines_like_a_client_sends_them() {
         Err(RequestError::Header("no-colon".into()))
     );
 }
+
+#[test]
+fn explains_the_traffic_match_kinds() {
+    let mut sources = Sources::new();
+    sources.add(
+        "t.mesh",
+        r#"service s { port 80 http endpoint 127.0.0.1:80 }
+route s {
+  rule method { match method prefix "PU" and path regex "/items/[0-9]+" to s }
+  rule query { match query "debug" = "a b" and query "off" absent to s }
+  rule headers { match header "x-v" regex "v[12]" and header "x-user" prefix "te" to s }
+  rule present { match header "x-debug" present to s }
+  rule redirect { match path prefix "/old" redirect { path "/new" } }
+  rule rest { to s }
+}
+"#,
+    );
+    let snapshot = match crate::compile_sources(sources) {
+        Ok(compiled) => compiled.snapshot,
+        Err(failed) => panic!("{}", failed.render()),
+    };
+    let ask = |line: &str, headers: &[&str]| {
+        let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+        let request = Request::parse(line, &headers).expect("valid request");
+        let e = explain(&snapshot, None, request, None).expect("explained");
+        rule(&e).0
+    };
+    assert_eq!(ask("PUT http://s/items/12", &[]), "method");
+    assert_eq!(ask("GET http://s/items/12", &[]), "rest");
+    assert_eq!(ask("PUT http://s/items/12/x", &[]), "rest");
+    assert_eq!(ask("GET http://s/?debug=a%20b", &[]), "query");
+    assert_eq!(ask("GET http://s/?debug=a%20b&off", &[]), "rest");
+    assert_eq!(ask("GET http://s/?debug=ab", &[]), "rest");
+    assert_eq!(
+        ask("GET http://s/", &["X-V: v2", "x-user: tester"]),
+        "headers"
+    );
+    assert_eq!(ask("GET http://s/", &["X-V: v3", "x-user: tester"]), "rest");
+    assert_eq!(ask("GET http://s/", &["x-debug: "]), "present");
+    assert_eq!(ask("GET http://s/old/x", &[]), "redirect");
+}
+
+#[test]
+fn parses_query_parameters() {
+    let r = Request::parse("GET http://s/p?a=1&b&&c=%41%zz&a=2#f", &[]).expect("valid");
+    let pairs: Vec<(&str, &str)> = r
+        .query
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(pairs, [("a", "1"), ("b", ""), ("c", "A%zz"), ("a", "2")]);
+    assert_eq!(r.path, "/p");
+}
+
+#[test]
+fn explains_the_matched_rule_actions() {
+    let mut sources = Sources::new();
+    sources.add(
+        "t.mesh",
+        r#"service s { port 80 http endpoint 127.0.0.1:80 }
+route s {
+  rule moved { match path prefix "/old" redirect { scheme "https" path "/new" code 308 } }
+  rule api {
+    match path prefix "/api"
+    to s
+    timeout 2s
+    retries { attempts 3 per_try_timeout 500ms on 5xx, 409 non_idempotent }
+    fault { delay 1s 0.5% abort 503 }
+  }
+}
+"#,
+    );
+    let snapshot = match crate::compile_sources(sources) {
+        Ok(compiled) => compiled.snapshot,
+        Err(failed) => panic!("{}", failed.render()),
+    };
+    let ask = |line: &str| {
+        let request = Request::parse(line, &[]).expect("valid request");
+        explain(&snapshot, None, request, None).expect("explained")
+    };
+    let e = ask("GET http://s/api/x");
+    let text = e.render();
+    assert!(text.contains("timeout: 2000ms\n"), "{text}");
+    assert!(
+        text.contains(
+            "retries: 3 attempts on 5xx, 409, 500ms per try, backoff 25ms to 250ms, \
+             non-idempotent requests too\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("fault injection: delay 1000ms for 0.5%, abort 503 for 100%\n"),
+        "{text}"
+    );
+    let json = e.to_json();
+    assert_eq!(json["timeout_ms"], 2000);
+    assert_eq!(json["retries"]["attempts"], 3);
+    assert_eq!(json["fault"]["abort"]["status"], 503);
+    assert!(json["redirect"].is_null());
+    let e = ask("GET http://s/old");
+    let text = e.render();
+    assert!(
+        text.contains("redirect: 308 scheme https path /new\n"),
+        "{text}"
+    );
+    assert_eq!(e.to_json()["redirect"]["status"], 308);
+}

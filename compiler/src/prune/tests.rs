@@ -298,6 +298,7 @@ fn requests(snapshot: &Snapshot) -> Vec<Request> {
                 port: None,
                 path: path.clone(),
                 headers: headers.clone(),
+                query: Vec::new(),
             });
         }
     }
