@@ -3,7 +3,8 @@
 //! Everything is compared by name (services, subsets, rules, workloads) or by address
 //! (endpoints), never by index: indexes shift when a service is added. Things that do not change
 //! what `meshd` does are ignored: rule source locations, and the order of endpoints, of `match`
-//! alternatives, of header conditions and of a rule's destinations.
+//! alternatives, of header conditions and of a rule's destinations. Traffic policies and rule
+//! actions are compared as whole settings and printed as compact JSON.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -142,6 +143,12 @@ fn service(out: &mut Changes, a: &Service, b: &Service) {
         ports(b),
         Impact::HotSwap,
     );
+    out.changed(
+        format!("service {name} policy"),
+        json(&a.policy),
+        json(&b.policy),
+        Impact::HotSwap,
+    );
 
     // Endpoints by address; a repeated address pairs up by occurrence.
     let (old_eps, new_eps) = (endpoints_by_address(a), endpoints_by_address(b));
@@ -178,12 +185,20 @@ fn service(out: &mut Changes, a: &Service, b: &Service) {
         match (old_subsets.get(subset), new_subsets.get(subset)) {
             (Some(_), None) => out.push(Kind::Removed, what, Impact::HotSwap),
             (None, Some(_)) => out.push(Kind::Added, what, Impact::HotSwap),
-            (Some(x), Some(y)) => out.changed(
-                format!("{what} selector"),
-                labels(&x.selector),
-                labels(&y.selector),
-                Impact::HotSwap,
-            ),
+            (Some(x), Some(y)) => {
+                out.changed(
+                    format!("{what} selector"),
+                    labels(&x.selector),
+                    labels(&y.selector),
+                    Impact::HotSwap,
+                );
+                out.changed(
+                    format!("{what} policy"),
+                    json(&x.policy),
+                    json(&y.policy),
+                    Impact::HotSwap,
+                );
+            }
             (None, None) => {}
         }
     }
@@ -314,6 +329,7 @@ fn routes(out: &mut Changes, old: &Snapshot, new: &Snapshot, service: &str) {
             let what = format!("{what} destinations {} -> {}", d1.join(", "), d2.join(", "));
             out.push(Kind::Changed, what, Impact::HotSwap);
         }
+        rule_actions(out, &what, (old, before), (new, rule));
     }
     let common = |rules: &[RouteRule], other: &BTreeMap<String, &RouteRule>| -> Vec<String> {
         rules
@@ -333,21 +349,24 @@ fn routes(out: &mut Changes, old: &Snapshot, new: &Snapshot, service: &str) {
 fn destinations(snapshot: &Snapshot, destinations: &[WeightedDestination]) -> Vec<String> {
     destinations
         .iter()
-        .map(|d| {
-            let service = service_name(snapshot, d.service);
-            let subset = d.subset.map(|s| {
-                snapshot
-                    .services
-                    .get(d.service as usize)
-                    .and_then(|svc| svc.subsets.get(s as usize))
-                    .map_or_else(|| format!("#{s}"), |sub| sub.name.clone())
-            });
-            match subset {
-                Some(subset) => format!("{service}/{subset} {}%", d.weight),
-                None => format!("{service} {}%", d.weight),
-            }
-        })
+        .map(|d| format!("{} {}%", target(snapshot, d.service, d.subset), d.weight))
         .collect()
+}
+
+/// `service[/subset]` by name.
+fn target(snapshot: &Snapshot, service: u32, subset: Option<u32>) -> String {
+    let name = service_name(snapshot, service);
+    match subset {
+        None => name,
+        Some(s) => {
+            let subset = snapshot
+                .services
+                .get(service as usize)
+                .and_then(|svc| svc.subsets.get(s as usize))
+                .map_or_else(|| format!("#{s}"), |sub| sub.name.clone());
+            format!("{name}/{subset}")
+        }
+    }
 }
 
 fn condition_list(m: &RequestMatch) -> Vec<String> {
@@ -360,12 +379,58 @@ fn condition_list(m: &RequestMatch) -> Vec<String> {
             PathMatch::Regex(p) => format!("path regex {p:?}"),
         })
         .collect();
+    conditions.extend(m.method.iter().map(|v| format!("method {v:?}")));
     conditions.extend(
         m.headers
             .iter()
             .map(|h| format!("header {:?} {:?}", h.name, h.value)),
     );
+    conditions.extend(
+        m.query
+            .iter()
+            .map(|q| format!("query {:?} {:?}", q.name, q.value)),
+    );
     conditions
+}
+
+/// A snapshot value as compact JSON for `~` lines (`null` when absent).
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("<{e}>"))
+}
+
+/// Reports changed rule actions. Mirror targets are compared by name, not index.
+fn rule_actions(
+    out: &mut Changes,
+    what: &str,
+    (old, a): (&Snapshot, &RouteRule),
+    (new, b): (&Snapshot, &RouteRule),
+) {
+    let fields: [(&str, String, String); 7] = [
+        ("timeout_ms", json(&a.timeout_ms), json(&b.timeout_ms)),
+        ("retries", json(&a.retries), json(&b.retries)),
+        ("fault", json(&a.fault), json(&b.fault)),
+        ("headers", json(&a.headers), json(&b.headers)),
+        ("rewrite", json(&a.rewrite), json(&b.rewrite)),
+        ("redirect", json(&a.redirect), json(&b.redirect)),
+        ("rate_limit", json(&a.rate_limit), json(&b.rate_limit)),
+    ];
+    for (field, x, y) in fields {
+        out.changed(format!("{what} {field}"), x, y, Impact::HotSwap);
+    }
+    let mirror = |snapshot: &Snapshot, rule: &RouteRule| match &rule.mirror {
+        None => "none".to_owned(),
+        Some(m) => format!(
+            "{} {}/1000000",
+            target(snapshot, m.service, m.subset),
+            m.per_million
+        ),
+    };
+    out.changed(
+        format!("{what} mirror"),
+        mirror(old, a),
+        mirror(new, b),
+        Impact::HotSwap,
+    );
 }
 
 /// The matches as written, `a and b or c`; "every request" when there are none.

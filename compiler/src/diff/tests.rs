@@ -263,3 +263,44 @@ fn service_namespace_change_moves_its_hosts() {
     assert!(lines.contains(&"+ host reviews.prod.svc (service reviews) [hot-swap]".to_owned()));
     assert_eq!(lines.len(), 7, "{lines:#?}");
 }
+
+#[test]
+fn reports_traffic_policy_and_rule_action_changes() {
+    let old = compile(&[(
+        "m.mesh",
+        r#"service r { port 80 http endpoint 127.0.0.1:80 { v = "1" } subset a { v = "1" } }
+service m { port 80 http endpoint 127.0.0.1:81 }
+route r { rule x { match method GET to r mirror m } }"#,
+    )]);
+    let new = compile(&[(
+        "m.mesh",
+        r#"service m { port 80 http endpoint 127.0.0.1:81 }
+service r {
+  port 80 http endpoint 127.0.0.1:80 { v = "1" }
+  subset a { v = "1" } policy { load_balancer random }
+  policy { pool { max_connections 5 } }
+}
+route r { rule x { match method POST and query "q" present to r mirror r/a 50% timeout 2s } }"#,
+    )]);
+    let lines: Vec<String> = diff(&old, &new).iter().map(ToString::to_string).collect();
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    assert!(has("~ service r policy"), "{lines:#?}");
+    assert!(has("~ subset r/a policy"), "{lines:#?}");
+    assert!(
+        has(
+            r#"~ route r rule x matches method Exact("GET") -> method Exact("POST") and query "q" Present"#
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        has("~ route r rule x timeout_ms null -> 2000 [hot-swap]"),
+        "{lines:#?}"
+    );
+    assert!(
+        has("~ route r rule x mirror m 1000000/1000000 -> r/a 500000/1000000"),
+        "{lines:#?}"
+    );
+    // Nothing else changed.
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert!(diff(&new, &new).is_empty());
+}
