@@ -210,6 +210,19 @@ pub enum Code {
     ImportedRuleNeverMatches,
     /// W0113: HTTP, HTTP/2 or gRPC declared on the well-known port of a non-HTTP protocol.
     HttpOnOpaquePort,
+    // ---- traffic (E0120-E0139) ----
+    /// E0120: settings that exclude each other (`to` and `redirect`, a hash key on a load
+    /// balancer that does not hash, rewrite `prefix` and `regex`, ...).
+    TrafficConflict,
+    /// E0121: a regex does not compile.
+    InvalidRegex,
+    /// E0122: a header edit on a framing or hop-by-hop header that meshd owns.
+    FramingHeader,
+    /// E0123: a required setting is missing (retries without `attempts`, ring_hash without a
+    /// key, an empty fault, rewrite or redirect block).
+    MissingSetting,
+    /// E0124: an unknown retry condition.
+    UnknownRetryOn,
     // Workload, security and telemetry (0140-0159).
     /// E0140: a policy's `workloads` names a workload that is not declared.
     UnknownWorkload,
@@ -277,6 +290,12 @@ impl Code {
             Self::RuleOverlap => "W0111",
             Self::ImportedRuleNeverMatches => "W0112",
             Self::HttpOnOpaquePort => "W0113",
+            // ---- traffic (E0120-E0139) ----
+            Self::TrafficConflict => "E0120",
+            Self::InvalidRegex => "E0121",
+            Self::FramingHeader => "E0122",
+            Self::MissingSetting => "E0123",
+            Self::UnknownRetryOn => "E0124",
             // Workload, security and telemetry.
             Self::UnknownWorkload => "E0140",
             Self::PolicySelectsNothing => "W0141",
@@ -343,7 +362,12 @@ impl Code {
             | Self::PortModeWithoutWorkload
             | Self::InvalidAuthzValue
             | Self::UnknownConditionKey
-            | Self::WorkloadOutsideNamespace => Severity::Error,
+            | Self::WorkloadOutsideNamespace
+            | Self::TrafficConflict
+            | Self::InvalidRegex
+            | Self::FramingHeader
+            | Self::MissingSetting
+            | Self::UnknownRetryOn => Severity::Error,
         }
     }
 }

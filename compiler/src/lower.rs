@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use spec::{
-    Endpoint, HeaderMatch, HostEntry, InboundPort, PathMatch, RequestMatch, RouteRule, RouteTable,
-    Service, ServicePort, Snapshot, SourceLocation, Subset, WeightedDestination, Workload,
+    Endpoint, HostEntry, InboundPort, RouteRule, RouteTable, Service, ServicePort, Snapshot,
+    SourceLocation, Subset, WeightedDestination, Workload,
 };
 
 use crate::ast;
@@ -240,6 +240,7 @@ impl<'a> Lowerer<'a> {
             self.report(code, file, s.name.span, message, help);
         }
 
+        let policy = self.service_policy(file, s);
         let mut subsets: BTreeMap<&str, Subset> = BTreeMap::new();
         let mut subset_spans: HashMap<&str, Span> = HashMap::new();
         for subset in &s.subsets {
@@ -278,7 +279,7 @@ impl<'a> Lowerer<'a> {
             subsets.insert(
                 subset_name,
                 Subset {
-                    policy: spec::TrafficPolicy::default(),
+                    policy: self.subset_policy(file, &policy, subset.policy.as_ref()),
                     name: subset_name.to_owned(),
                     selector,
                     endpoints: members,
@@ -287,7 +288,7 @@ impl<'a> Lowerer<'a> {
         }
 
         Service {
-            policy: spec::TrafficPolicy::default(),
+            policy,
             identities: Vec::new(),
             name: name.clone(),
             namespace,
@@ -494,79 +495,53 @@ impl<'a> Lowerer<'a> {
                 .map(|m| self.request_match(file, m))
                 .collect();
             let destinations = self.destinations(file, rule, index);
-            rules.push(RouteRule {
+            let mut lowered = RouteRule {
                 name: rule.name.name.clone(),
                 matches,
                 destinations,
                 source: self.location(file, rule.keyword),
                 ..RouteRule::default()
-            });
+            };
+            self.rule_actions(file, rule, index, &mut lowered);
+            rules.push(lowered);
         }
         rules
     }
 
-    fn request_match(&mut self, file: FileId, m: &ast::Match) -> RequestMatch {
-        let mut out = RequestMatch::default();
-        let mut path_span: Option<Span> = None;
-        for condition in &m.conditions {
-            match condition {
-                ast::Condition::PathExact { value, span }
-                | ast::Condition::PathPrefix { value, span } => {
-                    if let Some(first) = path_span {
-                        let first = self.at(file, first);
-                        self.duplicate(
-                            "a path condition in one `match` line".to_owned(),
-                            file,
-                            *span,
-                            first,
-                        );
-                        continue;
-                    }
-                    path_span = Some(*span);
-                    if !value.value.starts_with('/') {
-                        let message = format!("path `{}` does not start with `/`", value.value);
-                        self.report(
-                            Code::InvalidValue,
-                            file,
-                            value.span,
-                            message,
-                            "request paths start with `/`, e.g. \"/api\"",
-                        );
-                    }
-                    out.path = Some(match condition {
-                        ast::Condition::PathExact { .. } => PathMatch::Exact(value.value.clone()),
-                        _ => PathMatch::Prefix(value.value.clone()),
-                    });
-                }
-                ast::Condition::Header { name, value } => {
-                    let valid = !name.value.is_empty()
-                        && name
-                            .value
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-                    if !valid {
-                        let message = format!("invalid header name {:?}", name.value);
-                        self.report(
-                            Code::InvalidValue,
-                            file,
-                            name.span,
-                            message,
-                            "header names are letters, digits and !#$%&'*+-.^_`|~",
-                        );
-                    }
-                    if let ast::ValueCondition::Exact(value) = value {
-                        out.headers.push(HeaderMatch {
-                            name: name.value.to_ascii_lowercase(),
-                            value: spec::ValueMatch::Exact(value.value.clone()),
-                        });
-                    }
-                }
-                ast::Condition::PathRegex { .. }
-                | ast::Condition::Method { .. }
-                | ast::Condition::Query { .. } => {}
-            }
+    /// Resolves `SERVICE[/SUBSET]` to indexes, reporting unknown names (E0101, E0102).
+    fn resolve(
+        &mut self,
+        file: FileId,
+        service_name: &ast::Ident,
+        subset: Option<&ast::Ident>,
+        index: &ServiceIndex<'_>,
+    ) -> (Option<u32>, Option<u32>) {
+        let service = index.get(&service_name.name);
+        if service.is_none() {
+            self.unknown_service(file, service_name, index);
         }
-        out
+        let subset = match (service, subset) {
+            (Some(service), Some(subset)) => {
+                let names = &index.subsets[service as usize];
+                let found = names.binary_search(&subset.name).ok().map(|i| i as u32);
+                if found.is_none() {
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    let help = if names.is_empty() {
+                        format!("service `{}` declares no subsets", service_name.name)
+                    } else {
+                        name_help("subsets", &subset.name, &names)
+                    };
+                    let message = format!(
+                        "unknown subset `{}` of service `{}`",
+                        subset.name, service_name.name
+                    );
+                    self.report(Code::UnknownSubset, file, subset.span, message, &help);
+                }
+                found
+            }
+            _ => None,
+        };
+        (service, subset)
     }
 
     fn destinations(
@@ -578,31 +553,7 @@ impl<'a> Lowerer<'a> {
         let mut out = Vec::with_capacity(rule.destinations.len());
         let mut weights_valid = true;
         for dest in &rule.destinations {
-            let service = index.get(&dest.service.name);
-            if service.is_none() {
-                self.unknown_service(file, &dest.service, index);
-            }
-            let subset = match (service, &dest.subset) {
-                (Some(service), Some(subset)) => {
-                    let names = &index.subsets[service as usize];
-                    let found = names.binary_search(&subset.name).ok().map(|i| i as u32);
-                    if found.is_none() {
-                        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                        let help = if names.is_empty() {
-                            format!("service `{}` declares no subsets", dest.service.name)
-                        } else {
-                            name_help("subsets", &subset.name, &names)
-                        };
-                        let message = format!(
-                            "unknown subset `{}` of service `{}`",
-                            subset.name, dest.service.name
-                        );
-                        self.report(Code::UnknownSubset, file, subset.span, message, &help);
-                    }
-                    found
-                }
-                _ => None,
-            };
+            let (service, subset) = self.resolve(file, &dest.service, dest.subset.as_ref(), index);
             let weight = match dest.weight {
                 None => None,
                 Some(w) if (1..=100).contains(&w.value) => Some(w.value as u32),
@@ -762,5 +713,7 @@ fn name_help(kind: &str, name: &str, declared: &[&str]) -> String {
 }
 
 mod security;
+mod traffic;
+
 #[cfg(test)]
 mod tests;

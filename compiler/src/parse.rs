@@ -10,8 +10,8 @@ use nom::multi::many0;
 use nom::{IResult, Offset, Parser as _};
 
 use crate::ast::{
-    Address, Condition, Destination, Endpoint, File, Ident, Inbound, Item, Label, Match, Number,
-    Port, Protocol, Route, Rule, Service, Str, Subset, Workload,
+    Address, Endpoint, File, Ident, Inbound, Item, Label, Number, Port, Protocol, Route, Service,
+    Str, Subset, Workload,
 };
 use crate::diag::{Code, Diagnostic, FileId, SourceSpan, Span};
 
@@ -19,13 +19,19 @@ use crate::diag::{Code, Diagnostic, FileId, SourceSpan, Span};
 pub(crate) fn parse_file(id: FileId, src: &str) -> Result<File, Diagnostic> {
     let parser = Parser { src };
     parser.file().map(|items| File { id, items }).map_err(|e| {
+        let (code, message) = e.custom.unwrap_or_else(|| {
+            (
+                Code::Syntax,
+                format!("expected {}, found {}", e.expected, e.found),
+            )
+        });
         let mut diagnostic = Diagnostic::new(
-            Code::Syntax,
+            code,
             SourceSpan {
                 file: id,
                 span: e.span,
             },
-            format!("expected {}, found {}", e.expected, e.found),
+            message,
         );
         diagnostic.help = e.help;
         diagnostic
@@ -33,12 +39,14 @@ pub(crate) fn parse_file(id: FileId, src: &str) -> Result<File, Diagnostic> {
 }
 
 /// Where the grammar failed and what it wanted there.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct SyntaxError {
     span: Span,
     expected: String,
     found: String,
     help: Option<String>,
+    /// A code and message replacing `expected ..., found ...` (a repeated setting is E0103).
+    custom: Option<(Code, String)>,
 }
 
 type PResult<'s, T> = Result<(&'s str, T), SyntaxError>;
@@ -131,6 +139,7 @@ impl<'s> Parser<'s> {
             expected: expected.into(),
             found: describe(token),
             help: None,
+            custom: None,
         }
     }
 
@@ -219,6 +228,7 @@ impl<'s> Parser<'s> {
                             expected: "an escape (\\\", \\\\, \\n or \\t)".to_owned(),
                             found: format!("\"{}\"", &body[n..end]),
                             help: None,
+                            custom: None,
                         });
                     }
                 },
@@ -231,6 +241,7 @@ impl<'s> Parser<'s> {
             expected: "a closing `\"`".to_owned(),
             found: "end of line".to_owned(),
             help: Some("strings cannot span lines".to_owned()),
+            custom: None,
         })
     }
 
@@ -344,15 +355,32 @@ impl<'s> Parser<'s> {
                 }
                 Some((rest, "subset")) => {
                     let (rest, name) = self.ident(rest, "a subset name")?;
-                    let (rest, selector) = self.labels(rest)?;
+                    let (mut rest, selector) = self.labels(rest)?;
+                    let mut policy = None;
+                    if let Some((after, keyword)) = self.subset_policy(rest) {
+                        let block = format!("subset `{}`", name.name);
+                        let (after, p) = self.policy(after, keyword, &block)?;
+                        (rest, policy) = (after, Some(p));
+                    }
                     service.subsets.push(Subset {
                         name,
                         selector,
-                        policy: None,
+                        policy,
                     });
                     rest
                 }
-                _ => return self.error(i, "`namespace`, `port`, `endpoint`, `subset` or `}`"),
+                Some((rest, w @ "policy")) => {
+                    let block = format!("service `{}`", service.name.name);
+                    let (rest, p) = self.policy(rest, self.span_of(w), &block)?;
+                    service.policies.push(p);
+                    rest
+                }
+                _ => {
+                    return self.error(
+                        i,
+                        "`namespace`, `port`, `endpoint`, `subset`, `policy` or `}`",
+                    )
+                }
             };
         }
     }
@@ -403,92 +431,6 @@ impl<'s> Parser<'s> {
             let (rest, rule) = self.rule(rest, rule_kw)?;
             rules.push(rule);
             i = rest;
-        }
-    }
-
-    fn rule(&self, i: &'s str, keyword: Span) -> PResult<'s, Rule> {
-        let (i, name) = self.ident(i, "a rule name")?;
-        let (mut i, _) = self.expect_punct(i, "{")?;
-        let mut rule = Rule {
-            keyword,
-            name,
-            matches: Vec::new(),
-            destinations: Vec::new(),
-            ..Rule::default()
-        };
-        loop {
-            if !rule.destinations.is_empty() {
-                if let Some((rest, _)) = self.punct(i, "}") {
-                    return Ok((rest, rule));
-                }
-            }
-            i = match self.word(i) {
-                Some((rest, "match")) => {
-                    let (mut rest, first) = self.condition(rest)?;
-                    let mut conditions = vec![first];
-                    while let Some((after, _)) = self.keyword(rest, "and") {
-                        let (after, next) = self.condition(after)?;
-                        conditions.push(next);
-                        rest = after;
-                    }
-                    rule.matches.push(Match { conditions });
-                    rest
-                }
-                Some((rest, "to")) => {
-                    let start = skip(i);
-                    let (rest, service) = self.ident(rest, "a service name")?;
-                    let (mut rest, mut subset) = (rest, None);
-                    if let Some((after, _)) = self.punct(rest, "/") {
-                        let (after, s) = self.ident(after, "a subset name")?;
-                        (rest, subset) = (after, Some(s));
-                    }
-                    let mut weight = None;
-                    if let Some((after, _)) = self.keyword(rest, "weight") {
-                        let (after, w) = self.number(after, "a weight")?;
-                        (rest, weight) = (after, Some(w));
-                    }
-                    rule.destinations.push(Destination {
-                        service,
-                        subset,
-                        weight,
-                        span: self.span_between(start, rest),
-                    });
-                    rest
-                }
-                _ if rule.destinations.is_empty() => {
-                    return self.error(i, "`match` or `to` (a rule needs at least one `to`)")
-                }
-                _ => return self.error(i, "`match`, `to` or `}`"),
-            };
-        }
-    }
-
-    fn condition(&self, i: &'s str) -> PResult<'s, Condition> {
-        let start = skip(i);
-        match self.word(i) {
-            Some((rest, "path")) => {
-                let (rest, exact) = match self.word(rest) {
-                    Some((rest, "exact")) => (rest, true),
-                    Some((rest, "prefix")) => (rest, false),
-                    _ => return self.error(rest, "`exact` or `prefix`"),
-                };
-                let (rest, value) = self.string(rest, "a path in double quotes")?;
-                let span = self.span_between(start, rest);
-                let condition = if exact {
-                    Condition::PathExact { value, span }
-                } else {
-                    Condition::PathPrefix { value, span }
-                };
-                Ok((rest, condition))
-            }
-            Some((rest, "header")) => {
-                let (rest, name) = self.string(rest, "a header name in double quotes")?;
-                let (rest, _) = self.expect_punct(rest, "=")?;
-                let (rest, value) = self.string(rest, "a header value in double quotes")?;
-                let value = crate::ast::ValueCondition::Exact(value);
-                Ok((rest, Condition::Header { name, value }))
-            }
-            _ => self.error(i, "a condition (`path exact`, `path prefix` or `header`)"),
         }
     }
 
@@ -556,5 +498,9 @@ impl<'s> Parser<'s> {
 }
 
 mod security;
+mod traffic;
+
+pub(crate) use traffic::{duration_millis, percent_per_million};
+
 #[cfg(test)]
 mod tests;

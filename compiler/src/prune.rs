@@ -2,7 +2,7 @@
 //!
 //! `meshd --workload W` routes a request by its host, and only hosts of the services in W's
 //! `outbound` list are visible (`dataplane/src/routing.rs`). A rule of those services may send
-//! to other services, whose endpoints and subsets must then be present too; their own route
+//! (or mirror) to other services, whose endpoints and subsets must then be present too; their own route
 //! tables are kept as well, so the closure is taken transitively (a route on service A sends to
 //! B, B's route sends to C, ...). Everything else is dropped and every index is renumbered.
 //! Kept items keep their original relative order, so the result is sorted like its input and a
@@ -50,6 +50,12 @@ pub fn for_workload(snapshot: &Snapshot, name: &str) -> Option<Snapshot> {
                     destination.service = service;
                 }
             }
+            // Mirror targets are reachable too.
+            if let Some(mirror) = &mut rule.mirror {
+                if let Some(service) = map_service(mirror.service) {
+                    mirror.service = service;
+                }
+            }
         }
         table_map[old] = Some(routes.len() as u32);
         routes.push(table);
@@ -92,7 +98,8 @@ pub fn for_workload(snapshot: &Snapshot, name: &str) -> Option<Snapshot> {
     })
 }
 
-/// Marks the services in `roots` and every service a route table of a marked service sends to.
+/// Marks the services in `roots` and every service a route table of a marked service sends or
+/// mirrors to.
 fn reachable(snapshot: &Snapshot, roots: &[u32]) -> Vec<bool> {
     let count = snapshot.services.len();
     let mut tables_of: Vec<Vec<&RouteTable>> = vec![Vec::new(); count];
@@ -119,6 +126,9 @@ fn reachable(snapshot: &Snapshot, roots: &[u32]) -> Vec<bool> {
             for rule in &table.rules {
                 for destination in &rule.destinations {
                     visit(destination.service, &mut keep, &mut pending);
+                }
+                if let Some(mirror) = &rule.mirror {
+                    visit(mirror.service, &mut keep, &mut pending);
                 }
             }
         }

@@ -39,6 +39,7 @@ struct ServiceDoc {
     endpoints: Vec<EndpointDoc>,
     #[serde(default)]
     subsets: Vec<SubsetDoc>,
+    policy: Option<Spanned<traffic::PolicyDoc>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +64,7 @@ struct SubsetDoc {
     name: Spanned<String>,
     #[serde(default)]
     labels: BTreeMap<String, Spanned<String>>,
+    policy: Option<Spanned<traffic::PolicyDoc>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,17 +79,18 @@ struct RouteDoc {
 struct RuleDoc {
     name: Spanned<String>,
     #[serde(default, rename = "match")]
-    matches: Vec<Spanned<MatchDoc>>,
-    to: Vec<Spanned<DestinationDoc>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MatchDoc {
-    path_exact: Option<Spanned<String>>,
-    path_prefix: Option<Spanned<String>>,
+    matches: Vec<Spanned<traffic::MatchDoc>>,
     #[serde(default)]
-    headers: BTreeMap<String, Spanned<String>>,
+    to: Vec<Spanned<DestinationDoc>>,
+    timeout: Option<Spanned<String>>,
+    retries: Option<Spanned<traffic::RetriesDoc>>,
+    fault: Option<Spanned<traffic::FaultDoc>>,
+    request_headers: Option<Spanned<traffic::HeadersDoc>>,
+    response_headers: Option<Spanned<traffic::HeadersDoc>>,
+    rewrite: Option<Spanned<traffic::RewriteDoc>>,
+    redirect: Option<Spanned<traffic::RedirectDoc>>,
+    mirror: Option<Spanned<traffic::MirrorDoc>>,
+    rate_limit: Option<Spanned<traffic::RateLimitDoc>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,8 +244,26 @@ fn service_ast(id: FileId, doc: Spanned<ServiceDoc>) -> Result<ast::Service, Dia
             protocol: protocol(id, &port.protocol)?,
         });
     }
+    let mut subsets = Vec::new();
+    for s in &doc.subsets {
+        subsets.push(ast::Subset {
+            policy: s
+                .policy
+                .as_ref()
+                .map(|p| traffic::policy(id, p))
+                .transpose()?,
+            name: ident(&s.name),
+            selector: labels(&s.labels),
+        });
+    }
     Ok(ast::Service {
-        policies: Vec::new(),
+        policies: doc
+            .policy
+            .as_ref()
+            .map(|p| traffic::policy(id, p))
+            .transpose()?
+            .into_iter()
+            .collect(),
         keyword: whole,
         name: ident(&doc.name),
         namespaces: doc.namespace.iter().map(ident).collect(),
@@ -256,15 +277,7 @@ fn service_ast(id: FileId, doc: Spanned<ServiceDoc>) -> Result<ast::Service, Dia
                 weight: e.weight.as_ref().map(number),
             })
             .collect(),
-        subsets: doc
-            .subsets
-            .iter()
-            .map(|s| ast::Subset {
-                policy: None,
-                name: ident(&s.name),
-                selector: labels(&s.labels),
-            })
-            .collect(),
+        subsets,
         close: Span::new(whole.end, whole.end),
         origin: ast::Origin::Mesh,
     })
@@ -288,7 +301,7 @@ fn route_ast(id: FileId, doc: Spanned<RouteDoc>) -> Result<ast::Route, Diagnosti
     for rule in doc.rule {
         let keyword = span(rule.span());
         let rule = rule.into_inner();
-        if rule.to.is_empty() {
+        if rule.to.is_empty() && rule.redirect.is_none() {
             let at = SourceSpan {
                 file: id,
                 span: keyword,
@@ -296,35 +309,12 @@ fn route_ast(id: FileId, doc: Spanned<RouteDoc>) -> Result<ast::Route, Diagnosti
             return Err(Diagnostic::new(
                 Code::Syntax,
                 at,
-                "a rule needs at least one `to` destination",
+                "a rule needs at least one `to` destination, or a `redirect`",
             ));
         }
         let mut matches = Vec::new();
         for spanned in &rule.matches {
-            let m = spanned.get_ref();
-            let mut conditions = Vec::new();
-            if let Some(p) = &m.path_exact {
-                conditions.push(ast::Condition::PathExact {
-                    value: string(p),
-                    span: span(p.span()),
-                });
-            }
-            if let Some(p) = &m.path_prefix {
-                conditions.push(ast::Condition::PathPrefix {
-                    value: string(p),
-                    span: span(p.span()),
-                });
-            }
-            for (name, value) in &m.headers {
-                let name = ast::Str {
-                    value: name.clone(),
-                    span: span(value.span()),
-                };
-                conditions.push(ast::Condition::Header {
-                    name,
-                    value: ast::ValueCondition::Exact(string(value)),
-                });
-            }
+            let conditions = traffic::conditions(id, spanned)?;
             if conditions.is_empty() {
                 let at = SourceSpan {
                     file: id,
@@ -338,7 +328,7 @@ fn route_ast(id: FileId, doc: Spanned<RouteDoc>) -> Result<ast::Route, Diagnosti
             }
             matches.push(ast::Match { conditions });
         }
-        rules.push(ast::Rule {
+        let mut lowered = ast::Rule {
             keyword,
             name: ident(&rule.name),
             matches,
@@ -353,7 +343,9 @@ fn route_ast(id: FileId, doc: Spanned<RouteDoc>) -> Result<ast::Route, Diagnosti
                 })
                 .collect(),
             ..ast::Rule::default()
-        });
+        };
+        traffic::actions(id, &rule, &mut lowered)?;
+        rules.push(lowered);
     }
     Ok(ast::Route {
         keyword: whole,
@@ -399,5 +391,7 @@ fn workload_ast(id: FileId, doc: Spanned<WorkloadDoc>) -> Result<ast::Workload, 
 }
 
 mod security;
+mod traffic;
+
 #[cfg(test)]
 mod tests;

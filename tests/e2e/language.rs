@@ -120,7 +120,11 @@ fn redirect_and_fault_abort_answer_without_the_upstream(driver: &str) {
     );
     let broken = client.get("reviews", "/broken", &[]).unwrap();
     assert_eq!(broken.status, 503);
-    assert_eq!(v1.requests() + v2.requests(), 0, "an upstream was contacted");
+    assert_eq!(
+        v1.requests() + v2.requests(),
+        0,
+        "an upstream was contacted"
+    );
     assert_eq!(client.get("reviews", "/", &[]).unwrap().text(), "v1");
 }
 

@@ -33,6 +33,10 @@ struct Conds<'a> {
     path: PathCond<'a>,
     /// `(lower-case name, exact value)`.
     headers: Vec<(String, &'a str)>,
+    /// The line also has conditions this analysis does not model (path regex, method, query,
+    /// header prefix/regex/present/absent). They only narrow the line, so it may still be found
+    /// contained in an earlier line, but it is never taken to contain another line.
+    opaque: bool,
 }
 
 impl<'a> Conds<'a> {
@@ -41,6 +45,7 @@ impl<'a> Conds<'a> {
         Self {
             path: PathCond::Any,
             headers: Vec::new(),
+            opaque: false,
         }
     }
 
@@ -63,18 +68,25 @@ impl<'a> Conds<'a> {
                     out.headers
                         .push((name.value.to_ascii_lowercase(), value.value.as_str()));
                 }
-                _ => {}
+                ast::Condition::PathRegex { .. }
+                | ast::Condition::Method { .. }
+                | ast::Condition::Query { .. }
+                | ast::Condition::Header { .. } => out.opaque = true,
             }
         }
         out
     }
 
     fn is_any(&self) -> bool {
-        self.path == PathCond::Any && self.headers.is_empty()
+        self.path == PathCond::Any && self.headers.is_empty() && !self.opaque
     }
 
-    /// Whether every request satisfying `other` satisfies `self`.
+    /// Whether every request satisfying `other` satisfies `self`. Unmodeled conditions of
+    /// `other` only narrow it; unmodeled conditions of `self` make the answer unknown (false).
     fn contains(&self, other: &Self) -> bool {
+        if self.opaque {
+            return false;
+        }
         let path = match (self.path, other.path) {
             (PathCond::Any, _) => true,
             (PathCond::Prefix(p), PathCond::Prefix(q) | PathCond::Exact(q)) => q.starts_with(p),

@@ -249,7 +249,11 @@ foo: bar
     let compiled = compile(yaml).unwrap();
     assert_eq!(
         codes_and_lines(&compiled.warnings, &compiled.sources),
-        [(Code::IstioOutOfScope, 2), (Code::IstioOutOfScope, 10)]
+        [
+            (Code::IstioOutOfScope, 2),
+            (Code::PolicySelectsNothing, 7),
+            (Code::IstioOutOfScope, 10)
+        ]
     );
     assert!(compiled.snapshot.services.is_empty());
 }

@@ -340,7 +340,7 @@ impl<'a> Lowerer<'a> {
         AuthzRule { from, to, when }
     }
 
-    fn invalid(&mut self, file: FileId, span: Span, message: String, help: &str) {
+    fn invalid_authz(&mut self, file: FileId, span: Span, message: String, help: &str) {
         self.report(Code::InvalidAuthzValue, file, span, message, help);
     }
 
@@ -356,7 +356,7 @@ impl<'a> Lowerer<'a> {
         } else if !v.contains('*') && !v.is_empty() {
             StringPattern::Exact(v.to_owned())
         } else if v.is_empty() {
-            self.invalid(
+            self.invalid_authz(
                 file,
                 s.span,
                 "empty value in an authorization policy".to_owned(),
@@ -364,7 +364,7 @@ impl<'a> Lowerer<'a> {
             );
             return None;
         } else {
-            self.invalid(
+            self.invalid_authz(
                 file,
                 s.span,
                 format!("{v:?} has a `*` that is neither at the start nor at the end"),
@@ -414,7 +414,7 @@ impl<'a> Lowerer<'a> {
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
             {
-                self.invalid(
+                self.invalid_authz(
                     file,
                     v.span,
                     format!("method {:?} is not an upper-case HTTP method", v.value),
@@ -435,7 +435,7 @@ impl<'a> Lowerer<'a> {
             };
             if let StringPattern::Exact(s) | StringPattern::Prefix(s) = &p {
                 if !s.starts_with('/') {
-                    self.invalid(
+                    self.invalid_authz(
                         file,
                         v.span,
                         format!("path {:?} does not start with `/`", v.value),
@@ -452,7 +452,7 @@ impl<'a> Lowerer<'a> {
     fn condition(&mut self, file: FileId, w: &ast::AuthzWhen) -> Option<AuthzCondition> {
         let key = self.condition_key(file, &w.key);
         if w.values.is_empty() && w.not_values.is_empty() {
-            self.invalid(
+            self.invalid_authz(
                 file,
                 w.span,
                 format!("condition on {:?} has no values", w.key.value),
@@ -502,7 +502,7 @@ impl<'a> Lowerer<'a> {
         };
         if !valid {
             let message = format!("{:?} is not a valid value of `{name}`", v.value);
-            self.invalid(file, v.span, message, help);
+            self.invalid_authz(file, v.span, message, help);
         }
     }
 

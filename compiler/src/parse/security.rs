@@ -5,9 +5,9 @@
 use super::{skip, PResult, Parser, SyntaxError};
 use crate::ast::{
     Authentication, Authorization, AuthzOperation, AuthzRule, AuthzSource, AuthzWhen, Ident, Item,
-    JwtRule, Number, PeerAuthentication, Percent, PolicyTarget, Str, Telemetry, TlsMode, Workload,
+    JwtRule, Number, PeerAuthentication, PolicyTarget, Str, Telemetry, TlsMode, Workload,
 };
-use crate::diag::Span;
+use crate::diag::{Code, Span};
 
 /// Top-level keywords this module parses.
 pub(super) const ITEM_KEYWORDS: &[&str] = &[
@@ -43,7 +43,7 @@ impl<'s> Parser<'s> {
         let rest = match self.word(i) {
             Some((rest, "namespace")) => {
                 if workload.namespace.is_some() {
-                    return Err(self.repeated(i, "namespace", "workload"));
+                    return Err(self.repeated_once(i, "namespace", "workload"));
                 }
                 let (rest, ns) = self.ident(rest, "a namespace name")?;
                 workload.namespace = Some(ns);
@@ -51,7 +51,7 @@ impl<'s> Parser<'s> {
             }
             Some((rest, "labels")) => {
                 if !workload.labels.is_empty() {
-                    return Err(self.repeated(i, "labels", "workload"));
+                    return Err(self.repeated_once(i, "labels", "workload"));
                 }
                 let (rest, labels) = self.labels(rest)?;
                 workload.labels = labels;
@@ -64,7 +64,7 @@ impl<'s> Parser<'s> {
             }
             Some((rest, w @ "telemetry")) => {
                 if workload.telemetry.is_some() {
-                    return Err(self.repeated(i, "telemetry", "workload"));
+                    return Err(self.repeated_once(i, "telemetry", "workload"));
                 }
                 let (rest, t) = self.telemetry(rest, self.span_of(w))?;
                 workload.telemetry = Some(t);
@@ -87,10 +87,18 @@ impl<'s> Parser<'s> {
     }
 
     /// A syntax error for a setting that may appear once.
-    fn repeated(&self, at: &'s str, what: &str, block: &str) -> SyntaxError {
-        let mut e = self.syntax_error(at, format!("at most one `{what}` per {block}"));
-        e.help = Some(format!("remove the second `{what}`"));
-        e
+    /// A setting that may appear once, seen again: E0103 at the second one. The AST keeps no
+    /// position for these settings, so unlike [`Self::repeated`] it cannot name the first.
+    fn repeated_once(&self, at: &'s str, what: &str, block: &str) -> SyntaxError {
+        SyntaxError {
+            span: self.syntax_error(at, "").span,
+            custom: Some((
+                Code::Duplicate,
+                format!("`{what}` is set more than once in {block}"),
+            )),
+            help: Some(format!("remove the second `{what}`")),
+            ..SyntaxError::default()
+        }
     }
 
     fn tls_mode(&self, i: &'s str) -> PResult<'s, TlsMode> {
@@ -110,41 +118,6 @@ impl<'s> Parser<'s> {
                 span: self.span_of(w),
             },
         ))
-    }
-
-    /// `12%`, `0.5%`: at most four decimals, so every value is a whole number of millionths.
-    pub(super) fn percent(&self, i: &'s str, what: &str) -> PResult<'s, Percent> {
-        let start = skip(i);
-        let int_len = start.bytes().take_while(u8::is_ascii_digit).count();
-        if int_len == 0 {
-            return self.error(start, what);
-        }
-        let mut rest = &start[int_len..];
-        let mut fraction = "";
-        if let Some(after) = rest.strip_prefix('.') {
-            let len = after.bytes().take_while(u8::is_ascii_digit).count();
-            if len == 0 {
-                return self.error(start, what);
-            }
-            fraction = &after[..len];
-            rest = &after[len..];
-        }
-        let Some(after) = rest.strip_prefix('%') else {
-            return self.error(start, what);
-        };
-        let span = self.span_between(start, after);
-        if fraction.len() > 4 {
-            return Err(SyntaxError {
-                span,
-                expected: "a percentage with at most four decimals".to_owned(),
-                found: format!("\"{}\"", &start[..span.end - span.start]),
-                help: Some("0.0001% (one in a million) is the finest share".to_owned()),
-            });
-        }
-        let whole: u64 = start[..int_len].parse().unwrap_or(u64::MAX);
-        let scaled: u64 = format!("{fraction:0<4}").parse().unwrap_or(0);
-        let per_million = whole.saturating_mul(10_000).saturating_add(scaled);
-        Ok((after, Percent { per_million, span }))
     }
 
     /// `a, b, c`: one or more identifiers.
@@ -197,7 +170,7 @@ impl<'s> Parser<'s> {
             i = match self.word(i) {
                 Some((rest, "access_log")) => {
                     if t.access_log.is_some() {
-                        return Err(self.repeated(i, "access_log", "telemetry block"));
+                        return Err(self.repeated_once(i, "access_log", "telemetry block"));
                     }
                     if let Some((rest, _)) = self.keyword(rest, "off") {
                         t.access_log = Some(None);
@@ -211,9 +184,12 @@ impl<'s> Parser<'s> {
                 }
                 Some((rest, "trace_sampling")) => {
                     if t.trace_sampling.is_some() {
-                        return Err(self.repeated(i, "trace_sampling", "telemetry block"));
+                        return Err(self.repeated_once(i, "trace_sampling", "telemetry block"));
                     }
-                    let (rest, p) = self.percent(rest, "a percentage (e.g. 1% or 0.5%)")?;
+                    let (rest, p) = self.opt_percent(rest)?;
+                    let Some(p) = p else {
+                        return self.error(rest, "a percentage (e.g. 1% or 0.5%)");
+                    };
                     t.trace_sampling = Some(p);
                     rest
                 }
@@ -232,7 +208,7 @@ impl<'s> Parser<'s> {
         match self.word(i) {
             Some((rest, "namespace")) => {
                 if target.namespace.is_some() {
-                    return Err(self.repeated(i, "namespace", block));
+                    return Err(self.repeated_once(i, "namespace", block));
                 }
                 let (rest, ns) = self.ident(rest, "a namespace name")?;
                 target.namespace = Some(ns);
@@ -269,7 +245,7 @@ impl<'s> Parser<'s> {
             i = match self.word(i) {
                 Some((rest, "action")) => {
                     if policy.action.is_some() {
-                        return Err(self.repeated(i, "action", "authorization"));
+                        return Err(self.repeated_once(i, "action", "authorization"));
                     }
                     let action = match self.word(rest) {
                         Some((_, "allow")) => spec::AuthzAction::Allow,
@@ -477,7 +453,7 @@ impl<'s> Parser<'s> {
             i = match self.word(i) {
                 Some((rest, "issuer")) => {
                     if issuer.is_some() {
-                        return Err(self.repeated(i, "issuer", "jwt block"));
+                        return Err(self.repeated_once(i, "issuer", "jwt block"));
                     }
                     let (rest, s) = self.string(rest, "an issuer in double quotes")?;
                     issuer = Some(s);
@@ -485,7 +461,7 @@ impl<'s> Parser<'s> {
                 }
                 Some((rest, "jwks")) => {
                     if jwks.is_some() {
-                        return Err(self.repeated(i, "jwks", "jwt block"));
+                        return Err(self.repeated_once(i, "jwks", "jwt block"));
                     }
                     let (rest, s) = self.string(rest, "a JWKS file path in double quotes")?;
                     jwks = Some(s);
@@ -523,7 +499,7 @@ impl<'s> Parser<'s> {
             i = match self.word(i) {
                 Some((rest, "mode")) => {
                     if policy.mode.is_some() {
-                        return Err(self.repeated(i, "mode", "peer_authentication"));
+                        return Err(self.repeated_once(i, "mode", "peer_authentication"));
                     }
                     let (rest, mode) = self.tls_mode(rest)?;
                     policy.mode = Some(mode);

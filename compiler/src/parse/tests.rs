@@ -1,5 +1,5 @@
 use super::*;
-use crate::ast::ValueCondition;
+use crate::ast::{Condition, ValueCondition};
 use crate::diag::Sources;
 
 fn parse(src: &str) -> File {
@@ -317,12 +317,15 @@ fn requires_a_destination_in_a_rule() {
 
 #[test]
 fn reports_a_bad_condition() {
-    let (_, col, message) = syntax_error(r#"route r { rule x { match method "GET" to r } }"#);
+    let (_, col, message) = syntax_error(r#"route r { rule x { match verb "GET" to r } }"#);
     assert_eq!(col, 26);
     assert!(message.starts_with("expected a condition"), "{message}");
     let (_, col, message) = syntax_error(r#"route r { rule x { match path suffix "/" to r } }"#);
     assert_eq!(col, 31);
-    assert_eq!(message, r#"expected `exact` or `prefix`, found "suffix""#);
+    assert_eq!(
+        message,
+        r#"expected `exact`, `prefix` or `regex`, found "suffix""#
+    );
 }
 
 #[test]

@@ -341,3 +341,31 @@ fn every_request_gets_the_same_destinations_after_pruning() {
         );
     }
 }
+
+#[test]
+fn keeps_and_renumbers_mirror_targets() {
+    let mut sources = Sources::new();
+    sources.add(
+        "m.mesh",
+        r#"service alpha { port 1 http endpoint 127.0.0.1:1 }
+service front { port 2 http endpoint 127.0.0.1:2 }
+service shadow {
+  port 3 http
+  endpoint 127.0.0.1:3 { v = "1" }
+  subset v1 { v = "1" }
+}
+route front { rule all { to front mirror shadow/v1 10% } }
+workload w { outbound front }
+"#,
+    );
+    let snapshot = match crate::compile_sources(sources) {
+        Ok(compiled) => compiled.snapshot,
+        Err(failed) => panic!("{}", failed.render()),
+    };
+    let p = pruned(&snapshot, "w");
+    let names: Vec<&str> = p.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["front", "shadow"]);
+    let mirror = p.routes[0].rules[0].mirror.clone().expect("mirror");
+    assert_eq!((mirror.service, mirror.subset), (1, Some(0)));
+    assert_eq!(p.validate(), Ok(()));
+}

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::traffic::percent;
 use super::{ident, number, span, string};
 use crate::ast;
 use crate::diag::{Code, Diagnostic, FileId, SourceSpan};
@@ -153,33 +154,6 @@ pub(super) fn tls_mode(id: FileId, value: &Spanned<String>) -> Result<ast::TlsMo
     };
     Ok(ast::TlsMode {
         value: mode,
-        span: span(value.span()),
-    })
-}
-
-/// `"12%"`, `"0.5%"`: the same percentages as the DSL.
-fn percent(id: FileId, value: &Spanned<String>) -> Result<ast::Percent, Diagnostic> {
-    let text = value.get_ref().as_str();
-    let bad = || {
-        error(
-            id,
-            value.span(),
-            format!(
-                "expected a percentage such as \"1%\" or \"0.5%\" (at most four decimals), \
-                 found {text:?}"
-            ),
-        )
-    };
-    let number = text.strip_suffix('%').ok_or_else(bad)?;
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || (number.contains('.') && !digits(fraction)) || fraction.len() > 4 {
-        return Err(bad());
-    }
-    let whole: u64 = whole.parse().unwrap_or(u64::MAX);
-    let scaled: u64 = format!("{fraction:0<4}").parse().unwrap_or(0);
-    Ok(ast::Percent {
-        per_million: whole.saturating_mul(10_000).saturating_add(scaled),
         span: span(value.span()),
     })
 }

@@ -82,7 +82,7 @@ workload ratings {
   serves ratings, ratings
   inbound 9080 http -> 127.0.0.1:9093
 }
-workload bare {}
+workload bare { identity "spiffe://cluster.local/ns/default/sa/bare" }
 "#;
 
 /// BASE is 24 lines; extra text starts on line 25.

@@ -17,8 +17,13 @@ fn only_item(src: &str) -> Item {
 
 /// The syntax error's `line:col`, message and help.
 fn syntax_error(src: &str) -> (usize, usize, String) {
-    let d = parse_file(FileId(0), src).expect_err("expected a syntax error");
-    assert_eq!(d.code, Code::Syntax);
+    parse_error(src, Code::Syntax)
+}
+
+/// The `line:col` and message of the parse error, which must have `code`.
+fn parse_error(src: &str, code: Code) -> (usize, usize, String) {
+    let d = parse_file(FileId(0), src).expect_err("expected a parse error");
+    assert_eq!(d.code, code);
     let mut sources = Sources::new();
     sources.add("t.mesh", src);
     let (_, line, col) = d.location(&sources).expect("syntax errors have a span");
@@ -332,10 +337,10 @@ fn reports_repeated_single_settings() {
             "jwks",
         ),
     ] {
-        let (line, col, message) = syntax_error(src);
+        let (line, col, message) = parse_error(src, Code::Duplicate);
         assert_eq!((line, col), at, "{src}");
         assert!(
-            message.starts_with(&format!("expected at most one `{what}`")),
+            message.starts_with(&format!("`{what}` is set more than once")),
             "{src}: {message}"
         );
     }
@@ -350,7 +355,7 @@ fn reports_bad_percentages() {
     assert_eq!(col, 28);
     assert_eq!(
         message,
-        r#"expected a percentage with at most four decimals, found "0.00001%""#
+        r#"expected a percentage (e.g. 10% or 0.5%, at most 4 decimals), found "0.00001%""#
     );
     let (_, col, _) = syntax_error("telemetry { trace_sampling 1.% }");
     assert_eq!(col, 28);

@@ -13,7 +13,7 @@ workload reviews-v1 {
   outbound reviews
   telemetry { access_log "%REQ(:METHOD)%" trace_sampling 1% }
 }
-workload other { telemetry { access_log off } inbound 80 http -> 127.0.0.1:81 }
+workload other { identity "spiffe://cluster.local/ns/default/sa/other" telemetry { access_log off } inbound 80 http -> 127.0.0.1:81 }
 telemetry { access_log "%PATH%" trace_sampling 0.1% }
 peer_authentication mesh { mode strict }
 peer_authentication v1 {
@@ -35,7 +35,7 @@ authorization allow-productpage {
     when "request.headers[x-token]" = "abc", "def"
     when "request.auth.claims[groups]" != "guests"
   }
-  rule {}
+  rule { to { paths "/admin/*" } }
 }
 authorization nothing {}
 authentication users {
@@ -65,6 +65,7 @@ telemetry = { access_log = "%REQ(:METHOD)%", trace_sampling = "1%" }
 
 [[workload]]
 name = "other"
+identity = "spiffe://cluster.local/ns/default/sa/other"
 telemetry = { access_log = false }
 inbound = [{ port = 80, protocol = "http", target = "127.0.0.1:81" }]
 
@@ -104,6 +105,7 @@ when = [
 ]
 
 [[authorization.rule]]
+to = [{ paths = ["/admin/*"] }]
 
 [[authorization]]
 name = "nothing"
@@ -142,7 +144,7 @@ fn without_sources(mut snapshot: spec::Snapshot) -> spec::Snapshot {
 fn toml_and_dsl_compile_security_to_the_same_model() {
     let from_dsl = compile_one("mesh.mesh", DSL).unwrap();
     let from_toml = compile_one("mesh.toml", TOML).unwrap();
-    assert!(from_dsl.warnings.iter().all(|w| w.code.as_str() == "W0141"));
+    assert!(from_dsl.warnings.iter().all(|w| matches!(w.code.as_str(), "W0141" | "W0164")));
     assert_eq!(from_dsl.warnings.len(), from_toml.warnings.len());
     let dsl = without_sources(from_dsl.snapshot);
     let toml = without_sources(from_toml.snapshot);
@@ -201,7 +203,7 @@ fn reports_bad_security_values_as_syntax_errors_where_they_are() {
         ),
         (
             "[telemetry]\ntrace_sampling = \"1\"\n",
-            "m.toml:2:18: error[E0001]: expected a percentage such as \"1%\" or \"0.5%\"",
+            "m.toml:2:18: error[E0001]: expected a percentage (e.g. \"10%\" or \"0.5%\"",
         ),
         (
             "[telemetry]\ntrace_sampling = \"0.00001%\"\n",
