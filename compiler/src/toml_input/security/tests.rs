@@ -144,7 +144,10 @@ fn without_sources(mut snapshot: spec::Snapshot) -> spec::Snapshot {
 fn toml_and_dsl_compile_security_to_the_same_model() {
     let from_dsl = compile_one("mesh.mesh", DSL).unwrap();
     let from_toml = compile_one("mesh.toml", TOML).unwrap();
-    assert!(from_dsl.warnings.iter().all(|w| matches!(w.code.as_str(), "W0141" | "W0164")));
+    assert!(from_dsl
+        .warnings
+        .iter()
+        .all(|w| matches!(w.code.as_str(), "W0141" | "W0164")));
     assert_eq!(from_dsl.warnings.len(), from_toml.warnings.len());
     let dsl = without_sources(from_dsl.snapshot);
     let toml = without_sources(from_toml.snapshot);
