@@ -462,10 +462,13 @@ impl<'a> Lowerer<'a> {
                     }]
                 }
             };
-            tables.push(RouteTable {
+            let mut table = RouteTable {
                 service: service as u32,
                 rules,
-            });
+                index: Default::default(),
+            };
+            table.index = table.path_index();
+            tables.push(table);
         }
         tables
     }

@@ -142,6 +142,7 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
             identities: vec![],
         }],
         routes: vec![RouteTable {
+            index: Default::default(),
             service: 0,
             rules: vec![
                 rule,

@@ -5,6 +5,12 @@ use spec::*;
 use super::*;
 
 fn snapshot() -> Snapshot {
+    let mut snapshot = unindexed();
+    snapshot.index_paths();
+    snapshot
+}
+
+fn unindexed() -> Snapshot {
     let labels = |v: &str| BTreeMap::from([("version".to_owned(), v.to_owned())]);
     let endpoint = |port: u16, v: &str| Endpoint {
         address: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -43,6 +49,7 @@ fn snapshot() -> Snapshot {
             ],
         }],
         routes: vec![RouteTable {
+            index: Default::default(),
             service: 0,
             rules: vec![
                 RouteRule {
@@ -246,6 +253,7 @@ fn weighted_schedule_visits_each_endpoint_by_weight_and_spreads_them() {
 fn with_rules(rules: Vec<RouteRule>) -> Snapshot {
     let mut s = snapshot();
     s.routes[0].rules = rules;
+    s.index_paths();
     s
 }
 

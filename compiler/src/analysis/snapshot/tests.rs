@@ -102,7 +102,11 @@ impl Fixture {
     }
 
     fn route(&mut self, service: u32, rules: Vec<RouteRule>) {
-        self.snapshot.routes.push(RouteTable { service, rules });
+        self.snapshot.routes.push(RouteTable {
+            service,
+            rules,
+            index: Default::default(),
+        });
     }
 
     fn workload(&mut self, workload: Workload, line: u32) {
