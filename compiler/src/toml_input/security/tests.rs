@@ -144,7 +144,10 @@ fn without_sources(mut snapshot: spec::Snapshot) -> spec::Snapshot {
 fn toml_and_dsl_compile_security_to_the_same_model() {
     let from_dsl = compile_one("mesh.mesh", DSL).unwrap();
     let from_toml = compile_one("mesh.toml", TOML).unwrap();
-    assert!(from_dsl.warnings.iter().all(|w| matches!(w.code.as_str(), "W0141" | "W0164")));
+    assert!(from_dsl
+        .warnings
+        .iter()
+        .all(|w| matches!(w.code.as_str(), "W0141" | "W0164")));
     assert_eq!(from_dsl.warnings.len(), from_toml.warnings.len());
     let dsl = without_sources(from_dsl.snapshot);
     let toml = without_sources(from_toml.snapshot);
@@ -266,4 +269,14 @@ fn toml_gets_the_same_security_diagnostics() {
     let text = TOML.replace("\"/reviews/*\"", "\"/rev*ews\"");
     let rendered = compile_one("mesh.toml", &text).unwrap_err().render();
     assert!(rendered.contains("error[E0144]"), "{rendered}");
+    // Methods must be upper-case in TOML as in `.mesh` (only Istio input keeps any case).
+    let text = TOML.replace(
+        "methods = [\"GET\", \"HEAD\"]",
+        "methods = [\"get\", \"HEAD\"]",
+    );
+    let rendered = compile_one("mesh.toml", &text).unwrap_err().render();
+    assert!(
+        rendered.contains("error[E0144]: method \"get\" is not an upper-case HTTP method"),
+        "{rendered}"
+    );
 }
