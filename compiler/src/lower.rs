@@ -718,5 +718,7 @@ fn name_help(kind: &str, name: &str, declared: &[&str]) -> String {
 mod security;
 mod traffic;
 
+pub(crate) use security::parse_condition_key;
+
 #[cfg(test)]
 mod tests;
