@@ -85,6 +85,14 @@ pub struct EndpointGroup {
     pub schedule: Vec<u32>,
 }
 
+/// Route tables with at most this many rules are tried rule by rule; larger ones go through
+/// the snapshot's path index (merging candidate lists costs more than a few direct tries).
+const LINEAR_RULES: usize = 8;
+
+/// Most candidate lists one path may draw from the index (exact, any-path, and one per
+/// enclosing prefix); a deeper nesting falls back to trying every rule.
+const MAX_CANDIDATE_LISTS: usize = 16;
+
 /// Longest weighted round-robin cycle; larger weight sums are scaled down to fit.
 const MAX_SCHEDULE: u64 = 1024;
 
@@ -399,19 +407,25 @@ impl RouteState {
             .lookup_host(request.host)
             .ok_or(RouteError::UnknownHost)?;
         let compiled = &self.tables[table as usize];
-        let (index, matched_prefix) = compiled
-            .iter()
-            .enumerate()
-            .find_map(|(i, rule)| {
-                if rule.matches.is_empty() {
-                    return Some((i, None));
-                }
-                rule.matches
-                    .iter()
-                    .find_map(|m| m.holds(request))
-                    .map(|prefix| (i, prefix))
-            })
-            .ok_or(RouteError::NoRuleMatched)?;
+        let try_rule = |i: usize| {
+            let rule = &compiled[i];
+            if rule.matches.is_empty() {
+                return Some((i, None));
+            }
+            rule.matches
+                .iter()
+                .find_map(|m| m.holds(request))
+                .map(|prefix| (i, prefix))
+        };
+        let path_index = &self.snapshot.routes[table as usize].index;
+        let candidates = (compiled.len() > LINEAR_RULES)
+            .then(|| path_index.candidate_lists::<MAX_CANDIDATE_LISTS>(request.path))
+            .flatten();
+        let found = match candidates {
+            Some(candidates) => candidates.map(|i| i as usize).find_map(try_rule),
+            None => (0..compiled.len()).find_map(try_rule),
+        };
+        let (index, matched_prefix) = found.ok_or(RouteError::NoRuleMatched)?;
         let rule = &self.snapshot.routes[table as usize].rules[index];
         let destination = match rule.destinations.as_slice() {
             [] => None,

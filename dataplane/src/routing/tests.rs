@@ -533,3 +533,49 @@ fn a_redirect_rule_routes_without_a_destination() {
     assert!(decision.destination.is_none());
     assert_eq!(decision.actions.redirect.as_ref().unwrap().status, 301);
 }
+
+#[test]
+fn large_tables_route_through_the_path_index_in_rule_order() {
+    let path = |p: PathMatch| RequestMatch {
+        path: Some(p),
+        ..RequestMatch::default()
+    };
+    let mut rules = vec![rule(
+        "flagged",
+        RequestMatch {
+            headers: vec![HeaderMatch {
+                name: "x-a".into(),
+                value: ValueMatch::Exact("1".into()),
+            }],
+            ..RequestMatch::default()
+        },
+    )];
+    for i in 1..=9 {
+        rules.push(rule(
+            &format!("svc{i}"),
+            path(PathMatch::Prefix(format!("/svc{i}"))),
+        ));
+    }
+    rules.push(rule(
+        "special",
+        path(PathMatch::Exact("/svc3/special".into())),
+    ));
+    rules.push(rule("nested", path(PathMatch::Prefix("/z/y".into()))));
+    rules.push(rule("outer", path(PathMatch::Prefix("/z".into()))));
+    rules.push(rule("regex", path(PathMatch::Regex("/r[0-9]".into()))));
+    let state = state(rules);
+    assert!(state.snapshot.routes[0].rules.len() > LINEAR_RULES);
+    let name = |path: &str, headers: &[(&str, &str)]| {
+        matched(&state, "GET", path, "", headers).map(|(name, _)| name)
+    };
+    assert_eq!(name("/svc3/special", &[]).as_deref(), Some("svc3"));
+    assert_eq!(
+        name("/svc3/special", &[("x-a", "1")]).as_deref(),
+        Some("flagged")
+    );
+    assert_eq!(name("/svc10", &[]).as_deref(), Some("svc1"));
+    assert_eq!(name("/z/y/x", &[]).as_deref(), Some("nested"));
+    assert_eq!(name("/z/q", &[]).as_deref(), Some("outer"));
+    assert_eq!(name("/r7", &[]).as_deref(), Some("regex"));
+    assert_eq!(name("/other", &[]), None);
+}
