@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use monoio::io::AsyncReadRent;
 use monoio::net::{TcpListener, UnixStream};
 
+use crate::balancer::CoreBalancing;
 use crate::drain::Drain;
+use crate::outlier::{Counts, Ejections};
 use crate::pool::Pool;
 use crate::proxy;
 use crate::routing::{Direction, RouteState};
@@ -60,6 +62,8 @@ pub struct WorkerSpec {
     pub control: std::os::unix::net::UnixStream,
     /// New route states from reloads, announced by an `r` on `control`.
     pub updates: mpsc::Receiver<Arc<RouteState>>,
+    /// Outlier ejections decided by the control thread, announced by an `e` on `control`.
+    pub ejections: mpsc::Receiver<Arc<Ejections>>,
     /// The route state to serve.
     pub routes: Arc<RouteState>,
     /// Timeouts and limits.
@@ -75,6 +79,13 @@ pub enum WorkerEvent {
     Failed { index: usize, error: io::Error },
     /// The worker finished draining and stopped.
     Stopped { index: usize, unfinished: usize },
+    /// This core's nonzero consecutive failure counts `(group, endpoint, counts)` for the
+    /// route state with content hash `hash`, sent every outlier interval.
+    Outliers {
+        index: usize,
+        hash: String,
+        counts: Vec<(u32, u32, Counts)>,
+    },
 }
 
 /// A route state installed on one core. A request clones the `Rc` (a plain count) to keep the
@@ -95,8 +106,8 @@ impl std::ops::Deref for Installed {
 pub struct Core {
     /// Route state in force; replaced whole on reload.
     pub routes: RefCell<Rc<Installed>>,
-    /// Round-robin cursor per endpoint group.
-    pub round_robin: RefCell<Vec<u32>>,
+    /// Balancer cursors, requests in flight and failure counts per endpoint, ejections.
+    pub balancing: RefCell<CoreBalancing>,
     /// Idle upstream connections.
     pub pool: Pool,
     /// Drain signal.
@@ -174,10 +185,10 @@ async fn serve(
     events: mpsc::Sender<WorkerEvent>,
     driver: &'static str,
 ) -> io::Result<()> {
-    let groups = spec.routes.group_count();
+    let balancing = CoreBalancing::new(spec.routes.groups().iter().map(|g| g.endpoints.len()));
     let core = Rc::new(Core {
         routes: RefCell::new(Rc::new(Installed(spec.routes))),
-        round_robin: RefCell::new(vec![0; groups]),
+        balancing: RefCell::new(balancing),
         pool: Pool::default(),
         drain: Drain::default(),
         active: Cell::new(0),
@@ -192,7 +203,13 @@ async fn serve(
     }
     spec.control.set_nonblocking(true)?;
     let control = UnixStream::from_std(spec.control)?;
-    monoio::spawn(watch_control(control, spec.updates, core.clone()));
+    monoio::spawn(watch_control(
+        control,
+        spec.updates,
+        spec.ejections,
+        core.clone(),
+    ));
+    monoio::spawn(report_outliers(spec.index, events.clone(), core.clone()));
     for (listener, direction) in listeners {
         monoio::spawn(accept_loop(listener, direction, core.clone()));
     }
@@ -217,6 +234,7 @@ async fn serve(
 async fn watch_control(
     mut control: UnixStream,
     updates: mpsc::Receiver<Arc<RouteState>>,
+    ejections: mpsc::Receiver<Arc<Ejections>>,
     core: Rc<Core>,
 ) {
     let mut buf = vec![0u8; 16];
@@ -234,11 +252,47 @@ async fn watch_control(
                 core.install(routes);
             }
         }
+        if commands.contains(&b'e') {
+            // Ejections for another route state (sent before a reload landed) are dropped.
+            let hash = core.routes.borrow().hash.clone();
+            if let Some(ejections) = ejections.try_iter().filter(|e| e.hash == hash).last() {
+                core.balancing.borrow_mut().set_ejections(ejections);
+            }
+        }
         if commands.contains(&b'd') {
             break;
         }
     }
     core.drain.start();
+}
+
+/// Sends this core's consecutive failure counts to the control thread every outlier interval
+/// (the shortest of the route state's groups), for host-wide ejection decisions.
+async fn report_outliers(index: usize, events: mpsc::Sender<WorkerEvent>, core: Rc<Core>) {
+    loop {
+        let interval = core.routes.borrow().outlier_interval();
+        // Without outlier detection, look again later: a reload may turn it on.
+        let wait = interval.unwrap_or(Duration::from_secs(1));
+        monoio::select! {
+            _ = core.drain.wait() => break,
+            _ = monoio::time::sleep(wait) => {}
+        }
+        if interval.is_none() {
+            continue;
+        }
+        let hash = core.routes.borrow().hash.clone();
+        let counts = core.balancing.borrow().report();
+        if events
+            .send(WorkerEvent::Outliers {
+                index,
+                hash,
+                counts,
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
 }
 
 impl Core {
@@ -247,7 +301,8 @@ impl Core {
     fn install(&self, routes: Arc<RouteState>) {
         let endpoints = routes.endpoint_addresses();
         self.pool.retain(|addr| endpoints.contains(addr));
-        *self.round_robin.borrow_mut() = vec![0; routes.group_count()];
+        *self.balancing.borrow_mut() =
+            CoreBalancing::new(routes.groups().iter().map(|g| g.endpoints.len()));
         *self.routes.borrow_mut() = Rc::new(Installed(routes));
     }
 }
