@@ -314,19 +314,25 @@ fn maglev_lookup(table: &[u32], hash: u64, skip: Skip<'_>) -> u32 {
     table[start]
 }
 
-/// Builds a ketama-style ring: each endpoint gets entries in proportion to its weight (at
-/// least one), hashed from its address and entry number, so an endpoint's entries do not move
+/// Builds a ketama-style ring: each endpoint gets entries in proportion to its weight, hashed from its address and entry number, so an endpoint's entries do not move
 /// when others come or go.
 fn build_ring(addresses: &[SocketAddr], weights: &[u32], minimum: u64) -> Box<[(u64, u32)]> {
     if addresses.is_empty() {
         return Box::new([]);
     }
     let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
-    let size = minimum.max(addresses.len() as u64).min(MAX_RING_SIZE);
+    // Entries per unit of weight, rounded up to a power of two: the ring has at least
+    // `minimum` entries, and adding or removing an endpoint rarely changes the per-weight
+    // count, so the other endpoints' entries (and keys) stay where they were.
+    let per_weight = minimum
+        .div_ceil(total.max(1))
+        .max(1)
+        .next_power_of_two()
+        .min((MAX_RING_SIZE / total.max(1)).max(1));
     let mut ring = Vec::new();
     let mut name = Vec::with_capacity(64);
     for (i, (address, &weight)) in addresses.iter().zip(weights).enumerate() {
-        let entries = (size * u64::from(weight)).div_ceil(total).max(1);
+        let entries = per_weight * u64::from(weight);
         for k in 0..entries {
             name.clear();
             use std::io::Write;

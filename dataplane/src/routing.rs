@@ -110,7 +110,7 @@ const MAX_SCHEDULE: u64 = 1024;
 /// Smooth weighted round robin: each step adds every weight to its endpoint's credit, picks the
 /// endpoint with the most credit, and takes the total from it. Weights 5,1,1 give
 /// a a b a c a a rather than a a a a a b c.
-fn weighted_schedule(weights: &[u32]) -> Vec<u32> {
+pub(crate) fn weighted_schedule(weights: &[u32]) -> Vec<u32> {
     let weights: Vec<u64> = weights.iter().map(|&w| u64::from(w.max(1))).collect();
     let gcd = weights.iter().copied().fold(0, gcd);
     let mut weights: Vec<u64> = weights.iter().map(|w| w / gcd.max(1)).collect();
