@@ -50,7 +50,10 @@ enum Kind {
 #[derive(Debug)]
 enum Key {
     Header(Box<str>),
-    Cookie { name: Box<str>, max_age: Option<u64> },
+    Cookie {
+        name: Box<str>,
+        max_age: Option<u64>,
+    },
     SourceIp,
 }
 
@@ -148,7 +151,9 @@ impl Balancer {
                 let b = weighted_draw(&self.weights, skip);
                 plain(fewer_outstanding(a, b, &self.weights, outstanding))
             }
-            Kind::RingHash { key, ring } => self.hashed(key, input, skip, |h| ring_lookup(ring, h, skip)),
+            Kind::RingHash { key, ring } => {
+                self.hashed(key, input, skip, |h| ring_lookup(ring, h, skip))
+            }
             Kind::Maglev { key, table } => {
                 self.hashed(key, input, skip, |h| maglev_lookup(table, h, skip))
             }
@@ -402,7 +407,11 @@ pub fn write_set_cookie(head: &mut Vec<u8>, name: &str, cookie: NewCookie) {
     head.extend_from_slice(name.as_bytes());
     head.push(b'=');
     head.extend_from_slice(&cookie.value);
-    let _ = write!(head, "; Max-Age={}; Path=/; HttpOnly\r\n\r\n", cookie.max_age);
+    let _ = write!(
+        head,
+        "; Max-Age={}; Path=/; HttpOnly\r\n\r\n",
+        cookie.max_age
+    );
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -491,10 +500,7 @@ impl CoreBalancing {
         group: &crate::routing::EndpointGroup,
         input: &Input<'_, '_>,
     ) -> Picked {
-        let skip = self
-            .ejections
-            .as_deref()
-            .and_then(|e| e.skip(group_index));
+        let skip = self.ejections.as_deref().and_then(|e| e.skip(group_index));
         let Self {
             cursors,
             outstanding,

@@ -178,7 +178,10 @@ impl OutlierState {
             .collect();
         for report in &self.reports {
             for &(g, e, c) in report {
-                if let Some(t) = totals.get_mut(g as usize).and_then(|t| t.get_mut(e as usize)) {
+                if let Some(t) = totals
+                    .get_mut(g as usize)
+                    .and_then(|t| t.get_mut(e as usize))
+                {
                     *t = t.add(c);
                 }
             }
@@ -233,11 +236,14 @@ pub fn decide_group(
         }
         let reached = |threshold: Option<u32>, count: u32| threshold.is_some_and(|t| count >= t);
         if reached(policy.consecutive_5xx, counts.consecutive_5xx)
-            || reached(policy.consecutive_gateway_errors, counts.consecutive_gateway)
+            || reached(
+                policy.consecutive_gateway_errors,
+                counts.consecutive_gateway,
+            )
         {
             h.times_ejected = h.times_ejected.saturating_add(1);
-            let time = Duration::from_millis(policy.base_ejection_ms)
-                .saturating_mul(h.times_ejected);
+            let time =
+                Duration::from_millis(policy.base_ejection_ms).saturating_mul(h.times_ejected);
             h.ejected_until = Some(now + time);
             ejected += 1;
             step.changed = true;

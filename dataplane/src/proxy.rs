@@ -467,11 +467,10 @@ fn plan_request(
                                     headers: head.headers,
                                     peer: &|| peer.peer_addr().ok().map(|a| a.ip()),
                                 };
-                                let picked = core.balancing.borrow_mut().pick(
-                                    d.group_index,
-                                    group,
-                                    &input,
-                                );
+                                let picked =
+                                    core.balancing
+                                        .borrow_mut()
+                                        .pick(d.group_index, group, &input);
                                 let slot = picked.endpoint;
                                 pick = Some(Pick {
                                     group: d.group_index as u32,

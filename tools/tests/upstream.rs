@@ -196,7 +196,10 @@ fn set_failing_answers_every_path_with_the_status_until_cleared() {
     up.set_failing(Some(503));
     for path in ["/", "/echo", "/status/200"] {
         let resp = c.send(&get(path));
-        assert_eq!((resp.status, resp.body.as_slice()), (503, b"flaky".as_slice()));
+        assert_eq!(
+            (resp.status, resp.body.as_slice()),
+            (503, b"flaky".as_slice())
+        );
     }
     up.set_failing(None);
     assert_eq!(c.send(&get("/")).status, 200);

@@ -207,7 +207,10 @@ fn a_cookie_with_ttl_is_generated_and_then_sticks() {
     let cookie = first.cookie.expect("a generated cookie");
     assert_eq!(cookie.max_age, 2);
     assert_eq!(b.cookie_name(), Some("sticky"));
-    let value = format!("other=1; sticky={}", std::str::from_utf8(&cookie.value).unwrap());
+    let value = format!(
+        "other=1; sticky={}",
+        std::str::from_utf8(&cookie.value).unwrap()
+    );
     let headers = [httparse::Header {
         name: "Cookie",
         value: value.as_bytes(),
@@ -225,7 +228,10 @@ fn a_cookie_with_ttl_is_generated_and_then_sticks() {
     let mut head = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec();
     write_set_cookie(&mut head, "sticky", cookie);
     let text = String::from_utf8(head).unwrap();
-    assert!(text.ends_with("; Max-Age=2; Path=/; HttpOnly\r\n\r\n"), "{text}");
+    assert!(
+        text.ends_with("; Max-Age=2; Path=/; HttpOnly\r\n\r\n"),
+        "{text}"
+    );
     assert!(text.contains("\r\nset-cookie: sticky="), "{text}");
 }
 
