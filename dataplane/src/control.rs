@@ -153,6 +153,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             Event::Worker(WorkerEvent::Failed { index, error }) => {
                 anyhow::bail!("worker {index} failed to start: {error}");
             }
+            // A started core may report failure counts before the others are up.
+            Event::Worker(WorkerEvent::Outliers { .. }) => {}
             other => anyhow::bail!("unexpected event while starting: {other:?}"),
         }
     }

@@ -1,9 +1,9 @@
 //! The HTTP/1.1 request path on one core. Phases, in order:
 //!
 //! 1. read head   — parse with httparse on the connection's buffer; refuse smuggling shapes.
-//! 2. route       — host → rule → weighted destination → round-robin endpoint (no IO yet,
-//!    so a bad request or a missing route costs no upstream work); then the rule's fault
-//!    delay/abort and redirect.
+//! 2. route       — host → rule → weighted destination → endpoint by the group's balancer,
+//!    skipping ejected endpoints (no IO yet, so a bad request or a missing route costs no
+//!    upstream work); then the rule's fault delay/abort and redirect.
 //! 3. connect     — reuse an idle pooled connection, or connect within the connect timeout.
 //! 4. forward     — write the rewritten head (with the rule's rewrite and header edits), then
 //!    stream the body (bounded buffer).

@@ -108,6 +108,9 @@ pub struct Core {
     pub routes: RefCell<Rc<Installed>>,
     /// Balancer cursors, requests in flight and failure counts per endpoint, ejections.
     pub balancing: RefCell<CoreBalancing>,
+    /// Whether the task reporting failure counts to the control thread runs (only while the
+    /// route state has outlier detection).
+    pub reporting: Cell<bool>,
     /// Idle upstream connections.
     pub pool: Pool,
     /// Drain signal.
@@ -189,6 +192,7 @@ async fn serve(
     let core = Rc::new(Core {
         routes: RefCell::new(Rc::new(Installed(spec.routes))),
         balancing: RefCell::new(balancing),
+        reporting: Cell::new(false),
         pool: Pool::default(),
         drain: Drain::default(),
         active: Cell::new(0),
@@ -203,13 +207,18 @@ async fn serve(
     }
     spec.control.set_nonblocking(true)?;
     let control = UnixStream::from_std(spec.control)?;
+    let reports = Reports {
+        index: spec.index,
+        events: events.clone(),
+    };
+    reports.ensure(&core);
     monoio::spawn(watch_control(
         control,
         spec.updates,
         spec.ejections,
+        reports,
         core.clone(),
     ));
-    monoio::spawn(report_outliers(spec.index, events.clone(), core.clone()));
     for (listener, direction) in listeners {
         monoio::spawn(accept_loop(listener, direction, core.clone()));
     }
@@ -235,6 +244,7 @@ async fn watch_control(
     mut control: UnixStream,
     updates: mpsc::Receiver<Arc<RouteState>>,
     ejections: mpsc::Receiver<Arc<Ejections>>,
+    reports: Reports,
     core: Rc<Core>,
 ) {
     let mut buf = vec![0u8; 16];
@@ -250,6 +260,7 @@ async fn watch_control(
             // Only the newest state matters; requests in flight keep the Arc they started with.
             if let Some(routes) = updates.try_iter().last() {
                 core.install(routes);
+                reports.ensure(&core);
             }
         }
         if commands.contains(&b'e') {
@@ -266,19 +277,36 @@ async fn watch_control(
     core.drain.start();
 }
 
+/// Where a core sends its failure counts.
+#[derive(Debug, Clone)]
+struct Reports {
+    index: usize,
+    events: mpsc::Sender<WorkerEvent>,
+}
+
+impl Reports {
+    /// Starts the reporting task if the route state in force has outlier detection and the
+    /// task is not running; a core without outlier detection never wakes for it.
+    fn ensure(&self, core: &Rc<Core>) {
+        if !core.reporting.get() && core.routes.borrow().outlier_interval().is_some() {
+            core.reporting.set(true);
+            monoio::spawn(report_outliers(self.clone(), core.clone()));
+        }
+    }
+}
+
 /// Sends this core's consecutive failure counts to the control thread every outlier interval
-/// (the shortest of the route state's groups), for host-wide ejection decisions.
-async fn report_outliers(index: usize, events: mpsc::Sender<WorkerEvent>, core: Rc<Core>) {
+/// (the shortest of the route state's groups), for host-wide ejection decisions. Ends when a
+/// reload removes outlier detection, or on drain.
+async fn report_outliers(reports: Reports, core: Rc<Core>) {
+    let Reports { index, events } = reports;
     loop {
-        let interval = core.routes.borrow().outlier_interval();
-        // Without outlier detection, look again later: a reload may turn it on.
-        let wait = interval.unwrap_or(Duration::from_secs(1));
+        let Some(interval) = core.routes.borrow().outlier_interval() else {
+            break;
+        };
         monoio::select! {
             _ = core.drain.wait() => break,
-            _ = monoio::time::sleep(wait) => {}
-        }
-        if interval.is_none() {
-            continue;
+            _ = monoio::time::sleep(interval) => {}
         }
         let hash = core.routes.borrow().hash.clone();
         let counts = core.balancing.borrow().report();
@@ -293,6 +321,7 @@ async fn report_outliers(index: usize, events: mpsc::Sender<WorkerEvent>, core: 
             break;
         }
     }
+    core.reporting.set(false);
 }
 
 impl Core {
