@@ -128,14 +128,27 @@ pub struct OutlierState {
 impl OutlierState {
     /// Fresh state (nothing ejected) for `routes`, served by `workers` cores.
     pub fn new(routes: &RouteState, workers: usize) -> Self {
-        let groups = routes.groups();
+        let groups = routes.groups().iter();
+        Self::with_groups(
+            routes.hash.clone(),
+            groups.map(|g| (g.outlier.clone(), g.endpoints.len())),
+            workers,
+        )
+    }
+
+    /// Fresh state for groups given as `(outlier policy, endpoint count)`.
+    pub fn with_groups(
+        hash: String,
+        groups: impl Iterator<Item = (Option<OutlierDetection>, usize)>,
+        workers: usize,
+    ) -> Self {
+        let (policies, health) = groups
+            .map(|(policy, n)| (policy, vec![EndpointHealth::default(); n]))
+            .unzip();
         Self {
-            hash: routes.hash.clone(),
-            policies: groups.iter().map(|g| g.outlier.clone()).collect(),
-            health: groups
-                .iter()
-                .map(|g| vec![EndpointHealth::default(); g.endpoints.len()])
-                .collect(),
+            hash,
+            policies,
+            health,
             reports: vec![Vec::new(); workers],
         }
     }

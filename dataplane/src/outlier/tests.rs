@@ -121,3 +121,73 @@ fn skip_lists_ejected_endpoints_except_in_panic_mode() {
     assert_eq!(ejections.skip(2), None);
     assert_eq!(ejections.skip(7), None);
 }
+
+#[test]
+fn the_control_thread_sums_the_cores_latest_reports() {
+    let groups = [(Some(policy(50)), 2), (None, 2)].into_iter();
+    let mut state = OutlierState::with_groups("h1".into(), groups, 2);
+    assert!(state.enabled() && state.serves("h1"));
+    let now = Instant::now();
+    // Two gateway errors on each core: three are needed, the sum reaches four.
+    state.report(0, "h1", vec![(0, 1, counts(2, 2))]);
+    assert!(state.decide(now).is_none());
+    // A report for another route state is dropped; a newer report replaces the older one.
+    state.report(1, "h0", vec![(0, 1, counts(9, 9))]);
+    assert!(state.decide(now).is_none());
+    state.report(0, "h1", vec![(0, 1, counts(1, 1))]);
+    state.report(1, "h1", vec![(0, 1, counts(2, 2))]);
+    let ejections = state.decide(now).expect("an ejection");
+    assert_eq!(ejections.newly_ejected, [(0, 1)]);
+    assert_eq!(ejections.skip(0), Some(&[false, true][..]));
+    assert_eq!(ejections.hash, "h1");
+    // The counts that ejected are spent: nothing new until the time is up.
+    assert!(state.decide(now).is_none());
+    // A group without outlier detection never ejects.
+    state.report(0, "h1", vec![(1, 0, counts(99, 99))]);
+    let back = state
+        .decide(now + Duration::from_secs(1))
+        .expect("the return");
+    assert_eq!(back.skip(0), None);
+    assert_eq!(back.skip(1), None);
+    assert_eq!(back.groups[0][1].times_ejected, 1);
+}
+
+#[test]
+fn a_core_applies_ejections_and_restarts_counts_of_ejected_endpoints() {
+    use crate::balancer::{CoreBalancing, Inflight, Pick};
+    let core = std::cell::RefCell::new(CoreBalancing::new([2usize].into_iter()));
+    let pick = Pick {
+        group: 0,
+        endpoint: 1,
+    };
+    for _ in 0..3 {
+        Inflight::start(&core, pick).failed();
+    }
+    assert_eq!(core.borrow().report(), [(0, 1, counts(3, 3))]);
+    let mut state = OutlierState::with_groups("h".into(), [(Some(policy(50)), 2)].into_iter(), 1);
+    state.report(0, "h", core.borrow().report());
+    let ejections = state.decide(Instant::now()).expect("an ejection");
+    core.borrow_mut().set_ejections(ejections);
+    assert!(core.borrow().report().is_empty());
+
+    // Selection on this core now avoids the ejected endpoint.
+    let addresses: Vec<std::net::SocketAddr> = vec![
+        "10.0.0.1:80".parse().unwrap(),
+        "10.0.0.2:80".parse().unwrap(),
+    ];
+    let group = crate::routing::EndpointGroup {
+        name: "svc".into(),
+        balancer: crate::balancer::Balancer::new(&spec::LoadBalancer::Random, &addresses, &[1, 1]),
+        endpoints: addresses,
+        schedule: vec![0, 1],
+        outlier: Some(policy(50)),
+    };
+    let no_peer = || None;
+    let input = crate::balancer::Input {
+        headers: &[],
+        peer: &no_peer,
+    };
+    for _ in 0..50 {
+        assert_eq!(core.borrow_mut().pick(0, &group, &input).endpoint, 0);
+    }
+}
