@@ -186,7 +186,42 @@ fn a_failing_endpoint_is_ejected_and_returns_once_healthy(driver: &str) {
     assert!(back, "the endpoint did not come back");
 }
 
+fn with_every_endpoint_ejected_requests_still_go_to_them(driver: &str) {
+    let ups = upstreams(&["p1", "p2"]);
+    let refs: Vec<&Upstream> = ups.iter().collect();
+    let policy = "    outlier {\n      consecutive_5xx 2\n      interval 20ms\n      \
+                  base_ejection 1h\n      max_ejection_percent 100\n    }";
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &web(&refs, policy), driver, &[]);
+    for up in &ups {
+        up.set_failing(Some(500));
+    }
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    let all_ejected = |listed: &str| {
+        ups.iter()
+            .all(|u| endpoint_field(listed, u.addr(), "health") == "ejected")
+    };
+    let mut ejected = false;
+    for _ in 0..5_000 {
+        assert_eq!(client.get("web", "/", &[]).unwrap().status, 500);
+        if all_ejected(&clusters(meshd.admin)) {
+            ejected = true;
+            break;
+        }
+    }
+    assert!(ejected, "not every endpoint was ejected");
+    // Panic mode: rather than failing locally (503 UH), requests go to all endpoints.
+    let mut seen = HashSet::new();
+    for _ in 0..40 {
+        let response = client.get("web", "/", &[]).unwrap();
+        assert_eq!(response.header("x-ringmesh-flag"), None);
+        seen.insert(response.text());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
+
 on_both_drivers!(
+    with_every_endpoint_ejected_requests_still_go_to_them,
     random_and_least_request_spread_over_endpoints,
     ring_hash_on_a_header_pins_a_key_to_one_endpoint,
     maglev_on_a_cookie_with_ttl_sets_it_and_sticks,
