@@ -337,17 +337,8 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
                 .map(|s| (format!("{}/{}", service.name, s.name), &s.policy)),
         );
         for (name, policy) in policies {
-            if policy.load_balancer != spec::LoadBalancer::RoundRobin {
-                note(
-                    "load balancers other than round robin",
-                    format!("service {name}"),
-                );
-            }
             if policy.pool != spec::PoolLimits::default() {
                 note("connection pool limits", format!("service {name}"));
-            }
-            if policy.outlier.is_some() {
-                note("outlier detection", format!("service {name}"));
             }
         }
     }

@@ -1,9 +1,9 @@
 //! The HTTP/1.1 request path on one core. Phases, in order:
 //!
 //! 1. read head   — parse with httparse on the connection's buffer; refuse smuggling shapes.
-//! 2. route       — host → rule → weighted destination → round-robin endpoint (no IO yet,
-//!    so a bad request or a missing route costs no upstream work); then the rule's fault
-//!    delay/abort and redirect.
+//! 2. route       — host → rule → weighted destination → endpoint by the group's balancer,
+//!    skipping ejected endpoints (no IO yet, so a bad request or a missing route costs no
+//!    upstream work); then the rule's fault delay/abort and redirect.
 //! 3. connect     — reuse an idle pooled connection, or connect within the connect timeout.
 //! 4. forward     — write the rewritten head (with the rule's rewrite and header edits), then
 //!    stream the body (bounded buffer).
@@ -22,6 +22,7 @@ use monoio::time::Instant;
 use spec::HeaderEdits;
 
 use crate::actions::{chance, write_location, RedirectSource, NO_EDITS};
+use crate::balancer::{Inflight, Input, NewCookie, Pick};
 use crate::conn::{write_range, Conn};
 use crate::http1::head::{
     parse_request, parse_response, RequestEdits, MAX_HEADERS, MAX_HEAD_BYTES,
@@ -98,6 +99,10 @@ struct Plan {
     rule: Option<RuleRef>,
     /// Fault injection drew a delay for this request.
     delay: Option<Duration>,
+    /// The group and endpoint the balancer picked (outbound forwards only).
+    pick: Option<Pick>,
+    /// A hash-key cookie to set on the response so the client sticks to its endpoint.
+    cookie: Option<NewCookie>,
 }
 
 /// What the request path does after routing.
@@ -126,7 +131,9 @@ async fn serve_request(
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             request_out.clear();
             match parse_request(down.buffered(), &mut headers) {
-                Ok(Some(head)) => break plan_request(&head, direction, core, request_out),
+                Ok(Some(head)) => {
+                    break plan_request(&head, direction, core, request_out, &down.stream)
+                }
                 Ok(None) => {}
                 Err(e) => {
                     let reply = LocalReply::BadRequest { status: e.status() };
@@ -193,6 +200,9 @@ async fn serve_request(
             };
         }
     };
+    // Balancing hook: the request counts as in flight to its endpoint until it ends, and its
+    // upstream outcome feeds outlier detection.
+    let mut inflight = plan.pick.map(|pick| Inflight::start(&core.balancing, pick));
     let actions = plan.rule.and_then(|rule| plan.routes.actions(rule));
     let response_edits: &HeaderEdits = actions.map_or(&NO_EDITS, |a| &a.response_headers);
     // A rule timeout bounds the whole exchange from here: connect, send, response head.
@@ -233,6 +243,7 @@ async fn serve_request(
             None => match connect(addr, core, deadline).await {
                 Ok(conn) => (conn, false),
                 Err((reply, detail)) => {
+                    failed(&mut inflight);
                     keep_alive &= request_framing == BodyFraming::None;
                     return local_reply(down, response_out, reply, &detail, keep_alive).await;
                 }
@@ -248,6 +259,7 @@ async fn serve_request(
             if may_retry {
                 continue;
             }
+            failed(&mut inflight);
             let reply = LocalReply::UpstreamReset;
             return local_reply(down, response_out, reply, "write failed", false).await;
         }
@@ -272,6 +284,7 @@ async fn serve_request(
                     local_reply(down, response_out, reply, "invalid chunked body", false).await
                 }
                 CopyError::Destination(e) => {
+                    failed(&mut inflight);
                     let detail = format!("while sending the request body: {e}");
                     local_reply(
                         down,
@@ -321,11 +334,21 @@ async fn serve_request(
                 format!("no response within {} ms", timeout.as_millis()),
             ),
         };
+        failed(&mut inflight);
         return local_reply(down, response_out, reply, &detail, false).await;
     };
 
     // The response head (rewritten into response_out) goes back downstream. A drain that began
     // while this request was in flight tells the client to go elsewhere next time.
+    if let Some(inflight) = inflight.as_mut() {
+        inflight.response(response.status);
+    }
+    if let (Some(cookie), Some(pick)) = (plan.cookie, plan.pick) {
+        let group = plan.routes.groups().get(pick.group as usize);
+        if let Some(name) = group.and_then(|g| g.balancer.cookie_name()) {
+            crate::balancer::write_set_cookie(response_out, name, cookie);
+        }
+    }
     keep_alive &= response.framing != BodyFraming::UntilClose && !core.drain.is_draining();
     if !keep_alive && !response.switched {
         response_out.truncate(response_out.len() - 2);
@@ -372,16 +395,26 @@ async fn serve_request(
     }
 }
 
+/// Records a failed upstream exchange (gateway error) for outlier detection.
+fn failed(inflight: &mut Option<Inflight<'_>>) {
+    if let Some(inflight) = inflight {
+        inflight.failed();
+    }
+}
+
 /// Routes a parsed head and writes into `out` the forwarded head (or a redirect's Location).
 fn plan_request(
     head: &crate::http1::RequestHead<'_, '_>,
     direction: Direction,
     core: &Core,
     out: &mut Vec<u8>,
+    peer: &TcpStream,
 ) -> Plan {
     let routes = core.routes.borrow().clone();
     let mut rule = None;
     let mut delay = None;
+    let mut pick = None;
+    let mut cookie = None;
     let action = match direction {
         // A tunnel is not an HTTP exchange this proxy can frame; refuse it rather than
         // relaying half of it.
@@ -429,11 +462,21 @@ fn plan_request(
                                 format!("{} has no endpoints", d.group.name),
                             ),
                             Some(d) => {
-                                let mut cursors = core.round_robin.borrow_mut();
-                                let cursor = &mut cursors[d.group_index];
                                 let group = d.group;
-                                let slot = group.schedule[*cursor as usize % group.schedule.len()];
-                                *cursor = cursor.wrapping_add(1);
+                                let input = Input {
+                                    headers: head.headers,
+                                    peer: &|| peer.peer_addr().ok().map(|a| a.ip()),
+                                };
+                                let picked =
+                                    core.balancing
+                                        .borrow_mut()
+                                        .pick(d.group_index, group, &input);
+                                let slot = picked.endpoint;
+                                pick = Some(Pick {
+                                    group: d.group_index as u32,
+                                    endpoint: slot,
+                                });
+                                cookie = picked.cookie;
                                 if actions.edits_request() {
                                     let matched = decision.matched_prefix;
                                     let write_path = |out: &mut Vec<u8>| {
@@ -498,6 +541,8 @@ fn plan_request(
         routes,
         rule,
         delay,
+        pick,
+        cookie,
     }
 }
 
@@ -618,6 +663,7 @@ async fn send(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
 }
 
 struct ResponsePlan {
+    status: u16,
     framing: BodyFraming,
     keep_alive: bool,
     /// A 101 to a request that asked to upgrade.
@@ -662,6 +708,7 @@ async fn read_response_head(
                     head.write_edited(out, false, edits);
                     let switched = head.status == 101;
                     let plan = ResponsePlan {
+                        status: head.status,
                         framing: head.framing,
                         keep_alive: head.keep_alive && !switched,
                         switched,

@@ -137,6 +137,10 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
             subsets: vec![],
             policy: TrafficPolicy {
                 load_balancer: LoadBalancer::LeastRequest,
+                pool: PoolLimits {
+                    max_connections: Some(10),
+                    ..PoolLimits::default()
+                },
                 ..TrafficPolicy::default()
             },
             identities: vec![],
@@ -170,7 +174,7 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
         [
             "header edits of framing, hop-by-hop or Host headers",
             "retries",
-            "load balancers other than round robin"
+            "connection pool limits"
         ]
     );
     assert_eq!(

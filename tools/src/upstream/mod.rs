@@ -1,5 +1,7 @@
 //! A small real HTTP/1.1 origin server (thread per connection) for tests, the demo and benchmarks.
 //!
+//! While [`Upstream::set_failing`] is in force every request answers that status instead.
+//!
 //! Routes: `/echo`, `/echo-chunked`, `/chunked?chunks=N&size=S`, `/headers`, `/status/NNN`,
 //! `/fail/close` (no answer), `/fail/truncate` (body cut short), `/fail/garbage` (not HTTP),
 //! and anything else answers 200 with the server's name. Every response carries
@@ -9,7 +11,7 @@ mod serve;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -29,6 +31,8 @@ struct Shared {
     stop: AtomicBool,
     requests: AtomicU64,
     connections: AtomicU64,
+    /// Status every request is answered with while nonzero (see [`Upstream::set_failing`]).
+    failing: AtomicU16,
 }
 
 impl Upstream {
@@ -46,6 +50,7 @@ impl Upstream {
             stop: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            failing: AtomicU16::new(0),
         });
         let acceptor = thread::Builder::new()
             .name(format!("upstream-{name}"))
@@ -73,6 +78,14 @@ impl Upstream {
     /// Requests answered so far; counted before the response is written, so a client that has read a response sees it counted.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Makes every later request, whatever its path, answer `status` (e.g. 503), until called
+    /// with `None`: an endpoint that fails on demand, for outlier detection tests.
+    pub fn set_failing(&self, status: Option<u16>) {
+        self.shared
+            .failing
+            .store(status.unwrap_or(0), Ordering::SeqCst);
     }
 
     /// TCP connections accepted so far.

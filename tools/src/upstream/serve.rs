@@ -126,6 +126,11 @@ fn serve_one(
         head_only,
     };
     let stream = conn.get_mut();
+    let failing = shared.failing.load(Ordering::SeqCst);
+    if failing != 0 {
+        resp.fixed(stream, out, failing, name)?;
+        return Ok(!head.close);
+    }
     match route {
         Route::Echo => resp.fixed(stream, out, 200, body)?,
         Route::EchoChunked => {

@@ -312,7 +312,7 @@ fn ejecting_every_endpoint_warns_at_the_outlier_block() {
         "{}",
         d.message
     );
-    assert!(d.message.contains("requests then fail with 503"));
+    assert!(d.message.contains("panic mode"));
 }
 
 #[test]
