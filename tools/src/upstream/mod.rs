@@ -3,6 +3,7 @@
 //! While [`Upstream::set_failing`] is in force every request answers that status instead.
 //!
 //! Routes: `/echo`, `/echo-chunked`, `/chunked?chunks=N&size=S`, `/headers`, `/status/NNN`,
+//! `/slow/MS` (answers after MS milliseconds, at most 10 000),
 //! `/fail/close` (no answer), `/fail/truncate` (body cut short), `/fail/garbage` (not HTTP),
 //! and anything else answers 200 with the server's name. Every response carries
 //! `x-upstream: <name>` and `content-type: text/plain`.
