@@ -159,6 +159,7 @@ pub(super) fn check_route(
             file,
             span: rule.keyword,
         };
+        redundant_matches(file, &view, out);
         if let Some(covering) = covering_rules(&earlier, &view) {
             let listed: Vec<String> = covering
                 .iter()
@@ -224,6 +225,42 @@ pub(super) fn check_route(
         }
         earlier.push(view);
     }
+}
+
+/// W0185: a match of a rule contained in an earlier match of the same rule (Istio's IST0131
+/// inside one rule): it never decides whether the rule is selected.
+fn redundant_matches(file: FileId, view: &View<'_>, out: &mut Vec<Diagnostic>) {
+    for (j, (later, m)) in view.matches.iter().zip(&view.rule.matches).enumerate() {
+        let Some(i) = view.matches[..j].iter().position(|a| a.contains(later)) else {
+            continue;
+        };
+        let at = SourceSpan {
+            file,
+            span: match_span(m).unwrap_or(view.rule.keyword),
+        };
+        let message = format!(
+            "match #{} of rule `{}` never decides anything: every request it matches satisfies \
+             match #{} of the same rule",
+            j + 1,
+            view.name(),
+            i + 1
+        );
+        out.push(
+            Diagnostic::new(Code::MatchNeverDecides, at, message)
+                .with_help("remove the redundant match, or narrow the earlier one"),
+        );
+    }
+}
+
+/// Where a match starts: its first condition.
+fn match_span(m: &ast::Match) -> Option<crate::diag::Span> {
+    m.conditions.first().map(|c| match c {
+        ast::Condition::PathExact { span, .. }
+        | ast::Condition::PathPrefix { span, .. }
+        | ast::Condition::PathRegex { span, .. }
+        | ast::Condition::Method { span, .. } => *span,
+        ast::Condition::Header { name, .. } | ast::Condition::Query { name, .. } => name.span,
+    })
 }
 
 /// The earlier rules that together take every request `rule` matches: one rule containing it

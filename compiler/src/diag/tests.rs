@@ -221,6 +221,22 @@ fn snapshot_analysis_codes_are_stable() {
     }
 }
 
+#[test]
+fn istio_analyzer_codes_are_stable_warnings() {
+    let all = [
+        (Code::IstioDeprecated, "W0180"),
+        (Code::IstioDestinationPortRequired, "W0181"),
+        (Code::IstioServiceEntryAddressesRequired, "W0182"),
+        (Code::IstioJwtClaimRouteWithoutAuthentication, "W0183"),
+        (Code::IstioConflictingServiceEntryProtocol, "W0184"),
+        (Code::MatchNeverDecides, "W0185"),
+    ];
+    for (code, text) in all {
+        assert_eq!(code.to_string(), text);
+        assert_eq!(code.severity(), Severity::Warning);
+    }
+}
+
 fn location(file: &str, line: u32, column: u32) -> spec::SourceLocation {
     spec::SourceLocation {
         file: file.to_owned(),

@@ -8,7 +8,7 @@ mod networking;
 mod security;
 mod yaml;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::Path;
 
@@ -58,6 +58,8 @@ pub(crate) fn import(
     };
     let mut resources = Vec::new();
     let mut security_items: Vec<(FileId, ast::Item)> = Vec::new();
+    // Namespaces with a RequestAuthentication (W0183 looks for them).
+    let mut authenticated = HashSet::new();
     for (yaml_file, documents) in &parsed {
         let file = yaml_file.id;
         out.file = file;
@@ -66,12 +68,15 @@ pub(crate) fn import(
             if replaced {
                 continue;
             }
+            if let Some(((_, "RequestAuthentication", namespace, _), _)) = resource_key(document) {
+                authenticated.insert(namespace.to_owned());
+            }
             if let Some(resource) = classify(&mut out, file, document, &mut security_items) {
                 resources.push(resource);
             }
         }
     }
-    let mut files = networking::lower(&mut out, &resources, mesh);
+    let mut files = networking::lower(&mut out, &resources, mesh, &authenticated);
     for (id, item) in security_items {
         match files.iter_mut().find(|f| f.id == id) {
             Some(file) => file.items.push(item),
@@ -286,6 +291,16 @@ impl Out<'_> {
             }
         }
         out
+    }
+
+    /// W0180: a deprecated field (Istio IST0002), with the field that replaces it.
+    fn deprecated(&mut self, path: &str, span: Span, replacement: &str) {
+        self.push(
+            Code::IstioDeprecated,
+            span,
+            format!("`{path}` is deprecated in Istio; use {replacement} instead"),
+            "the import still reads it, but Istio may drop it in a later release",
+        );
     }
 
     /// W0203: a value the snapshot cannot hold.
@@ -588,5 +603,7 @@ fn classify<'a>(
     })
 }
 
+#[cfg(test)]
+mod analyzer_tests;
 #[cfg(test)]
 mod tests;

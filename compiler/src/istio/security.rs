@@ -376,7 +376,7 @@ pub(super) struct Header {
 }
 
 /// Istio's root namespace: a policy there applies to the whole mesh.
-const ROOT_NAMESPACE: &str = "istio-system";
+pub(super) const ROOT_NAMESPACE: &str = "istio-system";
 
 impl Header {
     /// `namespace/name`, unique across namespaces.

@@ -452,8 +452,16 @@ spec:
 "
     );
     let (items, found) = import_ast(&yaml);
-    // The gRPC retry conditions are named in one W0200 at `retryOn`.
-    assert_eq!(found, [(Code::IstioUnsupportedField, 32)], "{found:?}");
+    // The gRPC retry conditions are named in one W0200 at `retryOn`; the legacy delay
+    // `percent` is deprecated (W0180).
+    assert_eq!(
+        found,
+        [
+            (Code::IstioUnsupportedField, 32),
+            (Code::IstioDeprecated, 34)
+        ],
+        "{found:?}"
+    );
     let rule = &routes(&items)[0].rules[0];
     assert_eq!(rule.timeout.unwrap().millis, 2500);
     let retries = rule.retries.as_ref().unwrap();
@@ -606,6 +614,7 @@ spec:
         [
             (Code::IstioUnsupportedField, 45), // portLevelSettings
             (Code::IstioUnsupportedField, 37), // http2MaxRequests
+            (Code::IstioDeprecated, 50),       // LEAST_CONN
             (Code::IstioUnsupportedField, 54), // maglev.tableSize
             (Code::IstioUnsupportedField, 57), // PASSTHROUGH
         ],
