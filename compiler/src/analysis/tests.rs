@@ -100,6 +100,31 @@ fn prefix_is_a_string_prefix_as_in_the_data_plane() {
 }
 
 #[test]
+fn literal_path_regexes_shadow_and_are_shadowed_like_exact_and_prefix_paths() {
+    // `/api/.*` is the prefix `/api/`: it takes `/api/users`.
+    let rules = "  rule any { match path regex \"^/api/.*$\" to web }\n  \
+                 rule users { match path prefix \"/api/users\" to web }\n";
+    assert_eq!(mesh(rules), [e("m.mesh:7")]);
+    // A literal regex is an exact path, inside an earlier prefix.
+    let rules = "  rule api { match path prefix \"/api\" to web }\n  \
+                 rule v1 { match path regex \"/api/v1\" to web }\n";
+    assert_eq!(mesh(rules), [e("m.mesh:7")]);
+    // A regex with a class is not decided, so it never shadows a later rule...
+    let rules = "  rule digits { match path regex \"/api/[0-9]+\" to web }\n  \
+                 rule v1 { match path exact \"/api/1\" to web }\n";
+    assert_eq!(mesh(rules), []);
+    // ...but its literal head is a prefix every path it matches has.
+    let rules = "  rule api { match path prefix \"/api\" to web }\n  \
+                 rule digits { match path regex \"/api/[0-9]+\" to web }\n";
+    assert_eq!(mesh(rules), [e("m.mesh:7")]);
+    // An optional last character or an alternation leaves less (or nothing) certain.
+    let rules = "  rule ab { match path prefix \"/ab\" to web }\n  \
+                 rule opt { match path regex \"/ab?c\" to web }\n  \
+                 rule alt { match path regex \"/abc|/x\" to web }\n";
+    assert_eq!(mesh(rules), []);
+}
+
+#[test]
 fn disjoint_prefixes_are_not_reported() {
     let rules = "  rule a { match path prefix \"/a/\" to web }\n  \
                  rule b { match path prefix \"/b/\" to web }\n  \
