@@ -120,6 +120,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             control: worker_end,
             updates: update_rx,
             routes: options.routes.clone(),
+            cores: workers,
             settings: options.settings,
         };
         let tx = worker_tx.clone();

@@ -10,6 +10,7 @@ pub mod drain;
 pub mod http1;
 pub mod pool;
 pub mod proxy;
+pub mod retry;
 pub mod routing;
 mod sys;
 pub mod worker;

@@ -83,6 +83,8 @@ pub struct EndpointGroup {
     /// and spread out (smooth weighted round robin, as nginx does). Empty when there are no
     /// endpoints.
     pub schedule: Vec<u32>,
+    /// The group's connection pool limits (the service's or the subset's policy).
+    pub pool: spec::PoolLimits,
 }
 
 /// Longest weighted round-robin cycle; larger weight sums are scaled down to fit.
@@ -303,6 +305,7 @@ impl RouteState {
                 name: service.name.clone(),
                 endpoints: service.endpoints.iter().map(|e| e.address).collect(),
                 schedule: weighted_schedule(&weights),
+                pool: service.policy.pool.clone(),
             });
             for subset in &service.subsets {
                 let members = subset
@@ -314,6 +317,7 @@ impl RouteState {
                     name: format!("{}/{}", service.name, subset.name),
                     endpoints: members.map(|e| e.address).collect(),
                     schedule: weighted_schedule(&weights),
+                    pool: subset.policy.pool.clone(),
                 });
             }
         }
@@ -375,6 +379,16 @@ impl RouteState {
         outbound
             .chain(self.inbound.iter().map(|(_, target)| *target))
             .collect()
+    }
+
+    /// Endpoint group `index` (as a [`Destination`] names it).
+    pub fn group(&self, index: usize) -> Option<&EndpointGroup> {
+        self.groups.get(index)
+    }
+
+    /// Every endpoint group, in index order.
+    pub fn groups(&self) -> &[EndpointGroup] {
+        &self.groups
     }
 
     /// Number of endpoint groups, for sizing per-core balancer state.

@@ -137,6 +137,10 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
             subsets: vec![],
             policy: TrafficPolicy {
                 load_balancer: LoadBalancer::LeastRequest,
+                pool: PoolLimits {
+                    max_connections: Some(4),
+                    ..PoolLimits::default()
+                },
                 ..TrafficPolicy::default()
             },
             identities: vec![],
@@ -162,20 +166,20 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
         hosts: vec![],
         workloads: vec![],
     };
+    // Retries and pool limits are enforced: only the others are listed.
     let found = not_enforced(&snapshot, None);
     let features: Vec<&str> = found.iter().map(|n| n.feature).collect();
     assert_eq!(
         features,
         [
             "header edits of framing, hop-by-hop or Host headers",
-            "retries",
             "load balancers other than round robin"
         ]
     );
     assert_eq!(
         found[1].warning(),
-        "meshd: warning: snapshot uses retries (rule svc/retrying) which this meshd does not \
-         enforce yet"
+        "meshd: warning: snapshot uses load balancers other than round robin (service svc) \
+         which this meshd does not enforce yet"
     );
 }
 
