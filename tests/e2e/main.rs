@@ -13,5 +13,6 @@ mod language;
 mod layering;
 mod lifecycle;
 mod reload;
+mod resilience;
 mod routing;
 mod upgrade;
