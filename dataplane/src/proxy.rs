@@ -235,7 +235,13 @@ async fn serve_request(
 
     // Phases 3–5, tried again as the rule's retry policy (or the default: one replay of an
     // idempotent request a stale pooled connection lost) allows; see `retry`.
-    let buffered = request_framing == BodyFraming::None;
+    // Replayable: the whole body (within --retry-buffer) went into the buffered head.
+    let body_len = match plan.framing {
+        BodyFraming::Length(n) => n,
+        _ => 0,
+    };
+    let buffered =
+        request_framing == BodyFraming::None && body_len <= core.settings.retry_buffer as u64;
     let mut retries = Retries::new(policy, plan.idempotent, buffered, &core.retry_budget);
     let _in_flight = core.retry_budget.request();
     let breaker = group.and_then(|g| core.breakers.borrow().get(g).cloned().flatten());

@@ -126,6 +126,26 @@ fn a_body_over_the_retry_buffer_is_not_retried(driver: &str) {
     assert_eq!(up.requests(), 3);
 }
 
+fn the_retry_buffer_flag_sets_the_limit(driver: &str) {
+    let up = Upstream::start("up").unwrap();
+    let rules = "  rule all {\n    to web\n    retries { attempts 1 on 503 backoff 1ms }\n  }";
+    let scratch = Scratch::new();
+    let config = web(&[up.addr()], rules, "");
+    let meshd = serve(&scratch, &config, driver, &["--retry-buffer", "100"]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    up.fail_next(1, 503);
+    let response = client
+        .request("PUT", "web", "/echo", &[], &[b'a'; 101])
+        .unwrap();
+    assert_eq!(response.status, 503);
+    up.fail_next(1, 503);
+    let response = client
+        .request("PUT", "web", "/echo", &[], &[b'a'; 100])
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(up.requests(), 3);
+}
+
 fn per_try_timeout_retries_a_stalled_try(driver: &str) {
     let up = Upstream::start("up").unwrap();
     let rules = "  rule all {\n    to web\n    timeout 30s\n    \
@@ -211,6 +231,7 @@ on_both_drivers!(
     exhausted_retries_give_the_last_response_or_urx,
     post_is_retried_only_with_non_idempotent,
     a_body_over_the_retry_buffer_is_not_retried,
+    the_retry_buffer_flag_sets_the_limit,
     per_try_timeout_retries_a_stalled_try,
     max_pending_overflow_answers_503_uo,
     max_requests_per_connection_opens_new_connections,

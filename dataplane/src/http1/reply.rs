@@ -169,6 +169,22 @@ mod tests {
     }
 
     #[test]
+    fn overflow_is_503_uo_and_exhausted_retries_add_urx() {
+        let mut out = Vec::new();
+        LocalReply::UpstreamOverflow.write(&mut out, "web: limits reached", false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("x-ringmesh-flag: UO\r\n"));
+        let mut out = Vec::new();
+        LocalReply::ConnectFailure.write_after_retries(&mut out, "refused", true, true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("x-ringmesh-flag: UF,URX\r\n"), "{text}");
+    }
+
+    #[test]
     fn redirect_has_location_and_empty_body() {
         let mut out = Vec::new();
         write_redirect(&mut out, 301, b"https://a/b?c", false);
