@@ -248,6 +248,7 @@ async fn serve_request(
     let exchange = Exchange {
         request_framing,
         deadline,
+        timeout: rule_timeout.unwrap_or(core.settings.upstream_timeout),
         is_head: plan.is_head,
         upgrade: plan.upgrade,
         edits: response_edits,
@@ -366,6 +367,8 @@ struct Exchange<'a> {
     request_framing: BodyFraming,
     /// The rule timeout's deadline for the whole request.
     deadline: Option<Instant>,
+    /// The rule timeout, or `--upstream-timeout` without one (for messages).
+    timeout: Duration,
     is_head: bool,
     upgrade: bool,
     edits: &'a HeaderEdits,
@@ -410,10 +413,9 @@ impl Exchange<'_> {
         request_out: &mut Vec<u8>,
         response_out: &mut Vec<u8>,
     ) -> Result<(Upstream, ResponsePlan), Tried> {
-        let start = Instant::now();
         // The per-try timeout counts only when it ends before the rule's deadline.
         let per_try_end = per_try
-            .map(|t| start + t)
+            .map(|t| Instant::now() + t)
             .filter(|end| self.deadline.is_none_or(|d| *end < d));
         let until = per_try_end.or(self.deadline);
         let timed_out = |detail: String| FailedTry {
@@ -537,8 +539,12 @@ impl Exchange<'_> {
                 detail,
             },
             Err(_elapsed) => {
-                let waited = until.saturating_duration_since(start).as_millis();
-                timed_out(format!("no response within {waited} ms"))
+                let (timeout, which) = match per_try_end.and(per_try) {
+                    Some(t) => (t, " (per-try timeout)"),
+                    None => (self.timeout, ""),
+                };
+                let ms = timeout.as_millis();
+                timed_out(format!("no response within {ms} ms{which}"))
             }
         };
         Err(Tried::Failed(failed))
