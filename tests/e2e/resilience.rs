@@ -226,6 +226,20 @@ fn max_requests_per_connection_opens_new_connections(driver: &str) {
     assert_eq!(client.connections(), 1);
 }
 
+fn an_idle_timeout_retires_pooled_connections(driver: &str) {
+    let up = Upstream::start("up").unwrap();
+    let policy = "  policy { pool { idle_timeout 1ms } }";
+    let scratch = Scratch::new();
+    let config = web(&[up.addr()], "  rule all { to web }", policy);
+    let meshd = serve(&scratch, &config, driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    assert_eq!(client.get("web", "/", &[]).unwrap().status, 200);
+    // Longer than the idle timeout by construction, not a timing assertion.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(client.get("web", "/", &[]).unwrap().status, 200);
+    assert_eq!(up.connections(), 2);
+}
+
 on_both_drivers!(
     retry_on_503_goes_to_the_other_endpoint,
     exhausted_retries_give_the_last_response_or_urx,
@@ -235,4 +249,5 @@ on_both_drivers!(
     per_try_timeout_retries_a_stalled_try,
     max_pending_overflow_answers_503_uo,
     max_requests_per_connection_opens_new_connections,
+    an_idle_timeout_retires_pooled_connections,
 );
