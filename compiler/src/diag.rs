@@ -200,6 +200,9 @@ pub enum Code {
     IstioIncomplete,
     /// W0205: a document outside the import's scope (Gateway, Kubernetes kinds, no kind).
     IstioOutOfScope,
+    /// W0206: an Istio document replaces an earlier one of the same kind, namespace and name in
+    /// the same file (as `kubectl apply` would).
+    IstioReplaced,
     /// E0999: the compiler produced a snapshot that breaks a spec invariant (a meshc bug).
     Internal,
     /// E0110: a rule can never be selected: earlier rules match every request it matches.
@@ -285,6 +288,7 @@ impl Code {
             Self::IstioNotExpressible => "W0203",
             Self::IstioIncomplete => "W0204",
             Self::IstioOutOfScope => "W0205",
+            Self::IstioReplaced => "W0206",
             Self::Internal => "E0999",
             Self::RuleNeverMatches => "E0110",
             Self::RuleOverlap => "W0111",
@@ -329,6 +333,7 @@ impl Code {
             | Self::IstioNotExpressible
             | Self::IstioIncomplete
             | Self::IstioOutOfScope
+            | Self::IstioReplaced
             | Self::RuleOverlap
             | Self::ImportedRuleNeverMatches
             | Self::HttpOnOpaquePort

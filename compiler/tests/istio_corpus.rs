@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use compiler::{compile, Code, Diagnostic};
+use compiler::{compile, Diagnostic};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/istio")
@@ -54,19 +54,6 @@ fn errors(diagnostics: &[Diagnostic]) -> Vec<&Diagnostic> {
     diagnostics.iter().filter(|d| d.is_error()).collect()
 }
 
-/// Whether the only errors are the snapshot check refusing a redirect rule: the import produces
-/// `ast::Rule::redirect`, but this branch's lowering does not copy it into the snapshot yet (the
-/// semantic lowering lands separately). Remove once `lower.rs` lowers redirects.
-fn only_unlowered_redirects(diagnostics: &[Diagnostic]) -> bool {
-    let errors = errors(diagnostics);
-    !errors.is_empty()
-        && errors.iter().all(|d| {
-            d.code == Code::Internal
-                && d.message
-                    .contains("must have either destinations or a redirect")
-        })
-}
-
 #[test]
 fn istio_corpus_matches_expectations() {
     let dir = corpus_dir();
@@ -86,10 +73,6 @@ fn istio_corpus_matches_expectations() {
         match row.expected.as_str() {
             "valid" | "doc-example" => match compile(&inputs) {
                 Ok(_) => passed += 1,
-                Err(failed) if only_unlowered_redirects(&failed.diagnostics) => {
-                    println!("{}: redirect imported, not lowered yet", row.file);
-                    passed += 1;
-                }
                 Err(failed) => failures.push(format!(
                     "{} ({}): expected no errors, got:\n{}",
                     row.file,

@@ -329,25 +329,6 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
             }
         }
     }
-    for service in &snapshot.services {
-        let policies = std::iter::once((service.name.clone(), &service.policy)).chain(
-            service
-                .subsets
-                .iter()
-                .map(|s| (format!("{}/{}", service.name, s.name), &s.policy)),
-        );
-        for (name, policy) in policies {
-            if policy.load_balancer != spec::LoadBalancer::RoundRobin {
-                note(
-                    "load balancers other than round robin",
-                    format!("service {name}"),
-                );
-            }
-            if policy.outlier.is_some() {
-                note("outlier detection", format!("service {name}"));
-            }
-        }
-    }
     for w in &snapshot.workloads {
         if workload.is_some_and(|name| name != w.name) {
             continue;

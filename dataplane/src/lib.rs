@@ -4,10 +4,12 @@
 
 pub mod actions;
 pub mod admin;
+pub mod balancer;
 pub mod conn;
 pub mod control;
 pub mod drain;
 pub mod http1;
+pub mod outlier;
 pub mod pool;
 pub mod proxy;
 pub mod retry;

@@ -1,9 +1,9 @@
 //! The HTTP/1.1 request path on one core. Phases, in order:
 //!
 //! 1. read head   — parse with httparse on the connection's buffer; refuse smuggling shapes.
-//! 2. route       — host → rule → weighted destination → round-robin endpoint (no IO yet,
-//!    so a bad request or a missing route costs no upstream work); then the rule's fault
-//!    delay/abort and redirect.
+//! 2. route       — host → rule → weighted destination → endpoint by the group's balancer,
+//!    skipping ejected endpoints (no IO yet, so a bad request or a missing route costs no
+//!    upstream work); then the rule's fault delay/abort and redirect.
 //! 3. connect     — reuse an idle pooled connection, or connect within the connect timeout.
 //! 4. forward     — write the rewritten head (with the rule's rewrite and header edits), then
 //!    stream the body (bounded buffer).
@@ -22,6 +22,7 @@ use monoio::time::Instant;
 use spec::HeaderEdits;
 
 use crate::actions::{chance, write_location, RedirectSource, NO_EDITS};
+use crate::balancer::{Inflight, Input, NewCookie, Pick};
 use crate::conn::{write_range, Conn};
 use crate::http1::head::{
     parse_request, parse_response, RequestEdits, MAX_HEADERS, MAX_HEAD_BYTES,
@@ -100,6 +101,10 @@ struct Plan {
     rule: Option<RuleRef>,
     /// Fault injection drew a delay for this request.
     delay: Option<Duration>,
+    /// The group and endpoint the balancer picked (outbound forwards only).
+    pick: Option<Pick>,
+    /// A hash-key cookie to set on the response so the client sticks to its endpoint.
+    cookie: Option<NewCookie>,
 }
 
 /// What the request path does after routing.
@@ -129,7 +134,9 @@ async fn serve_request(
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             request_out.clear();
             match parse_request(down.buffered(), &mut headers) {
-                Ok(Some(head)) => break plan_request(&head, direction, core, request_out),
+                Ok(Some(head)) => {
+                    break plan_request(&head, direction, core, request_out, &down.stream)
+                }
                 Ok(None) => {}
                 Err(e) => {
                     let reply = LocalReply::BadRequest { status: e.status() };
@@ -196,6 +203,9 @@ async fn serve_request(
             };
         }
     };
+    // Balancing hook: each try counts as in flight to its endpoint (the last one until the
+    // request ends), and its upstream outcome feeds outlier detection; see the retry loop.
+    let mut inflight: Option<Inflight<'_>> = None;
     let actions = plan.rule.and_then(|rule| plan.routes.actions(rule));
     let response_edits: &HeaderEdits = actions.map_or(&NO_EDITS, |a| &a.response_headers);
     // A rule timeout bounds the whole exchange from here, retries included: connect, send,
@@ -258,7 +268,12 @@ async fn serve_request(
             .map_or("the inbound target", |g| g.name.as_str()),
     };
     let mut addr = addr;
+    let mut pick = plan.pick;
     let (mut up, response) = loop {
+        // Balancing hook: each try counts as in flight to the endpoint it uses, and its
+        // outcome feeds that endpoint's outlier detection (when the try ends or is retried).
+        drop(inflight.take());
+        inflight = pick.map(|pick| Inflight::start(&core.balancing, pick));
         let per_try = retries.per_try();
         let pooled_ok = retries.done() == 0 || retries.has_policy();
         let tried = exchange
@@ -270,6 +285,7 @@ async fn serve_request(
                 pooled_ok,
                 request_out,
                 response_out,
+                &mut inflight,
             )
             .await;
         let time_left = deadline.is_none_or(|d| Instant::now() < d);
@@ -282,8 +298,13 @@ async fn serve_request(
                     Verdict::Retry(backoff) => {
                         // Nothing went downstream yet: drop this response with its connection.
                         drop(up);
+                        if let Some(inflight) = inflight.as_mut() {
+                            inflight.response(response.status);
+                        }
+                        drop(inflight.take());
                         retry::sleep_within(backoff, deadline).await;
-                        addr = next_endpoint(core, &plan.routes, group, addr, &retries);
+                        (addr, pick) =
+                            next_endpoint(core, &plan.routes, group, addr, pick, &retries);
                         continue;
                     }
                     _ => break (up, response),
@@ -300,8 +321,9 @@ async fn serve_request(
         };
         match verdict {
             Verdict::Retry(backoff) => {
+                drop(inflight.take());
                 retry::sleep_within(backoff, deadline).await;
-                addr = next_endpoint(core, &plan.routes, group, addr, &retries);
+                (addr, pick) = next_endpoint(core, &plan.routes, group, addr, pick, &retries);
             }
             verdict => {
                 keep_alive &= failed.keep_alive && request_framing == BodyFraming::None;
@@ -315,6 +337,15 @@ async fn serve_request(
     };
     // The response head (rewritten into response_out) goes back downstream. A drain that began
     // while this request was in flight tells the client to go elsewhere next time.
+    if let Some(inflight) = inflight.as_mut() {
+        inflight.response(response.status);
+    }
+    if let (Some(cookie), Some(pick)) = (plan.cookie, plan.pick) {
+        let group = plan.routes.groups().get(pick.group as usize);
+        if let Some(name) = group.and_then(|g| g.balancer.cookie_name()) {
+            crate::balancer::write_set_cookie(response_out, name, cookie);
+        }
+    }
     keep_alive &= response.framing != BodyFraming::UntilClose && !core.drain.is_draining();
     if !keep_alive && !response.switched {
         response_out.truncate(response_out.len() - 2);
@@ -412,6 +443,7 @@ impl Exchange<'_> {
         pooled_ok: bool,
         request_out: &mut Vec<u8>,
         response_out: &mut Vec<u8>,
+        inflight: &mut Option<Inflight<'_>>,
     ) -> Result<(Upstream, ResponsePlan), Tried> {
         // The per-try timeout counts only when it ends before the rule's deadline.
         let per_try_end = per_try
@@ -429,7 +461,10 @@ impl Exchange<'_> {
         // Phase 3: connect, or reuse a pooled connection.
         let (mut up, reused) = match self.acquire(core, addr, pooled_ok, until).await {
             Ok(acquired) => acquired,
-            Err((reply, detail)) => {
+            Err((reply, detail, endpoint_fault)) => {
+                if endpoint_fault {
+                    failed(inflight);
+                }
                 let failure = match reply {
                     LocalReply::ConnectFailure => Some(Failure::ConnectFailure),
                     LocalReply::UpstreamTimeout => per_try_end.map(|_| Failure::PerTryTimeout),
@@ -464,14 +499,16 @@ impl Exchange<'_> {
                 Ok(done) => done,
                 Err(_) => {
                     // The buffer went with the abandoned write: no try can follow.
-                    let mut failed = timed_out("the timeout expired while sending".to_owned());
-                    failed.failure = None;
-                    return Err(Tried::Failed(failed));
+                    failed(inflight);
+                    let mut tried = timed_out("the timeout expired while sending".to_owned());
+                    tried.failure = None;
+                    return Err(Tried::Failed(tried));
                 }
             },
         };
         *request_out = head;
         if written.is_err() {
+            failed(inflight);
             return Err(Tried::Failed(reset("write failed", true)));
         }
         let idle = core.settings.idle_timeout;
@@ -496,6 +533,7 @@ impl Exchange<'_> {
                     local_reply(down, response_out, reply, "invalid chunked body", false).await
                 }
                 CopyError::Destination(e) => {
+                    failed(inflight);
                     let detail = format!("while sending the request body: {e}");
                     let reply = LocalReply::UpstreamReset;
                     local_reply(down, response_out, reply, &detail, false).await
@@ -512,7 +550,7 @@ impl Exchange<'_> {
             self.edits,
             response_out,
         );
-        let failed = match monoio::time::timeout_at(until, read).await {
+        let tried = match monoio::time::timeout_at(until, read).await {
             Ok(Ok(response)) => return Ok((up, response)),
             Ok(Err(ResponseError::Closed)) => {
                 reset("connection closed before response headers", true)
@@ -547,7 +585,8 @@ impl Exchange<'_> {
                 timed_out(format!("no response within {ms} ms{which}"))
             }
         };
-        Err(Tried::Failed(failed))
+        failed(inflight);
+        Err(Tried::Failed(tried))
     }
 
     /// Phase 3: a pooled connection to `addr`, or a new one if the group's breaker has room;
@@ -558,12 +597,14 @@ impl Exchange<'_> {
         addr: SocketAddr,
         pooled_ok: bool,
         until: Option<Instant>,
-    ) -> Result<(Upstream, bool), (LocalReply, String)> {
+    ) -> Result<(Upstream, bool), (LocalReply, String, bool)> {
         let Some(breaker) = self.breaker else {
             if let Some(up) = pooled_ok.then(|| core.pool.take(addr)).flatten() {
                 return Ok((up, true));
             }
-            let conn = connect(addr, core.settings.connect_timeout, until).await?;
+            let conn = connect(addr, core.settings.connect_timeout, until)
+                .await
+                .map_err(endpoint_fault)?;
             return Ok((Upstream::new(conn, None), false));
         };
         let wait_until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
@@ -575,7 +616,9 @@ impl Exchange<'_> {
                 let timeout = breaker
                     .connect_timeout
                     .unwrap_or(core.settings.connect_timeout);
-                let conn = connect(addr, timeout, until).await?;
+                let conn = connect(addr, timeout, until)
+                    .await
+                    .map_err(endpoint_fault)?;
                 return Ok((Upstream::new(conn, Some(lease)), false));
             }
             // An idle connection to another endpoint of the group makes room when closed.
@@ -591,12 +634,14 @@ impl Exchange<'_> {
                             "{}: the connection and pending request limits are reached",
                             self.group_name
                         ),
+                        false,
                     ))
                 }
                 Err(_elapsed) => {
                     return Err((
                         LocalReply::UpstreamTimeout,
                         format!("{}: no connection became free in time", self.group_name),
+                        false,
                     ))
                 }
             }
@@ -604,24 +649,35 @@ impl Exchange<'_> {
     }
 }
 
-/// The endpoint a policy's retry goes to: another of the group's when it has one.
+/// The endpoint a policy's retry goes to: another of the group's, picked by the group's
+/// balancer among the endpoints not ejected, when it has one.
 fn next_endpoint(
     core: &Core,
     routes: &Installed,
     group: Option<usize>,
     addr: SocketAddr,
+    pick: Option<Pick>,
     retries: &Retries<'_>,
-) -> SocketAddr {
-    let Some(index) = group.filter(|_| retries.has_policy()) else {
-        return addr;
+) -> (SocketAddr, Option<Pick>) {
+    let (Some(index), Some(last)) = (group.filter(|_| retries.has_policy()), pick) else {
+        return (addr, pick);
     };
     let Some(group) = routes.group(index) else {
-        return addr;
+        return (addr, pick);
     };
-    let mut cursors = core.round_robin.borrow_mut();
-    match cursors.get_mut(index) {
-        Some(cursor) => retry::other_endpoint(group, cursor, addr),
-        None => addr,
+    let other = core
+        .balancing
+        .borrow_mut()
+        .pick_other(index, group, last.endpoint);
+    match other.and_then(|e| Some((e, *group.endpoints.get(e as usize)?))) {
+        Some((endpoint, addr)) => (
+            addr,
+            Some(Pick {
+                group: last.group,
+                endpoint,
+            }),
+        ),
+        None => (addr, pick),
     }
 }
 
@@ -631,16 +687,31 @@ async fn send_continue(down: &mut Conn) -> bool {
     send(&mut down.stream, &mut interim).await.is_ok()
 }
 
+/// A connect error, which counts against the endpoint (unlike a full circuit breaker).
+fn endpoint_fault((reply, detail): (LocalReply, String)) -> (LocalReply, String, bool) {
+    (reply, detail, true)
+}
+
+/// Records a failed upstream exchange (gateway error) for outlier detection.
+fn failed(inflight: &mut Option<Inflight<'_>>) {
+    if let Some(inflight) = inflight {
+        inflight.failed();
+    }
+}
+
 /// Routes a parsed head and writes into `out` the forwarded head (or a redirect's Location).
 fn plan_request(
     head: &crate::http1::RequestHead<'_, '_>,
     direction: Direction,
     core: &Core,
     out: &mut Vec<u8>,
+    peer: &TcpStream,
 ) -> Plan {
     let routes = core.routes.borrow().clone();
     let mut rule = None;
     let mut delay = None;
+    let mut pick = None;
+    let mut cookie = None;
     let action = match direction {
         // A tunnel is not an HTTP exchange this proxy can frame; refuse it rather than
         // relaying half of it.
@@ -688,11 +759,21 @@ fn plan_request(
                                 format!("{} has no endpoints", d.group.name),
                             ),
                             Some(d) => {
-                                let mut cursors = core.round_robin.borrow_mut();
-                                let cursor = &mut cursors[d.group_index];
                                 let group = d.group;
-                                let slot = group.schedule[*cursor as usize % group.schedule.len()];
-                                *cursor = cursor.wrapping_add(1);
+                                let input = Input {
+                                    headers: head.headers,
+                                    peer: &|| peer.peer_addr().ok().map(|a| a.ip()),
+                                };
+                                let picked =
+                                    core.balancing
+                                        .borrow_mut()
+                                        .pick(d.group_index, group, &input);
+                                let slot = picked.endpoint;
+                                pick = Some(Pick {
+                                    group: d.group_index as u32,
+                                    endpoint: slot,
+                                });
+                                cookie = picked.cookie;
                                 if actions.edits_request() {
                                     let matched = decision.matched_prefix;
                                     let write_path = |out: &mut Vec<u8>| {
@@ -757,6 +838,8 @@ fn plan_request(
         routes,
         rule,
         delay,
+        pick,
+        cookie,
     }
 }
 

@@ -10,14 +10,12 @@
 
 use std::cell::Cell;
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use monoio::time::Instant;
 use spec::{RetryOn, RetryPolicy};
 
 use crate::conn::Conn;
-use crate::routing::EndpointGroup;
 
 /// Default `--retry-buffer`: the largest request body kept for a retry.
 pub const DEFAULT_RETRY_BUFFER: usize = 64 * 1024;
@@ -294,21 +292,6 @@ pub async fn sleep_within(backoff: Duration, deadline: Option<Instant>) {
     if !wait.is_zero() {
         monoio::time::sleep(wait).await;
     }
-}
-
-/// The next endpoint of `group` in its round-robin order that is not `avoid`, when it has
-/// another; advances the group's cursor.
-pub fn other_endpoint(group: &EndpointGroup, cursor: &mut u32, avoid: SocketAddr) -> SocketAddr {
-    let len = group.schedule.len();
-    for _ in 0..len {
-        let slot = group.schedule[*cursor as usize % len];
-        *cursor = cursor.wrapping_add(1);
-        let addr = group.endpoints[slot as usize];
-        if addr != avoid {
-            return addr;
-        }
-    }
-    avoid
 }
 
 #[cfg(test)]

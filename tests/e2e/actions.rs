@@ -59,7 +59,7 @@ impl Mesh {
 
     fn snapshot(&self, rules: Vec<RouteRule>) -> Snapshot {
         let label = |name: &str| BTreeMap::from([("name".to_owned(), name.to_owned())]);
-        Snapshot {
+        let mut snapshot = Snapshot {
             services: vec![Service {
                 name: "web".into(),
                 namespace: "default".into(),
@@ -90,13 +90,19 @@ impl Mesh {
                 policy: TrafficPolicy::default(),
                 identities: vec![],
             }],
-            routes: vec![RouteTable { service: 0, rules }],
+            routes: vec![RouteTable {
+                service: 0,
+                rules,
+                index: Default::default(),
+            }],
             hosts: vec![HostEntry {
                 host: "web".into(),
                 route_table: 0,
             }],
             workloads: vec![],
-        }
+        };
+        snapshot.index_paths();
+        snapshot
     }
 
     /// Writes the snapshot for `rules` to `mesh.snap` in `scratch`.

@@ -189,6 +189,24 @@ fn status_route_answers_with_the_code_and_the_name() {
 }
 
 #[test]
+fn set_failing_answers_every_path_with_the_status_until_cleared() {
+    let up = Upstream::start("flaky").expect("start");
+    let mut c = Client::connect(up.addr());
+    assert_eq!(c.send(&get("/")).status, 200);
+    up.set_failing(Some(503));
+    for path in ["/", "/echo", "/status/200"] {
+        let resp = c.send(&get(path));
+        assert_eq!(
+            (resp.status, resp.body.as_slice()),
+            (503, b"flaky".as_slice())
+        );
+    }
+    up.set_failing(None);
+    assert_eq!(c.send(&get("/")).status, 200);
+    assert_eq!(up.connections(), 1);
+}
+
+#[test]
 fn other_paths_answer_with_the_name() {
     let up = Upstream::start("reviews-v3").expect("start");
     let mut c = Client::connect(up.addr());

@@ -180,6 +180,7 @@ fn codes_are_stable() {
         (Code::IstioNotExpressible, "W0203"),
         (Code::IstioIncomplete, "W0204"),
         (Code::IstioOutOfScope, "W0205"),
+        (Code::IstioReplaced, "W0206"),
         (Code::Internal, "E0999"),
     ];
     for (code, text) in all {

@@ -146,6 +146,7 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
             identities: vec![],
         }],
         routes: vec![RouteTable {
+            index: Default::default(),
             service: 0,
             rules: vec![
                 rule,
@@ -166,20 +167,17 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
         hosts: vec![],
         workloads: vec![],
     };
-    // Retries and pool limits are enforced: only the others are listed.
+    // Retries, pool limits and load balancers are enforced: only the others are listed.
     let found = not_enforced(&snapshot, None);
     let features: Vec<&str> = found.iter().map(|n| n.feature).collect();
     assert_eq!(
         features,
-        [
-            "header edits of framing, hop-by-hop or Host headers",
-            "load balancers other than round robin"
-        ]
+        ["header edits of framing, hop-by-hop or Host headers"]
     );
     assert_eq!(
-        found[1].warning(),
-        "meshd: warning: snapshot uses load balancers other than round robin (service svc) \
-         which this meshd does not enforce yet"
+        found[0].warning(),
+        "meshd: warning: snapshot uses header edits of framing, hop-by-hop or Host headers \
+         (rule svc/r) which this meshd does not enforce yet"
     );
 }
 

@@ -1,4 +1,7 @@
 use super::*;
+use std::net::SocketAddr;
+
+use crate::routing::EndpointGroup;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -256,23 +259,35 @@ fn per_try_deadline_is_bounded_by_the_rule_deadline() {
 }
 
 #[test]
-fn other_endpoint_skips_the_failed_one_when_it_can() {
+fn a_retry_picks_another_endpoint_with_the_group_balancer() {
     let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-    let group = EndpointGroup {
-        name: "g".into(),
-        endpoints: vec![a, b],
-        schedule: vec![0, 1],
-        pool: spec::PoolLimits::default(),
-    };
-    let mut cursor = 0;
-    assert_eq!(other_endpoint(&group, &mut cursor, a), b);
-    assert_eq!(other_endpoint(&group, &mut cursor, b), a);
+    for lb in [
+        spec::LoadBalancer::RoundRobin,
+        spec::LoadBalancer::LeastRequest,
+    ] {
+        let group = EndpointGroup {
+            name: "g".into(),
+            balancer: crate::balancer::Balancer::new(&lb, &[a, b], &[1, 1]),
+            endpoints: vec![a, b],
+            schedule: vec![0, 1],
+            outlier: None,
+            pool: spec::PoolLimits::default(),
+        };
+        let mut balancing = crate::balancer::CoreBalancing::new([2].into_iter());
+        for _ in 0..10 {
+            assert_eq!(balancing.pick_other(0, &group, 0), Some(1), "{lb:?}");
+            assert_eq!(balancing.pick_other(0, &group, 1), Some(0), "{lb:?}");
+        }
+    }
     let single = EndpointGroup {
         name: "s".into(),
+        balancer: crate::balancer::Balancer::new(&spec::LoadBalancer::RoundRobin, &[a], &[1]),
         endpoints: vec![a],
         schedule: vec![0],
+        outlier: None,
         pool: spec::PoolLimits::default(),
     };
-    assert_eq!(other_endpoint(&single, &mut cursor, a), a);
+    let mut balancing = crate::balancer::CoreBalancing::new([1].into_iter());
+    assert_eq!(balancing.pick_other(0, &single, 0), None);
 }

@@ -1,6 +1,9 @@
 //! A small real HTTP/1.1 origin server (thread per connection) for tests, the demo and benchmarks.
 //!
+//! While [`Upstream::set_failing`] is in force every request answers that status instead.
+//!
 //! Routes: `/echo`, `/echo-chunked`, `/chunked?chunks=N&size=S`, `/headers`, `/status/NNN`,
+//! `/slow/MS` (answers after MS milliseconds, at most 10 000),
 //! `/fail/close` (no answer), `/fail/truncate` (body cut short), `/fail/garbage` (not HTTP),
 //! and anything else answers 200 with the server's name. Every response carries
 //! `x-upstream: <name>` and `content-type: text/plain`.
@@ -12,7 +15,7 @@ mod serve;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -36,6 +39,8 @@ struct Shared {
     misbehave: Mutex<Option<(u64, Misbehave)>>,
     /// Held requests answer once this is set.
     released: AtomicBool,
+    /// Status every request is answered with while nonzero (see [`Upstream::set_failing`]).
+    failing: AtomicU16,
 }
 
 /// How a request misbehaves on a test's command, instead of following its route.
@@ -77,6 +82,7 @@ impl Upstream {
             connections: AtomicU64::new(0),
             misbehave: Mutex::new(None),
             released: AtomicBool::new(false),
+            failing: AtomicU16::new(0),
         });
         let acceptor = thread::Builder::new()
             .name(format!("upstream-{name}"))
@@ -104,6 +110,14 @@ impl Upstream {
     /// Requests answered so far; counted before the response is written, so a client that has read a response sees it counted.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Makes every later request, whatever its path, answer `status` (e.g. 503), until called
+    /// with `None`: an endpoint that fails on demand, for outlier detection tests.
+    pub fn set_failing(&self, status: Option<u16>) {
+        self.shared
+            .failing
+            .store(status.unwrap_or(0), Ordering::SeqCst);
     }
 
     /// TCP connections accepted so far.

@@ -47,6 +47,8 @@ enum Route {
     Headers,
     Status(u16),
     Name,
+    /// Answer with the name after holding the request this many milliseconds (at most 10 s).
+    Slow(u64),
     /// Fail on purpose, for testing how a proxy copes.
     Fail(Failure),
 }
@@ -134,6 +136,11 @@ fn serve_one(
         head_only,
     };
     let stream = conn.get_mut();
+    let failing = shared.failing.load(Ordering::SeqCst);
+    if failing != 0 {
+        resp.fixed(stream, out, failing, name)?;
+        return Ok(!head.close);
+    }
     match route {
         Route::Echo => resp.fixed(stream, out, 200, body)?,
         Route::EchoChunked => {
@@ -158,6 +165,10 @@ fn serve_one(
         }
         Route::Status(code) => resp.fixed(stream, out, code, name)?,
         Route::Name => resp.fixed(stream, out, 200, name)?,
+        Route::Slow(ms) => {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            resp.fixed(stream, out, 200, name)?;
+        }
         Route::Fail(failure) => {
             match failure {
                 Failure::Close => {}
@@ -307,6 +318,13 @@ fn route(target: &str) -> Option<Route> {
                 }
             }
             Route::Chunked { chunks, size }
+        }
+        _ if path.starts_with("/slow/") => {
+            let ms: u64 = path["/slow/".len()..].parse().ok()?;
+            if ms > 10_000 {
+                return None;
+            }
+            Route::Slow(ms)
         }
         _ => match path.strip_prefix("/status/") {
             Some(code) => {
@@ -485,6 +503,8 @@ mod tests {
         assert_eq!(route("/chunked?chunks=x"), None);
         assert_eq!(route("/status/503"), Some(Route::Status(503)));
         assert_eq!(route("/status/99"), None);
+        assert_eq!(route("/slow/50"), Some(Route::Slow(50)));
+        assert_eq!(route("/slow/10001"), None);
         assert_eq!(route("http://example.com/headers"), Some(Route::Headers));
         assert_eq!(route("/anything"), Some(Route::Name));
     }
