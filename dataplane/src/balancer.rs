@@ -514,6 +514,51 @@ impl CoreBalancing {
             .pick(&group.schedule, cursor, outstanding, skip, input)
     }
 
+    /// Picks an endpoint of group `group_index` other than `avoid` for a retry, with the
+    /// group's balancer, skipping ejected endpoints (a hash key is not looked at again: a
+    /// retry draws at random among the others). `None` when no other endpoint is available.
+    pub fn pick_other(
+        &mut self,
+        group_index: usize,
+        group: &crate::routing::EndpointGroup,
+        avoid: u32,
+    ) -> Option<u32> {
+        let len = group.endpoints.len();
+        let ejected = self.ejections.as_deref().and_then(|e| e.skip(group_index));
+        let mut skip: Vec<bool> = (0..len).map(|i| skipped(ejected, i)).collect();
+        if let Some(s) = skip.get_mut(avoid as usize) {
+            *s = true;
+        }
+        if skip.iter().all(|&s| s) {
+            // Every other endpoint is ejected: any other one (panic mode), if there is one.
+            skip = (0..len).map(|i| i == avoid as usize).collect();
+            if skip.iter().all(|&s| s) {
+                return None;
+            }
+        }
+        let Self {
+            cursors,
+            outstanding,
+            ..
+        } = self;
+        let mut spare = 0;
+        let cursor = cursors.get_mut(group_index).unwrap_or(&mut spare);
+        let outstanding = outstanding.get(group_index).map_or(&[][..], |o| o);
+        let input = Input {
+            headers: &[],
+            peer: &|| None,
+        };
+        let picked = group
+            .balancer
+            .pick(&group.schedule, cursor, outstanding, Some(&skip), &input)
+            .endpoint;
+        if !skipped(Some(&skip), picked as usize) {
+            return Some(picked);
+        }
+        // A balancer that could not honour the skip list: the first endpoint not skipped.
+        (0..len).find(|&i| !skip[i]).map(|i| i as u32)
+    }
+
     /// Counts a request going to `pick`.
     pub fn start(&mut self, pick: Pick) {
         if let Some(n) = self.slot(pick) {

@@ -125,6 +125,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             updates: update_rx,
             ejections: ejections_rx,
             routes: options.routes.clone(),
+            cores: workers,
             settings: options.settings,
         };
         let tx = worker_tx.clone();

@@ -12,6 +12,7 @@ pub mod http1;
 pub mod outlier;
 pub mod pool;
 pub mod proxy;
+pub mod retry;
 pub mod routing;
 mod sys;
 pub mod worker;

@@ -84,6 +84,8 @@ pub struct EndpointGroup {
     /// and spread out (smooth weighted round robin, as nginx does). Empty when there are no
     /// endpoints.
     pub schedule: Vec<u32>,
+    /// The group's connection pool limits (the service's or the subset's policy).
+    pub pool: spec::PoolLimits,
     /// How an endpoint is picked (the group's load balancer, rings and tables built).
     pub balancer: Balancer,
     /// The group's outlier detection, if any.
@@ -100,6 +102,7 @@ impl EndpointGroup {
             endpoints: addresses,
             schedule: weighted_schedule(&weights),
             outlier: policy.outlier.clone(),
+            pool: policy.pool.clone(),
         }
     }
 }
@@ -404,9 +407,9 @@ impl RouteState {
             .collect()
     }
 
-    /// Number of endpoint groups, for sizing per-core balancer state.
-    pub fn group_count(&self) -> usize {
-        self.groups.len()
+    /// Endpoint group `index` (as a [`Destination`] names it).
+    pub fn group(&self, index: usize) -> Option<&EndpointGroup> {
+        self.groups.get(index)
     }
 
     /// Every endpoint group: each service, then its subsets, in snapshot order.

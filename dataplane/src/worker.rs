@@ -14,8 +14,9 @@ use monoio::net::{TcpListener, UnixStream};
 use crate::balancer::CoreBalancing;
 use crate::drain::Drain;
 use crate::outlier::{Counts, Ejections};
-use crate::pool::Pool;
+use crate::pool::{Breaker, Pool};
 use crate::proxy;
+use crate::retry::RetryBudget;
 use crate::routing::{Direction, RouteState};
 
 /// Which monoio driver a worker runs.
@@ -44,6 +45,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Most downstream connections one core holds; beyond it new ones get 503 and close.
     pub max_connections_per_core: usize,
+    /// Largest request body buffered so a retry can replay it; larger ones are not retried.
+    pub retry_buffer: usize,
 }
 
 /// What a worker thread needs to start.
@@ -66,6 +69,8 @@ pub struct WorkerSpec {
     pub ejections: mpsc::Receiver<Arc<Ejections>>,
     /// The route state to serve.
     pub routes: Arc<RouteState>,
+    /// How many workers share the sidecar-wide pool limits.
+    pub cores: usize,
     /// Timeouts and limits.
     pub settings: Settings,
 }
@@ -119,6 +124,12 @@ pub struct Core {
     pub active: Cell<usize>,
     /// Timeouts and limits.
     pub settings: Settings,
+    /// Circuit breaker per endpoint group (`None`: the group has no pool limits).
+    pub breakers: RefCell<Vec<Option<Rc<Breaker>>>>,
+    /// Requests and retries in flight, for the retry budget.
+    pub retry_budget: RetryBudget,
+    /// How many workers share the sidecar-wide pool limits.
+    pub cores: usize,
 }
 
 /// Runs a worker to completion on the current thread.
@@ -188,6 +199,7 @@ async fn serve(
     events: mpsc::Sender<WorkerEvent>,
     driver: &'static str,
 ) -> io::Result<()> {
+    let breakers = breakers(&spec.routes, spec.cores);
     let balancing = CoreBalancing::new(spec.routes.groups().iter().map(|g| g.endpoints.len()));
     let core = Rc::new(Core {
         routes: RefCell::new(Rc::new(Installed(spec.routes))),
@@ -197,6 +209,9 @@ async fn serve(
         drain: Drain::default(),
         active: Cell::new(0),
         settings: spec.settings,
+        breakers: RefCell::new(breakers),
+        retry_budget: RetryBudget::default(),
+        cores: spec.cores,
     });
     // monoio's epoll driver issues plain syscalls and waits for readiness only on EAGAIN, so
     // sockets made outside it must be non-blocking (io_uring does not mind either way).
@@ -332,8 +347,19 @@ impl Core {
         self.pool.retain(|addr| endpoints.contains(addr));
         *self.balancing.borrow_mut() =
             CoreBalancing::new(routes.groups().iter().map(|g| g.endpoints.len()));
+        // Connections opened under the old breakers keep counting there until they close.
+        *self.breakers.borrow_mut() = breakers(&routes, self.cores);
         *self.routes.borrow_mut() = Rc::new(Installed(routes));
     }
+}
+
+/// One breaker per endpoint group with pool limits, sized for this core's share.
+fn breakers(routes: &RouteState, cores: usize) -> Vec<Option<Rc<Breaker>>> {
+    routes
+        .groups()
+        .iter()
+        .map(|g| Breaker::new(&g.pool, cores))
+        .collect()
 }
 
 async fn accept_loop(listener: TcpListener, direction: Direction, core: Rc<Core>) {

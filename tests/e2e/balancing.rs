@@ -220,7 +220,47 @@ fn with_every_endpoint_ejected_requests_still_go_to_them(driver: &str) {
     assert_eq!(seen.len(), 2, "{seen:?}");
 }
 
+fn retried_failures_count_against_the_endpoint_that_failed(driver: &str) {
+    let ups = upstreams(&["bad", "good"]);
+    let (bad, good) = (&ups[0], &ups[1]);
+    let policy = "    outlier {\n      consecutive_5xx 3\n      interval 20ms\n      \
+                  base_ejection 30s\n      max_ejection_percent 50\n    }";
+    let config = format!(
+        "{}route web {{\n  rule all {{\n    to web\n    \
+         retries {{ attempts 1 on 503 backoff 1ms }}\n  }}\n}}\n",
+        web(&[bad, good], policy)
+    );
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &config, driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    // Every request succeeds (a 503 try is retried on the other endpoint), yet each failed
+    // try counts against the endpoint that answered it until that endpoint is ejected.
+    bad.set_failing(Some(503));
+    let mut ejected = false;
+    for _ in 0..5_000 {
+        let response = client.get("web", "/", &[]).unwrap();
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.text(), "good");
+        if bad.requests() >= 3
+            && endpoint_field(&clusters(meshd.admin), bad.addr(), "health") == "ejected"
+        {
+            ejected = true;
+            break;
+        }
+    }
+    assert!(ejected, "not ejected after {} failed tries", bad.requests());
+    let listed = clusters(meshd.admin);
+    assert_eq!(endpoint_field(&listed, good.addr(), "health"), "healthy");
+    // Once ejected, first tries go to the healthy endpoint only.
+    let served_before = bad.requests();
+    for _ in 0..20 {
+        assert_eq!(client.get("web", "/", &[]).unwrap().status, 200);
+    }
+    assert_eq!(bad.requests(), served_before);
+}
+
 on_both_drivers!(
+    retried_failures_count_against_the_endpoint_that_failed,
     with_every_endpoint_ejected_requests_still_go_to_them,
     random_and_least_request_spread_over_endpoints,
     ring_hash_on_a_header_pins_a_key_to_one_endpoint,

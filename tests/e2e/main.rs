@@ -14,5 +14,6 @@ mod language;
 mod layering;
 mod lifecycle;
 mod reload;
+mod resilience;
 mod routing;
 mod upgrade;

@@ -1,6 +1,6 @@
 //! One upstream connection: read a request head and body, route it, write the response, repeat while kept alive.
 
-use super::Shared;
+use super::{Misbehave, Shared};
 use crate::wire::{has_token, invalid, parse_content_length, BufConn};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -119,6 +119,14 @@ fn serve_one(
         Err(e) => return Err(e),
     }
     shared.requests.fetch_add(1, Ordering::SeqCst);
+    let route = match shared.next_misbehaviour() {
+        None => route,
+        Some(Misbehave::Status(code)) => Route::Status(code),
+        Some(Misbehave::Hold) => {
+            hold(shared);
+            route
+        }
+    };
     let head_only = head.method == "HEAD";
     let name = shared.name.as_bytes();
     let resp = Response {
@@ -175,6 +183,20 @@ fn serve_one(
         }
     }
     Ok(!head.close)
+}
+
+/// Longest a held request waits for its release.
+const MAX_HOLD: Duration = Duration::from_secs(60);
+
+/// Waits until the test releases held requests or the server stops (bounded by [`MAX_HOLD`]).
+fn hold(shared: &Shared) {
+    let deadline = std::time::Instant::now() + MAX_HOLD;
+    while !shared.released.load(Ordering::SeqCst)
+        && !shared.stop.load(Ordering::SeqCst)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Answers 400 and asks the caller to close the connection.
