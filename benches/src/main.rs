@@ -124,7 +124,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             .arg(&snapshot)
             .output()?;
         if !output.status.success() {
-            bail!("baseline meshc: {}", String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "baseline meshc: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         let meshd = baseline.join("meshd");
         for driver in ["epoll", "uring"] {
