@@ -114,6 +114,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         updates.push(update_tx);
         let spec = WorkerSpec {
             index,
+            cores: workers,
             core: (!available.is_empty()).then(|| available[index % available.len()]),
             driver: options.driver,
             listeners,

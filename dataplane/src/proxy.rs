@@ -12,7 +12,7 @@
 //! 6. recycle     — pool the upstream connection only if its response was read to the end.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use crate::http1::head::{
 };
 use crate::http1::reply::{write_redirect, LocalReply};
 use crate::http1::{BodyFraming, ChunkedScanner};
+use crate::mirror::{self, Shadow};
 use crate::routing::{Direction, RequestView, RouteError, RuleRef};
 use crate::worker::{Core, Installed};
 
@@ -42,9 +43,17 @@ enum Next {
     Tunnel(Conn),
 }
 
-/// Serves one downstream connection until either side closes it or the core drains.
-pub async fn serve_connection(stream: TcpStream, direction: Direction, core: Rc<Core>) {
+/// Serves one downstream connection from `peer` until either side closes it or the core
+/// drains.
+pub async fn serve_connection(
+    stream: TcpStream,
+    direction: Direction,
+    peer: IpAddr,
+    core: Rc<Core>,
+) {
     core.active.set(core.active.get() + 1);
+    // The caller identity rate limits key on until mTLS identities exist.
+    let peer = peer.to_canonical();
     let mut down = Conn::new(stream);
     // Both buffers live as long as the connection, so steady-state requests allocate nothing.
     let mut request_out = Vec::with_capacity(2048);
@@ -53,6 +62,7 @@ pub async fn serve_connection(stream: TcpStream, direction: Direction, core: Rc<
         let next = serve_request(
             &mut down,
             direction,
+            peer,
             &core,
             &mut request_out,
             &mut response_out,
@@ -113,7 +123,8 @@ enum Action {
 async fn serve_request(
     down: &mut Conn,
     direction: Direction,
-    core: &Core,
+    peer: IpAddr,
+    core: &Rc<Core>,
     request_out: &mut Vec<u8>,
     response_out: &mut Vec<u8>,
 ) -> Next {
@@ -167,8 +178,17 @@ async fn serve_request(
     down.consume(plan.head_len);
     let mut keep_alive = plan.keep_alive && !core.drain.is_draining();
 
-    // Phase 2 happened in plan_request; an injected delay holds the request here, and a
-    // local reply (abort, redirect, no route) ends it.
+    // Phase 2 happened in plan_request. The rule's local rate limit (ratelimit.rs) comes
+    // first, so a request over it costs nothing more: no delay held, no upstream work.
+    if let Some((reply, detail)) = plan
+        .rule
+        .and_then(|rule| crate::ratelimit::over_limit(core, &plan.routes, rule, peer))
+    {
+        keep_alive &= plan.framing == BodyFraming::None;
+        return local_reply(down, response_out, reply, &detail, keep_alive).await;
+    }
+    // An injected delay holds the request here, and a local reply (abort, redirect, no route)
+    // ends it.
     if let Some(delay) = plan.delay {
         monoio::time::sleep(delay).await;
     }
@@ -205,6 +225,25 @@ async fn serve_request(
             request_out.extend_from_slice(&down.buffered()[..n as usize]);
             down.consume(n as usize);
             request_framing = BodyFraming::None;
+        }
+    }
+    // Mirroring (mirror.rs): the copy starts from the forwarded head and goes out as its own
+    // task once the whole request is in hand: now, or after its body streamed through.
+    let mut shadow = plan.rule.and_then(|rule| {
+        let (is_head, upgrade) = (plan.is_head, plan.upgrade);
+        mirror::begin(
+            core,
+            &plan.routes,
+            rule,
+            request_out,
+            request_framing,
+            is_head,
+            upgrade,
+        )
+    });
+    if request_framing == BodyFraming::None {
+        if let Some(shadow) = shadow.take() {
+            shadow.send();
         }
     }
     if plan.expects_continue && plan.http11 && request_framing != BodyFraming::None {
@@ -252,7 +291,8 @@ async fn serve_request(
             return local_reply(down, response_out, reply, "write failed", false).await;
         }
         let idle = core.settings.idle_timeout;
-        let body = copy_body(down, &mut up.stream, request_framing, idle);
+        let tee = shadow.as_mut().map(Shadow::tee);
+        let body = copy_body(down, &mut up.stream, request_framing, idle, tee);
         let copied = match deadline {
             None => body.await,
             Some(deadline) => match monoio::time::timeout_at(deadline, body).await {
@@ -283,6 +323,9 @@ async fn serve_request(
                     .await
                 }
             };
+        }
+        if let Some(shadow) = shadow.take() {
+            shadow.send();
         }
         // Phase 5: the response head, within the rule's or the sidecar's upstream timeout.
         let (timeout, until) = match (rule_timeout, deadline) {
@@ -354,6 +397,7 @@ async fn serve_request(
         &mut down.stream,
         response_framing,
         core.settings.idle_timeout,
+        None,
     )
     .await
     {
@@ -692,12 +736,14 @@ enum CopyError {
 }
 
 /// Streams a body from `src` to `dst` without buffering more than one read at a time. Each
-/// read and each write must make progress within `idle`.
+/// read and each write must make progress within `idle`. A Content-Length body is also
+/// appended to `tee` when given (a mirror's copy).
 async fn copy_body(
     src: &mut Conn,
     dst: &mut TcpStream,
     framing: BodyFraming,
     idle: Duration,
+    mut tee: Option<&mut Vec<u8>>,
 ) -> Result<(), CopyError> {
     match framing {
         BodyFraming::None => Ok(()),
@@ -707,6 +753,9 @@ async fn copy_body(
                     return Err(CopyError::Source);
                 }
                 let n = left.min(src.buffered().len() as u64) as usize;
+                if let Some(tee) = tee.as_deref_mut() {
+                    tee.extend_from_slice(&src.buffered()[..n]);
+                }
                 forward_within(src, dst, n, idle).await?;
                 left -= n as u64;
             }

@@ -12,8 +12,10 @@ use monoio::io::AsyncReadRent;
 use monoio::net::{TcpListener, UnixStream};
 
 use crate::drain::Drain;
+use crate::mirror::Mirrors;
 use crate::pool::Pool;
 use crate::proxy;
+use crate::ratelimit::RateLimits;
 use crate::routing::{Direction, RouteState};
 
 /// Which monoio driver a worker runs.
@@ -47,8 +49,10 @@ pub struct Settings {
 /// What a worker thread needs to start.
 #[derive(Debug)]
 pub struct WorkerSpec {
-    /// Worker number, for logs.
+    /// Worker number, for logs and for this core's share of rate limits.
     pub index: usize,
+    /// How many workers there are (rate limits are divided among them).
+    pub cores: usize,
     /// CPU to pin to, if any.
     pub core: Option<core_affinity::CoreId>,
     /// Requested IO driver.
@@ -99,6 +103,10 @@ pub struct Core {
     pub round_robin: RefCell<Vec<u32>>,
     /// Idle upstream connections.
     pub pool: Pool,
+    /// This core's rate-limit buckets; rebuilt on reload, keeping unchanged rules' buckets.
+    pub limits: RefCell<RateLimits>,
+    /// Mirror requests in flight and their outcomes.
+    pub mirrors: Mirrors,
     /// Drain signal.
     pub drain: Drain,
     /// Downstream connections open now.
@@ -175,10 +183,19 @@ async fn serve(
     driver: &'static str,
 ) -> io::Result<()> {
     let groups = spec.routes.group_count();
+    let limits = RateLimits::build(
+        &spec.routes,
+        RateLimits::default(),
+        spec.index,
+        spec.cores,
+        Instant::now(),
+    );
     let core = Rc::new(Core {
         routes: RefCell::new(Rc::new(Installed(spec.routes))),
         round_robin: RefCell::new(vec![0; groups]),
         pool: Pool::default(),
+        limits: RefCell::new(limits),
+        mirrors: Mirrors::default(),
         drain: Drain::default(),
         active: Cell::new(0),
         settings: spec.settings,
@@ -243,11 +260,16 @@ async fn watch_control(
 
 impl Core {
     /// Switches to a new route state: later requests route by it, balancer cursors restart,
-    /// and idle pooled connections to endpoints it no longer has are closed.
+    /// idle pooled connections to endpoints it no longer has are closed, and rate-limit
+    /// buckets carry over for rules whose name and limit did not change.
     fn install(&self, routes: Arc<RouteState>) {
         let endpoints = routes.endpoint_addresses();
         self.pool.retain(|addr| endpoints.contains(addr));
         *self.round_robin.borrow_mut() = vec![0; routes.group_count()];
+        let previous = self.limits.take();
+        let (index, cores) = previous.core();
+        *self.limits.borrow_mut() =
+            RateLimits::build(&routes, previous, index, cores, Instant::now());
         *self.routes.borrow_mut() = Rc::new(Installed(routes));
     }
 }
@@ -259,14 +281,19 @@ async fn accept_loop(listener: TcpListener, direction: Direction, core: Rc<Core>
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 if core.active.get() >= core.settings.max_connections_per_core {
                     // Shed instead of queueing: the client learns at once and may retry
                     // elsewhere, and this core's memory stays bounded.
                     monoio::spawn(proxy::refuse_overloaded(stream));
                 } else {
-                    monoio::spawn(proxy::serve_connection(stream, direction, core.clone()));
+                    monoio::spawn(proxy::serve_connection(
+                        stream,
+                        direction,
+                        peer.ip(),
+                        core.clone(),
+                    ));
                 }
             }
             Err(e) => {
