@@ -12,6 +12,7 @@ mod interop;
 mod language;
 mod layering;
 mod lifecycle;
+mod limits;
 mod reload;
 mod routing;
 mod upgrade;
