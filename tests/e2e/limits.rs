@@ -249,6 +249,57 @@ fn per_source_limits_each_client_address(driver: &str) {
     assert_eq!(up.requests(), 4);
 }
 
+fn buckets_survive_a_reload_unless_the_limit_changes(driver: &str) {
+    let up = Upstream::start("up").unwrap();
+    let other = Recorder::answering();
+    // `marker` routes a path to the other upstream once a reload is installed.
+    let rules = |limit: &str, marker: &str| {
+        format!(
+            r#"
+  rule {marker} {{
+    match path exact "/{marker}"
+    to shadow
+  }}
+  rule limited {{
+    match path prefix "/limited"
+    to reviews
+    rate_limit {limit}
+  }}
+"#
+        )
+    };
+    let scratch = Scratch::new();
+    let mesh = |limit: &str, marker: &str| config(up.addr(), other.addr, &rules(limit, marker));
+    let meshd = serve(
+        &scratch,
+        &mesh("2 per 1m", "before"),
+        driver,
+        &["--watch-interval", "0s"],
+    );
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    let mut status = |path: &str| client.get("reviews", path, &[]).unwrap().status;
+    assert_eq!(status("/limited"), 200);
+    assert_eq!(status("/limited"), 200);
+    assert_eq!(status("/limited"), 429);
+    let reload_to = |limit: &str, marker: &str| {
+        compile(&scratch, &mesh(limit, marker));
+        let reply = Client::connect(meshd.admin)
+            .unwrap()
+            .request("POST", "admin", "/reload", &[], b"")
+            .unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let path = format!("/{marker}");
+        let mut client = Client::connect(meshd.outbound).unwrap();
+        wait_until(|| client.get("reviews", &path, &[]).unwrap().text() == "mirror");
+    };
+    // Same rule, same limit (behind a new rule): still empty.
+    reload_to("2 per 1m", "after");
+    assert_eq!(status("/limited"), 429);
+    // A changed limit starts full.
+    reload_to("3 per 1m", "changed");
+    assert_eq!(status("/limited"), 200);
+}
+
 fn mirror_copies_requests_with_a_shadow_host(driver: &str) {
     let up = Upstream::start("main").unwrap();
     let mirror = Recorder::answering();
@@ -343,6 +394,7 @@ fn a_stalled_mirror_never_fails_the_main_requests(driver: &str) {
 on_both_drivers!(
     rate_limit_answers_429_after_the_bucket_empties,
     per_source_limits_each_client_address,
+    buckets_survive_a_reload_unless_the_limit_changes,
     mirror_copies_requests_with_a_shadow_host,
     a_stalled_mirror_never_fails_the_main_requests,
 );
