@@ -2,11 +2,11 @@
 //!
 //! 1. read head   — parse with httparse on the connection's buffer; refuse smuggling shapes.
 //! 2. route       — host → rule → weighted destination → round-robin endpoint (no IO yet,
-//!    so a bad request or a missing route costs no upstream work); then the rule's fault
-//!    delay/abort and redirect.
+//!    so a bad request or a missing route costs no upstream work); then the rule's local rate
+//!    limit (429), fault delay/abort and redirect.
 //! 3. connect     — reuse an idle pooled connection, or connect within the connect timeout.
 //! 4. forward     — write the rewritten head (with the rule's rewrite and header edits), then
-//!    stream the body (bounded buffer).
+//!    stream the body (bounded buffer); a mirrored request's copy leaves as its own task.
 //! 5. respond     — wait for the response head within the rule's or the upstream timeout,
 //!    apply the rule's response header edits, stream it back.
 //! 6. recycle     — pool the upstream connection only if its response was read to the end.

@@ -203,6 +203,7 @@ fn limits_only_rules_that_have_a_limit() {
     ]);
     let now = Instant::now();
     let mut limits = RateLimits::build(&state, RateLimits::default(), 0, 1, now);
+    assert!(!limits.limits(at(0, 0)) && limits.limits(at(0, 1)) && !limits.limits(at(1, 0)));
     for _ in 0..10 {
         assert_eq!(limits.check(at(0, 0), ip(1), now), Ok(()));
     }
