@@ -367,11 +367,13 @@ fn a_stalled_mirror_never_fails_the_main_requests(driver: &str) {
   }
 "#;
     let scratch = Scratch::new();
+    // Copies wait for the stalled mirror's answer for the whole test, so they stay in flight.
+    let args = ["--upstream-timeout", "60m"];
     let meshd = serve(
         &scratch,
         &config(up.addr(), mirror.addr, rules),
         driver,
-        &[],
+        &args,
     );
     let mut client = Client::connect(meshd.outbound).unwrap();
     // More requests than a core lets mirror copies be in flight (64): the rest are skipped.
