@@ -34,12 +34,16 @@ struct Args {
     /// Append the results to this markdown file.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// A directory holding the `meshc` and `meshd` of an earlier build (e.g. another checkout's
+    /// `target/release`): measured in the same run as "meshd baseline", for before/after.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
 }
 
 /// One proxy (or none) between meshload and the upstream.
 enum Target {
     Direct,
-    Meshd(Sidecar, &'static str),
+    Meshd(Sidecar, String),
     Peer(Child, &'static str),
 }
 
@@ -47,7 +51,7 @@ impl Target {
     fn name(&self) -> String {
         match self {
             Self::Direct => "direct (no proxy)".into(),
-            Self::Meshd(_, driver) => format!("meshd ({driver})"),
+            Self::Meshd(_, name) => name.clone(),
             Self::Peer(_, name) => (*name).into(),
         }
     }
@@ -104,11 +108,35 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let mut rows = Vec::new();
     let mut notes = Vec::new();
+    let meshd = harness::binary("meshd")?;
     let mut targets: Vec<Box<Starter<'_>>> = vec![
         Box::new(|| Ok((Target::Direct, upstream_addr))),
-        Box::new(|| start_meshd(&snapshot, "epoll")),
-        Box::new(|| start_meshd(&snapshot, "uring")),
+        Box::new(|| start_meshd(&meshd, &snapshot, "epoll", "meshd")),
+        Box::new(|| start_meshd(&meshd, &snapshot, "uring", "meshd")),
     ];
+    if let Some(baseline) = &args.baseline {
+        // The baseline reads its own snapshot format, so its own meshc compiles the config.
+        let snapshot = dir.join("baseline.snap");
+        let output = Command::new(baseline.join("meshc"))
+            .arg("compile")
+            .arg(&config_path)
+            .arg("-o")
+            .arg(&snapshot)
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "baseline meshc: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let meshd = baseline.join("meshd");
+        for driver in ["epoll", "uring"] {
+            let (meshd, snapshot) = (meshd.clone(), snapshot.clone());
+            targets.push(Box::new(move || {
+                start_meshd(&meshd, &snapshot, driver, "meshd baseline")
+            }));
+        }
+    }
     if which("nginx") {
         let dir = dir.clone();
         targets.push(Box::new(move || start_nginx(&dir, upstream_addr)));
@@ -266,9 +294,14 @@ fn start_upstream() -> anyhow::Result<(Child, SocketAddr)> {
     Ok((child, addr))
 }
 
-fn start_meshd(snapshot: &Path, driver: &'static str) -> anyhow::Result<(Target, SocketAddr)> {
+fn start_meshd(
+    binary: &Path,
+    snapshot: &Path,
+    driver: &str,
+    label: &str,
+) -> anyhow::Result<(Target, SocketAddr)> {
     let mut command = Command::new("taskset");
-    command.args(["-c", "0"]).arg(harness::binary("meshd")?);
+    command.args(["-c", "0"]).arg(binary);
     let sidecar = Sidecar::start_with(command, snapshot, &["--cores", "1", "--io-driver", driver])?;
     let addr = sidecar.outbound;
     let name = if sidecar.io_driver == "epoll" {
@@ -276,7 +309,7 @@ fn start_meshd(snapshot: &Path, driver: &'static str) -> anyhow::Result<(Target,
     } else {
         "io_uring"
     };
-    Ok((Target::Meshd(sidecar, name), addr))
+    Ok((Target::Meshd(sidecar, format!("{label} ({name})")), addr))
 }
 
 fn free_port() -> anyhow::Result<SocketAddr> {

@@ -200,6 +200,9 @@ pub enum Code {
     IstioIncomplete,
     /// W0205: a document outside the import's scope (Gateway, Kubernetes kinds, no kind).
     IstioOutOfScope,
+    /// W0206: an Istio document replaces an earlier one of the same kind, namespace and name in
+    /// the same file (as `kubectl apply` would).
+    IstioReplaced,
     /// E0999: the compiler produced a snapshot that breaks a spec invariant (a meshc bug).
     Internal,
     /// E0110: a rule can never be selected: earlier rules match every request it matches.
@@ -261,6 +264,21 @@ pub enum Code {
     CallerWithoutIdentity,
     /// W0169: a workload requires mTLS on an inbound port but has no identity.
     StrictWithoutIdentity,
+    // Istio analyzer checks (0180-0199).
+    /// W0180: an imported Istio resource uses a deprecated field (Istio IST0002).
+    IstioDeprecated,
+    /// W0181: a destination or mirror of a service with several ports names no port (IST0112).
+    IstioDestinationPortRequired,
+    /// W0182: a ServiceEntry has a TCP or unset-protocol port but no `addresses` (IST0134).
+    IstioServiceEntryAddressesRequired,
+    /// W0183: a VirtualService routes on JWT claims that no RequestAuthentication provides
+    /// (IST0149).
+    IstioJwtClaimRouteWithoutAuthentication,
+    /// W0184: two ServiceEntries declare one host and port with different protocols (IST0177).
+    IstioConflictingServiceEntryProtocol,
+    /// W0185: a match of a rule is contained in an earlier match of the same rule, so it never
+    /// decides anything (IST0131 inside one rule).
+    MatchNeverDecides,
 }
 
 impl Code {
@@ -285,6 +303,7 @@ impl Code {
             Self::IstioNotExpressible => "W0203",
             Self::IstioIncomplete => "W0204",
             Self::IstioOutOfScope => "W0205",
+            Self::IstioReplaced => "W0206",
             Self::Internal => "E0999",
             Self::RuleNeverMatches => "E0110",
             Self::RuleOverlap => "W0111",
@@ -316,6 +335,13 @@ impl Code {
             Self::HealthPathDenied => "W0167",
             Self::CallerWithoutIdentity => "E0168",
             Self::StrictWithoutIdentity => "W0169",
+            // Istio analyzer checks.
+            Self::IstioDeprecated => "W0180",
+            Self::IstioDestinationPortRequired => "W0181",
+            Self::IstioServiceEntryAddressesRequired => "W0182",
+            Self::IstioJwtClaimRouteWithoutAuthentication => "W0183",
+            Self::IstioConflictingServiceEntryProtocol => "W0184",
+            Self::MatchNeverDecides => "W0185",
         }
     }
 
@@ -329,6 +355,7 @@ impl Code {
             | Self::IstioNotExpressible
             | Self::IstioIncomplete
             | Self::IstioOutOfScope
+            | Self::IstioReplaced
             | Self::RuleOverlap
             | Self::ImportedRuleNeverMatches
             | Self::HttpOnOpaquePort
@@ -344,6 +371,13 @@ impl Code {
             | Self::HealthPathDenied
             | Self::StrictWithoutIdentity => Severity::Warning,
             Self::DenyPolicyDeniesAll | Self::CallerWithoutIdentity => Severity::Error,
+            // Istio analyzer checks.
+            Self::IstioDeprecated
+            | Self::IstioDestinationPortRequired
+            | Self::IstioServiceEntryAddressesRequired
+            | Self::IstioJwtClaimRouteWithoutAuthentication
+            | Self::IstioConflictingServiceEntryProtocol
+            | Self::MatchNeverDecides => Severity::Warning,
             Self::Syntax
             | Self::InvalidValue
             | Self::CannotRead

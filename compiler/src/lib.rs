@@ -99,7 +99,11 @@ fn compile_inner(sources: Sources, mut diagnostics: Vec<Diagnostic>) -> Result<C
     let mut yaml = Vec::new();
     for (id, file) in sources.iter() {
         if istio::is_yaml_path(file.path()) {
-            yaml.push((id, file.text()));
+            yaml.push(istio::YamlFile {
+                id,
+                path: file.path(),
+                text: file.text(),
+            });
             continue;
         }
         let parsed = if is_toml_path(file.path()) {

@@ -462,10 +462,13 @@ impl<'a> Lowerer<'a> {
                     }]
                 }
             };
-            tables.push(RouteTable {
+            let mut table = RouteTable {
                 service: service as u32,
                 rules,
-            });
+                index: Default::default(),
+            };
+            table.index = table.path_index();
+            tables.push(table);
         }
         tables
     }
@@ -714,6 +717,8 @@ fn name_help(kind: &str, name: &str, declared: &[&str]) -> String {
 
 mod security;
 mod traffic;
+
+pub(crate) use security::parse_condition_key;
 
 #[cfg(test)]
 mod tests;

@@ -39,9 +39,11 @@ pub fn for_workload(snapshot: &Snapshot, name: &str) -> Option<Snapshot> {
         let Some(service) = map_service(table.service) else {
             continue;
         };
+        // Rules keep their order and paths, so the path index carries over unchanged.
         let mut table = RouteTable {
             service,
             rules: table.rules.clone(),
+            index: table.index.clone(),
         };
         for rule in &mut table.rules {
             for destination in &mut rule.destinations {

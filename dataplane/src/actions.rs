@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use regex::bytes::Regex;
-use spec::{HeaderEdits, HeaderValue, Redirect, RouteRule, Snapshot};
+use spec::{HeaderEdits, HeaderValue, Redirect, RetryPolicy, RouteRule, Snapshot};
 
 /// Headers a rule's header edits may not touch: framing and hop-by-hop headers (editing them
 /// would desynchronize the body framing between the two hops) and Host (the rewrite's
@@ -53,6 +53,8 @@ pub struct RuleActions {
     pub authority: Option<String>,
     /// Answer with this redirect instead of forwarding.
     pub redirect: Option<Redirect>,
+    /// The rule's retry policy; `None` uses the sidecar default (see `retry`).
+    pub retries: Option<RetryPolicy>,
 }
 
 /// A path rewrite.
@@ -126,6 +128,7 @@ impl RuleActions {
             path,
             authority: rewrite.and_then(|r| r.authority.clone()),
             redirect: rule.redirect.clone(),
+            retries: rule.retries.clone(),
             name,
         })
     }
@@ -302,9 +305,6 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
             .map_or("?", |s| s.name.as_str());
         for rule in &table.rules {
             let place = || format!("rule {service}/{}", rule.name);
-            if rule.retries.is_some() {
-                note("retries", place());
-            }
             let edits = [&rule.headers.request, &rule.headers.response];
             let touches_protected = edits.iter().any(|e| {
                 e.set.iter().chain(&e.add).any(|h| protected(&h.name))
@@ -320,28 +320,6 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
                 if r.path_prefix.is_some() && r.path_regex.is_some() {
                     note("a path_regex rewrite beside a path_prefix one", place());
                 }
-            }
-        }
-    }
-    for service in &snapshot.services {
-        let policies = std::iter::once((service.name.clone(), &service.policy)).chain(
-            service
-                .subsets
-                .iter()
-                .map(|s| (format!("{}/{}", service.name, s.name), &s.policy)),
-        );
-        for (name, policy) in policies {
-            if policy.load_balancer != spec::LoadBalancer::RoundRobin {
-                note(
-                    "load balancers other than round robin",
-                    format!("service {name}"),
-                );
-            }
-            if policy.pool != spec::PoolLimits::default() {
-                note("connection pool limits", format!("service {name}"));
-            }
-            if policy.outlier.is_some() {
-                note("outlier detection", format!("service {name}"));
             }
         }
     }

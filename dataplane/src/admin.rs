@@ -1,5 +1,5 @@
 //! The admin listener: a small blocking HTTP server on its own thread, off the data cores.
-//! `/ready`, `/healthz`, `/config`, `POST /reload`, `POST /drain`.
+//! `/ready`, `/healthz`, `/config`, `/clusters`, `POST /reload`, `POST /drain`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -8,6 +8,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use crate::control::Event;
+use crate::outlier::Ejections;
 use crate::routing::RouteState;
 
 // The admin and control threads only, never a data core: a lock is fine here.
@@ -23,6 +24,8 @@ pub struct AdminState {
     /// The IO driver the workers run, for `/config`.
     pub driver: &'static str,
     events: Shared<mpsc::Sender<Event>>,
+    /// Endpoint health as the control thread last decided it, for `/clusters`.
+    ejections: Shared<Arc<Ejections>>,
 }
 
 impl AdminState {
@@ -36,6 +39,7 @@ impl AdminState {
             draining: false.into(),
             driver,
             events: events.into(),
+            ejections: Shared::default(),
         }
     }
 
@@ -51,6 +55,21 @@ impl AdminState {
         match self.routes.lock() {
             Ok(mut current) => *current = routes,
             Err(poisoned) => *poisoned.into_inner() = routes,
+        }
+    }
+
+    pub(crate) fn set_ejections(&self, ejections: Arc<Ejections>) {
+        match self.ejections.lock() {
+            Ok(mut current) => *current = ejections,
+            Err(poisoned) => *poisoned.into_inner() = ejections,
+        }
+    }
+
+    /// Endpoint health as last decided.
+    pub fn ejections(&self) -> Arc<Ejections> {
+        match self.ejections.lock() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
@@ -115,6 +134,7 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         ("GET", "/ready") => (200, "text/plain", "ready\n".to_owned()),
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_owned()),
         ("GET", "/config") => (200, "application/json", config_json(state)),
+        ("GET", "/clusters") => (200, "application/json", clusters_json(state)),
         ("POST", "/reload") => match state.reload() {
             Ok(hash) => (200, "text/plain", format!("serving snapshot {hash}\n")),
             Err(error) => (422, "text/plain", format!("reload refused: {error}\n")),
@@ -125,13 +145,15 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
             "draining: listeners closed, requests in flight finish; send SIGTERM to exit\n".into(),
         ),
         ("POST", "/drain") => (503, "text/plain", "control loop unavailable\n".into()),
-        (_, "/ready" | "/healthz" | "/config" | "/reload" | "/drain") => {
+        (_, "/ready" | "/healthz" | "/config" | "/clusters" | "/reload" | "/drain") => {
             (405, "text/plain", "method not allowed\n".into())
         }
         _ => (
             404,
             "text/plain",
-            "unknown admin path; try /ready, /healthz, /config, POST /reload, POST /drain\n".into(),
+            "unknown admin path; try /ready, /healthz, /config, /clusters, POST /reload, \
+             POST /drain\n"
+                .into(),
         ),
     };
     let mut stream = stream;
@@ -156,5 +178,52 @@ fn config_json(state: &AdminState) -> String {
             .map(|n| serde_json::json!({ "feature": n.feature, "used_by": n.used_by }))
             .collect::<Vec<_>>(),
     });
+    serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// Every endpoint group (service, then its subsets) with its load balancer and, per endpoint,
+/// whether it is ejected, how many times it was, and when the ejection ends.
+fn clusters_json(state: &AdminState) -> String {
+    let routes = state.routes();
+    let ejections = state.ejections();
+    // Health decided for another route state (a reload just landed) shows nothing ejected.
+    let health = (ejections.hash == routes.hash).then_some(&ejections.groups);
+    let now = std::time::Instant::now();
+    let wall = std::time::SystemTime::now();
+    let clusters: Vec<_> = routes
+        .groups()
+        .iter()
+        .enumerate()
+        .map(|(g, group)| {
+            let endpoints: Vec<_> = group
+                .endpoints
+                .iter()
+                .enumerate()
+                .map(|(e, address)| {
+                    let h = health
+                        .and_then(|h| h.get(g)?.get(e).copied())
+                        .unwrap_or_default();
+                    let left = h.ejected_until.map(|u| u.saturating_duration_since(now));
+                    let ends = left
+                        .and_then(|l| (wall + l).duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as u64);
+                    serde_json::json!({
+                        "address": address.to_string(),
+                        "health": if h.ejected_until.is_some() { "ejected" } else { "healthy" },
+                        "times_ejected": h.times_ejected,
+                        "ejection_ends_in_ms": left.map(|l| l.as_millis() as u64),
+                        "ejection_ends_unix_ms": ends,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": group.name,
+                "load_balancer": group.balancer.kind_name(),
+                "outlier_detection": group.outlier.is_some(),
+                "endpoints": endpoints,
+            })
+        })
+        .collect();
+    let value = serde_json::json!({ "hash": routes.hash, "clusters": clusters });
     serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::admin::{self, AdminState};
+use crate::outlier::{Ejections, OutlierState};
 use crate::routing::{Direction, RouteState};
 use crate::worker::{self, IoDriver, Settings, WorkerEvent, WorkerSpec};
 
@@ -102,6 +103,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     forward(worker_rx, events_tx.clone());
     let mut controls = Vec::with_capacity(workers);
     let mut updates = Vec::with_capacity(workers);
+    let mut ejection_senders = Vec::with_capacity(workers);
     let mut inbound = inbound.map(Vec::into_iter);
     for (index, outbound_listener) in outbound.into_iter().enumerate() {
         let mut listeners = vec![(outbound_listener, Direction::Outbound)];
@@ -112,6 +114,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         controls.push(control);
         let (update_tx, update_rx) = mpsc::channel();
         updates.push(update_tx);
+        let (ejections_tx, ejections_rx) = mpsc::channel();
+        ejection_senders.push(ejections_tx);
         let spec = WorkerSpec {
             index,
             cores: workers,
@@ -120,6 +124,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             listeners,
             control: worker_end,
             updates: update_rx,
+            ejections: ejections_rx,
             routes: options.routes.clone(),
             settings: options.settings,
         };
@@ -149,6 +154,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             Event::Worker(WorkerEvent::Failed { index, error }) => {
                 anyhow::bail!("worker {index} failed to start: {error}");
             }
+            // A started core may report failure counts before the others are up.
+            Event::Worker(WorkerEvent::Outliers { .. }) => {}
             other => anyhow::bail!("unexpected event while starting: {other:?}"),
         }
     }
@@ -186,6 +193,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let mut draining = false;
     let mut exit_when_drained = true;
     let mut current = options.routes.clone();
+    let mut outliers = OutlierState::new(&current, workers);
+    admin_state.set_ejections(outliers.ejections(Vec::new()));
     // Runs until every core has drained and, after an admin drain, a signal asks to exit.
     while stopped < workers || !exit_when_drained {
         match events.recv()? {
@@ -211,6 +220,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                     &mut controls,
                     &admin_state,
                 );
+                reset_outliers(&current, workers, &mut outliers, &admin_state);
             }
             Event::Reload { reason, reply } if !draining => {
                 reload(
@@ -222,6 +232,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                     &mut controls,
                     &admin_state,
                 );
+                reset_outliers(&current, workers, &mut outliers, &admin_state);
             }
             Event::Reload { reply, .. } => {
                 if let Some(reply) = reply {
@@ -251,6 +262,20 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                 anyhow::bail!("worker {index} failed: {error}");
             }
             Event::Worker(WorkerEvent::Started { .. }) => {}
+            Event::Worker(WorkerEvent::Outliers {
+                index,
+                hash,
+                counts,
+            }) => {
+                if hash != current.hash {
+                    continue;
+                }
+                outliers.report(index, &hash, counts);
+                if let Some(ejections) = outliers.decide(std::time::Instant::now()) {
+                    send_ejections(&ejections, &ejection_senders, &mut controls);
+                    admin_state.set_ejections(ejections);
+                }
+            }
         }
     }
     eprintln!("meshd: drained, exiting");
@@ -293,6 +318,33 @@ fn reload(
     };
     if let Some(reply) = reply {
         let _ = reply.send(outcome);
+    }
+}
+
+/// Starts outlier detection afresh when a reload changed the route state (cores reset
+/// their counts and ejections when they install it).
+fn reset_outliers(
+    current: &RouteState,
+    workers: usize,
+    outliers: &mut OutlierState,
+    admin: &AdminState,
+) {
+    if !outliers.serves(&current.hash) {
+        *outliers = OutlierState::new(current, workers);
+        admin.set_ejections(outliers.ejections(Vec::new()));
+    }
+}
+
+/// Hands new ejections to every core: the `Arc` by channel, then an `e` byte to wake it.
+fn send_ejections(
+    ejections: &Arc<Ejections>,
+    senders: &[mpsc::Sender<Arc<Ejections>>],
+    controls: &mut [UnixStream],
+) {
+    for (sender, control) in senders.iter().zip(controls.iter_mut()) {
+        if sender.send(ejections.clone()).is_ok() {
+            let _ = control.write_all(b"e");
+        }
     }
 }
 

@@ -4,14 +4,17 @@
 
 pub mod actions;
 pub mod admin;
+pub mod balancer;
 pub mod conn;
 pub mod control;
 pub mod drain;
 pub mod http1;
 pub mod mirror;
+pub mod outlier;
 pub mod pool;
 pub mod proxy;
 pub mod ratelimit;
+pub mod retry;
 pub mod routing;
 mod sys;
 pub mod worker;

@@ -58,6 +58,10 @@ struct Args {
     /// How long a keep-alive connection may idle, or a body transfer stall, before closing.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
+    /// Largest request body (bytes) kept so a rule's retries can replay it; requests with
+    /// larger or chunked bodies are streamed and not retried.
+    #[arg(long, default_value_t = dataplane::retry::DEFAULT_RETRY_BUFFER)]
+    retry_buffer: usize,
 }
 
 fn main() -> ExitCode {
@@ -91,6 +95,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             head_timeout: args.request_head_timeout,
             idle_timeout: args.idle_timeout,
             max_connections_per_core: args.max_connections_per_core.max(1),
+            retry_buffer: args.retry_buffer,
         },
     })
 }

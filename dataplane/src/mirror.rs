@@ -17,9 +17,11 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 
+use crate::balancer::Input;
 use crate::conn::{write_range, Conn};
 use crate::http1::head::{parse_response, MAX_HEADERS};
 use crate::http1::{BodyFraming, ChunkedScanner};
+use crate::pool::{Breaker, Upstream};
 use crate::routing::{RouteState, RuleRef};
 use crate::worker::Core;
 
@@ -73,6 +75,8 @@ impl Drop for Slot {
 pub struct Shadow {
     slot: Slot,
     addr: SocketAddr,
+    /// The mirror group's circuit breaker, if it has pool limits.
+    breaker: Option<Rc<Breaker>>,
     /// The forwarded head with the shadow Host, then the body bytes seen so far.
     bytes: Vec<u8>,
     /// Where the head ends in `bytes`.
@@ -111,9 +115,12 @@ pub fn begin(
         return None;
     }
     let mirrors = &core.mirrors;
+    // The body already in `forwarded`: a small coalesced one, or all of it when it was
+    // buffered so that a retry can replay it. The bound counts it too.
+    let sent = (forwarded.len() - forwarded_head_len(forwarded)) as u64;
     let body_len = match rest {
-        BodyFraming::None if !upgrade => 0,
-        BodyFraming::Length(n) if !upgrade && n <= MAX_BODY => n,
+        BodyFraming::None if !upgrade && sent <= MAX_BODY => 0,
+        BodyFraming::Length(n) if !upgrade && sent + n <= MAX_BODY => n,
         _ => {
             mirrors.skipped_body.set(mirrors.skipped_body.get() + 1);
             if mirrors.skipped_body.get() == 1 {
@@ -139,23 +146,34 @@ pub fn begin(
         mirrors.failed.set(mirrors.failed.get() + 1);
         return None;
     }
-    let slot = {
-        let mut cursors = core.round_robin.borrow_mut();
-        let cursor = cursors.get_mut(destination.group_index)?;
-        let slot = group.schedule[*cursor as usize % group.schedule.len()];
-        *cursor = cursor.wrapping_add(1);
-        slot
+    // The mirror group's own balancer, skipping ejected endpoints (no request key to hash on:
+    // a hash balancer picks at random, as for a request without the key).
+    let input = Input {
+        headers: &[],
+        peer: &|| None,
     };
+    let slot = core
+        .balancing
+        .borrow_mut()
+        .pick(destination.group_index, group, &input)
+        .endpoint;
     let addr = *group.endpoints.get(slot as usize)?;
+    let breaker = core
+        .breakers
+        .borrow()
+        .get(destination.group_index)
+        .cloned()
+        .flatten();
     let mut bytes = Vec::with_capacity(forwarded.len() + 16 + body_len as usize);
     let head_len = shadow_head(forwarded, &mut bytes);
     mirrors.in_flight.set(mirrors.in_flight.get() + 1);
     Some(Shadow {
         slot: Slot(core.clone()),
         addr,
+        breaker,
         bytes,
         head_len,
-        body_len: body_len + (forwarded.len() - forwarded_head_len(forwarded)) as u64,
+        body_len: body_len + sent,
         is_head,
     })
 }
@@ -181,12 +199,13 @@ async fn run(copy: Shadow) {
     let Shadow {
         slot,
         addr,
+        breaker,
         bytes,
         is_head,
         ..
     } = copy;
     let core = &slot.0;
-    match exchange(core, addr, bytes, is_head).await {
+    match exchange(core, addr, breaker.as_ref(), bytes, is_head).await {
         Ok(reusable) => {
             core.mirrors.completed.set(core.mirrors.completed.get() + 1);
             if let Some(conn) = reusable {
@@ -203,25 +222,34 @@ fn timed_out(what: &str) -> io::Error {
 }
 
 /// Sends `bytes` to `addr` and reads the response to its end. Returns the connection when it
-/// may be reused.
+/// may be reused. A group with pool limits lends the copy a connection only if it is under its
+/// limit right away: a copy never waits for (nor takes the place of) the traffic it mirrors.
 async fn exchange(
     core: &Core,
     addr: SocketAddr,
+    breaker: Option<&Rc<Breaker>>,
     bytes: Vec<u8>,
     is_head: bool,
-) -> io::Result<Option<Conn>> {
+) -> io::Result<Option<Upstream>> {
     let settings = core.settings;
     let mut up = match core.pool.take(addr) {
-        Some(conn) => conn,
+        Some(up) => up,
         None => {
+            let lease = match breaker {
+                None => None,
+                Some(breaker) => Some(breaker.lease().ok_or_else(|| {
+                    io::Error::other("mirror: the group's connection limit is reached")
+                })?),
+            };
             let connect = TcpStream::connect_addr(addr);
             let stream = monoio::time::timeout(settings.connect_timeout, connect)
                 .await
                 .map_err(|_| timed_out("connect"))??;
             let _ = stream.set_nodelay(true);
-            Conn::new(stream)
+            Upstream::new(Conn::new(stream), lease)
         }
     };
+    up.served += 1;
     let len = bytes.len();
     let write = write_range(&mut up.stream, bytes, 0..len);
     let (written, _) = monoio::time::timeout(settings.idle_timeout, write)
@@ -233,7 +261,8 @@ async fn exchange(
         .await
         .map_err(|_| timed_out("response"))??;
     let complete = discard_body(&mut up, framing, settings.idle_timeout).await?;
-    Ok((complete && keep_alive && up.buffered().is_empty()).then_some(up))
+    let reusable = complete && keep_alive && up.buffered().is_empty() && up.reusable();
+    Ok(reusable.then_some(up))
 }
 
 /// Reads the final response head (skipping interim ones): its body framing and whether the

@@ -1,9 +1,9 @@
 //! The HTTP/1.1 request path on one core. Phases, in order:
 //!
 //! 1. read head   — parse with httparse on the connection's buffer; refuse smuggling shapes.
-//! 2. route       — host → rule → weighted destination → round-robin endpoint (no IO yet,
-//!    so a bad request or a missing route costs no upstream work); then the rule's local rate
-//!    limit (429), fault delay/abort and redirect.
+//! 2. route       — host → rule → weighted destination → endpoint by the group's balancer,
+//!    skipping ejected endpoints (no IO yet, so a bad request or a missing route costs no
+//!    upstream work); then the rule's local rate limit (429), fault delay/abort and redirect.
 //! 3. connect     — reuse an idle pooled connection, or connect within the connect timeout.
 //! 4. forward     — write the rewritten head (with the rule's rewrite and header edits), then
 //!    stream the body (bounded buffer); a mirrored request's copy leaves as its own task.
@@ -22,6 +22,7 @@ use monoio::time::Instant;
 use spec::HeaderEdits;
 
 use crate::actions::{chance, write_location, RedirectSource, NO_EDITS};
+use crate::balancer::{Inflight, Input, NewCookie, Pick};
 use crate::conn::{write_range, Conn};
 use crate::http1::head::{
     parse_request, parse_response, RequestEdits, MAX_HEADERS, MAX_HEAD_BYTES,
@@ -29,6 +30,8 @@ use crate::http1::head::{
 use crate::http1::reply::{write_redirect, LocalReply};
 use crate::http1::{BodyFraming, ChunkedScanner};
 use crate::mirror::{self, Shadow};
+use crate::pool::{Breaker, Refused, Upstream};
+use crate::retry::{self, Failure, Retries, Verdict};
 use crate::routing::{Direction, RequestView, RouteError, RuleRef};
 use crate::worker::{Core, Installed};
 
@@ -40,7 +43,7 @@ enum Next {
     KeepAlive,
     Close,
     /// The upstream switched protocols (101): relay raw bytes both ways until either closes.
-    Tunnel(Conn),
+    Tunnel(Upstream),
 }
 
 /// Serves one downstream connection from `peer` until either side closes it or the core
@@ -108,12 +111,17 @@ struct Plan {
     rule: Option<RuleRef>,
     /// Fault injection drew a delay for this request.
     delay: Option<Duration>,
+    /// The group and endpoint the balancer picked (outbound forwards only).
+    pick: Option<Pick>,
+    /// A hash-key cookie to set on the response so the client sticks to its endpoint.
+    cookie: Option<NewCookie>,
 }
 
 /// What the request path does after routing.
 enum Action {
-    /// Forward to this endpoint; the head to send is in `request_out`.
-    Forward(SocketAddr),
+    /// Forward to this endpoint (of this endpoint group, for outbound requests); the head to
+    /// send is in `request_out`.
+    Forward(SocketAddr, Option<usize>),
     /// Answer locally.
     Reply(LocalReply, String),
     /// Answer with a redirect of this status; the Location is in `request_out`.
@@ -137,7 +145,9 @@ async fn serve_request(
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             request_out.clear();
             match parse_request(down.buffered(), &mut headers) {
-                Ok(Some(head)) => break plan_request(&head, direction, core, request_out),
+                Ok(Some(head)) => {
+                    break plan_request(&head, direction, core, request_out, &down.stream)
+                }
                 Ok(None) => {}
                 Err(e) => {
                     let reply = LocalReply::BadRequest { status: e.status() };
@@ -192,8 +202,8 @@ async fn serve_request(
     if let Some(delay) = plan.delay {
         monoio::time::sleep(delay).await;
     }
-    let addr = match plan.action {
-        Action::Forward(addr) => addr,
+    let (addr, group) = match plan.action {
+        Action::Forward(addr, group) => (addr, group),
         Action::Reply(reply, detail) => {
             // An unread body would be parsed as the next request: close instead.
             keep_alive &= plan.framing == BodyFraming::None;
@@ -213,17 +223,35 @@ async fn serve_request(
             };
         }
     };
+    // Balancing hook: each try counts as in flight to its endpoint (the last one until the
+    // request ends), and its upstream outcome feeds outlier detection; see the retry loop.
+    let mut inflight: Option<Inflight<'_>> = None;
     let actions = plan.rule.and_then(|rule| plan.routes.actions(rule));
     let response_edits: &HeaderEdits = actions.map_or(&NO_EDITS, |a| &a.response_headers);
-    // A rule timeout bounds the whole exchange from here: connect, send, response head.
+    // A rule timeout bounds the whole exchange from here, retries included: connect, send,
+    // response head.
     let rule_timeout = actions.and_then(|a| a.timeout);
     let deadline = rule_timeout.map(|t| Instant::now() + t);
+    let policy = actions.and_then(|a| a.retries.as_ref());
     let mut request_framing = plan.framing;
     if let BodyFraming::Length(n) = plan.framing {
         // Small body already buffered: send head and body in one write.
         if n <= COALESCE_BODY_BYTES && n as usize <= down.buffered().len() {
             request_out.extend_from_slice(&down.buffered()[..n as usize]);
             down.consume(n as usize);
+            request_framing = BodyFraming::None;
+        } else if retry::buffers_body(policy, plan.idempotent, n, core.settings.retry_buffer) {
+            // A retry must be able to replay the body: keep all of it (within --retry-buffer).
+            if plan.expects_continue && plan.http11 && !send_continue(down).await {
+                return Next::Close;
+            }
+            let idle = core.settings.idle_timeout;
+            if retry::buffer_body(down, n as usize, request_out, idle)
+                .await
+                .is_err()
+            {
+                return Next::Close;
+            }
             request_framing = BodyFraming::None;
         }
     }
@@ -249,126 +277,115 @@ async fn serve_request(
     if plan.expects_continue && plan.http11 && request_framing != BodyFraming::None {
         // Answer 100-continue ourselves (as Envoy does by default) so the client sends the
         // body while the upstream connection is set up.
-        let mut interim = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
-        if send(&mut down.stream, &mut interim).await.is_err() {
+        if !send_continue(down).await {
             return Next::Close;
         }
     }
 
-    // Phases 3–5, with one retry when a reused connection turns out to be dead before any
-    // response byte and the request may be replayed: an idempotent method (RFC 9110 §9.2.2)
-    // whose body, if any, went in the first write.
-    let replayable = request_framing == BodyFraming::None && plan.idempotent;
-    let mut attempt = 0;
-    let (mut up, response) = loop {
-        attempt += 1;
-        let pooled = if attempt == 1 {
-            core.pool.take(addr)
-        } else {
-            None
-        };
-        let (mut up, reused) = match pooled {
-            Some(conn) => (conn, true),
-            None => match connect(addr, core, deadline).await {
-                Ok(conn) => (conn, false),
-                Err((reply, detail)) => {
-                    keep_alive &= request_framing == BodyFraming::None;
-                    return local_reply(down, response_out, reply, &detail, keep_alive).await;
-                }
-            },
-        };
-        let may_retry = reused && replayable && attempt == 1;
-        // Phase 4: forward head (and a coalesced body), then stream any remaining body.
-        let head = std::mem::take(request_out);
-        let len = head.len();
-        let (written, head) = write_range(&mut up.stream, head, 0..len).await;
-        *request_out = head;
-        if written.is_err() {
-            if may_retry {
-                continue;
-            }
-            let reply = LocalReply::UpstreamReset;
-            return local_reply(down, response_out, reply, "write failed", false).await;
-        }
-        let idle = core.settings.idle_timeout;
-        let tee = shadow.as_mut().map(Shadow::tee);
-        let body = copy_body(down, &mut up.stream, request_framing, idle, tee);
-        let copied = match deadline {
-            None => body.await,
-            Some(deadline) => match monoio::time::timeout_at(deadline, body).await {
-                Ok(copied) => copied,
-                Err(_elapsed) => {
-                    let detail = "the rule timeout expired while sending the request body";
-                    let reply = LocalReply::UpstreamTimeout;
-                    return local_reply(down, response_out, reply, detail, false).await;
-                }
-            },
-        };
-        if let Err(e) = copied {
-            return match e {
-                CopyError::Source | CopyError::Idle => Next::Close,
-                CopyError::Malformed => {
-                    let reply = LocalReply::BadRequest { status: 400 };
-                    local_reply(down, response_out, reply, "invalid chunked body", false).await
-                }
-                CopyError::Destination(e) => {
-                    let detail = format!("while sending the request body: {e}");
-                    local_reply(
-                        down,
-                        response_out,
-                        LocalReply::UpstreamReset,
-                        &detail,
-                        false,
-                    )
-                    .await
-                }
-            };
-        }
-        if let Some(shadow) = shadow.take() {
-            shadow.send();
-        }
-        // Phase 5: the response head, within the rule's or the sidecar's upstream timeout.
-        let (timeout, until) = match (rule_timeout, deadline) {
-            (Some(timeout), Some(deadline)) => (timeout, deadline),
-            _ => {
-                let timeout = core.settings.upstream_timeout;
-                (timeout, Instant::now() + timeout)
-            }
-        };
-        let read = read_response_head(
-            &mut up,
-            plan.is_head,
-            plan.upgrade,
-            response_edits,
-            response_out,
-        );
-        let (reply, detail) = match monoio::time::timeout_at(until, read).await {
-            Ok(Ok(response)) => break (up, response),
-            Ok(Err(ResponseError::Closed)) if may_retry => continue,
-            Ok(Err(ResponseError::Closed)) => (
-                LocalReply::UpstreamReset,
-                "connection closed before response headers".to_owned(),
-            ),
-            Ok(Err(ResponseError::ClosedMidHead)) => (
-                LocalReply::UpstreamReset,
-                "connection closed in the middle of the response head".to_owned(),
-            ),
-            Ok(Err(ResponseError::Upgrade)) => (
-                LocalReply::BadUpstreamResponse,
-                "101 Switching Protocols to a request that asked for no upgrade".to_owned(),
-            ),
-            Ok(Err(ResponseError::Io(e))) => (LocalReply::UpstreamReset, e.to_string()),
-            Ok(Err(ResponseError::Malformed(detail))) => (LocalReply::BadUpstreamResponse, detail),
-            Err(_elapsed) => (
-                LocalReply::UpstreamTimeout,
-                format!("no response within {} ms", timeout.as_millis()),
-            ),
-        };
-        return local_reply(down, response_out, reply, &detail, false).await;
+    // Phases 3–5, tried again as the rule's retry policy (or the default: one replay of an
+    // idempotent request a stale pooled connection lost) allows; see `retry`.
+    // Replayable: the whole body (within --retry-buffer) went into the buffered head.
+    let body_len = match plan.framing {
+        BodyFraming::Length(n) => n,
+        _ => 0,
     };
-
+    let buffered =
+        request_framing == BodyFraming::None && body_len <= core.settings.retry_buffer as u64;
+    let mut retries = Retries::new(policy, plan.idempotent, buffered, &core.retry_budget);
+    let _in_flight = core.retry_budget.request();
+    let breaker = group.and_then(|g| core.breakers.borrow().get(g).cloned().flatten());
+    let exchange = Exchange {
+        request_framing,
+        deadline,
+        timeout: rule_timeout.unwrap_or(core.settings.upstream_timeout),
+        is_head: plan.is_head,
+        upgrade: plan.upgrade,
+        edits: response_edits,
+        breaker: breaker.as_ref(),
+        group_name: group
+            .and_then(|g| plan.routes.group(g))
+            .map_or("the inbound target", |g| g.name.as_str()),
+    };
+    let mut addr = addr;
+    let mut pick = plan.pick;
+    let (mut up, response) = loop {
+        // Balancing hook: each try counts as in flight to the endpoint it uses, and its
+        // outcome feeds that endpoint's outlier detection (when the try ends or is retried).
+        drop(inflight.take());
+        inflight = pick.map(|pick| Inflight::start(&core.balancing, pick));
+        let per_try = retries.per_try();
+        let pooled_ok = retries.done() == 0 || retries.has_policy();
+        let tried = exchange
+            .attempt(
+                down,
+                core,
+                addr,
+                per_try,
+                pooled_ok,
+                request_out,
+                response_out,
+                &mut inflight,
+                &mut shadow,
+            )
+            .await;
+        let time_left = deadline.is_none_or(|d| Instant::now() < d);
+        let failed = match tried {
+            Ok((up, response)) => {
+                if response.switched || !retries.may_retry_status(response.status) {
+                    break (up, response);
+                }
+                match retries.after(Failure::Status(response.status), false, false, time_left) {
+                    Verdict::Retry(backoff) => {
+                        // Nothing went downstream yet: drop this response with its connection.
+                        drop(up);
+                        if let Some(inflight) = inflight.as_mut() {
+                            inflight.response(response.status);
+                        }
+                        drop(inflight.take());
+                        retry::sleep_within(backoff, deadline).await;
+                        (addr, pick) =
+                            next_endpoint(core, &plan.routes, group, addr, pick, &retries);
+                        continue;
+                    }
+                    _ => break (up, response),
+                }
+            }
+            Err(Tried::Done(next)) => return next,
+            Err(Tried::Failed(failed)) => failed,
+        };
+        let verdict = match failed.failure {
+            Some(failure) => {
+                retries.after(failure, failed.reused, failed.before_response, time_left)
+            }
+            None => Verdict::Final,
+        };
+        match verdict {
+            Verdict::Retry(backoff) => {
+                drop(inflight.take());
+                retry::sleep_within(backoff, deadline).await;
+                (addr, pick) = next_endpoint(core, &plan.routes, group, addr, pick, &retries);
+            }
+            verdict => {
+                keep_alive &= failed.keep_alive && request_framing == BodyFraming::None;
+                let exhausted = verdict == Verdict::Exhausted;
+                response_out.clear();
+                let (reply, detail) = (failed.reply, &failed.detail);
+                reply.write_after_retries(response_out, detail, !keep_alive, exhausted);
+                return finish_reply(down, response_out, keep_alive).await;
+            }
+        }
+    };
     // The response head (rewritten into response_out) goes back downstream. A drain that began
     // while this request was in flight tells the client to go elsewhere next time.
+    if let Some(inflight) = inflight.as_mut() {
+        inflight.response(response.status);
+    }
+    if let (Some(cookie), Some(pick)) = (plan.cookie, plan.pick) {
+        let group = plan.routes.groups().get(pick.group as usize);
+        if let Some(name) = group.and_then(|g| g.balancer.cookie_name()) {
+            crate::balancer::write_set_cookie(response_out, name, cookie);
+        }
+    }
     keep_alive &= response.framing != BodyFraming::UntilClose && !core.drain.is_draining();
     if !keep_alive && !response.switched {
         response_out.truncate(response_out.len() - 2);
@@ -405,8 +422,8 @@ async fn serve_request(
         Err(_) => return Next::Close,
     }
 
-    // Phase 6: recycle.
-    if response.keep_alive && up.buffered().is_empty() {
+    // Phase 6: recycle (unless the group's pool limits retire the connection).
+    if response.keep_alive && up.buffered().is_empty() && up.reusable() {
         core.pool.put(addr, up);
     }
     if keep_alive {
@@ -416,16 +433,334 @@ async fn serve_request(
     }
 }
 
+/// What every try of one request shares.
+struct Exchange<'a> {
+    /// How the part of the request body not in the buffered head is framed.
+    request_framing: BodyFraming,
+    /// The rule timeout's deadline for the whole request.
+    deadline: Option<Instant>,
+    /// The rule timeout, or `--upstream-timeout` without one (for messages).
+    timeout: Duration,
+    is_head: bool,
+    upgrade: bool,
+    edits: &'a HeaderEdits,
+    /// The destination group's circuit breaker, if it has pool limits.
+    breaker: Option<&'a Rc<Breaker>>,
+    /// The destination group's name, for messages.
+    group_name: &'a str,
+}
+
+/// A try that did not produce a response to forward.
+enum Tried {
+    /// The request is over (the client went away, or its body was refused).
+    Done(Next),
+    /// The try failed; the reply to send unless it is retried.
+    Failed(FailedTry),
+}
+
+struct FailedTry {
+    /// The retryable condition, if it is one.
+    failure: Option<Failure>,
+    /// It ran on a pooled connection.
+    reused: bool,
+    /// No response byte arrived.
+    before_response: bool,
+    /// The downstream connection may stay open (nothing of the request is left unread).
+    keep_alive: bool,
+    reply: LocalReply,
+    detail: String,
+}
+
+impl Exchange<'_> {
+    /// One try (phases 3–5): a connection to `addr` (pooled when `pooled_ok`), the request
+    /// head and body, the response head. `per_try` bounds the try, within the rule deadline.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        down: &mut Conn,
+        core: &Core,
+        addr: SocketAddr,
+        per_try: Option<Duration>,
+        pooled_ok: bool,
+        request_out: &mut Vec<u8>,
+        response_out: &mut Vec<u8>,
+        inflight: &mut Option<Inflight<'_>>,
+        shadow: &mut Option<Shadow>,
+    ) -> Result<(Upstream, ResponsePlan), Tried> {
+        // The per-try timeout counts only when it ends before the rule's deadline.
+        let per_try_end = per_try
+            .map(|t| Instant::now() + t)
+            .filter(|end| self.deadline.is_none_or(|d| *end < d));
+        let until = per_try_end.or(self.deadline);
+        let timed_out = |detail: String| FailedTry {
+            failure: per_try_end.map(|_| Failure::PerTryTimeout),
+            reused: false,
+            before_response: true,
+            keep_alive: false,
+            reply: LocalReply::UpstreamTimeout,
+            detail,
+        };
+        // Phase 3: connect, or reuse a pooled connection.
+        let (mut up, reused) = match self.acquire(core, addr, pooled_ok, until).await {
+            Ok(acquired) => acquired,
+            Err((reply, detail, endpoint_fault)) => {
+                if endpoint_fault {
+                    failed(inflight);
+                }
+                let failure = match reply {
+                    LocalReply::ConnectFailure => Some(Failure::ConnectFailure),
+                    LocalReply::UpstreamTimeout => per_try_end.map(|_| Failure::PerTryTimeout),
+                    _ => None,
+                };
+                return Err(Tried::Failed(FailedTry {
+                    failure,
+                    reused: false,
+                    before_response: true,
+                    keep_alive: true,
+                    reply,
+                    detail,
+                }));
+            }
+        };
+        up.served += 1;
+        let reset = |detail: &str, before_response: bool| FailedTry {
+            failure: Some(Failure::Reset),
+            reused,
+            before_response,
+            keep_alive: false,
+            reply: LocalReply::UpstreamReset,
+            detail: detail.to_owned(),
+        };
+        // Phase 4: forward head (and a buffered body), then stream any remaining body.
+        let head = std::mem::take(request_out);
+        let len = head.len();
+        let write = write_range(&mut up.stream, head, 0..len);
+        let (written, head) = match until {
+            None => write.await,
+            Some(until) => match monoio::time::timeout_at(until, write).await {
+                Ok(done) => done,
+                Err(_) => {
+                    // The buffer went with the abandoned write: no try can follow.
+                    failed(inflight);
+                    let mut tried = timed_out("the timeout expired while sending".to_owned());
+                    tried.failure = None;
+                    return Err(Tried::Failed(tried));
+                }
+            },
+        };
+        *request_out = head;
+        if written.is_err() {
+            failed(inflight);
+            return Err(Tried::Failed(reset("write failed", true)));
+        }
+        let idle = core.settings.idle_timeout;
+        // Mirroring hook: a streamed body is copied into the mirror's request as it goes.
+        let tee = shadow.as_mut().map(Shadow::tee);
+        let body = copy_body(down, &mut up.stream, self.request_framing, idle, tee);
+        let copied = match self.deadline {
+            None => body.await,
+            Some(deadline) => match monoio::time::timeout_at(deadline, body).await {
+                Ok(copied) => copied,
+                Err(_elapsed) => {
+                    let detail = "the rule timeout expired while sending the request body";
+                    let reply = LocalReply::UpstreamTimeout;
+                    let next = local_reply(down, response_out, reply, detail, false).await;
+                    return Err(Tried::Done(next));
+                }
+            },
+        };
+        if let Err(e) = copied {
+            let next = match e {
+                CopyError::Source | CopyError::Idle => Next::Close,
+                CopyError::Malformed => {
+                    let reply = LocalReply::BadRequest { status: 400 };
+                    local_reply(down, response_out, reply, "invalid chunked body", false).await
+                }
+                CopyError::Destination(e) => {
+                    failed(inflight);
+                    let detail = format!("while sending the request body: {e}");
+                    let reply = LocalReply::UpstreamReset;
+                    local_reply(down, response_out, reply, &detail, false).await
+                }
+            };
+            return Err(Tried::Done(next));
+        }
+        // Mirroring hook: the whole body went through, so the copy goes out, once (a body
+        // streamed once is never streamed again by a retry).
+        if let Some(shadow) = shadow.take() {
+            shadow.send();
+        }
+        // Phase 5: the response head, within the per-try, the rule's or the sidecar's timeout.
+        let until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
+        let read = read_response_head(
+            &mut up,
+            self.is_head,
+            self.upgrade,
+            self.edits,
+            response_out,
+        );
+        let tried = match monoio::time::timeout_at(until, read).await {
+            Ok(Ok(response)) => return Ok((up, response)),
+            Ok(Err(ResponseError::Closed)) => {
+                reset("connection closed before response headers", true)
+            }
+            Ok(Err(ResponseError::ClosedMidHead)) => reset(
+                "connection closed in the middle of the response head",
+                false,
+            ),
+            Ok(Err(ResponseError::Io(e))) => reset(&e.to_string(), false),
+            Ok(Err(ResponseError::Upgrade)) => FailedTry {
+                failure: None,
+                reused,
+                before_response: false,
+                keep_alive: false,
+                reply: LocalReply::BadUpstreamResponse,
+                detail: "101 Switching Protocols to a request that asked for no upgrade".to_owned(),
+            },
+            Ok(Err(ResponseError::Malformed(detail))) => FailedTry {
+                failure: None,
+                reused,
+                before_response: false,
+                keep_alive: false,
+                reply: LocalReply::BadUpstreamResponse,
+                detail,
+            },
+            Err(_elapsed) => {
+                let (timeout, which) = match per_try_end.and(per_try) {
+                    Some(t) => (t, " (per-try timeout)"),
+                    None => (self.timeout, ""),
+                };
+                let ms = timeout.as_millis();
+                timed_out(format!("no response within {ms} ms{which}"))
+            }
+        };
+        failed(inflight);
+        Err(Tried::Failed(tried))
+    }
+
+    /// Phase 3: a pooled connection to `addr`, or a new one if the group's breaker has room;
+    /// else wait (as a pending request) for one of the group's connections to come back.
+    async fn acquire(
+        &self,
+        core: &Core,
+        addr: SocketAddr,
+        pooled_ok: bool,
+        until: Option<Instant>,
+    ) -> Result<(Upstream, bool), (LocalReply, String, bool)> {
+        let Some(breaker) = self.breaker else {
+            if let Some(up) = pooled_ok.then(|| core.pool.take(addr)).flatten() {
+                return Ok((up, true));
+            }
+            let conn = connect(addr, core.settings.connect_timeout, until)
+                .await
+                .map_err(endpoint_fault)?;
+            return Ok((Upstream::new(conn, None), false));
+        };
+        let wait_until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
+        loop {
+            if let Some(up) = pooled_ok.then(|| core.pool.take(addr)).flatten() {
+                return Ok((up, true));
+            }
+            if let Some(lease) = breaker.lease() {
+                let timeout = breaker
+                    .connect_timeout
+                    .unwrap_or(core.settings.connect_timeout);
+                let conn = connect(addr, timeout, until)
+                    .await
+                    .map_err(endpoint_fault)?;
+                return Ok((Upstream::new(conn, Some(lease)), false));
+            }
+            // An idle connection to another endpoint of the group makes room when closed.
+            if core.pool.close_one_idle(breaker) {
+                continue;
+            }
+            match monoio::time::timeout_at(wait_until, breaker.wait()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(Refused::Overflow)) => {
+                    return Err((
+                        LocalReply::UpstreamOverflow,
+                        format!(
+                            "{}: the connection and pending request limits are reached",
+                            self.group_name
+                        ),
+                        false,
+                    ))
+                }
+                Err(_elapsed) => {
+                    return Err((
+                        LocalReply::UpstreamTimeout,
+                        format!("{}: no connection became free in time", self.group_name),
+                        false,
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// The endpoint a policy's retry goes to: another of the group's, picked by the group's
+/// balancer among the endpoints not ejected, when it has one.
+fn next_endpoint(
+    core: &Core,
+    routes: &Installed,
+    group: Option<usize>,
+    addr: SocketAddr,
+    pick: Option<Pick>,
+    retries: &Retries<'_>,
+) -> (SocketAddr, Option<Pick>) {
+    let (Some(index), Some(last)) = (group.filter(|_| retries.has_policy()), pick) else {
+        return (addr, pick);
+    };
+    let Some(group) = routes.group(index) else {
+        return (addr, pick);
+    };
+    let other = core
+        .balancing
+        .borrow_mut()
+        .pick_other(index, group, last.endpoint);
+    match other.and_then(|e| Some((e, *group.endpoints.get(e as usize)?))) {
+        Some((endpoint, addr)) => (
+            addr,
+            Some(Pick {
+                group: last.group,
+                endpoint,
+            }),
+        ),
+        None => (addr, pick),
+    }
+}
+
+/// Sends `100 Continue`; false when the client is gone.
+async fn send_continue(down: &mut Conn) -> bool {
+    let mut interim = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+    send(&mut down.stream, &mut interim).await.is_ok()
+}
+
+/// A connect error, which counts against the endpoint (unlike a full circuit breaker).
+fn endpoint_fault((reply, detail): (LocalReply, String)) -> (LocalReply, String, bool) {
+    (reply, detail, true)
+}
+
+/// Records a failed upstream exchange (gateway error) for outlier detection.
+fn failed(inflight: &mut Option<Inflight<'_>>) {
+    if let Some(inflight) = inflight {
+        inflight.failed();
+    }
+}
+
 /// Routes a parsed head and writes into `out` the forwarded head (or a redirect's Location).
 fn plan_request(
     head: &crate::http1::RequestHead<'_, '_>,
     direction: Direction,
     core: &Core,
     out: &mut Vec<u8>,
+    peer: &TcpStream,
 ) -> Plan {
     let routes = core.routes.borrow().clone();
     let mut rule = None;
     let mut delay = None;
+    let mut pick = None;
+    let mut cookie = None;
     let action = match direction {
         // A tunnel is not an HTTP exchange this proxy can frame; refuse it rather than
         // relaying half of it.
@@ -473,11 +808,21 @@ fn plan_request(
                                 format!("{} has no endpoints", d.group.name),
                             ),
                             Some(d) => {
-                                let mut cursors = core.round_robin.borrow_mut();
-                                let cursor = &mut cursors[d.group_index];
                                 let group = d.group;
-                                let slot = group.schedule[*cursor as usize % group.schedule.len()];
-                                *cursor = cursor.wrapping_add(1);
+                                let input = Input {
+                                    headers: head.headers,
+                                    peer: &|| peer.peer_addr().ok().map(|a| a.ip()),
+                                };
+                                let picked =
+                                    core.balancing
+                                        .borrow_mut()
+                                        .pick(d.group_index, group, &input);
+                                let slot = picked.endpoint;
+                                pick = Some(Pick {
+                                    group: d.group_index as u32,
+                                    endpoint: slot,
+                                });
+                                cookie = picked.cookie;
                                 if actions.edits_request() {
                                     let matched = decision.matched_prefix;
                                     let write_path = |out: &mut Vec<u8>| {
@@ -497,7 +842,7 @@ fn plan_request(
                                 } else {
                                     head.write_forwarded(out);
                                 }
-                                Action::Forward(group.endpoints[slot as usize])
+                                Action::Forward(group.endpoints[slot as usize], Some(d.group_index))
                             }
                         }
                     }
@@ -518,7 +863,7 @@ fn plan_request(
         Direction::Inbound => match routes.inbound_target(head.port) {
             Some(addr) => {
                 head.write_forwarded(out);
-                Action::Forward(addr)
+                Action::Forward(addr, None)
             }
             None => Action::Reply(
                 LocalReply::NoRoute,
@@ -542,12 +887,20 @@ fn plan_request(
         routes,
         rule,
         delay,
+        pick,
+        cookie,
     }
 }
 
 /// Relays bytes both ways after a protocol switch until each side has closed its half; bytes
 /// that arrived with either head go first. Neither connection is reused afterwards.
-async fn tunnel(mut down: Conn, mut up: Conn) {
+async fn tunnel(mut down: Conn, up: Upstream) {
+    // The lease (if any) keeps counting the connection until the tunnel ends.
+    let Upstream {
+        conn: mut up,
+        lease: _lease,
+        ..
+    } = up;
     use monoio::io::Splitable;
     let pending = down.buffered().len();
     if down
@@ -583,14 +936,13 @@ async fn relay(
     copied
 }
 
-/// Connects within `--connect-timeout`, or by the rule's `deadline` when that comes first
-/// (then a timeout is the rule's: 504 `UT`).
+/// Connects within `timeout` (`--connect-timeout` or the group's), or by the try's `deadline`
+/// when that comes first (then a timeout is the try's: 504 `UT`).
 async fn connect(
     addr: SocketAddr,
-    core: &Core,
+    timeout: Duration,
     deadline: Option<Instant>,
 ) -> Result<Conn, (LocalReply, String)> {
-    let timeout = core.settings.connect_timeout;
     let own = Instant::now() + timeout;
     let until = deadline.map_or(own, |d| d.min(own));
     match monoio::time::timeout_at(until, TcpStream::connect_addr(addr)).await {
@@ -619,6 +971,11 @@ async fn local_reply(
 ) -> Next {
     out.clear();
     reply.write(out, detail, !keep_alive);
+    finish_reply(down, out, keep_alive).await
+}
+
+/// Sends a reply written into `out`, then keeps or closes the connection.
+async fn finish_reply(down: &mut Conn, out: &mut Vec<u8>, keep_alive: bool) -> Next {
     match send(&mut down.stream, out).await {
         Ok(()) if keep_alive => Next::KeepAlive,
         Ok(()) => {
@@ -662,6 +1019,7 @@ async fn send(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
 }
 
 struct ResponsePlan {
+    status: u16,
     framing: BodyFraming,
     keep_alive: bool,
     /// A 101 to a request that asked to upgrade.
@@ -706,6 +1064,7 @@ async fn read_response_head(
                     head.write_edited(out, false, edits);
                     let switched = head.status == 101;
                     let plan = ResponsePlan {
+                        status: head.status,
                         framing: head.framing,
                         keep_alive: head.keep_alive && !switched,
                         switched,

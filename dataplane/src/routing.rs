@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use regex::bytes::Regex;
-use spec::{PathMatch, RequestMatch, Snapshot, ValueMatch};
+use spec::{OutlierDetection, PathMatch, RequestMatch, Snapshot, ValueMatch};
 
 use crate::actions::{NotEnforced, RuleActions};
+use crate::balancer::Balancer;
 use crate::http1::head::MAX_URI_BYTES;
 
 /// Which traffic a listener carries and so how a request is routed.
@@ -83,7 +84,36 @@ pub struct EndpointGroup {
     /// and spread out (smooth weighted round robin, as nginx does). Empty when there are no
     /// endpoints.
     pub schedule: Vec<u32>,
+    /// The group's connection pool limits (the service's or the subset's policy).
+    pub pool: spec::PoolLimits,
+    /// How an endpoint is picked (the group's load balancer, rings and tables built).
+    pub balancer: Balancer,
+    /// The group's outlier detection, if any.
+    pub outlier: Option<OutlierDetection>,
 }
+
+impl EndpointGroup {
+    fn new(name: String, endpoints: &[&spec::Endpoint], policy: &spec::TrafficPolicy) -> Self {
+        let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
+        let addresses: Vec<SocketAddr> = endpoints.iter().map(|e| e.address).collect();
+        Self {
+            name,
+            balancer: Balancer::new(&policy.load_balancer, &addresses, &weights),
+            endpoints: addresses,
+            schedule: weighted_schedule(&weights),
+            outlier: policy.outlier.clone(),
+            pool: policy.pool.clone(),
+        }
+    }
+}
+
+/// Route tables with at most this many rules are tried rule by rule; larger ones go through
+/// the snapshot's path index (merging candidate lists costs more than a few direct tries).
+const LINEAR_RULES: usize = 8;
+
+/// Most candidate lists one path may draw from the index (exact, any-path, and one per
+/// enclosing prefix); a deeper nesting falls back to trying every rule.
+const MAX_CANDIDATE_LISTS: usize = 16;
 
 /// Longest weighted round-robin cycle; larger weight sums are scaled down to fit.
 const MAX_SCHEDULE: u64 = 1024;
@@ -91,7 +121,7 @@ const MAX_SCHEDULE: u64 = 1024;
 /// Smooth weighted round robin: each step adds every weight to its endpoint's credit, picks the
 /// endpoint with the most credit, and takes the total from it. Weights 5,1,1 give
 /// a a b a c a a rather than a a a a a b c.
-fn weighted_schedule(weights: &[u32]) -> Vec<u32> {
+pub(crate) fn weighted_schedule(weights: &[u32]) -> Vec<u32> {
     let weights: Vec<u64> = weights.iter().map(|&w| u64::from(w.max(1))).collect();
     let gcd = weights.iter().copied().fold(0, gcd);
     let mut weights: Vec<u64> = weights.iter().map(|w| w / gcd.max(1)).collect();
@@ -298,23 +328,23 @@ impl RouteState {
         let mut group_of = Vec::with_capacity(snapshot.services.len());
         for service in &snapshot.services {
             group_of.push(groups.len() as u32);
-            let weights: Vec<u32> = service.endpoints.iter().map(|e| e.weight).collect();
-            groups.push(EndpointGroup {
-                name: service.name.clone(),
-                endpoints: service.endpoints.iter().map(|e| e.address).collect(),
-                schedule: weighted_schedule(&weights),
-            });
+            let all: Vec<&spec::Endpoint> = service.endpoints.iter().collect();
+            groups.push(EndpointGroup::new(
+                service.name.clone(),
+                &all,
+                &service.policy,
+            ));
             for subset in &service.subsets {
-                let members = subset
+                let members: Vec<&spec::Endpoint> = subset
                     .endpoints
                     .iter()
-                    .map(|&i| &service.endpoints[i as usize]);
-                let weights: Vec<u32> = members.clone().map(|e| e.weight).collect();
-                groups.push(EndpointGroup {
-                    name: format!("{}/{}", service.name, subset.name),
-                    endpoints: members.map(|e| e.address).collect(),
-                    schedule: weighted_schedule(&weights),
-                });
+                    .filter_map(|&i| service.endpoints.get(i as usize))
+                    .collect();
+                groups.push(EndpointGroup::new(
+                    format!("{}/{}", service.name, subset.name),
+                    &members,
+                    &subset.policy,
+                ));
             }
         }
 
@@ -377,9 +407,24 @@ impl RouteState {
             .collect()
     }
 
-    /// Number of endpoint groups, for sizing per-core balancer state.
-    pub fn group_count(&self) -> usize {
-        self.groups.len()
+    /// Endpoint group `index` (as a [`Destination`] names it).
+    pub fn group(&self, index: usize) -> Option<&EndpointGroup> {
+        self.groups.get(index)
+    }
+
+    /// Every endpoint group: each service, then its subsets, in snapshot order.
+    pub fn groups(&self) -> &[EndpointGroup] {
+        &self.groups
+    }
+
+    /// How often cores report failure counts: the shortest outlier interval of any group;
+    /// `None` when no group has outlier detection.
+    pub fn outlier_interval(&self) -> Option<std::time::Duration> {
+        self.groups
+            .iter()
+            .filter_map(|g| g.outlier.as_ref())
+            .map(|o| std::time::Duration::from_millis(o.interval_ms.max(1)))
+            .min()
     }
 
     /// The endpoint group of `service` (or of its `subset`), e.g. a mirror's destination;
@@ -415,19 +460,25 @@ impl RouteState {
             .lookup_host(request.host)
             .ok_or(RouteError::UnknownHost)?;
         let compiled = &self.tables[table as usize];
-        let (index, matched_prefix) = compiled
-            .iter()
-            .enumerate()
-            .find_map(|(i, rule)| {
-                if rule.matches.is_empty() {
-                    return Some((i, None));
-                }
-                rule.matches
-                    .iter()
-                    .find_map(|m| m.holds(request))
-                    .map(|prefix| (i, prefix))
-            })
-            .ok_or(RouteError::NoRuleMatched)?;
+        let try_rule = |i: usize| {
+            let rule = &compiled[i];
+            if rule.matches.is_empty() {
+                return Some((i, None));
+            }
+            rule.matches
+                .iter()
+                .find_map(|m| m.holds(request))
+                .map(|prefix| (i, prefix))
+        };
+        let path_index = &self.snapshot.routes[table as usize].index;
+        let candidates = (compiled.len() > LINEAR_RULES)
+            .then(|| path_index.candidate_lists::<MAX_CANDIDATE_LISTS>(request.path))
+            .flatten();
+        let found = match candidates {
+            Some(candidates) => candidates.map(|i| i as usize).find_map(try_rule),
+            None => (0..compiled.len()).find_map(try_rule),
+        };
+        let (index, matched_prefix) = found.ok_or(RouteError::NoRuleMatched)?;
         let rule = &self.snapshot.routes[table as usize].rules[index];
         let destination = match rule.destinations.as_slice() {
             [] => None,

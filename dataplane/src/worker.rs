@@ -11,11 +11,14 @@ use std::time::{Duration, Instant};
 use monoio::io::AsyncReadRent;
 use monoio::net::{TcpListener, UnixStream};
 
+use crate::balancer::CoreBalancing;
 use crate::drain::Drain;
 use crate::mirror::Mirrors;
-use crate::pool::Pool;
+use crate::outlier::{Counts, Ejections};
+use crate::pool::{Breaker, Pool};
 use crate::proxy;
 use crate::ratelimit::RateLimits;
+use crate::retry::RetryBudget;
 use crate::routing::{Direction, RouteState};
 
 /// Which monoio driver a worker runs.
@@ -44,6 +47,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Most downstream connections one core holds; beyond it new ones get 503 and close.
     pub max_connections_per_core: usize,
+    /// Largest request body buffered so a retry can replay it; larger ones are not retried.
+    pub retry_buffer: usize,
 }
 
 /// What a worker thread needs to start.
@@ -51,7 +56,8 @@ pub struct Settings {
 pub struct WorkerSpec {
     /// Worker number, for logs and for this core's share of rate limits.
     pub index: usize,
-    /// How many workers there are (rate limits are divided among them).
+    /// How many workers there are (rate limits and sidecar-wide pool limits are divided among
+    /// them).
     pub cores: usize,
     /// CPU to pin to, if any.
     pub core: Option<core_affinity::CoreId>,
@@ -64,6 +70,8 @@ pub struct WorkerSpec {
     pub control: std::os::unix::net::UnixStream,
     /// New route states from reloads, announced by an `r` on `control`.
     pub updates: mpsc::Receiver<Arc<RouteState>>,
+    /// Outlier ejections decided by the control thread, announced by an `e` on `control`.
+    pub ejections: mpsc::Receiver<Arc<Ejections>>,
     /// The route state to serve.
     pub routes: Arc<RouteState>,
     /// Timeouts and limits.
@@ -79,6 +87,13 @@ pub enum WorkerEvent {
     Failed { index: usize, error: io::Error },
     /// The worker finished draining and stopped.
     Stopped { index: usize, unfinished: usize },
+    /// This core's nonzero consecutive failure counts `(group, endpoint, counts)` for the
+    /// route state with content hash `hash`, sent every outlier interval.
+    Outliers {
+        index: usize,
+        hash: String,
+        counts: Vec<(u32, u32, Counts)>,
+    },
 }
 
 /// A route state installed on one core. A request clones the `Rc` (a plain count) to keep the
@@ -99,8 +114,11 @@ impl std::ops::Deref for Installed {
 pub struct Core {
     /// Route state in force; replaced whole on reload.
     pub routes: RefCell<Rc<Installed>>,
-    /// Round-robin cursor per endpoint group.
-    pub round_robin: RefCell<Vec<u32>>,
+    /// Balancer cursors, requests in flight and failure counts per endpoint, ejections.
+    pub balancing: RefCell<CoreBalancing>,
+    /// Whether the task reporting failure counts to the control thread runs (only while the
+    /// route state has outlier detection).
+    pub reporting: Cell<bool>,
     /// Idle upstream connections.
     pub pool: Pool,
     /// This core's rate-limit buckets; rebuilt on reload, keeping unchanged rules' buckets.
@@ -113,6 +131,12 @@ pub struct Core {
     pub active: Cell<usize>,
     /// Timeouts and limits.
     pub settings: Settings,
+    /// Circuit breaker per endpoint group (`None`: the group has no pool limits).
+    pub breakers: RefCell<Vec<Option<Rc<Breaker>>>>,
+    /// Requests and retries in flight, for the retry budget.
+    pub retry_budget: RetryBudget,
+    /// How many workers share the sidecar-wide pool limits.
+    pub cores: usize,
 }
 
 /// Runs a worker to completion on the current thread.
@@ -182,7 +206,6 @@ async fn serve(
     events: mpsc::Sender<WorkerEvent>,
     driver: &'static str,
 ) -> io::Result<()> {
-    let groups = spec.routes.group_count();
     let limits = RateLimits::build(
         &spec.routes,
         RateLimits::default(),
@@ -190,15 +213,21 @@ async fn serve(
         spec.cores,
         Instant::now(),
     );
+    let breakers = breakers(&spec.routes, spec.cores);
+    let balancing = CoreBalancing::new(spec.routes.groups().iter().map(|g| g.endpoints.len()));
     let core = Rc::new(Core {
         routes: RefCell::new(Rc::new(Installed(spec.routes))),
-        round_robin: RefCell::new(vec![0; groups]),
+        balancing: RefCell::new(balancing),
+        reporting: Cell::new(false),
         pool: Pool::default(),
         limits: RefCell::new(limits),
         mirrors: Mirrors::default(),
         drain: Drain::default(),
         active: Cell::new(0),
         settings: spec.settings,
+        breakers: RefCell::new(breakers),
+        retry_budget: RetryBudget::default(),
+        cores: spec.cores,
     });
     // monoio's epoll driver issues plain syscalls and waits for readiness only on EAGAIN, so
     // sockets made outside it must be non-blocking (io_uring does not mind either way).
@@ -209,7 +238,18 @@ async fn serve(
     }
     spec.control.set_nonblocking(true)?;
     let control = UnixStream::from_std(spec.control)?;
-    monoio::spawn(watch_control(control, spec.updates, core.clone()));
+    let reports = Reports {
+        index: spec.index,
+        events: events.clone(),
+    };
+    reports.ensure(&core);
+    monoio::spawn(watch_control(
+        control,
+        spec.updates,
+        spec.ejections,
+        reports,
+        core.clone(),
+    ));
     for (listener, direction) in listeners {
         monoio::spawn(accept_loop(listener, direction, core.clone()));
     }
@@ -234,6 +274,8 @@ async fn serve(
 async fn watch_control(
     mut control: UnixStream,
     updates: mpsc::Receiver<Arc<RouteState>>,
+    ejections: mpsc::Receiver<Arc<Ejections>>,
+    reports: Reports,
     core: Rc<Core>,
 ) {
     let mut buf = vec![0u8; 16];
@@ -249,6 +291,14 @@ async fn watch_control(
             // Only the newest state matters; requests in flight keep the Arc they started with.
             if let Some(routes) = updates.try_iter().last() {
                 core.install(routes);
+                reports.ensure(&core);
+            }
+        }
+        if commands.contains(&b'e') {
+            // Ejections for another route state (sent before a reload landed) are dropped.
+            let hash = core.routes.borrow().hash.clone();
+            if let Some(ejections) = ejections.try_iter().filter(|e| e.hash == hash).last() {
+                core.balancing.borrow_mut().set_ejections(ejections);
             }
         }
         if commands.contains(&b'd') {
@@ -258,6 +308,53 @@ async fn watch_control(
     core.drain.start();
 }
 
+/// Where a core sends its failure counts.
+#[derive(Debug, Clone)]
+struct Reports {
+    index: usize,
+    events: mpsc::Sender<WorkerEvent>,
+}
+
+impl Reports {
+    /// Starts the reporting task if the route state in force has outlier detection and the
+    /// task is not running; a core without outlier detection never wakes for it.
+    fn ensure(&self, core: &Rc<Core>) {
+        if !core.reporting.get() && core.routes.borrow().outlier_interval().is_some() {
+            core.reporting.set(true);
+            monoio::spawn(report_outliers(self.clone(), core.clone()));
+        }
+    }
+}
+
+/// Sends this core's consecutive failure counts to the control thread every outlier interval
+/// (the shortest of the route state's groups), for host-wide ejection decisions. Ends when a
+/// reload removes outlier detection, or on drain.
+async fn report_outliers(reports: Reports, core: Rc<Core>) {
+    let Reports { index, events } = reports;
+    loop {
+        let Some(interval) = core.routes.borrow().outlier_interval() else {
+            break;
+        };
+        monoio::select! {
+            _ = core.drain.wait() => break,
+            _ = monoio::time::sleep(interval) => {}
+        }
+        let hash = core.routes.borrow().hash.clone();
+        let counts = core.balancing.borrow().report();
+        if events
+            .send(WorkerEvent::Outliers {
+                index,
+                hash,
+                counts,
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
+    core.reporting.set(false);
+}
+
 impl Core {
     /// Switches to a new route state: later requests route by it, balancer cursors restart,
     /// idle pooled connections to endpoints it no longer has are closed, and rate-limit
@@ -265,13 +362,25 @@ impl Core {
     fn install(&self, routes: Arc<RouteState>) {
         let endpoints = routes.endpoint_addresses();
         self.pool.retain(|addr| endpoints.contains(addr));
-        *self.round_robin.borrow_mut() = vec![0; routes.group_count()];
+        *self.balancing.borrow_mut() =
+            CoreBalancing::new(routes.groups().iter().map(|g| g.endpoints.len()));
+        // Connections opened under the old breakers keep counting there until they close.
+        *self.breakers.borrow_mut() = breakers(&routes, self.cores);
         let previous = self.limits.take();
         let (index, cores) = previous.core();
         *self.limits.borrow_mut() =
             RateLimits::build(&routes, previous, index, cores, Instant::now());
         *self.routes.borrow_mut() = Rc::new(Installed(routes));
     }
+}
+
+/// One breaker per endpoint group with pool limits, sized for this core's share.
+fn breakers(routes: &RouteState, cores: usize) -> Vec<Option<Rc<Breaker>>> {
+    routes
+        .groups()
+        .iter()
+        .map(|g| Breaker::new(&g.pool, cores))
+        .collect()
 }
 
 async fn accept_loop(listener: TcpListener, direction: Direction, core: Rc<Core>) {

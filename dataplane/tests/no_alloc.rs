@@ -109,7 +109,7 @@ fn routes() -> RouteState {
         labels: labels(v),
         weight: 1,
     };
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         services: vec![Service {
             identities: Default::default(),
             policy: Default::default(),
@@ -136,6 +136,7 @@ fn routes() -> RouteState {
             ],
         }],
         routes: vec![RouteTable {
+            index: Default::default(),
             service: 0,
             rules: vec![
                 edit_rule(),
@@ -180,6 +181,7 @@ fn routes() -> RouteState {
         }],
         workloads: vec![],
     };
+    snapshot.index_paths();
     RouteState::new(snapshot, String::new(), None).expect("the test snapshot is valid")
 }
 

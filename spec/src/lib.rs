@@ -2,9 +2,11 @@
 #![forbid(unsafe_code)]
 
 mod file;
+mod index;
 mod model;
 mod validate;
 
 pub use file::{decode, encode, DecodeError, FORMAT_VERSION, HEADER_LEN, MAGIC};
+pub use index::CandidateLists;
 pub use model::*;
 pub use validate::InvalidSnapshot;

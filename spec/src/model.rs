@@ -197,6 +197,42 @@ pub struct RouteTable {
     pub service: u32,
     /// Rules in evaluation order; the first that matches wins.
     pub rules: Vec<RouteRule>,
+    /// Which rules a request path can match, so a sidecar need not try every rule.
+    /// Invariant: equal to [`RouteTable::path_index`] of `rules`.
+    pub index: PathIndex,
+}
+
+/// A route table's rules by the path conditions of their matches: a request path can only
+/// match the rules listed under its exact path, under each entry that is a prefix of it, and
+/// in `any_path`. Every list is ascending, so merging them keeps the rule order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathIndex {
+    /// Exact paths, sorted, each with the rules that have a match requiring exactly it.
+    pub exact: Vec<PathRules>,
+    /// Path prefixes, sorted, each with the rules that have a match requiring it.
+    pub prefixes: Vec<PrefixRules>,
+    /// Rules with a match that has no exact or prefix path condition (none, or a regex).
+    pub any_path: Vec<u32>,
+}
+
+/// An exact path and the rules indexed under it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathRules {
+    /// The path.
+    pub path: String,
+    /// Rule indexes, ascending.
+    pub rules: Vec<u32>,
+}
+
+/// A path prefix, the rules indexed under it, and its nearest enclosing prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixRules {
+    /// The prefix.
+    pub prefix: String,
+    /// Rule indexes, ascending.
+    pub rules: Vec<u32>,
+    /// Index in [`PathIndex::prefixes`] of the longest other entry that is a prefix of this one.
+    pub parent: Option<u32>,
 }
 
 /// One routing rule: when any of its matches holds, apply its actions and send the request to

@@ -47,6 +47,14 @@ pub enum InvalidSnapshot {
         /// The accepted range.
         range: &'static str,
     },
+    /// A route table's path index does not describe its rules.
+    #[error(
+        "the path index of the route table for service index {service} does not match its rules"
+    )]
+    StaleIndex {
+        /// The table's service index.
+        service: u32,
+    },
     /// An endpoint has weight zero.
     #[error("endpoint {address} of service {service:?} has weight 0")]
     ZeroWeight {
@@ -88,6 +96,11 @@ impl Snapshot {
             in_range("route table service", table.service, self.services.len())?;
             for rule in &table.rules {
                 self.rule(rule)?;
+            }
+            if table.index != table.path_index() {
+                return Err(InvalidSnapshot::StaleIndex {
+                    service: table.service,
+                });
             }
         }
         for workload in &self.workloads {

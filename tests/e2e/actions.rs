@@ -59,7 +59,7 @@ impl Mesh {
 
     fn snapshot(&self, rules: Vec<RouteRule>) -> Snapshot {
         let label = |name: &str| BTreeMap::from([("name".to_owned(), name.to_owned())]);
-        Snapshot {
+        let mut snapshot = Snapshot {
             services: vec![Service {
                 name: "web".into(),
                 namespace: "default".into(),
@@ -90,13 +90,19 @@ impl Mesh {
                 policy: TrafficPolicy::default(),
                 identities: vec![],
             }],
-            routes: vec![RouteTable { service: 0, rules }],
+            routes: vec![RouteTable {
+                service: 0,
+                rules,
+                index: Default::default(),
+            }],
             hosts: vec![HostEntry {
                 host: "web".into(),
                 route_table: 0,
             }],
             workloads: vec![],
-        }
+        };
+        snapshot.index_paths();
+        snapshot
     }
 
     /// Writes the snapshot for `rules` to `mesh.snap` in `scratch`.
@@ -496,16 +502,16 @@ fn config(admin: SocketAddr) -> String {
 fn bad_regex_is_refused_on_reload_and_unenforced_features_are_listed(driver: &str) {
     let up = Upstream::start("up").unwrap();
     let mesh = Mesh::of(&[&up]);
+    // An edit of a hop-by-hop header is left out (and listed), never applied.
     let good = vec![RouteRule {
-        retries: Some(RetryPolicy {
-            attempts: 2,
-            per_try_timeout_ms: None,
-            retry_on: RetryOn::default(),
-            backoff_base_ms: 25,
-            backoff_max_ms: 250,
-            non_idempotent: false,
-        }),
-        ..mesh.rule("retrying", RequestMatch::default(), "up")
+        headers: HeaderOps {
+            request: HeaderEdits {
+                remove: vec!["te".into()],
+                ..HeaderEdits::default()
+            },
+            ..HeaderOps::default()
+        },
+        ..mesh.rule("hop", RequestMatch::default(), "up")
     }];
     let scratch = Scratch::new();
     let meshd = mesh.serve(&scratch, good, driver);
@@ -515,8 +521,9 @@ fn bad_regex_is_refused_on_reload_and_unenforced_features_are_listed(driver: &st
     let listed = config(meshd.admin);
     assert!(
         listed.contains("\"not_enforced\"")
-            && listed.contains("\"feature\": \"retries\"")
-            && listed.contains("\"rule web/retrying\""),
+            && listed
+                .contains("\"feature\": \"header edits of framing, hop-by-hop or Host headers\"")
+            && listed.contains("\"rule web/hop\""),
         "{listed}"
     );
 

@@ -106,13 +106,14 @@ fn smuggling_and_malformed_requests_never_reach_the_upstream(driver: &str) {
     let scratch = Scratch::new();
     let config = one_service("victim", up.addr());
     let meshd = serve(&scratch, &config, driver, &[]);
-    let cases: [(&[u8], u16); 6] = [
+    let cases: [(&[u8], u16); 7] = [
         (b"POST / HTTP/1.1\r\nHost: victim\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
         (b"POST / HTTP/1.1\r\nHost: victim\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", 400),
         (b"GET / HTTP/1.1\r\n\r\n", 400),
         (b"GET /\x01 HTTP/1.1\r\nHost: victim\r\n\r\n", 400),
         (b"GET / HTTP/1.1\nHost: victim\n\n", 400),
         (b"GET / HTTP/1.1\r\nHost: victim\r\nX-Folded: a\r\n b\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: victim\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
     ];
     for (raw, status) in cases {
         let mut client = Client::connect(meshd.outbound).unwrap();

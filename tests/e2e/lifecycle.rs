@@ -4,8 +4,10 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use ringmesh_tests::*;
+use tools::load::{self, Config, Rate};
 
 #[test]
 fn corrupted_snapshot_is_refused_with_a_clear_message() {
@@ -129,9 +131,42 @@ fn idle_sidecar_exits_cleanly_on_sigterm(driver: &str) {
     assert!(status.success(), "meshd exited with {status}");
 }
 
+/// Every request meshd accepted (read and forwarded: the upstream saw it) gets its 200 while
+/// it drains under load. Requests it never took — a connect after the listener closed, a
+/// request written into a keep-alive connection meshd closed while it was idle — fail on the
+/// client side and are not counted against it.
+fn sigterm_under_load_fails_no_accepted_request(driver: &str) {
+    let up = Upstream::start("app").unwrap();
+    let scratch = Scratch::new();
+    let config = one_service("app", up.addr());
+    let mut meshd = serve(&scratch, &config, driver, &["--drain-timeout", "10s"]);
+    // Each answer takes 20 ms, so about 20 requests are in flight when the signal lands.
+    let target = format!("http://{}/slow/20", meshd.outbound)
+        .parse()
+        .unwrap();
+    let mut load_config = Config::new(target, Rate::PerSecond(1000.0), Duration::from_secs(3));
+    load_config.headers.push(("host".into(), "app".into()));
+    load_config.connections = Some(64);
+    let load = std::thread::spawn(move || load::run(&load_config).unwrap());
+    wait_until(|| up.requests() >= 500);
+    meshd.signal_terminate().unwrap();
+    let status = meshd.wait().unwrap();
+    assert!(status.success(), "meshd exited with {status}");
+    let report = load.join().unwrap();
+    let ok = report.status.get(&200).copied().unwrap_or(0);
+    assert_eq!(report.status.keys().copied().max(), Some(200), "{report}");
+    assert_eq!(report.errors.timeout, 0, "{report}");
+    assert_eq!(
+        ok,
+        up.requests(),
+        "the upstream answered requests the client never got: {report}"
+    );
+}
+
 on_both_drivers!(
     sigterm_finishes_the_request_in_flight,
-    idle_sidecar_exits_cleanly_on_sigterm
+    idle_sidecar_exits_cleanly_on_sigterm,
+    sigterm_under_load_fails_no_accepted_request,
 );
 
 fn admin_drain_stops_accepting_but_stays_up_until_sigterm(driver: &str) {

@@ -393,10 +393,51 @@ fn a_stalled_mirror_never_fails_the_main_requests(driver: &str) {
     );
 }
 
+fn retried_requests_are_mirrored_once_with_their_buffered_body(driver: &str) {
+    let up = Upstream::start("main").unwrap();
+    let mirror = Recorder::answering();
+    let rules = r#"
+  rule mirrored {
+    match path prefix "/m"
+    to reviews
+    retries { attempts 2 on 503 backoff 1ms non_idempotent }
+    mirror shadow
+  }
+"#;
+    let scratch = Scratch::new();
+    let meshd = serve(
+        &scratch,
+        &config(up.addr(), mirror.addr, rules),
+        driver,
+        &[],
+    );
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    // Two failed tries and a third that succeeds: the copy goes out once, with the body that
+    // was buffered for the retries (over the coalescing size, so not sent with the head).
+    up.fail_next(2, 503);
+    let body: Vec<u8> = (0..40 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    let response = client.post("reviews", "/m/retried", &body).unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.text(), "main");
+    assert_eq!(up.requests(), 3);
+    // A later request's copy arriving shows every copy of the first one was sent by then.
+    assert_eq!(client.get("reviews", "/m/after", &[]).unwrap().status, 200);
+    wait_until(|| mirror.saw("/m/after").is_some());
+    let copies: Vec<Seen> = mirror
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/m/retried")
+        .collect();
+    assert_eq!(copies.len(), 1, "one copy per client request, not per try");
+    assert_eq!(copies[0].host, "reviews-shadow");
+    assert!(copies[0].body == body, "the buffered body's copy differs");
+}
+
 on_both_drivers!(
     rate_limit_answers_429_after_the_bucket_empties,
     per_source_limits_each_client_address,
     buckets_survive_a_reload_unless_the_limit_changes,
     mirror_copies_requests_with_a_shadow_host,
     a_stalled_mirror_never_fails_the_main_requests,
+    retried_requests_are_mirrored_once_with_their_buffered_body,
 );

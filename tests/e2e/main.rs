@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod actions;
+mod balancing;
 mod bodies;
 mod compile;
 mod errors;
@@ -14,5 +15,6 @@ mod layering;
 mod lifecycle;
 mod limits;
 mod reload;
+mod resilience;
 mod routing;
 mod upgrade;

@@ -189,6 +189,24 @@ fn status_route_answers_with_the_code_and_the_name() {
 }
 
 #[test]
+fn set_failing_answers_every_path_with_the_status_until_cleared() {
+    let up = Upstream::start("flaky").expect("start");
+    let mut c = Client::connect(up.addr());
+    assert_eq!(c.send(&get("/")).status, 200);
+    up.set_failing(Some(503));
+    for path in ["/", "/echo", "/status/200"] {
+        let resp = c.send(&get(path));
+        assert_eq!(
+            (resp.status, resp.body.as_slice()),
+            (503, b"flaky".as_slice())
+        );
+    }
+    up.set_failing(None);
+    assert_eq!(c.send(&get("/")).status, 200);
+    assert_eq!(up.connections(), 1);
+}
+
+#[test]
 fn other_paths_answer_with_the_name() {
     let up = Upstream::start("reviews-v3").expect("start");
     let mut c = Client::connect(up.addr());
@@ -288,4 +306,34 @@ fn binary_prints_its_address_and_serves() {
         (resp.status, resp.body.as_slice()),
         (200, b"bin1".as_slice())
     );
+}
+
+#[test]
+fn fail_next_answers_the_status_n_times_then_routes_again() {
+    let up = Upstream::start("flaky").unwrap();
+    up.fail_next(2, 503);
+    let mut c = Client::connect(up.addr());
+    for _ in 0..2 {
+        let r = c.send(&get("/echo"));
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("x-upstream"), Some("flaky"));
+    }
+    assert_eq!(c.send(&get("/")).status, 200);
+    assert_eq!(up.requests(), 3);
+}
+
+#[test]
+fn held_requests_are_counted_and_answer_once_released() {
+    let up = Upstream::start("slow").unwrap();
+    up.hold_next(1);
+    let addr = up.addr();
+    let held = std::thread::spawn(move || Client::connect(addr).send(&get("/")).status);
+    while up.requests() == 0 {
+        std::thread::yield_now();
+    }
+    // A request beyond the held ones is answered at once.
+    assert_eq!(Client::connect(up.addr()).send(&get("/")).status, 200);
+    assert!(!held.is_finished());
+    up.release();
+    assert_eq!(held.join().unwrap(), 200);
 }

@@ -68,6 +68,19 @@ impl<'a> Conds<'a> {
                     out.headers
                         .push((name.value.to_ascii_lowercase(), value.value.as_str()));
                 }
+                ast::Condition::PathRegex { value, .. } if out.path == PathCond::Any => {
+                    match literal_regex(&value.value) {
+                        Some(path) => out.path = path,
+                        None => {
+                            // Undecided, but every path it matches starts with its literal
+                            // head, so an earlier rule may still be found to take it.
+                            out.opaque = true;
+                            if let Some(prefix) = implied_prefix(&value.value) {
+                                out.path = PathCond::Prefix(prefix);
+                            }
+                        }
+                    }
+                }
                 ast::Condition::PathRegex { .. }
                 | ast::Condition::Method { .. }
                 | ast::Condition::Query { .. }
@@ -97,6 +110,40 @@ impl<'a> Conds<'a> {
         // lines satisfy every condition of `self` that `other` also requires.
         path && self.headers.iter().all(|h| other.headers.contains(h))
     }
+}
+
+/// The path condition a path regex is equivalent to, where that is decidable: a regex without
+/// metacharacters is an exact path and one ending in `.*` a prefix (regexes match the whole
+/// path, and a path holds no line break for `.` to miss). `None` for any other regex.
+fn literal_regex(pattern: &str) -> Option<PathCond<'_>> {
+    let pattern = pattern.strip_prefix('^').unwrap_or(pattern);
+    let pattern = match pattern.strip_suffix('$') {
+        Some(rest) if !rest.ends_with('\\') => rest,
+        _ => pattern,
+    };
+    let is_literal = |s: &str| !s.contains(|c: char| "\\.+*?()|[]{}^$".contains(c));
+    match pattern.strip_suffix(".*") {
+        Some(prefix) if is_literal(prefix) => Some(PathCond::Prefix(prefix)),
+        _ if is_literal(pattern) => Some(PathCond::Exact(pattern)),
+        _ => None,
+    }
+}
+
+/// The literal head every path a regex matches starts with: the text before its first
+/// metacharacter, less the last character when a quantifier makes it optional. `None` when the
+/// regex has an alternation (`|` may drop the head) or no literal head.
+fn implied_prefix(pattern: &str) -> Option<&str> {
+    let pattern = pattern.strip_prefix('^').unwrap_or(pattern);
+    if pattern.contains('|') {
+        return None;
+    }
+    let meta = pattern.find(|c: char| "\\.+*?()|[]{}^$".contains(c))?;
+    let mut head = &pattern[..meta];
+    if pattern[meta..].starts_with(['?', '*', '{']) {
+        let last = head.char_indices().next_back().map_or(0, |(i, _)| i);
+        head = &head[..last];
+    }
+    (!head.is_empty()).then_some(head)
 }
 
 /// A rule with its matches in evaluation form; a rule without `match` lines is one empty match.
@@ -159,6 +206,7 @@ pub(super) fn check_route(
             file,
             span: rule.keyword,
         };
+        redundant_matches(file, &view, out);
         if let Some(covering) = covering_rules(&earlier, &view) {
             let listed: Vec<String> = covering
                 .iter()
@@ -224,6 +272,42 @@ pub(super) fn check_route(
         }
         earlier.push(view);
     }
+}
+
+/// W0185: a match of a rule contained in an earlier match of the same rule (Istio's IST0131
+/// inside one rule): it never decides whether the rule is selected.
+fn redundant_matches(file: FileId, view: &View<'_>, out: &mut Vec<Diagnostic>) {
+    for (j, (later, m)) in view.matches.iter().zip(&view.rule.matches).enumerate() {
+        let Some(i) = view.matches[..j].iter().position(|a| a.contains(later)) else {
+            continue;
+        };
+        let at = SourceSpan {
+            file,
+            span: match_span(m).unwrap_or(view.rule.keyword),
+        };
+        let message = format!(
+            "match #{} of rule `{}` never decides anything: every request it matches satisfies \
+             match #{} of the same rule",
+            j + 1,
+            view.name(),
+            i + 1
+        );
+        out.push(
+            Diagnostic::new(Code::MatchNeverDecides, at, message)
+                .with_help("remove the redundant match, or narrow the earlier one"),
+        );
+    }
+}
+
+/// Where a match starts: its first condition.
+fn match_span(m: &ast::Match) -> Option<crate::diag::Span> {
+    m.conditions.first().map(|c| match c {
+        ast::Condition::PathExact { span, .. }
+        | ast::Condition::PathPrefix { span, .. }
+        | ast::Condition::PathRegex { span, .. }
+        | ast::Condition::Method { span, .. } => *span,
+        ast::Condition::Header { name, .. } | ast::Condition::Query { name, .. } => name.span,
+    })
 }
 
 /// The earlier rules that together take every request `rule` matches: one rule containing it

@@ -6,11 +6,12 @@ use crate::{compile_sources, Compiled};
 /// Four lines, so a route appended to it starts on line 5.
 const SERVICE: &str = "service web {\n  port 8080 http\n  endpoint 127.0.0.1:8081\n}\n";
 
-const ANALYSIS: [Code; 4] = [
+const ANALYSIS: [Code; 5] = [
     Code::RuleNeverMatches,
     Code::RuleOverlap,
     Code::ImportedRuleNeverMatches,
     Code::HttpOnOpaquePort,
+    Code::MatchNeverDecides,
 ];
 
 /// Every diagnostic of the analysis codes, whether the compilation failed or not.
@@ -99,6 +100,31 @@ fn prefix_is_a_string_prefix_as_in_the_data_plane() {
 }
 
 #[test]
+fn literal_path_regexes_shadow_and_are_shadowed_like_exact_and_prefix_paths() {
+    // `/api/.*` is the prefix `/api/`: it takes `/api/users`.
+    let rules = "  rule any { match path regex \"^/api/.*$\" to web }\n  \
+                 rule users { match path prefix \"/api/users\" to web }\n";
+    assert_eq!(mesh(rules), [e("m.mesh:7")]);
+    // A literal regex is an exact path, inside an earlier prefix.
+    let rules = "  rule api { match path prefix \"/api\" to web }\n  \
+                 rule v1 { match path regex \"/api/v1\" to web }\n";
+    assert_eq!(mesh(rules), [e("m.mesh:7")]);
+    // A regex with a class is not decided, so it never shadows a later rule...
+    let rules = "  rule digits { match path regex \"/api/[0-9]+\" to web }\n  \
+                 rule v1 { match path exact \"/api/1\" to web }\n";
+    assert_eq!(mesh(rules), []);
+    // ...but its literal head is a prefix every path it matches has.
+    let rules = "  rule api { match path prefix \"/api\" to web }\n  \
+                 rule digits { match path regex \"/api/[0-9]+\" to web }\n";
+    assert_eq!(mesh(rules), [e("m.mesh:7")]);
+    // An optional last character or an alternation leaves less (or nothing) certain.
+    let rules = "  rule ab { match path prefix \"/ab\" to web }\n  \
+                 rule opt { match path regex \"/ab?c\" to web }\n  \
+                 rule alt { match path regex \"/abc|/x\" to web }\n";
+    assert_eq!(mesh(rules), []);
+}
+
+#[test]
 fn disjoint_prefixes_are_not_reported() {
     let rules = "  rule a { match path prefix \"/a/\" to web }\n  \
                  rule b { match path prefix \"/b/\" to web }\n  \
@@ -152,6 +178,58 @@ fn rule_whose_every_match_is_contained_never_matches() {
                  rule c {\n    match path exact \"/a/x\"\n    match path prefix \"/b/y\" and \
                  header \"k\" = \"v\"\n    to web\n  }\n";
     assert_eq!(mesh(rules), [e("m.mesh:11")]);
+}
+
+#[test]
+fn a_match_contained_in_an_earlier_match_of_its_rule_is_w0185() {
+    // Line 6 `rule a {`, 7 `/api`, 8 `/api/users` (inside `/api`), 9 `/other`, 10 `/api`
+    // again (identical to line 7).
+    let rules = "  rule a {\n    match path prefix \"/api\"\n    \
+                 match path exact \"/api/users\"\n    match path prefix \"/other\"\n    \
+                 match path prefix \"/api\" and header \"k\" = \"v\"\n    to web\n  }\n";
+    assert_eq!(
+        mesh(rules),
+        [
+            ("W0185", "m.mesh:8".to_owned()),
+            ("W0185", "m.mesh:10".to_owned())
+        ]
+    );
+    let (diagnostics, _) = analysis(&[("m.mesh", &route(rules))]);
+    assert_eq!(
+        diagnostics[0].message,
+        "match #2 of rule `a` never decides anything: every request it matches satisfies match \
+         #1 of the same rule"
+    );
+    assert_eq!(diagnostics[0].severity, Severity::Warning);
+}
+
+#[test]
+fn an_imported_rule_with_a_duplicated_match_is_w0185() {
+    let yaml = "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web}
+spec:
+  hosts: [web.example]
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: [web.example]
+  http:
+  - match:
+    - uri: {prefix: /a}
+    - uri: {prefix: /a}
+    route: [{destination: {host: web.example}}]
+";
+    assert_eq!(
+        found(&[("m.yaml", yaml)]),
+        [("W0185", "m.yaml:18".to_owned())]
+    );
 }
 
 #[test]

@@ -180,6 +180,7 @@ fn codes_are_stable() {
         (Code::IstioNotExpressible, "W0203"),
         (Code::IstioIncomplete, "W0204"),
         (Code::IstioOutOfScope, "W0205"),
+        (Code::IstioReplaced, "W0206"),
         (Code::Internal, "E0999"),
     ];
     for (code, text) in all {
@@ -217,6 +218,22 @@ fn snapshot_analysis_codes_are_stable() {
     for (code, text) in all {
         assert_eq!(code.to_string(), text);
         assert_eq!(code.severity() == Severity::Warning, text.starts_with('W'));
+    }
+}
+
+#[test]
+fn istio_analyzer_codes_are_stable_warnings() {
+    let all = [
+        (Code::IstioDeprecated, "W0180"),
+        (Code::IstioDestinationPortRequired, "W0181"),
+        (Code::IstioServiceEntryAddressesRequired, "W0182"),
+        (Code::IstioJwtClaimRouteWithoutAuthentication, "W0183"),
+        (Code::IstioConflictingServiceEntryProtocol, "W0184"),
+        (Code::MatchNeverDecides, "W0185"),
+    ];
+    for (code, text) in all {
+        assert_eq!(code.to_string(), text);
+        assert_eq!(code.severity(), Severity::Warning);
     }
 }
 

@@ -277,6 +277,7 @@ use spec::{
 fn lines_edited(edit: impl FnOnce(&mut Snapshot)) -> Vec<String> {
     let mut new = base();
     edit(&mut new);
+    new.index_paths();
     new.validate().expect("the edited snapshot is valid");
     diff(&base(), &new)
         .iter()

@@ -8,6 +8,7 @@ mod networking;
 mod security;
 mod yaml;
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::Path;
 
@@ -28,15 +29,19 @@ pub fn is_yaml_extension(extension: &OsStr) -> bool {
 /// Imports the YAML files into ASTs (one per file that declares something), resolving hosts
 /// against the imported ServiceEntries and the services of the `.mesh` files. Every finding,
 /// from YAML syntax errors to unsupported fields, is appended to `diagnostics`.
+///
+/// Within one file a later document with the same group, kind, namespace and name replaces the
+/// earlier one, as `kubectl apply -f` would (W0206); across files both are imported.
 pub(crate) fn import(
-    files: &[(FileId, &str)],
+    files: &[YamlFile<'_>],
     mesh: &[ast::File],
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<ast::File> {
     let mut parsed = Vec::new();
-    for &(file, text) in files {
+    for yaml_file in files {
+        let (file, text) = (yaml_file.id, yaml_file.text);
         match yaml::parse(text) {
-            Ok(documents) => parsed.push((file, documents)),
+            Ok(documents) => parsed.push((yaml_file, documents)),
             Err(e) => diagnostics.push(
                 Diagnostic::new(
                     Code::YamlSyntax,
@@ -53,15 +58,25 @@ pub(crate) fn import(
     };
     let mut resources = Vec::new();
     let mut security_items: Vec<(FileId, ast::Item)> = Vec::new();
-    for (file, documents) in &parsed {
-        out.file = *file;
-        for document in documents {
-            if let Some(resource) = classify(&mut out, *file, document, &mut security_items) {
+    // Namespaces with a RequestAuthentication (W0183 looks for them).
+    let mut authenticated = HashSet::new();
+    for (yaml_file, documents) in &parsed {
+        let file = yaml_file.id;
+        out.file = file;
+        let replaced = replaced_documents(&mut out, yaml_file, documents);
+        for (document, replaced) in documents.iter().zip(replaced) {
+            if replaced {
+                continue;
+            }
+            if let Some(((_, "RequestAuthentication", namespace, _), _)) = resource_key(document) {
+                authenticated.insert(namespace.to_owned());
+            }
+            if let Some(resource) = classify(&mut out, file, document, &mut security_items) {
                 resources.push(resource);
             }
         }
     }
-    let mut files = networking::lower(&mut out, &resources, mesh);
+    let mut files = networking::lower(&mut out, &resources, mesh, &authenticated);
     for (id, item) in security_items {
         match files.iter_mut().find(|f| f.id == id) {
             Some(file) => file.items.push(item),
@@ -73,6 +88,80 @@ pub(crate) fn import(
     }
     files.sort_by_key(|f| f.id);
     files
+}
+
+/// One YAML input file.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct YamlFile<'a> {
+    /// Its id in the sources.
+    pub(crate) id: FileId,
+    /// Its path, as given to the compiler (named in W0206).
+    pub(crate) path: &'a str,
+    /// Its text.
+    pub(crate) text: &'a str,
+}
+
+/// What identifies a Kubernetes resource: API group, kind, namespace and name (the version is
+/// not part of it: `v1beta1` and `v1` of one kind are the same resource).
+type ResourceKey<'n> = (&'n str, &'n str, &'n str, &'n str);
+
+/// The identity of an in-scope Istio document, with the `metadata.name` node; `None` for
+/// anything else (out-of-scope kinds, malformed headers: `classify` reports those).
+fn resource_key(document: &Node) -> Option<(ResourceKey<'_>, &Node)> {
+    let kind = document.get("kind")?.as_str()?;
+    let (group, _) = document.get("apiVersion")?.as_str()?.split_once('/')?;
+    let in_scope = (group == "networking.istio.io" && NETWORKING.contains(&kind))
+        || (group == "security.istio.io" && SECURITY.contains(&kind));
+    if !in_scope {
+        return None;
+    }
+    let metadata = document.get("metadata")?;
+    let name_node = metadata.get("name")?;
+    let name = name_node.as_str()?;
+    let namespace = match metadata.get("namespace") {
+        Some(node) => node.as_str()?,
+        None => "default",
+    };
+    Some(((group, kind, namespace, name), name_node))
+}
+
+/// Marks the documents a later document of the same file replaces (same group, kind, namespace
+/// and name: `kubectl apply` keeps the last one), with W0206 at the replacing document. A
+/// replaced document is not imported, nor checked.
+fn replaced_documents(out: &mut Out<'_>, file: &YamlFile<'_>, documents: &[Node]) -> Vec<bool> {
+    let mut replaced = vec![false; documents.len()];
+    let mut latest: HashMap<ResourceKey<'_>, (usize, Span)> = HashMap::new();
+    for (i, document) in documents.iter().enumerate() {
+        let Some((key, name_node)) = resource_key(document) else {
+            continue;
+        };
+        if let Some((earlier, earlier_span)) = latest.insert(key, (i, name_node.span)) {
+            replaced[earlier] = true;
+            let line = line_of(file.text, earlier_span.start);
+            let (_, kind, namespace, name) = key;
+            out.push(
+                Code::IstioReplaced,
+                name_node.span,
+                format!(
+                    "{kind} `{namespace}/{name}` replaces the earlier resource of the same kind \
+                     and name at {}:{line}, which is not imported",
+                    file.path
+                ),
+                "as with `kubectl apply`, only the last document of a kind, namespace and name \
+                 takes effect; rename one of them to keep both",
+            );
+        }
+    }
+    replaced
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Where diagnostics go, and the file being looked at.
@@ -106,9 +195,14 @@ impl Out<'_> {
 
     /// W0200: a field the import cannot express; `consequence` says what happens instead.
     fn unsupported(&mut self, path: &str, node: &Node, consequence: &str) {
+        self.unsupported_at(path, node.span, consequence);
+    }
+
+    /// W0200 at a span (for a value already converted to the AST).
+    fn unsupported_at(&mut self, path: &str, span: Span, consequence: &str) {
         self.push(
             Code::IstioUnsupportedField,
-            node.span,
+            span,
             format!("`{path}` is not supported yet, {consequence}"),
             "",
         );
@@ -197,6 +291,16 @@ impl Out<'_> {
             }
         }
         out
+    }
+
+    /// W0180: a deprecated field (Istio IST0002), with the field that replaces it.
+    fn deprecated(&mut self, path: &str, span: Span, replacement: &str) {
+        self.push(
+            Code::IstioDeprecated,
+            span,
+            format!("`{path}` is deprecated in Istio; use {replacement} instead"),
+            "the import still reads it, but Istio may drop it in a later release",
+        );
     }
 
     /// W0203: a value the snapshot cannot hold.
@@ -499,5 +603,7 @@ fn classify<'a>(
     })
 }
 
+#[cfg(test)]
+mod analyzer_tests;
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,13 @@
 //! ServiceEntry, WorkloadEntry, DestinationRule and VirtualService into AST declarations.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
+use super::security::ROOT_NAMESPACE;
 use super::yaml::Node;
 use super::{Kind, Out, Resource};
 use crate::ast;
-use crate::diag::{FileId, Span};
+use crate::diag::{Code, FileId, Span};
 
 /// A service imported from a ServiceEntry host, and where its AST lives.
 struct Imported {
@@ -19,6 +20,7 @@ pub(super) fn lower(
     out: &mut Out<'_>,
     resources: &[Resource<'_>],
     mesh: &[ast::File],
+    authenticated: &HashSet<String>,
 ) -> Vec<ast::File> {
     let entries: Vec<&Resource<'_>> = resources
         .iter()
@@ -40,17 +42,24 @@ pub(super) fn lower(
     }
 
     let mut services: Vec<Imported> = Vec::new();
+    let mut protocols = HashMap::new();
     for r in resources.iter().filter(|r| r.kind == Kind::ServiceEntry) {
         out.file = r.file;
         service_entry(out, r, &workload_entries, &mut services);
+        addresses_required(out, r);
+        conflicting_protocols(out, r, &mut protocols);
     }
 
     // Every host name a route or rule may use, mapped to the declared service's name and, for
     // imported services, its index in `services`.
     let mut hosts: HashMap<String, (String, Option<usize>)> = HashMap::new();
+    let mut ports: HashMap<String, Vec<u64>> = HashMap::new();
     for file in mesh {
         for item in &file.items {
             if let ast::Item::Service(s) = item {
+                ports
+                    .entry(s.name.name.clone())
+                    .or_insert_with(|| s.ports.iter().map(|p| p.number.value).collect());
                 let namespace = s.namespaces.first().map_or("default", |n| n.name.as_str());
                 for alias in aliases(&s.name.name, namespace) {
                     hosts.entry(alias).or_insert((s.name.name.clone(), None));
@@ -60,12 +69,15 @@ pub(super) fn lower(
     }
     for (i, imported) in services.iter().enumerate() {
         let s = &imported.service;
+        ports
+            .entry(s.name.name.clone())
+            .or_insert_with(|| s.ports.iter().map(|p| p.number.value).collect());
         let namespace = s.namespaces.first().map_or("default", |n| n.name.as_str());
         for alias in aliases(&s.name.name, namespace) {
             hosts.entry(alias).or_insert((s.name.name.clone(), Some(i)));
         }
     }
-    let resolver = Resolver { hosts };
+    let resolver = Resolver { hosts, ports };
 
     for r in resources.iter().filter(|r| r.kind == Kind::DestinationRule) {
         out.file = r.file;
@@ -73,7 +85,7 @@ pub(super) fn lower(
     }
     for r in resources.iter().filter(|r| r.kind == Kind::VirtualService) {
         out.file = r.file;
-        for route in virtual_service(out, r, &resolver) {
+        for route in virtual_service(out, r, &resolver, authenticated) {
             items
                 .entry(r.file)
                 .or_default()
@@ -108,6 +120,8 @@ fn aliases(name: &str, namespace: &str) -> [String; 4] {
 
 struct Resolver {
     hosts: HashMap<String, (String, Option<usize>)>,
+    /// The port numbers of every declared service, by service name.
+    ports: HashMap<String, Vec<u64>>,
 }
 
 impl Resolver {
@@ -122,6 +136,29 @@ impl Resolver {
         }
         self.hosts.get(&host)
     }
+}
+
+/// W0181 (Istio IST0112): a destination (or mirror) `dest` of `service` names no `port` although
+/// the service declares several.
+fn require_port(out: &mut Out<'_>, resolver: &Resolver, service: &str, dest: &Node, path: &str) {
+    if dest.get("port").is_some() {
+        return;
+    }
+    let Some(ports) = resolver.ports.get(service).filter(|p| p.len() > 1) else {
+        return;
+    };
+    let list: Vec<String> = ports.iter().map(u64::to_string).collect();
+    out.push(
+        Code::IstioDestinationPortRequired,
+        dest.span,
+        format!(
+            "`{path}` names no `port`, but service `{service}` declares {} ports ({})",
+            ports.len(),
+            list.join(", ")
+        ),
+        "Istio requires `port: {number: N}` on a destination of a service with several ports \
+         (IST0112); add the port the traffic is meant for",
+    );
 }
 
 fn ident(name: impl Into<String>, span: Span) -> ast::Ident {
@@ -216,6 +253,96 @@ struct PortSpec {
     name: Option<String>,
     /// `targetPort`, else `number`.
     target: i64,
+}
+
+/// W0182 (Istio IST0134): a ServiceEntry without `addresses` with a port whose protocol is TCP
+/// or not set. Istio then listens for the port on every address, so it cannot tell this
+/// service's connections from other traffic to the same port.
+fn addresses_required(out: &mut Out<'_>, r: &Resource<'_>) {
+    let spec = r.spec;
+    if spec
+        .get("addresses")
+        .and_then(Node::items)
+        .is_some_and(|a| !a.is_empty())
+    {
+        return;
+    }
+    let ports = spec.get("ports").and_then(Node::items).unwrap_or_default();
+    for (i, port) in ports.iter().enumerate() {
+        let written = port.get("protocol").and_then(Node::as_str).unwrap_or("");
+        if !written.is_empty() && !written.eq_ignore_ascii_case("TCP") {
+            continue;
+        }
+        let what = if written.is_empty() {
+            "has no protocol".to_owned()
+        } else {
+            format!("has protocol `{written}`")
+        };
+        let number = port
+            .get("number")
+            .and_then(Node::as_int)
+            .map_or_else(|| "its port".to_owned(), |n| format!("port {n}"));
+        out.push(
+            Code::IstioServiceEntryAddressesRequired,
+            port.get("protocol").unwrap_or(port).span,
+            format!(
+                "ServiceEntry `{}/{}` has no `addresses` but `spec.ports[{i}]` {what}: Istio \
+                 cannot tell its connections from any other traffic to {number}",
+                r.namespace, r.name.name
+            ),
+            "add `spec.addresses` (the service's virtual IPs or CIDRs), or declare an \
+             application protocol such as HTTP (IST0134)",
+        );
+    }
+}
+
+/// Where a host and port was first declared: its protocol and the ServiceEntry.
+type DeclaredPort = (String, String);
+
+/// W0184 (Istio IST0177): a ServiceEntry declares a host and port another ServiceEntry already
+/// declared with another protocol. Ports without a protocol are not compared (Istio detects it).
+fn conflicting_protocols(
+    out: &mut Out<'_>,
+    r: &Resource<'_>,
+    seen: &mut HashMap<(String, i64), DeclaredPort>,
+) {
+    let spec = r.spec;
+    let this = format!("{}/{}", r.namespace, r.name.name);
+    let hosts = spec.get("hosts").and_then(Node::items).unwrap_or_default();
+    let ports = spec.get("ports").and_then(Node::items).unwrap_or_default();
+    for host in hosts.iter().filter_map(Node::as_str) {
+        for port in ports {
+            let (Some(number), Some(protocol_node)) = (
+                port.get("number").and_then(Node::as_int),
+                port.get("protocol"),
+            ) else {
+                continue;
+            };
+            let protocol = protocol_node.as_str().unwrap_or("").to_ascii_uppercase();
+            if protocol.is_empty() {
+                continue;
+            }
+            let key = (host.to_lowercase(), number);
+            match seen.get(&key) {
+                None => {
+                    seen.insert(key, (protocol, this.clone()));
+                }
+                Some((first, by)) if *first != protocol => {
+                    let message = format!(
+                        "ServiceEntry `{this}` declares host `{host}` port {number} as \
+                         {protocol}, but ServiceEntry `{by}` declares it as {first}"
+                    );
+                    out.push(
+                        Code::IstioConflictingServiceEntryProtocol,
+                        protocol_node.span,
+                        message,
+                        "give a host and port one protocol in every ServiceEntry (IST0177)",
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 const RESOLUTIONS: &[&str] = &["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"];
@@ -770,7 +897,15 @@ fn load_balancer(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Load
     if let Some(simple) = node.get("simple") {
         let kind = match out.str(simple, &format!("{path}.simple"))? {
             "ROUND_ROBIN" => ast::LbKind::RoundRobin,
-            "LEAST_REQUEST" | "LEAST_CONN" => ast::LbKind::LeastRequest,
+            "LEAST_REQUEST" => ast::LbKind::LeastRequest,
+            "LEAST_CONN" => {
+                out.deprecated(
+                    &format!("{path}.simple: LEAST_CONN"),
+                    simple.span,
+                    "LEAST_REQUEST",
+                );
+                ast::LbKind::LeastRequest
+            }
             "RANDOM" => ast::LbKind::Random,
             "UNSPECIFIED" => return None,
             "PASSTHROUGH" => {
@@ -891,6 +1026,11 @@ fn load_balancer(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Load
     let mut kind = ast::LbKind::RingHash;
     let mut minimum_ring_size = None;
     if let Some(size) = hash.get("minimumRingSize") {
+        out.deprecated(
+            &format!("{hash_path}.minimumRingSize"),
+            size.span,
+            "`ringHash.minimumRingSize`",
+        );
         let n = out.int(size, &format!("{hash_path}.minimumRingSize"), 0, i64::MAX)?;
         minimum_ring_size = Some(number(n, size.span));
     }
@@ -1136,8 +1276,49 @@ const MATCH_FIELDS: &[&str] = &[
     "statPrefix",
 ];
 
-fn virtual_service(out: &mut Out<'_>, r: &Resource<'_>, resolver: &Resolver) -> Vec<ast::Route> {
+/// W0183 (Istio IST0149): every match header `@request.auth.claims.*` of a VirtualService in a
+/// namespace that no RequestAuthentication covers (neither its own nor the root `istio-system`):
+/// no JWT is validated there, so the claim is never set and the match never succeeds.
+fn jwt_claim_routes(out: &mut Out<'_>, r: &Resource<'_>, authenticated: &HashSet<String>) {
+    if authenticated.contains(&r.namespace) || authenticated.contains(ROOT_NAMESPACE) {
+        return;
+    }
+    let rules = r.spec.get("http").and_then(Node::items).unwrap_or_default();
+    for rule in rules {
+        let matches = rule.get("match").and_then(Node::items).unwrap_or_default();
+        for m in matches {
+            let headers = m.get("headers").and_then(Node::entries).unwrap_or_default();
+            for (name, _) in headers {
+                let Some(claim) = name
+                    .as_str()
+                    .filter(|n| n.starts_with("@request.auth.claims"))
+                else {
+                    continue;
+                };
+                out.push(
+                    Code::IstioJwtClaimRouteWithoutAuthentication,
+                    name.span,
+                    format!(
+                        "virtual service `{}/{}` routes on JWT claim `{claim}`, but no \
+                         RequestAuthentication in namespace `{}` or `{ROOT_NAMESPACE}` validates \
+                         a JWT: the claim is never set and this match never succeeds",
+                        r.namespace, r.name.name, r.namespace
+                    ),
+                    "add a RequestAuthentication for the workloads this route runs on (IST0149)",
+                );
+            }
+        }
+    }
+}
+
+fn virtual_service(
+    out: &mut Out<'_>,
+    r: &Resource<'_>,
+    resolver: &Resolver,
+    authenticated: &HashSet<String>,
+) -> Vec<ast::Route> {
     let spec = r.spec;
+    jwt_claim_routes(out, r, authenticated);
     out.check_fields(
         spec,
         "spec",
@@ -1258,6 +1439,15 @@ fn http_rule(
             value,
             "ignored (the rule is kept)",
         );
+    }
+    for field in ["mirrorPercent", "mirror_percent"] {
+        if let Some(value) = entry.get(field) {
+            out.deprecated(
+                &format!("{path}.{field}"),
+                value.span,
+                "`mirrorPercentage: {value: N}`",
+            );
+        }
     }
     let mut matches = Vec::new();
     if let Some(list) = entry.get("match") {
@@ -1493,6 +1683,13 @@ fn fault(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Fault> {
             &["exponentialDelay"],
             "the delay is left out",
         );
+        if let Some(percent) = delay.get("percent") {
+            out.deprecated(
+                &format!("{delay_path}.percent"),
+                percent.span,
+                "`percentage: {value: N}`",
+            );
+        }
         if let Some(fixed) = delay.get("fixedDelay") {
             let duration = out.duration(fixed, &format!("{delay_path}.fixedDelay"))?;
             let share = share(out, delay, &delay_path, true)?;
@@ -1747,6 +1944,7 @@ fn mirror(
         );
         return None;
     };
+    require_port(out, resolver, service, destination, &dest_path);
     let subset = match destination.get("subset") {
         None => None,
         Some(node) => Some(ident(
@@ -1967,6 +2165,7 @@ fn destination(
         );
         return Err(());
     };
+    require_port(out, resolver, service, dest, &format!("{path}.destination"));
     let subset = match dest.get("subset") {
         None => None,
         Some(node) => Some(ident(

@@ -376,7 +376,7 @@ pub(super) struct Header {
 }
 
 /// Istio's root namespace: a policy there applies to the whole mesh.
-const ROOT_NAMESPACE: &str = "istio-system";
+pub(super) const ROOT_NAMESPACE: &str = "istio-system";
 
 impl Header {
     /// `namespace/name`, unique across namespaces.
@@ -671,6 +671,9 @@ fn authz_rule(
             o.not_methods = list("notMethods");
             o.paths = list("paths");
             o.not_paths = list("notPaths");
+            for (field, values) in [("paths", &mut o.paths), ("notPaths", &mut o.not_paths)] {
+                keep &= path_templates(out, values, &format!("{op_path}.{field}"), action, field);
+            }
             o.ports = ports(out, operation.get("ports"), &format!("{op_path}.ports"))?;
             o.not_ports = ports(
                 out,
@@ -695,7 +698,19 @@ fn authz_rule(
                 out.schema(condition.span, format!("`{cond_path}.key`: required value"));
                 return None;
             };
+            let key_node = key;
             let key = out.ast_str(key, &format!("{cond_path}.key"))?;
+            if crate::lower::parse_condition_key(&key.value).is_none() {
+                // Istio knows more attributes (`remote.ip`, `destination.ip`, `connection.sni`,
+                // `experimental.envoy.filters.*`, ...) than the snapshot holds.
+                out.unsupported(
+                    &format!("{cond_path}.key: {}", key.value),
+                    key_node,
+                    consequence,
+                );
+                keep &= deny;
+                continue;
+            }
             let values = condition
                 .get("values")
                 .map(|n| out.strings(n, &format!("{cond_path}.values")))
@@ -713,6 +728,52 @@ fn authz_rule(
         }
     }
     keep.then_some(lowered)
+}
+
+/// Whether a path uses an Istio path template (`{*}` one segment, `{**}` any number of them).
+fn is_path_template(path: &str) -> bool {
+    path.contains("{*}") || path.contains("{**}")
+}
+
+/// Path templates (`/api/{*}/x`, `/{**}/y`) cannot be expressed yet: W0200 for each. In a DENY
+/// rule the whole `paths`/`notPaths` list is cleared (the operation then matches any path, so it
+/// denies more; keeping only the other values would deny less); returns `false` for an
+/// ALLOW/AUDIT rule, which is dropped.
+fn path_templates(
+    out: &mut Out<'_>,
+    values: &mut Vec<ast::Str>,
+    path: &str,
+    action: spec::AuthzAction,
+    field: &str,
+) -> bool {
+    let deny = action == spec::AuthzAction::Deny;
+    let consequence = match action {
+        spec::AuthzAction::Deny => format!(
+            "the whole `{field}` list is ignored: the DENY rule matches more requests than \
+             Istio's would (denies more)"
+        ),
+        spec::AuthzAction::Allow => "the whole rule is dropped: the policy allows fewer \
+                                     requests than Istio's would"
+            .to_owned(),
+        spec::AuthzAction::Audit => {
+            "the whole rule is dropped: fewer requests are audited than with Istio".to_owned()
+        }
+    };
+    let mut found = false;
+    for (i, value) in values.iter().enumerate() {
+        if is_path_template(&value.value) {
+            out.unsupported_at(
+                &format!("{path}[{i}]: path template {}", value.value),
+                value.span,
+                &consequence,
+            );
+            found = true;
+        }
+    }
+    if found && deny {
+        values.clear();
+    }
+    !found || deny
 }
 
 /// Istio writes operation ports as strings (`"8080"`); numbers are accepted too.

@@ -311,7 +311,12 @@ fn import_ast(yaml: &str) -> (Vec<ast::Item>, Vec<(Code, usize)>) {
     let mut sources = Sources::new();
     let id = sources.add("mesh.yaml", yaml);
     let mut diagnostics = Vec::new();
-    let files = super::import(&[(id, yaml)], &[], &mut diagnostics);
+    let file = super::YamlFile {
+        id,
+        path: "mesh.yaml",
+        text: yaml,
+    };
+    let files = super::import(&[file], &[], &mut diagnostics);
     let items = files.into_iter().flat_map(|f| f.items).collect();
     (items, codes_and_lines(&diagnostics, &sources))
 }
@@ -447,8 +452,16 @@ spec:
 "
     );
     let (items, found) = import_ast(&yaml);
-    // The gRPC retry conditions are named in one W0200 at `retryOn`.
-    assert_eq!(found, [(Code::IstioUnsupportedField, 32)], "{found:?}");
+    // The gRPC retry conditions are named in one W0200 at `retryOn`; the legacy delay
+    // `percent` is deprecated (W0180).
+    assert_eq!(
+        found,
+        [
+            (Code::IstioUnsupportedField, 32),
+            (Code::IstioDeprecated, 34)
+        ],
+        "{found:?}"
+    );
     let rule = &routes(&items)[0].rules[0];
     assert_eq!(rule.timeout.unwrap().millis, 2500);
     let retries = rule.retries.as_ref().unwrap();
@@ -601,6 +614,7 @@ spec:
         [
             (Code::IstioUnsupportedField, 45), // portLevelSettings
             (Code::IstioUnsupportedField, 37), // http2MaxRequests
+            (Code::IstioDeprecated, 50),       // LEAST_CONN
             (Code::IstioUnsupportedField, 54), // maglev.tableSize
             (Code::IstioUnsupportedField, 57), // PASSTHROUGH
         ],
@@ -955,4 +969,340 @@ spec:
         "{found:?}"
     );
     assert!(authorizations(&items).is_empty(), "{items:?}");
+}
+
+#[test]
+fn keeps_any_method_istio_accepts() {
+    let yaml = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: methods, namespace: istio-system}
+spec:
+  rules:
+  - to:
+    - operation:
+        methods: [method, method-prefix-*, '*-suffix-method', GET]
+        notMethods: [l7-method]
+";
+    let (items, found) = import_ast(yaml);
+    assert!(found.is_empty(), "{found:?}");
+    let methods: Vec<&str> = authorizations(&items)[0].rules[0].to[0]
+        .methods
+        .iter()
+        .map(|m| m.value.as_str())
+        .collect();
+    assert_eq!(
+        methods,
+        ["method", "method-prefix-*", "*-suffix-method", "GET"]
+    );
+    // The lowering accepts them too (E0144 is only for `.mesh` and TOML methods).
+    let compiled = compile(yaml).unwrap_or_else(|f| panic!("{}", f.render()));
+    assert!(
+        !compiled
+            .warnings
+            .iter()
+            .any(|d| d.code == Code::InvalidAuthzValue),
+        "{}",
+        compiled.render_warnings()
+    );
+}
+
+#[test]
+fn drops_path_templates_towards_denying_more() {
+    let yaml = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow, namespace: shop}
+spec:
+  rules:
+  - to: [{operation: {paths: [/exact, '/path/template/{*}']}}]
+  - to: [{operation: {notPaths: ['/{**}/path']}}]
+  - to: [{operation: {paths: ['/prefix/*'], methods: [GET]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny, namespace: shop}
+spec:
+  action: DENY
+  rules:
+  - to:
+    - operation:
+        paths: [/admin, '/api/{*}/secret']
+        notPaths: [/health]
+        methods: [POST]
+";
+    let (items, found) = import_ast(yaml);
+    assert_eq!(
+        found,
+        [
+            (Code::IstioUnsupportedField, 6),  // ALLOW rule 0: dropped
+            (Code::IstioUnsupportedField, 7),  // ALLOW rule 1 (notPaths): dropped
+            (Code::IstioUnsupportedField, 18), // DENY: the `paths` list is ignored
+        ],
+        "{found:?}"
+    );
+    let policies = authorizations(&items);
+    let allow = &policies[0].rules;
+    assert_eq!(allow.len(), 1);
+    assert_eq!(allow[0].to[0].paths[0].value, "/prefix/*");
+    let deny = &policies[1].rules[0].to[0];
+    assert!(deny.paths.is_empty(), "{deny:?}");
+    assert_eq!(deny.not_paths[0].value, "/health");
+    assert_eq!(deny.methods[0].value, "POST");
+
+    let mut sources = Sources::new();
+    let id = sources.add("mesh.yaml", yaml);
+    let mut diagnostics = Vec::new();
+    let file = super::YamlFile {
+        id,
+        path: "mesh.yaml",
+        text: yaml,
+    };
+    super::import(&[file], &[], &mut diagnostics);
+    assert_eq!(
+        diagnostics[0].message,
+        "`spec.rules[0].to[0].operation.paths[1]: path template /path/template/{*}` is not \
+         supported yet, the whole rule is dropped: the policy allows fewer requests than \
+         Istio's would"
+    );
+    assert!(
+        diagnostics[2]
+            .message
+            .contains("the whole `paths` list is ignored"),
+        "{}",
+        diagnostics[2].message
+    );
+}
+
+#[test]
+fn drops_condition_keys_the_snapshot_lacks_towards_denying_more() {
+    let yaml = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow, namespace: shop}
+spec:
+  rules:
+  - when: [{key: remote.ip, values: [10.0.0.1]}]
+  - when: [{key: destination.ip, values: [10.0.0.2]}]
+  - when: [{key: connection.sni, values: [a.example]}]
+  - when: [{key: 'experimental.envoy.filters.a.b[c]', values: [x]}]
+  - when: [{key: source.trustDomain, values: [td]}]
+  - when: [{key: 'request.headers[x-a]', values: [b]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: audit, namespace: shop}
+spec:
+  action: AUDIT
+  rules:
+  - when: [{key: remote.ip, values: [10.0.0.1]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny, namespace: shop}
+spec:
+  action: DENY
+  rules:
+  - when:
+    - {key: connection.sni, values: [a.example]}
+    - {key: source.namespace, values: [dev]}
+";
+    let (items, found) = import_ast(yaml);
+    assert_eq!(
+        found,
+        [
+            (Code::IstioUnsupportedField, 6),
+            (Code::IstioUnsupportedField, 7),
+            (Code::IstioUnsupportedField, 8),
+            (Code::IstioUnsupportedField, 9),
+            (Code::IstioUnsupportedField, 10),
+            (Code::IstioUnsupportedField, 19),
+            (Code::IstioUnsupportedField, 28),
+        ],
+        "{found:?}"
+    );
+    let policies = authorizations(&items);
+    // ALLOW and AUDIT: every rule with such a key is dropped.
+    assert_eq!(policies[0].rules.len(), 1);
+    assert_eq!(
+        policies[0].rules[0].when[0].key.value,
+        "request.headers[x-a]"
+    );
+    assert!(policies[1].rules.is_empty());
+    // DENY: only the condition goes, the rule keeps the others.
+    let when = &policies[2].rules[0].when;
+    assert_eq!(when.len(), 1);
+    assert_eq!(when[0].key.value, "source.namespace");
+    // Nothing reaches the lowering's E0145.
+    let compiled = compile(yaml).unwrap_or_else(|f| panic!("{}", f.render()));
+    assert!(!compiled
+        .warnings
+        .iter()
+        .any(|d| d.code == Code::UnknownConditionKey));
+}
+
+#[test]
+fn a_later_document_replaces_one_of_the_same_kind_and_name() {
+    let yaml = "\
+apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata: {name: httpbin, namespace: foo}
+spec: {action: DENY}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: httpbin
+  namespace: foo
+spec: {action: AUDIT}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: httpbin, namespace: bar}
+spec: {}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: httpbin, namespace: foo}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: httpbin, namespace: foo}
+spec: {mtls: {mode: DISABLE}}
+";
+    let (items, found) = import_ast(yaml);
+    assert_eq!(
+        found,
+        [(Code::IstioReplaced, 9), (Code::IstioReplaced, 25)],
+        "{found:?}"
+    );
+    let policies = authorizations(&items);
+    let names: Vec<(&str, Option<spec::AuthzAction>)> = policies
+        .iter()
+        .map(|p| (p.name.name.as_str(), p.action.map(|(a, _)| a)))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("foo/httpbin", Some(spec::AuthzAction::Audit)),
+            ("bar/httpbin", None)
+        ]
+    );
+    let peers: Vec<spec::TlsMode> = items
+        .iter()
+        .filter_map(|i| match i {
+            ast::Item::PeerAuthentication(p) => p.mode.map(|m| m.value),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(peers, [spec::TlsMode::Disable]);
+
+    let failed_or_compiled = compile(yaml);
+    let compiled = failed_or_compiled.unwrap_or_else(|f| panic!("{}", f.render()));
+    let replaced = compiled
+        .warnings
+        .iter()
+        .find(|d| d.code == Code::IstioReplaced)
+        .unwrap();
+    assert_eq!(
+        replaced.message,
+        "AuthorizationPolicy `foo/httpbin` replaces the earlier resource of the same kind and \
+         name at mesh.yaml:3, which is not imported"
+    );
+}
+
+#[test]
+fn a_later_networking_document_replaces_the_earlier_one() {
+    let yaml = format!(
+        "{SERVICE_ENTRY}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  hosts: [reviews.example]
+  resolution: STATIC
+  ports: [{{number: 8080, name: http, protocol: HTTP}}]
+  endpoints: [{{address: 10.0.0.9}}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: vm, namespace: shop}}
+spec: {{address: 10.1.0.1}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: vm, namespace: shop}}
+spec: {{address: 10.1.0.2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  host: reviews.example
+  subsets: [{{name: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  host: reviews.example
+  subsets: [{{name: v1}}, {{name: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  hosts: [reviews.example]
+  http: [{{route: [{{destination: {{host: reviews.example, subset: v1}}}}]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  hosts: [reviews.example]
+  http: [{{route: [{{destination: {{host: reviews.example, subset: v2}}}}]}}]
+"
+    );
+    let compiled = compile(&yaml).unwrap_or_else(|f| panic!("{}", f.render()));
+    let found = codes_and_lines(&compiled.warnings, &compiled.sources);
+    let replaced: Vec<usize> = found
+        .iter()
+        .filter(|(code, _)| *code == Code::IstioReplaced)
+        .map(|&(_, line)| line)
+        .collect();
+    assert_eq!(replaced, [23, 37, 49, 63], "{found:?}");
+    let snapshot = &compiled.snapshot;
+    let (index, service) = snapshot.service("reviews.example").unwrap();
+    assert_eq!(service.ports[0].number, 8080);
+    let addresses: Vec<String> = service
+        .endpoints
+        .iter()
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(addresses, ["10.0.0.9:8080"]);
+    assert_eq!(service.subsets.len(), 2);
+    let destination = &snapshot.routes[index as usize].rules[0].destinations[0];
+    assert_eq!(
+        service.subsets[destination.subset.unwrap() as usize].name,
+        "v2"
+    );
+    assert!(snapshot.workload("vm").is_some());
+}
+
+#[test]
+fn duplicates_across_files_stay_errors() {
+    let policy = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: httpbin, namespace: foo}
+spec: {}
+";
+    let mut sources = Sources::new();
+    sources.add("a.yaml", policy);
+    sources.add("b.yaml", policy);
+    let failed = compile_sources(sources).err().unwrap();
+    let found = codes_and_lines(&failed.diagnostics, &failed.sources);
+    assert!(found.contains(&(Code::Duplicate, 3)), "{found:?}");
+    assert!(!found.iter().any(|(code, _)| *code == Code::IstioReplaced));
 }

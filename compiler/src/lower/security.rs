@@ -292,12 +292,21 @@ impl<'a> Lowerer<'a> {
         AuthorizationPolicy {
             name: a.name.name.clone(),
             action: a.action.map_or(AuthzAction::Allow, |(action, _)| action),
-            rules: a.rules.iter().map(|r| self.authz_rule(file, r)).collect(),
+            rules: a
+                .rules
+                .iter()
+                .map(|r| self.authz_rule(file, r, a.origin))
+                .collect(),
             source: self.location(file, a.keyword),
         }
     }
 
-    fn authz_rule(&mut self, file: FileId, rule: &ast::AuthzRule) -> AuthzRule {
+    fn authz_rule(
+        &mut self,
+        file: FileId,
+        rule: &ast::AuthzRule,
+        origin: ast::Origin,
+    ) -> AuthzRule {
         let from = rule
             .from
             .iter()
@@ -316,8 +325,8 @@ impl<'a> Lowerer<'a> {
             .map(|t| AuthzOperation {
                 hosts: self.hosts_patterns(file, &t.hosts),
                 not_hosts: self.hosts_patterns(file, &t.not_hosts),
-                methods: self.methods(file, &t.methods),
-                not_methods: self.methods(file, &t.not_methods),
+                methods: self.methods(file, &t.methods, origin),
+                not_methods: self.methods(file, &t.not_methods, origin),
                 paths: self.paths(file, &t.paths),
                 not_paths: self.paths(file, &t.not_paths),
                 ports: t
@@ -403,16 +412,26 @@ impl<'a> Lowerer<'a> {
             .collect()
     }
 
-    fn methods(&mut self, file: FileId, values: &[ast::Str]) -> Vec<StringPattern> {
+    /// Method patterns. `.mesh` and TOML methods must be upper-case tokens (a lower-case one is
+    /// almost always a typo that would never match); Istio accepts any non-empty value, so an
+    /// imported policy keeps it as written (it matches the request method exactly, case
+    /// included).
+    fn methods(
+        &mut self,
+        file: FileId,
+        values: &[ast::Str],
+        origin: ast::Origin,
+    ) -> Vec<StringPattern> {
         let mut out = Vec::new();
         for v in values {
             let Some(p) = self.pattern(file, v) else {
                 continue;
             };
             let text = pattern_text(&p);
-            if !text
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+            if origin == ast::Origin::Mesh
+                && !text
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
             {
                 self.invalid_authz(
                     file,
@@ -508,29 +527,7 @@ impl<'a> Lowerer<'a> {
 
     fn condition_key(&mut self, file: FileId, key: &ast::Str) -> Option<ConditionKey> {
         let k = key.value.as_str();
-        let parsed = match k {
-            "request.auth.principal" => Some(ConditionKey::RequestPrincipal),
-            "request.auth.audiences" => Some(ConditionKey::JwtAudience),
-            "request.auth.presenter" => Some(ConditionKey::JwtPresenter),
-            "source.principal" => Some(ConditionKey::SourcePrincipal),
-            "source.namespace" => Some(ConditionKey::SourceNamespace),
-            "source.ip" => Some(ConditionKey::SourceIp),
-            "destination.port" => Some(ConditionKey::DestinationPort),
-            _ => {
-                if let Some(rest) = k.strip_prefix("request.headers") {
-                    match brackets(rest).as_deref() {
-                        Some([name]) => {
-                            Some(ConditionKey::RequestHeader(name.to_ascii_lowercase()))
-                        }
-                        _ => None,
-                    }
-                } else if let Some(rest) = k.strip_prefix("request.auth.claims") {
-                    brackets(rest).map(ConditionKey::JwtClaim)
-                } else {
-                    None
-                }
-            }
-        };
+        let parsed = parse_condition_key(k);
         if parsed.is_none() {
             let message = format!("unsupported condition key {k:?}");
             let help = format!("supported keys: {SUPPORTED_KEYS}");
@@ -819,6 +816,32 @@ fn brackets(mut rest: &str) -> Option<Vec<String>> {
         rest = &body[end + 1..];
     }
     (!out.is_empty()).then_some(out)
+}
+
+/// The attribute a `when` condition key names, or `None` for a key the snapshot cannot hold
+/// (the Istio import uses this too, to drop such conditions with a warning before lowering).
+pub(crate) fn parse_condition_key(key: &str) -> Option<ConditionKey> {
+    match key {
+        "request.auth.principal" => Some(ConditionKey::RequestPrincipal),
+        "request.auth.audiences" => Some(ConditionKey::JwtAudience),
+        "request.auth.presenter" => Some(ConditionKey::JwtPresenter),
+        "source.principal" => Some(ConditionKey::SourcePrincipal),
+        "source.namespace" => Some(ConditionKey::SourceNamespace),
+        "source.ip" => Some(ConditionKey::SourceIp),
+        "destination.port" => Some(ConditionKey::DestinationPort),
+        _ => {
+            if let Some(rest) = key.strip_prefix("request.headers") {
+                match brackets(rest).as_deref() {
+                    Some([name]) => Some(ConditionKey::RequestHeader(name.to_ascii_lowercase())),
+                    _ => None,
+                }
+            } else if let Some(rest) = key.strip_prefix("request.auth.claims") {
+                brackets(rest).map(ConditionKey::JwtClaim)
+            } else {
+                None
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -137,11 +137,16 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
             subsets: vec![],
             policy: TrafficPolicy {
                 load_balancer: LoadBalancer::LeastRequest,
+                pool: PoolLimits {
+                    max_connections: Some(4),
+                    ..PoolLimits::default()
+                },
                 ..TrafficPolicy::default()
             },
             identities: vec![],
         }],
         routes: vec![RouteTable {
+            index: Default::default(),
             service: 0,
             rules: vec![
                 rule,
@@ -155,6 +160,17 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
                         backoff_max_ms: 250,
                         non_idempotent: false,
                     }),
+                    rate_limit: Some(RateLimit {
+                        tokens_per_fill: 1,
+                        fill_interval_ms: 1000,
+                        max_tokens: 1,
+                        per_source: false,
+                    }),
+                    mirror: Some(Mirror {
+                        service: 0,
+                        subset: None,
+                        per_million: 1_000_000,
+                    }),
                     ..RouteRule::default()
                 },
             ],
@@ -162,20 +178,18 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
         hosts: vec![],
         workloads: vec![],
     };
+    // Retries, pool limits, load balancers, rate limits and mirroring are enforced: only the
+    // others are listed.
     let found = not_enforced(&snapshot, None);
     let features: Vec<&str> = found.iter().map(|n| n.feature).collect();
     assert_eq!(
         features,
-        [
-            "header edits of framing, hop-by-hop or Host headers",
-            "retries",
-            "load balancers other than round robin"
-        ]
+        ["header edits of framing, hop-by-hop or Host headers"]
     );
     assert_eq!(
-        found[1].warning(),
-        "meshd: warning: snapshot uses retries (rule svc/retrying) which this meshd does not \
-         enforce yet"
+        found[0].warning(),
+        "meshd: warning: snapshot uses header edits of framing, hop-by-hop or Host headers \
+         (rule svc/r) which this meshd does not enforce yet"
     );
 }
 

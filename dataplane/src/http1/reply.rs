@@ -22,6 +22,9 @@ pub enum LocalReply {
     Draining,
     /// 503: this core already holds its maximum of downstream connections.
     Overloaded,
+    /// 503: the destination's circuit breaker is open (connections and pending requests at
+    /// their limits).
+    UpstreamOverflow,
     /// The rule's fault injection aborted the request with this status.
     FaultAbort { status: u16 },
     /// 429: over the rule's local rate limit; a token is due in `retry_after` seconds.
@@ -38,7 +41,8 @@ impl LocalReply {
             | Self::ConnectFailure
             | Self::UpstreamReset
             | Self::Draining
-            | Self::Overloaded => 503,
+            | Self::Overloaded
+            | Self::UpstreamOverflow => 503,
             Self::BadUpstreamResponse => 502,
             Self::UpstreamTimeout => 504,
             Self::RateLimited { .. } => 429,
@@ -57,6 +61,7 @@ impl LocalReply {
             Self::UpstreamTimeout => "UT",
             Self::Draining => "DR",
             Self::Overloaded => "DO",
+            Self::UpstreamOverflow => "UO",
             Self::FaultAbort { .. } => "FI",
             Self::RateLimited { .. } => "RL",
         }
@@ -64,6 +69,18 @@ impl LocalReply {
 
     /// Writes the whole response, with `detail` as the body's second sentence.
     pub fn write(self, out: &mut Vec<u8>, detail: &str, close: bool) {
+        self.write_after_retries(out, detail, close, false);
+    }
+
+    /// Like [`Self::write`]; `exhausted` adds the `URX` flag (upstream retry limit exceeded)
+    /// after the failure's own, as Envoy lists several flags.
+    pub fn write_after_retries(
+        self,
+        out: &mut Vec<u8>,
+        detail: &str,
+        close: bool,
+        exhausted: bool,
+    ) {
         use std::io::Write as _;
         let summary = match self {
             Self::BadRequest { .. } => "bad request",
@@ -75,6 +92,7 @@ impl LocalReply {
             Self::UpstreamTimeout => "upstream request timeout",
             Self::Draining => "sidecar draining",
             Self::Overloaded => "sidecar overloaded",
+            Self::UpstreamOverflow => "upstream overflow",
             Self::FaultAbort { .. } => "fault filter abort",
             Self::RateLimited { .. } => "local rate limited",
         };
@@ -83,9 +101,10 @@ impl LocalReply {
         let _ = write!(
             out,
             "HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ncontent-length: {body_len}\r\n\
-             x-ringmesh-flag: {}\r\n",
+             x-ringmesh-flag: {}{}\r\n",
             reason(status),
             self.flag(),
+            if exhausted { ",URX" } else { "" },
         );
         if let Self::RateLimited { retry_after } = self {
             let _ = write!(out, "retry-after: {retry_after}\r\n");
@@ -175,6 +194,22 @@ mod tests {
         assert!(head.contains("\r\nretry-after: 42"), "{head}");
         assert!(head.contains(&format!("content-length: {}", body.len())));
         assert_eq!(body, "local rate limited: rule web/r\n");
+    }
+
+    #[test]
+    fn overflow_is_503_uo_and_exhausted_retries_add_urx() {
+        let mut out = Vec::new();
+        LocalReply::UpstreamOverflow.write(&mut out, "web: limits reached", false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("x-ringmesh-flag: UO\r\n"));
+        let mut out = Vec::new();
+        LocalReply::ConnectFailure.write_after_retries(&mut out, "refused", true, true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("x-ringmesh-flag: UF,URX\r\n"), "{text}");
     }
 
     #[test]

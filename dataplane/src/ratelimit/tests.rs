@@ -171,7 +171,11 @@ fn routes(rules: Vec<RouteRule>) -> RouteState {
             policy: TrafficPolicy::default(),
             identities: vec![],
         }],
-        routes: vec![RouteTable { service: 0, rules }],
+        routes: vec![RouteTable {
+            index: Default::default(),
+            service: 0,
+            rules,
+        }],
         hosts: vec![],
         workloads: vec![],
     };

@@ -5,6 +5,12 @@ use spec::*;
 use super::*;
 
 fn snapshot() -> Snapshot {
+    let mut snapshot = unindexed();
+    snapshot.index_paths();
+    snapshot
+}
+
+fn unindexed() -> Snapshot {
     let labels = |v: &str| BTreeMap::from([("version".to_owned(), v.to_owned())]);
     let endpoint = |port: u16, v: &str| Endpoint {
         address: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -43,6 +49,7 @@ fn snapshot() -> Snapshot {
             ],
         }],
         routes: vec![RouteTable {
+            index: Default::default(),
             service: 0,
             rules: vec![
                 RouteRule {
@@ -246,6 +253,7 @@ fn weighted_schedule_visits_each_endpoint_by_weight_and_spreads_them() {
 fn with_rules(rules: Vec<RouteRule>) -> Snapshot {
     let mut s = snapshot();
     s.routes[0].rules = rules;
+    s.index_paths();
     s
 }
 
@@ -537,4 +545,50 @@ fn destination_finds_a_service_or_subset_group() {
     assert_eq!(v2.group_index, whole.group_index + 2);
     assert!(state.destination(0, Some(2)).is_none());
     assert!(state.destination(1, None).is_none());
+}
+
+#[test]
+fn large_tables_route_through_the_path_index_in_rule_order() {
+    let path = |p: PathMatch| RequestMatch {
+        path: Some(p),
+        ..RequestMatch::default()
+    };
+    let mut rules = vec![rule(
+        "flagged",
+        RequestMatch {
+            headers: vec![HeaderMatch {
+                name: "x-a".into(),
+                value: ValueMatch::Exact("1".into()),
+            }],
+            ..RequestMatch::default()
+        },
+    )];
+    for i in 1..=9 {
+        rules.push(rule(
+            &format!("svc{i}"),
+            path(PathMatch::Prefix(format!("/svc{i}"))),
+        ));
+    }
+    rules.push(rule(
+        "special",
+        path(PathMatch::Exact("/svc3/special".into())),
+    ));
+    rules.push(rule("nested", path(PathMatch::Prefix("/z/y".into()))));
+    rules.push(rule("outer", path(PathMatch::Prefix("/z".into()))));
+    rules.push(rule("regex", path(PathMatch::Regex("/r[0-9]".into()))));
+    let state = state(rules);
+    assert!(state.snapshot.routes[0].rules.len() > LINEAR_RULES);
+    let name = |path: &str, headers: &[(&str, &str)]| {
+        matched(&state, "GET", path, "", headers).map(|(name, _)| name)
+    };
+    assert_eq!(name("/svc3/special", &[]).as_deref(), Some("svc3"));
+    assert_eq!(
+        name("/svc3/special", &[("x-a", "1")]).as_deref(),
+        Some("flagged")
+    );
+    assert_eq!(name("/svc10", &[]).as_deref(), Some("svc1"));
+    assert_eq!(name("/z/y/x", &[]).as_deref(), Some("nested"));
+    assert_eq!(name("/z/q", &[]).as_deref(), Some("outer"));
+    assert_eq!(name("/r7", &[]).as_deref(), Some("regex"));
+    assert_eq!(name("/other", &[]), None);
 }

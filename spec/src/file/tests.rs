@@ -5,7 +5,7 @@ use crate::*;
 
 fn sample() -> Snapshot {
     let labels = |v: &str| BTreeMap::from([("version".to_owned(), v.to_owned())]);
-    Snapshot {
+    let mut snapshot = Snapshot {
         services: vec![Service {
             identities: Default::default(),
             policy: Default::default(),
@@ -43,6 +43,7 @@ fn sample() -> Snapshot {
             ],
         }],
         routes: vec![RouteTable {
+            index: Default::default(),
             service: 0,
             rules: vec![RouteRule {
                 timeout_ms: Default::default(),
@@ -87,7 +88,9 @@ fn sample() -> Snapshot {
             route_table: 0,
         }],
         workloads: vec![],
-    }
+    };
+    snapshot.index_paths();
+    snapshot
 }
 
 #[test]

@@ -1,16 +1,22 @@
 //! A small real HTTP/1.1 origin server (thread per connection) for tests, the demo and benchmarks.
 //!
+//! While [`Upstream::set_failing`] is in force every request answers that status instead.
+//!
 //! Routes: `/echo`, `/echo-chunked`, `/chunked?chunks=N&size=S`, `/headers`, `/status/NNN`,
+//! `/slow/MS` (answers after MS milliseconds, at most 10 000),
 //! `/fail/close` (no answer), `/fail/truncate` (body cut short), `/fail/garbage` (not HTTP),
 //! and anything else answers 200 with the server's name. Every response carries
 //! `x-upstream: <name>` and `content-type: text/plain`.
+//!
+//! A test may make the next requests misbehave whatever their route ([`Upstream::fail_next`]:
+//! answer an error status; [`Upstream::hold_next`]: stall until [`Upstream::release`]).
 
 mod serve;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -29,6 +35,34 @@ struct Shared {
     stop: AtomicBool,
     requests: AtomicU64,
     connections: AtomicU64,
+    /// How the next requests misbehave, and how many of them are left.
+    misbehave: Mutex<Option<(u64, Misbehave)>>,
+    /// Held requests answer once this is set.
+    released: AtomicBool,
+    /// Status every request is answered with while nonzero (see [`Upstream::set_failing`]).
+    failing: AtomicU16,
+}
+
+/// How a request misbehaves on a test's command, instead of following its route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Misbehave {
+    /// Answer this status (with the server's name as body).
+    Status(u16),
+    /// Read the request, then wait until released (or the server stops) before answering.
+    Hold,
+}
+
+impl Shared {
+    /// Takes one misbehaviour for the request being served, if any are left.
+    pub(crate) fn next_misbehaviour(&self) -> Option<Misbehave> {
+        let mut slot = self
+            .misbehave
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (left, what) = (*slot)?;
+        *slot = (left > 1).then_some((left - 1, what));
+        Some(what)
+    }
 }
 
 impl Upstream {
@@ -46,6 +80,9 @@ impl Upstream {
             stop: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            misbehave: Mutex::new(None),
+            released: AtomicBool::new(false),
+            failing: AtomicU16::new(0),
         });
         let acceptor = thread::Builder::new()
             .name(format!("upstream-{name}"))
@@ -75,9 +112,44 @@ impl Upstream {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// Makes every later request, whatever its path, answer `status` (e.g. 503), until called
+    /// with `None`: an endpoint that fails on demand, for outlier detection tests.
+    pub fn set_failing(&self, status: Option<u16>) {
+        self.shared
+            .failing
+            .store(status.unwrap_or(0), Ordering::SeqCst);
+    }
+
     /// TCP connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Makes the next `n` requests (whatever their route) answer `status`; later ones follow
+    /// their routes again. `u64::MAX` fails every request.
+    pub fn fail_next(&self, n: u64, status: u16) {
+        self.set_misbehaviour(n, Misbehave::Status(status));
+    }
+
+    /// Makes the next `n` requests stall after being read (and counted) until [`Self::release`]
+    /// is called or the server stops; then they follow their routes.
+    pub fn hold_next(&self, n: u64) {
+        self.shared.released.store(false, Ordering::SeqCst);
+        self.set_misbehaviour(n, Misbehave::Hold);
+    }
+
+    /// Lets every held request (and any later one told to hold) answer.
+    pub fn release(&self) {
+        self.shared.released.store(true, Ordering::SeqCst);
+    }
+
+    fn set_misbehaviour(&self, n: u64, what: Misbehave) {
+        let mut slot = self
+            .shared
+            .misbehave
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = (n > 0).then_some((n, what));
     }
 }
 

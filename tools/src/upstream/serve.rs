@@ -1,6 +1,6 @@
 //! One upstream connection: read a request head and body, route it, write the response, repeat while kept alive.
 
-use super::Shared;
+use super::{Misbehave, Shared};
 use crate::wire::{has_token, invalid, parse_content_length, BufConn};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -47,6 +47,8 @@ enum Route {
     Headers,
     Status(u16),
     Name,
+    /// Answer with the name after holding the request this many milliseconds (at most 10 s).
+    Slow(u64),
     /// Fail on purpose, for testing how a proxy copes.
     Fail(Failure),
 }
@@ -117,6 +119,14 @@ fn serve_one(
         Err(e) => return Err(e),
     }
     shared.requests.fetch_add(1, Ordering::SeqCst);
+    let route = match shared.next_misbehaviour() {
+        None => route,
+        Some(Misbehave::Status(code)) => Route::Status(code),
+        Some(Misbehave::Hold) => {
+            hold(shared);
+            route
+        }
+    };
     let head_only = head.method == "HEAD";
     let name = shared.name.as_bytes();
     let resp = Response {
@@ -126,6 +136,11 @@ fn serve_one(
         head_only,
     };
     let stream = conn.get_mut();
+    let failing = shared.failing.load(Ordering::SeqCst);
+    if failing != 0 {
+        resp.fixed(stream, out, failing, name)?;
+        return Ok(!head.close);
+    }
     match route {
         Route::Echo => resp.fixed(stream, out, 200, body)?,
         Route::EchoChunked => {
@@ -150,6 +165,10 @@ fn serve_one(
         }
         Route::Status(code) => resp.fixed(stream, out, code, name)?,
         Route::Name => resp.fixed(stream, out, 200, name)?,
+        Route::Slow(ms) => {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            resp.fixed(stream, out, 200, name)?;
+        }
         Route::Fail(failure) => {
             match failure {
                 Failure::Close => {}
@@ -164,6 +183,20 @@ fn serve_one(
         }
     }
     Ok(!head.close)
+}
+
+/// Longest a held request waits for its release.
+const MAX_HOLD: Duration = Duration::from_secs(60);
+
+/// Waits until the test releases held requests or the server stops (bounded by [`MAX_HOLD`]).
+fn hold(shared: &Shared) {
+    let deadline = std::time::Instant::now() + MAX_HOLD;
+    while !shared.released.load(Ordering::SeqCst)
+        && !shared.stop.load(Ordering::SeqCst)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// Answers 400 and asks the caller to close the connection.
@@ -285,6 +318,13 @@ fn route(target: &str) -> Option<Route> {
                 }
             }
             Route::Chunked { chunks, size }
+        }
+        _ if path.starts_with("/slow/") => {
+            let ms: u64 = path["/slow/".len()..].parse().ok()?;
+            if ms > 10_000 {
+                return None;
+            }
+            Route::Slow(ms)
         }
         _ => match path.strip_prefix("/status/") {
             Some(code) => {
@@ -463,6 +503,8 @@ mod tests {
         assert_eq!(route("/chunked?chunks=x"), None);
         assert_eq!(route("/status/503"), Some(Route::Status(503)));
         assert_eq!(route("/status/99"), None);
+        assert_eq!(route("/slow/50"), Some(Route::Slow(50)));
+        assert_eq!(route("/slow/10001"), None);
         assert_eq!(route("http://example.com/headers"), Some(Route::Headers));
         assert_eq!(route("/anything"), Some(Route::Name));
     }

@@ -71,7 +71,10 @@ fn warning(
     diagnostic(
         Code::CanEjectEveryEndpoint,
         at,
-        format!("{what} {why}: it can eject every endpoint; requests then fail with 503"),
+        format!(
+            "{what} {why}: it can eject every endpoint; meshd then ignores the ejections \
+             (panic mode) and sends requests to the failing endpoints too"
+        ),
     )
     .with_help(if endpoints == 1 {
         "add endpoints, or remove the outlier detection of a single-endpoint service".to_owned()

@@ -102,7 +102,11 @@ impl Fixture {
     }
 
     fn route(&mut self, service: u32, rules: Vec<RouteRule>) {
-        self.snapshot.routes.push(RouteTable { service, rules });
+        self.snapshot.routes.push(RouteTable {
+            service,
+            rules,
+            index: Default::default(),
+        });
     }
 
     fn workload(&mut self, workload: Workload, line: u32) {
@@ -308,7 +312,7 @@ fn ejecting_every_endpoint_warns_at_the_outlier_block() {
         "{}",
         d.message
     );
-    assert!(d.message.contains("requests then fail with 503"));
+    assert!(d.message.contains("panic mode"));
 }
 
 #[test]

@@ -637,6 +637,68 @@ fn selects_workloads_by_labels_for_imported_policies() {
     );
 }
 
+/// `.mesh`/TOML methods must be upper-case (E0144); an imported Istio policy keeps any method
+/// Istio accepts, as written.
+#[test]
+fn checks_method_case_only_for_mesh_policies() {
+    let text = with_base("");
+    let mut sources = Sources::new();
+    let id = sources.add("m.mesh", text.clone());
+    let file = crate::parse::parse_file(id, &text).expect("parses");
+    let str_at = |value: &str, at: usize| ast::Str {
+        value: value.to_owned(),
+        span: Span::new(at, at + 1),
+    };
+    let authz = |origin: ast::Origin| {
+        ast::Item::Authorization(ast::Authorization {
+            keyword: Span::new(0, 1),
+            name: ast::Ident {
+                name: "default/p".to_owned(),
+                span: Span::new(0, 1),
+            },
+            target: ast::PolicyTarget::default(),
+            action: None,
+            rules: vec![ast::AuthzRule {
+                to: vec![ast::AuthzOperation {
+                    methods: vec![str_at("method", 100), str_at("l7-*", 200)],
+                    not_methods: vec![str_at("*-suffix-method", 300)],
+                    ..ast::AuthzOperation::default()
+                }],
+                ..ast::AuthzRule::default()
+            }],
+            origin,
+        })
+    };
+    let mut istio = file.clone();
+    istio.items.push(authz(ast::Origin::Istio));
+    let (snapshot, diagnostics) = crate::lower::lower(&[istio], &sources);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let s = snapshot.expect("lowers");
+    let to = &workload(&s, "bare").authorization[0].rules[0].to[0];
+    use StringPattern::{Exact, Prefix, Suffix};
+    assert_eq!(
+        to.methods,
+        [Exact("method".to_owned()), Prefix("l7-".to_owned())]
+    );
+    assert_eq!(to.not_methods, [Suffix("-suffix-method".to_owned())]);
+
+    let mut mesh = file;
+    mesh.items.push(authz(ast::Origin::Mesh));
+    let (_, diagnostics) = crate::lower::lower(&[mesh], &sources);
+    let found: Vec<(Code, usize)> = diagnostics
+        .iter()
+        .map(|d| (d.code, d.span.map_or(0, |s| s.span.start)))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (Code::InvalidAuthzValue, 100),
+            (Code::InvalidAuthzValue, 200),
+            (Code::InvalidAuthzValue, 300),
+        ]
+    );
+}
+
 #[test]
 fn security_codes_are_stable() {
     use crate::diag::Severity;

@@ -269,4 +269,14 @@ fn toml_gets_the_same_security_diagnostics() {
     let text = TOML.replace("\"/reviews/*\"", "\"/rev*ews\"");
     let rendered = compile_one("mesh.toml", &text).unwrap_err().render();
     assert!(rendered.contains("error[E0144]"), "{rendered}");
+    // Methods must be upper-case in TOML as in `.mesh` (only Istio input keeps any case).
+    let text = TOML.replace(
+        "methods = [\"GET\", \"HEAD\"]",
+        "methods = [\"get\", \"HEAD\"]",
+    );
+    let rendered = compile_one("mesh.toml", &text).unwrap_err().render();
+    assert!(
+        rendered.contains("error[E0144]: method \"get\" is not an upper-case HTTP method"),
+        "{rendered}"
+    );
 }

@@ -1,0 +1,253 @@
+//! Retries and circuit breaking through the real meshc and meshd: a rule's `retries` block
+//! (conditions, exhaustion, methods, the retry buffer, per-try timeouts) and a service's
+//! `policy { pool { } }` limits (pending overflow, requests per connection).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc;
+
+use ringmesh_tests::*;
+
+/// Service `web` over `endpoints`, with the route rules `rules` and the service policy
+/// `policy` (empty for none).
+fn web(endpoints: &[SocketAddr], rules: &str, policy: &str) -> String {
+    let endpoints: String = endpoints
+        .iter()
+        .map(|e| format!("  endpoint {e}\n"))
+        .collect();
+    format!(
+        "service web {{\n  port 80 http\n{endpoints}{policy}\n}}\n\nroute web {{\n{rules}\n}}\n"
+    )
+}
+
+/// An address nothing listens on.
+fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn retry_on_503_goes_to_the_other_endpoint(driver: &str) {
+    let (bad, good) = (
+        Upstream::start("bad").unwrap(),
+        Upstream::start("good").unwrap(),
+    );
+    bad.fail_next(u64::MAX, 503);
+    let rules = "  rule all {\n    to web\n    retries { attempts 1 on 503 backoff 1ms }\n  }";
+    let scratch = Scratch::new();
+    let config = web(&[bad.addr(), good.addr()], rules, "");
+    let meshd = serve(&scratch, &config, driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    // Round robin starts half of these at the failing endpoint; one retry always reaches the
+    // other, since a retry avoids the endpoint that failed.
+    for _ in 0..4 {
+        let response = client.get("web", "/", &[]).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), "good");
+    }
+    assert!(
+        bad.requests() >= 1,
+        "some tries reached the failing endpoint"
+    );
+    assert_eq!(good.requests(), 4);
+}
+
+fn exhausted_retries_give_the_last_response_or_urx(driver: &str) {
+    let flaky = Upstream::start("flaky").unwrap();
+    flaky.fail_next(u64::MAX, 502);
+    let rules = "  rule answers {\n    to web\n    \
+                 retries { attempts 2 on gateway-error backoff 1ms }\n  }";
+    let scratch = Scratch::new();
+    let config = format!(
+        "{}service gone {{\n  port 80 http\n  endpoint {}\n}}\n\
+         route gone {{\n  rule refused {{\n    to gone\n    \
+         retries {{ attempts 2 on connect-failure backoff 1ms }}\n  }}\n}}\n",
+        web(&[flaky.addr()], rules, ""),
+        closed_port()
+    );
+    let meshd = serve(&scratch, &config, driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    // The upstream's own last answer is passed on, after the first try and two retries.
+    let response = client.get("web", "/answers", &[]).unwrap();
+    assert_eq!(response.status, 502);
+    assert_eq!(response.header("x-upstream"), Some("flaky"));
+    assert_eq!(flaky.requests(), 3);
+    // A local failure after the last retry says so with URX next to its own flag.
+    let response = client.get("gone", "/", &[]).unwrap();
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("x-ringmesh-flag"), Some("UF,URX"));
+}
+
+fn post_is_retried_only_with_non_idempotent(driver: &str) {
+    let up = Upstream::start("up").unwrap();
+    let rules = "  rule strict {\n    match path prefix \"/strict\"\n    to web\n    \
+                 retries { attempts 1 on 5xx backoff 1ms }\n  }\n  \
+                 rule lenient {\n    to web\n    \
+                 retries { attempts 1 on 5xx backoff 1ms non_idempotent }\n  }";
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &web(&[up.addr()], rules, ""), driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+
+    up.fail_next(1, 503);
+    assert_eq!(client.post("web", "/strict", b"once").unwrap().status, 503);
+    assert_eq!(up.requests(), 1);
+    // GET under the same rule is retried.
+    up.fail_next(1, 503);
+    assert_eq!(client.get("web", "/strict", &[]).unwrap().status, 200);
+    assert_eq!(up.requests(), 3);
+
+    up.fail_next(1, 503);
+    let body = vec![b'x'; 20 * 1024];
+    let response = client.post("web", "/echo", &body).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.body, body,
+        "the retry replays the whole buffered body"
+    );
+    assert_eq!(up.requests(), 5);
+}
+
+fn a_body_over_the_retry_buffer_is_not_retried(driver: &str) {
+    let up = Upstream::start("up").unwrap();
+    let rules = "  rule all {\n    to web\n    \
+                 retries { attempts 2 on 5xx backoff 1ms non_idempotent }\n  }";
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &web(&[up.addr()], rules, ""), driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    up.fail_next(1, 503);
+    let body = vec![b'y'; 64 * 1024 + 1];
+    let response = client.request("PUT", "web", "/echo", &[], &body).unwrap();
+    assert_eq!(response.status, 503, "streamed, so the first answer stands");
+    assert_eq!(up.requests(), 1);
+    // Exactly 64 KiB is still buffered and retried.
+    up.fail_next(1, 503);
+    let body = vec![b'z'; 64 * 1024];
+    let response = client.request("PUT", "web", "/echo", &[], &body).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body.len(), body.len());
+    assert_eq!(up.requests(), 3);
+}
+
+fn the_retry_buffer_flag_sets_the_limit(driver: &str) {
+    let up = Upstream::start("up").unwrap();
+    let rules = "  rule all {\n    to web\n    retries { attempts 1 on 503 backoff 1ms }\n  }";
+    let scratch = Scratch::new();
+    let config = web(&[up.addr()], rules, "");
+    let meshd = serve(&scratch, &config, driver, &["--retry-buffer", "100"]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    up.fail_next(1, 503);
+    let response = client
+        .request("PUT", "web", "/echo", &[], &[b'a'; 101])
+        .unwrap();
+    assert_eq!(response.status, 503);
+    up.fail_next(1, 503);
+    let response = client
+        .request("PUT", "web", "/echo", &[], &[b'a'; 100])
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(up.requests(), 3);
+}
+
+fn per_try_timeout_retries_a_stalled_try(driver: &str) {
+    let up = Upstream::start("up").unwrap();
+    let rules = "  rule all {\n    to web\n    timeout 30s\n    \
+                 retries { attempts 1 per_try_timeout 200ms on reset backoff 1ms }\n  }";
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &web(&[up.addr()], rules, ""), driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    // The first try stalls; the retry is answered.
+    up.hold_next(1);
+    let response = client.get("web", "/", &[]).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(up.requests(), 2);
+    up.release();
+    // Both tries stall: 504 UT, with URX for the used-up retry.
+    up.hold_next(2);
+    let response = client.get("web", "/", &[]).unwrap();
+    assert_eq!(response.status, 504);
+    assert_eq!(response.header("x-ringmesh-flag"), Some("UT,URX"));
+    up.release();
+}
+
+fn max_pending_overflow_answers_503_uo(driver: &str) {
+    let up = Upstream::start("up").unwrap();
+    let policy = "  policy { pool { max_connections 1 max_pending 1 } }";
+    let scratch = Scratch::new();
+    let config = web(&[up.addr()], "  rule all { to web }", policy);
+    let meshd = serve(&scratch, &config, driver, &[]);
+    let outbound = meshd.outbound;
+    let get = move || {
+        Client::connect(outbound)
+            .unwrap()
+            .get("web", "/", &[])
+            .unwrap()
+    };
+
+    // The first request holds the only connection.
+    up.hold_next(1);
+    let first = std::thread::spawn(get);
+    wait_until(|| up.requests() == 1);
+    // Of two more, one waits for the connection and the other overflows at once.
+    let (tx, rx) = mpsc::channel();
+    let others: Vec<_> = (0..2)
+        .map(|_| {
+            let tx = tx.clone();
+            std::thread::spawn(move || tx.send(get()).unwrap())
+        })
+        .collect();
+    let overflowed = rx.recv().unwrap();
+    assert_eq!(overflowed.status, 503);
+    assert_eq!(overflowed.header("x-ringmesh-flag"), Some("UO"));
+    up.release();
+    assert_eq!(first.join().unwrap().status, 200);
+    assert_eq!(
+        rx.recv().unwrap().status,
+        200,
+        "the pending one gets the connection"
+    );
+    for other in others {
+        other.join().unwrap();
+    }
+    assert_eq!(up.requests(), 2);
+    assert_eq!(up.connections(), 1);
+}
+
+fn max_requests_per_connection_opens_new_connections(driver: &str) {
+    let up = Upstream::start("up").unwrap();
+    let policy =
+        "  policy { pool { max_requests_per_connection 2 idle_timeout 60s connect_timeout 1s } }";
+    let scratch = Scratch::new();
+    let config = web(&[up.addr()], "  rule all { to web }", policy);
+    let meshd = serve(&scratch, &config, driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    for _ in 0..6 {
+        assert_eq!(client.get("web", "/", &[]).unwrap().status, 200);
+    }
+    assert_eq!(up.requests(), 6);
+    assert_eq!(up.connections(), 3);
+    assert_eq!(client.connections(), 1);
+}
+
+fn an_idle_timeout_retires_pooled_connections(driver: &str) {
+    let up = Upstream::start("up").unwrap();
+    let policy = "  policy { pool { idle_timeout 1ms } }";
+    let scratch = Scratch::new();
+    let config = web(&[up.addr()], "  rule all { to web }", policy);
+    let meshd = serve(&scratch, &config, driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    assert_eq!(client.get("web", "/", &[]).unwrap().status, 200);
+    // Longer than the idle timeout by construction, not a timing assertion.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(client.get("web", "/", &[]).unwrap().status, 200);
+    assert_eq!(up.connections(), 2);
+}
+
+on_both_drivers!(
+    retry_on_503_goes_to_the_other_endpoint,
+    exhausted_retries_give_the_last_response_or_urx,
+    post_is_retried_only_with_non_idempotent,
+    a_body_over_the_retry_buffer_is_not_retried,
+    the_retry_buffer_flag_sets_the_limit,
+    per_try_timeout_retries_a_stalled_try,
+    max_pending_overflow_answers_503_uo,
+    max_requests_per_connection_opens_new_connections,
+    an_idle_timeout_retires_pooled_connections,
+);
