@@ -305,12 +305,6 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
             .map_or("?", |s| s.name.as_str());
         for rule in &table.rules {
             let place = || format!("rule {service}/{}", rule.name);
-            if rule.mirror.is_some() {
-                note("mirroring", place());
-            }
-            if rule.rate_limit.is_some() {
-                note("rate limits", place());
-            }
             let edits = [&rule.headers.request, &rule.headers.response];
             let touches_protected = edits.iter().any(|e| {
                 e.set.iter().chain(&e.add).any(|h| protected(&h.name))

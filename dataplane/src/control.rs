@@ -118,6 +118,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         ejection_senders.push(ejections_tx);
         let spec = WorkerSpec {
             index,
+            cores: workers,
             core: (!available.is_empty()).then(|| available[index % available.len()]),
             driver: options.driver,
             listeners,
@@ -125,7 +126,6 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             updates: update_rx,
             ejections: ejections_rx,
             routes: options.routes.clone(),
-            cores: workers,
             settings: options.settings,
         };
         let tx = worker_tx.clone();

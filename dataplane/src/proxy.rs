@@ -3,16 +3,16 @@
 //! 1. read head   — parse with httparse on the connection's buffer; refuse smuggling shapes.
 //! 2. route       — host → rule → weighted destination → endpoint by the group's balancer,
 //!    skipping ejected endpoints (no IO yet, so a bad request or a missing route costs no
-//!    upstream work); then the rule's fault delay/abort and redirect.
+//!    upstream work); then the rule's local rate limit (429), fault delay/abort and redirect.
 //! 3. connect     — reuse an idle pooled connection, or connect within the connect timeout.
 //! 4. forward     — write the rewritten head (with the rule's rewrite and header edits), then
-//!    stream the body (bounded buffer).
+//!    stream the body (bounded buffer); a mirrored request's copy leaves as its own task.
 //! 5. respond     — wait for the response head within the rule's or the upstream timeout,
 //!    apply the rule's response header edits, stream it back.
 //! 6. recycle     — pool the upstream connection only if its response was read to the end.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ use crate::http1::head::{
 };
 use crate::http1::reply::{write_redirect, LocalReply};
 use crate::http1::{BodyFraming, ChunkedScanner};
+use crate::mirror::{self, Shadow};
 use crate::pool::{Breaker, Refused, Upstream};
 use crate::retry::{self, Failure, Retries, Verdict};
 use crate::routing::{Direction, RequestView, RouteError, RuleRef};
@@ -45,9 +46,17 @@ enum Next {
     Tunnel(Upstream),
 }
 
-/// Serves one downstream connection until either side closes it or the core drains.
-pub async fn serve_connection(stream: TcpStream, direction: Direction, core: Rc<Core>) {
+/// Serves one downstream connection from `peer` until either side closes it or the core
+/// drains.
+pub async fn serve_connection(
+    stream: TcpStream,
+    direction: Direction,
+    peer: IpAddr,
+    core: Rc<Core>,
+) {
     core.active.set(core.active.get() + 1);
+    // The caller identity rate limits key on until mTLS identities exist.
+    let peer = peer.to_canonical();
     let mut down = Conn::new(stream);
     // Both buffers live as long as the connection, so steady-state requests allocate nothing.
     let mut request_out = Vec::with_capacity(2048);
@@ -56,6 +65,7 @@ pub async fn serve_connection(stream: TcpStream, direction: Direction, core: Rc<
         let next = serve_request(
             &mut down,
             direction,
+            peer,
             &core,
             &mut request_out,
             &mut response_out,
@@ -121,7 +131,8 @@ enum Action {
 async fn serve_request(
     down: &mut Conn,
     direction: Direction,
-    core: &Core,
+    peer: IpAddr,
+    core: &Rc<Core>,
     request_out: &mut Vec<u8>,
     response_out: &mut Vec<u8>,
 ) -> Next {
@@ -177,8 +188,17 @@ async fn serve_request(
     down.consume(plan.head_len);
     let mut keep_alive = plan.keep_alive && !core.drain.is_draining();
 
-    // Phase 2 happened in plan_request; an injected delay holds the request here, and a
-    // local reply (abort, redirect, no route) ends it.
+    // Phase 2 happened in plan_request. The rule's local rate limit (ratelimit.rs) comes
+    // first, so a request over it costs nothing more: no delay held, no upstream work.
+    if let Some((reply, detail)) = plan
+        .rule
+        .and_then(|rule| crate::ratelimit::over_limit(core, &plan.routes, rule, peer))
+    {
+        keep_alive &= plan.framing == BodyFraming::None;
+        return local_reply(down, response_out, reply, &detail, keep_alive).await;
+    }
+    // An injected delay holds the request here, and a local reply (abort, redirect, no route)
+    // ends it.
     if let Some(delay) = plan.delay {
         monoio::time::sleep(delay).await;
     }
@@ -235,6 +255,25 @@ async fn serve_request(
             request_framing = BodyFraming::None;
         }
     }
+    // Mirroring (mirror.rs): the copy starts from the forwarded head and goes out as its own
+    // task once the whole request is in hand: now, or after its body streamed through.
+    let mut shadow = plan.rule.and_then(|rule| {
+        let (is_head, upgrade) = (plan.is_head, plan.upgrade);
+        mirror::begin(
+            core,
+            &plan.routes,
+            rule,
+            request_out,
+            request_framing,
+            is_head,
+            upgrade,
+        )
+    });
+    if request_framing == BodyFraming::None {
+        if let Some(shadow) = shadow.take() {
+            shadow.send();
+        }
+    }
     if plan.expects_continue && plan.http11 && request_framing != BodyFraming::None {
         // Answer 100-continue ourselves (as Envoy does by default) so the client sends the
         // body while the upstream connection is set up.
@@ -286,6 +325,7 @@ async fn serve_request(
                 request_out,
                 response_out,
                 &mut inflight,
+                &mut shadow,
             )
             .await;
         let time_left = deadline.is_none_or(|d| Instant::now() < d);
@@ -374,6 +414,7 @@ async fn serve_request(
         &mut down.stream,
         response_framing,
         core.settings.idle_timeout,
+        None,
     )
     .await
     {
@@ -444,6 +485,7 @@ impl Exchange<'_> {
         request_out: &mut Vec<u8>,
         response_out: &mut Vec<u8>,
         inflight: &mut Option<Inflight<'_>>,
+        shadow: &mut Option<Shadow>,
     ) -> Result<(Upstream, ResponsePlan), Tried> {
         // The per-try timeout counts only when it ends before the rule's deadline.
         let per_try_end = per_try
@@ -512,7 +554,9 @@ impl Exchange<'_> {
             return Err(Tried::Failed(reset("write failed", true)));
         }
         let idle = core.settings.idle_timeout;
-        let body = copy_body(down, &mut up.stream, self.request_framing, idle);
+        // Mirroring hook: a streamed body is copied into the mirror's request as it goes.
+        let tee = shadow.as_mut().map(Shadow::tee);
+        let body = copy_body(down, &mut up.stream, self.request_framing, idle, tee);
         let copied = match self.deadline {
             None => body.await,
             Some(deadline) => match monoio::time::timeout_at(deadline, body).await {
@@ -540,6 +584,11 @@ impl Exchange<'_> {
                 }
             };
             return Err(Tried::Done(next));
+        }
+        // Mirroring hook: the whole body went through, so the copy goes out, once (a body
+        // streamed once is never streamed again by a retry).
+        if let Some(shadow) = shadow.take() {
+            shadow.send();
         }
         // Phase 5: the response head, within the per-try, the rule's or the sidecar's timeout.
         let until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
@@ -1046,12 +1095,14 @@ enum CopyError {
 }
 
 /// Streams a body from `src` to `dst` without buffering more than one read at a time. Each
-/// read and each write must make progress within `idle`.
+/// read and each write must make progress within `idle`. A Content-Length body is also
+/// appended to `tee` when given (a mirror's copy).
 async fn copy_body(
     src: &mut Conn,
     dst: &mut TcpStream,
     framing: BodyFraming,
     idle: Duration,
+    mut tee: Option<&mut Vec<u8>>,
 ) -> Result<(), CopyError> {
     match framing {
         BodyFraming::None => Ok(()),
@@ -1061,6 +1112,9 @@ async fn copy_body(
                     return Err(CopyError::Source);
                 }
                 let n = left.min(src.buffered().len() as u64) as usize;
+                if let Some(tee) = tee.as_deref_mut() {
+                    tee.extend_from_slice(&src.buffered()[..n]);
+                }
                 forward_within(src, dst, n, idle).await?;
                 left -= n as u64;
             }

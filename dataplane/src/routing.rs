@@ -427,6 +427,22 @@ impl RouteState {
             .min()
     }
 
+    /// The endpoint group of `service` (or of its `subset`), e.g. a mirror's destination;
+    /// `None` when either index is out of range.
+    pub fn destination(&self, service: u32, subset: Option<u32>) -> Option<Destination<'_>> {
+        let base = *self.group_of.get(service as usize)? as usize;
+        let subsets = self.snapshot.services.get(service as usize)?.subsets.len();
+        let group_index = match subset {
+            None => base,
+            Some(s) if (s as usize) < subsets => base + s as usize + 1,
+            Some(_) => return None,
+        };
+        Some(Destination {
+            group_index,
+            group: self.groups.get(group_index)?,
+        })
+    }
+
     /// The local application address inbound traffic for `port` goes to.
     pub fn inbound_target(&self, port: Option<u16>) -> Option<SocketAddr> {
         port.and_then(|p| self.inbound.iter().find(|(q, _)| *q == p))

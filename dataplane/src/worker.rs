@@ -13,9 +13,11 @@ use monoio::net::{TcpListener, UnixStream};
 
 use crate::balancer::CoreBalancing;
 use crate::drain::Drain;
+use crate::mirror::Mirrors;
 use crate::outlier::{Counts, Ejections};
 use crate::pool::{Breaker, Pool};
 use crate::proxy;
+use crate::ratelimit::RateLimits;
 use crate::retry::RetryBudget;
 use crate::routing::{Direction, RouteState};
 
@@ -52,8 +54,11 @@ pub struct Settings {
 /// What a worker thread needs to start.
 #[derive(Debug)]
 pub struct WorkerSpec {
-    /// Worker number, for logs.
+    /// Worker number, for logs and for this core's share of rate limits.
     pub index: usize,
+    /// How many workers there are (rate limits and sidecar-wide pool limits are divided among
+    /// them).
+    pub cores: usize,
     /// CPU to pin to, if any.
     pub core: Option<core_affinity::CoreId>,
     /// Requested IO driver.
@@ -69,8 +74,6 @@ pub struct WorkerSpec {
     pub ejections: mpsc::Receiver<Arc<Ejections>>,
     /// The route state to serve.
     pub routes: Arc<RouteState>,
-    /// How many workers share the sidecar-wide pool limits.
-    pub cores: usize,
     /// Timeouts and limits.
     pub settings: Settings,
 }
@@ -118,6 +121,10 @@ pub struct Core {
     pub reporting: Cell<bool>,
     /// Idle upstream connections.
     pub pool: Pool,
+    /// This core's rate-limit buckets; rebuilt on reload, keeping unchanged rules' buckets.
+    pub limits: RefCell<RateLimits>,
+    /// Mirror requests in flight and their outcomes.
+    pub mirrors: Mirrors,
     /// Drain signal.
     pub drain: Drain,
     /// Downstream connections open now.
@@ -199,6 +206,13 @@ async fn serve(
     events: mpsc::Sender<WorkerEvent>,
     driver: &'static str,
 ) -> io::Result<()> {
+    let limits = RateLimits::build(
+        &spec.routes,
+        RateLimits::default(),
+        spec.index,
+        spec.cores,
+        Instant::now(),
+    );
     let breakers = breakers(&spec.routes, spec.cores);
     let balancing = CoreBalancing::new(spec.routes.groups().iter().map(|g| g.endpoints.len()));
     let core = Rc::new(Core {
@@ -206,6 +220,8 @@ async fn serve(
         balancing: RefCell::new(balancing),
         reporting: Cell::new(false),
         pool: Pool::default(),
+        limits: RefCell::new(limits),
+        mirrors: Mirrors::default(),
         drain: Drain::default(),
         active: Cell::new(0),
         settings: spec.settings,
@@ -341,7 +357,8 @@ async fn report_outliers(reports: Reports, core: Rc<Core>) {
 
 impl Core {
     /// Switches to a new route state: later requests route by it, balancer cursors restart,
-    /// and idle pooled connections to endpoints it no longer has are closed.
+    /// idle pooled connections to endpoints it no longer has are closed, and rate-limit
+    /// buckets carry over for rules whose name and limit did not change.
     fn install(&self, routes: Arc<RouteState>) {
         let endpoints = routes.endpoint_addresses();
         self.pool.retain(|addr| endpoints.contains(addr));
@@ -349,6 +366,10 @@ impl Core {
             CoreBalancing::new(routes.groups().iter().map(|g| g.endpoints.len()));
         // Connections opened under the old breakers keep counting there until they close.
         *self.breakers.borrow_mut() = breakers(&routes, self.cores);
+        let previous = self.limits.take();
+        let (index, cores) = previous.core();
+        *self.limits.borrow_mut() =
+            RateLimits::build(&routes, previous, index, cores, Instant::now());
         *self.routes.borrow_mut() = Rc::new(Installed(routes));
     }
 }
@@ -369,14 +390,19 @@ async fn accept_loop(listener: TcpListener, direction: Direction, core: Rc<Core>
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 if core.active.get() >= core.settings.max_connections_per_core {
                     // Shed instead of queueing: the client learns at once and may retry
                     // elsewhere, and this core's memory stays bounded.
                     monoio::spawn(proxy::refuse_overloaded(stream));
                 } else {
-                    monoio::spawn(proxy::serve_connection(stream, direction, core.clone()));
+                    monoio::spawn(proxy::serve_connection(
+                        stream,
+                        direction,
+                        peer.ip(),
+                        core.clone(),
+                    ));
                 }
             }
             Err(e) => {

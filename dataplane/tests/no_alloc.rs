@@ -279,3 +279,36 @@ fn matching_and_header_edits_allocate_nothing_when_warm() {
          Content-Length: 0\r\nx-user: b\r\nx-added: 1\r\n\r\n"
     );
 }
+
+#[test]
+fn rate_limit_checks_allocate_nothing_when_warm() {
+    use dataplane::ratelimit::RateLimits;
+    use dataplane::routing::RuleRef;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::{Duration, Instant};
+
+    let limit = |per_source| RateLimit {
+        tokens_per_fill: 1000,
+        fill_interval_ms: 1,
+        max_tokens: 1000,
+        per_source,
+    };
+    let mut routes = routes();
+    let rules = &mut routes.snapshot.routes[0].rules;
+    rules[0].rate_limit = Some(limit(false));
+    rules[1].rate_limit = Some(limit(true));
+    let start = Instant::now();
+    let mut limits = RateLimits::build(&routes, RateLimits::default(), 0, 1, start);
+    let source = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
+    let (shared, per_source) = (RuleRef { table: 0, rule: 0 }, RuleRef { table: 0, rule: 1 });
+    // The first request of a caller creates its bucket; later ones find it.
+    assert!(limits.check(per_source, source, start).is_ok());
+    let before = allocations();
+    for i in 0..1000u64 {
+        // One refill per request: the lazy refill path runs too.
+        let now = start + Duration::from_millis(i + 1);
+        assert!(limits.check(shared, source, now).is_ok());
+        assert!(limits.check(per_source, source, now).is_ok());
+    }
+    assert_eq!(allocations() - before, 0, "a rate limit check allocated");
+}

@@ -13,6 +13,7 @@ mod interop;
 mod language;
 mod layering;
 mod lifecycle;
+mod limits;
 mod reload;
 mod resilience;
 mod routing;

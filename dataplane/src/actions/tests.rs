@@ -160,6 +160,17 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
                         backoff_max_ms: 250,
                         non_idempotent: false,
                     }),
+                    rate_limit: Some(RateLimit {
+                        tokens_per_fill: 1,
+                        fill_interval_ms: 1000,
+                        max_tokens: 1,
+                        per_source: false,
+                    }),
+                    mirror: Some(Mirror {
+                        service: 0,
+                        subset: None,
+                        per_million: 1_000_000,
+                    }),
                     ..RouteRule::default()
                 },
             ],
@@ -167,7 +178,8 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
         hosts: vec![],
         workloads: vec![],
     };
-    // Retries, pool limits and load balancers are enforced: only the others are listed.
+    // Retries, pool limits, load balancers, rate limits and mirroring are enforced: only the
+    // others are listed.
     let found = not_enforced(&snapshot, None);
     let features: Vec<&str> = found.iter().map(|n| n.feature).collect();
     assert_eq!(

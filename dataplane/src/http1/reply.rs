@@ -27,6 +27,8 @@ pub enum LocalReply {
     UpstreamOverflow,
     /// The rule's fault injection aborted the request with this status.
     FaultAbort { status: u16 },
+    /// 429: over the rule's local rate limit; a token is due in `retry_after` seconds.
+    RateLimited { retry_after: u32 },
 }
 
 impl LocalReply {
@@ -43,6 +45,7 @@ impl LocalReply {
             | Self::UpstreamOverflow => 503,
             Self::BadUpstreamResponse => 502,
             Self::UpstreamTimeout => 504,
+            Self::RateLimited { .. } => 429,
         }
     }
 
@@ -60,6 +63,7 @@ impl LocalReply {
             Self::Overloaded => "DO",
             Self::UpstreamOverflow => "UO",
             Self::FaultAbort { .. } => "FI",
+            Self::RateLimited { .. } => "RL",
         }
     }
 
@@ -90,16 +94,24 @@ impl LocalReply {
             Self::Overloaded => "sidecar overloaded",
             Self::UpstreamOverflow => "upstream overflow",
             Self::FaultAbort { .. } => "fault filter abort",
+            Self::RateLimited { .. } => "local rate limited",
         };
         let body_len = summary.len() + 2 + detail.len() + 1;
         let status = self.status();
         let _ = write!(
             out,
             "HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ncontent-length: {body_len}\r\n\
-             x-ringmesh-flag: {}{}\r\n{}\r\n{summary}: {detail}\n",
+             x-ringmesh-flag: {}{}\r\n",
             reason(status),
             self.flag(),
             if exhausted { ",URX" } else { "" },
+        );
+        if let Self::RateLimited { retry_after } = self {
+            let _ = write!(out, "retry-after: {retry_after}\r\n");
+        }
+        let _ = write!(
+            out,
+            "{}\r\n{summary}: {detail}\n",
             if close { "connection: close\r\n" } else { "" },
         );
     }
@@ -166,6 +178,22 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 418 Error\r\n"), "{text}");
         assert!(text.contains("x-ringmesh-flag: FI\r\n"));
         assert!(text.contains("connection: close\r\n"));
+    }
+
+    #[test]
+    fn rate_limited_answers_429_rl_with_retry_after() {
+        let mut out = Vec::new();
+        LocalReply::RateLimited { retry_after: 42 }.write(&mut out, "rule web/r", false);
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nx-ringmesh-flag: RL\r\n"), "{head}");
+        assert!(head.contains("\r\nretry-after: 42"), "{head}");
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert_eq!(body, "local rate limited: rule web/r\n");
     }
 
     #[test]

@@ -535,6 +535,19 @@ fn a_redirect_rule_routes_without_a_destination() {
 }
 
 #[test]
+fn destination_finds_a_service_or_subset_group() {
+    let state = RouteState::new(snapshot(), "h".into(), None).unwrap();
+    let whole = state.destination(0, None).unwrap();
+    assert_eq!(whole.group.name, "reviews");
+    assert_eq!(whole.group.endpoints.len(), 3);
+    let v2 = state.destination(0, Some(1)).unwrap();
+    assert_eq!(v2.group.name, "reviews/v2");
+    assert_eq!(v2.group_index, whole.group_index + 2);
+    assert!(state.destination(0, Some(2)).is_none());
+    assert!(state.destination(1, None).is_none());
+}
+
+#[test]
 fn large_tables_route_through_the_path_index_in_rule_order() {
     let path = |p: PathMatch| RequestMatch {
         path: Some(p),
