@@ -230,10 +230,15 @@ fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
         kernel.trim()
     );
     let rates: Vec<String> = args.rates.iter().map(u32::to_string).collect();
+    let baseline = args
+        .baseline
+        .as_ref()
+        .map(|dir| format!(" --baseline {}", dir.display()))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
         "Command: `cargo run --release -p benches -- --rates {} --duration {}ms \
-         --max-duration {}ms --max-connections {}`\n",
+         --max-duration {}ms --max-connections {}{baseline}`\n",
         rates.join(","),
         args.duration.as_millis(),
         args.max_duration.as_millis(),

@@ -245,6 +245,10 @@ fn compile(inputs: &[PathBuf], output: &Path, format: Format) -> anyhow::Result<
         written.display(),
         bytes.len()
     );
+    // The process exits next: freeing a large mesh piece by piece cost a sixth of the compile
+    // time (10 000 services), and the operating system reclaims it at once.
+    std::mem::forget(per_workload);
+    std::mem::forget(compiled);
     Ok(ExitCode::SUCCESS)
 }
 

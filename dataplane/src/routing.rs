@@ -43,13 +43,24 @@ pub struct RouteState {
 #[derive(Debug)]
 struct CompiledRule {
     matches: Vec<Match>,
-    actions: RuleActions,
+    /// The rule's destinations, copied out of the snapshot's (much larger) rule.
+    destinations: Box<[spec::WeightedDestination]>,
+    /// Boxed: a first-match scan touches only the matches, so rules stay small and adjacent.
+    actions: Box<RuleActions>,
 }
 
 /// A compiled [`RequestMatch`].
 #[derive(Debug)]
 struct Match {
     path: Option<PathCond>,
+    /// Method, header and query conditions; boxed and `None` without any, so the path
+    /// conditions a first-match scan reads sit close together.
+    rest: Option<Box<OtherConds>>,
+}
+
+/// The non-path conditions of a [`Match`].
+#[derive(Debug)]
+struct OtherConds {
     method: Option<ValueCond>,
     headers: Vec<(Box<str>, ValueCond)>,
     query: Vec<(Box<str>, ValueCond)>,
@@ -285,11 +296,15 @@ fn compile_match(m: &RequestMatch, rule: &str) -> Result<Match, BuildError> {
             Ok((q.name.as_str().into(), value_cond(&q.value, rule, &what)?))
         })
         .collect::<Result<_, BuildError>>()?;
-    Ok(Match {
-        path,
+    let rest = OtherConds {
         method,
         headers,
         query,
+    };
+    let has_rest = rest.method.is_some() || !rest.headers.is_empty() || !rest.query.is_empty();
+    Ok(Match {
+        path,
+        rest: has_rest.then(|| Box::new(rest)),
     })
 }
 
@@ -373,7 +388,11 @@ impl RouteState {
                     .map(|m| compile_match(m, &name))
                     .collect::<Result<_, _>>()?;
                 let actions = RuleActions::compile(name, rule).map_err(BuildError::Regex)?;
-                rules.push(CompiledRule { matches, actions });
+                rules.push(CompiledRule {
+                    matches,
+                    destinations: rule.destinations.clone().into_boxed_slice(),
+                    actions: Box::new(actions),
+                });
             }
             tables.push(rules);
         }
@@ -396,7 +415,7 @@ impl RouteState {
         self.tables
             .get(rule.table as usize)?
             .get(rule.rule as usize)
-            .map(|r| &r.actions)
+            .map(|r| &*r.actions)
     }
 
     /// Every endpoint address this view can route to (outbound and inbound targets).
@@ -479,8 +498,7 @@ impl RouteState {
             None => (0..compiled.len()).find_map(try_rule),
         };
         let (index, matched_prefix) = found.ok_or(RouteError::NoRuleMatched)?;
-        let rule = &self.snapshot.routes[table as usize].rules[index];
-        let destination = match rule.destinations.as_slice() {
+        let destination = match &*compiled[index].destinations {
             [] => None,
             [only] => Some(only),
             many => {
@@ -538,11 +556,14 @@ impl Match {
             Some(PathCond::Prefix(p)) => request.path.starts_with(&**p).then_some(Some(p.len()))?,
             Some(PathCond::Regex(re)) => re.is_match(request.path.as_bytes()).then_some(None)?,
         };
-        let method_ok = self
+        let Some(rest) = &self.rest else {
+            return Some(covered);
+        };
+        let method_ok = rest
             .method
             .as_ref()
             .is_none_or(|m| m.holds_for(std::iter::once(request.method.as_bytes())));
-        let headers_ok = self.headers.iter().all(|(name, cond)| {
+        let headers_ok = rest.headers.iter().all(|(name, cond)| {
             let values = request
                 .headers
                 .iter()
@@ -550,7 +571,7 @@ impl Match {
                 .map(|h| h.value);
             cond.holds_for(values)
         });
-        let query_ok = self
+        let query_ok = rest
             .query
             .iter()
             .all(|(name, cond)| query_holds(request.query, name, cond));
