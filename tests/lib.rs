@@ -77,9 +77,9 @@ pub fn one_service(service: &str, addr: std::net::SocketAddr) -> String {
     format!("service {service} {{\n  port 80 http\n  endpoint {addr}\n}}\n")
 }
 
-/// A config with two versions of `reviews`: header `x-canary: true` goes to v2, `/split`
-/// splits 90/10, everything else goes to v1.
-pub fn canary_config(v1: &Upstream, v2: &Upstream) -> String {
+/// A config with two versions of `reviews` (subsets `v1` and `v2`) whose route block holds
+/// `rules` (rule blocks in the DSL).
+pub fn reviews_config(v1: &Upstream, v2: &Upstream, rules: &str) -> String {
     format!(
         r#"
 service reviews {{
@@ -91,23 +91,30 @@ service reviews {{
 }}
 
 route reviews {{
-  rule canary {{
-    match header "x-canary" = "true"
-    to reviews/v2
-  }}
-  rule split {{
-    match path prefix "/split"
-    to reviews/v1 weight 90
-    to reviews/v2 weight 10
-  }}
-  rule stable {{
-    to reviews/v1
-  }}
-}}
+{rules}}}
 "#,
         v1 = v1.addr(),
         v2 = v2.addr()
     )
+}
+
+/// A config with two versions of `reviews`: header `x-canary: true` goes to v2, `/split`
+/// splits 90/10, everything else goes to v1.
+pub fn canary_config(v1: &Upstream, v2: &Upstream) -> String {
+    let rules = r#"  rule canary {
+    match header "x-canary" = "true"
+    to reviews/v2
+  }
+  rule split {
+    match path prefix "/split"
+    to reviews/v1 weight 90
+    to reviews/v2 weight 10
+  }
+  rule stable {
+    to reviews/v1
+  }
+"#;
+    reviews_config(v1, v2, rules)
 }
 
 /// Polls `condition` until it holds; fails the test after 10 s. For waiting on a state change

@@ -3,27 +3,12 @@
 
 use ringmesh_tests::*;
 
-/// `reviews` with v1 and v2; the rules under test are appended to its route block.
+/// `reviews` with v1 and v2: the rules under test, then a catch-all to v1.
 fn reviews_with_rules(v1: &Upstream, v2: &Upstream, rules: &str) -> String {
-    format!(
-        r#"
-service reviews {{
-  port 9080 http
-  endpoint {v1} {{ version = "v1" }}
-  endpoint {v2} {{ version = "v2" }}
-  subset v1 {{ version = "v1" }}
-  subset v2 {{ version = "v2" }}
-}}
-
-route reviews {{
-{rules}
-  rule stable {{
-    to reviews/v1
-  }}
-}}
-"#,
-        v1 = v1.addr(),
-        v2 = v2.addr()
+    reviews_config(
+        v1,
+        v2,
+        &format!("{rules}  rule stable {{\n    to reviews/v1\n  }}\n"),
     )
 }
 
