@@ -150,9 +150,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         notes.push("haproxy not installed: skipped (apt-get install haproxy)".to_owned());
     }
 
+    let mut idle = Vec::new();
     for start in &targets {
         let (target, addr) = start()?;
         eprintln!("mesh-bench: measuring {}", target.name());
+        // Started and ready, no request served yet: the idle footprint.
+        if let Some(kib) = target.pid().map(harness::rss_kib).transpose()? {
+            idle.push(format!("{} {:.1}", target.name(), kib as f64 / 1024.0));
+        }
         for &rate in &args.rates {
             let row = measure(&target, addr, &rate.to_string(), args.duration, None)?;
             rows.push(row);
@@ -166,6 +171,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         )?;
         rows.push(row);
         stop(target);
+    }
+    if !idle.is_empty() {
+        notes.push(format!(
+            "RSS MiB when idle (started and ready, before the first request): {}",
+            idle.join(", ")
+        ));
     }
     let _ = upstream.kill();
     let _ = upstream.wait();
