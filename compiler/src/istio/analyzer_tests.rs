@@ -1,22 +1,13 @@
 //! Unit tests of the Istio analyzer checks of the import (W0180-W0184): code and line of each.
 
-use crate::diag::{Code, Sources};
+use crate::diag::Code;
 
 /// The W018x diagnostics of importing one YAML file, as (code, line).
 fn analyzer_findings(yaml: &str) -> Vec<(Code, usize)> {
-    let mut sources = Sources::new();
-    let id = sources.add("mesh.yaml", yaml);
-    let mut diagnostics = Vec::new();
-    let file = super::YamlFile {
-        id,
-        path: "mesh.yaml",
-        text: yaml,
-    };
-    let _ = super::import(&[file], &[], &mut diagnostics);
-    diagnostics
-        .iter()
-        .filter(|d| d.code.as_str().starts_with("W018"))
-        .map(|d| (d.code, d.location(&sources).map_or(0, |(_, line, _)| line)))
+    let (_, found) = super::tests::import_ast(yaml);
+    found
+        .into_iter()
+        .filter(|(code, _)| code.as_str().starts_with("W018"))
         .collect()
 }
 

@@ -307,7 +307,7 @@ fn parses_durations_like_kubernetes() {
 use crate::ast;
 
 /// Imports one YAML file: the items, and every diagnostic as (code, line).
-fn import_ast(yaml: &str) -> (Vec<ast::Item>, Vec<(Code, usize)>) {
+pub(super) fn import_ast(yaml: &str) -> (Vec<ast::Item>, Vec<(Code, usize)>) {
     let mut sources = Sources::new();
     let id = sources.add("mesh.yaml", yaml);
     let mut diagnostics = Vec::new();
