@@ -2,14 +2,16 @@ use super::*;
 use crate::ast::{Condition, ValueCondition};
 use crate::diag::Sources;
 
-fn parse(src: &str) -> File {
+/// Parses `src`, failing the test on a syntax error. Shared by the parser's submodule tests.
+pub(super) fn parse(src: &str) -> File {
     match parse_file(FileId(0), src) {
         Ok(file) => file,
         Err(d) => panic!("unexpected syntax error: {d:?}"),
     }
 }
 
-fn only_item(src: &str) -> Item {
+/// The one item `src` declares.
+pub(super) fn only_item(src: &str) -> Item {
     let mut file = parse(src);
     assert_eq!(file.items.len(), 1, "{:?}", file.items);
     file.items.remove(0)

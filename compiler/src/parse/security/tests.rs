@@ -1,19 +1,7 @@
-use crate::ast::{File, Item};
+use crate::ast::Item;
 use crate::diag::{Code, FileId, Sources, Span};
 use crate::parse::parse_file;
-
-fn parse(src: &str) -> File {
-    match parse_file(FileId(0), src) {
-        Ok(file) => file,
-        Err(d) => panic!("unexpected syntax error: {d:?}"),
-    }
-}
-
-fn only_item(src: &str) -> Item {
-    let mut file = parse(src);
-    assert_eq!(file.items.len(), 1, "{:?}", file.items);
-    file.items.remove(0)
-}
+use crate::parse::tests::{only_item, parse};
 
 /// The syntax error's `line:col`, message and help.
 fn syntax_error(src: &str) -> (usize, usize, String) {

@@ -1,14 +1,8 @@
 use super::{duration_millis, percent_per_million};
-use crate::ast::{Condition, File, HashKey, Item, LbKind, Route, Rule, Service, ValueCondition};
+use crate::ast::{Condition, HashKey, Item, LbKind, Route, Rule, Service, ValueCondition};
 use crate::diag::{Code, FileId, Sources, Span};
 use crate::parse::parse_file;
-
-fn parse(src: &str) -> File {
-    match parse_file(FileId(0), src) {
-        Ok(file) => file,
-        Err(d) => panic!("unexpected syntax error: {d:?}"),
-    }
-}
+use crate::parse::tests::parse;
 
 fn service(src: &str) -> Service {
     match parse(src).items.remove(0) {
