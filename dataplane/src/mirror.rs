@@ -5,9 +5,9 @@
 //! not wait for it, and whatever happens to the copy is only counted.
 //!
 //! Bounds: at most [`MAX_IN_FLIGHT`] copies per core (beyond it a request is not mirrored);
-//! only requests without a body or with a Content-Length body of at most [`MAX_BODY`] bytes
-//! are mirrored (the body is copied while it is forwarded); larger and chunked bodies are not.
-//! Requests that ask to switch protocols are not mirrored either.
+//! only request bodies of at most [`MAX_BODY`] bytes are mirrored (copied while they are
+//! forwarded): a larger Content-Length is not mirrored, and a chunked body that outgrows the
+//! bound drops its copy. Requests that ask to switch protocols are not mirrored either.
 
 use std::cell::Cell;
 use std::io;
@@ -28,7 +28,7 @@ use crate::worker::Core;
 /// Most mirror requests one core has in flight; beyond it requests are not mirrored.
 pub const MAX_IN_FLIGHT: usize = 64;
 
-/// Largest request body (Content-Length) mirrored; larger and chunked bodies are not.
+/// Largest request body mirrored (a chunked body counts its framing).
 pub const MAX_BODY: u64 = 64 * 1024;
 
 /// One core's mirroring state: the in-flight count and what happened to mirrored requests.
@@ -41,8 +41,8 @@ pub struct Mirrors {
     pub failed: Cell<u64>,
     /// Requests selected for mirroring but skipped because [`MAX_IN_FLIGHT`] copies were out.
     pub skipped_busy: Cell<u64>,
-    /// Requests selected for mirroring but skipped for their body (chunked or over
-    /// [`MAX_BODY`]) or a protocol switch.
+    /// Requests selected for mirroring but skipped for their body (over [`MAX_BODY`]) or a
+    /// protocol switch.
     pub skipped_body: Cell<u64>,
 }
 
@@ -81,9 +81,20 @@ pub struct Shadow {
     bytes: Vec<u8>,
     /// Where the head ends in `bytes`.
     head_len: usize,
-    /// Body bytes that follow the head in full.
-    body_len: u64,
+    /// The body that follows the head in full.
+    body: Body,
     is_head: bool,
+}
+
+/// What a copy's body is known to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// This many bytes.
+    Length(u64),
+    /// Chunked, within [`MAX_BODY`] so far.
+    Chunked,
+    /// Chunked and over [`MAX_BODY`]: the copy is dropped.
+    Overflowed,
 }
 
 /// Decides whether the request routed to `rule` is mirrored and, if so, starts its copy from
@@ -118,16 +129,17 @@ pub fn begin(
     // The body already in `forwarded`: a small coalesced one, or all of it when it was
     // buffered so that a retry can replay it. The bound counts it too.
     let sent = (forwarded.len() - forwarded_head_len(forwarded)) as u64;
-    let body_len = match rest {
-        BodyFraming::None if !upgrade && sent <= MAX_BODY => 0,
-        BodyFraming::Length(n) if !upgrade && sent + n <= MAX_BODY => n,
+    let body = match rest {
+        BodyFraming::None if !upgrade && sent <= MAX_BODY => Body::Length(sent),
+        BodyFraming::Length(n) if !upgrade && sent + n <= MAX_BODY => Body::Length(sent + n),
+        BodyFraming::Chunked if !upgrade && sent <= MAX_BODY => Body::Chunked,
         _ => {
             mirrors.skipped_body.set(mirrors.skipped_body.get() + 1);
             if mirrors.skipped_body.get() == 1 {
                 eprintln!(
                     "meshd: note: a request of a mirrored rule was not mirrored: only bodies \
-                     with a Content-Length of at most {MAX_BODY} bytes are copied (not chunked \
-                     ones, not upgrades); further skips are only counted"
+                     of at most {MAX_BODY} bytes are copied (not upgrades); further skips are \
+                     only counted"
                 );
             }
             return None;
@@ -164,7 +176,11 @@ pub fn begin(
         .get(destination.group_index)
         .cloned()
         .flatten();
-    let mut bytes = Vec::with_capacity(forwarded.len() + 16 + body_len as usize);
+    let expected = match body {
+        Body::Length(n) => n - sent,
+        Body::Chunked | Body::Overflowed => 0,
+    };
+    let mut bytes = Vec::with_capacity(forwarded.len() + 16 + expected as usize);
     let head_len = shadow_head(forwarded, &mut bytes);
     mirrors.in_flight.set(mirrors.in_flight.get() + 1);
     Some(Shadow {
@@ -173,20 +189,37 @@ pub fn begin(
         breaker,
         bytes,
         head_len,
-        body_len: body_len + sent,
+        body,
         is_head,
     })
 }
 
 impl Shadow {
-    /// Where the streamed body is copied to as it is forwarded.
-    pub fn tee(&mut self) -> &mut Vec<u8> {
-        &mut self.bytes
+    /// Copies the next bytes of the streamed body as they are forwarded; a chunked body that
+    /// outgrows [`MAX_BODY`] gives up its copy.
+    pub fn copy(&mut self, body: &[u8]) {
+        if self.body == Body::Overflowed {
+            return;
+        }
+        if self.body == Body::Chunked
+            && (self.bytes.len() - self.head_len + body.len()) as u64 > MAX_BODY
+        {
+            self.body = Body::Overflowed;
+            self.bytes = Vec::new();
+            return;
+        }
+        self.bytes.extend_from_slice(body);
     }
 
     /// Sends the copy as its own task, if its body is complete (a body cut short is dropped).
     pub fn send(self) {
-        if (self.bytes.len() - self.head_len) as u64 != self.body_len {
+        let complete = match self.body {
+            Body::Length(n) => (self.bytes.len() - self.head_len) as u64 == n,
+            // The caller sends a chunked copy only once the body's last chunk went through.
+            Body::Chunked => true,
+            Body::Overflowed => false,
+        };
+        if !complete {
             let mirrors = &self.slot.0.mirrors;
             mirrors.failed.set(mirrors.failed.get() + 1);
             return;

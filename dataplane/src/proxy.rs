@@ -234,6 +234,8 @@ async fn serve_request(
     let deadline = rule_timeout.map(|t| Instant::now() + t);
     let policy = actions.and_then(|a| a.retries.as_ref());
     let mut request_framing = plan.framing;
+    // Whether 100 Continue went out already (to read a body kept for a retry).
+    let mut continued = false;
     if let BodyFraming::Length(n) = plan.framing {
         // Small body already buffered: send head and body in one write.
         if n <= COALESCE_BODY_BYTES && n as usize <= down.buffered().len() {
@@ -245,6 +247,7 @@ async fn serve_request(
             if plan.expects_continue && plan.http11 && !send_continue(down).await {
                 return Next::Close;
             }
+            continued = true;
             let idle = core.settings.idle_timeout;
             if retry::buffer_body(down, n as usize, request_out, idle)
                 .await
@@ -253,6 +256,28 @@ async fn serve_request(
                 return Next::Close;
             }
             request_framing = BodyFraming::None;
+        }
+    }
+    // A chunked body is kept the same way while it fits; one that outgrows the bound streams
+    // on from where buffering stopped, and is not retried.
+    let mut chunked_from = ChunkedScanner::default();
+    if plan.framing == BodyFraming::Chunked
+        && retry::buffers_body(policy, plan.idempotent, 0, core.settings.retry_buffer)
+    {
+        if plan.expects_continue && plan.http11 && !send_continue(down).await {
+            return Next::Close;
+        }
+        continued = true;
+        let (limit, idle) = (core.settings.retry_buffer, core.settings.idle_timeout);
+        match retry::buffer_chunked(down, limit, request_out, idle).await {
+            Ok(retry::Chunked::Whole) => request_framing = BodyFraming::None,
+            Ok(retry::Chunked::Partial(scanner)) => chunked_from = scanner,
+            Err(retry::BufferError::Source) => return Next::Close,
+            Err(retry::BufferError::Malformed(e)) => {
+                let reply = LocalReply::BadRequest { status: 400 };
+                let detail = format!("invalid chunked body: {e}");
+                return local_reply(down, response_out, reply, &detail, false).await;
+            }
         }
     }
     // Mirroring (mirror.rs): the copy starts from the forwarded head and goes out as its own
@@ -274,7 +299,7 @@ async fn serve_request(
             shadow.send();
         }
     }
-    if plan.expects_continue && plan.http11 && request_framing != BodyFraming::None {
+    if plan.expects_continue && plan.http11 && request_framing != BodyFraming::None && !continued {
         // Answer 100-continue ourselves (as Envoy does by default) so the client sends the
         // body while the upstream connection is set up.
         if !send_continue(down).await {
@@ -296,6 +321,7 @@ async fn serve_request(
     let breaker = group.and_then(|g| core.breakers.borrow().get(g).cloned().flatten());
     let exchange = Exchange {
         request_framing,
+        chunked_from,
         deadline,
         timeout: rule_timeout.unwrap_or(core.settings.upstream_timeout),
         is_head: plan.is_head,
@@ -437,6 +463,8 @@ async fn serve_request(
 struct Exchange<'a> {
     /// How the part of the request body not in the buffered head is framed.
     request_framing: BodyFraming,
+    /// Where a chunked body's scan stands after the part of it in the buffered head.
+    chunked_from: ChunkedScanner,
     /// The rule timeout's deadline for the whole request.
     deadline: Option<Instant>,
     /// The rule timeout, or `--upstream-timeout` without one (for messages).
@@ -555,8 +583,16 @@ impl Exchange<'_> {
         }
         let idle = core.settings.idle_timeout;
         // Mirroring hook: a streamed body is copied into the mirror's request as it goes.
-        let tee = shadow.as_mut().map(Shadow::tee);
-        let body = copy_body(down, &mut up.stream, self.request_framing, idle, tee);
+        let tee = shadow.as_mut();
+        let body = async {
+            match self.request_framing {
+                BodyFraming::Chunked => {
+                    let scanner = self.chunked_from.clone();
+                    copy_chunked(down, &mut up.stream, scanner, idle, tee).await
+                }
+                framing => copy_body(down, &mut up.stream, framing, idle, tee).await,
+            }
+        };
         let copied = match self.deadline {
             None => body.await,
             Some(deadline) => match monoio::time::timeout_at(deadline, body).await {
@@ -1095,14 +1131,14 @@ enum CopyError {
 }
 
 /// Streams a body from `src` to `dst` without buffering more than one read at a time. Each
-/// read and each write must make progress within `idle`. A Content-Length body is also
-/// appended to `tee` when given (a mirror's copy).
+/// read and each write must make progress within `idle`. The body is also copied to `tee`
+/// when given (a mirror's copy).
 async fn copy_body(
     src: &mut Conn,
     dst: &mut TcpStream,
     framing: BodyFraming,
     idle: Duration,
-    mut tee: Option<&mut Vec<u8>>,
+    mut tee: Option<&mut Shadow>,
 ) -> Result<(), CopyError> {
     match framing {
         BodyFraming::None => Ok(()),
@@ -1113,28 +1149,14 @@ async fn copy_body(
                 }
                 let n = left.min(src.buffered().len() as u64) as usize;
                 if let Some(tee) = tee.as_deref_mut() {
-                    tee.extend_from_slice(&src.buffered()[..n]);
+                    tee.copy(&src.buffered()[..n]);
                 }
                 forward_within(src, dst, n, idle).await?;
                 left -= n as u64;
             }
             Ok(())
         }
-        BodyFraming::Chunked => {
-            let mut scanner = ChunkedScanner::default();
-            loop {
-                if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
-                    return Err(CopyError::Source);
-                }
-                let n = scanner
-                    .feed(src.buffered())
-                    .map_err(|_| CopyError::Malformed)?;
-                forward_within(src, dst, n, idle).await?;
-                if scanner.is_done() {
-                    return Ok(());
-                }
-            }
-        }
+        BodyFraming::Chunked => copy_chunked(src, dst, ChunkedScanner::default(), idle, tee).await,
         BodyFraming::UntilClose => loop {
             if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
                 return Ok(());
@@ -1142,6 +1164,32 @@ async fn copy_body(
             let n = src.buffered().len();
             forward_within(src, dst, n, idle).await?;
         },
+    }
+}
+
+/// Streams the rest of a chunked body whose scan stands at `scanner`, copying it to `tee`
+/// (framing and all) when given.
+async fn copy_chunked(
+    src: &mut Conn,
+    dst: &mut TcpStream,
+    mut scanner: ChunkedScanner,
+    idle: Duration,
+    mut tee: Option<&mut Shadow>,
+) -> Result<(), CopyError> {
+    loop {
+        if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
+            return Err(CopyError::Source);
+        }
+        let n = scanner
+            .feed(src.buffered())
+            .map_err(|_| CopyError::Malformed)?;
+        if let Some(tee) = tee.as_deref_mut() {
+            tee.copy(&src.buffered()[..n]);
+        }
+        forward_within(src, dst, n, idle).await?;
+        if scanner.is_done() {
+            return Ok(());
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 //! 20% of the requests in flight, and never fewer than 3 allowed).
 //!
 //! A retried request must be replayable: its body is sent from a buffer (at most
-//! `--retry-buffer` bytes, 64 KiB by default); a larger or chunked body is streamed and the
-//! request is not retried.
+//! `--retry-buffer` bytes, 64 KiB by default, counting a chunked body's framing); a larger body
+//! is streamed and the request is not retried.
 
 use std::cell::Cell;
 use std::io;
@@ -16,6 +16,7 @@ use monoio::time::Instant;
 use spec::{RetryOn, RetryPolicy};
 
 use crate::conn::Conn;
+use crate::http1::{ChunkedError, ChunkedScanner};
 
 /// Default `--retry-buffer`: the largest request body kept for a retry.
 pub const DEFAULT_RETRY_BUFFER: usize = 64 * 1024;
@@ -281,6 +282,59 @@ pub async fn buffer_body(
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
+/// How much of a chunked request body [`buffer_chunked`] kept.
+#[derive(Debug)]
+pub enum Chunked {
+    /// The whole body, last chunk and trailers included: a retry can replay it.
+    Whole,
+    /// The body outgrew the bound: what was read is in the buffer, the rest streams on from
+    /// this scanner state and the request is not retried.
+    Partial(ChunkedScanner),
+}
+
+/// Why a chunked request body could not be buffered.
+#[derive(Debug)]
+pub enum BufferError {
+    /// The client closed, failed or stalled past the idle timeout.
+    Source,
+    /// The body is not valid chunked framing.
+    Malformed(ChunkedError),
+}
+
+/// Reads a chunked body from `down` into `out` (the forwarded head), raw framing and all, until
+/// it ends or `out` grows by more than `limit` bytes. Each read must make progress within
+/// `idle`.
+pub async fn buffer_chunked(
+    down: &mut Conn,
+    limit: usize,
+    out: &mut Vec<u8>,
+    idle: Duration,
+) -> Result<Chunked, BufferError> {
+    let mut scanner = ChunkedScanner::default();
+    let mut room = limit;
+    loop {
+        if down.buffered().is_empty() {
+            match monoio::time::timeout(idle, down.fill()).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Err(BufferError::Source),
+            }
+        }
+        let available = down.buffered().len().min(room);
+        let n = scanner
+            .feed(&down.buffered()[..available])
+            .map_err(BufferError::Malformed)?;
+        out.extend_from_slice(&down.buffered()[..n]);
+        down.consume(n);
+        room -= n;
+        if scanner.is_done() {
+            return Ok(Chunked::Whole);
+        }
+        if room == 0 {
+            return Ok(Chunked::Partial(scanner));
         }
     }
 }

@@ -146,6 +146,49 @@ fn the_retry_buffer_flag_sets_the_limit(driver: &str) {
     assert_eq!(up.requests(), 3);
 }
 
+fn chunked_bodies_are_retried_within_the_retry_buffer(driver: &str) {
+    let up = Upstream::start("up").unwrap();
+    let rules = "  rule all {\n    to web\n    retries { attempts 1 on 503 backoff 1ms }\n  }";
+    let scratch = Scratch::new();
+    let config = web(&[up.addr()], rules, "");
+    // The bound counts the chunk framing: 10 bytes of data in 5-byte chunks take 25 bytes.
+    let meshd = serve(&scratch, &config, driver, &["--retry-buffer", "25"]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    up.fail_next(1, 503);
+    let response = client
+        .chunked("PUT", "web", "/echo", b"0123456789", 5)
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.text(),
+        "0123456789",
+        "the retry replays the buffered chunks"
+    );
+    assert_eq!(up.requests(), 2);
+    // One byte more does not fit: what was buffered goes first, the rest streams after it, and
+    // the first answer stands.
+    up.fail_next(1, 503);
+    let response = client
+        .chunked("PUT", "web", "/echo", b"0123456789a", 5)
+        .unwrap();
+    assert_eq!(response.status, 503);
+    assert_eq!(up.requests(), 3);
+    let body: Vec<u8> = (0..5000).map(|i| b'a' + (i % 26) as u8).collect();
+    let response = client.chunked("PUT", "web", "/echo", &body, 7).unwrap();
+    assert_eq!(response.status, 200);
+    assert!(
+        response.body == body,
+        "the partly buffered body arrived changed"
+    );
+    assert_eq!(up.requests(), 4);
+    // A malformed chunk size inside the buffered part is refused before any try.
+    client
+        .send(b"PUT /echo HTTP/1.1\r\nhost: web\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n")
+        .unwrap();
+    assert_eq!(client.read_response(false).unwrap().status, 400);
+    assert_eq!(up.requests(), 4);
+}
+
 fn per_try_timeout_retries_a_stalled_try(driver: &str) {
     let up = Upstream::start("up").unwrap();
     let rules = "  rule all {\n    to web\n    timeout 30s\n    \
@@ -246,6 +289,7 @@ on_both_drivers!(
     post_is_retried_only_with_non_idempotent,
     a_body_over_the_retry_buffer_is_not_retried,
     the_retry_buffer_flag_sets_the_limit,
+    chunked_bodies_are_retried_within_the_retry_buffer,
     per_try_timeout_retries_a_stalled_try,
     max_pending_overflow_answers_503_uo,
     max_requests_per_connection_opens_new_connections,

@@ -98,6 +98,29 @@ impl Client {
         self.read_response(method == "HEAD")
     }
 
+    /// Sends a request whose body goes `Transfer-Encoding: chunked`, `chunk` bytes a chunk, and
+    /// reads the response.
+    pub fn chunked(
+        &mut self,
+        method: &str,
+        host: &str,
+        path: &str,
+        body: &[u8],
+        chunk: usize,
+    ) -> io::Result<Response> {
+        let head = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\n");
+        let mut raw = head.into_bytes();
+        raw.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+        for part in body.chunks(chunk.max(1)) {
+            raw.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            raw.extend_from_slice(part);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        self.send(&raw)?;
+        self.read_response(method == "HEAD")
+    }
+
     /// Writes raw bytes on the connection (reconnecting first if the server closed it).
     pub fn send(&mut self, raw: &[u8]) -> io::Result<()> {
         let conn = self.ensure_connected()?;

@@ -5,5 +5,5 @@ pub mod chunked;
 pub mod head;
 pub mod reply;
 
-pub use chunked::ChunkedScanner;
+pub use chunked::{ChunkedError, ChunkedScanner};
 pub use head::{BodyFraming, HeadError, RequestHead, ResponseHead};
