@@ -1,8 +1,8 @@
 //! Retries and circuit breaking through the real meshc and meshd: a rule's `retries` block
 //! (conditions, exhaustion, methods, the retry buffer, per-try timeouts) and a service's
-//! `policy { pool { } }` limits (pending overflow, requests per connection).
+//! `policy { pool { } }` limits (connect timeout, pending overflow, requests per connection).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 
 use ringmesh_tests::*;
@@ -210,6 +210,50 @@ fn per_try_timeout_retries_a_stalled_try(driver: &str) {
     up.release();
 }
 
+/// An address whose connects hang: a listener with no room in its accept queue drops SYNs.
+/// The returned sockets must stay open while it is used.
+fn black_hole() -> (SocketAddr, socket2::Socket, TcpStream) {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    // Backlog 0: one connection fills the queue; it is never accepted.
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let filler = TcpStream::connect(addr).unwrap();
+    (addr, listener, filler)
+}
+
+fn connect_timeout_bounds_a_connect_that_hangs(driver: &str) {
+    let (hole, _listener, _filler) = black_hole();
+    let scratch = Scratch::new();
+    let policy = "  policy { pool { connect_timeout 50ms } }";
+    let config = web(&[hole], "  rule all { to web }", policy);
+    let meshd = serve(&scratch, &config, driver, &["--connect-timeout", "60m"]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    let response = client.get("web", "/", &[]).unwrap();
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("x-ringmesh-flag"), Some("UF"));
+    assert!(
+        response.text().contains("no connection within 50 ms"),
+        "{}",
+        response.text()
+    );
+    drop(meshd);
+    // Without a pool setting, --connect-timeout applies.
+    let config = web(&[hole], "  rule all { to web }", "");
+    let meshd = serve(&scratch, &config, driver, &["--connect-timeout", "80ms"]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    let response = client.get("web", "/", &[]).unwrap();
+    assert_eq!(response.status, 503);
+    assert!(
+        response.text().contains("no connection within 80 ms"),
+        "{}",
+        response.text()
+    );
+}
+
 fn max_pending_overflow_answers_503_uo(driver: &str) {
     let up = Upstream::start("up").unwrap();
     let policy = "  policy { pool { max_connections 1 max_pending 1 } }";
@@ -291,6 +335,7 @@ on_both_drivers!(
     the_retry_buffer_flag_sets_the_limit,
     chunked_bodies_are_retried_within_the_retry_buffer,
     per_try_timeout_retries_a_stalled_try,
+    connect_timeout_bounds_a_connect_that_hangs,
     max_pending_overflow_answers_503_uo,
     max_requests_per_connection_opens_new_connections,
     an_idle_timeout_retires_pooled_connections,
