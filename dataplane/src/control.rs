@@ -220,7 +220,14 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                     &mut controls,
                     &admin_state,
                 );
-                reset_outliers(&current, workers, &mut outliers, &admin_state);
+                reset_outliers(
+                    &current,
+                    workers,
+                    &mut outliers,
+                    &ejection_senders,
+                    &mut controls,
+                    &admin_state,
+                );
             }
             Event::Reload { reason, reply } if !draining => {
                 reload(
@@ -232,7 +239,14 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                     &mut controls,
                     &admin_state,
                 );
-                reset_outliers(&current, workers, &mut outliers, &admin_state);
+                reset_outliers(
+                    &current,
+                    workers,
+                    &mut outliers,
+                    &ejection_senders,
+                    &mut controls,
+                    &admin_state,
+                );
             }
             Event::Reload { reply, .. } => {
                 if let Some(reply) = reply {
@@ -321,18 +335,28 @@ fn reload(
     }
 }
 
-/// Starts outlier detection afresh when a reload changed the route state (cores reset
-/// their counts and ejections when they install it).
+/// Moves outlier detection to the route state a reload installed: ejections of the endpoints
+/// it keeps carry over, and go to the cores after the new state (which resets their counts and
+/// ejections), through the same control socket, so no core sees them first.
 fn reset_outliers(
     current: &RouteState,
     workers: usize,
     outliers: &mut OutlierState,
+    senders: &[mpsc::Sender<Arc<Ejections>>],
+    controls: &mut [UnixStream],
     admin: &AdminState,
 ) {
-    if !outliers.serves(&current.hash) {
-        *outliers = OutlierState::new(current, workers);
-        admin.set_ejections(outliers.ejections(Vec::new()));
+    if outliers.serves(&current.hash) {
+        return;
     }
+    let mut next = OutlierState::new(current, workers);
+    let carried = next.carry_from(outliers);
+    *outliers = next;
+    let ejections = outliers.ejections(Vec::new());
+    if carried {
+        send_ejections(&ejections, senders, controls);
+    }
+    admin.set_ejections(ejections);
 }
 
 /// Hands new ejections to every core: the `Arc` by channel, then an `e` byte to wake it.

@@ -3,7 +3,11 @@
 //! control thread every `interval_ms`. The control thread sums the latest report of every core,
 //! decides ejections ([`OutlierState::decide`], a pure function of the counts and the time) and
 //! sends the resulting [`Ejections`] to every core; selection then skips ejected endpoints.
+//! A reload keeps what was known of the endpoints both route states serve
+//! ([`OutlierState::carry_from`]); each core's consecutive counts start again.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,7 +77,8 @@ impl Counts {
 pub struct EndpointHealth {
     /// Ejected until this instant; `None` when healthy.
     pub ejected_until: Option<Instant>,
-    /// How many times the endpoint was ejected since this route state was loaded.
+    /// How many times the endpoint was ejected (carried across reloads while its group keeps
+    /// it).
     pub times_ejected: u32,
 }
 
@@ -118,6 +123,8 @@ impl Ejections {
 #[derive(Debug)]
 pub struct OutlierState {
     hash: String,
+    /// Per group: its name and endpoint addresses, which identify an endpoint across reloads.
+    names: Vec<(String, Vec<SocketAddr>)>,
     /// Per group: its outlier policy (if any) and endpoint health.
     policies: Vec<Option<OutlierDetection>>,
     health: Vec<Vec<EndpointHealth>>,
@@ -131,26 +138,62 @@ impl OutlierState {
         let groups = routes.groups().iter();
         Self::with_groups(
             routes.hash.clone(),
-            groups.map(|g| (g.outlier.clone(), g.endpoints.len())),
+            groups.map(|g| (g.name.clone(), g.outlier.clone(), g.endpoints.clone())),
             workers,
         )
     }
 
-    /// Fresh state for groups given as `(outlier policy, endpoint count)`.
+    /// Fresh state for groups given as `(name, outlier policy, endpoint addresses)`.
     pub fn with_groups(
         hash: String,
-        groups: impl Iterator<Item = (Option<OutlierDetection>, usize)>,
+        groups: impl Iterator<Item = (String, Option<OutlierDetection>, Vec<SocketAddr>)>,
         workers: usize,
     ) -> Self {
-        let (policies, health) = groups
-            .map(|(policy, n)| (policy, vec![EndpointHealth::default(); n]))
-            .unzip();
+        let (mut names, mut policies, mut health) = (Vec::new(), Vec::new(), Vec::new());
+        for (name, policy, endpoints) in groups {
+            health.push(vec![EndpointHealth::default(); endpoints.len()]);
+            names.push((name, endpoints));
+            policies.push(policy);
+        }
         Self {
             hash,
+            names,
             policies,
             health,
             reports: vec![Vec::new(); workers],
         }
+    }
+
+    /// Takes over what `previous` (the state before a reload) knew of the endpoints this one
+    /// shares with it, an endpoint being its group's name and its address: an ejected one
+    /// stays ejected until its time is up, and its ejection count goes on growing, as long as
+    /// its group still has outlier detection. Returns whether any carried ejection is in force.
+    pub fn carry_from(&mut self, previous: &Self) -> bool {
+        let known: HashMap<(&str, SocketAddr), EndpointHealth> = previous
+            .names
+            .iter()
+            .zip(&previous.health)
+            .flat_map(|((name, endpoints), health)| {
+                endpoints
+                    .iter()
+                    .zip(health)
+                    .map(move |(addr, h)| ((name.as_str(), *addr), *h))
+            })
+            .collect();
+        let mut ejected = false;
+        let groups = self.names.iter().zip(&self.policies).zip(&mut self.health);
+        for (((name, endpoints), policy), health) in groups {
+            if policy.is_none() {
+                continue;
+            }
+            for (addr, h) in endpoints.iter().zip(health.iter_mut()) {
+                if let Some(old) = known.get(&(name.as_str(), *addr)) {
+                    *h = *old;
+                    ejected |= old.ejected_until.is_some();
+                }
+            }
+        }
+        ejected
     }
 
     /// Whether this state is for the route state with content hash `hash`.

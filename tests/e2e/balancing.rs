@@ -259,7 +259,55 @@ fn retried_failures_count_against_the_endpoint_that_failed(driver: &str) {
     assert_eq!(bad.requests(), served_before);
 }
 
+fn an_ejection_survives_a_reload_that_keeps_the_endpoint(driver: &str) {
+    let ups = upstreams(&["bad", "good"]);
+    let (bad, good) = (&ups[0], &ups[1]);
+    let policy = "    outlier {\n      consecutive_5xx 3\n      interval 20ms\n      \
+                  base_ejection 1h\n      max_ejection_percent 50\n    }";
+    let scratch = Scratch::new();
+    let config = web(&[bad, good], policy);
+    let meshd = serve(&scratch, &config, driver, &["--watch-interval", "0s"]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    bad.set_failing(Some(503));
+    let mut ejected = false;
+    for _ in 0..5_000 {
+        client.get("web", "/", &[]).unwrap();
+        if endpoint_field(&clusters(meshd.admin), bad.addr(), "health") == "ejected" {
+            ejected = true;
+            break;
+        }
+    }
+    assert!(ejected, "not ejected after {} failures", bad.requests());
+    // A new snapshot that adds a service but keeps `web` as it was.
+    compile(
+        &scratch,
+        &format!("{config}{}", one_service("other", good.addr())),
+    );
+    let reply = Client::connect(meshd.admin)
+        .unwrap()
+        .request("POST", "admin", "/reload", &[], b"")
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let listed = clusters(meshd.admin);
+    assert!(
+        listed.contains("\"other\""),
+        "the reload did not land:\n{listed}"
+    );
+    assert_eq!(endpoint_field(&listed, bad.addr(), "health"), "ejected");
+    assert_eq!(endpoint_field(&listed, bad.addr(), "times_ejected"), "1");
+    let served_before = bad.requests();
+    for _ in 0..20 {
+        assert_eq!(client.get("web", "/", &[]).unwrap().text(), "good");
+    }
+    assert_eq!(
+        bad.requests(),
+        served_before,
+        "the ejected endpoint got traffic"
+    );
+}
+
 on_both_drivers!(
+    an_ejection_survives_a_reload_that_keeps_the_endpoint,
     retried_failures_count_against_the_endpoint_that_failed,
     with_every_endpoint_ejected_requests_still_go_to_them,
     random_and_least_request_spread_over_endpoints,

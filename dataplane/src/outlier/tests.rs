@@ -124,7 +124,7 @@ fn skip_lists_ejected_endpoints_except_in_panic_mode() {
 
 #[test]
 fn the_control_thread_sums_the_cores_latest_reports() {
-    let groups = [(Some(policy(50)), 2), (None, 2)].into_iter();
+    let groups = [group("a", Some(policy(50)), 2), group("b", None, 2)].into_iter();
     let mut state = OutlierState::with_groups("h1".into(), groups, 2);
     assert!(state.enabled() && state.serves("h1"));
     let now = Instant::now();
@@ -164,7 +164,8 @@ fn a_core_applies_ejections_and_restarts_counts_of_ejected_endpoints() {
         Inflight::start(&core, pick).failed();
     }
     assert_eq!(core.borrow().report(), [(0, 1, counts(3, 3))]);
-    let mut state = OutlierState::with_groups("h".into(), [(Some(policy(50)), 2)].into_iter(), 1);
+    let groups = [group("svc", Some(policy(50)), 2)].into_iter();
+    let mut state = OutlierState::with_groups("h".into(), groups, 1);
     state.report(0, "h", core.borrow().report());
     let ejections = state.decide(Instant::now()).expect("an ejection");
     core.borrow_mut().set_ejections(ejections);
@@ -191,4 +192,55 @@ fn a_core_applies_ejections_and_restarts_counts_of_ejected_endpoints() {
     for _ in 0..50 {
         assert_eq!(core.borrow_mut().pick(0, &group, &input).endpoint, 0);
     }
+}
+
+/// A group for [`OutlierState::with_groups`]: `n` endpoints 10.0.0.1:80, 10.0.0.2:80, ...
+fn group(
+    name: &str,
+    policy: Option<OutlierDetection>,
+    n: u8,
+) -> (String, Option<OutlierDetection>, Vec<std::net::SocketAddr>) {
+    let endpoints = (1..=n).map(|i| ([10, 0, 0, i], 80).into()).collect();
+    (name.to_owned(), policy, endpoints)
+}
+
+#[test]
+fn a_reload_keeps_ejections_of_the_endpoints_it_keeps() {
+    let mut old = OutlierState::with_groups(
+        "h1".into(),
+        [group("a", Some(policy(50)), 3)].into_iter(),
+        1,
+    );
+    let now = Instant::now();
+    old.report(0, "h1", vec![(0, 1, counts(3, 3))]);
+    assert!(old.decide(now).is_some());
+    // The new state reorders the group's endpoints (10.0.0.2 is now second of two), adds a
+    // group, and gives another group of the same address no outlier detection.
+    let (name, policy_a, _) = group("a", Some(policy(50)), 0);
+    let reordered = vec![([10, 0, 0, 3], 80).into(), ([10, 0, 0, 2], 80).into()];
+    let groups = [
+        group("new", Some(policy(50)), 2),
+        (name, policy_a, reordered),
+        group("plain", None, 2),
+    ];
+    let mut new = OutlierState::with_groups("h2".into(), groups.into_iter(), 1);
+    assert!(new.carry_from(&old), "an ejection carried over");
+    let ejections = new.ejections(Vec::new());
+    assert_eq!(ejections.hash, "h2");
+    assert_eq!(ejections.skip(0), None);
+    assert_eq!(ejections.skip(1), Some(&[false, true][..]));
+    assert_eq!(ejections.groups[1][1].times_ejected, 1);
+    assert_eq!(ejections.skip(2), None);
+    // Its time still ends when it would have.
+    let back = new
+        .decide(now + Duration::from_secs(1))
+        .expect("the return");
+    assert_eq!(back.skip(1), None);
+    // A group without the endpoint keeps nothing.
+    let mut other = OutlierState::with_groups(
+        "h3".into(),
+        [group("b", Some(policy(50)), 3)].into_iter(),
+        1,
+    );
+    assert!(!other.carry_from(&old));
 }
