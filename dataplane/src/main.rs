@@ -58,8 +58,8 @@ struct Args {
     /// How long a keep-alive connection may idle, or a body transfer stall, before closing.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     idle_timeout: Duration,
-    /// Largest request body (bytes) kept so a rule's retries can replay it; requests with
-    /// larger or chunked bodies are streamed and not retried.
+    /// Largest request body (bytes, a chunked body with its framing) kept so a rule's retries
+    /// can replay it; requests with larger bodies are streamed and not retried.
     #[arg(long, default_value_t = dataplane::retry::DEFAULT_RETRY_BUFFER)]
     retry_buffer: usize,
 }

@@ -280,6 +280,15 @@ async fn serve_request(
             }
         }
     }
+    // Chunk framing that came with the head is checked before any upstream sees the head, so
+    // a malformed body there is refused without an upstream connection.
+    if request_framing == BodyFraming::Chunked {
+        if let Err(e) = chunked_from.clone().feed(down.buffered()) {
+            let reply = LocalReply::BadRequest { status: 400 };
+            let detail = format!("invalid chunked body: {e}");
+            return local_reply(down, response_out, reply, &detail, false).await;
+        }
+    }
     // Mirroring (mirror.rs): the copy starts from the forwarded head and goes out as its own
     // task once the whole request is in hand: now, or after its body streamed through.
     let mut shadow = plan.rule.and_then(|rule| {
@@ -326,6 +335,7 @@ async fn serve_request(
         timeout: rule_timeout.unwrap_or(core.settings.upstream_timeout),
         is_head: plan.is_head,
         upgrade: plan.upgrade,
+        http11: plan.http11,
         edits: response_edits,
         breaker: breaker.as_ref(),
         group_name: group
@@ -471,6 +481,8 @@ struct Exchange<'a> {
     timeout: Duration,
     is_head: bool,
     upgrade: bool,
+    /// The client speaks HTTP/1.1, so interim responses may go to it.
+    http11: bool,
     edits: &'a HeaderEdits,
     /// The destination group's circuit breaker, if it has pool limits.
     breaker: Option<&'a Rc<Breaker>>,
@@ -628,12 +640,14 @@ impl Exchange<'_> {
         }
         // Phase 5: the response head, within the per-try, the rule's or the sidecar's timeout.
         let until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
+        let interim = self.http11.then_some(&mut down.stream);
         let read = read_response_head(
             &mut up,
             self.is_head,
             self.upgrade,
             self.edits,
             response_out,
+            interim,
         );
         let tried = match monoio::time::timeout_at(until, read).await {
             Ok(Ok(response)) => return Ok((up, response)),
@@ -645,6 +659,7 @@ impl Exchange<'_> {
                 false,
             ),
             Ok(Err(ResponseError::Io(e))) => reset(&e.to_string(), false),
+            Ok(Err(ResponseError::Downstream)) => return Err(Tried::Done(Next::Close)),
             Ok(Err(ResponseError::Upgrade)) => FailedTry {
                 failure: None,
                 reused,
@@ -1071,16 +1086,19 @@ enum ResponseError {
     Upgrade,
     Io(io::Error),
     Malformed(String),
+    /// Forwarding an interim response to the client failed: the client is gone.
+    Downstream,
 }
 
-/// Reads the final response head, skipping interim 1xx responses, and writes the head to send
-/// downstream into `out`.
+/// Reads the final response head and writes the head to send downstream into `out`. Interim
+/// 1xx responses go to `interim` (the client, when it speaks HTTP/1.1) as they arrive.
 async fn read_response_head(
     up: &mut Conn,
     is_head: bool,
     upgrade: bool,
     edits: &HeaderEdits,
     out: &mut Vec<u8>,
+    mut interim: Option<&mut TcpStream>,
 ) -> Result<ResponsePlan, ResponseError> {
     let method = if is_head { "HEAD" } else { "GET" };
     loop {
@@ -1088,8 +1106,20 @@ async fn read_response_head(
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             match parse_response(up.buffered(), &mut headers, method) {
                 Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                    // Interim responses go on to an HTTP/1.1 client as they come (RFC 9110
+                    // 15.2), but 100 Continue: meshd answered the client's expectation itself.
+                    let forward = head.status != 100;
                     let len = head.len;
-                    up.consume(len);
+                    if let Some(down) = interim.as_deref_mut().filter(|_| forward) {
+                        out.clear();
+                        head.write_forwarded(out, false);
+                        up.consume(len);
+                        send(down, out)
+                            .await
+                            .map_err(|_| ResponseError::Downstream)?;
+                    } else {
+                        up.consume(len);
+                    }
                     continue;
                 }
                 Ok(Some(head)) if head.status == 101 && !upgrade => {

@@ -106,14 +106,24 @@ fn smuggling_and_malformed_requests_never_reach_the_upstream(driver: &str) {
     let scratch = Scratch::new();
     let config = one_service("victim", up.addr());
     let meshd = serve(&scratch, &config, driver, &[]);
-    let cases: [(&[u8], u16); 7] = [
+    let many_headers: String = (0..101).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let many_headers = format!("GET / HTTP/1.1\r\nHost: victim\r\n{many_headers}\r\n");
+    let huge_header = format!(
+        "GET / HTTP/1.1\r\nHost: victim\r\nx-big: {}\r\n\r\n",
+        "b".repeat(70_000)
+    );
+    let cases: [(&[u8], u16); 11] = [
         (b"POST / HTTP/1.1\r\nHost: victim\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
         (b"POST / HTTP/1.1\r\nHost: victim\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", 400),
+        (b"POST / HTTP/1.1\r\nHost: victim\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nabcde", 400),
+        (b"POST / HTTP/1.1\r\nHost: victim\r\nContent-Length: 5, 5\r\n\r\nabcde", 400),
         (b"GET / HTTP/1.1\r\n\r\n", 400),
         (b"GET /\x01 HTTP/1.1\r\nHost: victim\r\n\r\n", 400),
         (b"GET / HTTP/1.1\nHost: victim\n\n", 400),
         (b"GET / HTTP/1.1\r\nHost: victim\r\nX-Folded: a\r\n b\r\n\r\n", 400),
         (b"POST / HTTP/1.1\r\nHost: victim\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
+        (many_headers.as_bytes(), 431),
+        (huge_header.as_bytes(), 431),
     ];
     for (raw, status) in cases {
         let mut client = Client::connect(meshd.outbound).unwrap();
@@ -141,7 +151,14 @@ fn smuggling_and_malformed_requests_never_reach_the_upstream(driver: &str) {
         .send(b"POST / HTTP/1.0\r\nHost: victim\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
         .unwrap();
     assert_eq!(client.read_response(false).unwrap().status, 501);
+    // Not even the head of a refused request went out: meshd never connected upstream (the
+    // test upstream would refuse most of these itself, uncounted, had they reached it).
     assert_eq!(up.requests(), 0, "a refused request reached the upstream");
+    assert_eq!(
+        up.connections(),
+        0,
+        "meshd connected upstream for a refused request"
+    );
 
     // Naming Content-Length in Connection must not strip it while the body is forwarded:
     // the body would reach the upstream as a second, smuggled request.
@@ -225,6 +242,19 @@ fn misbehaving_upstreams_get_precise_errors_and_are_not_reused(driver: &str) {
     // closes, so the client sees a truncated body rather than a wrong one.
     let mut truncated = Client::connect(meshd.outbound).unwrap();
     assert!(truncated.get("s", "/fail/truncate", &[]).is_err());
+    // The same for a reset (RST) in the middle of the body.
+    let mut reset = Client::connect(meshd.outbound).unwrap();
+    assert!(reset.get("s", "/fail/reset", &[]).is_err());
+    // A reset before any response byte is answered 503 UC.
+    up.reset_next(1);
+    let response = Client::connect(meshd.outbound)
+        .unwrap()
+        .get("s", "/", &[])
+        .unwrap();
+    assert_eq!(
+        (response.status, response.header("x-ringmesh-flag")),
+        (503, Some("UC"))
+    );
 
     // None of those connections went back to the pool: healthy requests still work.
     let before = up.connections();

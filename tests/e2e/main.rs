@@ -9,6 +9,7 @@ mod balancing;
 mod bodies;
 mod compile;
 mod errors;
+mod http1;
 mod interop;
 mod language;
 mod layering;

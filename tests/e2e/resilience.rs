@@ -189,6 +189,24 @@ fn chunked_bodies_are_retried_within_the_retry_buffer(driver: &str) {
     assert_eq!(up.requests(), 4);
 }
 
+fn a_reset_is_retried_on_reset(driver: &str) {
+    let up = Upstream::start("up").unwrap();
+    let rules = "  rule all {\n    to web\n    retries { attempts 1 on reset backoff 1ms }\n  }";
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &web(&[up.addr()], rules, ""), driver, &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    up.reset_next(1);
+    let response = client.get("web", "/", &[]).unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(up.requests(), 2);
+    // Two resets use up the one retry: 503 UC with URX.
+    up.reset_next(2);
+    let response = client.get("web", "/", &[]).unwrap();
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("x-ringmesh-flag"), Some("UC,URX"));
+    assert_eq!(up.requests(), 4);
+}
+
 fn per_try_timeout_retries_a_stalled_try(driver: &str) {
     let up = Upstream::start("up").unwrap();
     let rules = "  rule all {\n    to web\n    timeout 30s\n    \
@@ -335,6 +353,7 @@ on_both_drivers!(
     the_retry_buffer_flag_sets_the_limit,
     chunked_bodies_are_retried_within_the_retry_buffer,
     per_try_timeout_retries_a_stalled_try,
+    a_reset_is_retried_on_reset,
     connect_timeout_bounds_a_connect_that_hangs,
     max_pending_overflow_answers_503_uo,
     max_requests_per_connection_opens_new_connections,

@@ -47,6 +47,10 @@ pub enum HeadError {
     /// Content-Length is not a number, or several disagree.
     #[error("invalid or conflicting content-length")]
     InvalidContentLength,
+    /// A request carries Content-Length more than once (even with equal values): parsers that
+    /// merge duplicates and parsers that take one of them disagree, which smuggling exploits.
+    #[error("duplicate content-length")]
+    DuplicateContentLength,
     /// A transfer coding other than a final `chunked`.
     #[error("unsupported transfer-encoding")]
     UnsupportedTransferEncoding,
@@ -176,7 +180,10 @@ pub fn parse_request<'b, 'h>(
             }
             host_header = Some(std::str::from_utf8(h.value).map_err(|_| HeadError::MissingHost)?);
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            content_length = Some(merge_content_length(content_length, h.value)?);
+            if content_length.is_some() || h.value.contains(&b',') {
+                return Err(HeadError::DuplicateContentLength);
+            }
+            content_length = Some(merge_content_length(None, h.value)?);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             transfer_encoding = true;
             if !last_coding_is_chunked(h.value) {

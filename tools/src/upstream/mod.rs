@@ -4,12 +4,15 @@
 //!
 //! Routes: `/echo`, `/echo-chunked`, `/chunked?chunks=N&size=S`, `/headers`, `/status/NNN`,
 //! `/slow/MS` (answers after MS milliseconds, at most 10 000),
+//! `/early-hints` (a 103 before the 200),
 //! `/fail/close` (no answer), `/fail/truncate` (body cut short), `/fail/garbage` (not HTTP),
+//! `/fail/reset` (a TCP reset in the middle of the body),
 //! and anything else answers 200 with the server's name. Every response carries
 //! `x-upstream: <name>` and `content-type: text/plain`.
 //!
 //! A test may make the next requests misbehave whatever their route ([`Upstream::fail_next`]:
-//! answer an error status; [`Upstream::hold_next`]: stall until [`Upstream::release`]).
+//! answer an error status; [`Upstream::hold_next`]: stall until [`Upstream::release`];
+//! [`Upstream::reset_next`]: reset the connection without answering).
 
 mod serve;
 
@@ -50,6 +53,8 @@ pub(crate) enum Misbehave {
     Status(u16),
     /// Read the request, then wait until released (or the server stops) before answering.
     Hold,
+    /// Read the request, then reset the connection (RST, not FIN) without answering.
+    Reset,
 }
 
 impl Shared {
@@ -138,6 +143,12 @@ impl Upstream {
         self.set_misbehaviour(n, Misbehave::Hold);
     }
 
+    /// Makes the next `n` requests reset their connection (a TCP RST) once read and counted,
+    /// without a response byte; later ones follow their routes.
+    pub fn reset_next(&self, n: u64) {
+        self.set_misbehaviour(n, Misbehave::Reset);
+    }
+
     /// Lets every held request (and any later one told to hold) answer.
     pub fn release(&self) {
         self.shared.released.store(true, Ordering::SeqCst);
@@ -175,7 +186,9 @@ impl Drop for Upstream {
 
 /// Accepts until stopped, then shuts down and joins every live connection thread.
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    let mut live: Vec<(TcpStream, JoinHandle<()>)> = Vec::new();
+    // Each connection thread with the acceptor's handle on its socket (taken for a reset).
+    type Live = (Arc<Mutex<Option<TcpStream>>>, JoinHandle<()>);
+    let mut live: Vec<Live> = Vec::new();
     loop {
         let accepted = listener.accept();
         if shared.stop.load(Ordering::SeqCst) {
@@ -193,18 +206,24 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         let Ok(clone) = stream.try_clone() else {
             continue;
         };
+        let clone = Arc::new(Mutex::new(Some(clone)));
         let spawned = thread::Builder::new()
             .name(format!("upstream-{}-conn", shared.name))
             .spawn({
-                let shared = Arc::clone(shared);
-                move || serve::connection(stream, &shared)
+                let (shared, clone) = (Arc::clone(shared), Arc::clone(&clone));
+                move || serve::connection(stream, &shared, &clone)
             });
         if let Ok(handle) = spawned {
             live.push((clone, handle));
         }
     }
     for (stream, _) in &live {
-        let _ = stream.shutdown(Shutdown::Both);
+        let stream = stream
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(stream) = stream.as_ref() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
     for (_, handle) in live {
         let _ = handle.join();

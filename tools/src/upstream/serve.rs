@@ -5,6 +5,7 @@ use crate::wire::{has_token, invalid, parse_content_length, BufConn};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// Headers we accept in one request head.
@@ -47,6 +48,7 @@ enum Route {
     Headers,
     Status(u16),
     Name,
+    EarlyHints,
     /// Answer with the name after holding the request this many milliseconds (at most 10 s).
     Slow(u64),
     /// Fail on purpose, for testing how a proxy copes.
@@ -62,10 +64,14 @@ enum Failure {
     Truncate,
     /// `/fail/garbage`: answer with something that is not HTTP, then close.
     Garbage,
+    /// `/fail/reset`: promise 100 bytes, send 10, reset the connection.
+    Reset,
 }
 
 /// Serves requests on `stream` until the peer closes, asks to close, errs, or the server stops.
-pub(super) fn connection(stream: TcpStream, shared: &Shared) {
+/// `other` holds the acceptor's handle on the same socket, dropped for a reset so that closing
+/// `stream` closes the socket.
+pub(super) fn connection(stream: TcpStream, shared: &Shared, other: &Mutex<Option<TcpStream>>) {
     let mut conn = BufConn::new(stream);
     let mut body = Vec::new();
     let mut out = Vec::with_capacity(4096);
@@ -74,6 +80,10 @@ pub(super) fn connection(stream: TcpStream, shared: &Shared) {
             Ok(true) => {}
             Ok(false) => {
                 linger_close(conn.get_mut());
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                other.lock().unwrap_or_else(PoisonError::into_inner).take();
                 return;
             }
             Err(_) => return,
@@ -126,6 +136,7 @@ fn serve_one(
             hold(shared);
             route
         }
+        Some(Misbehave::Reset) => return Err(reset(conn.get_mut())),
     };
     let head_only = head.method == "HEAD";
     let name = shared.name.as_bytes();
@@ -165,6 +176,11 @@ fn serve_one(
         }
         Route::Status(code) => resp.fixed(stream, out, code, name)?,
         Route::Name => resp.fixed(stream, out, 200, name)?,
+        Route::EarlyHints => {
+            stream
+                .write_all(b"HTTP/1.1 103 Early Hints\r\nlink: </app.css>; rel=preload\r\n\r\n")?;
+            resp.fixed(stream, out, 200, name)?;
+        }
         Route::Slow(ms) => {
             std::thread::sleep(std::time::Duration::from_millis(ms));
             resp.fixed(stream, out, 200, name)?;
@@ -177,12 +193,24 @@ fn serve_one(
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")?;
                 }
                 Failure::Garbage => stream.write_all(b"NOT HTTP AT ALL\r\n\r\n")?,
+                Failure::Reset => {
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")?;
+                    return Err(reset(stream));
+                }
             }
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return Ok(false);
         }
     }
     Ok(!head.close)
+}
+
+/// Makes closing `stream` send a TCP reset, not FIN (a zero linger time), and returns the
+/// error that tells [`connection`] to close it so.
+fn reset(stream: &TcpStream) -> io::Error {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+    io::ErrorKind::ConnectionReset.into()
 }
 
 /// Longest a held request waits for its release.
@@ -308,6 +336,8 @@ fn route(target: &str) -> Option<Route> {
         "/fail/close" => Route::Fail(Failure::Close),
         "/fail/truncate" => Route::Fail(Failure::Truncate),
         "/fail/garbage" => Route::Fail(Failure::Garbage),
+        "/fail/reset" => Route::Fail(Failure::Reset),
+        "/early-hints" => Route::EarlyHints,
         "/chunked" => {
             let (mut chunks, mut size) = (1u64, 1024usize);
             for pair in query.split('&').filter(|p| !p.is_empty()) {

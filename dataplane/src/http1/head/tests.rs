@@ -74,7 +74,9 @@ fn frames_bodies() {
     assert_eq!(te.0, BodyFraming::Chunked);
     let same =
         parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n");
-    assert_eq!(same.unwrap().unwrap().0, BodyFraming::Length(5));
+    assert_eq!(same, Err(HeadError::DuplicateContentLength));
+    let listed = parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n");
+    assert_eq!(listed, Err(HeadError::DuplicateContentLength));
 }
 
 #[test]
@@ -83,7 +85,7 @@ fn refuses_smuggling_shapes() {
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
     assert_eq!(parse(both), Err(HeadError::LengthAndChunked));
     let differing = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
-    assert_eq!(parse(differing), Err(HeadError::InvalidContentLength));
+    assert_eq!(parse(differing), Err(HeadError::DuplicateContentLength));
     let signed = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n";
     assert_eq!(parse(signed), Err(HeadError::InvalidContentLength));
     let gzip_last = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
