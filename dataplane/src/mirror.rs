@@ -242,7 +242,7 @@ async fn run(copy: Shadow) {
         Ok(reusable) => {
             core.mirrors.completed.set(core.mirrors.completed.get() + 1);
             if let Some(conn) = reusable {
-                core.pool.put(addr, conn);
+                core.recycle(None, addr, conn);
             }
         }
         Err(_) => core.mirrors.failed.set(core.mirrors.failed.get() + 1),

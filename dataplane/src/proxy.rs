@@ -458,9 +458,10 @@ async fn serve_request(
         Err(_) => return Next::Close,
     }
 
-    // Phase 6: recycle (unless the group's pool limits retire the connection).
+    // Phase 6: recycle (unless the group's pool limits retire the connection, or a reload
+    // removed its endpoint).
     if response.keep_alive && up.buffered().is_empty() && up.reusable() {
-        core.pool.put(addr, up);
+        core.recycle(Some(&plan.routes), addr, up);
     }
     if keep_alive {
         Next::KeepAlive

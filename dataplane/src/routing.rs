@@ -426,6 +426,12 @@ impl RouteState {
             .collect()
     }
 
+    /// Whether any group or inbound port of this state has the endpoint `addr`.
+    pub fn has_endpoint(&self, addr: SocketAddr) -> bool {
+        self.groups.iter().any(|g| g.endpoints.contains(&addr))
+            || self.inbound.iter().any(|(_, target)| *target == addr)
+    }
+
     /// Endpoint group `index` (as a [`Destination`] names it).
     pub fn group(&self, index: usize) -> Option<&EndpointGroup> {
         self.groups.get(index)

@@ -4,6 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use crate::balancer::CoreBalancing;
 use crate::drain::Drain;
 use crate::mirror::Mirrors;
 use crate::outlier::{Counts, Ejections};
-use crate::pool::{Breaker, Pool};
+use crate::pool::{Breaker, Pool, Upstream};
 use crate::proxy;
 use crate::ratelimit::RateLimits;
 use crate::retry::RetryBudget;
@@ -356,6 +357,17 @@ async fn report_outliers(reports: Reports, core: Rc<Core>) {
 }
 
 impl Core {
+    /// Returns an upstream connection to the pool, unless a reload since `routed_by` (the
+    /// route state the request used) removed its endpoint: then it closes, so pools to removed
+    /// endpoints drain as their last requests finish.
+    pub fn recycle(&self, routed_by: Option<&Rc<Installed>>, addr: SocketAddr, up: Upstream) {
+        let routes = self.routes.borrow();
+        let current = routed_by.is_some_and(|r| Rc::ptr_eq(r, &routes));
+        if current || routes.has_endpoint(addr) {
+            self.pool.put(addr, up);
+        }
+    }
+
     /// Switches to a new route state: later requests route by it, balancer cursors restart,
     /// idle pooled connections to endpoints it no longer has are closed, and rate-limit
     /// buckets carry over for rules whose name and limit did not change.

@@ -2,10 +2,9 @@
 //! between requests; a bad snapshot is refused and the old one keeps serving.
 
 use std::process::Command;
-use std::time::Duration;
 
 use ringmesh_tests::*;
-use tools::load::{self, Config, Rate};
+use tools::load::Report;
 
 fn config(stable: &str, v1: &Upstream, v2: &Upstream) -> String {
     format!(
@@ -161,16 +160,34 @@ fn twenty_swaps_under_load_fail_no_request(driver: &str) {
         Upstream::start("c").unwrap(),
     ];
     let scratch = Scratch::new();
-    let meshd = serve(
-        &scratch,
-        &variant(0, &ups),
+    // Two cores: every one of them must switch between requests.
+    let snapshot = compile(&scratch, &variant(0, &ups));
+    let args = [
+        "--cores",
+        "2",
+        "--io-driver",
         driver,
-        &["--watch-interval", "0s"],
-    );
-    let target = format!("http://{}/", meshd.outbound).parse().unwrap();
-    let mut load_config = Config::new(target, Rate::PerSecond(2000.0), Duration::from_secs(5));
-    load_config.headers.push(("host".into(), "reviews".into()));
-    let load = std::thread::spawn(move || load::run(&load_config).unwrap());
+        "--watch-interval",
+        "0s",
+    ];
+    let meshd = Sidecar::start(&snapshot, &args).expect("start meshd");
+    // The real meshload binary, 2000 req/s for 5 s.
+    let json = scratch.path().join("load.json");
+    let mut load = Command::new(harness::binary("meshload").unwrap())
+        .arg(format!("http://{}/", meshd.outbound))
+        .args([
+            "--rate",
+            "2000",
+            "--duration",
+            "5s",
+            "-H",
+            "host: reviews",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
 
     let served = || ups.iter().map(Upstream::requests).sum::<u64>();
     for i in 1..=20 {
@@ -181,7 +198,8 @@ fn twenty_swaps_under_load_fail_no_request(driver: &str) {
         let reply = reload(meshd.admin);
         assert_eq!(reply.status, 200, "swap {i}: {}", reply.text());
     }
-    let report = load.join().unwrap();
+    assert!(load.wait().unwrap().success(), "meshload failed");
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report.errors.total(), 0, "{report}");
     assert_eq!(report.unsent, 0, "{report}");
     assert_eq!(
@@ -197,7 +215,108 @@ fn twenty_swaps_under_load_fail_no_request(driver: &str) {
     );
 }
 
+fn bad_snapshots_from_the_file_or_sighup_are_refused_with_a_log_line(driver: &str) {
+    let (v1, v2) = (
+        Upstream::start("v1").unwrap(),
+        Upstream::start("v2").unwrap(),
+    );
+    let scratch = Scratch::new();
+    let snapshot = compile(&scratch, &config("v1", &v1, &v2));
+    let log_path = scratch.path().join("meshd.log");
+    let mut command = Command::new(harness::binary("meshd").unwrap());
+    command.stderr(std::fs::File::create(&log_path).unwrap());
+    let args = [
+        "--cores",
+        "1",
+        "--io-driver",
+        driver,
+        "--watch-interval",
+        "20ms",
+    ];
+    let meshd = Sidecar::start_with(command, &snapshot, &args).expect("start meshd");
+    let log = || std::fs::read_to_string(&log_path).unwrap();
+    let refusals = || log().lines().filter(|l| l.contains("refused")).count();
+    let expected = format!("still serving {}", meshd.snapshot_hash);
+
+    // Truncated mid-header, as a copy cut short would leave it.
+    let good = std::fs::read(&snapshot).unwrap();
+    // Renamed into place, so the watcher sees one change, not a truncation then a write.
+    let partial = scratch.path().join("partial.snap");
+    std::fs::write(&partial, &good[..10]).unwrap();
+    std::fs::rename(&partial, &snapshot).unwrap();
+    wait_until(|| refusals() == 1);
+    let line = log()
+        .lines()
+        .find(|l| l.contains("refused"))
+        .unwrap()
+        .to_owned();
+    assert!(line.contains(&expected), "{line}");
+    assert!(
+        line.contains("truncated"),
+        "the reason is not named: {line}"
+    );
+
+    let status = Command::new("kill")
+        .args(["-HUP", &meshd.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_until(|| refusals() == 2);
+    let last = log()
+        .lines()
+        .filter(|l| l.contains("refused"))
+        .last()
+        .unwrap()
+        .to_owned();
+    assert!(
+        last.contains("SIGHUP") && last.contains(&expected),
+        "{last}"
+    );
+
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    assert_eq!(client.get("reviews", "/", &[]).unwrap().text(), "v1");
+}
+
+fn pools_to_removed_endpoints_drain(driver: &str) {
+    let (a, b) = (Upstream::start("a").unwrap(), Upstream::start("b").unwrap());
+    let scratch = Scratch::new();
+    let meshd = serve(
+        &scratch,
+        &one_service("web", a.addr()),
+        driver,
+        &["--watch-interval", "0s"],
+    );
+    // A request is in flight to `a` while a reload replaces `a` with `b`.
+    a.hold_next(1);
+    let outbound = meshd.outbound;
+    let held = std::thread::spawn(move || {
+        Client::connect(outbound)
+            .unwrap()
+            .get("web", "/", &[])
+            .unwrap()
+    });
+    wait_until(|| a.requests() == 1);
+    compile(&scratch, &one_service("web", b.addr()));
+    assert_eq!(reload(meshd.admin).status, 200);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    assert_eq!(client.get("web", "/", &[]).unwrap().text(), "b");
+    // The old request finishes on the old state; its connection is closed, not pooled.
+    a.release();
+    assert_eq!(held.join().unwrap().text(), "a");
+    // Bring `a` back: a pooled connection would be reused, a drained one is gone.
+    compile(&scratch, &one_service("web", a.addr()));
+    assert_eq!(reload(meshd.admin).status, 200);
+    assert_eq!(client.get("web", "/", &[]).unwrap().text(), "a");
+    assert_eq!(
+        a.connections(),
+        2,
+        "the connection to the removed endpoint was pooled"
+    );
+}
+
 on_both_drivers!(
+    bad_snapshots_from_the_file_or_sighup_are_refused_with_a_log_line,
+    pools_to_removed_endpoints_drain,
     admin_reload_switches_routing_and_refuses_bad_snapshots,
     sighup_reloads,
     changed_snapshot_file_reloads,
