@@ -264,8 +264,7 @@ fn bad_snapshots_from_the_file_or_sighup_are_refused_with_a_log_line(driver: &st
     wait_until(|| refusals() == 2);
     let last = log()
         .lines()
-        .filter(|l| l.contains("refused"))
-        .last()
+        .rfind(|l| l.contains("refused"))
         .unwrap()
         .to_owned();
     assert!(
