@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::control::Event;
 use crate::outlier::Ejections;
 use crate::routing::RouteState;
+use crate::usage::Usage;
 
 // The admin and control threads only, never a data core: a lock is fine here.
 #[allow(clippy::disallowed_types)]
@@ -23,6 +24,8 @@ pub struct AdminState {
     pub draining: AtomicBool,
     /// The IO driver the workers run, for `/config`.
     pub driver: &'static str,
+    /// How many cores answer a usage request.
+    workers: usize,
     events: Shared<mpsc::Sender<Event>>,
     /// Endpoint health as the control thread last decided it, for `/clusters`.
     ejections: Shared<Arc<Ejections>>,
@@ -32,12 +35,14 @@ impl AdminState {
     pub(crate) fn new(
         routes: Arc<RouteState>,
         driver: &'static str,
+        workers: usize,
         events: mpsc::Sender<Event>,
     ) -> Self {
         Self {
             routes: routes.into(),
             draining: false.into(),
             driver,
+            workers,
             events: events.into(),
             ejections: Shared::default(),
         }
@@ -81,6 +86,32 @@ impl AdminState {
             Ok(events) => events.send(Event::Drain).is_ok(),
             Err(_) => false,
         }
+    }
+
+    /// Asks every core for its pool usage and sums the answers for the route state `hash`;
+    /// `None` if a core did not answer within a second (it may be draining) or none serves
+    /// that state yet.
+    fn usage(&self, hash: &str) -> Option<Usage> {
+        let (reply, answers) = mpsc::channel();
+        let sent = match self.events.lock() {
+            Ok(events) => events.send(Event::Usage { reply }).is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
+            return None;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        let mut total: Option<Usage> = None;
+        for _ in 0..self.workers {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let answer = answers.recv_timeout(left).ok()?;
+            match total.as_mut() {
+                Some(total) => total.add(&answer),
+                None if answer.hash == hash => total = Some(answer),
+                None => {}
+            }
+        }
+        total
     }
 
     /// Asks the control loop to reload and waits for the outcome.
@@ -181,11 +212,13 @@ fn config_json(state: &AdminState) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-/// Every endpoint group (service, then its subsets) with its load balancer and, per endpoint,
-/// whether it is ejected, how many times it was, and when the ejection ends.
+/// Every endpoint group (service, then its subsets) with its load balancer, its pool limits
+/// and usage and, per endpoint, whether it is ejected, how many times it was, when the
+/// ejection ends, requests in flight and idle pooled connections.
 fn clusters_json(state: &AdminState) -> String {
     let routes = state.routes();
     let ejections = state.ejections();
+    let usage = state.usage(&routes.hash);
     // Health decided for another route state (a reload just landed) shows nothing ejected.
     let health = (ejections.hash == routes.hash).then_some(&ejections.groups);
     let now = std::time::Instant::now();
@@ -203,6 +236,9 @@ fn clusters_json(state: &AdminState) -> String {
                     let h = health
                         .and_then(|h| h.get(g)?.get(e).copied())
                         .unwrap_or_default();
+                    let used = usage
+                        .as_ref()
+                        .and_then(|u| u.groups.get(g)?.endpoints.get(e).copied());
                     let left = h.ejected_until.map(|u| u.saturating_duration_since(now));
                     let ends = left
                         .and_then(|l| (wall + l).duration_since(std::time::UNIX_EPOCH).ok())
@@ -213,13 +249,24 @@ fn clusters_json(state: &AdminState) -> String {
                         "times_ejected": h.times_ejected,
                         "ejection_ends_in_ms": left.map(|l| l.as_millis() as u64),
                         "ejection_ends_unix_ms": ends,
+                        "requests_in_flight": used.map(|u| u.requests_in_flight),
+                        "idle_connections": used.map(|u| u.idle_connections),
                     })
                 })
                 .collect();
+            let used = usage.as_ref().and_then(|u| u.groups.get(g));
+            let limits = &group.pool;
             serde_json::json!({
                 "name": group.name,
                 "load_balancer": group.balancer.kind_name(),
                 "outlier_detection": group.outlier.is_some(),
+                "pool": {
+                    "max_connections": limits.max_connections,
+                    "max_pending_requests": limits.max_pending_requests,
+                    "max_requests_per_connection": limits.max_requests_per_connection,
+                    "open_connections": used.and_then(|u| u.open_connections),
+                    "pending_requests": used.map(|u| u.pending_requests),
+                },
                 "endpoints": endpoints,
             })
         })

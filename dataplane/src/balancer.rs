@@ -582,6 +582,12 @@ impl CoreBalancing {
         }
     }
 
+    /// Requests in flight to endpoint `endpoint` of group `group` on this core.
+    pub fn in_flight(&self, group: usize, endpoint: usize) -> u32 {
+        let group = self.outstanding.get(group);
+        group.and_then(|g| g.get(endpoint)).copied().unwrap_or(0)
+    }
+
     fn slot(&mut self, pick: Pick) -> Option<&mut u32> {
         self.outstanding
             .get_mut(pick.group as usize)?

@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::admin::{self, AdminState};
 use crate::outlier::{Ejections, OutlierState};
 use crate::routing::{Direction, RouteState};
+use crate::usage::Usage;
 use crate::worker::{self, IoDriver, Settings, WorkerEvent, WorkerSpec};
 
 /// Everything `meshd` needs to run.
@@ -54,6 +55,10 @@ pub(crate) enum Event {
     },
     /// Admin `POST /drain`: drain like SIGTERM, but keep the process up until a signal.
     Drain,
+    /// Admin `/clusters`: every core sends its pool usage to `reply`.
+    Usage {
+        reply: mpsc::Sender<Usage>,
+    },
 }
 
 /// Reads, verifies and decodes a snapshot file into the view served for `workload`, and logs
@@ -104,6 +109,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let mut controls = Vec::with_capacity(workers);
     let mut updates = Vec::with_capacity(workers);
     let mut ejection_senders = Vec::with_capacity(workers);
+    let mut usage_senders = Vec::with_capacity(workers);
     let mut inbound = inbound.map(Vec::into_iter);
     for (index, outbound_listener) in outbound.into_iter().enumerate() {
         let mut listeners = vec![(outbound_listener, Direction::Outbound)];
@@ -116,6 +122,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         updates.push(update_tx);
         let (ejections_tx, ejections_rx) = mpsc::channel();
         ejection_senders.push(ejections_tx);
+        let (usage_tx, usage_rx) = mpsc::channel();
+        usage_senders.push(usage_tx);
         let spec = WorkerSpec {
             index,
             cores: workers,
@@ -125,6 +133,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             control: worker_end,
             updates: update_rx,
             ejections: ejections_rx,
+            usage: usage_rx,
             routes: options.routes.clone(),
             settings: options.settings,
         };
@@ -163,6 +172,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let admin_state = Arc::new(AdminState::new(
         options.routes.clone(),
         driver,
+        workers,
         events_tx.clone(),
     ));
     let state = admin_state.clone();
@@ -208,6 +218,13 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                 }
             }
             Event::Drain => {}
+            Event::Usage { reply } => {
+                for (sender, control) in usage_senders.iter().zip(controls.iter_mut()) {
+                    if sender.send(reply.clone()).is_ok() {
+                        let _ = control.write_all(b"u");
+                    }
+                }
+            }
             Event::Signal(signal_hook::consts::SIGHUP) if draining => {}
             Event::Signal(_) if draining => exit_when_drained = true,
             Event::Signal(signal_hook::consts::SIGHUP) if !draining => {

@@ -17,4 +17,5 @@ pub mod ratelimit;
 pub mod retry;
 pub mod routing;
 mod sys;
+pub mod usage;
 pub mod worker;

@@ -99,6 +99,11 @@ impl Pool {
         None
     }
 
+    /// Idle connections to `addr` now.
+    pub fn idle_count(&self, addr: SocketAddr) -> usize {
+        self.idle.borrow().get(&addr).map_or(0, Vec::len)
+    }
+
     /// Keeps only the idle connections whose endpoint address satisfies `keep`.
     pub fn retain(&self, mut keep: impl FnMut(&SocketAddr) -> bool) {
         self.idle.borrow_mut().retain(|addr, _| keep(addr));
@@ -246,6 +251,11 @@ impl Breaker {
         .await;
         guard.finished = true;
         Ok(())
+    }
+
+    /// Connections open under this breaker now.
+    pub fn open(&self) -> u32 {
+        self.open.get()
     }
 
     /// Requests waiting now.

@@ -21,6 +21,7 @@ use crate::proxy;
 use crate::ratelimit::RateLimits;
 use crate::retry::RetryBudget;
 use crate::routing::{Direction, RouteState};
+use crate::usage::{EndpointUsage, GroupUsage, Usage};
 
 /// Which monoio driver a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,6 +74,8 @@ pub struct WorkerSpec {
     pub updates: mpsc::Receiver<Arc<RouteState>>,
     /// Outlier ejections decided by the control thread, announced by an `e` on `control`.
     pub ejections: mpsc::Receiver<Arc<Ejections>>,
+    /// Where to send this core's pool usage, asked for by a `u` on `control`.
+    pub usage: mpsc::Receiver<mpsc::Sender<Usage>>,
     /// The route state to serve.
     pub routes: Arc<RouteState>,
     /// Timeouts and limits.
@@ -244,13 +247,12 @@ async fn serve(
         events: events.clone(),
     };
     reports.ensure(&core);
-    monoio::spawn(watch_control(
-        control,
-        spec.updates,
-        spec.ejections,
-        reports,
-        core.clone(),
-    ));
+    let channels = Channels {
+        updates: spec.updates,
+        ejections: spec.ejections,
+        usage: spec.usage,
+    };
+    monoio::spawn(watch_control(control, channels, reports, core.clone()));
     for (listener, direction) in listeners {
         monoio::spawn(accept_loop(listener, direction, core.clone()));
     }
@@ -272,13 +274,24 @@ async fn serve(
     Ok(())
 }
 
-async fn watch_control(
-    mut control: UnixStream,
+/// What the control thread hands a core besides the command bytes.
+struct Channels {
     updates: mpsc::Receiver<Arc<RouteState>>,
     ejections: mpsc::Receiver<Arc<Ejections>>,
+    usage: mpsc::Receiver<mpsc::Sender<Usage>>,
+}
+
+async fn watch_control(
+    mut control: UnixStream,
+    channels: Channels,
     reports: Reports,
     core: Rc<Core>,
 ) {
+    let Channels {
+        updates,
+        ejections,
+        usage,
+    } = channels;
     let mut buf = vec![0u8; 16];
     loop {
         let (result, returned) = control.read(buf).await;
@@ -300,6 +313,11 @@ async fn watch_control(
             let hash = core.routes.borrow().hash.clone();
             if let Some(ejections) = ejections.try_iter().filter(|e| e.hash == hash).last() {
                 core.balancing.borrow_mut().set_ejections(ejections);
+            }
+        }
+        if commands.contains(&b'u') {
+            for reply in usage.try_iter() {
+                let _ = reply.send(core.usage());
             }
         }
         if commands.contains(&b'd') {
@@ -365,6 +383,32 @@ impl Core {
         let current = routed_by.is_some_and(|r| Rc::ptr_eq(r, &routes));
         if current || routes.has_endpoint(addr) {
             self.pool.put(addr, up);
+        }
+    }
+
+    /// This core's pool usage for the route state it serves, for admin `/clusters`.
+    fn usage(&self) -> Usage {
+        let routes = self.routes.borrow();
+        let (breakers, balancing) = (self.breakers.borrow(), self.balancing.borrow());
+        let groups = routes.groups().iter().enumerate().map(|(g, group)| {
+            let breaker = breakers.get(g).and_then(Option::as_ref);
+            GroupUsage {
+                open_connections: breaker.map(|b| b.open()),
+                pending_requests: breaker.map_or(0, |b| b.pending() as u32),
+                endpoints: group
+                    .endpoints
+                    .iter()
+                    .enumerate()
+                    .map(|(e, addr)| EndpointUsage {
+                        requests_in_flight: balancing.in_flight(g, e),
+                        idle_connections: self.pool.idle_count(*addr) as u32,
+                    })
+                    .collect(),
+            }
+        });
+        Usage {
+            hash: routes.hash.clone(),
+            groups: groups.collect(),
         }
     }
 

@@ -301,6 +301,13 @@ fn max_pending_overflow_answers_503_uo(driver: &str) {
     let overflowed = rx.recv().unwrap();
     assert_eq!(overflowed.status, 503);
     assert_eq!(overflowed.header("x-ringmesh-flag"), Some("UO"));
+    // Admin /clusters shows the pool as it stands: one connection open, one request waiting,
+    // both in flight to the endpoint.
+    let web = cluster(meshd.admin, "web");
+    assert_eq!(web["pool"]["max_connections"], 1);
+    assert_eq!(web["pool"]["open_connections"], 1, "{web}");
+    assert_eq!(web["pool"]["pending_requests"], 1, "{web}");
+    assert_eq!(web["endpoints"][0]["requests_in_flight"], 2, "{web}");
     up.release();
     assert_eq!(first.join().unwrap().status, 200);
     assert_eq!(
@@ -313,6 +320,29 @@ fn max_pending_overflow_answers_503_uo(driver: &str) {
     }
     assert_eq!(up.requests(), 2);
     assert_eq!(up.connections(), 1);
+    // Once both are answered the connection is idle in the pool, still counted as open (the
+    // pool takes it back just after the response went out).
+    wait_until(|| cluster(meshd.admin, "web")["endpoints"][0]["idle_connections"] == 1);
+    let web = cluster(meshd.admin, "web");
+    assert_eq!(web["pool"]["open_connections"], 1, "{web}");
+    assert_eq!(web["pool"]["pending_requests"], 0, "{web}");
+    assert_eq!(web["endpoints"][0]["requests_in_flight"], 0, "{web}");
+    assert_eq!(web["endpoints"][0]["idle_connections"], 1, "{web}");
+}
+
+/// Group `name` of admin `/clusters`.
+fn cluster(admin: SocketAddr, name: &str) -> serde_json::Value {
+    let text = Client::connect(admin)
+        .unwrap()
+        .get("admin", "/clusters", &[])
+        .unwrap()
+        .text();
+    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let clusters = all["clusters"].as_array().unwrap();
+    let found = clusters.iter().find(|c| c["name"] == name);
+    found
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .clone()
 }
 
 fn max_requests_per_connection_opens_new_connections(driver: &str) {

@@ -1,0 +1,87 @@
+//! Connection-pool usage for admin `/clusters`, gathered on demand: the admin thread asks the
+//! control loop, which asks every core (a `u` on its control socket); each core answers with
+//! its own counts, and the admin thread sums them. Nothing is counted for this beyond what the
+//! pools, breakers and balancers already keep, and no core wakes unless asked.
+
+/// One core's (or, summed, the sidecar's) pool usage for one route state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Content hash of the route state the group and endpoint indexes refer to.
+    pub hash: String,
+    /// Per endpoint group, in route-state order.
+    pub groups: Vec<GroupUsage>,
+}
+
+/// One endpoint group's usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupUsage {
+    /// Connections open under the group's pool limits; `None` when the group has none.
+    pub open_connections: Option<u32>,
+    /// Requests waiting for one of the group's connections.
+    pub pending_requests: u32,
+    /// Per endpoint, in the group's order.
+    pub endpoints: Vec<EndpointUsage>,
+}
+
+/// One endpoint's usage within a group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointUsage {
+    /// Requests of this group in flight to the endpoint.
+    pub requests_in_flight: u32,
+    /// Idle pooled connections to the endpoint's address (shared by every group that has it).
+    pub idle_connections: u32,
+}
+
+impl Usage {
+    /// Adds another core's usage of the same route state; a report for another one (a core
+    /// that had not installed a reload yet) is left out.
+    pub fn add(&mut self, other: &Self) {
+        if other.hash != self.hash {
+            return;
+        }
+        for (mine, theirs) in self.groups.iter_mut().zip(&other.groups) {
+            mine.open_connections = match (mine.open_connections, theirs.open_connections) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+            mine.pending_requests += theirs.pending_requests;
+            for (e, t) in mine.endpoints.iter_mut().zip(&theirs.endpoints) {
+                e.requests_in_flight += t.requests_in_flight;
+                e.idle_connections += t.idle_connections;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(hash: &str, open: Option<u32>, in_flight: u32) -> Usage {
+        Usage {
+            hash: hash.into(),
+            groups: vec![GroupUsage {
+                open_connections: open,
+                pending_requests: 1,
+                endpoints: vec![EndpointUsage {
+                    requests_in_flight: in_flight,
+                    idle_connections: 2,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn sums_the_cores_reports_of_the_same_route_state() {
+        let mut total = usage("h", Some(3), 1);
+        total.add(&usage("h", Some(4), 5));
+        total.add(&usage("other", Some(100), 100));
+        assert_eq!(total.groups[0].open_connections, Some(7));
+        assert_eq!(total.groups[0].pending_requests, 2);
+        assert_eq!(total.groups[0].endpoints[0].requests_in_flight, 6);
+        assert_eq!(total.groups[0].endpoints[0].idle_connections, 4);
+        let mut none = usage("h", None, 0);
+        none.add(&usage("h", None, 0));
+        assert_eq!(none.groups[0].open_connections, None);
+    }
+}
