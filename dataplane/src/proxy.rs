@@ -85,12 +85,26 @@ pub async fn serve_connection(
 
 /// Answers a connection this core has no room for with 503 and closes it. The reply goes out
 /// before the request is read (a client that pipelines gets it too), then the close lingers.
-pub async fn refuse_overloaded(stream: TcpStream) {
+pub async fn refuse_overloaded(stream: TcpStream, core: Rc<Core>) {
     let mut down = Conn::new(stream);
     let mut out = Vec::new();
     let detail = "too many connections on this core; retry later";
-    local_reply(&mut down, &mut out, LocalReply::Overloaded, detail, false).await;
+    LocalReply::Overloaded.write(&mut out, detail, true);
+    if send(&mut down.stream, &mut out).await.is_err() {
+        return;
+    }
+    // Lingering keeps the reply from being lost to a reset, but a flood of connections must
+    // not hold a read buffer and a task each for seconds: past the bound, close at once.
+    let shedding = &core.shedding;
+    if shedding.get() < MAX_LINGERING_SHEDS {
+        shedding.set(shedding.get() + 1);
+        linger(&mut down).await;
+        shedding.set(shedding.get() - 1);
+    }
 }
+
+/// Most shed connections one core lingers on at once (each holds a read buffer).
+const MAX_LINGERING_SHEDS: usize = 64;
 
 /// The parts of a request head that outlive the borrow of the read buffer.
 struct Plan {

@@ -133,6 +133,8 @@ pub struct Core {
     pub drain: Drain,
     /// Downstream connections open now.
     pub active: Cell<usize>,
+    /// Connections refused over `max_connections_per_core` still lingering after the 503.
+    pub shedding: Cell<usize>,
     /// Timeouts and limits.
     pub settings: Settings,
     /// Circuit breaker per endpoint group (`None`: the group has no pool limits).
@@ -228,6 +230,7 @@ async fn serve(
         mirrors: Mirrors::default(),
         drain: Drain::default(),
         active: Cell::new(0),
+        shedding: Cell::new(0),
         settings: spec.settings,
         breakers: RefCell::new(breakers),
         retry_budget: RetryBudget::default(),
@@ -451,7 +454,7 @@ async fn accept_loop(listener: TcpListener, direction: Direction, core: Rc<Core>
                 if core.active.get() >= core.settings.max_connections_per_core {
                     // Shed instead of queueing: the client learns at once and may retry
                     // elsewhere, and this core's memory stays bounded.
-                    monoio::spawn(proxy::refuse_overloaded(stream));
+                    monoio::spawn(proxy::refuse_overloaded(stream, core.clone()));
                 } else {
                     monoio::spawn(proxy::serve_connection(
                         stream,
