@@ -3,6 +3,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ringmesh_tests::*;
 
@@ -186,6 +189,90 @@ fn a_failing_endpoint_is_ejected_and_returns_once_healthy(driver: &str) {
     assert!(back, "the endpoint did not come back");
 }
 
+/// Paced load from `threads` keep-alive clients, one request per `every` each, until `stop`
+/// (or a bound of 30 s); every response's send time and status.
+fn paced_load(
+    outbound: SocketAddr,
+    threads: usize,
+    every: Duration,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<(Instant, u16)>>> {
+    (0..threads)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut client = Client::connect(outbound).unwrap();
+                let (mut seen, start) = (Vec::new(), Instant::now());
+                let mut next = start;
+                while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(30) {
+                    let sent = Instant::now();
+                    let status = client.get("web", "/", &[]).map_or(0, |r| r.status);
+                    seen.push((sent, status));
+                    next += every;
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+                seen
+            })
+        })
+        .collect()
+}
+
+fn killing_one_of_three_endpoints_under_load_ejects_it_until_it_is_back(driver: &str) {
+    let mut ups = upstreams(&["k1", "k2", "k3"]);
+    let refs: Vec<&Upstream> = ups.iter().collect();
+    let interval = Duration::from_millis(50);
+    let base = Duration::from_secs(2);
+    let policy = "    outlier {\n      consecutive_gateway_errors 3\n      interval 50ms\n      \
+                  base_ejection 2s\n      max_ejection_percent 50\n    }";
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &web(&refs, policy), driver, &[]);
+    let victim = ups[1].addr();
+    // About 1000 req/s from four clients.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = paced_load(meshd.outbound, 4, Duration::from_millis(4), &stop);
+    wait_until(|| ups.iter().all(|u| u.requests() > 20));
+
+    // Kill the endpoint: its connections close and new ones are refused.
+    let killed_at = Instant::now();
+    drop(ups.remove(1));
+    wait_until(|| endpoint_field(&clusters(meshd.admin), victim, "health") == "ejected");
+    let ejected_seen = Instant::now();
+    // Healthy again (the same address serving), it returns once the ejection time is up.
+    let revived = Upstream::bind("k2", victim).unwrap();
+    wait_until(|| endpoint_field(&clusters(meshd.admin), victim, "health") == "healthy");
+    let back_seen = Instant::now();
+    wait_until(|| revived.requests() > 20);
+    stop.store(true, Ordering::SeqCst);
+    let seen: Vec<(Instant, u16)> = load.into_iter().flat_map(|t| t.join().unwrap()).collect();
+
+    assert!(
+        back_seen >= killed_at + base,
+        "back {:?} after the kill, before the {base:?} ejection time",
+        back_seen - killed_at
+    );
+    let errors: Vec<Instant> = seen
+        .iter()
+        .filter(|(_, s)| *s != 200)
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(
+        !errors.is_empty(),
+        "the kill caused no error: not a test of ejection"
+    );
+    // Errors stop once the ejection reaches the cores: nothing sent later than one detection
+    // interval after /clusters showed it failed.
+    let late: Vec<_> = errors
+        .iter()
+        .filter(|t| **t > ejected_seen + interval)
+        .map(|t| *t - killed_at)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "errors after the ejection, at {late:?} after the kill"
+    );
+    assert!(seen.len() > 1000, "only {} requests sent", seen.len());
+}
+
 fn with_every_endpoint_ejected_requests_still_go_to_them(driver: &str) {
     let ups = upstreams(&["p1", "p2"]);
     let refs: Vec<&Upstream> = ups.iter().collect();
@@ -307,6 +394,7 @@ fn an_ejection_survives_a_reload_that_keeps_the_endpoint(driver: &str) {
 }
 
 on_both_drivers!(
+    killing_one_of_three_endpoints_under_load_ejects_it_until_it_is_back,
     an_ejection_survives_a_reload_that_keeps_the_endpoint,
     retried_failures_count_against_the_endpoint_that_failed,
     with_every_endpoint_ejected_requests_still_go_to_them,
