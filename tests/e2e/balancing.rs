@@ -225,11 +225,13 @@ fn killing_one_of_three_endpoints_under_load_ejects_it_until_it_is_back(driver: 
     let policy = "    outlier {\n      consecutive_gateway_errors 3\n      interval 50ms\n      \
                   base_ejection 2s\n      max_ejection_percent 50\n    }";
     let scratch = Scratch::new();
-    let meshd = serve(&scratch, &web(&refs, policy), driver, &[]);
+    // Two cores: the ejection must reach both (eight client connections spread over them).
+    let snapshot = compile(&scratch, &web(&refs, policy));
+    let meshd = Sidecar::start(&snapshot, &["--cores", "2", "--io-driver", driver]).unwrap();
     let victim = ups[1].addr();
-    // About 1000 req/s from four clients.
+    // About 1000 req/s from eight clients.
     let stop = Arc::new(AtomicBool::new(false));
-    let load = paced_load(meshd.outbound, 4, Duration::from_millis(4), &stop);
+    let load = paced_load(meshd.outbound, 8, Duration::from_millis(8), &stop);
     wait_until(|| ups.iter().all(|u| u.requests() > 20));
 
     // Kill the endpoint: its connections close and new ones are refused.
