@@ -8,7 +8,7 @@
 //! (503 `UO`). Groups without limits have no breaker and pay nothing.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -17,6 +17,7 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use monoio::time::Instant;
+use rustc_hash::FxHashMap;
 
 use crate::conn::Conn;
 use crate::sys;
@@ -77,7 +78,8 @@ struct Idle {
 /// Idle upstream connections owned by one core.
 #[derive(Debug, Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    /// By endpoint address; Fx hashing, as the addresses come from the snapshot.
+    idle: RefCell<FxHashMap<SocketAddr, Vec<Idle>>>,
 }
 
 impl Pool {

@@ -156,17 +156,22 @@ async fn serve_request(
     let plan = loop {
         let buffered = down.buffered().len();
         if buffered > 0 && (down.may_hold_head(scanned) || buffered >= MAX_HEAD_BYTES) {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            request_out.clear();
-            match parse_request(down.buffered(), &mut headers) {
-                Ok(Some(head)) => {
-                    break plan_request(&head, direction, core, request_out, &down.stream)
+            // `headers` must not live across an await (it would grow the future by 3 KiB):
+            // the refusal is sent after its scope.
+            let refused = {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                request_out.clear();
+                match parse_request(down.buffered(), &mut headers) {
+                    Ok(Some(head)) => {
+                        break plan_request(&head, direction, core, request_out, &down.stream)
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some(e),
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    let reply = LocalReply::BadRequest { status: e.status() };
-                    return local_reply(down, response_out, reply, &e.to_string(), false).await;
-                }
+            };
+            if let Some(e) = refused {
+                let reply = LocalReply::BadRequest { status: e.status() };
+                return local_reply(down, response_out, reply, &e.to_string(), false).await;
             }
         }
         scanned = buffered;
@@ -463,6 +468,7 @@ async fn serve_request(
         &mut up,
         &mut down.stream,
         response_framing,
+        ChunkedScanner::default(),
         core.settings.idle_timeout,
         None,
     )
@@ -611,15 +617,8 @@ impl Exchange<'_> {
         let idle = core.settings.idle_timeout;
         // Mirroring hook: a streamed body is copied into the mirror's request as it goes.
         let tee = shadow.as_mut();
-        let body = async {
-            match self.request_framing {
-                BodyFraming::Chunked => {
-                    let scanner = self.chunked_from.clone();
-                    copy_chunked(down, &mut up.stream, scanner, idle, tee).await
-                }
-                framing => copy_body(down, &mut up.stream, framing, idle, tee).await,
-            }
-        };
+        let (framing, scanner) = (self.request_framing, self.chunked_from.clone());
+        let body = copy_body(down, &mut up.stream, framing, scanner, idle, tee);
         let copied = match self.deadline {
             None => body.await,
             Some(deadline) => match monoio::time::timeout_at(deadline, body).await {
@@ -1117,25 +1116,25 @@ async fn read_response_head(
 ) -> Result<ResponsePlan, ResponseError> {
     let method = if is_head { "HEAD" } else { "GET" };
     loop {
+        // The parsed head borrows `headers` (3 KiB): no await may happen while it lives, or
+        // every request's future carries the array.
+        let mut forward_interim = false;
         if !up.buffered().is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             match parse_response(up.buffered(), &mut headers, method) {
                 Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
                     // Interim responses go on to an HTTP/1.1 client as they come (RFC 9110
                     // 15.2), but 100 Continue: meshd answered the client's expectation itself.
-                    let forward = head.status != 100;
-                    let len = head.len;
-                    if let Some(down) = interim.as_deref_mut().filter(|_| forward) {
+                    forward_interim = interim.is_some() && head.status != 100;
+                    if forward_interim {
                         out.clear();
                         head.write_forwarded(out, false);
-                        up.consume(len);
-                        send(down, out)
-                            .await
-                            .map_err(|_| ResponseError::Downstream)?;
-                    } else {
-                        up.consume(len);
                     }
-                    continue;
+                    let len = head.len;
+                    up.consume(len);
+                    if !forward_interim {
+                        continue;
+                    }
                 }
                 Ok(Some(head)) if head.status == 101 && !upgrade => {
                     return Err(ResponseError::Upgrade)
@@ -1158,6 +1157,14 @@ async fn read_response_head(
                 Err(e) => return Err(ResponseError::Malformed(e.to_string())),
             }
         }
+        if forward_interim {
+            if let Some(down) = interim.as_deref_mut() {
+                send(down, out)
+                    .await
+                    .map_err(|_| ResponseError::Downstream)?;
+            }
+            continue;
+        }
         match up.fill().await {
             Ok(0) if up.buffered().is_empty() => return Err(ResponseError::Closed),
             Ok(0) => return Err(ResponseError::ClosedMidHead),
@@ -1176,12 +1183,14 @@ enum CopyError {
 }
 
 /// Streams a body from `src` to `dst` without buffering more than one read at a time. Each
-/// read and each write must make progress within `idle`. The body is also copied to `tee`
-/// when given (a mirror's copy).
+/// read and each write must make progress within `idle`. A chunked body's scan starts at
+/// `scanner` (past the part of it already sent). The body is also copied to `tee` when given
+/// (a mirror's copy).
 async fn copy_body(
     src: &mut Conn,
     dst: &mut TcpStream,
     framing: BodyFraming,
+    mut scanner: ChunkedScanner,
     idle: Duration,
     mut tee: Option<&mut Shadow>,
 ) -> Result<(), CopyError> {
@@ -1201,7 +1210,21 @@ async fn copy_body(
             }
             Ok(())
         }
-        BodyFraming::Chunked => copy_chunked(src, dst, ChunkedScanner::default(), idle, tee).await,
+        BodyFraming::Chunked => loop {
+            if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
+                return Err(CopyError::Source);
+            }
+            let n = scanner
+                .feed(src.buffered())
+                .map_err(|_| CopyError::Malformed)?;
+            if let Some(tee) = tee.as_deref_mut() {
+                tee.copy(&src.buffered()[..n]);
+            }
+            forward_within(src, dst, n, idle).await?;
+            if scanner.is_done() {
+                return Ok(());
+            }
+        },
         BodyFraming::UntilClose => loop {
             if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
                 return Ok(());
@@ -1209,32 +1232,6 @@ async fn copy_body(
             let n = src.buffered().len();
             forward_within(src, dst, n, idle).await?;
         },
-    }
-}
-
-/// Streams the rest of a chunked body whose scan stands at `scanner`, copying it to `tee`
-/// (framing and all) when given.
-async fn copy_chunked(
-    src: &mut Conn,
-    dst: &mut TcpStream,
-    mut scanner: ChunkedScanner,
-    idle: Duration,
-    mut tee: Option<&mut Shadow>,
-) -> Result<(), CopyError> {
-    loop {
-        if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
-            return Err(CopyError::Source);
-        }
-        let n = scanner
-            .feed(src.buffered())
-            .map_err(|_| CopyError::Malformed)?;
-        if let Some(tee) = tee.as_deref_mut() {
-            tee.copy(&src.buffered()[..n]);
-        }
-        forward_within(src, dst, n, idle).await?;
-        if scanner.is_done() {
-            return Ok(());
-        }
     }
 }
 
