@@ -15,6 +15,7 @@ mod language;
 mod layering;
 mod lifecycle;
 mod limits;
+mod meshca;
 mod reload;
 mod resilience;
 mod routing;
