@@ -121,6 +121,17 @@ pub struct Issued {
     pub not_after: OffsetDateTime,
 }
 
+/// A certificate signed over a key the requester holds.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// The leaf certificate, then the intermediate if the CA has one.
+    pub chain_pem: String,
+    /// The leaf's serial number, hex.
+    pub serial: String,
+    /// When the leaf expires.
+    pub not_after: OffsetDateTime,
+}
+
 /// A CA directory.
 #[derive(Debug)]
 pub struct Authority {
@@ -194,8 +205,49 @@ impl Authority {
     }
 
     /// Issues a workload certificate for `id`, valid for `ttl` (capped by the signer's own
-    /// expiry): ECDSA P-256, the SPIFFE ID as its only URI SAN, client and server auth.
+    /// expiry), with a new ECDSA P-256 key.
     pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<Issued, CaError> {
+        let key = KeyPair::generate()?;
+        let signed = self.sign(id, ttl, &key)?;
+        Ok(Issued {
+            chain_pem: signed.chain_pem,
+            key_pem: key.serialize_pem(),
+            bundle_pem: self.bundle()?,
+            serial: signed.serial,
+            not_after: signed.not_after,
+        })
+    }
+
+    /// Signs a certificate for `id` over `public_key` (a key the CA never sees the private
+    /// half of, as from a CSR): the SPIFFE ID as its only URI SAN, client and server auth.
+    pub fn sign(
+        &self,
+        id: &SpiffeId,
+        ttl: Duration,
+        public_key: &impl rcgen::PublicKeyData,
+    ) -> Result<Signed, CaError> {
+        self.sign_with(id, ttl, public_key, &[])
+    }
+
+    /// A certificate (chain and new key, PEM) for a service of the CA's own, e.g. `meshca
+    /// serve`: its SPIFFE ID plus `extra` names that ordinary HTTPS clients check.
+    pub fn serving_certificate(
+        &self,
+        id: &SpiffeId,
+        extra: &[SanType],
+    ) -> Result<(String, String), CaError> {
+        let key = KeyPair::generate()?;
+        let signed = self.sign_with(id, DEFAULT_LEAF_TTL, &key, extra)?;
+        Ok((signed.chain_pem, key.serialize_pem()))
+    }
+
+    fn sign_with(
+        &self,
+        id: &SpiffeId,
+        ttl: Duration,
+        public_key: &impl rcgen::PublicKeyData,
+        extra: &[SanType],
+    ) -> Result<Signed, CaError> {
         if id.trust_domain() != self.config.trust_domain {
             return Err(CaError::ForeignTrustDomain {
                 id: id.to_string(),
@@ -210,11 +262,14 @@ impl Authority {
         let mut params = CertificateParams::default();
         params.not_before = now - BACKDATE;
         params.not_after = (now + ttl).min(signer.not_after);
-        params.serial_number = Some(random_serial()?);
+        let serial = random_serial()?;
+        let serial_hex = hex(&serial.to_bytes());
+        params.serial_number = Some(serial);
         params.subject_alt_names =
             vec![SanType::URI(id.as_str().try_into().map_err(
                 |e: rcgen::Error| CaError::Certificate(e.to_string()),
             )?)];
+        params.subject_alt_names.extend_from_slice(extra);
         params.distinguished_name = DistinguishedName::new();
         params
             .distinguished_name
@@ -229,22 +284,15 @@ impl Authority {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate()?;
         let issuer = Issuer::from_ca_cert_pem(&signer.cert_pem, signer.key)?;
-        let leaf = params.signed_by(&key, &issuer)?;
+        let leaf = params.signed_by(public_key, &issuer)?;
         let mut chain_pem = leaf.pem();
         if let Some(intermediate) = signer.chain_pem {
             chain_pem.push_str(&intermediate);
         }
-        Ok(Issued {
+        Ok(Signed {
             chain_pem,
-            key_pem: key.serialize_pem(),
-            bundle_pem: self.bundle()?,
-            serial: params
-                .serial_number
-                .as_ref()
-                .map(|s| hex(&s.to_bytes()))
-                .unwrap_or_default(),
+            serial: serial_hex,
             not_after: params.not_after,
         })
     }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authority;
+pub mod serve;
 pub mod spiffe;
 
 pub use authority::{Authority, CaError, InitOptions, Issued};

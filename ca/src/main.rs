@@ -50,6 +50,28 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Make a one-time bootstrap token for a workload's first certificate from `meshca serve`.
+    Token {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The SPIFFE ID the token may obtain a certificate for.
+        #[arg(long)]
+        spiffe: String,
+    },
+    /// Serve CSR signing over TLS 1.3: POST /v1/sign (a PEM CSR; authenticate with your
+    /// current certificate or `Authorization: Bearer TOKEN`), GET /v1/bundle.
+    Serve {
+        /// The CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:15012")]
+        listen: std::net::SocketAddr,
+        /// Lifetime of the certificates it signs [default: 24h].
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+    },
     /// Print the trust bundle (every root) as PEM.
     Bundle {
         /// The CA directory.
@@ -158,6 +180,24 @@ fn run(args: Args) -> anyhow::Result<()> {
             );
         }
         Command::Bundle { dir } => print!("{}", Authority::open(&dir)?.bundle()?),
+        Command::Token { dir, spiffe } => {
+            let ca = Authority::open(&dir)?;
+            let id = SpiffeId::parse(&spiffe)?;
+            println!("{}", ca::serve::new_token(&ca, &dir, &id)?);
+        }
+        Command::Serve { dir, listen, ttl } => {
+            let options = ca::serve::ServeOptions {
+                listen,
+                ttl: ttl.unwrap_or(DEFAULT_LEAF_TTL),
+            };
+            let addr = ca::serve::serve(&dir, &options)?;
+            println!("meshca serving on {addr}");
+            std::io::Write::flush(&mut std::io::stdout())?;
+            // The accept thread serves until the process is stopped.
+            loop {
+                std::thread::park();
+            }
+        }
         Command::Root { action } => match action {
             RootAction::Add { dir, root_ttl } => {
                 let mut ca = Authority::open(&dir)?;

@@ -218,3 +218,195 @@ fn a_root_rotates_with_both_roots_trusted_in_between() {
     let last = meshca(&["root", "retire", "--dir", path(&ca)]);
     assert!(String::from_utf8_lossy(&last.stderr).contains("single root"));
 }
+
+/// A running `meshca serve`, killed on drop; its stderr (the issuance log) goes to a file.
+struct Service {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(ca: &Path, log: std::path::PathBuf) -> Service {
+    use std::io::BufRead;
+    let mut child = Command::new(harness::binary("meshca").unwrap())
+        .args(["serve", "--dir", path(ca), "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("meshca serving on ")
+        .unwrap_or_else(|| panic!("no ready line: {line:?}"))
+        .parse()
+        .unwrap();
+    Service { child, addr, log }
+}
+
+/// A new P-256 key and a CSR for it from openssl, with `san` as subjectAltName if given.
+fn csr(dir: &Path, name: &str, san: Option<&str>) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (key, csr) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.csr")),
+    );
+    let mut args = vec![
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/O=workload",
+        "-keyout",
+        path(&key),
+        "-out",
+        path(&csr),
+    ];
+    let ext;
+    if let Some(san) = san {
+        ext = format!("subjectAltName={san}");
+        args.extend(["-addext", &ext]);
+    }
+    let output = openssl(&args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (key, csr)
+}
+
+/// POSTs `csr` to /v1/sign with curl plus `auth` arguments; the status and the body file.
+fn curl_sign(service: &Service, bundle: &Path, csr: &Path, auth: &[&str], out: &Path) -> String {
+    let url = format!("https://{}/v1/sign", service.addr);
+    let data = format!("@{}", path(csr));
+    let output = Command::new("curl")
+        .args(["-sS", "--cacert", path(bundle), "--data-binary", &data])
+        .args(["-H", "content-type: application/pkcs10", "-o", path(out)])
+        .args(["-w", "%{http_code}"])
+        .args(auth)
+        .arg(&url)
+        .output()
+        .expect("curl is not installed: run .ci/run as root, or apt-get install curl");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_csr_service_bootstraps_by_token_renews_by_certificate_and_limits() {
+    let scratch = Scratch::new();
+    let ca = scratch.path().join("ca");
+    ok(&meshca(&[
+        "init",
+        "--dir",
+        path(&ca),
+        "--trust-domain",
+        "cluster.local",
+        "--intermediate",
+    ]));
+    let spiffe = "spiffe://cluster.local/ns/default/sa/reviews";
+    let token = ok(&meshca(&["token", "--dir", path(&ca), "--spiffe", spiffe]));
+    let token = token.trim();
+    let bundle = scratch.path().join("bundle.pem");
+    std::fs::write(&bundle, ok(&meshca(&["bundle", "--dir", path(&ca)]))).unwrap();
+    let service = serve(&ca, scratch.path().join("meshca.log"));
+    let dir = scratch.path();
+
+    // First certificate: a one-time token. curl checks the service's certificate.
+    let (key, request) = csr(dir, "first", None);
+    let cert = dir.join("first.pem");
+    let bearer = format!("authorization: Bearer {token}");
+    assert_eq!(
+        curl_sign(&service, &bundle, &request, &["-H", &bearer], &cert),
+        "200"
+    );
+    let text = openssl(&["x509", "-in", path(&cert), "-noout", "-text"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains(&format!("URI:{spiffe}")));
+    let pubkey = openssl(&["pkey", "-in", path(&key), "-pubout"]);
+    let cert_pubkey = openssl(&["x509", "-in", path(&cert), "-noout", "-pubkey"]);
+    assert_eq!(
+        pubkey.stdout, cert_pubkey.stdout,
+        "signed over the CSR's key"
+    );
+    // The token is spent.
+    let again = dir.join("again.pem");
+    assert_eq!(
+        curl_sign(&service, &bundle, &request, &["-H", &bearer], &again),
+        "401"
+    );
+    // No credentials at all.
+    assert_eq!(curl_sign(&service, &bundle, &request, &[], &again), "401");
+
+    // Renewal with the current certificate (mutual TLS): the same identity only.
+    let client = ["--cert", path(&cert), "--key", path(&key)];
+    let (_, renewal) = csr(dir, "renewal", Some(&format!("URI:{spiffe}")));
+    let renewed = dir.join("renewed.pem");
+    assert_eq!(
+        curl_sign(&service, &bundle, &renewal, &client, &renewed),
+        "200"
+    );
+    let other = "URI:spiffe://cluster.local/ns/default/sa/admin";
+    let (_, stolen) = csr(dir, "stolen", Some(other));
+    let refused = dir.join("refused.txt");
+    assert_eq!(
+        curl_sign(&service, &bundle, &stolen, &client, &refused),
+        "403"
+    );
+    let reason = std::fs::read_to_string(&refused).unwrap();
+    assert!(reason.contains("may only obtain spiffe://cluster.local/ns/default/sa/reviews"));
+    // Garbage is a clear 400.
+    let junk = dir.join("junk.csr");
+    std::fs::write(&junk, "not a csr").unwrap();
+    assert_eq!(
+        curl_sign(&service, &bundle, &junk, &client, &refused),
+        "400"
+    );
+
+    // Five issuances per identity per minute: two so far, three more, then 429.
+    for _ in 0..3 {
+        assert_eq!(
+            curl_sign(&service, &bundle, &renewal, &client, &renewed),
+            "200"
+        );
+    }
+    assert_eq!(
+        curl_sign(&service, &bundle, &renewal, &client, &refused),
+        "429"
+    );
+
+    // Every issuance and refusal is logged with the caller.
+    let log = std::fs::read_to_string(&service.log).unwrap();
+    assert_eq!(
+        log.matches(&format!("issued {spiffe} serial")).count(),
+        5,
+        "{log}"
+    );
+    assert!(
+        log.contains("(bootstrap token)") && log.contains("(client certificate)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused 127.0.0.1:") && log.contains(": 429 "),
+        "{log}"
+    );
+
+    // TLS 1.3, and the bundle is served too.
+    let url = format!("https://{}/v1/bundle", service.addr);
+    let served = Command::new("curl")
+        .args(["-sS", "--tlsv1.3", "--cacert", path(&bundle), &url])
+        .output()
+        .unwrap();
+    assert_eq!(served.stdout, std::fs::read(&bundle).unwrap());
+}
