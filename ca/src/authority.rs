@@ -81,9 +81,14 @@ pub enum CaError {
         /// The CA's trust domain.
         trust_domain: String,
     },
-    /// A lifetime of zero or longer than allowed.
-    #[error("lifetime {0:?} is out of range (more than zero, at most {MAX_LEAF_TTL:?})")]
+    /// A lifetime of zero, or longer than allowed (a workload certificate's is at most
+    /// [`MAX_LEAF_TTL`]; a CA certificate's must end before year 10000).
+    #[error("lifetime {0:?} is out of range: more than zero, at most 90 days for a workload")]
     Lifetime(Duration),
+    /// The certificate that would sign has expired (or is about to): rotate the root or
+    /// re-create the intermediate.
+    #[error("the signing certificate expired at {0}; add a new root (`meshca root add`)")]
+    SignerExpired(OffsetDateTime),
     /// Only one root left: retiring it would leave nothing to trust.
     #[error("the CA has a single root; add a new one before retiring the old")]
     LastRoot,
@@ -259,6 +264,9 @@ impl Authority {
         }
         let signer = self.signer()?;
         let now = OffsetDateTime::now_utc();
+        if signer.not_after <= now + BACKDATE {
+            return Err(CaError::SignerExpired(signer.not_after));
+        }
         let mut params = CertificateParams::default();
         params.not_before = now - BACKDATE;
         params.not_after = (now + ttl).min(signer.not_after);
@@ -366,9 +374,17 @@ impl Authority {
         self.dir.join(ROOTS).join(format!("{n}.key.pem"))
     }
 
-    /// Creates root number `next_root` and advances the counter.
+    /// Creates a root numbered after every root there is (and `next_root`) and saves the
+    /// counter at once, so a root that may have signed is never overwritten.
     fn new_root(&mut self, ttl: Duration) -> Result<u32, CaError> {
-        let n = self.config.next_root;
+        let highest = self.root_numbers().ok().and_then(|n| n.last().copied());
+        let n = highest
+            .map_or(Some(self.config.next_root), |h| h.checked_add(1))
+            .map(|n| n.max(self.config.next_root))
+            .ok_or_else(|| CaError::Config {
+                path: self.dir.join(CONFIG),
+                reason: "no root number left".into(),
+            })?;
         let now = OffsetDateTime::now_utc();
         let mut params = ca_params(&self.config.trust_domain, &format!("root {n}"), now, ttl)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -376,7 +392,8 @@ impl Authority {
         let cert = params.self_signed(&key)?;
         write_private(&self.root_key(n), &key.serialize_pem())?;
         write_atomic(&self.root_cert(n), cert.pem().as_bytes(), 0o644)?;
-        self.config.next_root = n + 1;
+        self.config.next_root = n.saturating_add(1);
+        self.save_config()?;
         Ok(n)
     }
 
@@ -446,9 +463,14 @@ fn ca_params(
     now: OffsetDateTime,
     ttl: Duration,
 ) -> Result<CertificateParams, CaError> {
+    let lifetime = time::Duration::try_from(ttl).map_err(|_| CaError::Lifetime(ttl))?;
+    let not_after = now
+        .checked_add(lifetime)
+        .filter(|end| end.year() <= 9999 && !ttl.is_zero())
+        .ok_or(CaError::Lifetime(ttl))?;
     let mut params = CertificateParams::default();
     params.not_before = now - BACKDATE;
-    params.not_after = now + ttl;
+    params.not_after = not_after;
     params.serial_number = Some(random_serial()?);
     params.distinguished_name = DistinguishedName::new();
     params

@@ -38,6 +38,9 @@ const MAX_CONNECTIONS: usize = 64;
 const MAX_REQUEST: usize = 16 * 1024;
 /// A silent client is dropped after this.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the service makes itself a new certificate (valid 24 h) and re-reads the bundle,
+/// so it neither expires nor misses a root added by `meshca root add`.
+const TLS_REFRESH: Duration = Duration::from_secs(600);
 /// The file in the CA directory holding unspent bootstrap tokens (`TOKEN SPIFFE-ID` lines).
 pub const TOKENS: &str = "tokens";
 
@@ -138,6 +141,24 @@ struct Service {
     tokens: Mutex<Tokens>,
     issued: Mutex<HashMap<String, VecDeque<Instant>>>,
     connections: AtomicUsize,
+    /// The TLS configuration in use and when it was made.
+    tls: Mutex<(Instant, Arc<ServerConfig>)>,
+    addr: SocketAddr,
+}
+
+impl Service {
+    /// The TLS configuration for a new connection, remade every [`TLS_REFRESH`]; if remaking
+    /// fails the previous one stays (and the failure is logged).
+    fn tls(&self) -> Arc<ServerConfig> {
+        let mut tls = self.tls.lock().unwrap_or_else(PoisonError::into_inner);
+        if tls.0.elapsed() >= TLS_REFRESH {
+            match tls_config(&self.ca, self.addr) {
+                Ok(config) => *tls = (Instant::now(), Arc::new(config)),
+                Err(e) => eprintln!("meshca: keeping the current TLS certificate: {e}"),
+            }
+        }
+        tls.1.clone()
+    }
 }
 
 /// Starts serving; returns the bound address once the listener is up, with the thread
@@ -159,10 +180,12 @@ pub fn serve(dir: &Path, options: &ServeOptions) -> Result<SocketAddr, CaError> 
         ttl: options.ttl,
         issued: Mutex::new(HashMap::new()),
         connections: AtomicUsize::new(0),
+        tls: Mutex::new((Instant::now(), config)),
+        addr,
     });
     std::thread::Builder::new()
         .name("meshca-accept".into())
-        .spawn(move || accept_loop(&listener, &config, &service))
+        .spawn(move || accept_loop(&listener, &service))
         .map_err(|source| CaError::Io {
             path: "accept thread".into(),
             source,
@@ -209,24 +232,26 @@ fn tls_config(ca: &Authority, addr: SocketAddr) -> Result<ServerConfig, CaError>
         .map_err(|e| CaError::Certificate(e.to_string()))
 }
 
-fn accept_loop(listener: &TcpListener, config: &Arc<ServerConfig>, service: &Arc<Service>) {
+fn accept_loop(listener: &TcpListener, service: &Arc<Service>) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         if service.connections.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             continue; // dropped: closes the connection
         }
+        let (config, for_thread) = (service.tls(), service.clone());
+        // Counted before the thread starts, uncounted if it cannot.
         service.connections.fetch_add(1, Ordering::SeqCst);
-        let (config, service) = (config.clone(), service.clone());
         let spawned = std::thread::Builder::new()
             .name("meshca-conn".into())
             .spawn(move || {
                 let peer = stream.peer_addr().ok();
-                if let Err(e) = handle(stream, config, &service) {
+                if let Err(e) = handle(stream, config, &for_thread) {
                     eprintln!("meshca: {}: {e}", describe(peer));
                 }
-                service.connections.fetch_sub(1, Ordering::SeqCst);
+                for_thread.connections.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
+            service.connections.fetch_sub(1, Ordering::SeqCst);
             eprintln!("meshca: cannot start a connection thread");
         }
     }

@@ -97,9 +97,12 @@ pub fn check_trust_domain(domain: &str) -> Result<(), SpiffeError> {
     }
 }
 
+/// Longest trust domain, in bytes (the SPIFFE standard's limit, that of a DNS name).
+const MAX_DOMAIN_LEN: usize = 255;
+
 fn domain_is_valid(domain: &str) -> bool {
     let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_".contains(c);
-    !domain.is_empty() && domain.chars().all(allowed)
+    !domain.is_empty() && domain.len() <= MAX_DOMAIN_LEN && domain.chars().all(allowed)
 }
 
 #[cfg(test)]
@@ -155,6 +158,7 @@ mod tests {
         let long = format!("spiffe://td/{}", "a".repeat(MAX_LEN));
         assert_eq!(bad(&long), SpiffeError::TooLong);
         assert!(check_trust_domain("cluster.local").is_ok());
+        assert!(check_trust_domain(&"a".repeat(256)).is_err());
         assert!(check_trust_domain("a/b").is_err());
     }
 }

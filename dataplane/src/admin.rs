@@ -271,6 +271,17 @@ fn clusters_json(state: &AdminState) -> String {
             })
         })
         .collect();
-    let value = serde_json::json!({ "hash": routes.hash, "clusters": clusters });
+    let mirrors = usage.as_ref().map(|u| {
+        let m = u.mirrors;
+        serde_json::json!({
+            "in_flight": m.in_flight,
+            "completed": m.completed,
+            "failed": m.failed,
+            "skipped_busy": m.skipped_busy,
+            "skipped_body": m.skipped_body,
+        })
+    });
+    let value =
+        serde_json::json!({ "hash": routes.hash, "clusters": clusters, "mirrors": mirrors });
     serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

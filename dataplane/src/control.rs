@@ -228,11 +228,10 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             Event::Signal(signal_hook::consts::SIGHUP) if draining => {}
             Event::Signal(_) if draining => exit_when_drained = true,
             Event::Signal(signal_hook::consts::SIGHUP) if !draining => {
-                reload(
+                let _ = reload(
                     &options,
                     &mut current,
                     "SIGHUP",
-                    None,
                     &updates,
                     &mut controls,
                     &admin_state,
@@ -247,11 +246,10 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                 );
             }
             Event::Reload { reason, reply } if !draining => {
-                reload(
+                let outcome = reload(
                     &options,
                     &mut current,
                     reason,
-                    reply,
                     &updates,
                     &mut controls,
                     &admin_state,
@@ -264,6 +262,11 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                     &mut controls,
                     &admin_state,
                 );
+                // Answered once the ejections carried over are in place too, so an operator's
+                // next look at /clusters sees them.
+                if let Some(reply) = reply {
+                    let _ = reply.send(outcome);
+                }
             }
             Event::Reload { reply, .. } => {
                 if let Some(reply) = reply {
@@ -315,16 +318,16 @@ pub fn run(options: Options) -> anyhow::Result<()> {
 
 /// Loads the snapshot again and, if it is valid, hands it to every core, which switch between
 /// requests. A bad snapshot is refused with the reason and the current one keeps serving.
+/// Returns the hash served, or why the snapshot was refused.
 fn reload(
     options: &Options,
     current: &mut Arc<RouteState>,
     reason: &'static str,
-    reply: Option<mpsc::Sender<Result<String, String>>>,
     updates: &[mpsc::Sender<Arc<RouteState>>],
     controls: &mut [UnixStream],
     admin: &AdminState,
-) {
-    let outcome = match load(&options.snapshot, options.workload.as_deref()) {
+) -> Result<String, String> {
+    match load(&options.snapshot, options.workload.as_deref()) {
         Err(error) => {
             eprintln!(
                 "meshd: reload ({reason}) refused: {error}; still serving {}",
@@ -346,9 +349,6 @@ fn reload(
             *current = routes;
             Ok(current.hash.clone())
         }
-    };
-    if let Some(reply) = reply {
-        let _ = reply.send(outcome);
     }
 }
 

@@ -59,14 +59,26 @@ pub fn selected(per_million: u32, draw: u32) -> bool {
     draw < per_million
 }
 
-/// Holds one of the core's in-flight slots until dropped.
+/// Holds one of the core's in-flight slots until released or dropped.
 #[derive(Debug)]
-struct Slot(Rc<Core>);
+struct Slot {
+    core: Rc<Core>,
+    held: bool,
+}
+
+impl Slot {
+    /// Gives the slot back now (a copy given up before its request ends).
+    fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            let in_flight = &self.core.mirrors.in_flight;
+            in_flight.set(in_flight.get().saturating_sub(1));
+        }
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let in_flight = &self.0.mirrors.in_flight;
-        in_flight.set(in_flight.get().saturating_sub(1));
+        self.release();
     }
 }
 
@@ -184,7 +196,10 @@ pub fn begin(
     let head_len = shadow_head(forwarded, &mut bytes);
     mirrors.in_flight.set(mirrors.in_flight.get() + 1);
     Some(Shadow {
-        slot: Slot(core.clone()),
+        slot: Slot {
+            core: core.clone(),
+            held: true,
+        },
         addr,
         breaker,
         bytes,
@@ -196,7 +211,7 @@ pub fn begin(
 
 impl Shadow {
     /// Copies the next bytes of the streamed body as they are forwarded; a chunked body that
-    /// outgrows [`MAX_BODY`] gives up its copy.
+    /// outgrows [`MAX_BODY`] gives up its copy, its memory and its in-flight slot at once.
     pub fn copy(&mut self, body: &[u8]) {
         if self.body == Body::Overflowed {
             return;
@@ -206,6 +221,9 @@ impl Shadow {
         {
             self.body = Body::Overflowed;
             self.bytes = Vec::new();
+            let mirrors = &self.slot.core.mirrors;
+            mirrors.failed.set(mirrors.failed.get() + 1);
+            self.slot.release();
             return;
         }
         self.bytes.extend_from_slice(body);
@@ -217,10 +235,11 @@ impl Shadow {
             Body::Length(n) => (self.bytes.len() - self.head_len) as u64 == n,
             // The caller sends a chunked copy only once the body's last chunk went through.
             Body::Chunked => true,
-            Body::Overflowed => false,
+            // Counted when it overflowed.
+            Body::Overflowed => return,
         };
         if !complete {
-            let mirrors = &self.slot.0.mirrors;
+            let mirrors = &self.slot.core.mirrors;
             mirrors.failed.set(mirrors.failed.get() + 1);
             return;
         }
@@ -237,7 +256,7 @@ async fn run(copy: Shadow) {
         is_head,
         ..
     } = copy;
-    let core = &slot.0;
+    let core = &slot.core;
     match exchange(core, addr, breaker.as_ref(), bytes, is_head).await {
         Ok(reusable) => {
             core.mirrors.completed.set(core.mirrors.completed.get() + 1);

@@ -10,6 +10,23 @@ pub struct Usage {
     pub hash: String,
     /// Per endpoint group, in route-state order.
     pub groups: Vec<GroupUsage>,
+    /// What happened to mirrored requests' copies.
+    pub mirrors: MirrorUsage,
+}
+
+/// Mirroring's counts (see [`crate::mirror::Mirrors`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MirrorUsage {
+    /// Copies in flight now.
+    pub in_flight: u64,
+    /// Copies sent and answered.
+    pub completed: u64,
+    /// Copies that failed, or were given up (a chunked body over the bound).
+    pub failed: u64,
+    /// Requests not mirrored because too many copies were in flight.
+    pub skipped_busy: u64,
+    /// Requests not mirrored for their body (a Content-Length over the bound) or an upgrade.
+    pub skipped_body: u64,
 }
 
 /// One endpoint group's usage.
@@ -36,6 +53,12 @@ impl Usage {
     /// Adds another core's usage of the same route state; a report for another one (a core
     /// that had not installed a reload yet) is left out.
     pub fn add(&mut self, other: &Self) {
+        let (m, o) = (&mut self.mirrors, &other.mirrors);
+        m.in_flight += o.in_flight;
+        m.completed += o.completed;
+        m.failed += o.failed;
+        m.skipped_busy += o.skipped_busy;
+        m.skipped_body += o.skipped_body;
         if other.hash != self.hash {
             return;
         }
@@ -68,6 +91,10 @@ mod tests {
                     idle_connections: 2,
                 }],
             }],
+            mirrors: MirrorUsage {
+                failed: 1,
+                ..MirrorUsage::default()
+            },
         }
     }
 
@@ -80,6 +107,8 @@ mod tests {
         assert_eq!(total.groups[0].pending_requests, 2);
         assert_eq!(total.groups[0].endpoints[0].requests_in_flight, 6);
         assert_eq!(total.groups[0].endpoints[0].idle_connections, 4);
+        // Mirror counts are per core, whatever route state it serves.
+        assert_eq!(total.mirrors.failed, 3);
         let mut none = usage("h", None, 0);
         none.add(&usage("h", None, 0));
         assert_eq!(none.groups[0].open_connections, None);

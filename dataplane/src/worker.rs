@@ -21,7 +21,7 @@ use crate::proxy;
 use crate::ratelimit::RateLimits;
 use crate::retry::RetryBudget;
 use crate::routing::{Direction, RouteState};
-use crate::usage::{EndpointUsage, GroupUsage, Usage};
+use crate::usage::{EndpointUsage, GroupUsage, MirrorUsage, Usage};
 
 /// Which monoio driver a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -409,9 +409,17 @@ impl Core {
                     .collect(),
             }
         });
+        let m = &self.mirrors;
         Usage {
             hash: routes.hash.clone(),
             groups: groups.collect(),
+            mirrors: MirrorUsage {
+                in_flight: m.in_flight() as u64,
+                completed: m.completed.get(),
+                failed: m.failed.get(),
+                skipped_busy: m.skipped_busy.get(),
+                skipped_body: m.skipped_body.get(),
+            },
         }
     }
 

@@ -110,13 +110,28 @@ fn expect_100_continue_is_answered_before_the_body(driver: &str) {
     // The client waits for the go-ahead before it sends the body.
     assert_eq!(read_head(&mut reader), "HTTP/1.1 100 Continue\r\n\r\n");
     stream.write_all(b"hello").unwrap();
-    // Then the final response, and no second 100 (the upstream's own is not passed on).
     let head = read_head(&mut reader);
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     let mut body = [0u8; 5];
     reader.read_exact(&mut body).unwrap();
     assert_eq!(&body, b"hello");
     assert_eq!(up.requests(), 1);
+}
+
+fn an_upstream_100_continue_is_not_passed_on(driver: &str) {
+    // An origin that sends its own 100 Continue before the answer: meshd already sent one.
+    let origin =
+        raw_origin(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &one_service("web", origin), driver, &[]);
+    let mut stream = connect(meshd.outbound);
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: web\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let text = read_all(&mut stream);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    assert!(text.ends_with("ok"), "{text}");
 }
 
 fn hop_by_hop_response_headers_are_not_forwarded(driver: &str) {
@@ -165,6 +180,7 @@ fn an_idle_keep_alive_connection_is_closed(driver: &str) {
 on_both_drivers!(
     interim_responses_reach_http11_clients_only,
     expect_100_continue_is_answered_before_the_body,
+    an_upstream_100_continue_is_not_passed_on,
     hop_by_hop_response_headers_are_not_forwarded,
     an_idle_keep_alive_connection_is_closed,
 );

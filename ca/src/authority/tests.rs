@@ -122,6 +122,33 @@ fn refuses_foreign_trust_domains_bad_lifetimes_and_a_second_init() {
         Authority::open(&empty.0),
         Err(CaError::Missing(_))
     ));
+    let forever = InitOptions {
+        root_ttl: Duration::from_secs(3_000_000 * 86_400),
+        ..options(false)
+    };
+    assert!(matches!(
+        Authority::init(&empty.0, &forever),
+        Err(CaError::Lifetime(_))
+    ));
+    let instant = InitOptions {
+        root_ttl: Duration::ZERO,
+        ..options(false)
+    };
+    assert!(matches!(
+        Authority::init(&empty.0, &instant),
+        Err(CaError::Lifetime(_))
+    ));
+    let short = TempDir::new("short");
+    let soon = InitOptions {
+        root_ttl: Duration::from_secs(30),
+        ..options(false)
+    };
+    let expiring = Authority::init(&short.0, &soon).unwrap();
+    let refused = expiring.issue(&id("spiffe://cluster.local/a"), DEFAULT_LEAF_TTL);
+    assert!(
+        matches!(refused, Err(CaError::SignerExpired(_))),
+        "{refused:?}"
+    );
     let bad_domain = InitOptions {
         trust_domain: "Bad Domain".into(),
         ..options(false)
