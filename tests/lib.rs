@@ -72,6 +72,15 @@ pub fn serve(scratch: &Scratch, config: &str, driver: &str, args: &[&str]) -> Si
     Sidecar::start(&snapshot, &all).expect("start meshd")
 }
 
+/// Admin `/clusters` of the meshd whose admin listener is `admin`, parsed.
+pub fn clusters_json(admin: std::net::SocketAddr) -> serde_json::Value {
+    let response = Client::connect(admin)
+        .and_then(|mut c| c.get("admin", "/clusters", &[]))
+        .expect("admin /clusters");
+    assert_eq!(response.status, 200, "{}", response.text());
+    serde_json::from_str(&response.text()).expect("/clusters is JSON")
+}
+
 /// A config with one service `service` (port 80, http) served by one endpoint at `addr`.
 pub fn one_service(service: &str, addr: std::net::SocketAddr) -> String {
     format!("service {service} {{\n  port 80 http\n  endpoint {addr}\n}}\n")

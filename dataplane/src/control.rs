@@ -225,26 +225,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                     }
                 }
             }
-            Event::Signal(signal_hook::consts::SIGHUP) if draining => {}
             Event::Signal(_) if draining => exit_when_drained = true,
-            Event::Signal(signal_hook::consts::SIGHUP) if !draining => {
-                let _ = reload(
-                    &options,
-                    &mut current,
-                    "SIGHUP",
-                    &updates,
-                    &mut controls,
-                    &admin_state,
-                );
-                reset_outliers(
-                    &current,
-                    workers,
-                    &mut outliers,
-                    &ejection_senders,
-                    &mut controls,
-                    &admin_state,
-                );
-            }
             Event::Reload { reason, reply } if !draining => {
                 let outcome = reload(
                     &options,
@@ -453,7 +434,16 @@ fn watch_signals(events: mpsc::Sender<Event>) -> io::Result<()> {
         .name("meshd-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
-                if events.send(Event::Signal(signal)).is_err() {
+                // SIGHUP is a reload like any other (and ignored while draining like one).
+                let event = if signal == SIGHUP {
+                    Event::Reload {
+                        reason: "SIGHUP",
+                        reply: None,
+                    }
+                } else {
+                    Event::Signal(signal)
+                };
+                if events.send(event).is_err() {
                     break;
                 }
             }

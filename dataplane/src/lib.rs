@@ -17,5 +17,6 @@ pub mod ratelimit;
 pub mod retry;
 pub mod routing;
 mod sys;
+pub mod tls;
 pub mod usage;
 pub mod worker;

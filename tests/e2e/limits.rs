@@ -325,17 +325,6 @@ fn buckets_survive_a_reload_unless_the_limit_changes(driver: &str) {
     assert_eq!(status("/limited"), 200);
 }
 
-/// The mirroring counts of admin `/clusters`.
-fn mirror_counts(admin: SocketAddr) -> serde_json::Value {
-    let text = Client::connect(admin)
-        .unwrap()
-        .get("admin", "/clusters", &[])
-        .unwrap()
-        .text();
-    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
-    all["mirrors"].clone()
-}
-
 fn mirror_copies_requests_with_a_shadow_host(driver: &str) {
     let up = Upstream::start("main").unwrap();
     let mirror = Recorder::answering();
@@ -405,7 +394,7 @@ fn mirror_copies_requests_with_a_shadow_host(driver: &str) {
         "the chunked copy differs"
     );
     // The long one's copy was given up (counted as failed, its slot freed), never sent.
-    let mirrors = mirror_counts(meshd.admin);
+    let mirrors = clusters_json(meshd.admin)["mirrors"].clone();
     assert_eq!(mirrors["failed"], 1, "{mirrors}");
     assert!(mirror.saw("/m/long").is_none());
     // Requests of other rules are not mirrored.

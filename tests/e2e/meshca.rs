@@ -23,6 +23,23 @@ fn ok(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A CA for cluster.local in `scratch/ca`, with an intermediate if asked.
+fn new_ca(scratch: &Scratch, intermediate: bool) -> std::path::PathBuf {
+    let ca = scratch.path().join("ca");
+    let mut args = vec![
+        "init",
+        "--dir",
+        path(&ca),
+        "--trust-domain",
+        "cluster.local",
+    ];
+    if intermediate {
+        args.push("--intermediate");
+    }
+    ok(&meshca(&args));
+    ca
+}
+
 fn openssl(args: &[&str]) -> Output {
     Command::new("openssl")
         .args(args)
@@ -126,14 +143,7 @@ fn openssl_accepts_the_issued_svid() {
 #[test]
 fn bad_requests_get_clear_errors() {
     let scratch = Scratch::new();
-    let ca = scratch.path().join("ca");
-    ok(&meshca(&[
-        "init",
-        "--dir",
-        path(&ca),
-        "--trust-domain",
-        "cluster.local",
-    ]));
+    let ca = new_ca(&scratch, false);
     let out = scratch.path().join("out");
     for (spiffe, expected) in [
         (
@@ -176,15 +186,7 @@ fn bad_requests_get_clear_errors() {
 #[test]
 fn a_root_rotates_with_both_roots_trusted_in_between() {
     let scratch = Scratch::new();
-    let ca = scratch.path().join("ca");
-    ok(&meshca(&[
-        "init",
-        "--dir",
-        path(&ca),
-        "--trust-domain",
-        "cluster.local",
-        "--intermediate",
-    ]));
+    let ca = new_ca(&scratch, true);
     let issue = |name: &str| {
         let out = scratch.path().join(name);
         let spiffe = format!("spiffe://cluster.local/ns/default/sa/{name}");
@@ -307,15 +309,7 @@ fn curl_sign(service: &Service, bundle: &Path, csr: &Path, auth: &[&str], out: &
 #[test]
 fn the_csr_service_bootstraps_by_token_renews_by_certificate_and_limits() {
     let scratch = Scratch::new();
-    let ca = scratch.path().join("ca");
-    ok(&meshca(&[
-        "init",
-        "--dir",
-        path(&ca),
-        "--trust-domain",
-        "cluster.local",
-        "--intermediate",
-    ]));
+    let ca = new_ca(&scratch, true);
     let spiffe = "spiffe://cluster.local/ns/default/sa/reviews";
     let token = ok(&meshca(&["token", "--dir", path(&ca), "--spiffe", spiffe]));
     let token = token.trim();

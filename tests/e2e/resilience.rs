@@ -332,16 +332,11 @@ fn max_pending_overflow_answers_503_uo(driver: &str) {
 
 /// Group `name` of admin `/clusters`.
 fn cluster(admin: SocketAddr, name: &str) -> serde_json::Value {
-    let text = Client::connect(admin)
-        .unwrap()
-        .get("admin", "/clusters", &[])
-        .unwrap()
-        .text();
-    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let all = clusters_json(admin);
     let clusters = all["clusters"].as_array().unwrap();
     let found = clusters.iter().find(|c| c["name"] == name);
     found
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .unwrap_or_else(|| panic!("no {name} in {all}"))
         .clone()
 }
 

@@ -1,0 +1,298 @@
+//! Workload identity for mutual TLS: the certificate files `meshca issue` writes (`cert.pem`
+//! leaf then chain, `key.pem`, `bundle.pem`), checked once at load, and the rustls
+//! configurations built from them: TLS 1.3 only, ALPN `h2` and `http/1.1`, the ring provider.
+//!
+//! Peers are named by SPIFFE ID, not by host name: the server side requires a client
+//! certificate that chains to the bundle and reads the caller's ID from its URI SAN; the
+//! client side (secure naming) checks the server's chain against the bundle and then that its
+//! URI SAN is one of the identities the snapshot allows for the service it dialled, whatever
+//! name the connection was opened with.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{verify_server_cert_signed_by_trust_anchor, ClientConfig};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ParsedCertificate, ServerConfig, WebPkiClientVerifier};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use x509_parser::extensions::GeneralName;
+
+/// ALPN protocols offered and accepted, most preferred first.
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// Why a workload identity could not be loaded or a configuration built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file holds no certificate or key, or one that does not parse.
+    #[error("{}: {reason}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The leaf names no SPIFFE ID, or more than one.
+    #[error("{}: the leaf certificate must carry exactly one spiffe:// URI SAN", path.display())]
+    NoSpiffeId {
+        /// The certificate file.
+        path: PathBuf,
+    },
+    /// The leaf has expired or is not valid yet.
+    #[error("{}: the certificate is not valid now (valid {not_before} to {not_after})", path.display())]
+    NotValidNow {
+        /// The certificate file.
+        path: PathBuf,
+        /// Start of validity (UTC).
+        not_before: String,
+        /// End of validity (UTC).
+        not_after: String,
+    },
+    /// rustls refused the key, the chain or the roots.
+    #[error("{0}")]
+    Rustls(String),
+}
+
+/// A workload's certificate, key and trust bundle, loaded and checked.
+#[derive(Debug)]
+pub struct Identity {
+    /// Leaf, then intermediates.
+    pub chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    /// Trusted roots.
+    pub roots: Arc<RootCertStore>,
+    /// The leaf's SPIFFE ID.
+    pub spiffe_id: String,
+    /// The leaf's serial number, hex.
+    pub serial: String,
+    /// Expiry of the leaf, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+impl Identity {
+    /// Loads `dir/cert.pem`, `dir/key.pem` and `dir/bundle.pem`, refusing a leaf without a
+    /// SPIFFE ID, one not valid now, a key that does not match, or an empty bundle.
+    pub fn load(dir: &Path) -> Result<Self, TlsError> {
+        let cert_path = dir.join("cert.pem");
+        let chain = certificates(&cert_path)?;
+        let key_path = dir.join("key.pem");
+        let key =
+            PrivateKeyDer::from_pem_slice(&read(&key_path)?).map_err(|e| TlsError::Malformed {
+                path: key_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let bundle_path = dir.join("bundle.pem");
+        let mut roots = RootCertStore::empty();
+        for root in certificates(&bundle_path)? {
+            roots.add(root).map_err(|e| TlsError::Malformed {
+                path: bundle_path.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        let (_, leaf) =
+            x509_parser::parse_x509_certificate(&chain[0]).map_err(|e| TlsError::Malformed {
+                path: cert_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let spiffe_id = spiffe_id(&leaf).ok_or_else(|| TlsError::NoSpiffeId {
+            path: cert_path.clone(),
+        })?;
+        let validity = leaf.validity();
+        if !validity.is_valid() {
+            return Err(TlsError::NotValidNow {
+                path: cert_path,
+                not_before: validity.not_before.to_string(),
+                not_after: validity.not_after.to_string(),
+            });
+        }
+        let serial = leaf
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let not_after = validity.not_after.timestamp();
+        let identity = Self {
+            chain,
+            key,
+            roots: Arc::new(roots),
+            spiffe_id,
+            serial,
+            not_after,
+        };
+        // Building a server configuration checks that the key matches the leaf.
+        identity.server_config()?;
+        Ok(identity)
+    }
+
+    /// The inbound side: a client certificate chaining to the bundle is required.
+    pub fn server_config(&self) -> Result<ServerConfig, TlsError> {
+        let provider = provider();
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider.clone())
+                .build()
+                .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
+    }
+
+    /// The outbound side towards a service whose servers may present any of `expected`
+    /// (SPIFFE IDs; the snapshot's secure-naming list).
+    pub fn client_config(&self, expected: Vec<String>) -> Result<ClientConfig, TlsError> {
+        let provider = provider();
+        let verifier = SecureNaming {
+            roots: self.roots.clone(),
+            expected,
+            provider: provider.clone(),
+        };
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
+    }
+}
+
+/// The SPIFFE ID of a verified peer's leaf certificate (the first of `chain`).
+pub fn peer_spiffe_id(chain: &[CertificateDer<'_>]) -> Option<String> {
+    let (_, leaf) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
+    spiffe_id(&leaf)
+}
+
+fn spiffe_id(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
+    let sans = cert.subject_alternative_name().ok()??;
+    let mut uris = sans
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(*uri),
+            _ => None,
+        });
+    let id = uris.next()?;
+    // An X.509 SVID carries exactly one SPIFFE ID.
+    uris.next().is_none().then(|| id.to_owned())
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(&read(path)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Malformed {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Malformed {
+            path: path.to_owned(),
+            reason: "no certificate in the file".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Secure naming: the server's chain must reach the bundle, and its SPIFFE ID must be one the
+/// service may be served by. The name the connection was opened with is not consulted.
+#[derive(Debug)]
+struct SecureNaming {
+    roots: Arc<RootCertStore>,
+    expected: Vec<String>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for SecureNaming {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let parsed = ParsedCertificate::try_from(end_entity)?;
+        let algorithms = self.provider.signature_verification_algorithms.all;
+        verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &self.roots,
+            intermediates,
+            now,
+            algorithms,
+        )?;
+        let presented = peer_spiffe_id(std::slice::from_ref(end_entity));
+        match presented {
+            Some(id) if self.expected.contains(&id) => Ok(ServerCertVerified::assertion()),
+            presented => Err(rustls::Error::General(format!(
+                "secure naming: the server presented {}, expected one of [{}]",
+                presented.as_deref().unwrap_or("no SPIFFE ID"),
+                self.expected.join(", ")
+            ))),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests;
