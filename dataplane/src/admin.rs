@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::control::Event;
 use crate::outlier::Ejections;
 use crate::routing::RouteState;
+use crate::tls::Identity;
 use crate::usage::Usage;
 
 // The admin and control threads only, never a data core: a lock is fine here.
@@ -29,6 +30,8 @@ pub struct AdminState {
     events: Shared<mpsc::Sender<Event>>,
     /// Endpoint health as the control thread last decided it, for `/clusters`.
     ejections: Shared<Arc<Ejections>>,
+    /// The workload certificate in force and the last refusal, for `/certs`.
+    certs: Shared<Option<serde_json::Value>>,
 }
 
 impl AdminState {
@@ -45,7 +48,35 @@ impl AdminState {
             workers,
             events: events.into(),
             ejections: Shared::default(),
+            certs: Shared::default(),
         }
+    }
+
+    /// Records the identity in force (and why the latest certificate files were refused).
+    pub(crate) fn set_identity(&self, identity: &Identity, refused: Option<String>) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let value = serde_json::json!({
+            "spiffe_id": identity.spiffe_id,
+            "serial": identity.serial,
+            "not_after_unix": identity.not_after,
+            "expires_in_s": identity.not_after - now,
+            "last_refusal": refused,
+        });
+        match self.certs.lock() {
+            Ok(mut current) => *current = Some(value),
+            Err(poisoned) => *poisoned.into_inner() = Some(value),
+        }
+    }
+
+    fn certs_json(&self) -> String {
+        let value = match self.certs.lock() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let value = value.unwrap_or_else(|| serde_json::json!({ "spiffe_id": null }));
+        serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 
     /// The route state being served.
@@ -166,6 +197,7 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_owned()),
         ("GET", "/config") => (200, "application/json", config_json(state)),
         ("GET", "/clusters") => (200, "application/json", clusters_json(state)),
+        ("GET", "/certs") => (200, "application/json", state.certs_json()),
         ("POST", "/reload") => match state.reload() {
             Ok(hash) => (200, "text/plain", format!("serving snapshot {hash}\n")),
             Err(error) => (422, "text/plain", format!("reload refused: {error}\n")),
@@ -176,13 +208,13 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
             "draining: listeners closed, requests in flight finish; send SIGTERM to exit\n".into(),
         ),
         ("POST", "/drain") => (503, "text/plain", "control loop unavailable\n".into()),
-        (_, "/ready" | "/healthz" | "/config" | "/clusters" | "/reload" | "/drain") => {
+        (_, "/ready" | "/healthz" | "/config" | "/clusters" | "/certs" | "/reload" | "/drain") => {
             (405, "text/plain", "method not allowed\n".into())
         }
         _ => (
             404,
             "text/plain",
-            "unknown admin path; try /ready, /healthz, /config, /clusters, POST /reload, \
+            "unknown admin path; try /ready, /healthz, /config, /clusters, /certs, POST /reload, \
              POST /drain\n"
                 .into(),
         ),

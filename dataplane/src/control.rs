@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::admin::{self, AdminState};
 use crate::outlier::{Ejections, OutlierState};
 use crate::routing::{Direction, RouteState};
+use crate::tls::Identity;
 use crate::usage::Usage;
 use crate::worker::{self, IoDriver, Settings, WorkerEvent, WorkerSpec};
 
@@ -41,6 +42,9 @@ pub struct Options {
     pub driver: IoDriver,
     /// Timeouts and limits.
     pub settings: Settings,
+    /// The workload's certificate directory (`cert.pem`, `key.pem`, `bundle.pem`), if any,
+    /// with its identity as loaded at startup.
+    pub certs: Option<(PathBuf, Identity)>,
 }
 
 /// A signal, a worker's report or a reload request, as the control loop sees it.
@@ -59,6 +63,8 @@ pub(crate) enum Event {
     Usage {
         reply: mpsc::Sender<Usage>,
     },
+    /// The certificate files changed (and stayed unchanged for one watch interval).
+    Certs,
 }
 
 /// Reads, verifies and decodes a snapshot file into the view served for `workload`, and logs
@@ -84,7 +90,7 @@ impl From<WorkerEvent> for Event {
 
 /// Runs the sidecar until SIGTERM/SIGINT has drained it. Prints one `meshd ready:` line with
 /// the bound addresses to stdout once every worker accepts.
-pub fn run(options: Options) -> anyhow::Result<()> {
+pub fn run(mut options: Options) -> anyhow::Result<()> {
     let available = core_affinity::get_core_ids().unwrap_or_default();
     let workers = options.cores.unwrap_or(available.len()).max(1);
 
@@ -175,16 +181,33 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         workers,
         events_tx.clone(),
     ));
+    if let Some((_, identity)) = &options.certs {
+        admin_state.set_identity(identity, None);
+    }
     let state = admin_state.clone();
     std::thread::Builder::new()
         .name("meshd-admin".into())
         .spawn(move || admin::serve(admin_listener, state))?;
     if !options.watch_interval.is_zero() {
-        watch_file(
-            options.snapshot.clone(),
+        let reload = || Event::Reload {
+            reason: "snapshot file changed",
+            reply: None,
+        };
+        let snapshot = vec![options.snapshot.clone()];
+        watch_files(
+            "meshd-watch",
+            snapshot,
             options.watch_interval,
-            events_tx.clone(),
+            &events_tx,
+            reload,
         )?;
+        if let Some((dir, _)) = &options.certs {
+            let files = ["cert.pem", "key.pem", "bundle.pem"].map(|f| dir.join(f));
+            let interval = options.watch_interval;
+            watch_files("meshd-certs", files.into(), interval, &events_tx, || {
+                Event::Certs
+            })?;
+        }
     }
     watch_signals(events_tx)?;
 
@@ -203,6 +226,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let mut draining = false;
     let mut exit_when_drained = true;
     let mut current = options.routes.clone();
+    let mut certs = options.certs.take();
     let mut outliers = OutlierState::new(&current, workers);
     admin_state.set_ejections(outliers.ejections(Vec::new()));
     // Runs until every core has drained and, after an admin drain, a signal asks to exit.
@@ -218,6 +242,11 @@ pub fn run(options: Options) -> anyhow::Result<()> {
                 }
             }
             Event::Drain => {}
+            Event::Certs => {
+                if let Some((dir, identity)) = certs.as_mut() {
+                    reload_certs(dir, identity, &admin_state);
+                }
+            }
             Event::Usage { reply } => {
                 for (sender, control) in usage_senders.iter().zip(controls.iter_mut()) {
                     if sender.send(reply.clone()).is_ok() {
@@ -370,33 +399,6 @@ fn send_ejections(
     }
 }
 
-/// Polls the snapshot file's size and modification time; a change asks for a reload. Polling
-/// (not inotify) also sees an atomic rename over the file and costs one stat per interval.
-fn watch_file(path: PathBuf, interval: Duration, events: mpsc::Sender<Event>) -> io::Result<()> {
-    let stamp = |path: &Path| -> Option<(SystemTime, u64)> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
-    };
-    let mut last = stamp(&path);
-    std::thread::Builder::new()
-        .name("meshd-watch".into())
-        .spawn(move || loop {
-            std::thread::sleep(interval);
-            let now = stamp(&path);
-            if now.is_some() && now != last {
-                last = now;
-                let event = Event::Reload {
-                    reason: "snapshot file changed",
-                    reply: None,
-                };
-                if events.send(event).is_err() {
-                    break;
-                }
-            }
-        })?;
-    Ok(())
-}
-
 /// Binds `count` SO_REUSEPORT listeners on one address; port 0 resolves once for all.
 fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
     let first = listen(addr)?;
@@ -444,6 +446,67 @@ fn watch_signals(events: mpsc::Sender<Event>) -> io::Result<()> {
                     Event::Signal(signal)
                 };
                 if events.send(event).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Loads the workload's certificates again: a good set replaces the identity in force, a bad
+/// one is refused with a log line naming why and the current identity stays.
+fn reload_certs(dir: &Path, identity: &mut Identity, admin: &AdminState) {
+    match Identity::load(dir) {
+        Ok(next) => {
+            eprintln!(
+                "meshd: certificates reloaded: {} serial {} (was {})",
+                next.spiffe_id, next.serial, identity.serial
+            );
+            *identity = next;
+            admin.set_identity(identity, None);
+        }
+        Err(error) => {
+            eprintln!(
+                "meshd: certificates in {} refused: {error}; keeping serial {}",
+                dir.display(),
+                identity.serial
+            );
+            admin.set_identity(identity, Some(error.to_string()));
+        }
+    }
+}
+
+/// Polls the files' sizes and modification times; a change, once it has held for one
+/// interval (a writer replacing several files is done), sends `event()`. Polling (not
+/// inotify) also sees an atomic rename over a file and costs one stat per file and interval.
+fn watch_files(
+    name: &str,
+    paths: Vec<PathBuf>,
+    interval: Duration,
+    events: &mpsc::Sender<Event>,
+    event: impl Fn() -> Event + Send + 'static,
+) -> io::Result<()> {
+    let stamp = |paths: &[PathBuf]| -> Vec<Option<(SystemTime, u64)>> {
+        let one = |path: &PathBuf| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        };
+        paths.iter().map(one).collect()
+    };
+    let mut last = stamp(&paths);
+    let events = events.clone();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(interval);
+            let now = stamp(&paths);
+            if now.iter().all(Option::is_some) && now != last {
+                std::thread::sleep(interval);
+                if stamp(&paths) != now {
+                    continue; // still being written: look again next round
+                }
+                last = now;
+                if events.send(event()).is_err() {
                     break;
                 }
             }

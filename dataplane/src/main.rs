@@ -21,6 +21,10 @@ struct Args {
     /// Workload to serve; without it every service is served outbound and there is no inbound.
     #[arg(long)]
     workload: Option<String>,
+    /// The workload's certificates as `meshca issue` writes them (cert.pem, key.pem,
+    /// bundle.pem); reloaded when they change. Served over mTLS with issue #5's next step.
+    #[arg(long)]
+    certs: Option<PathBuf>,
     /// Outbound listener (the local application sends here).
     #[arg(long, default_value = "127.0.0.1:15001")]
     outbound: SocketAddr,
@@ -78,6 +82,10 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     let routes =
         control::load(&args.snapshot, args.workload.as_deref()).map_err(anyhow::Error::msg)?;
+    let certs = match &args.certs {
+        Some(dir) => Some((dir.clone(), dataplane::tls::Identity::load(dir)?)),
+        None => None,
+    };
     control::run(Options {
         routes: Arc::new(routes),
         snapshot: args.snapshot,
@@ -97,6 +105,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             max_connections_per_core: args.max_connections_per_core.max(1),
             retry_buffer: args.retry_buffer,
         },
+        certs,
     })
 }
 

@@ -171,6 +171,7 @@ fn no_allocation_per_request(driver: IoDriver) {
             max_connections_per_core: 1000,
             retry_buffer: dataplane::retry::DEFAULT_RETRY_BUFFER,
         },
+        certs: None,
     };
     // meshd lives until this test process exits.
     std::thread::spawn(move || control::run(options).unwrap());

@@ -10,6 +10,7 @@ mod bodies;
 mod compile;
 mod errors;
 mod http1;
+mod identity;
 mod interop;
 mod language;
 mod layering;
