@@ -36,7 +36,9 @@ pub const DEFAULT_INTERMEDIATE_TTL: Duration = Duration::from_secs(365 * 24 * 36
 pub const DEFAULT_LEAF_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Longest workload certificate lifetime `issue` accepts: 90 days.
 pub const MAX_LEAF_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
-/// How far a certificate's validity starts before its issuance, for peers with slow clocks.
+/// How far a certificate's validity starts before its issuance, for peers with slow clocks:
+/// this, or a tenth of a short lifetime (so that half the lifetime, when sidecars renew, still
+/// lies after the issuance).
 const BACKDATE: Duration = Duration::from_secs(60);
 
 const CONFIG: &str = "meshca.toml";
@@ -268,7 +270,7 @@ impl Authority {
             return Err(CaError::SignerExpired(signer.not_after));
         }
         let mut params = CertificateParams::default();
-        params.not_before = now - BACKDATE;
+        params.not_before = now - BACKDATE.min(ttl / 10);
         params.not_after = (now + ttl).min(signer.not_after);
         let serial = random_serial()?;
         let serial_hex = hex(&serial.to_bytes());

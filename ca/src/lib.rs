@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authority;
+pub mod client;
 pub mod serve;
 pub mod spiffe;
 

@@ -14,6 +14,7 @@ pub mod outlier;
 pub mod pool;
 pub mod proxy;
 pub mod ratelimit;
+pub mod renew;
 pub mod retry;
 pub mod routing;
 mod sys;

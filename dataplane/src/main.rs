@@ -25,6 +25,16 @@ struct Args {
     /// bundle.pem); reloaded when they change. Served over mTLS with issue #5's next step.
     #[arg(long)]
     certs: Option<PathBuf>,
+    /// A `meshca serve` address: renew the certificates in --certs at half their lifetime
+    /// (and obtain the first ones with --ca-token-file when the directory has none).
+    #[arg(long, requires = "certs")]
+    ca: Option<SocketAddr>,
+    /// A file holding a one-time bootstrap token from `meshca token`.
+    #[arg(long, requires = "ca")]
+    ca_token_file: Option<PathBuf>,
+    /// The trust bundle to verify meshca with while --certs has none yet.
+    #[arg(long, requires = "ca")]
+    ca_bundle: Option<PathBuf>,
     /// Outbound listener (the local application sends here).
     #[arg(long, default_value = "127.0.0.1:15001")]
     outbound: SocketAddr,
@@ -82,10 +92,26 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     let routes =
         control::load(&args.snapshot, args.workload.as_deref()).map_err(anyhow::Error::msg)?;
+    let renewal = match (&args.certs, args.ca) {
+        (Some(dir), Some(ca)) => {
+            let renewal = dataplane::renew::Renewal {
+                dir: dir.clone(),
+                ca,
+                token_file: args.ca_token_file.clone(),
+                bundle: args.ca_bundle.clone(),
+            };
+            renewal.bootstrap()?;
+            Some(renewal)
+        }
+        _ => None,
+    };
     let certs = match &args.certs {
         Some(dir) => Some((dir.clone(), dataplane::tls::Identity::load(dir)?)),
         None => None,
     };
+    if let Some(renewal) = renewal {
+        renewal.spawn()?;
+    }
     control::run(Options {
         routes: Arc::new(routes),
         snapshot: args.snapshot,

@@ -76,6 +76,8 @@ pub struct Identity {
     pub spiffe_id: String,
     /// The leaf's serial number, hex.
     pub serial: String,
+    /// Start of the leaf's validity, seconds since the Unix epoch.
+    pub not_before: i64,
     /// Expiry of the leaf, seconds since the Unix epoch.
     pub not_after: i64,
 }
@@ -121,13 +123,17 @@ impl Identity {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let not_after = validity.not_after.timestamp();
+        let (not_before, not_after) = (
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        );
         let identity = Self {
             chain,
             key,
             roots: Arc::new(roots),
             spiffe_id,
             serial,
+            not_before,
             not_after,
         };
         // Building a server configuration checks that the key matches the leaf.
