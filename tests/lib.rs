@@ -126,16 +126,24 @@ pub fn canary_config(v1: &Upstream, v2: &Upstream) -> String {
     reviews_config(v1, v2, rules)
 }
 
-/// Polls `condition` until it holds; fails the test after 10 s. For waiting on a state change
-/// another process makes, where there is nothing to block on.
+/// Polls `condition` until it holds; fails the test after 20 s. For waiting on a state change
+/// another process makes, where there is nothing to block on. After the first few quick
+/// looks it paces itself (1 ms apart), so a long wait does not take a core from the processes
+/// it waits for.
 pub fn wait_until(mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut looks = 0u32;
     while !condition() {
         assert!(
             std::time::Instant::now() < deadline,
-            "condition not reached in 10 s"
+            "condition not reached in 20 s"
         );
-        std::thread::yield_now();
+        looks += 1;
+        if looks < 100 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }
 

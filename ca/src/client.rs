@@ -211,5 +211,19 @@ fn call(
             reason: body.trim().to_owned(),
         });
     }
-    Ok(body.to_owned())
+    // An answer cut short (the connection closed early) must not pass for a whole one.
+    let length = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())?
+    });
+    match length {
+        Some(n) if n == body.len() => Ok(body.to_owned()),
+        Some(n) => Err(transport(&format!(
+            "answer cut short: {} of {n} bytes",
+            body.len()
+        ))),
+        None => Err(transport(&"answer without content-length")),
+    }
 }

@@ -71,6 +71,10 @@ enum Command {
         /// Lifetime of the certificates it signs [default: 24h].
         #[arg(long, value_parser = parse_ttl)]
         ttl: Option<Duration>,
+        /// An address or DNS name clients dial the service by, for its own certificate
+        /// (repeatable; needed when listening on 0.0.0.0).
+        #[arg(long = "name")]
+        names: Vec<String>,
     },
     /// Print the trust bundle (every root) as PEM.
     Bundle {
@@ -185,10 +189,16 @@ fn run(args: Args) -> anyhow::Result<()> {
             let id = SpiffeId::parse(&spiffe)?;
             println!("{}", ca::serve::new_token(&ca, &dir, &id)?);
         }
-        Command::Serve { dir, listen, ttl } => {
+        Command::Serve {
+            dir,
+            listen,
+            ttl,
+            names,
+        } => {
             let options = ca::serve::ServeOptions {
                 listen,
                 ttl: ttl.unwrap_or(DEFAULT_LEAF_TTL),
+                names,
             };
             let addr = ca::serve::serve(&dir, &options)?;
             println!("meshca serving on {addr}");

@@ -37,7 +37,10 @@ const MAX_CONNECTIONS: usize = 64;
 /// Largest request head or body read.
 const MAX_REQUEST: usize = 16 * 1024;
 /// A silent client is dropped after this.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection may take from accept to answer, handshake included: a client that
+/// trickles bytes is cut off here, so slow clients cannot hold every connection slot.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(15);
 /// How often the service makes itself a new certificate (valid 24 h) and re-reads the bundle,
 /// so it neither expires nor misses a root added by `meshca root add`.
 const TLS_REFRESH: Duration = Duration::from_secs(600);
@@ -51,6 +54,10 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Lifetime of the certificates it signs.
     pub ttl: Duration,
+    /// Extra names (IP addresses or DNS names) for the service's own certificate, the ones
+    /// clients dial it by; the listen address (when not unspecified) and `localhost` are
+    /// always in.
+    pub names: Vec<String>,
 }
 
 /// Creates a one-time bootstrap token for `id`, recorded in the CA directory's token file.
@@ -124,12 +131,14 @@ impl Tokens {
         write_private(&self.path, &text)
     }
 
-    /// Spends `token`, returning the identity it was made for.
-    fn spend(&mut self, token: &str) -> Result<Option<SpiffeId>, CaError> {
-        let Some(id) = self.by_token.remove(token) else {
+    /// Spends `token` as the file holds it now: saved without it before it counts as spent.
+    fn spend(dir: &Path, token: &str) -> Result<Option<SpiffeId>, CaError> {
+        let mut tokens = Self::load(dir)?;
+        let Some(id) = tokens.by_token.get(token).cloned() else {
             return Ok(None);
         };
-        self.save()?;
+        tokens.by_token.remove(token);
+        tokens.save()?;
         Ok(Some(id))
     }
 }
@@ -137,10 +146,19 @@ impl Tokens {
 /// What every connection thread shares.
 struct Service {
     ca: Authority,
+    /// The CA directory, where the token file is re-read for every token use (tokens made
+    /// while the service runs count at once; a spent one never returns).
+    dir: PathBuf,
     ttl: Duration,
-    tokens: Mutex<Tokens>,
+    /// Serialises token spending within this process.
+    tokens: Mutex<()>,
     issued: Mutex<HashMap<String, VecDeque<Instant>>>,
     connections: AtomicUsize,
+    /// Connections being served: when each started and a handle to cut it off past the
+    /// deadline.
+    live: Mutex<Vec<(u64, Instant, TcpStream)>>,
+    /// The service's own certificate names.
+    names: Vec<String>,
     /// The TLS configuration in use and when it was made.
     tls: Mutex<(Instant, Arc<ServerConfig>)>,
     addr: SocketAddr,
@@ -152,7 +170,7 @@ impl Service {
     fn tls(&self) -> Arc<ServerConfig> {
         let mut tls = self.tls.lock().unwrap_or_else(PoisonError::into_inner);
         if tls.0.elapsed() >= TLS_REFRESH {
-            match tls_config(&self.ca, self.addr) {
+            match tls_config(&self.ca, self.addr, &self.names) {
                 Ok(config) => *tls = (Instant::now(), Arc::new(config)),
                 Err(e) => eprintln!("meshca: keeping the current TLS certificate: {e}"),
             }
@@ -173,16 +191,33 @@ pub fn serve(dir: &Path, options: &ServeOptions) -> Result<SocketAddr, CaError> 
         path: format!("listen {}", options.listen).into(),
         source,
     })?;
-    let config = Arc::new(tls_config(&ca, addr)?);
+    let config = Arc::new(tls_config(&ca, addr, &options.names)?);
     let service = Arc::new(Service {
-        tokens: Mutex::new(Tokens::load(dir)?),
+        tokens: Mutex::new(()),
+        dir: {
+            Tokens::load(dir)?; // a malformed token file is an error at start
+            dir.to_owned()
+        },
         ca,
         ttl: options.ttl,
         issued: Mutex::new(HashMap::new()),
         connections: AtomicUsize::new(0),
+        live: Mutex::new(Vec::new()),
+        names: options.names.clone(),
         tls: Mutex::new((Instant::now(), config)),
         addr,
     });
+    let sweeper = service.clone();
+    std::thread::Builder::new()
+        .name("meshca-deadline".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            sweeper.cut_off_late_connections();
+        })
+        .map_err(|source| CaError::Io {
+            path: "deadline thread".into(),
+            source,
+        })?;
     std::thread::Builder::new()
         .name("meshca-accept".into())
         .spawn(move || accept_loop(&listener, &service))
@@ -197,7 +232,7 @@ pub fn serve(dir: &Path, options: &ServeOptions) -> Result<SocketAddr, CaError> 
 /// required (a bootstrapping workload has none yet). The service's own certificate names
 /// `spiffe://TD/ns/mesh-system/sa/meshca`, plus the listen address and `localhost` so that
 /// ordinary HTTPS clients can check the name they dialled.
-fn tls_config(ca: &Authority, addr: SocketAddr) -> Result<ServerConfig, CaError> {
+fn tls_config(ca: &Authority, addr: SocketAddr, names: &[String]) -> Result<ServerConfig, CaError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca.bundle()?.as_bytes()) {
@@ -214,10 +249,16 @@ fn tls_config(ca: &Authority, addr: SocketAddr) -> Result<ServerConfig, CaError>
         "spiffe://{}/ns/mesh-system/sa/meshca",
         ca.trust_domain()
     ))?;
-    let extra = [
-        SanType::IpAddress(addr.ip()),
-        SanType::DnsName("localhost".try_into()?),
-    ];
+    let mut extra = vec![SanType::DnsName("localhost".try_into()?)];
+    if !addr.ip().is_unspecified() {
+        extra.push(SanType::IpAddress(addr.ip()));
+    }
+    for name in names {
+        extra.push(match name.parse() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(name.as_str().try_into()?),
+        });
+    }
     let (chain_pem, key_pem) = ca.serving_certificate(&id, &extra)?;
     let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -233,12 +274,19 @@ fn tls_config(ca: &Authority, addr: SocketAddr) -> Result<ServerConfig, CaError>
 }
 
 fn accept_loop(listener: &TcpListener, service: &Arc<Service>) {
+    let mut next_id = 0u64;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         if service.connections.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             continue; // dropped: closes the connection
         }
         let (config, for_thread) = (service.tls(), service.clone());
+        let id = next_id;
+        next_id += 1;
+        if let Ok(handle) = stream.try_clone() {
+            let mut live = service.live.lock().unwrap_or_else(PoisonError::into_inner);
+            live.push((id, Instant::now(), handle));
+        }
         // Counted before the thread starts, uncounted if it cannot.
         service.connections.fetch_add(1, Ordering::SeqCst);
         let spawned = std::thread::Builder::new()
@@ -248,10 +296,10 @@ fn accept_loop(listener: &TcpListener, service: &Arc<Service>) {
                 if let Err(e) = handle(stream, config, &for_thread) {
                     eprintln!("meshca: {}: {e}", describe(peer));
                 }
-                for_thread.connections.fetch_sub(1, Ordering::SeqCst);
+                for_thread.finished(id);
             });
         if spawned.is_err() {
-            service.connections.fetch_sub(1, Ordering::SeqCst);
+            service.finished(id);
             eprintln!("meshca: cannot start a connection thread");
         }
     }
@@ -311,20 +359,17 @@ fn sign(
         eprintln!("meshca: refused {peer}: {status} {reason}");
         (status, format!("{reason}\n"))
     };
-    // Who is asking: the identity of the client certificate, else a bootstrap token's.
-    let (id, how) = match (caller, &request.bearer) {
-        (Some(id), _) => (id, "client certificate"),
-        (None, Some(token)) => {
-            let mut tokens = service
-                .tokens
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match tokens.spend(token) {
-                Ok(Some(id)) => (id, "bootstrap token"),
-                Ok(None) => return refuse(401, "unknown or already spent bootstrap token".into()),
-                Err(e) => return refuse(500, e.to_string()),
-            }
-        }
+    // Who is asking: the identity of the client certificate, else a bootstrap token's (looked
+    // up now, spent only once the request is found good).
+    let (id, token) = match (caller, &request.bearer) {
+        (Some(id), _) => (id, None),
+        (None, Some(token)) => match Tokens::load(&service.dir) {
+            Ok(tokens) => match tokens.by_token.get(token) {
+                Some(id) => (id.clone(), Some(token.as_str())),
+                None => return refuse(401, "unknown or already spent bootstrap token".into()),
+            },
+            Err(e) => return refuse(500, e.to_string()),
+        },
         (None, None) => {
             return refuse(
                 401,
@@ -363,6 +408,20 @@ fn sign(
             ),
         );
     }
+    let how = match token {
+        None => "client certificate",
+        Some(token) => {
+            let _spending = service
+                .tokens
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match Tokens::spend(&service.dir, token) {
+                Ok(Some(_)) => "bootstrap token",
+                Ok(None) => return refuse(401, "bootstrap token already spent".into()),
+                Err(e) => return refuse(500, e.to_string()),
+            }
+        }
+    };
     match service.ca.sign(&id, service.ttl, &csr.public_key) {
         Ok(signed) => {
             eprintln!(
@@ -376,6 +435,23 @@ fn sign(
 }
 
 impl Service {
+    /// A connection ended: uncount it and forget its handle.
+    fn finished(&self, id: u64) {
+        self.connections.fetch_sub(1, Ordering::SeqCst);
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.retain(|(other, _, _)| *other != id);
+    }
+
+    /// Shuts down connections past [`CONNECTION_DEADLINE`]; their threads' reads then fail.
+    fn cut_off_late_connections(&self) {
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, started, stream) in live.iter() {
+            if started.elapsed() >= CONNECTION_DEADLINE {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
     /// Counts an issuance for `id` if it is within the rate limit.
     fn admit(&self, id: &SpiffeId) -> bool {
         let now = Instant::now();

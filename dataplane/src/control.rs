@@ -207,6 +207,8 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
             watch_files("meshd-certs", files.into(), interval, &events_tx, || {
                 Event::Certs
             })?;
+            // Files renewed between the load at start and the watcher's first look count too.
+            let _ = events_tx.send(Event::Certs);
         }
     }
     watch_signals(events_tx)?;
@@ -436,16 +438,18 @@ fn watch_signals(events: mpsc::Sender<Event>) -> io::Result<()> {
         .name("meshd-signals".into())
         .spawn(move || {
             for signal in signals.forever() {
-                // SIGHUP is a reload like any other (and ignored while draining like one).
-                let event = if signal == SIGHUP {
-                    Event::Reload {
+                // SIGHUP is a reload like any other (and ignored while draining like one), of the
+                // snapshot and the certificates.
+                let sent = if signal == SIGHUP {
+                    let reload = Event::Reload {
                         reason: "SIGHUP",
                         reply: None,
-                    }
+                    };
+                    events.send(reload).and_then(|()| events.send(Event::Certs))
                 } else {
-                    Event::Signal(signal)
+                    events.send(Event::Signal(signal))
                 };
-                if events.send(event).is_err() {
+                if sent.is_err() {
                     break;
                 }
             }
@@ -457,6 +461,7 @@ fn watch_signals(events: mpsc::Sender<Event>) -> io::Result<()> {
 /// one is refused with a log line naming why and the current identity stays.
 fn reload_certs(dir: &Path, identity: &mut Identity, admin: &AdminState) {
     match Identity::load(dir) {
+        Ok(next) if next.serial == identity.serial => {}
         Ok(next) => {
             eprintln!(
                 "meshd: certificates reloaded: {} serial {} (was {})",

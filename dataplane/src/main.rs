@@ -93,6 +93,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     let routes =
         control::load(&args.snapshot, args.workload.as_deref()).map_err(anyhow::Error::msg)?;
     let renewal = match (&args.certs, args.ca) {
+        (Some(_), Some(_)) if args.watch_interval.is_zero() => {
+            anyhow::bail!(
+                "--ca renews into --certs, which needs the file watcher: drop --watch-interval 0s"
+            )
+        }
         (Some(dir), Some(ca)) => {
             let renewal = dataplane::renew::Renewal {
                 dir: dir.clone(),

@@ -42,6 +42,9 @@ pub enum RenewError {
     /// The current certificate's SPIFFE ID does not parse.
     #[error(transparent)]
     Spiffe(#[from] ca::SpiffeError),
+    /// The certificate set obtained does not load (refused before it replaced anything).
+    #[error("the certificate obtained is unusable: {0}")]
+    Unusable(#[from] crate::tls::TlsError),
 }
 
 /// Where renewal gets its certificates.
@@ -75,7 +78,7 @@ impl Renewal {
             .unwrap_or_else(|| self.dir.join("bundle.pem"));
         let bundle = read(&bundle_path)?;
         let obtained = client::obtain(self.ca, &bundle, Credentials::Token(token.trim()), None)?;
-        obtained.write_to(&self.dir)?;
+        install(&self.dir, &obtained)?;
         eprintln!(
             "meshd: obtained a first certificate from meshca at {}",
             self.ca
@@ -145,9 +148,23 @@ impl Renewal {
             chain_pem: &chain_pem,
             key_pem: &key_pem,
         };
-        client::obtain(self.ca, &bundle, credentials, Some(&id))?.write_to(&self.dir)?;
+        let obtained = client::obtain(self.ca, &bundle, credentials, Some(&id))?;
+        install(&self.dir, &obtained)?;
         Ok(identity.serial.clone())
     }
+}
+
+/// Checks a new certificate set in a scratch directory beside `dir` (it must load as an
+/// identity: key matching, chaining to its bundle, valid now) before it replaces the files
+/// in `dir`.
+fn install(dir: &Path, obtained: &client::Obtained) -> Result<(), RenewError> {
+    let scratch = dir.join(".incoming");
+    obtained.write_to(&scratch)?;
+    let checked = Identity::load(&scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    checked?;
+    obtained.write_to(dir)?;
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<String, RenewError> {

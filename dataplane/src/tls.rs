@@ -59,6 +59,14 @@ pub enum TlsError {
         /// End of validity (UTC).
         not_after: String,
     },
+    /// The certificate does not chain to the bundle (a stale or foreign bundle).
+    #[error("{}: the certificate does not chain to bundle.pem: {reason}", path.display())]
+    Untrusted {
+        /// The certificate file.
+        path: PathBuf,
+        /// What verification said.
+        reason: String,
+    },
     /// rustls refused the key, the chain or the roots.
     #[error("{0}")]
     Rustls(String),
@@ -118,6 +126,24 @@ impl Identity {
                 not_after: validity.not_after.to_string(),
             });
         }
+        // Peers verify against the same bundle: a set that cannot chain to it is refused now
+        // rather than at every handshake.
+        let parsed = ParsedCertificate::try_from(&chain[0]).map_err(|e| TlsError::Untrusted {
+            path: cert_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let algorithms = provider().signature_verification_algorithms.all;
+        verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &roots,
+            &chain[1..],
+            UnixTime::now(),
+            algorithms,
+        )
+        .map_err(|e| TlsError::Untrusted {
+            path: cert_path.clone(),
+            reason: e.to_string(),
+        })?;
         let serial = leaf
             .raw_serial()
             .iter()
@@ -192,11 +218,11 @@ fn spiffe_id(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<Str
         .general_names
         .iter()
         .filter_map(|name| match name {
-            GeneralName::URI(uri) if uri.starts_with("spiffe://") => Some(*uri),
+            GeneralName::URI(uri) => Some(*uri),
             _ => None,
         });
-    let id = uris.next()?;
-    // An X.509 SVID carries exactly one SPIFFE ID.
+    let id = uris.next().filter(|uri| uri.starts_with("spiffe://"))?;
+    // An X.509 SVID carries exactly one URI SAN, its SPIFFE ID.
     uris.next().is_none().then(|| id.to_owned())
 }
 

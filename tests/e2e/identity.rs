@@ -97,7 +97,7 @@ fn certificates_rotate_and_a_bad_set_is_refused(driver: &str) {
     let log = std::fs::read_to_string(&log_path).unwrap();
     let refused = log
         .lines()
-        .find(|l| l.contains("refused"))
+        .rfind(|l| l.contains("refused"))
         .unwrap_or_default();
     assert!(
         refused.contains("cert.pem") && refused.contains("keeping serial"),

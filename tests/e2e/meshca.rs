@@ -342,6 +342,30 @@ fn the_csr_service_bootstraps_by_token_renews_by_certificate_and_limits() {
     );
     // No credentials at all.
     assert_eq!(curl_sign(&service, &bundle, &request, &[], &again), "401");
+    // A token made while the service runs works at once; a refused request does not spend it.
+    let admin = "spiffe://cluster.local/ns/default/sa/admin";
+    let late = ok(&meshca(&["token", "--dir", path(&ca), "--spiffe", admin]));
+    let late_bearer = format!("authorization: Bearer {}", late.trim());
+    let (_, wrong) = csr(dir, "wrong", Some(&format!("URI:{spiffe}")));
+    let denied = dir.join("denied.txt");
+    assert_eq!(
+        curl_sign(&service, &bundle, &wrong, &["-H", &late_bearer], &denied),
+        "403"
+    );
+    let (_, right) = csr(dir, "right", None);
+    let admin_cert = dir.join("admin.pem");
+    assert_eq!(
+        curl_sign(
+            &service,
+            &bundle,
+            &right,
+            &["-H", &late_bearer],
+            &admin_cert
+        ),
+        "200"
+    );
+    let text = openssl(&["x509", "-in", path(&admin_cert), "-noout", "-text"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains(&format!("URI:{admin}")));
 
     // Renewal with the current certificate (mutual TLS): the same identity only.
     let client = ["--cert", path(&cert), "--key", path(&key)];

@@ -178,6 +178,13 @@ fn loading_refuses_missing_files_and_a_key_that_does_not_match() {
     std::fs::copy(dir.0.join("b/key.pem"), dir.0.join("a/key.pem")).unwrap();
     let mismatched = Identity::load(&dir.0.join("a")).unwrap_err();
     assert!(matches!(mismatched, TlsError::Rustls(_)), "{mismatched}");
+    // A bundle from another CA: the certificate does not chain to it.
+    let other_dir = TempDir::new("load-other");
+    let other = authority(&other_dir.0, "cluster.local");
+    identity(&other, &other_dir.0, "c", REVIEWS);
+    std::fs::copy(other_dir.0.join("c/bundle.pem"), dir.0.join("b/bundle.pem")).unwrap();
+    let foreign = Identity::load(&dir.0.join("b")).unwrap_err();
+    assert!(matches!(foreign, TlsError::Untrusted { .. }), "{foreign}");
     std::fs::write(dir.0.join("b/bundle.pem"), "").unwrap();
     let empty = Identity::load(&dir.0.join("b")).unwrap_err();
     assert!(empty.to_string().contains("no certificate"), "{empty}");
