@@ -72,13 +72,18 @@ pub fn serve(scratch: &Scratch, config: &str, driver: &str, args: &[&str]) -> Si
     Sidecar::start(&snapshot, &all).expect("start meshd")
 }
 
+/// Admin `path` (a JSON page) of the meshd whose admin listener is `admin`, parsed.
+pub fn admin_json(admin: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    let response = Client::connect(admin)
+        .and_then(|mut c| c.get("admin", path, &[]))
+        .expect("admin request");
+    assert_eq!(response.status, 200, "{path}: {}", response.text());
+    serde_json::from_str(&response.text()).expect("an admin page in JSON")
+}
+
 /// Admin `/clusters` of the meshd whose admin listener is `admin`, parsed.
 pub fn clusters_json(admin: std::net::SocketAddr) -> serde_json::Value {
-    let response = Client::connect(admin)
-        .and_then(|mut c| c.get("admin", "/clusters", &[]))
-        .expect("admin /clusters");
-    assert_eq!(response.status, 200, "{}", response.text());
-    serde_json::from_str(&response.text()).expect("/clusters is JSON")
+    admin_json(admin, "/clusters")
 }
 
 /// A config with one service `service` (port 80, http) served by one endpoint at `addr`.
@@ -162,4 +167,89 @@ macro_rules! on_both_drivers {
             }
         }
     )*};
+}
+
+/// Runs the real `meshca` with `args`.
+pub fn meshca(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(harness::binary("meshca").expect("meshca is built"))
+        .args(args)
+        .output()
+        .expect("run meshca")
+}
+
+/// The stdout of a `meshca` run that must have succeeded (else the test fails with its stderr).
+pub fn succeeded(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "meshca failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A CA for trust domain cluster.local in `scratch/ca`, with an intermediate if asked.
+pub fn new_ca(scratch: &Scratch, intermediate: bool) -> PathBuf {
+    let ca = scratch.path().join("ca");
+    let dir = ca.to_str().expect("a UTF-8 scratch path");
+    let mut args = vec!["init", "--dir", dir, "--trust-domain", "cluster.local"];
+    if intermediate {
+        args.push("--intermediate");
+    }
+    succeeded(&meshca(&args));
+    ca
+}
+
+/// A running `meshca serve` on `127.0.0.1:0`, its stderr (the issuance log) in `log`; killed
+/// on drop.
+#[derive(Debug)]
+pub struct CaService {
+    child: std::process::Child,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Its stderr.
+    pub log: PathBuf,
+}
+
+impl CaService {
+    /// Starts `meshca serve --dir ca` plus `args`, and waits for its ready line.
+    pub fn start(ca: &Path, args: &[&str], log: PathBuf) -> Self {
+        use std::io::BufRead;
+        let dir = ca.to_str().expect("a UTF-8 scratch path");
+        let mut child = std::process::Command::new(harness::binary("meshca").expect("built"))
+            .args(["serve", "--dir", dir, "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("create the log"))
+            .spawn()
+            .expect("start meshca serve");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the ready line");
+        let addr = line
+            .trim()
+            .strip_prefix("meshca serving on ")
+            .unwrap_or_else(|| panic!("no ready line: {line:?}"))
+            .parse()
+            .expect("an address in the ready line");
+        Self { child, addr, log }
+    }
+}
+
+impl Drop for CaService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts one single-core meshd on `snapshot` with `driver` plus `args`, as [`serve`] does,
+/// with its stderr in `log`.
+pub fn start_logged(snapshot: &Path, driver: &str, args: &[&str], log: &Path) -> Sidecar {
+    let mut command = std::process::Command::new(harness::binary("meshd").expect("built"));
+    command.stderr(std::fs::File::create(log).expect("create the log"));
+    let mut all = vec!["--cores", "1", "--io-driver", driver];
+    all.extend_from_slice(args);
+    Sidecar::start_with(command, snapshot, &all).expect("start meshd")
 }

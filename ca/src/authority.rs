@@ -206,6 +206,17 @@ impl Authority {
         })
     }
 
+    /// Refuses an ID outside this CA's trust domain.
+    pub fn check_trust_domain(&self, id: &SpiffeId) -> Result<(), CaError> {
+        if id.trust_domain() == self.config.trust_domain {
+            return Ok(());
+        }
+        Err(CaError::ForeignTrustDomain {
+            id: id.to_string(),
+            trust_domain: self.config.trust_domain.clone(),
+        })
+    }
+
     /// The trust domain this CA issues for.
     pub fn trust_domain(&self) -> &str {
         &self.config.trust_domain
@@ -255,12 +266,7 @@ impl Authority {
         public_key: &impl rcgen::PublicKeyData,
         extra: &[SanType],
     ) -> Result<Signed, CaError> {
-        if id.trust_domain() != self.config.trust_domain {
-            return Err(CaError::ForeignTrustDomain {
-                id: id.to_string(),
-                trust_domain: self.config.trust_domain.clone(),
-            });
-        }
+        self.check_trust_domain(id)?;
         if ttl.is_zero() || ttl > MAX_LEAF_TTL {
             return Err(CaError::Lifetime(ttl));
         }
@@ -403,8 +409,9 @@ impl Authority {
     fn new_intermediate(&self) -> Result<(), CaError> {
         let newest = *self.root_numbers()?.last().unwrap_or(&1);
         let root_key = KeyPair::from_pem(&read(&self.root_key(newest))?)?;
-        let root = Issuer::from_ca_cert_pem(&read(&self.root_cert(newest))?, root_key)?;
-        let root_expiry = not_after(&read(&self.root_cert(newest))?)?;
+        let root_pem = read(&self.root_cert(newest))?;
+        let root = Issuer::from_ca_cert_pem(&root_pem, root_key)?;
+        let root_expiry = not_after(&root_pem)?;
         let now = OffsetDateTime::now_utc();
         let name = format!("intermediate under root {newest}");
         let mut params = ca_params(
@@ -496,18 +503,22 @@ fn ca_params(
 
 /// A positive random 128-bit serial number.
 fn random_serial() -> Result<SerialNumber, CaError> {
-    let mut bytes = [0u8; 16];
-    let mut urandom = fs::File::open("/dev/urandom").map_err(|source| CaError::Io {
-        path: "/dev/urandom".into(),
-        source,
-    })?;
-    io::Read::read_exact(&mut urandom, &mut bytes).map_err(|source| CaError::Io {
-        path: "/dev/urandom".into(),
-        source,
-    })?;
+    let mut bytes = random_bytes::<16>()?;
     bytes[0] &= 0x7f;
     bytes[0] |= 0x01;
     Ok(SerialNumber::from_slice(&bytes))
+}
+
+/// `N` bytes from the kernel's random source.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CaError> {
+    let io_error = |source| CaError::Io {
+        path: "/dev/urandom".into(),
+        source,
+    };
+    let mut bytes = [0u8; N];
+    let mut urandom = fs::File::open("/dev/urandom").map_err(io_error)?;
+    io::Read::read_exact(&mut urandom, &mut bytes).map_err(io_error)?;
+    Ok(bytes)
 }
 
 /// The expiry of the first certificate in `pem`.

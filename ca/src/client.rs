@@ -46,21 +46,6 @@ pub struct Obtained {
     pub bundle_pem: String,
 }
 
-impl Obtained {
-    /// Writes `cert.pem`, `key.pem` (0600) and `bundle.pem` into `dir`, each atomically, the
-    /// key first.
-    pub fn write_to(&self, dir: &std::path::Path) -> Result<(), crate::CaError> {
-        crate::Issued {
-            chain_pem: self.chain_pem.clone(),
-            key_pem: self.key_pem.clone(),
-            bundle_pem: self.bundle_pem.clone(),
-            serial: String::new(),
-            not_after: time::OffsetDateTime::UNIX_EPOCH,
-        }
-        .write_to(dir)
-    }
-}
-
 /// Why a certificate could not be obtained.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -18,12 +18,23 @@ impl Issued {
     /// first, so a sidecar watching the directory never pairs a certificate with a stale key
     /// for longer than one rename.
     pub fn write_to(&self, dir: &Path) -> Result<(), CaError> {
-        std::fs::create_dir_all(dir).map_err(|source| CaError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        authority::write_private(&dir.join("key.pem"), &self.key_pem)?;
-        authority::write_atomic(&dir.join("cert.pem"), self.chain_pem.as_bytes(), 0o644)?;
-        authority::write_atomic(&dir.join("bundle.pem"), self.bundle_pem.as_bytes(), 0o644)
+        write_certificate_set(dir, &self.chain_pem, &self.key_pem, &self.bundle_pem)
     }
+}
+
+impl client::Obtained {
+    /// Writes the set as [`Issued::write_to`] does.
+    pub fn write_to(&self, dir: &Path) -> Result<(), CaError> {
+        write_certificate_set(dir, &self.chain_pem, &self.key_pem, &self.bundle_pem)
+    }
+}
+
+fn write_certificate_set(dir: &Path, chain: &str, key: &str, bundle: &str) -> Result<(), CaError> {
+    std::fs::create_dir_all(dir).map_err(|source| CaError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    authority::write_private(&dir.join("key.pem"), key)?;
+    authority::write_atomic(&dir.join("cert.pem"), chain.as_bytes(), 0o644)?;
+    authority::write_atomic(&dir.join("bundle.pem"), bundle.as_bytes(), 0o644)
 }

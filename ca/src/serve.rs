@@ -62,23 +62,8 @@ pub struct ServeOptions {
 
 /// Creates a one-time bootstrap token for `id`, recorded in the CA directory's token file.
 pub fn new_token(ca: &Authority, dir: &Path, id: &SpiffeId) -> Result<String, CaError> {
-    if id.trust_domain() != ca.trust_domain() {
-        return Err(CaError::ForeignTrustDomain {
-            id: id.to_string(),
-            trust_domain: ca.trust_domain().to_owned(),
-        });
-    }
-    let mut bytes = [0u8; 24];
-    let mut urandom = std::fs::File::open("/dev/urandom").map_err(|source| CaError::Io {
-        path: "/dev/urandom".into(),
-        source,
-    })?;
-    urandom
-        .read_exact(&mut bytes)
-        .map_err(|source| CaError::Io {
-            path: "/dev/urandom".into(),
-            source,
-        })?;
+    ca.check_trust_domain(id)?;
+    let bytes = crate::authority::random_bytes::<24>()?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let mut tokens = Tokens::load(dir)?;
     tokens.by_token.insert(token.clone(), id.clone());
@@ -192,12 +177,10 @@ pub fn serve(dir: &Path, options: &ServeOptions) -> Result<SocketAddr, CaError> 
         source,
     })?;
     let config = Arc::new(tls_config(&ca, addr, &options.names)?);
+    Tokens::load(dir)?; // a malformed token file is an error at start, not at first use
     let service = Arc::new(Service {
         tokens: Mutex::new(()),
-        dir: {
-            Tokens::load(dir)?; // a malformed token file is an error at start
-            dir.to_owned()
-        },
+        dir: dir.to_owned(),
         ca,
         ttl: options.ttl,
         issued: Mutex::new(HashMap::new()),

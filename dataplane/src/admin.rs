@@ -120,8 +120,7 @@ impl AdminState {
     }
 
     /// Asks every core for its pool usage and sums the answers for the route state `hash`;
-    /// `None` if a core did not answer within a second (it may be draining) or none serves
-    /// that state yet.
+    /// `None` if a core did not answer within a second (it may be draining).
     fn usage(&self, hash: &str) -> Option<Usage> {
         let (reply, answers) = mpsc::channel();
         let sent = match self.events.lock() {
@@ -132,17 +131,12 @@ impl AdminState {
             return None;
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
-        let mut total: Option<Usage> = None;
+        let mut total = Usage::sum_for(hash);
         for _ in 0..self.workers {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let answer = answers.recv_timeout(left).ok()?;
-            match total.as_mut() {
-                Some(total) => total.add(&answer),
-                None if answer.hash == hash => total = Some(answer),
-                None => {}
-            }
+            total.add(&answers.recv_timeout(left).ok()?);
         }
-        total
+        Some(total)
     }
 
     /// Asks the control loop to reload and waits for the outcome.

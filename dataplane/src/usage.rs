@@ -50,8 +50,17 @@ pub struct EndpointUsage {
 }
 
 impl Usage {
-    /// Adds another core's usage of the same route state; a report for another one (a core
-    /// that had not installed a reload yet) is left out.
+    /// An empty sum for the route state `hash`, to [`Usage::add`] the cores' reports to.
+    pub fn sum_for(hash: &str) -> Self {
+        Self {
+            hash: hash.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds another core's usage. Its mirror counts always count; its pool counts only for
+    /// the same route state (a core that had not installed a reload yet is left out). The
+    /// first report of the state gives an empty sum its groups.
     pub fn add(&mut self, other: &Self) {
         let (m, o) = (&mut self.mirrors, &other.mirrors);
         m.in_flight += o.in_flight;
@@ -60,6 +69,10 @@ impl Usage {
         m.skipped_busy += o.skipped_busy;
         m.skipped_body += o.skipped_body;
         if other.hash != self.hash {
+            return;
+        }
+        if self.groups.is_empty() {
+            self.groups.clone_from(&other.groups);
             return;
         }
         for (mine, theirs) in self.groups.iter_mut().zip(&other.groups) {
@@ -100,15 +113,19 @@ mod tests {
 
     #[test]
     fn sums_the_cores_reports_of_the_same_route_state() {
-        let mut total = usage("h", Some(3), 1);
-        total.add(&usage("h", Some(4), 5));
+        let mut total = Usage::sum_for("h");
         total.add(&usage("other", Some(100), 100));
+        total.add(&usage("h", Some(3), 1));
+        total.add(&usage("h", Some(4), 5));
         assert_eq!(total.groups[0].open_connections, Some(7));
         assert_eq!(total.groups[0].pending_requests, 2);
         assert_eq!(total.groups[0].endpoints[0].requests_in_flight, 6);
         assert_eq!(total.groups[0].endpoints[0].idle_connections, 4);
         // Mirror counts are per core, whatever route state it serves.
-        assert_eq!(total.mirrors.failed, 3);
+        assert_eq!(
+            total.mirrors.failed, 3,
+            "a report of another state counts its mirrors"
+        );
         let mut none = usage("h", None, 0);
         none.add(&usage("h", None, 0));
         assert_eq!(none.groups[0].open_connections, None);

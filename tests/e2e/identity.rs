@@ -9,66 +9,29 @@ use ringmesh_tests::*;
 
 const SPIFFE: &str = "spiffe://cluster.local/ns/default/sa/reviews";
 
-fn meshca(args: &[&str]) {
-    let output = Command::new(harness::binary("meshca").unwrap())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "meshca {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 fn issue(ca: &Path, out: &Path) {
     let (ca, out) = (ca.to_str().unwrap(), out.to_str().unwrap());
-    meshca(&[
+    succeeded(&meshca(&[
         "issue", "--dir", ca, "--spiffe", SPIFFE, "--ttl", "2h", "--out", out,
-    ]);
+    ]));
 }
 
 fn certs(admin: std::net::SocketAddr) -> serde_json::Value {
-    let text = Client::connect(admin)
-        .unwrap()
-        .get("admin", "/certs", &[])
-        .unwrap()
-        .text();
-    serde_json::from_str(&text).unwrap()
+    admin_json(admin, "/certs")
 }
 
 fn certificates_rotate_and_a_bad_set_is_refused(driver: &str) {
     let scratch = Scratch::new();
-    let (ca, dir) = (scratch.path().join("ca"), scratch.path().join("certs"));
-    let ca_dir = ca.to_str().unwrap();
-    meshca(&[
-        "init",
-        "--dir",
-        ca_dir,
-        "--trust-domain",
-        "cluster.local",
-        "--intermediate",
-    ]);
+    let (ca, dir) = (new_ca(&scratch, true), scratch.path().join("certs"));
     issue(&ca, &dir);
     let snapshot = compile(
         &scratch,
         &one_service("web", "127.0.0.1:9".parse().unwrap()),
     );
     let log_path = scratch.path().join("meshd.log");
-    let mut command = Command::new(harness::binary("meshd").unwrap());
-    command.stderr(std::fs::File::create(&log_path).unwrap());
     let certs_dir = dir.to_str().unwrap();
-    let args = [
-        "--cores",
-        "1",
-        "--io-driver",
-        driver,
-        "--watch-interval",
-        "20ms",
-        "--certs",
-        certs_dir,
-    ];
-    let meshd = Sidecar::start_with(command, &snapshot, &args).expect("start meshd");
+    let args = ["--watch-interval", "20ms", "--certs", certs_dir];
+    let meshd = start_logged(&snapshot, driver, &args, &log_path);
 
     let first = certs(meshd.admin);
     assert_eq!(first["spiffe_id"], SPIFFE, "{first}");
@@ -134,82 +97,24 @@ fn meshd_refuses_to_start_with_unusable_certificates() {
     assert!(stderr.contains("cert.pem"), "{stderr}");
 }
 
-/// A running `meshca serve`, killed on drop.
-struct CaService(std::process::Child, std::net::SocketAddr);
-
-impl Drop for CaService {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ca_service(ca: &Path, ttl: &str) -> CaService {
-    use std::io::BufRead;
-    let mut child = Command::new(harness::binary("meshca").unwrap())
-        .args([
-            "serve",
-            "--dir",
-            ca.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--ttl", ttl])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("meshca serving on ")
-        .unwrap()
-        .parse()
-        .unwrap();
-    CaService(child, addr)
-}
-
 fn bootstraps_with_a_token_and_renews_at_half_life(driver: &str) {
     let scratch = Scratch::new();
-    let ca = scratch.path().join("ca");
+    let ca = new_ca(&scratch, true);
     let ca_dir = ca.to_str().unwrap();
-    meshca(&[
-        "init",
-        "--dir",
-        ca_dir,
-        "--trust-domain",
-        "cluster.local",
-        "--intermediate",
-    ]);
-    let token = Command::new(harness::binary("meshca").unwrap())
-        .args(["token", "--dir", ca_dir, "--spiffe", SPIFFE])
-        .output()
-        .unwrap();
-    let token_file = scratch.write("token", &token.stdout);
-    let bundle = Command::new(harness::binary("meshca").unwrap())
-        .args(["bundle", "--dir", ca_dir])
-        .output()
-        .unwrap();
-    let bundle_file = scratch.write("bundle.pem", &bundle.stdout);
+    let token = succeeded(&meshca(&["token", "--dir", ca_dir, "--spiffe", SPIFFE]));
+    let token_file = scratch.write("token", token);
+    let bundle = succeeded(&meshca(&["bundle", "--dir", ca_dir]));
+    let bundle_file = scratch.write("bundle.pem", bundle);
     // Ten-second certificates: renewed after about five.
-    let service = ca_service(&ca, "10s");
+    let service = CaService::start(&ca, &["--ttl", "10s"], scratch.path().join("meshca.log"));
     let dir = scratch.path().join("certs");
     let snapshot = compile(
         &scratch,
         &one_service("web", "127.0.0.1:9".parse().unwrap()),
     );
     let log_path = scratch.path().join("meshd.log");
-    let mut command = Command::new(harness::binary("meshd").unwrap());
-    command.stderr(std::fs::File::create(&log_path).unwrap());
-    let addr = service.1.to_string();
+    let addr = service.addr.to_string();
     let args = [
-        "--cores",
-        "1",
-        "--io-driver",
-        driver,
         "--watch-interval",
         "20ms",
         "--certs",
@@ -221,7 +126,7 @@ fn bootstraps_with_a_token_and_renews_at_half_life(driver: &str) {
         "--ca-bundle",
         bundle_file.to_str().unwrap(),
     ];
-    let meshd = Sidecar::start_with(command, &snapshot, &args).expect("start meshd");
+    let meshd = start_logged(&snapshot, driver, &args, &log_path);
     // The first certificate came from the token: the directory was empty.
     let first = certs(meshd.admin);
     assert_eq!(first["spiffe_id"], SPIFFE, "{first}");

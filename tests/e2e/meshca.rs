@@ -7,39 +7,6 @@ use std::process::{Command, Output};
 
 use ringmesh_tests::*;
 
-fn meshca(args: &[&str]) -> Output {
-    Command::new(harness::binary("meshca").unwrap())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "meshca failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A CA for cluster.local in `scratch/ca`, with an intermediate if asked.
-fn new_ca(scratch: &Scratch, intermediate: bool) -> std::path::PathBuf {
-    let ca = scratch.path().join("ca");
-    let mut args = vec![
-        "init",
-        "--dir",
-        path(&ca),
-        "--trust-domain",
-        "cluster.local",
-    ];
-    if intermediate {
-        args.push("--intermediate");
-    }
-    ok(&meshca(&args));
-    ca
-}
-
 fn openssl(args: &[&str]) -> Output {
     Command::new("openssl")
         .args(args)
@@ -72,7 +39,7 @@ fn openssl_accepts_the_issued_svid() {
     let scratch = Scratch::new();
     let ca = scratch.path().join("ca");
     let out = scratch.path().join("reviews");
-    let created = ok(&meshca(&[
+    let created = succeeded(&meshca(&[
         "init",
         "--dir",
         path(&ca),
@@ -82,7 +49,7 @@ fn openssl_accepts_the_issued_svid() {
     ]));
     assert!(created.contains("cluster.local"), "{created}");
     let spiffe = "spiffe://cluster.local/ns/default/sa/reviews";
-    let issued = ok(&meshca(&[
+    let issued = succeeded(&meshca(&[
         "issue",
         "--dir",
         path(&ca),
@@ -190,7 +157,7 @@ fn a_root_rotates_with_both_roots_trusted_in_between() {
     let issue = |name: &str| {
         let out = scratch.path().join(name);
         let spiffe = format!("spiffe://cluster.local/ns/default/sa/{name}");
-        ok(&meshca(&[
+        succeeded(&meshca(&[
             "issue",
             "--dir",
             path(&ca),
@@ -202,16 +169,16 @@ fn a_root_rotates_with_both_roots_trusted_in_between() {
         out
     };
     let old = issue("old");
-    ok(&meshca(&["root", "add", "--dir", path(&ca)]));
+    succeeded(&meshca(&["root", "add", "--dir", path(&ca)]));
     let new = issue("new");
     // The new leaf's bundle trusts both roots: old and new leaves verify against it.
     let both = new.join("bundle.pem");
     assert!(verifies(&old, &both) && verifies(&new, &both));
     // The old bundle does not know the new root.
     assert!(!verifies(&new, &old.join("bundle.pem")));
-    ok(&meshca(&["root", "retire", "--dir", path(&ca)]));
+    succeeded(&meshca(&["root", "retire", "--dir", path(&ca)]));
     let bundle = scratch.path().join("bundle.pem");
-    std::fs::write(&bundle, ok(&meshca(&["bundle", "--dir", path(&ca)]))).unwrap();
+    std::fs::write(&bundle, succeeded(&meshca(&["bundle", "--dir", path(&ca)]))).unwrap();
     assert!(verifies(&new, &bundle));
     assert!(
         !verifies(&old, &bundle),
@@ -222,40 +189,6 @@ fn a_root_rotates_with_both_roots_trusted_in_between() {
 }
 
 /// A running `meshca serve`, killed on drop; its stderr (the issuance log) goes to a file.
-struct Service {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(ca: &Path, log: std::path::PathBuf) -> Service {
-    use std::io::BufRead;
-    let mut child = Command::new(harness::binary("meshca").unwrap())
-        .args(["serve", "--dir", path(ca), "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("meshca serving on ")
-        .unwrap_or_else(|| panic!("no ready line: {line:?}"))
-        .parse()
-        .unwrap();
-    Service { child, addr, log }
-}
-
 /// A new P-256 key and a CSR for it from openssl, with `san` as subjectAltName if given.
 fn csr(dir: &Path, name: &str, san: Option<&str>) -> (std::path::PathBuf, std::path::PathBuf) {
     let (key, csr) = (
@@ -292,7 +225,7 @@ fn csr(dir: &Path, name: &str, san: Option<&str>) -> (std::path::PathBuf, std::p
 }
 
 /// POSTs `csr` to /v1/sign with curl plus `auth` arguments; the status and the body file.
-fn curl_sign(service: &Service, bundle: &Path, csr: &Path, auth: &[&str], out: &Path) -> String {
+fn curl_sign(service: &CaService, bundle: &Path, csr: &Path, auth: &[&str], out: &Path) -> String {
     let url = format!("https://{}/v1/sign", service.addr);
     let data = format!("@{}", path(csr));
     let output = Command::new("curl")
@@ -311,11 +244,11 @@ fn the_csr_service_bootstraps_by_token_renews_by_certificate_and_limits() {
     let scratch = Scratch::new();
     let ca = new_ca(&scratch, true);
     let spiffe = "spiffe://cluster.local/ns/default/sa/reviews";
-    let token = ok(&meshca(&["token", "--dir", path(&ca), "--spiffe", spiffe]));
+    let token = succeeded(&meshca(&["token", "--dir", path(&ca), "--spiffe", spiffe]));
     let token = token.trim();
     let bundle = scratch.path().join("bundle.pem");
-    std::fs::write(&bundle, ok(&meshca(&["bundle", "--dir", path(&ca)]))).unwrap();
-    let service = serve(&ca, scratch.path().join("meshca.log"));
+    std::fs::write(&bundle, succeeded(&meshca(&["bundle", "--dir", path(&ca)]))).unwrap();
+    let service = CaService::start(&ca, &[], scratch.path().join("meshca.log"));
     let dir = scratch.path();
 
     // First certificate: a one-time token. curl checks the service's certificate.
@@ -344,7 +277,7 @@ fn the_csr_service_bootstraps_by_token_renews_by_certificate_and_limits() {
     assert_eq!(curl_sign(&service, &bundle, &request, &[], &again), "401");
     // A token made while the service runs works at once; a refused request does not spend it.
     let admin = "spiffe://cluster.local/ns/default/sa/admin";
-    let late = ok(&meshca(&["token", "--dir", path(&ca), "--spiffe", admin]));
+    let late = succeeded(&meshca(&["token", "--dir", path(&ca), "--spiffe", admin]));
     let late_bearer = format!("authorization: Bearer {}", late.trim());
     let (_, wrong) = csr(dir, "wrong", Some(&format!("URI:{spiffe}")));
     let denied = dir.join("denied.txt");

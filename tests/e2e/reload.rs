@@ -223,17 +223,8 @@ fn bad_snapshots_from_the_file_or_sighup_are_refused_with_a_log_line(driver: &st
     let scratch = Scratch::new();
     let snapshot = compile(&scratch, &config("v1", &v1, &v2));
     let log_path = scratch.path().join("meshd.log");
-    let mut command = Command::new(harness::binary("meshd").unwrap());
-    command.stderr(std::fs::File::create(&log_path).unwrap());
-    let args = [
-        "--cores",
-        "1",
-        "--io-driver",
-        driver,
-        "--watch-interval",
-        "20ms",
-    ];
-    let meshd = Sidecar::start_with(command, &snapshot, &args).expect("start meshd");
+    let args = ["--watch-interval", "20ms"];
+    let meshd = start_logged(&snapshot, driver, &args, &log_path);
     let log = || std::fs::read_to_string(&log_path).unwrap();
     let refusals = || log().lines().filter(|l| l.contains("refused")).count();
     let expected = format!("still serving {}", meshd.snapshot_hash);
