@@ -334,9 +334,6 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
         if !w.jwt.is_empty() {
             note("JWT validation", place());
         }
-        if w.inbound.iter().any(|p| p.tls == spec::TlsMode::Strict) {
-            note("strict mTLS", place());
-        }
         if w.telemetry.access_log.is_some() {
             note("access logs", place());
         }

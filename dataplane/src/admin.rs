@@ -61,6 +61,7 @@ impl AdminState {
             "spiffe_id": identity.spiffe_id,
             "serial": identity.serial,
             "not_after_unix": identity.not_after,
+            "trusted_roots": identity.bundle.len(),
             "expires_in_s": identity.not_after - now,
             "last_refusal": refused,
         });
@@ -75,7 +76,19 @@ impl AdminState {
             Ok(current) => current.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
-        let value = value.unwrap_or_else(|| serde_json::json!({ "spiffe_id": null }));
+        let mut value = value.unwrap_or_else(|| serde_json::json!({ "spiffe_id": null }));
+        let counts = self.usage(&self.routes().hash).map(|u| {
+            let t = u.tls;
+            serde_json::json!({
+                "inbound_handshakes": t.inbound_handshakes,
+                "inbound_handshake_failures": t.inbound_failures,
+                "plaintext_refused": t.plaintext_refused,
+                "outbound_handshakes": t.outbound_handshakes,
+                "outbound_handshake_failures": t.outbound_failures,
+                "secure_naming_failures": t.naming_failures,
+            })
+        });
+        value["tls"] = counts.unwrap_or(serde_json::Value::Null);
         serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 

@@ -1,12 +1,11 @@
-//! A TCP connection with its own read buffer, in monoio's rent style: the buffer is lent to
-//! the kernel for each read and comes back with the bytes in it.
+//! A connection with its own read buffer, in monoio's rent style: the buffer is lent to the
+//! kernel (or, over TLS, filled from rustls) for each read and comes back with the bytes in it.
 
 use std::io;
-use std::ops::Range;
 
-use monoio::buf::{IoBuf, IoBufMut, SliceMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+
+use crate::stream::Stream;
 
 /// Initial read buffer size; grows only for heads larger than this.
 const READ_BUFFER: usize = 16 * 1024;
@@ -14,21 +13,38 @@ const READ_BUFFER: usize = 16 * 1024;
 /// A connection and the bytes read from it but not yet consumed.
 #[derive(Debug)]
 pub struct Conn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The transport.
+    pub stream: Stream,
     /// Bytes read so far; `buf[pos..]` is unconsumed.
     buf: Vec<u8>,
     pos: usize,
 }
 
 impl Conn {
-    /// Wraps a connected stream.
+    /// Wraps a connected TCP stream.
     pub fn new(stream: TcpStream) -> Self {
+        Self::with_buffer(Stream::Plain(stream), Vec::with_capacity(READ_BUFFER))
+    }
+
+    /// Wraps a connected transport.
+    pub fn from_stream(stream: Stream) -> Self {
+        Self::with_buffer(stream, Vec::with_capacity(READ_BUFFER))
+    }
+
+    /// Wraps a transport with a read buffer (empty; its allocation is kept).
+    pub fn with_buffer(stream: Stream, mut buf: Vec<u8>) -> Self {
+        buf.clear();
         Self {
             stream,
-            buf: Vec::with_capacity(READ_BUFFER),
+            buf,
             pos: 0,
         }
+    }
+
+    /// The transport, the read buffer (its bytes unconsumed) and its position: what taking the
+    /// connection over for TLS needs.
+    pub fn into_parts(self) -> (Stream, Vec<u8>, usize) {
+        (self.stream, self.buf, self.pos)
     }
 
     /// Unconsumed bytes.
@@ -70,34 +86,19 @@ impl Conn {
             self.buf.reserve(READ_BUFFER);
         }
         let buf = std::mem::take(&mut self.buf);
-        let len = buf.len();
-        let slice: SliceMut<Vec<u8>> = buf.slice_mut(len..);
-        let (result, slice) = self.stream.read(slice).await;
-        self.buf = slice.into_inner();
+        let (result, buf) = self.stream.read_into(buf).await;
+        self.buf = buf;
         result
     }
 
     /// Writes `range` of the buffered bytes to `dst` and consumes them.
-    pub async fn forward_buffered(&mut self, dst: &mut TcpStream, len: usize) -> io::Result<()> {
+    pub async fn forward_buffered(&mut self, dst: &mut Stream, len: usize) -> io::Result<()> {
         let range = self.pos..self.pos + len;
         let buf = std::mem::take(&mut self.buf);
-        let (result, buf) = write_range(dst, buf, range).await;
+        let (result, buf) = dst.write_range(buf, range).await;
         self.buf = buf;
         result?;
         self.consume(len);
         Ok(())
     }
-}
-
-/// Writes `buf[range]` fully, returning the buffer for reuse.
-pub async fn write_range(
-    dst: &mut TcpStream,
-    buf: Vec<u8>,
-    range: Range<usize>,
-) -> (io::Result<()>, Vec<u8>) {
-    if range.is_empty() {
-        return (Ok(()), buf);
-    }
-    let (result, slice) = dst.write_all(buf.slice(range)).await;
-    (result.map(drop), slice.into_inner())
 }

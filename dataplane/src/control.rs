@@ -15,7 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::admin::{self, AdminState};
 use crate::outlier::{Ejections, OutlierState};
 use crate::routing::{Direction, RouteState};
-use crate::tls::Identity;
+use crate::tls::{Identity, TlsError};
 use crate::usage::Usage;
 use crate::worker::{self, IoDriver, Settings, WorkerEvent, WorkerSpec};
 
@@ -44,7 +44,7 @@ pub struct Options {
     pub settings: Settings,
     /// The workload's certificate directory (`cert.pem`, `key.pem`, `bundle.pem`), if any,
     /// with its identity as loaded at startup.
-    pub certs: Option<(PathBuf, Identity)>,
+    pub certs: Option<(PathBuf, Arc<Identity>)>,
 }
 
 /// A signal, a worker's report or a reload request, as the control loop sees it.
@@ -116,6 +116,7 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
     let mut updates = Vec::with_capacity(workers);
     let mut ejection_senders = Vec::with_capacity(workers);
     let mut usage_senders = Vec::with_capacity(workers);
+    let mut identity_senders = Vec::with_capacity(workers);
     let mut inbound = inbound.map(Vec::into_iter);
     for (index, outbound_listener) in outbound.into_iter().enumerate() {
         let mut listeners = vec![(outbound_listener, Direction::Outbound)];
@@ -130,6 +131,8 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
         ejection_senders.push(ejections_tx);
         let (usage_tx, usage_rx) = mpsc::channel();
         usage_senders.push(usage_tx);
+        let (identity_tx, identity_rx) = mpsc::channel();
+        identity_senders.push(identity_tx);
         let spec = WorkerSpec {
             index,
             cores: workers,
@@ -140,6 +143,8 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
             updates: update_rx,
             ejections: ejections_rx,
             usage: usage_rx,
+            identities: identity_rx,
+            identity: options.certs.as_ref().map(|(_, id)| id.clone()),
             routes: options.routes.clone(),
             settings: options.settings,
         };
@@ -246,7 +251,13 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
             Event::Drain => {}
             Event::Certs => {
                 if let Some((dir, identity)) = certs.as_mut() {
-                    reload_certs(dir, identity, &admin_state);
+                    if reload_certs(dir, identity, &current, &admin_state) {
+                        for (sender, control) in identity_senders.iter().zip(controls.iter_mut()) {
+                            if sender.send(identity.clone()).is_ok() {
+                                let _ = control.write_all(b"c");
+                            }
+                        }
+                    }
                 }
             }
             Event::Usage { reply } => {
@@ -265,6 +276,7 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
                     &updates,
                     &mut controls,
                     &admin_state,
+                    certs.is_some(),
                 );
                 reset_outliers(
                     &current,
@@ -338,8 +350,13 @@ fn reload(
     updates: &[mpsc::Sender<Arc<RouteState>>],
     controls: &mut [UnixStream],
     admin: &AdminState,
+    has_certs: bool,
 ) -> Result<String, String> {
-    match load(&options.snapshot, options.workload.as_deref()) {
+    let loaded = load(&options.snapshot, options.workload.as_deref()).and_then(|routes| {
+        check_tls_needs(&routes, has_certs)?;
+        Ok(routes)
+    });
+    match loaded {
         Err(error) => {
             eprintln!(
                 "meshd: reload ({reason}) refused: {error}; still serving {}",
@@ -457,18 +474,32 @@ fn watch_signals(events: mpsc::Sender<Event>) -> io::Result<()> {
     Ok(())
 }
 
-/// Loads the workload's certificates again: a good set replaces the identity in force, a bad
-/// one is refused with a log line naming why and the current identity stays.
-fn reload_certs(dir: &Path, identity: &mut Identity, admin: &AdminState) {
-    match Identity::load(dir) {
-        Ok(next) if next.serial == identity.serial => {}
+/// Loads the workload's certificates again: a good set replaces the identity in force (true:
+/// the cores are to get it), a bad one is refused with a log line naming why and the current
+/// identity stays.
+fn reload_certs(
+    dir: &Path,
+    identity: &mut Arc<Identity>,
+    routes: &RouteState,
+    admin: &AdminState,
+) -> bool {
+    let loaded = Identity::load(dir).and_then(|next| {
+        check_identity(&next, routes)?;
+        Ok(next)
+    });
+    match loaded {
+        Ok(next) if next.serial == identity.serial && next.bundle == identity.bundle => false,
         Ok(next) => {
             eprintln!(
-                "meshd: certificates reloaded: {} serial {} (was {})",
-                next.spiffe_id, next.serial, identity.serial
+                "meshd: certificates reloaded: {} serial {} (was {}), {} trusted roots",
+                next.spiffe_id,
+                next.serial,
+                identity.serial,
+                next.bundle.len()
             );
-            *identity = next;
+            *identity = Arc::new(next);
             admin.set_identity(identity, None);
+            true
         }
         Err(error) => {
             eprintln!(
@@ -477,7 +508,49 @@ fn reload_certs(dir: &Path, identity: &mut Identity, admin: &AdminState) {
                 identity.serial
             );
             admin.set_identity(identity, Some(error.to_string()));
+            false
         }
+    }
+}
+
+/// Refuses a route state that needs a certificate meshd does not have (a strict inbound port
+/// would refuse every caller), and warns when calls to services with identities will go in
+/// plaintext for want of one.
+pub fn check_tls_needs(routes: &RouteState, has_certs: bool) -> Result<(), String> {
+    if has_certs {
+        return Ok(());
+    }
+    if let Some(port) = routes.strict_inbound_port() {
+        return Err(format!(
+            "inbound port {port} is strict mTLS but meshd has no certificate: pass --certs DIR \
+             (from `meshca issue`) or --ca ADDR"
+        ));
+    }
+    let secured: Vec<&str> = routes
+        .groups()
+        .iter()
+        .filter(|g| !g.identities.is_empty() && !g.name.contains('/'))
+        .map(|g| g.name.as_str())
+        .collect();
+    if !secured.is_empty() {
+        eprintln!(
+            "meshd: warning: no --certs: calls to {} (services with identities) go in \
+             plaintext, without secure naming",
+            secured.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a certificate for another identity than the snapshot gives the workload: its
+/// callers' secure naming would refuse it on every connection.
+pub fn check_identity(identity: &Identity, routes: &RouteState) -> Result<(), TlsError> {
+    match routes.identity.as_deref() {
+        Some(expected) if expected != identity.spiffe_id => Err(TlsError::WrongIdentity {
+            presented: identity.spiffe_id.clone(),
+            expected: expected.to_owned(),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -111,9 +111,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         _ => None,
     };
     let certs = match &args.certs {
-        Some(dir) => Some((dir.clone(), dataplane::tls::Identity::load(dir)?)),
+        Some(dir) => {
+            let identity = dataplane::tls::Identity::load(dir)?;
+            control::check_identity(&identity, &routes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            Some((dir.clone(), Arc::new(identity)))
+        }
         None => None,
     };
+    control::check_tls_needs(&routes, certs.is_some()).map_err(anyhow::Error::msg)?;
     if let Some(renewal) = renewal {
         renewal.spawn()?;
     }

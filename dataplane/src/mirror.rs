@@ -15,14 +15,16 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use monoio::net::TcpStream;
+use monoio::time::Instant;
 
 use crate::balancer::Input;
-use crate::conn::{write_range, Conn};
+use crate::conn::Conn;
 use crate::http1::head::{parse_response, MAX_HEADERS};
 use crate::http1::{BodyFraming, ChunkedScanner};
 use crate::pool::{Breaker, Upstream};
 use crate::routing::{RouteState, RuleRef};
+use crate::tls::CoreTls;
+use crate::upstream::{self, ConnectError, Secure};
 use crate::worker::Core;
 
 /// Most mirror requests one core has in flight; beyond it requests are not mirrored.
@@ -89,6 +91,8 @@ pub struct Shadow {
     addr: SocketAddr,
     /// The mirror group's circuit breaker, if it has pool limits.
     breaker: Option<Rc<Breaker>>,
+    /// The core's TLS configurations and the group's identities, when copies go over mTLS.
+    secure: Option<(Rc<CoreTls>, Vec<String>)>,
     /// The forwarded head with the shadow Host, then the body bytes seen so far.
     bytes: Vec<u8>,
     /// Where the head ends in `bytes`.
@@ -188,6 +192,7 @@ pub fn begin(
         .get(destination.group_index)
         .cloned()
         .flatten();
+    let secure = Secure::for_group(core, group).map(|s| (s.tls, s.identities.to_vec()));
     let expected = match body {
         Body::Length(n) => n - sent,
         Body::Chunked | Body::Overflowed => 0,
@@ -202,6 +207,7 @@ pub fn begin(
         },
         addr,
         breaker,
+        secure,
         bytes,
         head_len,
         body,
@@ -252,12 +258,26 @@ async fn run(copy: Shadow) {
         slot,
         addr,
         breaker,
+        secure,
         bytes,
         is_head,
         ..
     } = copy;
     let core = &slot.core;
-    match exchange(core, addr, breaker.as_ref(), bytes, is_head).await {
+    let secure = secure.as_ref().map(|(tls, identities)| Secure {
+        tls: tls.clone(),
+        identities,
+    });
+    match exchange(
+        core,
+        addr,
+        breaker.as_ref(),
+        secure.as_ref(),
+        bytes,
+        is_head,
+    )
+    .await
+    {
         Ok(reusable) => {
             core.mirrors.completed.set(core.mirrors.completed.get() + 1);
             if let Some(conn) = reusable {
@@ -280,11 +300,12 @@ async fn exchange(
     core: &Core,
     addr: SocketAddr,
     breaker: Option<&Rc<Breaker>>,
+    secure: Option<&Secure<'_>>,
     bytes: Vec<u8>,
     is_head: bool,
 ) -> io::Result<Option<Upstream>> {
     let settings = core.settings;
-    let mut up = match core.pool.take(addr) {
+    let mut up = match core.pool.take(addr, secure) {
         Some(up) => up,
         None => {
             let lease = match breaker {
@@ -293,17 +314,19 @@ async fn exchange(
                     io::Error::other("mirror: the group's connection limit is reached")
                 })?),
             };
-            let connect = TcpStream::connect_addr(addr);
-            let stream = monoio::time::timeout(settings.connect_timeout, connect)
-                .await
-                .map_err(|_| timed_out("connect"))??;
-            let _ = stream.set_nodelay(true);
-            Upstream::new(Conn::new(stream), lease)
+            let until = Instant::now() + settings.connect_timeout;
+            let conn = match upstream::connect(core, addr, until, secure).await {
+                Ok(conn) => conn,
+                Err(ConnectError::TimedOut) => return Err(timed_out("connect")),
+                Err(ConnectError::Refused(e) | ConnectError::Tls(e)) => return Err(e),
+                Err(ConnectError::Naming(m)) => return Err(io::Error::other(m)),
+            };
+            Upstream::new(conn, lease)
         }
     };
     up.served += 1;
     let len = bytes.len();
-    let write = write_range(&mut up.stream, bytes, 0..len);
+    let write = up.stream.write_range(bytes, 0..len);
     let (written, _) = monoio::time::timeout(settings.idle_timeout, write)
         .await
         .map_err(|_| timed_out("send"))?;

@@ -21,6 +21,7 @@ use rustc_hash::FxHashMap;
 
 use crate::conn::Conn;
 use crate::sys;
+use crate::upstream::Secure;
 
 /// Most idle connections kept per endpoint on one core.
 const MAX_IDLE_PER_ENDPOINT: usize = 128;
@@ -83,18 +84,24 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Takes an idle connection to `addr`. Connections the upstream closed meanwhile, that
-    /// hold unsolicited bytes (which would be read as the next response), or that sat idle
-    /// longer than their breaker's idle timeout, are discarded: one non-blocking peek each.
-    pub fn take(&self, addr: SocketAddr) -> Option<Upstream> {
+    /// Takes an idle connection to `addr` that may carry a request secured as `secure` says
+    /// (plain, or TLS to a server with one of the group's identities). Connections the
+    /// upstream closed meanwhile, that hold unsolicited bytes (which would be read as the next
+    /// response), that sat idle longer than their breaker's idle timeout, or that are secured
+    /// otherwise, are discarded: one non-blocking peek each.
+    pub fn take(&self, addr: SocketAddr, secure: Option<&Secure<'_>>) -> Option<Upstream> {
         let mut idle = self.idle.borrow_mut();
         let conns = idle.get_mut(&addr)?;
-        while let Some(entry) = conns.pop() {
+        while let Some(mut entry) = conns.pop() {
             let expired = entry.since.is_some_and(|since| {
                 let timeout = entry.up.lease.as_ref().and_then(|l| l.0.idle_timeout);
                 timeout.is_some_and(|t| since.elapsed() >= t)
             });
-            if !expired && !sys::idle_connection_is_stale(entry.up.stream.as_raw_fd()) {
+            if !expired
+                && Secure::accepts(secure, &entry.up)
+                && !entry.up.stream.has_pending_input()
+                && !sys::idle_connection_is_stale(entry.up.stream.tcp().as_raw_fd())
+            {
                 return Some(entry.up);
             }
         }

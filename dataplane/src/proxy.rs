@@ -23,7 +23,7 @@ use spec::HeaderEdits;
 
 use crate::actions::{chance, write_location, RedirectSource, NO_EDITS};
 use crate::balancer::{Inflight, Input, NewCookie, Pick};
-use crate::conn::{write_range, Conn};
+use crate::conn::Conn;
 use crate::http1::head::{
     parse_request, parse_response, RequestEdits, MAX_HEADERS, MAX_HEAD_BYTES,
 };
@@ -33,10 +33,16 @@ use crate::mirror::{self, Shadow};
 use crate::pool::{Breaker, Refused, Upstream};
 use crate::retry::{self, Failure, Retries, Verdict};
 use crate::routing::{Direction, RequestView, RouteError, RuleRef};
+use crate::stream::{Stream, TlsStream, TLS_HANDSHAKE_RECORD};
+use crate::upstream::{self, ConnectError, Secure};
 use crate::worker::{Core, Installed};
 
 /// Bodies at most this large that arrived with their head are sent in the same write.
 const COALESCE_BODY_BYTES: u64 = 16 * 1024;
+
+/// The header inbound forwarding tells the application the mTLS caller with (Envoy's and
+/// Istio's name); a caller's own is removed.
+pub const FORWARDED_CLIENT_CERT: &str = "x-forwarded-client-cert";
 
 /// What happens to the downstream connection after a request.
 enum Next {
@@ -58,6 +64,15 @@ pub async fn serve_connection(
     // The caller identity rate limits key on until mTLS identities exist.
     let peer = peer.to_canonical();
     let mut down = Conn::new(stream);
+    if direction == Direction::Inbound {
+        match accept_inbound(down, &core).await {
+            Some(accepted) => down = accepted,
+            None => {
+                core.active.set(core.active.get() - 1);
+                return;
+            }
+        }
+    }
     // Both buffers live as long as the connection, so steady-state requests allocate nothing.
     let mut request_out = Vec::with_capacity(2048);
     let mut response_out = Vec::with_capacity(2048);
@@ -106,6 +121,53 @@ pub async fn refuse_overloaded(stream: TcpStream, core: Rc<Core>) {
 /// Most shed connections one core lingers on at once (each holds a read buffer).
 const MAX_LINGERING_SHEDS: usize = 64;
 
+/// Inbound, before HTTP: tells a TLS ClientHello from plaintext by its first byte and
+/// completes the handshake, as the listener's mTLS mode says (see
+/// [`RouteState::inbound_listener_mode`](crate::routing::RouteState::inbound_listener_mode)).
+/// `None`: the connection was refused (plaintext to strict, counted), failed its handshake
+/// (counted) or closed first.
+async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Conn> {
+    let mode = core.routes.borrow().inbound_listener_mode();
+    let tls = core.tls.borrow().clone();
+    // Without a certificate nothing is strict (meshd refuses such a snapshot at load).
+    let Some(tls) = tls.filter(|_| mode != spec::TlsMode::Disable) else {
+        return Some(down);
+    };
+    // The first bytes may take as long as a keep-alive connection's next request.
+    let idle = monoio::time::sleep(core.settings.idle_timeout);
+    let read = monoio::select! {
+        _ = core.drain.wait() => return None,
+        _ = idle => return None,
+        read = down.fill() => read,
+    };
+    if !matches!(read, Ok(n) if n > 0) {
+        return None;
+    }
+    if down.buffered()[0] != TLS_HANDSHAKE_RECORD {
+        if mode == spec::TlsMode::Strict {
+            core.count_tls(|c| c.plaintext_refused += 1);
+            return None;
+        }
+        return Some(down);
+    }
+    let (stream, buf, pos) = down.into_parts();
+    let Stream::Plain(tcp) = stream else {
+        return None;
+    };
+    let handshake = TlsStream::accept(tcp, tls.server.clone(), &buf[pos..]);
+    let accepted = monoio::time::timeout(core.settings.head_timeout, handshake).await;
+    match accepted {
+        Ok(Ok(stream)) => {
+            core.count_tls(|c| c.inbound_handshakes += 1);
+            Some(Conn::with_buffer(Stream::Tls(Box::new(stream)), buf))
+        }
+        Ok(Err(_)) | Err(_) => {
+            core.count_tls(|c| c.inbound_failures += 1);
+            None
+        }
+    }
+}
+
 /// The parts of a request head that outlive the borrow of the read buffer.
 struct Plan {
     head_len: usize,
@@ -140,6 +202,8 @@ enum Action {
     Reply(LocalReply, String),
     /// Answer with a redirect of this status; the Location is in `request_out`.
     Redirect(u16),
+    /// Close the connection: plaintext to a strict mTLS port (counted).
+    Refuse,
 }
 
 async fn serve_request(
@@ -227,6 +291,10 @@ async fn serve_request(
             // An unread body would be parsed as the next request: close instead.
             keep_alive &= plan.framing == BodyFraming::None;
             return local_reply(down, response_out, reply, &detail, keep_alive).await;
+        }
+        Action::Refuse => {
+            core.count_tls(|c| c.plaintext_refused += 1);
+            return Next::Close;
         }
         Action::Redirect(status) => {
             keep_alive &= plan.framing == BodyFraming::None;
@@ -347,7 +415,9 @@ async fn serve_request(
     let mut retries = Retries::new(policy, plan.idempotent, buffered, &core.retry_budget);
     let _in_flight = core.retry_budget.request();
     let breaker = group.and_then(|g| core.breakers.borrow().get(g).cloned().flatten());
+    let destination = group.and_then(|g| plan.routes.group(g));
     let exchange = Exchange {
+        secure: destination.and_then(|g| Secure::for_group(core, g)),
         request_framing,
         chunked_from,
         deadline,
@@ -509,6 +579,8 @@ struct Exchange<'a> {
     breaker: Option<&'a Rc<Breaker>>,
     /// The destination group's name, for messages.
     group_name: &'a str,
+    /// Mutual TLS to the destination, when its service has identities.
+    secure: Option<Secure<'a>>,
 }
 
 /// A try that did not produce a response to forward.
@@ -569,7 +641,9 @@ impl Exchange<'_> {
                     failed(inflight);
                 }
                 let failure = match reply {
-                    LocalReply::ConnectFailure => Some(Failure::ConnectFailure),
+                    LocalReply::ConnectFailure | LocalReply::SecureNaming => {
+                        Some(Failure::ConnectFailure)
+                    }
                     LocalReply::UpstreamTimeout => per_try_end.map(|_| Failure::PerTryTimeout),
                     _ => None,
                 };
@@ -595,7 +669,7 @@ impl Exchange<'_> {
         // Phase 4: forward head (and a buffered body), then stream any remaining body.
         let head = std::mem::take(request_out);
         let len = head.len();
-        let write = write_range(&mut up.stream, head, 0..len);
+        let write = up.stream.write_range(head, 0..len);
         let (written, head) = match until {
             None => write.await,
             Some(until) => match monoio::time::timeout_at(until, write).await {
@@ -712,25 +786,26 @@ impl Exchange<'_> {
         pooled_ok: bool,
         until: Option<Instant>,
     ) -> Result<(Upstream, bool), (LocalReply, String, bool)> {
+        let secure = self.secure.as_ref();
         let Some(breaker) = self.breaker else {
-            if let Some(up) = pooled_ok.then(|| core.pool.take(addr)).flatten() {
+            if let Some(up) = pooled_ok.then(|| core.pool.take(addr, secure)).flatten() {
                 return Ok((up, true));
             }
-            let conn = connect(addr, core.settings.connect_timeout, until)
+            let conn = connect(core, addr, core.settings.connect_timeout, until, secure)
                 .await
                 .map_err(endpoint_fault)?;
             return Ok((Upstream::new(conn, None), false));
         };
         let wait_until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
         loop {
-            if let Some(up) = pooled_ok.then(|| core.pool.take(addr)).flatten() {
+            if let Some(up) = pooled_ok.then(|| core.pool.take(addr, secure)).flatten() {
                 return Ok((up, true));
             }
             if let Some(lease) = breaker.lease() {
                 let timeout = breaker
                     .connect_timeout
                     .unwrap_or(core.settings.connect_timeout);
-                let conn = connect(addr, timeout, until)
+                let conn = connect(core, addr, timeout, until, secure)
                     .await
                     .map_err(endpoint_fault)?;
                 return Ok((Upstream::new(conn, Some(lease)), false));
@@ -819,7 +894,7 @@ fn plan_request(
     direction: Direction,
     core: &Core,
     out: &mut Vec<u8>,
-    peer: &TcpStream,
+    peer: &Stream,
 ) -> Plan {
     let routes = core.routes.borrow().clone();
     let mut rule = None;
@@ -876,7 +951,7 @@ fn plan_request(
                                 let group = d.group;
                                 let input = Input {
                                     headers: head.headers,
-                                    peer: &|| peer.peer_addr().ok().map(|a| a.ip()),
+                                    peer: &|| peer.tcp().peer_addr().ok().map(|a| a.ip()),
                                 };
                                 let picked =
                                     core.balancing
@@ -926,8 +1001,18 @@ fn plan_request(
             }
         }
         Direction::Inbound => match routes.inbound_target(head.port) {
-            Some(addr) => {
-                head.write_forwarded(out);
+            // A listener shared with permissive ports let this plaintext request in.
+            Some((_, spec::TlsMode::Strict)) if !peer.is_tls() => Action::Refuse,
+            Some((addr, _)) => {
+                let edits = RequestEdits {
+                    path: None,
+                    authority: None,
+                    headers: &core.inbound_edits,
+                };
+                head.write_edited(out, &edits);
+                if let Some(caller) = peer.peer_identity() {
+                    write_client_cert(out, core, caller);
+                }
                 Action::Forward(addr, None)
             }
             None => Action::Reply(
@@ -957,6 +1042,26 @@ fn plan_request(
     }
 }
 
+/// Adds `x-forwarded-client-cert: By=<this workload>;URI=<caller>` to the forwarded head in
+/// `out`, as Envoy does for a verified mTLS caller.
+fn write_client_cert(out: &mut Vec<u8>, core: &Core, caller: &str) {
+    let tls = core.tls.borrow();
+    let Some(own) = tls.as_deref().map(|t| t.spiffe_id()) else {
+        return;
+    };
+    out.truncate(out.len() - 2);
+    for part in [
+        FORWARDED_CLIENT_CERT,
+        ": By=",
+        own,
+        ";URI=",
+        caller,
+        "\r\n\r\n",
+    ] {
+        out.extend_from_slice(part.as_bytes());
+    }
+}
+
 /// Relays bytes both ways after a protocol switch until each side has closed its half; bytes
 /// that arrived with either head go first. Neither connection is reused afterwards.
 async fn tunnel(mut down: Conn, up: Upstream) {
@@ -983,12 +1088,58 @@ async fn tunnel(mut down: Conn, up: Upstream) {
     {
         return;
     }
-    let (mut down_read, mut down_write) = down.stream.into_split();
-    let (mut up_read, mut up_write) = up.stream.into_split();
-    let _ = monoio::join!(
-        relay(&mut down_read, &mut up_write),
-        relay(&mut up_read, &mut down_write)
-    );
+    match (down.into_parts().0, up.into_parts().0) {
+        (Stream::Plain(down), Stream::Plain(up)) => {
+            let (mut down_read, mut down_write) = down.into_split();
+            let (mut up_read, mut up_write) = up.into_split();
+            let _ = monoio::join!(
+                relay(&mut down_read, &mut up_write),
+                relay(&mut up_read, &mut down_write)
+            );
+        }
+        (down, up) => relay_unsplit(Conn::from_stream(down), Conn::from_stream(up)).await,
+    }
+}
+
+/// Relays both ways in one task, for a TLS side whose session cannot be split in two: wait
+/// until either side is readable (abandoning such a wait loses no byte, unlike a read), read
+/// what it has and write it to the other. A side that ends half-closes the other.
+async fn relay_unsplit(mut a: Conn, mut b: Conn) {
+    let (mut a_open, mut b_open) = (true, true);
+    while a_open || b_open {
+        let ready = match (a_open, b_open) {
+            (true, true) => monoio::select! {
+                ready = a.stream.readable() => ready.map(|()| true),
+                ready = b.stream.readable() => ready.map(|()| false),
+            },
+            (true, false) => a.stream.readable().await.map(|()| true),
+            _ => b.stream.readable().await.map(|()| false),
+        };
+        let Ok(from_a) = ready else {
+            return;
+        };
+        let (src, dst, open) = if from_a {
+            (&mut a, &mut b, &mut a_open)
+        } else {
+            (&mut b, &mut a, &mut b_open)
+        };
+        match src.fill().await {
+            Ok(n) if n > 0 => {
+                let pending = src.buffered().len();
+                if src
+                    .forward_buffered(&mut dst.stream, pending)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            _ => {
+                *open = false;
+                let _ = dst.stream.shutdown().await;
+            }
+        }
+    }
 }
 
 /// Copies until `from` ends, then half-closes `to` so the other side sees the end too.
@@ -1003,24 +1154,31 @@ async fn relay(
 
 /// Connects within `timeout` (`--connect-timeout` or the group's), or by the try's `deadline`
 /// when that comes first (then a timeout is the try's: 504 `UT`).
+/// The TLS handshake, when the destination has identities, counts against the same time.
 async fn connect(
+    core: &Core,
     addr: SocketAddr,
     timeout: Duration,
     deadline: Option<Instant>,
+    secure: Option<&Secure<'_>>,
 ) -> Result<Conn, (LocalReply, String)> {
     let own = Instant::now() + timeout;
     let until = deadline.map_or(own, |d| d.min(own));
-    match monoio::time::timeout_at(until, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(Conn::new(stream))
+    match upstream::connect(core, addr, until, secure).await {
+        Ok(conn) => Ok(conn),
+        Err(ConnectError::Refused(e)) => Err((LocalReply::ConnectFailure, format!("{addr}: {e}"))),
+        Err(ConnectError::Naming(mismatch)) => {
+            Err((LocalReply::SecureNaming, format!("{addr}: {mismatch}")))
         }
-        Ok(Err(e)) => Err((LocalReply::ConnectFailure, format!("{addr}: {e}"))),
-        Err(_) if until < own => Err((
+        Err(ConnectError::Tls(e)) => Err((
+            LocalReply::ConnectFailure,
+            format!("{addr}: TLS handshake failed: {e}"),
+        )),
+        Err(ConnectError::TimedOut) if until < own => Err((
             LocalReply::UpstreamTimeout,
             format!("{addr}: the rule timeout expired while connecting"),
         )),
-        Err(_) => Err((
+        Err(ConnectError::TimedOut) => Err((
             LocalReply::ConnectFailure,
             format!("{addr}: no connection within {} ms", timeout.as_millis()),
         )),
@@ -1055,7 +1213,6 @@ async fn finish_reply(down: &mut Conn, out: &mut Vec<u8>, keep_alive: bool) -> N
 /// with unread data makes Linux send RST, which can destroy the reply before the client reads
 /// it (RFC 9112 §9.6). Half-close, then discard input for a bounded time and amount.
 async fn linger(down: &mut Conn) {
-    use monoio::io::AsyncWriteRent;
     const LINGER: Duration = Duration::from_secs(2);
     const MAX_DISCARD: usize = 256 * 1024;
     if down.stream.shutdown().await.is_err() {
@@ -1074,10 +1231,10 @@ async fn linger(down: &mut Conn) {
 }
 
 /// Writes all of `buf` and clears it, keeping its allocation.
-async fn send(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+async fn send(stream: &mut Stream, buf: &mut Vec<u8>) -> io::Result<()> {
     let owned = std::mem::take(buf);
     let len = owned.len();
-    let (result, mut owned) = write_range(stream, owned, 0..len).await;
+    let (result, mut owned) = stream.write_range(owned, 0..len).await;
     owned.clear();
     *buf = owned;
     result
@@ -1112,7 +1269,7 @@ async fn read_response_head(
     upgrade: bool,
     edits: &HeaderEdits,
     out: &mut Vec<u8>,
-    mut interim: Option<&mut TcpStream>,
+    mut interim: Option<&mut Stream>,
 ) -> Result<ResponsePlan, ResponseError> {
     let method = if is_head { "HEAD" } else { "GET" };
     loop {
@@ -1188,7 +1345,7 @@ enum CopyError {
 /// (a mirror's copy).
 async fn copy_body(
     src: &mut Conn,
-    dst: &mut TcpStream,
+    dst: &mut Stream,
     framing: BodyFraming,
     mut scanner: ChunkedScanner,
     idle: Duration,
@@ -1245,7 +1402,7 @@ async fn fill_within(src: &mut Conn, idle: Duration) -> Result<usize, CopyError>
 
 async fn forward_within(
     src: &mut Conn,
-    dst: &mut TcpStream,
+    dst: &mut Stream,
     n: usize,
     idle: Duration,
 ) -> Result<(), CopyError> {

@@ -35,7 +35,10 @@ pub struct RouteState {
     groups: Vec<EndpointGroup>,
     /// `group_of[service]` is the group index of the whole service; subsets follow it.
     group_of: Vec<u32>,
-    inbound: Vec<(u16, SocketAddr)>,
+    /// The workload's inbound ports: port, local application, mTLS mode.
+    inbound: Vec<(u16, SocketAddr, spec::TlsMode)>,
+    /// The workload's SPIFFE ID in the snapshot (what its certificate must carry).
+    pub identity: Option<String>,
     /// `tables[t][r]` is rule `r` of route table `t`, compiled.
     tables: Vec<Vec<CompiledRule>>,
     /// Features the snapshot uses that this meshd does not enforce yet.
@@ -104,10 +107,17 @@ pub struct EndpointGroup {
     pub balancer: Balancer,
     /// The group's outlier detection, if any.
     pub outlier: Option<OutlierDetection>,
+    /// SPIFFE IDs its servers may present (the service's secure naming); empty: plaintext.
+    pub identities: Vec<String>,
 }
 
 impl EndpointGroup {
-    fn new(name: String, endpoints: &[&spec::Endpoint], policy: &spec::TrafficPolicy) -> Self {
+    fn new(
+        name: String,
+        endpoints: &[&spec::Endpoint],
+        policy: &spec::TrafficPolicy,
+        identities: &[String],
+    ) -> Self {
         let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
         let addresses: Vec<SocketAddr> = endpoints.iter().map(|e| e.address).collect();
         Self {
@@ -117,6 +127,7 @@ impl EndpointGroup {
             schedule: weighted_schedule(&weights),
             outlier: policy.outlier.clone(),
             pool: policy.pool.clone(),
+            identities: identities.to_vec(),
         }
     }
 }
@@ -319,10 +330,11 @@ impl RouteState {
         hash: String,
         workload: Option<&str>,
     ) -> Result<Self, BuildError> {
-        let (visible, inbound) = match workload {
+        let (visible, inbound, identity) = match workload {
             None => (
                 (0..snapshot.services.len() as u32).collect::<Vec<_>>(),
                 Vec::new(),
+                None,
             ),
             Some(name) => {
                 let Some(w) = snapshot.workload(name) else {
@@ -337,8 +349,8 @@ impl RouteState {
                     }
                     .into());
                 };
-                let inbound = w.inbound.iter().map(|p| (p.port, p.target)).collect();
-                (w.outbound.clone(), inbound)
+                let inbound = w.inbound.iter().map(|p| (p.port, p.target, p.tls));
+                (w.outbound.clone(), inbound.collect(), w.identity.clone())
             }
         };
 
@@ -351,6 +363,7 @@ impl RouteState {
                 service.name.clone(),
                 &all,
                 &service.policy,
+                &service.identities,
             ));
             for subset in &service.subsets {
                 let members: Vec<&spec::Endpoint> = subset
@@ -362,6 +375,7 @@ impl RouteState {
                     format!("{}/{}", service.name, subset.name),
                     &members,
                     &subset.policy,
+                    &service.identities,
                 ));
             }
         }
@@ -408,6 +422,7 @@ impl RouteState {
             groups,
             group_of,
             inbound,
+            identity,
             tables,
             not_enforced,
         })
@@ -425,14 +440,14 @@ impl RouteState {
     pub fn endpoint_addresses(&self) -> std::collections::HashSet<SocketAddr> {
         let outbound = self.groups.iter().flat_map(|g| g.endpoints.iter().copied());
         outbound
-            .chain(self.inbound.iter().map(|(_, target)| *target))
+            .chain(self.inbound.iter().map(|&(_, target, _)| target))
             .collect()
     }
 
     /// Whether any group or inbound port of this state has the endpoint `addr`.
     pub fn has_endpoint(&self, addr: SocketAddr) -> bool {
         self.groups.iter().any(|g| g.endpoints.contains(&addr))
-            || self.inbound.iter().any(|(_, target)| *target == addr)
+            || self.inbound.iter().any(|&(_, target, _)| target == addr)
     }
 
     /// Endpoint group `index` (as a [`Destination`] names it).
@@ -471,11 +486,33 @@ impl RouteState {
         })
     }
 
-    /// The local application address inbound traffic for `port` goes to.
-    pub fn inbound_target(&self, port: Option<u16>) -> Option<SocketAddr> {
-        port.and_then(|p| self.inbound.iter().find(|(q, _)| *q == p))
+    /// The local application address inbound traffic for `port` goes to, and the port's
+    /// mTLS mode.
+    pub fn inbound_target(&self, port: Option<u16>) -> Option<(SocketAddr, spec::TlsMode)> {
+        port.and_then(|p| self.inbound.iter().find(|(q, ..)| *q == p))
             .or_else(|| self.inbound.first())
-            .map(|(_, target)| *target)
+            .map(|&(_, target, mode)| (target, mode))
+    }
+
+    /// What the one inbound listener does before reading HTTP: strict (TLS only) when every
+    /// inbound port is strict, disable (plaintext only) when every one is, else permissive
+    /// (told apart by the first byte; a strict port then refuses a plaintext request).
+    pub fn inbound_listener_mode(&self) -> spec::TlsMode {
+        use spec::TlsMode::{Disable, Permissive, Strict};
+        let all = |mode| !self.inbound.is_empty() && self.inbound.iter().all(|p| p.2 == mode);
+        if all(Strict) {
+            Strict
+        } else if all(Disable) {
+            Disable
+        } else {
+            Permissive
+        }
+    }
+
+    /// An inbound port with strict mTLS, if any.
+    pub fn strict_inbound_port(&self) -> Option<u16> {
+        let strict = self.inbound.iter().find(|p| p.2 == spec::TlsMode::Strict);
+        strict.map(|p| p.0)
     }
 
     /// Routes one outbound request. `pick` draws a number in `0..100` for the weighted split.

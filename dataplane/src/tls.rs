@@ -8,6 +8,7 @@
 //! URI SAN is one of the identities the snapshot allows for the service it dialled, whatever
 //! name the connection was opened with.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,11 +18,12 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvi
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ParsedCertificate, ServerConfig, WebPkiClientVerifier};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 use x509_parser::extensions::GeneralName;
 
-/// ALPN protocols offered and accepted, most preferred first.
-const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// ALPN protocols offered and accepted, most preferred first. `h2` joins when meshd speaks
+/// HTTP/2: until then a peer must not be told it may.
+const ALPN: [&[u8]; 1] = [b"http/1.1"];
 
 /// Why a workload identity could not be loaded or a configuration built.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,17 @@ pub enum TlsError {
     /// rustls refused the key, the chain or the roots.
     #[error("{0}")]
     Rustls(String),
+    /// The certificate names another identity than the snapshot gives the workload.
+    #[error(
+        "the certificate is for {presented} but the snapshot gives this workload {expected}: \
+         issue one for {expected}"
+    )]
+    WrongIdentity {
+        /// The certificate's SPIFFE ID.
+        presented: String,
+        /// The workload's identity in the snapshot.
+        expected: String,
+    },
 }
 
 /// A workload's certificate, key and trust bundle, loaded and checked.
@@ -80,6 +93,8 @@ pub struct Identity {
     key: PrivateKeyDer<'static>,
     /// Trusted roots.
     pub roots: Arc<RootCertStore>,
+    /// The bundle's certificates as read, to tell a changed bundle from the same one.
+    pub bundle: Vec<CertificateDer<'static>>,
     /// The leaf's SPIFFE ID.
     pub spiffe_id: String,
     /// The leaf's serial number, hex.
@@ -104,7 +119,8 @@ impl Identity {
             })?;
         let bundle_path = dir.join("bundle.pem");
         let mut roots = RootCertStore::empty();
-        for root in certificates(&bundle_path)? {
+        let bundle = certificates(&bundle_path)?;
+        for root in bundle.iter().cloned() {
             roots.add(root).map_err(|e| TlsError::Malformed {
                 path: bundle_path.clone(),
                 reason: e.to_string(),
@@ -157,6 +173,7 @@ impl Identity {
             chain,
             key,
             roots: Arc::new(roots),
+            bundle,
             spiffe_id,
             serial,
             not_before,
@@ -181,6 +198,9 @@ impl Identity {
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TlsError::Rustls(e.to_string()))?;
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        // Sessions are not resumed: every connection proves its identity afresh, and no
+        // ticket arrives unasked on a connection that may sit idle in a pool.
+        config.send_tls13_tickets = 0;
         Ok(config)
     }
 
@@ -253,6 +273,76 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// A server whose certificate chains to the bundle but names an identity the service may not
+/// be served by.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "secure naming: the server presented {}, expected one of [{}]",
+    presented.as_deref().unwrap_or("no SPIFFE ID"),
+    expected.join(", ")
+)]
+pub struct NamingMismatch {
+    /// The SPIFFE ID the server's certificate carries, if any.
+    pub presented: Option<String>,
+    /// The identities the snapshot allows for the service.
+    pub expected: Vec<String>,
+}
+
+impl NamingMismatch {
+    /// The mismatch behind a failed handshake, if that is what failed it.
+    pub fn in_error(error: &std::io::Error) -> Option<&Self> {
+        Self::in_tls_error(error.get_ref()?.downcast_ref::<rustls::Error>()?)
+    }
+
+    /// The mismatch a rustls error stands for, if it does.
+    pub fn in_tls_error(error: &rustls::Error) -> Option<&Self> {
+        match error {
+            rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+                other.0.downcast_ref::<Self>()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One core's TLS configurations: the inbound one, and an outbound one per list of server
+/// identities, built when a connection first needs it. Replaced whole when the certificates
+/// rotate, so new handshakes use the new certificate and open connections keep theirs.
+#[derive(Debug)]
+pub struct CoreTls {
+    identity: Arc<Identity>,
+    /// Inbound: a client certificate chaining to the bundle is required.
+    pub server: Arc<ServerConfig>,
+    clients: RefCell<Vec<(Vec<String>, Arc<ClientConfig>)>>,
+}
+
+impl CoreTls {
+    /// The configurations for `identity`.
+    pub fn new(identity: Arc<Identity>) -> Result<Self, TlsError> {
+        Ok(Self {
+            server: Arc::new(identity.server_config()?),
+            identity,
+            clients: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// This workload's SPIFFE ID.
+    pub fn spiffe_id(&self) -> &str {
+        &self.identity.spiffe_id
+    }
+
+    /// The outbound configuration towards servers that may present any of `expected`.
+    pub fn client(&self, expected: &[String]) -> Result<Arc<ClientConfig>, TlsError> {
+        let mut clients = self.clients.borrow_mut();
+        if let Some((_, config)) = clients.iter().find(|(ids, _)| ids == expected) {
+            return Ok(config.clone());
+        }
+        let config = Arc::new(self.identity.client_config(expected.to_vec())?);
+        clients.push((expected.to_vec(), config.clone()));
+        Ok(config)
+    }
+}
+
 /// Secure naming: the server's chain must reach the bundle, and its SPIFFE ID must be one the
 /// service may be served by. The name the connection was opened with is not consulted.
 #[derive(Debug)]
@@ -283,11 +373,15 @@ impl ServerCertVerifier for SecureNaming {
         let presented = peer_spiffe_id(std::slice::from_ref(end_entity));
         match presented {
             Some(id) if self.expected.contains(&id) => Ok(ServerCertVerified::assertion()),
-            presented => Err(rustls::Error::General(format!(
-                "secure naming: the server presented {}, expected one of [{}]",
-                presented.as_deref().unwrap_or("no SPIFFE ID"),
-                self.expected.join(", ")
-            ))),
+            presented => {
+                let mismatch = NamingMismatch {
+                    presented,
+                    expected: self.expected.clone(),
+                };
+                Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                    OtherError(Arc::new(mismatch)),
+                )))
+            }
         }
     }
 

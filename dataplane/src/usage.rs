@@ -12,6 +12,36 @@ pub struct Usage {
     pub groups: Vec<GroupUsage>,
     /// What happened to mirrored requests' copies.
     pub mirrors: MirrorUsage,
+    /// Mutual TLS handshakes and refusals.
+    pub tls: TlsUsage,
+}
+
+/// Mutual TLS counts since start (see admin `/certs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TlsUsage {
+    /// Inbound connections that completed a handshake.
+    pub inbound_handshakes: u64,
+    /// Inbound TLS connections whose handshake failed (no or a bad client certificate, ...).
+    pub inbound_failures: u64,
+    /// Inbound plaintext connections refused by strict mTLS.
+    pub plaintext_refused: u64,
+    /// Outbound connections that completed a handshake.
+    pub outbound_handshakes: u64,
+    /// Outbound handshakes that failed for another reason than secure naming.
+    pub outbound_failures: u64,
+    /// Outbound handshakes refused because the server's identity was not the service's.
+    pub naming_failures: u64,
+}
+
+impl TlsUsage {
+    fn add(&mut self, other: &Self) {
+        self.inbound_handshakes += other.inbound_handshakes;
+        self.inbound_failures += other.inbound_failures;
+        self.plaintext_refused += other.plaintext_refused;
+        self.outbound_handshakes += other.outbound_handshakes;
+        self.outbound_failures += other.outbound_failures;
+        self.naming_failures += other.naming_failures;
+    }
 }
 
 /// Mirroring's counts (see [`crate::mirror::Mirrors`]).
@@ -68,6 +98,7 @@ impl Usage {
         m.failed += o.failed;
         m.skipped_busy += o.skipped_busy;
         m.skipped_body += o.skipped_body;
+        self.tls.add(&other.tls);
         if other.hash != self.hash {
             return;
         }
@@ -108,6 +139,10 @@ mod tests {
                 failed: 1,
                 ..MirrorUsage::default()
             },
+            tls: TlsUsage {
+                plaintext_refused: 1,
+                ..TlsUsage::default()
+            },
         }
     }
 
@@ -126,6 +161,7 @@ mod tests {
             total.mirrors.failed, 3,
             "a report of another state counts its mirrors"
         );
+        assert_eq!(total.tls.plaintext_refused, 3);
         let mut none = usage("h", None, 0);
         none.add(&usage("h", None, 0));
         assert_eq!(none.groups[0].open_connections, None);

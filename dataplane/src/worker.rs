@@ -21,7 +21,8 @@ use crate::proxy;
 use crate::ratelimit::RateLimits;
 use crate::retry::RetryBudget;
 use crate::routing::{Direction, RouteState};
-use crate::usage::{EndpointUsage, GroupUsage, MirrorUsage, Usage};
+use crate::tls::{CoreTls, Identity};
+use crate::usage::{EndpointUsage, GroupUsage, MirrorUsage, TlsUsage, Usage};
 
 /// Which monoio driver a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,6 +77,10 @@ pub struct WorkerSpec {
     pub ejections: mpsc::Receiver<Arc<Ejections>>,
     /// Where to send this core's pool usage, asked for by a `u` on `control`.
     pub usage: mpsc::Receiver<mpsc::Sender<Usage>>,
+    /// Rotated workload certificates, announced by a `c` on `control`.
+    pub identities: mpsc::Receiver<Arc<Identity>>,
+    /// The workload certificate to serve mutual TLS with, if meshd has one.
+    pub identity: Option<Arc<Identity>>,
     /// The route state to serve.
     pub routes: Arc<RouteState>,
     /// Timeouts and limits.
@@ -143,6 +148,14 @@ pub struct Core {
     pub retry_budget: RetryBudget,
     /// How many workers share the sidecar-wide pool limits.
     pub cores: usize,
+    /// TLS configurations from the workload certificate in force (`None`: no certificate,
+    /// so no mutual TLS either way).
+    pub tls: RefCell<Option<Rc<CoreTls>>>,
+    /// Handshakes and refusals, for admin `/certs`.
+    pub tls_counts: Cell<TlsUsage>,
+    /// What inbound forwarding removes from every request: a caller's own
+    /// `x-forwarded-client-cert` (meshd writes the real one).
+    pub inbound_edits: spec::HeaderEdits,
 }
 
 /// Runs a worker to completion on the current thread.
@@ -235,7 +248,16 @@ async fn serve(
         breakers: RefCell::new(breakers),
         retry_budget: RetryBudget::default(),
         cores: spec.cores,
+        tls: RefCell::new(None),
+        tls_counts: Cell::new(TlsUsage::default()),
+        inbound_edits: spec::HeaderEdits {
+            remove: vec![crate::proxy::FORWARDED_CLIENT_CERT.to_owned()],
+            ..spec::HeaderEdits::default()
+        },
     });
+    if let Some(identity) = spec.identity {
+        core.install_identity(identity);
+    }
     // monoio's epoll driver issues plain syscalls and waits for readiness only on EAGAIN, so
     // sockets made outside it must be non-blocking (io_uring does not mind either way).
     let mut listeners = Vec::with_capacity(spec.listeners.len());
@@ -254,6 +276,7 @@ async fn serve(
         updates: spec.updates,
         ejections: spec.ejections,
         usage: spec.usage,
+        identities: spec.identities,
     };
     monoio::spawn(watch_control(control, channels, reports, core.clone()));
     for (listener, direction) in listeners {
@@ -282,6 +305,7 @@ struct Channels {
     updates: mpsc::Receiver<Arc<RouteState>>,
     ejections: mpsc::Receiver<Arc<Ejections>>,
     usage: mpsc::Receiver<mpsc::Sender<Usage>>,
+    identities: mpsc::Receiver<Arc<Identity>>,
 }
 
 async fn watch_control(
@@ -294,6 +318,7 @@ async fn watch_control(
         updates,
         ejections,
         usage,
+        identities,
     } = channels;
     let mut buf = vec![0u8; 16];
     loop {
@@ -316,6 +341,11 @@ async fn watch_control(
             let hash = core.routes.borrow().hash.clone();
             if let Some(ejections) = ejections.try_iter().filter(|e| e.hash == hash).last() {
                 core.balancing.borrow_mut().set_ejections(ejections);
+            }
+        }
+        if commands.contains(&b'c') {
+            if let Some(identity) = identities.try_iter().last() {
+                core.install_identity(identity);
             }
         }
         if commands.contains(&b'u') {
@@ -378,6 +408,23 @@ async fn report_outliers(reports: Reports, core: Rc<Core>) {
 }
 
 impl Core {
+    /// Serves new handshakes with `identity`; connections already open keep theirs.
+    fn install_identity(&self, identity: Arc<Identity>) {
+        match CoreTls::new(identity) {
+            Ok(tls) => *self.tls.borrow_mut() = Some(Rc::new(tls)),
+            // The control thread checked the set (Identity::load builds this very
+            // configuration), so this is not expected; the previous one keeps serving.
+            Err(e) => eprintln!("meshd: certificates not installed on a core: {e}"),
+        }
+    }
+
+    /// Adds to this core's TLS counts.
+    pub fn count_tls(&self, count: impl FnOnce(&mut TlsUsage)) {
+        let mut counts = self.tls_counts.get();
+        count(&mut counts);
+        self.tls_counts.set(counts);
+    }
+
     /// Returns an upstream connection to the pool, unless a reload since `routed_by` (the
     /// route state the request used) removed its endpoint: then it closes, so pools to removed
     /// endpoints drain as their last requests finish.
@@ -420,6 +467,7 @@ impl Core {
                 skipped_busy: m.skipped_busy.get(),
                 skipped_body: m.skipped_body.get(),
             },
+            tls: self.tls_counts.get(),
         }
     }
 

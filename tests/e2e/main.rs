@@ -17,6 +17,7 @@ mod layering;
 mod lifecycle;
 mod limits;
 mod meshca;
+mod mtls;
 mod reload;
 mod resilience;
 mod routing;

@@ -12,6 +12,9 @@ pub enum LocalReply {
     NoHealthyUpstream,
     /// 503: connecting to the endpoint failed.
     ConnectFailure,
+    /// 503: the endpoint's certificate names another identity than its service's (secure
+    /// naming); flag `SN`, Ringmesh's addition to Envoy's vocabulary.
+    SecureNaming,
     /// 503: the upstream closed or reset before sending a response head.
     UpstreamReset,
     /// 502: the upstream sent something that is not an HTTP/1.x response.
@@ -39,6 +42,7 @@ impl LocalReply {
             Self::NoRoute => 404,
             Self::NoHealthyUpstream
             | Self::ConnectFailure
+            | Self::SecureNaming
             | Self::UpstreamReset
             | Self::Draining
             | Self::Overloaded
@@ -56,6 +60,7 @@ impl LocalReply {
             Self::NoRoute => "NR",
             Self::NoHealthyUpstream => "UH",
             Self::ConnectFailure => "UF",
+            Self::SecureNaming => "SN",
             Self::UpstreamReset => "UC",
             Self::BadUpstreamResponse => "UPE",
             Self::UpstreamTimeout => "UT",
@@ -87,6 +92,7 @@ impl LocalReply {
             Self::NoRoute => "no route",
             Self::NoHealthyUpstream => "no healthy upstream",
             Self::ConnectFailure => "upstream connect error",
+            Self::SecureNaming => "upstream identity mismatch",
             Self::UpstreamReset => "upstream reset before response headers",
             Self::BadUpstreamResponse => "invalid upstream response",
             Self::UpstreamTimeout => "upstream request timeout",

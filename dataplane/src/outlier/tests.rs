@@ -183,6 +183,7 @@ fn a_core_applies_ejections_and_restarts_counts_of_ejected_endpoints() {
         schedule: vec![0, 1],
         outlier: Some(policy(50)),
         pool: spec::PoolLimits::default(),
+        identities: Vec::new(),
     };
     let no_peer = || None;
     let input = crate::balancer::Input {

@@ -273,6 +273,7 @@ fn a_retry_picks_another_endpoint_with_the_group_balancer() {
             schedule: vec![0, 1],
             outlier: None,
             pool: spec::PoolLimits::default(),
+            identities: Vec::new(),
         };
         let mut balancing = crate::balancer::CoreBalancing::new([2].into_iter());
         for _ in 0..10 {
@@ -287,6 +288,7 @@ fn a_retry_picks_another_endpoint_with_the_group_balancer() {
         schedule: vec![0],
         outlier: None,
         pool: spec::PoolLimits::default(),
+        identities: Vec::new(),
     };
     let mut balancing = crate::balancer::CoreBalancing::new([1].into_iter());
     assert_eq!(balancing.pick_other(0, &single, 0), None);

@@ -109,7 +109,7 @@ fn a_sidecar_pair_handshakes_and_each_side_learns_the_other_identity() {
         client.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
-    assert_eq!(server.alpn_protocol(), Some(&b"h2"[..]));
+    assert_eq!(server.alpn_protocol(), Some(&b"http/1.1"[..]));
     let caller = peer_spiffe_id(server.peer_certificates().unwrap());
     assert_eq!(caller.as_deref(), Some(FRONTEND));
     let callee = peer_spiffe_id(client.peer_certificates().unwrap());
@@ -129,7 +129,10 @@ fn secure_naming_refuses_a_server_with_another_identity() {
     );
     let client = frontend.client_config(vec![REVIEWS.into()]).unwrap();
     let (_, _, result) = connect(client, impostor.server_config().unwrap());
-    let error = result.unwrap_err().to_string();
+    let error = result.unwrap_err();
+    let error = NamingMismatch::in_tls_error(&error)
+        .expect("a naming mismatch")
+        .to_string();
     assert!(
         error.contains("secure naming: the server presented spiffe://cluster.local/ns/x/sa/evil"),
         "{error}"
