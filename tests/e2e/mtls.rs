@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use ringmesh_tests::*;
 
+mod envoy;
+
 const FRONTEND: &str = "spiffe://cluster.local/ns/default/sa/frontend";
 const REVIEWS: &str = "spiffe://cluster.local/ns/default/sa/reviews";
 const IMPOSTOR: &str = "spiffe://cluster.local/ns/default/sa/impostor";
