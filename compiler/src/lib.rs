@@ -4,7 +4,6 @@
 
 mod analysis;
 mod ast;
-pub mod authz_eval;
 pub mod check;
 pub mod diag;
 pub mod diff;

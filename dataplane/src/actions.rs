@@ -328,9 +328,6 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
             continue;
         }
         let place = || format!("workload {}", w.name);
-        if !w.authorization.is_empty() {
-            note("authorization policies", place());
-        }
         if !w.jwt.is_empty() {
             note("JWT validation", place());
         }

@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod admin;
+pub mod authz;
 pub mod balancer;
 pub mod conn;
 pub mod control;

@@ -22,6 +22,7 @@ use monoio::time::Instant;
 use spec::HeaderEdits;
 
 use crate::actions::{chance, write_location, RedirectSource, NO_EDITS};
+use crate::authz::InboundRequest;
 use crate::balancer::{Inflight, Input, NewCookie, Pick};
 use crate::conn::Conn;
 use crate::http1::head::{
@@ -1002,18 +1003,30 @@ fn plan_request(
         }
         Direction::Inbound => match routes.inbound_target(head.port) {
             // A listener shared with permissive ports let this plaintext request in.
-            Some((_, spec::TlsMode::Strict)) if !peer.is_tls() => Action::Refuse,
-            Some((addr, _)) => {
-                let edits = RequestEdits {
-                    path: None,
-                    authority: None,
-                    headers: &core.inbound_edits,
+            Some((_, _, spec::TlsMode::Strict)) if !peer.is_tls() => Action::Refuse,
+            Some((port, addr, _)) => {
+                let request = InboundRequest {
+                    head,
+                    port: Some(port),
+                    principal: peer.peer_identity(),
+                    peer,
+                    jwt: None,
                 };
-                head.write_edited(out, &edits);
-                if let Some(caller) = peer.peer_identity() {
-                    write_client_cert(out, core, caller);
+                match crate::authz::check(&routes.authorization, &request) {
+                    Err(detail) => Action::Reply(LocalReply::Forbidden, detail),
+                    Ok(()) => {
+                        let edits = RequestEdits {
+                            path: None,
+                            authority: None,
+                            headers: &core.inbound_edits,
+                        };
+                        head.write_edited(out, &edits);
+                        if let Some(caller) = peer.peer_identity() {
+                            write_client_cert(out, core, caller);
+                        }
+                        Action::Forward(addr, None)
+                    }
                 }
-                Action::Forward(addr, None)
             }
             None => Action::Reply(
                 LocalReply::NoRoute,

@@ -39,6 +39,8 @@ pub struct RouteState {
     inbound: Vec<(u16, SocketAddr, spec::TlsMode)>,
     /// The workload's SPIFFE ID in the snapshot (what its certificate must carry).
     pub identity: Option<String>,
+    /// The workload's authorization policies, deciding inbound requests.
+    pub authorization: Vec<spec::AuthorizationPolicy>,
     /// `tables[t][r]` is rule `r` of route table `t`, compiled.
     tables: Vec<Vec<CompiledRule>>,
     /// Features the snapshot uses that this meshd does not enforce yet.
@@ -330,11 +332,12 @@ impl RouteState {
         hash: String,
         workload: Option<&str>,
     ) -> Result<Self, BuildError> {
-        let (visible, inbound, identity) = match workload {
+        let (visible, inbound, identity, authorization) = match workload {
             None => (
                 (0..snapshot.services.len() as u32).collect::<Vec<_>>(),
                 Vec::new(),
                 None,
+                Vec::new(),
             ),
             Some(name) => {
                 let Some(w) = snapshot.workload(name) else {
@@ -350,7 +353,13 @@ impl RouteState {
                     .into());
                 };
                 let inbound = w.inbound.iter().map(|p| (p.port, p.target, p.tls));
-                (w.outbound.clone(), inbound.collect(), w.identity.clone())
+                let (identity, authorization) = (w.identity.clone(), w.authorization.clone());
+                (
+                    w.outbound.clone(),
+                    inbound.collect(),
+                    identity,
+                    authorization,
+                )
             }
         };
 
@@ -423,6 +432,7 @@ impl RouteState {
             group_of,
             inbound,
             identity,
+            authorization,
             tables,
             not_enforced,
         })
@@ -486,12 +496,12 @@ impl RouteState {
         })
     }
 
-    /// The local application address inbound traffic for `port` goes to, and the port's
-    /// mTLS mode.
-    pub fn inbound_target(&self, port: Option<u16>) -> Option<(SocketAddr, spec::TlsMode)> {
+    /// The inbound port a request for `port` (the Host header's, if any) is served by: its
+    /// number, the local application address and the port's mTLS mode.
+    pub fn inbound_target(&self, port: Option<u16>) -> Option<(u16, SocketAddr, spec::TlsMode)> {
         port.and_then(|p| self.inbound.iter().find(|(q, ..)| *q == p))
             .or_else(|| self.inbound.first())
-            .map(|&(_, target, mode)| (target, mode))
+            .copied()
     }
 
     /// What the one inbound listener does before reading HTTP: strict (TLS only) when every

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ringmesh_tests::*;
 
+mod authz;
 mod envoy;
 
 const FRONTEND: &str = "spiffe://cluster.local/ns/default/sa/frontend";
@@ -19,11 +20,18 @@ const IMPOSTOR: &str = "spiffe://cluster.local/ns/default/sa/impostor";
 /// The mesh: `reviews` is served by workload `reviews` behind `endpoint`; workload `impostor`
 /// has an identity but serves nothing.
 fn config(endpoint: &str, upstream: &Upstream, mode: &str) -> String {
-    config_with(endpoint, upstream, mode, "")
+    config_with(endpoint, upstream, mode, "", "")
 }
 
-/// Like [`config`], with `policy` (a `policy { ... }` block or nothing) on the service.
-fn config_with(endpoint: &str, upstream: &Upstream, mode: &str, policy: &str) -> String {
+/// Like [`config`], with `policy` (a `policy { ... }` block or nothing) on the service and
+/// `extra` declarations (authorization policies) after the workloads.
+fn config_with(
+    endpoint: &str,
+    upstream: &Upstream,
+    mode: &str,
+    policy: &str,
+    extra: &str,
+) -> String {
     let app = upstream.addr();
     format!(
         r#"
@@ -45,6 +53,7 @@ workload impostor {{
   identity "{IMPOSTOR}"
   inbound 9080 http -> {app} mtls {mode}
 }}
+{extra}
 "#
     )
 }
@@ -79,7 +88,7 @@ struct Pair {
 
 impl Pair {
     fn start(driver: &str, mode: &str, server_workload: &str, server_id: &str) -> Self {
-        Self::start_with(driver, mode, server_workload, server_id, "")
+        Self::start_with(driver, mode, server_workload, server_id, "", "")
     }
 
     fn start_with(
@@ -88,6 +97,7 @@ impl Pair {
         server_workload: &str,
         server_id: &str,
         policy: &str,
+        extra: &str,
     ) -> Self {
         let scratch = Scratch::new();
         let ca = new_ca(&scratch, false);
@@ -96,7 +106,7 @@ impl Pair {
         issue(&ca, server_id, &b_certs);
         let upstream = Upstream::start("reviews-app").unwrap();
         // B first: its inbound address is the service's endpoint in A's snapshot.
-        let placeholder = config_with("127.0.0.1:9", &upstream, mode, policy);
+        let placeholder = config_with("127.0.0.1:9", &upstream, mode, policy, extra);
         let b_snapshot = compile_as(&scratch, "b", &placeholder);
         let b_args = [
             "--workload",
@@ -109,7 +119,7 @@ impl Pair {
         let b_log = scratch.path().join("b.log");
         let b = start_logged(&b_snapshot, driver, &b_args, &b_log);
         let endpoint = b.inbound.unwrap().to_string();
-        let real = config_with(&endpoint, &upstream, mode, policy);
+        let real = config_with(&endpoint, &upstream, mode, policy, extra);
         let a_snapshot = compile_as(&scratch, "a", &real);
         let a_args = [
             "--workload",
@@ -371,7 +381,7 @@ fn assert_no_failures(mut child: std::process::Child, json: &Path, at_least: u64
 const SHORT_CONNECTIONS: &str = "policy { pool { max_requests_per_connection 20 } }";
 
 fn rotating_certificates_under_load_fails_no_request(driver: &str) {
-    let pair = Pair::start_with(driver, "strict", "reviews", REVIEWS, SHORT_CONNECTIONS);
+    let pair = Pair::start_with(driver, "strict", "reviews", REVIEWS, SHORT_CONNECTIONS, "");
     let (a_dir, b_dir) = (pair.scratch.path().join("a"), pair.scratch.path().join("b"));
     let (child, json) = load(&pair, 1000, 6);
     for _ in 0..2 {
@@ -410,7 +420,7 @@ fn trusted_roots(admin: std::net::SocketAddr) -> u64 {
 }
 
 fn rotating_the_root_through_a_two_root_bundle_fails_no_request(driver: &str) {
-    let pair = Pair::start_with(driver, "strict", "reviews", REVIEWS, SHORT_CONNECTIONS);
+    let pair = Pair::start_with(driver, "strict", "reviews", REVIEWS, SHORT_CONNECTIONS, "");
     let (a_dir, b_dir) = (pair.scratch.path().join("a"), pair.scratch.path().join("b"));
     let ca = pair.ca.to_str().unwrap();
     let (child, json) = load(&pair, 1000, 8);

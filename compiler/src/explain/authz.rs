@@ -9,7 +9,7 @@
 use spec::{AuthorizationPolicy, AuthzAction, ConditionKey, SourceLocation, TlsMode, Workload};
 
 use super::Request;
-use crate::authz_eval::{self, AuthzRequest, Decision as Outcome};
+use spec::authz::{self as authz_eval, AuthzRequest, Decision as Outcome};
 
 /// The request attributes authorization reads.
 #[derive(Clone, Copy, Debug)]
@@ -126,7 +126,6 @@ pub(super) fn evaluate(workload: &Workload, attrs: Attributes<'_>) -> Verdict {
         }
     }
     verdict.audited_by = authz_eval::audits(policies, &request)
-        .iter()
         .map(|p| p.name.clone())
         .collect();
     let named = |p: &AuthorizationPolicy| (p.name.clone(), p.source.clone());

@@ -21,6 +21,8 @@ pub enum LocalReply {
     BadUpstreamResponse,
     /// 504: the upstream did not answer within the route timeout.
     UpstreamTimeout,
+    /// 403: an authorization policy denied the request (flag `RBAC`, after Envoy's filter).
+    Forbidden,
     /// 503: the sidecar is draining and refuses new work.
     Draining,
     /// 503: this core already holds its maximum of downstream connections.
@@ -40,6 +42,7 @@ impl LocalReply {
         match self {
             Self::BadRequest { status } | Self::FaultAbort { status } => status,
             Self::NoRoute => 404,
+            Self::Forbidden => 403,
             Self::NoHealthyUpstream
             | Self::ConnectFailure
             | Self::SecureNaming
@@ -58,6 +61,7 @@ impl LocalReply {
         match self {
             Self::BadRequest { .. } => "DPE",
             Self::NoRoute => "NR",
+            Self::Forbidden => "RBAC",
             Self::NoHealthyUpstream => "UH",
             Self::ConnectFailure => "UF",
             Self::SecureNaming => "SN",
@@ -90,6 +94,7 @@ impl LocalReply {
         let summary = match self {
             Self::BadRequest { .. } => "bad request",
             Self::NoRoute => "no route",
+            Self::Forbidden => "RBAC: access denied",
             Self::NoHealthyUpstream => "no healthy upstream",
             Self::ConnectFailure => "upstream connect error",
             Self::SecureNaming => "upstream identity mismatch",

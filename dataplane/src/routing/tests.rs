@@ -222,7 +222,7 @@ fn workload_view_hides_services_it_may_not_call() {
         Err(RouteError::UnknownHost)
     );
     assert_eq!(
-        state.inbound_target(Some(9080)).map(|(addr, _)| addr),
+        state.inbound_target(Some(9080)).map(|(_, addr, _)| addr),
         Some(SocketAddr::from(([127, 0, 0, 1], 9)))
     );
     let err = RouteState::new(snapshot(), String::new(), Some("nope")).unwrap_err();

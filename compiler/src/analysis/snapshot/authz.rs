@@ -9,8 +9,8 @@ use spec::{
 };
 
 use super::at_location;
-use crate::authz_eval::{evaluate, AuthzRequest, Decision};
 use crate::diag::{Code, Diagnostic, Sources};
+use spec::authz::{evaluate, AuthzRequest, Decision};
 
 /// Paths health and readiness probes commonly use.
 const HEALTH_PATHS: [&str; 5] = ["/healthz", "/ready", "/readyz", "/livez", "/health"];

@@ -1,4 +1,4 @@
-use spec::SourceLocation;
+use crate::SourceLocation;
 
 use super::*;
 
@@ -136,7 +136,9 @@ fn audit_never_decides() {
         vec![AuthzRule::default()],
     )];
     assert_eq!(evaluate(&policies, &get("/")), Decision::Allow(None));
-    assert_eq!(audits(&policies, &get("/")), vec![&policies[0]]);
+    let request = get("/");
+    let audited: Vec<_> = audits(&policies, &request).collect();
+    assert_eq!(audited, vec![&policies[0]]);
 }
 
 #[test]
