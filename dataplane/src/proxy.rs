@@ -89,7 +89,13 @@ pub async fn serve_connection(
         .await;
         match next {
             Next::KeepAlive => {}
-            Next::Close => break,
+            Next::Close => {
+                // TLS ends with a close_notify, so the peer can tell the end from a truncation.
+                if down.stream.is_tls() {
+                    let _ = down.stream.shutdown().await;
+                }
+                break;
+            }
             Next::Tunnel(up) => {
                 tunnel(down, up).await;
                 break;
@@ -257,6 +263,9 @@ async fn serve_request(
                 *head_deadline.get_or_insert_with(|| Instant::now() + core.settings.head_timeout);
             match monoio::time::timeout_at(deadline, down.fill()).await {
                 Ok(read) => read,
+                // The abandoned read may have taken TLS records with it: the session cannot
+                // carry a reply any more.
+                Err(_) if down.stream.is_tls() => return Next::Close,
                 Err(_) => {
                     let reply = LocalReply::BadRequest { status: 408 };
                     let detail = "request head not received in time";
@@ -1063,16 +1072,19 @@ fn write_client_cert(out: &mut Vec<u8>, core: &Core, caller: &str) {
         return;
     };
     out.truncate(out.len() - 2);
-    for part in [
-        FORWARDED_CLIENT_CERT,
-        ": By=",
-        own,
-        ";URI=",
-        caller,
-        "\r\n\r\n",
-    ] {
+    for part in [FORWARDED_CLIENT_CERT, ": By=", own, ";URI="] {
         out.extend_from_slice(part.as_bytes());
     }
+    // A SPIFFE ID has no `;`, `,` or `"`; one that does (from another CA in the bundle) is
+    // quoted, as Envoy quotes such values.
+    if caller.contains([';', ',', '"']) {
+        out.push(b'"');
+        out.extend_from_slice(caller.replace('"', "\\\"").as_bytes());
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(caller.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n\r\n");
 }
 
 /// Relays bytes both ways after a protocol switch until each side has closed its half; bytes

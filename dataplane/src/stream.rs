@@ -205,11 +205,14 @@ impl TlsStream {
         Ok(())
     }
 
+    /// Whether a read would return without the socket: plaintext, or the end of the stream
+    /// (a close_notify or an EOF rustls has seen) to report.
     fn has_plaintext(&mut self) -> bool {
-        self.session
-            .reader()
-            .into_first_chunk()
-            .is_ok_and(|chunk| !chunk.is_empty())
+        match self.session.reader().into_first_chunk() {
+            // Data, or an empty chunk: the close_notify came.
+            Ok(_) => true,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        }
     }
 
     async fn read_into(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {

@@ -221,6 +221,8 @@ pub fn ensure_built() -> io::Result<()> {
             "compiler",
             "-p",
             "dataplane",
+            "-p",
+            "ca",
         ]);
         build.arg("--manifest-path").arg(manifest);
         match profile_dir.as_str() {

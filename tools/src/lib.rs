@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod envoy;
 pub mod harness;
 pub mod load;
 pub mod upstream;

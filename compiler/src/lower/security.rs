@@ -94,17 +94,6 @@ impl<'a> Lowerer<'a> {
                 }
             })
             .collect();
-        for w in workloads.iter() {
-            if let Some(identity) = &w.identity {
-                for &s in &w.serves {
-                    services[s as usize].identities.push(identity.clone());
-                }
-            }
-        }
-        for s in services.iter_mut() {
-            s.identities.sort_unstable();
-            s.identities.dedup();
-        }
 
         self.telemetry_all(decls, workloads, items);
 
@@ -170,6 +159,21 @@ impl<'a> Lowerer<'a> {
 
         for (w, out) in workloads.iter_mut().enumerate() {
             self.tls_modes(decls[w].1, out, &peers[w]);
+        }
+        // A server presents its identity only where it speaks mTLS: a workload whose inbound
+        // ports are all `disable` is called in plaintext (Istio's auto mTLS does the same).
+        for w in workloads.iter() {
+            let plaintext_only =
+                !w.inbound.is_empty() && w.inbound.iter().all(|p| p.tls == TlsMode::Disable);
+            if let Some(identity) = w.identity.as_ref().filter(|_| !plaintext_only) {
+                for &s in &w.serves {
+                    services[s as usize].identities.push(identity.clone());
+                }
+            }
+        }
+        for s in services.iter_mut() {
+            s.identities.sort_unstable();
+            s.identities.dedup();
         }
     }
 

@@ -6,6 +6,8 @@
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 
+use tools::envoy;
+
 use super::*;
 
 /// A real Envoy running `yaml`, stopped on drop.
@@ -51,63 +53,6 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-/// Envoy's TLS settings with the workload certificate in `dir`, accepting only a peer whose
-/// URI SAN is `peer`: TLS 1.3, ALPN http/1.1.
-fn common_tls(dir: &Path, peer: &str) -> String {
-    let d = dir.display();
-    format!(
-        "common_tls_context:
-          tls_params: {{ tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_3 }}
-          alpn_protocols: [http/1.1]
-          tls_certificates:
-          - certificate_chain: {{ filename: {d}/cert.pem }}
-            private_key: {{ filename: {d}/key.pem }}
-          validation_context:
-            trusted_ca: {{ filename: {d}/bundle.pem }}
-            match_typed_subject_alt_names:
-            - san_type: URI
-              matcher: {{ exact: '{peer}' }}"
-    )
-}
-
-/// An HTTP/1.1 connection manager routing everything to cluster `to`; it tells the upstream
-/// the verified client certificate's URI (what meshd does with x-forwarded-client-cert).
-fn connection_manager(to: &str) -> String {
-    format!(
-        "- name: envoy.filters.network.http_connection_manager
-        typed_config:
-          '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: interop
-          codec_type: HTTP1
-          forward_client_cert_details: SANITIZE_SET
-          set_current_client_cert_details: {{ uri: true }}
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ['*']
-              routes: [{{ match: {{ prefix: / }}, route: {{ cluster: {to} }} }}]
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-    )
-}
-
-fn cluster(name: &str, addr: SocketAddr, transport: &str) -> String {
-    let (host, port) = (addr.ip(), addr.port());
-    format!(
-        "- name: {name}
-    type: STATIC
-    connect_timeout: 5s
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: {host}, port_value: {port} }} }} }}
-{transport}"
-    )
-}
-
 /// meshd B (workload `reviews`, strict) in front of an upstream, with certificates for both
 /// sides issued by one CA; A's certificate is in `scratch/a`.
 fn strict_meshd_inbound(driver: &str) -> (Scratch, Upstream, Sidecar) {
@@ -132,28 +77,13 @@ fn envoy_as_the_client_sidecar_calls_meshd_inbound(driver: &str) {
     let (scratch, _upstream, b) = strict_meshd_inbound(driver);
     let listen = free_port();
     let a_certs = scratch.path().join("a");
-    let transport = format!(
-        "    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        {}",
-        common_tls(&a_certs, REVIEWS)
-    );
-    let yaml = format!(
-        "static_resources:
-  listeners:
-  - name: outbound
-    address: {{ socket_address: {{ address: {}, port_value: {} }} }}
-    filter_chains:
-    - filters:
-      {}
-  clusters:
-  {}",
-        listen.ip(),
-        listen.port(),
-        connection_manager("reviews"),
-        cluster("reviews", b.inbound.unwrap(), &transport)
+    let to_b = envoy::Mtls {
+        certs: &a_certs,
+        peer: REVIEWS,
+    };
+    let yaml = envoy::bootstrap(
+        &[envoy::listener("outbound", listen, "reviews", None)],
+        &[envoy::cluster("reviews", b.inbound.unwrap(), Some(to_b))],
     );
     let _envoy = Envoy::start(&scratch, "envoy-client", &yaml, listen);
     let response = Client::connect(listen)
@@ -184,27 +114,13 @@ fn meshd_outbound_calls_envoy_requiring_client_certificates(driver: &str) {
     issue(&ca, REVIEWS, &envoy_certs);
     let upstream = Upstream::start("behind-envoy").unwrap();
     let listen = free_port();
-    let yaml = format!(
-        "static_resources:
-  listeners:
-  - name: inbound
-    address: {{ socket_address: {{ address: {}, port_value: {} }} }}
-    filter_chains:
-    - transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          {}
-      filters:
-      {}
-  clusters:
-  {}",
-        listen.ip(),
-        listen.port(),
-        common_tls(&envoy_certs, FRONTEND).replace("\n", "\n  "),
-        connection_manager("app"),
-        cluster("app", upstream.addr(), "")
+    let from_a = envoy::Mtls {
+        certs: &envoy_certs,
+        peer: FRONTEND,
+    };
+    let yaml = envoy::bootstrap(
+        &[envoy::listener("inbound", listen, "app", Some(from_a))],
+        &[envoy::cluster("app", upstream.addr(), None)],
     );
     let _envoy = Envoy::start(&scratch, "envoy-server", &yaml, listen);
     let snapshot = compile_as(

@@ -1,0 +1,190 @@
+//! Sidecar pairs for `mesh-bench --pairs`: meshload → sidecar A (outbound) → sidecar B
+//! (inbound) → upstream, both sidecars on CPU 0 with one worker each. meshd in plaintext
+//! (`mtls disable`) and with mutual TLS under both drivers, mutual TLS with a new connection
+//! (a handshake) per request, and Envoy pairs with the same certificates.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+use tools::envoy::{self, Mtls};
+use tools::harness::{self, Sidecar};
+
+use crate::{free_port, wait_listening, Starter, Target};
+
+const A_ID: &str = "spiffe://cluster.local/ns/bench/sa/a";
+const B_ID: &str = "spiffe://cluster.local/ns/bench/sa/b";
+
+/// A CA with certificates for both sides, and the upstream both pairs end at.
+pub(crate) struct Setup {
+    dir: PathBuf,
+    upstream: SocketAddr,
+}
+
+impl Setup {
+    /// Makes the CA and issues A's and B's certificates under `dir`.
+    pub(crate) fn new(dir: &Path, upstream: SocketAddr) -> anyhow::Result<Self> {
+        let meshca = harness::binary("meshca")?;
+        let ca = dir.join("ca");
+        let run = |args: &[&str]| -> anyhow::Result<()> {
+            let output = Command::new(&meshca).args(args).output()?;
+            if !output.status.success() {
+                bail!(
+                    "meshca {args:?}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            Ok(())
+        };
+        let ca_dir = ca.to_str().context("a UTF-8 temp dir")?;
+        run(&["init", "--dir", ca_dir, "--trust-domain", "cluster.local"])?;
+        for (id, side) in [(A_ID, "a"), (B_ID, "b")] {
+            let out = dir.join(side);
+            let out = out.to_str().context("a UTF-8 temp dir")?;
+            run(&["issue", "--dir", ca_dir, "--spiffe", id, "--out", out])?;
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            upstream,
+        })
+    }
+
+    /// The pair targets, in the order the table lists them.
+    pub(crate) fn targets<'a>(&'a self, meshd: &'a Path) -> Vec<Box<Starter<'a>>> {
+        let mut targets: Vec<Box<Starter<'a>>> = Vec::new();
+        for (mode, per_request, label) in [
+            ("disable", false, "meshd pair plaintext"),
+            ("strict", false, "meshd pair mTLS"),
+            ("strict", true, "meshd pair mTLS, handshake per request"),
+        ] {
+            for driver in ["epoll", "uring"] {
+                targets.push(Box::new(move || {
+                    self.meshd_pair(meshd, mode, per_request, driver, label)
+                }));
+            }
+        }
+        targets.push(Box::new(|| self.envoy_pair(false)));
+        targets.push(Box::new(|| self.envoy_pair(true)));
+        targets
+    }
+
+    fn config(&self, endpoint: &str, mode: &str, per_request: bool) -> String {
+        let policy = if per_request {
+            "policy { pool { max_requests_per_connection 1 } }"
+        } else {
+            ""
+        };
+        format!(
+            "service bench {{\n  port 80 http\n  endpoint {endpoint}\n  {policy}\n}}\n\
+             workload a {{\n  identity \"{A_ID}\"\n  outbound bench\n}}\n\
+             workload b {{\n  identity \"{B_ID}\"\n  serves bench\n  \
+             inbound 80 http -> {} mtls {mode}\n}}\n",
+            self.upstream
+        )
+    }
+
+    fn compile(&self, name: &str, config: &str) -> anyhow::Result<PathBuf> {
+        let input = self.dir.join(format!("{name}.mesh"));
+        std::fs::write(&input, config)?;
+        let snapshot = self.dir.join(format!("{name}.snap"));
+        let output = harness::compile(&[&input], &snapshot)?;
+        if !output.status.success() {
+            bail!("meshc: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(snapshot)
+    }
+
+    fn meshd_pair(
+        &self,
+        meshd: &Path,
+        mode: &str,
+        per_request: bool,
+        driver: &str,
+        label: &str,
+    ) -> anyhow::Result<(Target, SocketAddr)> {
+        let start = |snapshot: &Path, workload: &str| -> anyhow::Result<Sidecar> {
+            let mut command = Command::new("taskset");
+            command.args(["-c", "0"]).arg(meshd);
+            let certs = self.dir.join(workload);
+            let certs = certs.to_str().context("a UTF-8 temp dir")?;
+            let args = [
+                "--cores",
+                "1",
+                "--io-driver",
+                driver,
+                "--workload",
+                workload,
+                "--certs",
+                certs,
+                "--watch-interval",
+                "0s",
+            ];
+            Ok(Sidecar::start_with(command, snapshot, &args)?)
+        };
+        let b_snapshot = self.compile("pair-b", &self.config("127.0.0.1:9", mode, per_request))?;
+        let b = start(&b_snapshot, "b")?;
+        let endpoint = b.inbound.context("B's inbound listener")?.to_string();
+        let a_snapshot = self.compile("pair-a", &self.config(&endpoint, mode, per_request))?;
+        let a = start(&a_snapshot, "a")?;
+        let outbound = a.outbound;
+        let name = if a.io_driver == "epoll" {
+            "epoll"
+        } else {
+            "io_uring"
+        };
+        let parts = vec![
+            Target::Meshd(a, String::new()),
+            Target::Meshd(b, String::new()),
+        ];
+        Ok((Target::Pair(parts, format!("{label} ({name})")), outbound))
+    }
+
+    fn envoy_pair(&self, mtls: bool) -> anyhow::Result<(Target, SocketAddr)> {
+        let (a_listen, b_listen) = (free_port()?, free_port()?);
+        let (a_certs, b_certs) = (self.dir.join("a"), self.dir.join("b"));
+        let to_b = mtls.then_some(Mtls {
+            certs: &a_certs,
+            peer: B_ID,
+        });
+        let from_a = mtls.then_some(Mtls {
+            certs: &b_certs,
+            peer: A_ID,
+        });
+        let a = envoy::bootstrap(
+            &[envoy::listener("a", a_listen, "b", None)],
+            &[envoy::cluster("b", b_listen, to_b)],
+        );
+        let b = envoy::bootstrap(
+            &[envoy::listener("b", b_listen, "app", from_a)],
+            &[envoy::cluster("app", self.upstream, None)],
+        );
+        let mut parts = Vec::new();
+        for (name, yaml, listen) in [("b", b, b_listen), ("a", a, a_listen)] {
+            let path = self.dir.join(format!("envoy-{name}.yaml"));
+            std::fs::write(&path, yaml)?;
+            let child = Command::new("taskset")
+                .args([
+                    "-c",
+                    "0",
+                    "envoy",
+                    "--concurrency",
+                    "1",
+                    "--log-level",
+                    "error",
+                ])
+                .args(["--disable-hot-restart", "-c"])
+                .arg(&path)
+                .stdout(Stdio::null())
+                .spawn()?;
+            parts.push(Target::Peer(child, "envoy"));
+            wait_listening(listen)?;
+        }
+        let label = if mtls {
+            "Envoy pair mTLS"
+        } else {
+            "Envoy pair plaintext"
+        };
+        Ok((Target::Pair(parts, label.to_owned()), a_listen))
+    }
+}
