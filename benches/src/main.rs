@@ -512,21 +512,18 @@ fn start_envoy(dir: &Path, upstream: SocketAddr) -> anyhow::Result<(Target, Sock
     );
     let path = dir.join("envoy.yaml");
     std::fs::write(&path, conf)?;
-    let child = Command::new("taskset")
-        .args([
-            "-c",
-            "0",
-            "envoy",
-            "--concurrency",
-            "1",
-            "--log-level",
-            "error",
-        ])
-        .args(["--disable-hot-restart", "-c"])
-        .arg(&path)
-        .spawn()?;
+    let child = spawn_envoy(&path)?;
     wait_listening(listen)?;
     Ok((Target::Peer(child, "envoy"), listen))
+}
+
+/// Starts Envoy on CPU 0 with one worker and the bootstrap at `config`.
+fn spawn_envoy(config: &Path) -> anyhow::Result<Child> {
+    let mut command = Command::new("taskset");
+    command.args(["-c", "0", "envoy", "--concurrency", "1"]);
+    command.args(["--log-level", "error", "--disable-hot-restart", "-c"]);
+    command.arg(config);
+    Ok(command.stdout(Stdio::null()).spawn()?)
 }
 
 /// Waits until something accepts on `addr` (bounded: 10 s).

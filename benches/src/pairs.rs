@@ -5,13 +5,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{bail, Context};
 use tools::envoy::{self, Mtls};
 use tools::harness::{self, Sidecar};
 
-use crate::{free_port, wait_listening, Starter, Target};
+use crate::{free_port, spawn_envoy, wait_listening, Starter, Target};
 
 const A_ID: &str = "spiffe://cluster.local/ns/bench/sa/a";
 const B_ID: &str = "spiffe://cluster.local/ns/bench/sa/b";
@@ -163,20 +163,7 @@ impl Setup {
         for (name, yaml, listen) in [("b", b, b_listen), ("a", a, a_listen)] {
             let path = self.dir.join(format!("envoy-{name}.yaml"));
             std::fs::write(&path, yaml)?;
-            let child = Command::new("taskset")
-                .args([
-                    "-c",
-                    "0",
-                    "envoy",
-                    "--concurrency",
-                    "1",
-                    "--log-level",
-                    "error",
-                ])
-                .args(["--disable-hot-restart", "-c"])
-                .arg(&path)
-                .stdout(Stdio::null())
-                .spawn()?;
+            let child = spawn_envoy(&path)?;
             parts.push(Target::Peer(child, "envoy"));
             wait_listening(listen)?;
         }
