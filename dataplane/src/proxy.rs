@@ -62,7 +62,7 @@ pub async fn serve_connection(
     core: Rc<Core>,
 ) {
     core.active.set(core.active.get() + 1);
-    // The caller identity rate limits key on until mTLS identities exist.
+    // The caller address, as per-source rate limits key on it.
     let peer = peer.to_canonical();
     let mut down = Conn::new(stream);
     if direction == Direction::Inbound {
