@@ -1,5 +1,7 @@
-//! mesh-demo: a local demo mesh end to end. Two versions of an upstream, a config with a 90/10
-//! canary split and a header match compiled by meshc, a meshd sidecar, and meshload through it.
+//! mesh-demo: a local demo mesh end to end. A meshca CA and workload certificates, two versions
+//! of an upstream each behind its own sidecar (strict mTLS, an ALLOW policy), a config with a
+//! 90/10 canary split and a header match compiled by meshc, the caller's sidecar, and meshload
+//! through the three.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -50,41 +52,98 @@ fn run(args: Args) -> anyhow::Result<()> {
         v2.addr()
     );
 
+    step("2", "meshca: a CA and one SPIFFE certificate per workload");
+    let meshca = harness::binary("meshca")?;
+    let ca = dir.join("ca");
+    let meshca_run = |args: &[&str]| -> anyhow::Result<()> {
+        let output = std::process::Command::new(&meshca).args(args).output()?;
+        if !output.status.success() {
+            bail!(
+                "meshca {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    };
+    let ca_dir = ca.to_str().context("a UTF-8 temp dir")?;
+    meshca_run(&["init", "--dir", ca_dir, "--trust-domain", "cluster.local"])?;
+    let workloads = [
+        ("productpage", PRODUCTPAGE),
+        ("reviews-v1", REVIEWS),
+        ("reviews-v2", REVIEWS),
+    ];
+    for (workload, id) in workloads {
+        let out = dir.join(workload);
+        let out = out.to_str().context("a UTF-8 temp dir")?;
+        meshca_run(&["issue", "--dir", ca_dir, "--spiffe", id, "--out", out])?;
+        println!("   {workload}: {id} (meshca issue --spiffe {id} --out {workload}/)");
+    }
+
     step(
-        "2",
-        "config: 90/10 canary split, header `x-canary: true` pinned to v2",
+        "3",
+        "config: 90/10 canary split, `x-canary: true` pinned to v2, strict mTLS, one ALLOW policy",
     );
-    let config_path = dir.join("reviews.mesh");
-    let config = demo_config(v1.addr(), v2.addr());
-    std::fs::write(&config_path, &config)?;
+    // Each reviews version has its own sidecar (inbound, strict mTLS); their inbound addresses
+    // are the service's endpoints, so they start first, from a snapshot compiled without them.
+    let compile = |name: &str, config: &str| -> anyhow::Result<std::path::PathBuf> {
+        let path = dir.join(format!("{name}.mesh"));
+        std::fs::write(&path, config)?;
+        let snapshot = dir.join(format!("{name}.snap"));
+        let output = harness::compile(&[&path], &snapshot)?;
+        if !output.status.success() {
+            bail!("meshc failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(snapshot)
+    };
+    let placeholder: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let servers_snapshot = compile(
+        "servers",
+        &demo_config(placeholder, placeholder, v1.addr(), v2.addr()),
+    )?;
+    let cores = args.cores.map(|c| c.to_string());
+    let start = |snapshot: &std::path::Path, workload: &str, cores: Option<&str>| {
+        let certs = dir.join(workload);
+        let certs = certs.to_str().context("a UTF-8 temp dir")?.to_owned();
+        let mut meshd_args = vec!["--workload", workload, "--certs", &certs, "--cores"];
+        meshd_args.push(cores.unwrap_or("1"));
+        Sidecar::start(snapshot, &meshd_args).context("starting meshd")
+    };
+    let server_v1 = start(&servers_snapshot, "reviews-v1", None)?;
+    let server_v2 = start(&servers_snapshot, "reviews-v2", None)?;
+    let (e1, e2) = (
+        server_v1.inbound.context("an inbound listener")?,
+        server_v2.inbound.context("an inbound listener")?,
+    );
+    let config = demo_config(e1, e2, v1.addr(), v2.addr());
     for line in config.trim().lines() {
         println!("   | {line}");
     }
 
-    step("3", "meshc compile");
-    let snapshot = dir.join("mesh.snap");
-    let output = harness::compile(&[&config_path], &snapshot)?;
-    print!("   {}", String::from_utf8_lossy(&output.stderr));
-    if !output.status.success() {
-        bail!("meshc failed");
+    step("4", "meshc compile, and three meshd sidecars");
+    let snapshot = compile("mesh", &config)?;
+    let meshd = start(&snapshot, "productpage", cores.as_deref())?;
+    for (name, sidecar) in [
+        ("productpage", &meshd),
+        ("reviews-v1", &server_v1),
+        ("reviews-v2", &server_v2),
+    ] {
+        println!(
+            "   {name}: outbound {} · inbound {} · admin {} · io {}",
+            sidecar.outbound,
+            sidecar.inbound.map_or("-".to_owned(), |a| a.to_string()),
+            sidecar.admin,
+            sidecar.io_driver,
+        );
     }
-
-    step("4", "meshd: the sidecar");
-    let mut meshd_args = vec!["--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
-    let cores = args.cores.map(|c| c.to_string());
-    if let Some(cores) = &cores {
-        meshd_args.extend(["--cores", cores.as_str()]);
-    }
-    let meshd = Sidecar::start(&snapshot, &meshd_args)?;
     println!(
-        "   outbound {} · admin {} · io {} · snapshot {}…",
-        meshd.outbound,
-        meshd.admin,
-        meshd.io_driver,
-        &meshd.snapshot_hash[..12.min(meshd.snapshot_hash.len())]
+        "   the application calls productpage's sidecar in plaintext; sidecar to sidecar is \
+         mutual TLS with secure naming ({REVIEWS})"
     );
 
-    step("5", "load through the sidecar (Host: reviews)");
+    step(
+        "5",
+        "load: app -> productpage sidecar -> mTLS -> reviews sidecar -> reviews (Host: reviews)",
+    );
     let through = load_run(meshd.outbound, &args, &[])?;
     print_report(&through);
     let v2_share = share(&through, "v2");
@@ -110,14 +169,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     let direct = load_run(v1.addr(), &args, &[])?;
     print_report(&direct);
     println!(
-        "   sidecar hop added p50 {:+.3} ms, p99 {:+.3} ms (this VM's tails vary 2-7x run to run)",
+        "   two sidecar hops with mTLS added p50 {:+.3} ms, p99 {:+.3} ms (this VM's tails vary \
+         2-7x run to run)",
         through.latency_ms.p50 - direct.latency_ms.p50,
         through.latency_ms.p99 - direct.latency_ms.p99
     );
 
-    step("8", "SIGTERM: meshd drains and exits");
+    step("8", "SIGTERM: the sidecars drain and exit");
     let status = meshd.terminate()?;
-    println!("   meshd exited: {status}");
+    for server in [server_v1, server_v2] {
+        server.terminate()?;
+    }
+    println!("   productpage's meshd exited: {status}");
     let _ = std::fs::remove_dir_all(&dir);
     let errors = through.errors.total() + canary.errors.total() + direct.errors.total();
     if errors > 0 || !status.success() {
@@ -133,13 +196,18 @@ fn step(number: &str, title: &str) {
     println!("\n[{number}] {title}");
 }
 
-fn demo_config(v1: SocketAddr, v2: SocketAddr) -> String {
+const PRODUCTPAGE: &str = "spiffe://cluster.local/ns/default/sa/productpage";
+const REVIEWS: &str = "spiffe://cluster.local/ns/default/sa/reviews";
+
+/// The mesh: `reviews` served by a sidecar per version (endpoints `e1`, `e2`, in front of the
+/// applications `v1`, `v2`), called by `productpage`.
+fn demo_config(e1: SocketAddr, e2: SocketAddr, v1: SocketAddr, v2: SocketAddr) -> String {
     format!(
         r#"
 service reviews {{
   port 9080 http
-  endpoint {v1} {{ version = "v1" }}
-  endpoint {v2} {{ version = "v2" }}
+  endpoint {e1} {{ version = "v1" }}
+  endpoint {e2} {{ version = "v2" }}
   subset v1 {{ version = "v1" }}
   subset v2 {{ version = "v2" }}
 }}
@@ -152,6 +220,28 @@ route reviews {{
   rule split {{
     to reviews/v1 weight 90
     to reviews/v2 weight 10
+  }}
+}}
+
+workload productpage {{
+  identity "{PRODUCTPAGE}"
+  outbound reviews
+}}
+workload reviews-v1 {{
+  identity "{REVIEWS}"
+  serves reviews
+  inbound 9080 http -> {v1} mtls strict
+}}
+workload reviews-v2 {{
+  identity "{REVIEWS}"
+  serves reviews
+  inbound 9080 http -> {v2} mtls strict
+}}
+
+authorization productpage-only {{
+  workloads reviews-v1, reviews-v2
+  rule {{
+    from {{ principals "cluster.local/ns/default/sa/productpage" }}
   }}
 }}
 "#
