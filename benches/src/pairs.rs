@@ -25,25 +25,7 @@ pub(crate) struct Setup {
 impl Setup {
     /// Makes the CA and issues A's and B's certificates under `dir`.
     pub(crate) fn new(dir: &Path, upstream: SocketAddr) -> anyhow::Result<Self> {
-        let meshca = harness::binary("meshca")?;
-        let ca = dir.join("ca");
-        let run = |args: &[&str]| -> anyhow::Result<()> {
-            let output = Command::new(&meshca).args(args).output()?;
-            if !output.status.success() {
-                bail!(
-                    "meshca {args:?}: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            Ok(())
-        };
-        let ca_dir = ca.to_str().context("a UTF-8 temp dir")?;
-        run(&["init", "--dir", ca_dir, "--trust-domain", "cluster.local"])?;
-        for (id, side) in [(A_ID, "a"), (B_ID, "b")] {
-            let out = dir.join(side);
-            let out = out.to_str().context("a UTF-8 temp dir")?;
-            run(&["issue", "--dir", ca_dir, "--spiffe", id, "--out", out])?;
-        }
+        harness::issue_certificates(dir, &[("a", A_ID), ("b", B_ID)])?;
         Ok(Self {
             dir: dir.to_owned(),
             upstream,

@@ -243,3 +243,35 @@ pub fn ensure_built() -> io::Result<()> {
     }
     binary("meshc").and(binary("meshd")).map(drop)
 }
+
+/// Makes a meshca CA in `dir/ca` (trust domain `cluster.local`) and issues a certificate for
+/// each `(name, spiffe_id)` into `dir/name` (`cert.pem`, `key.pem`, `bundle.pem`).
+pub fn issue_certificates(dir: &Path, workloads: &[(&str, &str)]) -> io::Result<()> {
+    let meshca = binary("meshca")?;
+    let run = |args: &[&std::ffi::OsStr]| -> io::Result<()> {
+        let output = Command::new(&meshca).args(args).output()?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(io::Error::other(format!(
+            "meshca {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )))
+    };
+    let os = std::ffi::OsStr::new;
+    let ca = dir.join("ca");
+    let ca = ca.as_os_str();
+    run(&[
+        os("init"),
+        os("--dir"),
+        ca,
+        os("--trust-domain"),
+        os("cluster.local"),
+    ])?;
+    for (name, id) in workloads {
+        let out = dir.join(name);
+        let args = [os("issue"), os("--dir"), ca, os("--spiffe"), os(id)];
+        run(&[&args[..], &[os("--out"), out.as_os_str()]].concat())?;
+    }
+    Ok(())
+}

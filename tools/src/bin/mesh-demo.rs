@@ -53,29 +53,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
 
     step("2", "meshca: a CA and one SPIFFE certificate per workload");
-    let meshca = harness::binary("meshca")?;
-    let ca = dir.join("ca");
-    let meshca_run = |args: &[&str]| -> anyhow::Result<()> {
-        let output = std::process::Command::new(&meshca).args(args).output()?;
-        if !output.status.success() {
-            bail!(
-                "meshca {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(())
-    };
-    let ca_dir = ca.to_str().context("a UTF-8 temp dir")?;
-    meshca_run(&["init", "--dir", ca_dir, "--trust-domain", "cluster.local"])?;
     let workloads = [
         ("productpage", PRODUCTPAGE),
         ("reviews-v1", REVIEWS),
         ("reviews-v2", REVIEWS),
     ];
+    harness::issue_certificates(&dir, &workloads)?;
     for (workload, id) in workloads {
-        let out = dir.join(workload);
-        let out = out.to_str().context("a UTF-8 temp dir")?;
-        meshca_run(&["issue", "--dir", ca_dir, "--spiffe", id, "--out", out])?;
         println!("   {workload}: {id} (meshca issue --spiffe {id} --out {workload}/)");
     }
 
