@@ -328,9 +328,6 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
             continue;
         }
         let place = || format!("workload {}", w.name);
-        if !w.jwt.is_empty() {
-            note("JWT validation", place());
-        }
         if w.telemetry.access_log.is_some() {
             note("access logs", place());
         }

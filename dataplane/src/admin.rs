@@ -77,8 +77,10 @@ impl AdminState {
             Err(poisoned) => poisoned.into_inner().clone(),
         };
         let mut value = value.unwrap_or_else(|| serde_json::json!({ "spiffe_id": null }));
-        let counts = self.usage(&self.routes().hash).map(|u| {
-            let t = u.tls;
+        let routes = self.routes();
+        let usage = self.usage(&routes.hash);
+        let counts = usage.as_ref().map(|u| {
+            let t = u.authn;
             serde_json::json!({
                 "inbound_handshakes": t.inbound_handshakes,
                 "inbound_handshake_failures": t.inbound_failures,
@@ -89,6 +91,18 @@ impl AdminState {
             })
         });
         value["tls"] = counts.unwrap_or(serde_json::Value::Null);
+        let issuers: Vec<serde_json::Value> = routes
+            .jwt
+            .summary()
+            .map(|(issuer, file, keys)| {
+                serde_json::json!({ "issuer": issuer, "jwks_file": file, "keys": keys })
+            })
+            .collect();
+        value["jwt"] = serde_json::json!({
+            "issuers": issuers,
+            "verified": usage.as_ref().map(|u| u.authn.jwt_verified),
+            "rejected": usage.as_ref().map(|u| u.authn.jwt_rejected),
+        });
         serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::admin::{self, AdminState};
+use crate::jwt::Verifier;
 use crate::outlier::{Ejections, OutlierState};
 use crate::routing::{Direction, RouteState};
 use crate::tls::{Identity, TlsError};
@@ -67,15 +68,22 @@ pub(crate) enum Event {
     Certs,
 }
 
-/// Reads, verifies and decodes a snapshot file into the view served for `workload`, and logs
-/// one warning line per snapshot feature this meshd does not enforce yet.
+/// Reads, verifies and decodes a snapshot file into the view served for `workload`, with the
+/// JWKS files its JWT rules name (relative paths from the snapshot's directory), and logs one
+/// warning line per snapshot feature this meshd does not enforce yet.
 pub fn load(path: &Path, workload: Option<&str>) -> Result<RouteState, String> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read snapshot {shown}: {e}"))?;
     let (snapshot, hash) =
         spec::decode(&bytes).map_err(|e| format!("refusing snapshot {shown}: {e}"))?;
-    let routes = RouteState::new(snapshot, hash, workload)
+    let mut routes = RouteState::new(snapshot, hash, workload)
         .map_err(|e| format!("refusing snapshot {shown}: {e}"))?;
+    let rules = workload
+        .and_then(|name| routes.snapshot.workload(name))
+        .map_or(&[][..], |w| &w.jwt[..]);
+    let base = path.parent().unwrap_or(Path::new("."));
+    routes.jwt =
+        Verifier::load(rules, base).map_err(|e| format!("refusing snapshot {shown}: {e}"))?;
     for feature in &routes.not_enforced {
         eprintln!("{}", feature.warning());
     }
@@ -193,25 +201,22 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("meshd-admin".into())
         .spawn(move || admin::serve(admin_listener, state))?;
+    // The snapshot watcher also watches the JWKS files the state names; a reload that
+    // changes them sends the new list.
+    let (watched, watched_rx) = mpsc::channel();
     if !options.watch_interval.is_zero() {
         let reload = || Event::Reload {
-            reason: "snapshot file changed",
+            reason: "snapshot or JWKS file changed",
             reply: None,
         };
-        let snapshot = vec![options.snapshot.clone()];
-        watch_files(
-            "meshd-watch",
-            snapshot,
-            options.watch_interval,
-            &events_tx,
-            reload,
-        )?;
+        let files = watched_files(&options.snapshot, &options.routes);
+        let interval = options.watch_interval;
+        let watch = Watch::new(files, watched_rx);
+        watch_files("meshd-watch", watch, interval, &events_tx, reload)?;
         if let Some((dir, _)) = &options.certs {
             let files = ["cert.pem", "key.pem", "bundle.pem"].map(|f| dir.join(f));
-            let interval = options.watch_interval;
-            watch_files("meshd-certs", files.into(), interval, &events_tx, || {
-                Event::Certs
-            })?;
+            let watch = Watch::fixed(files.into());
+            watch_files("meshd-certs", watch, interval, &events_tx, || Event::Certs)?;
             // Files renewed between the load at start and the watcher's first look count too.
             let _ = events_tx.send(Event::Certs);
         }
@@ -286,6 +291,8 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
                     &mut controls,
                     &admin_state,
                 );
+                // Nobody listens without a watch interval.
+                let _ = watched.send(watched_files(&options.snapshot, &current));
                 // Answered once the ejections carried over are in place too, so an operator's
                 // next look at /clusters sees them.
                 if let Some(reply) = reply {
@@ -364,7 +371,8 @@ fn reload(
             );
             Err(error)
         }
-        Ok(routes) if routes.hash == current.hash => Ok(routes.hash),
+        // The JWKS files are part of what is served: a change to them alone reloads too.
+        Ok(routes) if routes.hash == current.hash && routes.jwt == current.jwt => Ok(routes.hash),
         Ok(routes) => {
             let routes = Arc::new(routes);
             for (update, control) in updates.iter().zip(controls.iter_mut()) {
@@ -554,33 +562,70 @@ pub fn check_identity(identity: &Identity, routes: &RouteState) -> Result<(), Tl
     }
 }
 
-/// Polls the files' sizes and modification times; a change, once it has held for one
-/// interval (a writer replacing several files is done), sends `event()`. Polling (not
+/// The files a reload reads: the snapshot and the JWKS files of the state it gave.
+fn watched_files(snapshot: &Path, routes: &RouteState) -> Vec<PathBuf> {
+    let jwks = routes.jwt.summary().map(|(_, file, _)| file.to_owned());
+    std::iter::once(snapshot.to_owned()).chain(jwks).collect()
+}
+
+/// The files a watcher polls, and where a new list of them arrives.
+struct Watch {
+    paths: Vec<PathBuf>,
+    updates: Option<mpsc::Receiver<Vec<PathBuf>>>,
+}
+
+impl Watch {
+    fn new(paths: Vec<PathBuf>, updates: mpsc::Receiver<Vec<PathBuf>>) -> Self {
+        Self {
+            paths,
+            updates: Some(updates),
+        }
+    }
+
+    fn fixed(paths: Vec<PathBuf>) -> Self {
+        Self {
+            paths,
+            updates: None,
+        }
+    }
+
+    /// Each file with its modification time and size (`None`: missing), after taking the
+    /// newest list sent.
+    fn stamp(&mut self) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
+        if let Some(updates) = &self.updates {
+            while let Ok(paths) = updates.try_recv() {
+                self.paths = paths;
+            }
+        }
+        let one = |path: &PathBuf| {
+            let meta = std::fs::metadata(path).ok();
+            let stamp = meta.and_then(|m| Some((m.modified().ok()?, m.len())));
+            (path.clone(), stamp)
+        };
+        self.paths.iter().map(one).collect()
+    }
+}
+
+/// Polls the sizes and modification times of the watched files; a change, once it has held
+/// for one interval (a writer replacing several files is done), sends `event()`. Polling (not
 /// inotify) also sees an atomic rename over a file and costs one stat per file and interval.
 fn watch_files(
     name: &str,
-    paths: Vec<PathBuf>,
+    mut watch: Watch,
     interval: Duration,
     events: &mpsc::Sender<Event>,
     event: impl Fn() -> Event + Send + 'static,
 ) -> io::Result<()> {
-    let stamp = |paths: &[PathBuf]| -> Vec<Option<(SystemTime, u64)>> {
-        let one = |path: &PathBuf| {
-            let meta = std::fs::metadata(path).ok()?;
-            Some((meta.modified().ok()?, meta.len()))
-        };
-        paths.iter().map(one).collect()
-    };
-    let mut last = stamp(&paths);
+    let mut last = watch.stamp();
     let events = events.clone();
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || loop {
             std::thread::sleep(interval);
-            let now = stamp(&paths);
-            if now.iter().all(Option::is_some) && now != last {
+            let now = watch.stamp();
+            if now.iter().all(|(_, s)| s.is_some()) && now != last {
                 std::thread::sleep(interval);
-                if stamp(&paths) != now {
+                if watch.stamp() != now {
                     continue; // still being written: look again next round
                 }
                 last = now;

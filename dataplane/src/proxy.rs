@@ -14,11 +14,12 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
+use spec::authz::JwtFacts;
 use spec::HeaderEdits;
 
 use crate::actions::{chance, write_location, RedirectSource, NO_EDITS};
@@ -33,7 +34,7 @@ use crate::http1::{BodyFraming, ChunkedScanner};
 use crate::mirror::{self, Shadow};
 use crate::pool::{Breaker, Refused, Upstream};
 use crate::retry::{self, Failure, Retries, Verdict};
-use crate::routing::{Direction, RequestView, RouteError, RuleRef};
+use crate::routing::{Direction, RequestView, RouteError, RouteState, RuleRef};
 use crate::stream::{Stream, TlsStream, TLS_HANDSHAKE_RECORD};
 use crate::upstream::{self, ConnectError, Secure};
 use crate::worker::{Core, Installed};
@@ -152,7 +153,7 @@ async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Conn> {
     }
     if down.buffered()[0] != TLS_HANDSHAKE_RECORD {
         if mode == spec::TlsMode::Strict {
-            core.count_tls(|c| c.plaintext_refused += 1);
+            core.count_authn(|c| c.plaintext_refused += 1);
             return None;
         }
         return Some(down);
@@ -165,11 +166,11 @@ async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Conn> {
     let accepted = monoio::time::timeout(core.settings.head_timeout, handshake).await;
     match accepted {
         Ok(Ok(stream)) => {
-            core.count_tls(|c| c.inbound_handshakes += 1);
+            core.count_authn(|c| c.inbound_handshakes += 1);
             Some(Conn::with_buffer(Stream::Tls(Box::new(stream)), buf))
         }
         Ok(Err(_)) | Err(_) => {
-            core.count_tls(|c| c.inbound_failures += 1);
+            core.count_authn(|c| c.inbound_failures += 1);
             None
         }
     }
@@ -303,7 +304,7 @@ async fn serve_request(
             return local_reply(down, response_out, reply, &detail, keep_alive).await;
         }
         Action::Refuse => {
-            core.count_tls(|c| c.plaintext_refused += 1);
+            core.count_authn(|c| c.plaintext_refused += 1);
             return Next::Close;
         }
         Action::Redirect(status) => {
@@ -886,6 +887,53 @@ async fn send_continue(down: &mut Conn) -> bool {
     send(&mut down.stream, &mut interim).await.is_ok()
 }
 
+/// Verifies an inbound request's JWT through the core's cache, counting the outcome.
+fn verify_jwt(
+    core: &Core,
+    verifier: &crate::jwt::Verifier,
+    token: &str,
+) -> Result<Rc<JwtFacts>, crate::jwt::Rejection> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let verified = core.jwt_tokens.borrow_mut().verify(verifier, token, now);
+    match &verified {
+        Ok(_) => core.count_authn(|c| c.jwt_verified += 1),
+        Err(_) => core.count_authn(|c| c.jwt_rejected += 1),
+    }
+    verified
+}
+
+/// Decides an inbound request by the workload's policies and, if allowed, writes the head
+/// forwarded to the application at `app`: without the caller's own client-certificate header
+/// (and, `strip_bearer`, the verified Authorization header), with meshd's.
+fn authorize_inbound(
+    core: &Core,
+    routes: &RouteState,
+    request: &InboundRequest<'_, '_, '_>,
+    app: SocketAddr,
+    strip_bearer: bool,
+    out: &mut Vec<u8>,
+) -> Action {
+    if let Err(detail) = crate::authz::check(&routes.authorization, request) {
+        return Action::Reply(LocalReply::Forbidden, detail);
+    }
+    let edits = RequestEdits {
+        path: None,
+        authority: None,
+        headers: if strip_bearer {
+            &core.inbound_edits_bearer
+        } else {
+            &core.inbound_edits
+        },
+    };
+    request.head.write_edited(out, &edits);
+    if let Some(caller) = request.principal {
+        write_client_cert(out, core, caller);
+    }
+    Action::Forward(app, None)
+}
+
 /// A connect error, which counts against the endpoint (unlike a full circuit breaker).
 fn endpoint_fault((reply, detail): (LocalReply, String)) -> (LocalReply, String, bool) {
     (reply, detail, true)
@@ -1014,26 +1062,27 @@ fn plan_request(
             // A listener shared with permissive ports let this plaintext request in.
             Some((_, _, spec::TlsMode::Strict)) if !peer.is_tls() => Action::Refuse,
             Some((port, addr, _)) => {
-                let request = InboundRequest {
-                    head,
-                    port: Some(port),
-                    principal: peer.peer_identity(),
-                    peer,
-                    jwt: None,
+                let bearer = if routes.jwt.is_empty() {
+                    None
+                } else {
+                    crate::jwt::token(head)
                 };
-                match crate::authz::check(&routes.authorization, &request) {
-                    Err(detail) => Action::Reply(LocalReply::Forbidden, detail),
-                    Ok(()) => {
-                        let edits = RequestEdits {
-                            path: None,
-                            authority: None,
-                            headers: &core.inbound_edits,
+                let verified = bearer.map(|b| verify_jwt(core, &routes.jwt, b.token));
+                match verified {
+                    Some(Err(rejection)) => {
+                        Action::Reply(LocalReply::Unauthorized, rejection.to_string())
+                    }
+                    verified => {
+                        let jwt = verified.and_then(Result::ok);
+                        let stripped = bearer.is_some_and(|b| b.in_header);
+                        let request = InboundRequest {
+                            head,
+                            port: Some(port),
+                            principal: peer.peer_identity(),
+                            peer,
+                            jwt: jwt.as_deref(),
                         };
-                        head.write_edited(out, &edits);
-                        if let Some(caller) = peer.peer_identity() {
-                            write_client_cert(out, core, caller);
-                        }
-                        Action::Forward(addr, None)
+                        authorize_inbound(core, &routes, &request, addr, stripped, out)
                     }
                 }
             }

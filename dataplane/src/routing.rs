@@ -41,6 +41,9 @@ pub struct RouteState {
     pub identity: Option<String>,
     /// The workload's authorization policies, deciding inbound requests.
     pub authorization: Vec<spec::AuthorizationPolicy>,
+    /// The workload's JWT issuers with their keys; [`crate::control::load`] reads the JWKS
+    /// files, so a view built here alone has none.
+    pub jwt: crate::jwt::Verifier,
     /// `tables[t][r]` is rule `r` of route table `t`, compiled.
     tables: Vec<Vec<CompiledRule>>,
     /// Features the snapshot uses that this meshd does not enforce yet.
@@ -433,6 +436,7 @@ impl RouteState {
             inbound,
             identity,
             authorization,
+            jwt: crate::jwt::Verifier::default(),
             tables,
             not_enforced,
         })

@@ -85,21 +85,21 @@ pub async fn connect(
     let handshake = TlsStream::connect(stream, config, addr);
     match monoio::time::timeout_at(until, handshake).await {
         Ok(Ok(tls)) => {
-            core.count_tls(|c| c.outbound_handshakes += 1);
+            core.count_authn(|c| c.outbound_handshakes += 1);
             Ok(Conn::from_stream(Stream::Tls(Box::new(tls))))
         }
         Ok(Err(e)) => match NamingMismatch::in_error(&e) {
             Some(mismatch) => {
-                core.count_tls(|c| c.naming_failures += 1);
+                core.count_authn(|c| c.naming_failures += 1);
                 Err(ConnectError::Naming(mismatch.clone()))
             }
             None => {
-                core.count_tls(|c| c.outbound_failures += 1);
+                core.count_authn(|c| c.outbound_failures += 1);
                 Err(ConnectError::Tls(e))
             }
         },
         Err(_) => {
-            core.count_tls(|c| c.outbound_failures += 1);
+            core.count_authn(|c| c.outbound_failures += 1);
             Err(ConnectError::TimedOut)
         }
     }

@@ -12,13 +12,13 @@ pub struct Usage {
     pub groups: Vec<GroupUsage>,
     /// What happened to mirrored requests' copies.
     pub mirrors: MirrorUsage,
-    /// Mutual TLS handshakes and refusals.
-    pub tls: TlsUsage,
+    /// Mutual TLS handshakes and refusals, JWTs verified and refused.
+    pub authn: AuthnUsage,
 }
 
-/// Mutual TLS counts since start (see admin `/certs`).
+/// Peer and request authentication counts since start (see admin `/certs`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TlsUsage {
+pub struct AuthnUsage {
     /// Inbound connections that completed a handshake.
     pub inbound_handshakes: u64,
     /// Inbound TLS connections whose handshake failed (no or a bad client certificate, ...).
@@ -31,9 +31,13 @@ pub struct TlsUsage {
     pub outbound_failures: u64,
     /// Outbound handshakes refused because the server's identity was not the service's.
     pub naming_failures: u64,
+    /// Inbound requests whose JWT verified.
+    pub jwt_verified: u64,
+    /// Inbound requests refused (401) for their JWT.
+    pub jwt_rejected: u64,
 }
 
-impl TlsUsage {
+impl AuthnUsage {
     fn add(&mut self, other: &Self) {
         self.inbound_handshakes += other.inbound_handshakes;
         self.inbound_failures += other.inbound_failures;
@@ -41,6 +45,8 @@ impl TlsUsage {
         self.outbound_handshakes += other.outbound_handshakes;
         self.outbound_failures += other.outbound_failures;
         self.naming_failures += other.naming_failures;
+        self.jwt_verified += other.jwt_verified;
+        self.jwt_rejected += other.jwt_rejected;
     }
 }
 
@@ -98,7 +104,7 @@ impl Usage {
         m.failed += o.failed;
         m.skipped_busy += o.skipped_busy;
         m.skipped_body += o.skipped_body;
-        self.tls.add(&other.tls);
+        self.authn.add(&other.authn);
         if other.hash != self.hash {
             return;
         }
@@ -139,9 +145,9 @@ mod tests {
                 failed: 1,
                 ..MirrorUsage::default()
             },
-            tls: TlsUsage {
+            authn: AuthnUsage {
                 plaintext_refused: 1,
-                ..TlsUsage::default()
+                ..AuthnUsage::default()
             },
         }
     }
@@ -161,7 +167,7 @@ mod tests {
             total.mirrors.failed, 3,
             "a report of another state counts its mirrors"
         );
-        assert_eq!(total.tls.plaintext_refused, 3);
+        assert_eq!(total.authn.plaintext_refused, 3);
         let mut none = usage("h", None, 0);
         none.add(&usage("h", None, 0));
         assert_eq!(none.groups[0].open_connections, None);

@@ -14,6 +14,7 @@ use monoio::net::{TcpListener, UnixStream};
 
 use crate::balancer::CoreBalancing;
 use crate::drain::Drain;
+use crate::jwt::TokenCache;
 use crate::mirror::Mirrors;
 use crate::outlier::{Counts, Ejections};
 use crate::pool::{Breaker, Pool, Upstream};
@@ -22,7 +23,7 @@ use crate::ratelimit::RateLimits;
 use crate::retry::RetryBudget;
 use crate::routing::{Direction, RouteState};
 use crate::tls::{CoreTls, Identity};
-use crate::usage::{EndpointUsage, GroupUsage, MirrorUsage, TlsUsage, Usage};
+use crate::usage::{AuthnUsage, EndpointUsage, GroupUsage, MirrorUsage, Usage};
 
 /// Which monoio driver a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -152,10 +153,14 @@ pub struct Core {
     /// so no mutual TLS either way).
     pub tls: RefCell<Option<Rc<CoreTls>>>,
     /// Handshakes and refusals, for admin `/certs`.
-    pub tls_counts: Cell<TlsUsage>,
+    pub authn_counts: Cell<AuthnUsage>,
     /// What inbound forwarding removes from every request: a caller's own
     /// `x-forwarded-client-cert` (meshd writes the real one).
     pub inbound_edits: spec::HeaderEdits,
+    /// [`Self::inbound_edits`] plus the Authorization header whose JWT was verified.
+    pub inbound_edits_bearer: spec::HeaderEdits,
+    /// JWTs this core verified lately.
+    pub jwt_tokens: RefCell<TokenCache>,
 }
 
 /// Runs a worker to completion on the current thread.
@@ -249,11 +254,19 @@ async fn serve(
         retry_budget: RetryBudget::default(),
         cores: spec.cores,
         tls: RefCell::new(None),
-        tls_counts: Cell::new(TlsUsage::default()),
+        authn_counts: Cell::new(AuthnUsage::default()),
         inbound_edits: spec::HeaderEdits {
             remove: vec![crate::proxy::FORWARDED_CLIENT_CERT.to_owned()],
             ..spec::HeaderEdits::default()
         },
+        inbound_edits_bearer: spec::HeaderEdits {
+            remove: vec![
+                crate::proxy::FORWARDED_CLIENT_CERT.to_owned(),
+                "authorization".to_owned(),
+            ],
+            ..spec::HeaderEdits::default()
+        },
+        jwt_tokens: RefCell::new(TokenCache::default()),
     });
     if let Some(identity) = spec.identity {
         core.install_identity(identity);
@@ -419,10 +432,10 @@ impl Core {
     }
 
     /// Adds to this core's TLS counts.
-    pub fn count_tls(&self, count: impl FnOnce(&mut TlsUsage)) {
-        let mut counts = self.tls_counts.get();
+    pub fn count_authn(&self, count: impl FnOnce(&mut AuthnUsage)) {
+        let mut counts = self.authn_counts.get();
         count(&mut counts);
-        self.tls_counts.set(counts);
+        self.authn_counts.set(counts);
     }
 
     /// Returns an upstream connection to the pool, unless a reload since `routed_by` (the
@@ -467,7 +480,7 @@ impl Core {
                 skipped_busy: m.skipped_busy.get(),
                 skipped_body: m.skipped_body.get(),
             },
-            tls: self.tls_counts.get(),
+            authn: self.authn_counts.get(),
         }
     }
 
@@ -485,6 +498,8 @@ impl Core {
         let (index, cores) = previous.core();
         *self.limits.borrow_mut() =
             RateLimits::build(&routes, previous, index, cores, Instant::now());
+        // The tokens were verified with the old state's keys.
+        self.jwt_tokens.borrow_mut().clear();
         *self.routes.borrow_mut() = Rc::new(Installed(routes));
     }
 }

@@ -12,6 +12,7 @@ use ringmesh_tests::*;
 
 mod authz;
 mod envoy;
+mod jwt;
 
 const FRONTEND: &str = "spiffe://cluster.local/ns/default/sa/frontend";
 const REVIEWS: &str = "spiffe://cluster.local/ns/default/sa/reviews";
@@ -100,6 +101,40 @@ impl Pair {
         extra: &str,
     ) -> Self {
         let scratch = Scratch::new();
+        Self::start_in(
+            scratch,
+            driver,
+            mode,
+            server_workload,
+            server_id,
+            policy,
+            extra,
+        )
+    }
+
+    /// Like [`Self::start_with`] for `reviews` with `extra`, after `prepare` has put the
+    /// files the sidecars read (JWKS) into the scratch directory; returns what it made too.
+    fn start_prepared<T>(
+        driver: &str,
+        mode: &str,
+        extra: &str,
+        prepare: impl FnOnce(&Scratch) -> T,
+    ) -> (Self, T) {
+        let scratch = Scratch::new();
+        let made = prepare(&scratch);
+        let pair = Self::start_in(scratch, driver, mode, "reviews", REVIEWS, "", extra);
+        (pair, made)
+    }
+
+    fn start_in(
+        scratch: Scratch,
+        driver: &str,
+        mode: &str,
+        server_workload: &str,
+        server_id: &str,
+        policy: &str,
+        extra: &str,
+    ) -> Self {
         let ca = new_ca(&scratch, false);
         let (a_certs, b_certs) = (scratch.path().join("a"), scratch.path().join("b"));
         issue(&ca, FRONTEND, &a_certs);

@@ -23,6 +23,8 @@ pub enum LocalReply {
     UpstreamTimeout,
     /// 403: an authorization policy denied the request (flag `RBAC`, after Envoy's filter).
     Forbidden,
+    /// 401: the request's JWT failed verification; flag `JWT`, Ringmesh's addition.
+    Unauthorized,
     /// 503: the sidecar is draining and refuses new work.
     Draining,
     /// 503: this core already holds its maximum of downstream connections.
@@ -43,6 +45,7 @@ impl LocalReply {
             Self::BadRequest { status } | Self::FaultAbort { status } => status,
             Self::NoRoute => 404,
             Self::Forbidden => 403,
+            Self::Unauthorized => 401,
             Self::NoHealthyUpstream
             | Self::ConnectFailure
             | Self::SecureNaming
@@ -62,6 +65,7 @@ impl LocalReply {
             Self::BadRequest { .. } => "DPE",
             Self::NoRoute => "NR",
             Self::Forbidden => "RBAC",
+            Self::Unauthorized => "JWT",
             Self::NoHealthyUpstream => "UH",
             Self::ConnectFailure => "UF",
             Self::SecureNaming => "SN",
@@ -95,6 +99,7 @@ impl LocalReply {
             Self::BadRequest { .. } => "bad request",
             Self::NoRoute => "no route",
             Self::Forbidden => "RBAC: access denied",
+            Self::Unauthorized => "JWT verification failed",
             Self::NoHealthyUpstream => "no healthy upstream",
             Self::ConnectFailure => "upstream connect error",
             Self::SecureNaming => "upstream identity mismatch",
@@ -117,8 +122,15 @@ impl LocalReply {
             self.flag(),
             if exhausted { ",URX" } else { "" },
         );
-        if let Self::RateLimited { retry_after } = self {
-            let _ = write!(out, "retry-after: {retry_after}\r\n");
+        match self {
+            Self::RateLimited { retry_after } => {
+                let _ = write!(out, "retry-after: {retry_after}\r\n");
+            }
+            // RFC 6750: tells the client its bearer token, not its request, is the trouble.
+            Self::Unauthorized => {
+                out.extend_from_slice(b"www-authenticate: Bearer error=\"invalid_token\"\r\n");
+            }
+            _ => {}
         }
         let _ = write!(
             out,
@@ -221,6 +233,19 @@ mod tests {
         LocalReply::ConnectFailure.write_after_retries(&mut out, "refused", true, true);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("x-ringmesh-flag: UF,URX\r\n"), "{text}");
+    }
+
+    #[test]
+    fn unauthorized_is_401_jwt_with_a_bearer_challenge() {
+        let mut out = Vec::new();
+        LocalReply::Unauthorized.write(&mut out, "the token has expired", false);
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{head}");
+        assert!(head.contains("\r\nx-ringmesh-flag: JWT\r\n"), "{head}");
+        assert!(head.contains("\r\nwww-authenticate: Bearer error=\"invalid_token\""));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert_eq!(body, "JWT verification failed: the token has expired\n");
     }
 
     #[test]
