@@ -2,11 +2,12 @@
 # benches/callgrind.sh BINDIR MODE: callgrind instructions per request of meshd (1 core, epoll) for
 # MODE out (outbound plain), in (inbound plaintext), jwt (inbound with an ES256 JWT rule and a
 # token on every request, served from the cache). Prints (total(6s)-total(2s))/2000.
+# KEEP=1 keeps the work directory (named on stderr) with its callgrind.out files to compare.
 set -euo pipefail
 BIN=$1; MODE=$2; MESHC=${MESHC:-$BIN/meshc}
 HERE=$(cd "$(dirname "$0")" && pwd)
 W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
+if [ -n "${KEEP:-}" ]; then echo "$W" >&2; else trap 'rm -rf "$W"' EXIT; fi
 $BIN/mesh-upstream --listen 127.0.0.1:0 --name app > $W/up.out 2>&1 &
 UP=$!
 for i in $(seq 100); do grep -q "listening" $W/up.out 2>/dev/null && break; sleep 0.05; done

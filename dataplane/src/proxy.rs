@@ -33,6 +33,7 @@ use crate::http1::reply::{write_redirect, LocalReply};
 use crate::http1::{BodyFraming, ChunkedScanner};
 use crate::mirror::{self, Shadow};
 use crate::pool::{Breaker, Refused, Upstream};
+use crate::ratelimit::{over_limit, Caller};
 use crate::retry::{self, Failure, Retries, Verdict};
 use crate::routing::{Direction, RequestView, RouteError, RouteState, RuleRef};
 use crate::stream::{Stream, TlsStream, TLS_HANDSHAKE_RECORD};
@@ -193,6 +194,9 @@ struct Plan {
     /// The route state the request was routed with (kept across a reload) and its rule.
     routes: Rc<Installed>,
     rule: Option<RuleRef>,
+    /// Inbound: the rule of the served service whose `per_source` rate limit applies, keyed on
+    /// the caller's identity.
+    inbound_limit: Option<RuleRef>,
     /// Fault injection drew a delay for this request.
     delay: Option<Duration>,
     /// The group and endpoint the balancer picked (outbound forwards only).
@@ -284,10 +288,18 @@ async fn serve_request(
 
     // Phase 2 happened in plan_request. The rule's local rate limit (ratelimit.rs) comes
     // first, so a request over it costs nothing more: no delay held, no upstream work.
-    if let Some((reply, detail)) = plan
-        .rule
-        .and_then(|rule| crate::ratelimit::over_limit(core, &plan.routes, rule, peer))
-    {
+    let limited = match (plan.rule, plan.inbound_limit) {
+        (Some(rule), _) => over_limit(core, &plan.routes, rule, Caller::Ip(peer)),
+        (None, Some(rule)) => {
+            let caller = down
+                .stream
+                .peer_identity()
+                .map_or(Caller::Ip(peer), Caller::Principal);
+            over_limit(core, &plan.routes, rule, caller)
+        }
+        (None, None) => None,
+    };
+    if let Some((reply, detail)) = limited {
         keep_alive &= plan.framing == BodyFraming::None;
         return local_reply(down, response_out, reply, &detail, keep_alive).await;
     }
@@ -887,6 +899,18 @@ async fn send_continue(down: &mut Conn) -> bool {
     send(&mut down.stream, &mut interim).await.is_ok()
 }
 
+/// What routing reads of a parsed head.
+fn request_view<'r, 'h>(head: &'r crate::http1::RequestHead<'_, 'h>) -> RequestView<'r, 'h> {
+    RequestView {
+        host: head.host,
+        port: head.port,
+        path: head.path,
+        method: head.method,
+        query: head.query,
+        headers: head.headers,
+    }
+}
+
 /// Verifies an inbound request's JWT through the core's cache, counting the outcome.
 fn verify_jwt(
     core: &Core,
@@ -956,6 +980,7 @@ fn plan_request(
 ) -> Plan {
     let routes = core.routes.borrow().clone();
     let mut rule = None;
+    let mut inbound_limit = None;
     let mut delay = None;
     let mut pick = None;
     let mut cookie = None;
@@ -966,98 +991,88 @@ fn plan_request(
             LocalReply::BadRequest { status: 501 },
             "CONNECT tunnels are not supported".to_owned(),
         ),
-        Direction::Outbound => {
-            let view = RequestView {
-                host: head.host,
-                port: head.port,
-                path: head.path,
-                method: head.method,
-                query: head.query,
-                headers: head.headers,
-            };
-            match routes.route(&view, || fastrand::u32(..100)) {
-                Ok(decision) => {
-                    rule = Some(decision.rule);
-                    let actions = decision.actions;
-                    delay = actions
-                        .delay
-                        .filter(|&(_, share)| chance(share))
-                        .map(|(d, _)| d);
-                    if let Some((status, _)) = actions.abort.filter(|&(_, share)| chance(share)) {
-                        let detail = format!("rule {} injected an abort", actions.name);
-                        Action::Reply(LocalReply::FaultAbort { status }, detail)
-                    } else if let Some(redirect) = &actions.redirect {
-                        let source = RedirectSource {
-                            host: head.host,
-                            port: head.port,
-                            path: head.path,
-                            query: head.query,
-                        };
-                        write_location(redirect, source, out);
-                        Action::Redirect(redirect.status)
-                    } else {
-                        match decision.destination {
-                            None => Action::Reply(
-                                LocalReply::NoHealthyUpstream,
-                                format!("rule {} has no destination", actions.name),
-                            ),
-                            Some(d) if d.group.endpoints.is_empty() => Action::Reply(
-                                LocalReply::NoHealthyUpstream,
-                                format!("{} has no endpoints", d.group.name),
-                            ),
-                            Some(d) => {
-                                let group = d.group;
-                                let input = Input {
-                                    headers: head.headers,
-                                    peer: &|| peer.tcp().peer_addr().ok().map(|a| a.ip()),
+        Direction::Outbound => match routes.route(&request_view(head), || fastrand::u32(..100)) {
+            Ok(decision) => {
+                rule = Some(decision.rule);
+                let actions = decision.actions;
+                delay = actions
+                    .delay
+                    .filter(|&(_, share)| chance(share))
+                    .map(|(d, _)| d);
+                if let Some((status, _)) = actions.abort.filter(|&(_, share)| chance(share)) {
+                    let detail = format!("rule {} injected an abort", actions.name);
+                    Action::Reply(LocalReply::FaultAbort { status }, detail)
+                } else if let Some(redirect) = &actions.redirect {
+                    let source = RedirectSource {
+                        host: head.host,
+                        port: head.port,
+                        path: head.path,
+                        query: head.query,
+                    };
+                    write_location(redirect, source, out);
+                    Action::Redirect(redirect.status)
+                } else {
+                    match decision.destination {
+                        None => Action::Reply(
+                            LocalReply::NoHealthyUpstream,
+                            format!("rule {} has no destination", actions.name),
+                        ),
+                        Some(d) if d.group.endpoints.is_empty() => Action::Reply(
+                            LocalReply::NoHealthyUpstream,
+                            format!("{} has no endpoints", d.group.name),
+                        ),
+                        Some(d) => {
+                            let group = d.group;
+                            let input = Input {
+                                headers: head.headers,
+                                peer: &|| peer.tcp().peer_addr().ok().map(|a| a.ip()),
+                            };
+                            let picked =
+                                core.balancing
+                                    .borrow_mut()
+                                    .pick(d.group_index, group, &input);
+                            let slot = picked.endpoint;
+                            pick = Some(Pick {
+                                group: d.group_index as u32,
+                                endpoint: slot,
+                            });
+                            cookie = picked.cookie;
+                            if actions.edits_request() {
+                                let matched = decision.matched_prefix;
+                                let write_path = |out: &mut Vec<u8>| {
+                                    if let Some(rewrite) = &actions.path {
+                                        rewrite.write(head.path, matched, out);
+                                    }
                                 };
-                                let picked =
-                                    core.balancing
-                                        .borrow_mut()
-                                        .pick(d.group_index, group, &input);
-                                let slot = picked.endpoint;
-                                pick = Some(Pick {
-                                    group: d.group_index as u32,
-                                    endpoint: slot,
-                                });
-                                cookie = picked.cookie;
-                                if actions.edits_request() {
-                                    let matched = decision.matched_prefix;
-                                    let write_path = |out: &mut Vec<u8>| {
-                                        if let Some(rewrite) = &actions.path {
-                                            rewrite.write(head.path, matched, out);
-                                        }
-                                    };
-                                    let edits = RequestEdits {
-                                        path: actions
-                                            .path
-                                            .as_ref()
-                                            .map(|_| &write_path as &dyn Fn(&mut Vec<u8>)),
-                                        authority: actions.authority.as_deref(),
-                                        headers: &actions.request_headers,
-                                    };
-                                    head.write_edited(out, &edits);
-                                } else {
-                                    head.write_forwarded(out);
-                                }
-                                Action::Forward(group.endpoints[slot as usize], Some(d.group_index))
+                                let edits = RequestEdits {
+                                    path: actions
+                                        .path
+                                        .as_ref()
+                                        .map(|_| &write_path as &dyn Fn(&mut Vec<u8>)),
+                                    authority: actions.authority.as_deref(),
+                                    headers: &actions.request_headers,
+                                };
+                                head.write_edited(out, &edits);
+                            } else {
+                                head.write_forwarded(out);
                             }
+                            Action::Forward(group.endpoints[slot as usize], Some(d.group_index))
                         }
                     }
                 }
-                Err(RouteError::UnknownHost) => Action::Reply(
-                    LocalReply::NoRoute,
-                    format!("no service for host {:?}", head.host),
-                ),
-                Err(RouteError::NoRuleMatched) => Action::Reply(
-                    LocalReply::NoRoute,
-                    format!(
-                        "no rule for host {:?} matched path {:?}",
-                        head.host, head.path
-                    ),
-                ),
             }
-        }
+            Err(RouteError::UnknownHost) => Action::Reply(
+                LocalReply::NoRoute,
+                format!("no service for host {:?}", head.host),
+            ),
+            Err(RouteError::NoRuleMatched) => Action::Reply(
+                LocalReply::NoRoute,
+                format!(
+                    "no rule for host {:?} matched path {:?}",
+                    head.host, head.path
+                ),
+            ),
+        },
         Direction::Inbound => match routes.inbound_target(head.port) {
             // A listener shared with permissive ports let this plaintext request in.
             Some((_, _, spec::TlsMode::Strict)) if !peer.is_tls() => Action::Refuse,
@@ -1082,7 +1097,12 @@ fn plan_request(
                             peer,
                             jwt: jwt.as_deref(),
                         };
-                        authorize_inbound(core, &routes, &request, addr, stripped, out)
+                        let action =
+                            authorize_inbound(core, &routes, &request, addr, stripped, out);
+                        if matches!(action, Action::Forward(..)) {
+                            inbound_limit = routes.served_limited_rule(&request_view(head));
+                        }
+                        action
                     }
                 }
             }
@@ -1107,6 +1127,7 @@ fn plan_request(
         action,
         routes,
         rule,
+        inbound_limit,
         delay,
         pick,
         cookie,

@@ -5,9 +5,11 @@
 //! at least 1, and a bucket of `max_tokens / n` likewise. Buckets refill lazily from a monotonic
 //! clock when a request looks at them; no timer runs.
 //!
-//! `per_source` keeps one bucket per caller. Until mTLS identities exist the caller is the
-//! client's IP address; each core tracks at most [`MAX_SOURCES`] callers per rule and forgets
-//! the least recently seen one beyond that, so memory stays bounded.
+//! `per_source` keeps one bucket per caller ([`Caller`]): on the outbound side, where route
+//! rules apply, the caller is the client's IP address (the local application); the inbound side
+//! of a workload serving the service applies the same rule keyed on the caller's mTLS identity
+//! (its IP address when it has none). Each core tracks at most [`MAX_SOURCES`] callers per rule
+//! and forgets the least recently seen one beyond that, so memory stays bounded.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -110,12 +112,29 @@ impl Bucket {
 
 const NIL: u32 = u32::MAX;
 
-/// Buckets by caller, bounded: a hash index into nodes linked from most to least recently
+/// Who a `per_source` bucket belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller<'a> {
+    /// A caller proven by mutual TLS: its SPIFFE ID.
+    Principal(&'a str),
+    /// A caller without an identity: its IP address.
+    Ip(IpAddr),
+}
+
+/// A [`Caller`] a table keeps.
+#[derive(Debug)]
+enum Source {
+    Principal(Box<str>),
+    Ip(IpAddr),
+}
+
+/// Buckets by caller, bounded: hash indexes into nodes linked from most to least recently
 /// used, so a hit, an insert and an eviction are each O(1).
 #[derive(Debug)]
 pub struct SourceTable {
     capacity: usize,
-    index: HashMap<IpAddr, u32>,
+    by_ip: HashMap<IpAddr, u32>,
+    by_principal: HashMap<Box<str>, u32>,
     nodes: Vec<SourceNode>,
     /// Most recently used node.
     head: u32,
@@ -125,7 +144,7 @@ pub struct SourceTable {
 
 #[derive(Debug)]
 struct SourceNode {
-    source: IpAddr,
+    source: Source,
     bucket: Bucket,
     prev: u32,
     next: u32,
@@ -136,7 +155,8 @@ impl SourceTable {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.clamp(1, NIL as usize),
-            index: HashMap::new(),
+            by_ip: HashMap::new(),
+            by_principal: HashMap::new(),
             nodes: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -154,21 +174,32 @@ impl SourceTable {
     }
 
     /// Whether `source` has a bucket here.
-    pub fn contains(&self, source: IpAddr) -> bool {
-        self.index.contains_key(&source)
+    pub fn contains(&self, source: Caller<'_>) -> bool {
+        self.slot(source).is_some()
+    }
+
+    fn slot(&self, source: Caller<'_>) -> Option<u32> {
+        match source {
+            Caller::Ip(ip) => self.by_ip.get(&ip).copied(),
+            Caller::Principal(id) => self.by_principal.get(id).copied(),
+        }
     }
 
     /// The bucket of `source`, created full (evicting the least recently used caller when the
     /// table is full), and marked most recently used.
-    pub fn bucket(&mut self, source: IpAddr, share: &CoreShare, now: Instant) -> &mut Bucket {
-        let slot = match self.index.get(&source) {
-            Some(&slot) => {
+    pub fn bucket(&mut self, source: Caller<'_>, share: &CoreShare, now: Instant) -> &mut Bucket {
+        let slot = match self.slot(source) {
+            Some(slot) => {
                 self.unlink(slot);
                 slot
             }
             None => {
+                let kept = match source {
+                    Caller::Ip(ip) => Source::Ip(ip),
+                    Caller::Principal(id) => Source::Principal(id.into()),
+                };
                 let node = SourceNode {
-                    source,
+                    source: kept,
                     bucket: Bucket::full(share, now),
                     prev: NIL,
                     next: NIL,
@@ -180,10 +211,16 @@ impl SourceTable {
                     let slot = self.tail;
                     self.unlink(slot);
                     let old = std::mem::replace(&mut self.nodes[slot as usize], node);
-                    self.index.remove(&old.source);
+                    match old.source {
+                        Source::Ip(ip) => self.by_ip.remove(&ip),
+                        Source::Principal(id) => self.by_principal.remove(&id),
+                    };
                     slot
                 };
-                self.index.insert(source, slot);
+                match source {
+                    Caller::Ip(ip) => self.by_ip.insert(ip, slot),
+                    Caller::Principal(id) => self.by_principal.insert(id.into(), slot),
+                };
                 slot
             }
         };
@@ -319,7 +356,12 @@ impl RateLimits {
     }
 
     /// Takes a token for a request that matched `rule` from caller `source`.
-    pub fn check(&mut self, rule: RuleRef, source: IpAddr, now: Instant) -> Result<(), Limited> {
+    pub fn check(
+        &mut self,
+        rule: RuleRef,
+        source: Caller<'_>,
+        now: Instant,
+    ) -> Result<(), Limited> {
         let Some(limiter) = self
             .rules
             .get_mut(rule.table as usize)
@@ -350,7 +392,7 @@ pub fn over_limit(
     core: &Core,
     routes: &RouteState,
     rule: RuleRef,
-    source: IpAddr,
+    source: Caller<'_>,
 ) -> Option<(LocalReply, String)> {
     let mut limits = core.limits.borrow_mut();
     // Most rules have no limit: they do not even read the clock.

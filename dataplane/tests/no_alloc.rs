@@ -282,7 +282,7 @@ fn matching_and_header_edits_allocate_nothing_when_warm() {
 
 #[test]
 fn rate_limit_checks_allocate_nothing_when_warm() {
-    use dataplane::ratelimit::RateLimits;
+    use dataplane::ratelimit::{Caller, RateLimits};
     use dataplane::routing::RuleRef;
     use std::net::{IpAddr, Ipv4Addr};
     use std::time::{Duration, Instant};
@@ -299,16 +299,19 @@ fn rate_limit_checks_allocate_nothing_when_warm() {
     rules[1].rate_limit = Some(limit(true));
     let start = Instant::now();
     let mut limits = RateLimits::build(&routes, RateLimits::default(), 0, 1, start);
-    let source = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
+    let source = Caller::Ip(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+    let principal = Caller::Principal("spiffe://cluster.local/ns/default/sa/frontend");
     let (shared, per_source) = (RuleRef { table: 0, rule: 0 }, RuleRef { table: 0, rule: 1 });
     // The first request of a caller creates its bucket; later ones find it.
     assert!(limits.check(per_source, source, start).is_ok());
+    assert!(limits.check(per_source, principal, start).is_ok());
     let before = allocations();
     for i in 0..1000u64 {
         // One refill per request: the lazy refill path runs too.
         let now = start + Duration::from_millis(i + 1);
         assert!(limits.check(shared, source, now).is_ok());
         assert!(limits.check(per_source, source, now).is_ok());
+        assert!(limits.check(per_source, principal, now).is_ok());
     }
     assert_eq!(allocations() - before, 0, "a rate limit check allocated");
 }

@@ -13,6 +13,7 @@ use ringmesh_tests::*;
 mod authz;
 mod envoy;
 mod jwt;
+mod limits;
 
 const FRONTEND: &str = "spiffe://cluster.local/ns/default/sa/frontend";
 const REVIEWS: &str = "spiffe://cluster.local/ns/default/sa/reviews";

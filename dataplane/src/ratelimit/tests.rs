@@ -13,8 +13,8 @@ fn limit(tokens_per_fill: u32, fill_interval_ms: u64, max_tokens: u32) -> RateLi
     }
 }
 
-fn ip(last: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+fn ip(last: u8) -> Caller<'static> {
+    Caller::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)))
 }
 
 #[test]
@@ -260,4 +260,21 @@ fn buckets_survive_a_reload_that_keeps_the_rule_and_its_limit() {
     assert!(limits.check(at(0, 2), ip(1), now).is_err());
     assert_eq!(limits.check(at(0, 0), ip(1), now), Ok(()));
     assert_eq!(limits.core(), (0, 1));
+}
+
+#[test]
+fn principals_and_addresses_are_separate_callers() {
+    let share = CoreShare::of(&limit(1, 60_000, 1), 0, 1);
+    let now = Instant::now();
+    let mut table = SourceTable::new(2);
+    let alice = Caller::Principal("spiffe://cluster.local/ns/default/sa/alice");
+    let bob = Caller::Principal("spiffe://cluster.local/ns/default/sa/bob");
+    assert_eq!(table.bucket(alice, &share, now).take(&share, now), Ok(()));
+    assert!(table.bucket(alice, &share, now).take(&share, now).is_err());
+    assert_eq!(table.bucket(ip(1), &share, now).take(&share, now), Ok(()));
+    // Bob replaces the least recently used caller (alice), who starts full if she returns.
+    assert_eq!(table.bucket(bob, &share, now).take(&share, now), Ok(()));
+    assert!(!table.contains(alice) && table.contains(bob) && table.contains(ip(1)));
+    assert_eq!(table.bucket(alice, &share, now).take(&share, now), Ok(()));
+    assert!(!table.contains(ip(1)));
 }

@@ -592,3 +592,38 @@ fn large_tables_route_through_the_path_index_in_rule_order() {
     assert_eq!(name("/r7", &[]).as_deref(), Some("regex"));
     assert_eq!(name("/other", &[]), None);
 }
+
+#[test]
+fn a_serving_workload_finds_the_per_source_limited_rule_of_its_service() {
+    let limit = |per_source| spec::RateLimit {
+        tokens_per_fill: 1,
+        fill_interval_ms: 1000,
+        max_tokens: 1,
+        per_source,
+    };
+    let mut limited = rule("limited", RequestMatch::default());
+    limited.matches[0].path = Some(PathMatch::Prefix("/api".into()));
+    limited.rate_limit = Some(limit(true));
+    let mut shared = rule("shared", RequestMatch::default());
+    shared.rate_limit = Some(limit(false));
+    let mut snapshot = with_rules(vec![limited, shared]);
+    let view = |host, path| RequestView {
+        host,
+        port: None,
+        path,
+        method: "GET",
+        query: "",
+        headers: &[],
+    };
+    // productpage does not serve reviews: nothing to enforce inbound.
+    let caller = RouteState::new(snapshot.clone(), String::new(), Some("productpage")).unwrap();
+    assert_eq!(caller.served_limited_rule(&view("reviews", "/api")), None);
+
+    snapshot.workloads[0].serves = vec![0];
+    let server = RouteState::new(snapshot, String::new(), Some("productpage")).unwrap();
+    let found = server.served_limited_rule(&view("REVIEWS", "/api/x"));
+    assert_eq!(found, Some(RuleRef { table: 0, rule: 0 }));
+    // The rule a request matches decides: one without `per_source` is the caller side's.
+    assert_eq!(server.served_limited_rule(&view("reviews", "/other")), None);
+    assert_eq!(server.served_limited_rule(&view("ratings", "/api")), None);
+}

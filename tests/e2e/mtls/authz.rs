@@ -4,7 +4,7 @@
 
 use super::*;
 
-const OTHER: &str = "spiffe://cluster.local/ns/default/sa/other";
+pub(super) const OTHER: &str = "spiffe://cluster.local/ns/default/sa/other";
 
 const POLICIES: &str = r#"
 authorization allow-frontend {
