@@ -128,10 +128,12 @@ impl Setup {
         let to_b = mtls.then_some(Mtls {
             certs: &a_certs,
             peer: B_ID,
+            h2: false,
         });
         let from_a = mtls.then_some(Mtls {
             certs: &b_certs,
             peer: A_ID,
+            h2: false,
         });
         let a = envoy::bootstrap(
             &[envoy::listener("a", a_listen, "b", None)],

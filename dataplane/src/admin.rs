@@ -83,6 +83,7 @@ impl AdminState {
             let t = u.authn;
             serde_json::json!({
                 "inbound_handshakes": t.inbound_handshakes,
+                "inbound_h2_connections": t.inbound_h2,
                 "inbound_handshake_failures": t.inbound_failures,
                 "plaintext_refused": t.plaintext_refused,
                 "outbound_handshakes": t.outbound_handshakes,

@@ -48,7 +48,7 @@ impl Attributes for InboundRequest<'_, '_, '_> {
     }
 
     fn source_ip_is(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
-        let Ok(addr) = self.peer.tcp().peer_addr() else {
+        let Ok(addr) = self.peer.peer_addr() else {
             return false;
         };
         let ip = addr.ip().to_canonical();
@@ -113,7 +113,7 @@ pub fn check(
 /// `GET /path from spiffe://... (10.0.0.1)` for log lines.
 fn describe(request: &InboundRequest<'_, '_, '_>) -> String {
     let who = request.principal.unwrap_or("a caller without identity");
-    let addr = request.peer.tcp().peer_addr().ok();
+    let addr = request.peer.peer_addr().ok();
     let ip = addr.map_or(String::new(), |a| format!(" ({})", a.ip().to_canonical()));
     format!(
         "{} {} from {who}{ip}",

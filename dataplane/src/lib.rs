@@ -10,6 +10,7 @@ pub mod conn;
 pub mod control;
 pub mod drain;
 pub mod http1;
+pub mod http2;
 pub mod jwt;
 pub mod mirror;
 pub mod outlier;

@@ -11,7 +11,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -20,7 +19,6 @@ use monoio::time::Instant;
 use rustc_hash::FxHashMap;
 
 use crate::conn::Conn;
-use crate::sys;
 use crate::upstream::Secure;
 
 /// Most idle connections kept per endpoint on one core.
@@ -104,9 +102,7 @@ impl Pool {
                 let timeout = entry.up.lease.as_ref().and_then(|l| l.0.idle_timeout);
                 timeout.is_some_and(|t| since.elapsed() >= t)
             });
-            if !expired
-                && !entry.up.stream.has_pending_input()
-                && !sys::idle_connection_is_stale(entry.up.stream.tcp().as_raw_fd())
+            if !expired && !entry.up.stream.has_pending_input() && !entry.up.stream.idle_is_stale()
             {
                 return Some(entry.up);
             }

@@ -31,6 +31,7 @@ use crate::http1::head::{
 };
 use crate::http1::reply::{write_redirect, LocalReply};
 use crate::http1::{BodyFraming, ChunkedScanner};
+use crate::http2;
 use crate::mirror::{self, Shadow};
 use crate::pool::{Breaker, Refused, Upstream};
 use crate::ratelimit::{over_limit, Caller};
@@ -69,13 +70,32 @@ pub async fn serve_connection(
     let mut down = Conn::new(stream);
     if direction == Direction::Inbound {
         match accept_inbound(down, &core).await {
-            Some(accepted) => down = accepted,
+            Some(Accepted::Http1(accepted)) => down = accepted,
+            Some(Accepted::Http2(tls)) => {
+                if let Ok(addr) = tls.tcp().peer_addr() {
+                    http2::serve(*tls, addr, &core).await;
+                }
+                core.active.set(core.active.get() - 1);
+                return;
+            }
             None => {
                 core.active.set(core.active.get() - 1);
                 return;
             }
         }
     }
+    serve_http1(down, direction, peer, &core).await;
+    core.active.set(core.active.get() - 1);
+}
+
+/// Serves HTTP/1.1 requests on `down` until either side closes it or the core drains: a
+/// downstream connection, or one bridged HTTP/2 stream.
+pub(crate) async fn serve_http1(
+    mut down: Conn,
+    direction: Direction,
+    peer: IpAddr,
+    core: &Rc<Core>,
+) {
     // Both buffers live as long as the connection, so steady-state requests allocate nothing.
     let mut request_out = Vec::with_capacity(2048);
     let mut response_out = Vec::with_capacity(2048);
@@ -84,7 +104,7 @@ pub async fn serve_connection(
             &mut down,
             direction,
             peer,
-            &core,
+            core,
             &mut request_out,
             &mut response_out,
         )
@@ -104,7 +124,13 @@ pub async fn serve_connection(
             }
         }
     }
-    core.active.set(core.active.get() - 1);
+}
+
+/// A connection `accept_inbound` let through, by the protocol it speaks.
+enum Accepted {
+    Http1(Conn),
+    /// TLS with ALPN `h2`.
+    Http2(Box<TlsStream>),
 }
 
 /// Answers a connection this core has no room for with 503 and closes it. The reply goes out
@@ -135,12 +161,12 @@ const MAX_LINGERING_SHEDS: usize = 64;
 /// [`RouteState::inbound_listener_mode`](crate::routing::RouteState::inbound_listener_mode)).
 /// `None`: the connection was refused (plaintext to strict, counted), failed its handshake
 /// (counted) or closed first.
-async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Conn> {
+async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Accepted> {
     let mode = core.routes.borrow().inbound_listener_mode();
     let tls = core.tls.borrow().clone();
     // Without a certificate nothing is strict (meshd refuses such a snapshot at load).
     let Some(tls) = tls.filter(|_| mode != spec::TlsMode::Disable) else {
-        return Some(down);
+        return Some(Accepted::Http1(down));
     };
     // The first bytes may take as long as a keep-alive connection's next request.
     let idle = monoio::time::sleep(core.settings.idle_timeout);
@@ -157,7 +183,7 @@ async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Conn> {
             core.count_authn(|c| c.plaintext_refused += 1);
             return None;
         }
-        return Some(down);
+        return Some(Accepted::Http1(down));
     }
     let (stream, buf, pos) = down.into_parts();
     let Stream::Plain(tcp) = stream else {
@@ -168,7 +194,11 @@ async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Conn> {
     match accepted {
         Ok(Ok(stream)) => {
             core.count_authn(|c| c.inbound_handshakes += 1);
-            Some(Conn::with_buffer(Stream::Tls(Box::new(stream)), buf))
+            if stream.negotiated_h2() {
+                core.count_authn(|c| c.inbound_h2 += 1);
+                return Some(Accepted::Http2(Box::new(stream)));
+            }
+            Some(Accepted::Http1(Conn::with_buffer(Stream::tls(stream), buf)))
         }
         Ok(Err(_)) | Err(_) => {
             core.count_authn(|c| c.inbound_failures += 1);
@@ -1025,7 +1055,7 @@ fn plan_request(
                             let group = d.group;
                             let input = Input {
                                 headers: head.headers,
-                                peer: &|| peer.tcp().peer_addr().ok().map(|a| a.ip()),
+                                peer: &|| peer.peer_addr().ok().map(|a| a.ip()),
                             };
                             let picked =
                                 core.balancing
@@ -1311,6 +1341,10 @@ async fn linger(down: &mut Conn) {
     const LINGER: Duration = Duration::from_secs(2);
     const MAX_DISCARD: usize = 256 * 1024;
     if down.stream.shutdown().await.is_err() {
+        return;
+    }
+    // A bridged HTTP/2 stream has no socket to reset; its request body is the bridge's.
+    if down.stream.is_bridged() {
         return;
     }
     let deadline = Instant::now() + LINGER;

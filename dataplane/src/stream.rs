@@ -10,13 +10,21 @@
 use std::io::{self, BufRead as _, Write as _};
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::os::fd::AsRawFd as _;
 use std::sync::Arc;
 
 use monoio::buf::{IoBuf, IoBufMut, SliceMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, IntoPollIo as _};
 use monoio::net::TcpStream;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
+use tokio::sync::mpsc;
+
+use crate::sys;
+
+mod poll_tls;
+
+pub use poll_tls::PollTls;
 
 /// Ciphertext read per socket read: a whole TLS record (16 KiB and its overhead).
 const RECORD_BUFFER: usize = 17 * 1024;
@@ -29,51 +37,126 @@ pub const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 pub enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
+    /// TLS or a bridged stream. The rarer transports share one boxed variant so that a
+    /// `Stream` stays the size of a TCP socket: pooled connections move it on every request,
+    /// and a third variant cost +1% instructions per plain request in memcpys.
+    Wrapped(Box<Wrapped>),
+}
+
+/// The transports behind [`Stream::Wrapped`].
+// Always boxed, so a bridged stream's unused bytes live on the heap, once per HTTP/2 stream.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Wrapped {
     /// TLS over TCP, handshake done.
-    Tls(Box<TlsStream>),
+    Tls(TlsStream),
+    /// One HTTP/2 stream, carried to the HTTP/1.1 request path as bytes.
+    Bridged(Bridge),
+}
+
+/// A borrowed [`Stream`], one match away from its transport.
+enum Layer<'a> {
+    Plain(&'a mut TcpStream),
+    Tls(&'a mut TlsStream),
+    Bridged(&'a mut Bridge),
+}
+
+/// [`Layer`], shared.
+enum LayerRef<'a> {
+    Plain(&'a TcpStream),
+    Tls(&'a TlsStream),
+    Bridged(&'a Bridge),
 }
 
 impl Stream {
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    /// A TLS session as a stream.
+    pub fn tls(tls: TlsStream) -> Self {
+        Self::Wrapped(Box::new(Wrapped::Tls(tls)))
+    }
+
+    /// A bridged HTTP/2 stream as a stream.
+    pub fn bridged(bridge: Bridge) -> Self {
+        Self::Wrapped(Box::new(Wrapped::Bridged(bridge)))
+    }
+
+    /// Whether this is a bridged HTTP/2 stream.
+    pub fn is_bridged(&self) -> bool {
+        matches!(self.layer_ref(), LayerRef::Bridged(_))
+    }
+
+    fn layer(&mut self) -> Layer<'_> {
         match self {
-            Self::Plain(tcp) => tcp,
-            Self::Tls(tls) => &tls.tcp,
+            Self::Plain(tcp) => Layer::Plain(tcp),
+            Self::Wrapped(wrapped) => match wrapped.as_mut() {
+                Wrapped::Tls(tls) => Layer::Tls(tls),
+                Wrapped::Bridged(bridge) => Layer::Bridged(bridge),
+            },
+        }
+    }
+
+    fn layer_ref(&self) -> LayerRef<'_> {
+        match self {
+            Self::Plain(tcp) => LayerRef::Plain(tcp),
+            Self::Wrapped(wrapped) => match wrapped.as_ref() {
+                Wrapped::Tls(tls) => LayerRef::Tls(tls),
+                Wrapped::Bridged(bridge) => LayerRef::Bridged(bridge),
+            },
+        }
+    }
+
+    /// The peer's address: the TCP peer, or the HTTP/2 connection's for a bridged stream.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match self.layer_ref() {
+            LayerRef::Plain(tcp) => tcp.peer_addr(),
+            LayerRef::Tls(tls) => tls.tcp.peer_addr(),
+            LayerRef::Bridged(bridge) => Ok(bridge.peer_addr),
+        }
+    }
+
+    /// Whether the kernel says an idle connection was closed by its peer (a bridge never is).
+    pub fn idle_is_stale(&self) -> bool {
+        match self.layer_ref() {
+            LayerRef::Plain(tcp) => sys::idle_connection_is_stale(tcp.as_raw_fd()),
+            LayerRef::Tls(tls) => sys::idle_connection_is_stale(tls.tcp.as_raw_fd()),
+            LayerRef::Bridged(_) => false,
         }
     }
 
     /// The peer's SPIFFE ID, proven in the TLS handshake; `None` over plain TCP.
     pub fn peer_identity(&self) -> Option<&str> {
-        match self {
-            Self::Plain(_) => None,
-            Self::Tls(tls) => tls.peer_identity.as_deref(),
+        match self.layer_ref() {
+            LayerRef::Plain(_) => None,
+            LayerRef::Tls(tls) => tls.peer_identity.as_deref(),
+            LayerRef::Bridged(bridge) => bridge.peer_identity.as_deref(),
         }
     }
 
-    /// Whether the stream is TLS.
+    /// Whether the stream is TLS (a bridged stream's HTTP/2 connection is).
     pub fn is_tls(&self) -> bool {
-        matches!(self, Self::Tls(_))
+        matches!(self, Self::Wrapped(_))
     }
 
     /// Whether input beyond what was read out is waiting inside the stream (TLS records
     /// received but not yet consumed): an idle pooled connection with some is not reused.
     pub fn has_pending_input(&mut self) -> bool {
-        match self {
-            Self::Plain(_) => false,
-            Self::Tls(tls) => tls.rx_pos < tls.rx.len() || tls.has_plaintext(),
+        match self.layer() {
+            Layer::Plain(_) => false,
+            Layer::Tls(tls) => tls.rx_pos < tls.rx.len() || tls.has_plaintext(),
+            Layer::Bridged(bridge) => !bridge.pending.is_empty(),
         }
     }
 
     /// Reads into `buf`'s spare capacity, after its bytes; `Ok(0)` is the end of the stream.
     pub async fn read_into(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        match self {
-            Self::Plain(tcp) => {
+        match self.layer() {
+            Layer::Plain(tcp) => {
                 let len = buf.len();
                 let slice: SliceMut<Vec<u8>> = buf.slice_mut(len..);
                 let (result, slice) = tcp.read(slice).await;
                 (result, slice.into_inner())
             }
-            Self::Tls(tls) => tls.read_into(buf).await,
+            Layer::Tls(tls) => tls.read_into(buf).await,
+            Layer::Bridged(bridge) => bridge.read_into(buf).await,
         }
     }
 
@@ -86,23 +169,28 @@ impl Stream {
         if range.is_empty() {
             return (Ok(()), buf);
         }
-        match self {
-            Self::Plain(tcp) => {
+        match self.layer() {
+            Layer::Plain(tcp) => {
                 let (result, slice) = tcp.write_all(buf.slice(range)).await;
                 (result.map(drop), slice.into_inner())
             }
-            Self::Tls(tls) => tls.write_range(buf, range).await,
+            Layer::Tls(tls) => tls.write_range(buf, range).await,
+            Layer::Bridged(bridge) => bridge.write_range(buf, range).await,
         }
     }
 
     /// Ends the sending half: TLS sends its close_notify first.
     pub async fn shutdown(&mut self) -> io::Result<()> {
-        match self {
-            Self::Plain(tcp) => tcp.shutdown().await,
-            Self::Tls(tls) => {
+        match self.layer() {
+            Layer::Plain(tcp) => tcp.shutdown().await,
+            Layer::Tls(tls) => {
                 tls.session.send_close_notify();
                 let _ = tls.flush().await;
                 tls.tcp.shutdown().await
+            }
+            Layer::Bridged(bridge) => {
+                bridge.outgoing = None;
+                Ok(())
             }
         }
     }
@@ -113,7 +201,76 @@ impl Stream {
         if self.has_pending_input() {
             return Ok(());
         }
-        self.tcp().readable(false).await
+        match self.layer() {
+            Layer::Plain(tcp) => tcp.readable(false).await,
+            Layer::Tls(tls) => tls.tcp.readable(false).await,
+            Layer::Bridged(bridge) => {
+                // An ended stream is readable too: the next read returns its end.
+                if let Some(chunk) = bridge.incoming.recv().await {
+                    bridge.pending = chunk;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The HTTP/1.1 side of one bridged HTTP/2 stream (see [`crate::http2`]): the request's bytes
+/// arrive in chunks, the response's leave in chunks, each through a bounded channel.
+#[derive(Debug)]
+pub struct Bridge {
+    incoming: mpsc::Receiver<Vec<u8>>,
+    /// A chunk received while waiting for readability, read out next.
+    pending: Vec<u8>,
+    /// `None` once the response is complete (the HTTP/1.1 side shut its sending half).
+    outgoing: Option<mpsc::Sender<Vec<u8>>>,
+    peer_addr: SocketAddr,
+    peer_identity: Option<String>,
+}
+
+impl Bridge {
+    /// A bridged stream reading from `incoming` and writing to `outgoing`, of an HTTP/2
+    /// connection from `peer_addr` whose client proved `peer_identity`.
+    pub fn new(
+        incoming: mpsc::Receiver<Vec<u8>>,
+        outgoing: mpsc::Sender<Vec<u8>>,
+        peer_addr: SocketAddr,
+        peer_identity: Option<String>,
+    ) -> Self {
+        Self {
+            incoming,
+            pending: Vec::new(),
+            outgoing: Some(outgoing),
+            peer_addr,
+            peer_identity,
+        }
+    }
+
+    async fn read_into(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        if self.pending.is_empty() {
+            match self.incoming.recv().await {
+                Some(chunk) => self.pending = chunk,
+                None => return (Ok(0), buf),
+            }
+        }
+        buf.extend_from_slice(&self.pending);
+        let n = self.pending.len();
+        self.pending.clear();
+        (Ok(n), buf)
+    }
+
+    async fn write_range(
+        &mut self,
+        buf: Vec<u8>,
+        range: Range<usize>,
+    ) -> (io::Result<()>, Vec<u8>) {
+        let Some(outgoing) = &self.outgoing else {
+            return (Err(io::ErrorKind::BrokenPipe.into()), buf);
+        };
+        let sent = outgoing.send(buf[range].to_vec()).await;
+        let result =
+            sent.map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the HTTP/2 stream ended"));
+        (result, buf)
     }
 }
 
@@ -140,6 +297,29 @@ impl std::fmt::Debug for TlsStream {
 }
 
 impl TlsStream {
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// Whether the handshake chose HTTP/2 by ALPN.
+    pub fn negotiated_h2(&self) -> bool {
+        self.session.alpn_protocol() == Some(b"h2")
+    }
+
+    /// The peer's SPIFFE ID from its verified certificate.
+    pub fn peer_identity(&self) -> Option<&str> {
+        self.peer_identity.as_deref()
+    }
+
+    /// The session in poll style, for an HTTP/2 connection (the h2 crate drives tokio's IO
+    /// traits): ciphertext already read but not yet processed goes along.
+    pub fn into_poll(self) -> io::Result<PollTls> {
+        let tcp = self.tcp.into_poll_io()?;
+        let unread = self.rx[self.rx_pos..].to_vec();
+        Ok(PollTls::new(tcp, self.session, unread))
+    }
+
     /// Completes a server handshake on `tcp`, whose first bytes (`received`) were already read
     /// to tell TLS from plaintext.
     pub async fn accept(

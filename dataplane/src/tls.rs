@@ -1,6 +1,7 @@
 //! Workload identity for mutual TLS: the certificate files `meshca issue` writes (`cert.pem`
 //! leaf then chain, `key.pem`, `bundle.pem`), checked once at load, and the rustls
-//! configurations built from them: TLS 1.3 only, ALPN `h2` and `http/1.1`, the ring provider.
+//! configurations built from them: TLS 1.3 only, the ring provider; inbound accepts ALPN `h2`
+//! and `http/1.1`, outbound offers `http/1.1`.
 //!
 //! Peers are named by SPIFFE ID, not by host name: the server side requires a client
 //! certificate that chains to the bundle and reads the caller's ID from its URI SAN; the
@@ -21,9 +22,12 @@ use rustls::server::{ParsedCertificate, ServerConfig, WebPkiClientVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 use x509_parser::extensions::GeneralName;
 
-/// ALPN protocols offered and accepted, most preferred first. `h2` joins when meshd speaks
-/// HTTP/2: until then a peer must not be told it may.
-const ALPN: [&[u8]; 1] = [b"http/1.1"];
+/// ALPN protocols the inbound side accepts, most preferred first: a client that offers `h2`
+/// gets HTTP/2 (bridged to the HTTP/1.1 path, see [`crate::http2`]).
+const SERVER_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// ALPN protocols the outbound side offers: meshd's upstream connections speak HTTP/1.1.
+const CLIENT_ALPN: [&[u8]; 1] = [b"http/1.1"];
 
 /// Why a workload identity could not be loaded or a configuration built.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +201,7 @@ impl Identity {
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TlsError::Rustls(e.to_string()))?;
-        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
         // Sessions are not resumed: every connection proves its identity afresh, and no
         // ticket arrives unasked on a connection that may sit idle in a pool.
         config.send_tls13_tickets = 0;
@@ -220,7 +224,7 @@ impl Identity {
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TlsError::Rustls(e.to_string()))?;
-        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+        config.alpn_protocols = CLIENT_ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(config)
     }
 }

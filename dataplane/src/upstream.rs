@@ -86,7 +86,7 @@ pub async fn connect(
     match monoio::time::timeout_at(until, handshake).await {
         Ok(Ok(tls)) => {
             core.count_authn(|c| c.outbound_handshakes += 1);
-            Ok(Conn::from_stream(Stream::Tls(Box::new(tls))))
+            Ok(Conn::from_stream(Stream::tls(tls)))
         }
         Ok(Err(e)) => match NamingMismatch::in_error(&e) {
             Some(mismatch) => {

@@ -21,6 +21,8 @@ pub struct Usage {
 pub struct AuthnUsage {
     /// Inbound connections that completed a handshake.
     pub inbound_handshakes: u64,
+    /// Of those, connections that chose HTTP/2 by ALPN.
+    pub inbound_h2: u64,
     /// Inbound TLS connections whose handshake failed (no or a bad client certificate, ...).
     pub inbound_failures: u64,
     /// Inbound plaintext connections refused by strict mTLS.
@@ -40,6 +42,7 @@ pub struct AuthnUsage {
 impl AuthnUsage {
     fn add(&mut self, other: &Self) {
         self.inbound_handshakes += other.inbound_handshakes;
+        self.inbound_h2 += other.inbound_h2;
         self.inbound_failures += other.inbound_failures;
         self.plaintext_refused += other.plaintext_refused;
         self.outbound_handshakes += other.outbound_handshakes;

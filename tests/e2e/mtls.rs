@@ -12,6 +12,7 @@ use ringmesh_tests::*;
 
 mod authz;
 mod envoy;
+mod http2;
 mod jwt;
 mod limits;
 

@@ -7,13 +7,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 /// Mutual TLS with the certificate in `certs`, accepting only a peer whose URI SAN is `peer`:
-/// TLS 1.3, ALPN http/1.1.
+/// TLS 1.3, ALPN http/1.1 (or h2).
 #[derive(Debug, Clone, Copy)]
 pub struct Mtls<'a> {
     /// The directory with `cert.pem`, `key.pem` and `bundle.pem`.
     pub certs: &'a Path,
     /// The SPIFFE ID the peer must present.
     pub peer: &'a str,
+    /// HTTP/2 (ALPN `h2`) instead of HTTP/1.1; on a cluster, Envoy then speaks only HTTP/2.
+    pub h2: bool,
 }
 
 impl Mtls<'_> {
@@ -24,7 +26,7 @@ impl Mtls<'_> {
         [
             "common_tls_context:".to_owned(),
             "  tls_params: { tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_3 }".to_owned(),
-            "  alpn_protocols: [http/1.1]".to_owned(),
+            format!("  alpn_protocols: [{}]", if self.h2 { "h2" } else { "http/1.1" }),
             "  tls_certificates:".to_owned(),
             format!("  - certificate_chain: {{ filename: {d}/cert.pem }}"),
             format!("    private_key: {{ filename: {d}/key.pem }}"),
@@ -85,9 +87,19 @@ pub fn listener(name: &str, listen: SocketAddr, cluster: &str, tls: Option<Mtls<
     )
 }
 
-/// A static cluster with the one endpoint `addr`; with `tls`, connections to it are mutual TLS.
+/// A static cluster with the one endpoint `addr`; with `tls`, connections to it are mutual TLS
+/// (HTTP/2 if `tls.h2`).
 pub fn cluster(name: &str, addr: SocketAddr, tls: Option<Mtls<'_>>) -> String {
     let (host, port) = (addr.ip(), addr.port());
+    let protocol = if tls.is_some_and(|tls| tls.h2) {
+        "    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+"
+    } else {
+        ""
+    };
     let transport = tls.map_or(String::new(), |tls| {
         format!(
             "    transport_socket:
@@ -107,7 +119,7 @@ pub fn cluster(name: &str, addr: SocketAddr, tls: Option<Mtls<'_>>) -> String {
       endpoints:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: {host}, port_value: {port} }} }} }}
-{transport}"
+{protocol}{transport}"
     )
 }
 

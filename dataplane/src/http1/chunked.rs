@@ -60,6 +60,25 @@ impl ChunkedScanner {
         self.state == State::Done
     }
 
+    /// Like [`feed`](Self::feed), and appends the chunks' data (the body without its framing)
+    /// to `data`.
+    pub fn decode(&mut self, input: &[u8], data: &mut Vec<u8>) -> Result<usize, ChunkedError> {
+        let mut i = 0;
+        while i < input.len() && !self.is_done() {
+            // Data in bulk; framing a byte at a time, so no data byte is scanned unseen.
+            let (step, is_data) = match self.state {
+                State::Data(left) => (left.min((input.len() - i) as u64) as usize, true),
+                _ => (1, false),
+            };
+            let used = self.feed(&input[i..i + step])?;
+            if is_data {
+                data.extend_from_slice(&input[i..i + used]);
+            }
+            i += used;
+        }
+        Ok(i)
+    }
+
     /// Scans `input`, returning how many bytes belong to the body (all of them unless the
     /// body ends inside `input`, in which case the rest belongs to the next message).
     pub fn feed(&mut self, input: &[u8]) -> Result<usize, ChunkedError> {
@@ -170,6 +189,26 @@ mod tests {
     fn handles_extensions_and_trailers() {
         let body = b"3;name=val\r\nabc\r\nA\r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\n";
         assert_eq!(scan_all(body), Ok(body.len()));
+    }
+
+    #[test]
+    fn decoding_yields_the_data_without_framing_whatever_the_split() {
+        let body = b"4;x=y\r\nwiki\r\n5\r\npedia\r\n0\r\nt: 1\r\n\r\nNEXT";
+        // Every split inside the body (the trailing NEXT belongs to the next message).
+        for split in 0..=body.len() - 4 {
+            let (mut s, mut data) = (ChunkedScanner::default(), Vec::new());
+            let first = s.decode(&body[..split], &mut data).unwrap();
+            assert_eq!(first, split);
+            let rest = s.decode(&body[split..], &mut data).unwrap();
+            assert!(s.is_done(), "split {split}");
+            assert_eq!(
+                (first + rest, &data[..]),
+                (body.len() - 4, &b"wikipedia"[..])
+            );
+        }
+        let mut data = Vec::new();
+        let bad = ChunkedScanner::default().decode(b"4\r\nwikiX", &mut data);
+        assert_eq!(bad, Err(ChunkedError::MissingCrlf));
     }
 
     #[test]

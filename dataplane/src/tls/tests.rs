@@ -109,6 +109,7 @@ fn a_sidecar_pair_handshakes_and_each_side_learns_the_other_identity() {
         client.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
+    // meshd's own client offers HTTP/1.1 only, and the server takes it.
     assert_eq!(server.alpn_protocol(), Some(&b"http/1.1"[..]));
     let caller = peer_spiffe_id(server.peer_certificates().unwrap());
     assert_eq!(caller.as_deref(), Some(FRONTEND));

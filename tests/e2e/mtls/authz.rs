@@ -97,7 +97,7 @@ fn a_caller_outside_the_allow_list_gets_403_naming_the_policy() {
         .output()
         .expect("curl");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+    assert!(text.starts_with("HTTP/2 403"), "{text}");
     assert!(
         text.contains("no ALLOW policy matches: allow-frontend (") && text.contains("b.mesh:"),
         "{text}"

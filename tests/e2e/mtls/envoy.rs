@@ -73,22 +73,41 @@ fn strict_meshd_inbound(driver: &str) -> (Scratch, Upstream, Sidecar) {
     (scratch, upstream, b)
 }
 
-fn envoy_as_the_client_sidecar_calls_meshd_inbound(driver: &str) {
-    let (scratch, _upstream, b) = strict_meshd_inbound(driver);
+/// Envoy as the client sidecar (an HTTP/1.1 listener) of meshd B in front of its upstream.
+struct EnvoyClient {
+    _envoy: Envoy,
+    listen: SocketAddr,
+    b: Sidecar,
+    _upstream: Upstream,
+    _scratch: Scratch,
+}
+
+/// Starts an [`EnvoyClient`] whose cluster to B speaks HTTP/2 if `h2`.
+fn envoy_in_front_of_meshd_inbound(driver: &str, h2: bool) -> EnvoyClient {
+    let (scratch, upstream, b) = strict_meshd_inbound(driver);
     let listen = free_port();
     let a_certs = scratch.path().join("a");
     let to_b = envoy::Mtls {
         certs: &a_certs,
         peer: REVIEWS,
+        h2,
     };
     let yaml = envoy::bootstrap(
         &[envoy::listener("outbound", listen, "reviews", None)],
         &[envoy::cluster("reviews", b.inbound.unwrap(), Some(to_b))],
     );
-    let _envoy = Envoy::start(&scratch, "envoy-client", &yaml, listen);
-    let response = Client::connect(listen)
-        .and_then(|mut c| c.get("reviews", "/headers", &[]))
-        .unwrap();
+    let envoy = Envoy::start(&scratch, "envoy-client", &yaml, listen);
+    EnvoyClient {
+        _envoy: envoy,
+        listen,
+        b,
+        _upstream: upstream,
+        _scratch: scratch,
+    }
+}
+
+/// The application's `/headers` answer shows that meshd took Envoy's certificate as the caller.
+fn assert_saw_envoys_certificate(response: &Response) {
     assert_eq!(response.status, 200, "{}", response.text());
     let seen = response.text();
     assert!(
@@ -97,6 +116,14 @@ fn envoy_as_the_client_sidecar_calls_meshd_inbound(driver: &str) {
         )),
         "meshd did not see Envoy's certificate: {seen}"
     );
+}
+
+fn envoy_as_the_client_sidecar_calls_meshd_inbound(driver: &str) {
+    let EnvoyClient { listen, b, .. } = &envoy_in_front_of_meshd_inbound(driver, false);
+    let response = Client::connect(*listen)
+        .and_then(|mut c| c.get("reviews", "/headers", &[]))
+        .unwrap();
+    assert_saw_envoys_certificate(&response);
     let counts = tls_counts(b.admin);
     assert!(
         counts["inbound_handshakes"].as_u64().unwrap() >= 1,
@@ -105,6 +132,33 @@ fn envoy_as_the_client_sidecar_calls_meshd_inbound(driver: &str) {
 }
 
 on_both_drivers!(envoy_as_the_client_sidecar_calls_meshd_inbound);
+
+/// Envoy's cluster speaks only HTTP/2 (ALPN `h2`): meshd bridges each stream to the
+/// application's HTTP/1.1, identity, bodies both ways and all.
+fn envoy_speaking_h2_calls_meshd_inbound(driver: &str) {
+    let EnvoyClient { listen, b, .. } = &envoy_in_front_of_meshd_inbound(driver, true);
+    let mut client = Client::connect(*listen).unwrap();
+    let response = client.get("reviews", "/headers", &[]).unwrap();
+    assert_saw_envoys_certificate(&response);
+    // A body larger than h2's initial 64 KiB windows goes up and comes back whole, and a
+    // chunked response arrives as DATA frames.
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let echoed = client.post("reviews", "/echo", &body).unwrap();
+    assert_eq!(echoed.status, 200);
+    assert!(
+        echoed.body == body,
+        "echo differs: {} bytes back",
+        echoed.body.len()
+    );
+    let chunked = client
+        .get("reviews", "/chunked?chunks=5&size=1000", &[])
+        .unwrap();
+    assert_eq!((chunked.status, chunked.body.len()), (200, 5000));
+    let counts = tls_counts(b.admin);
+    assert_eq!(counts["inbound_h2_connections"], 1, "{counts}");
+}
+
+on_both_drivers!(envoy_speaking_h2_calls_meshd_inbound);
 
 fn meshd_outbound_calls_envoy_requiring_client_certificates(driver: &str) {
     let scratch = Scratch::new();
@@ -117,6 +171,7 @@ fn meshd_outbound_calls_envoy_requiring_client_certificates(driver: &str) {
     let from_a = envoy::Mtls {
         certs: &envoy_certs,
         peer: FRONTEND,
+        h2: false,
     };
     let yaml = envoy::bootstrap(
         &[envoy::listener("inbound", listen, "app", Some(from_a))],

@@ -1,0 +1,182 @@
+//! A TLS session in poll style over monoio's poll-IO socket, for protocol code written
+//! against tokio's `AsyncRead`/`AsyncWrite` (the h2 crate). Plaintext moves through rustls's
+//! buffers; ciphertext moves through the socket with `Pending` mapped to `WouldBlock` for
+//! rustls's synchronous `read_tls`/`write_tls`.
+
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use monoio::net::tcp::stream_poll::TcpStreamPoll;
+use rustls::Connection;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A TLS session (handshake done) over a poll-IO TCP socket.
+pub struct PollTls {
+    tcp: TcpStreamPoll,
+    session: Connection,
+    /// Ciphertext read before the switch to poll IO, handed to rustls before the socket's.
+    unread: Vec<u8>,
+    unread_pos: usize,
+    close_notify_sent: bool,
+}
+
+impl std::fmt::Debug for PollTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PollTls")
+            .field("tcp", &self.tcp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PollTls {
+    pub(super) fn new(tcp: TcpStreamPoll, session: Connection, unread: Vec<u8>) -> Self {
+        Self {
+            tcp,
+            session,
+            unread,
+            unread_pos: 0,
+            close_notify_sent: false,
+        }
+    }
+
+    /// Sends every record rustls has ready; `Pending` while the socket cannot take them.
+    fn poll_send_records(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.session.wants_write() {
+            let mut socket = SyncSocket {
+                tcp: &mut self.tcp,
+                cx,
+            };
+            match self.session.write_tls(&mut socket) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Hands rustls more ciphertext and processes it; `Ok(0)` is the socket's end.
+    fn poll_receive_records(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let read = if self.unread_pos < self.unread.len() {
+            let mut unread = &self.unread[self.unread_pos..];
+            let read = self.session.read_tls(&mut unread);
+            if let Ok(n) = read {
+                self.unread_pos += n;
+            }
+            read
+        } else {
+            let mut socket = SyncSocket {
+                tcp: &mut self.tcp,
+                cx,
+            };
+            match self.session.read_tls(&mut socket) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                read => read,
+            }
+        };
+        let n = read?;
+        if let Err(e) = self.session.process_new_packets() {
+            // The alert explaining the failure goes out if the socket takes it now.
+            let _ = self.poll_send_records(cx);
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncRead for PollTls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            match this.session.reader().read(buf.initialize_unfilled()) {
+                // Zero bytes: the peer's close_notify, the end of the stream.
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // A TCP end without close_notify is a truncation.
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            // A key update or an alert may need an answer before more arrives.
+            if let Poll::Ready(Err(e)) = this.poll_send_records(cx) {
+                return Poll::Ready(Err(e));
+            }
+            // At the socket's end rustls has now seen it, and the next read reports it.
+            ready!(this.poll_receive_records(cx))?;
+        }
+    }
+}
+
+impl AsyncWrite for PollTls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        // Records already made go first: plaintext waits in the caller while the socket is
+        // full, not in rustls.
+        ready!(this.poll_send_records(cx))?;
+        let n = this.session.writer().write(buf)?;
+        if let Poll::Ready(Err(e)) = this.poll_send_records(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send_records(cx))?;
+        Pin::new(&mut this.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.close_notify_sent {
+            this.session.send_close_notify();
+            this.close_notify_sent = true;
+        }
+        ready!(this.poll_send_records(cx))?;
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
+
+/// The poll-IO socket as a synchronous reader and writer for rustls: `Pending` becomes
+/// `WouldBlock`, with the task's waker registered.
+struct SyncSocket<'a, 'b> {
+    tcp: &'a mut TcpStreamPoll,
+    cx: &'a mut Context<'b>,
+}
+
+impl Read for SyncSocket<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut read = ReadBuf::new(buf);
+        match Pin::new(&mut *self.tcp).poll_read(self.cx, &mut read) {
+            Poll::Ready(Ok(())) => Ok(read.filled().len()),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for SyncSocket<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match Pin::new(&mut *self.tcp).poll_write(self.cx, buf) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match Pin::new(&mut *self.tcp).poll_flush(self.cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
