@@ -281,7 +281,7 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
                     &updates,
                     &mut controls,
                     &admin_state,
-                    certs.is_some(),
+                    certs.as_ref().map(|(_, identity)| &**identity),
                 );
                 reset_outliers(
                     &current,
@@ -347,9 +347,9 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the snapshot again and, if it is valid, hands it to every core, which switch between
-/// requests. A bad snapshot is refused with the reason and the current one keeps serving.
-/// Returns the hash served, or why the snapshot was refused.
+/// Loads the snapshot again and, if it is valid and fits the certificate in force (`identity`),
+/// hands it to every core, which switch between requests. A bad snapshot is refused with the
+/// reason and the current one keeps serving. Returns the hash served, or why it was refused.
 fn reload(
     options: &Options,
     current: &mut Arc<RouteState>,
@@ -357,10 +357,21 @@ fn reload(
     updates: &[mpsc::Sender<Arc<RouteState>>],
     controls: &mut [UnixStream],
     admin: &AdminState,
-    has_certs: bool,
+    identity: Option<&Identity>,
 ) -> Result<String, String> {
     let loaded = load(&options.snapshot, options.workload.as_deref()).and_then(|routes| {
-        check_tls_needs(&routes, has_certs)?;
+        check_tls_needs(&routes, identity.is_some())?;
+        // The certificate files are checked against the snapshot in force, so a change of
+        // identity cannot be rolled out by swapping both in turn: it takes a restart.
+        if let (Some(identity), Some(expected)) = (identity, routes.identity.as_deref()) {
+            if expected != identity.spiffe_id {
+                return Err(format!(
+                    "it gives this workload the identity {expected}, but the certificate in \
+                     force is for {}: restart meshd with a certificate for {expected}",
+                    identity.spiffe_id
+                ));
+            }
+        }
         Ok(routes)
     });
     match loaded {

@@ -37,7 +37,7 @@ use crate::pool::{Breaker, Refused, Upstream};
 use crate::ratelimit::{over_limit, Caller};
 use crate::retry::{self, Failure, Retries, Verdict};
 use crate::routing::{Direction, RequestView, RouteError, RouteState, RuleRef};
-use crate::stream::{Stream, TlsStream, TLS_HANDSHAKE_RECORD};
+use crate::stream::{self, Stream, TlsStream, TLS_HANDSHAKE_RECORD};
 use crate::upstream::{self, ConnectError, Secure};
 use crate::worker::{Core, Installed};
 
@@ -799,6 +799,19 @@ impl Exchange<'_> {
                 "connection closed in the middle of the response head",
                 false,
             ),
+            // TLS 1.3 ends the client's handshake before the server has checked its
+            // certificate: a refusal arrives as an alert where the response should be.
+            Ok(Err(ResponseError::Io(e))) if !reused && stream::is_fatal_alert(&e) => {
+                core.count_authn(|c| c.outbound_failures += 1);
+                FailedTry {
+                    failure: Some(Failure::ConnectFailure),
+                    reused,
+                    before_response: true,
+                    keep_alive: false,
+                    reply: LocalReply::ConnectFailure,
+                    detail: format!("{addr}: the server refused the TLS session: {e}"),
+                }
+            }
             Ok(Err(ResponseError::Io(e))) => reset(&e.to_string(), false),
             Ok(Err(ResponseError::Downstream)) => return Err(Tried::Done(Next::Close)),
             Ok(Err(ResponseError::Upgrade)) => FailedTry {
@@ -1222,49 +1235,18 @@ async fn tunnel(mut down: Conn, up: Upstream) {
                 relay(&mut up_read, &mut down_write)
             );
         }
-        (down, up) => relay_unsplit(Conn::from_stream(down), Conn::from_stream(up)).await,
+        (down, up) => relay_unsplit(down, up).await,
     }
 }
 
-/// Relays both ways in one task, for a TLS side whose session cannot be split in two: wait
-/// until either side is readable (abandoning such a wait loses no byte, unlike a read), read
-/// what it has and write it to the other. A side that ends half-closes the other.
-async fn relay_unsplit(mut a: Conn, mut b: Conn) {
-    let (mut a_open, mut b_open) = (true, true);
-    while a_open || b_open {
-        let ready = match (a_open, b_open) {
-            (true, true) => monoio::select! {
-                ready = a.stream.readable() => ready.map(|()| true),
-                ready = b.stream.readable() => ready.map(|()| false),
-            },
-            (true, false) => a.stream.readable().await.map(|()| true),
-            _ => b.stream.readable().await.map(|()| false),
-        };
-        let Ok(from_a) = ready else {
-            return;
-        };
-        let (src, dst, open) = if from_a {
-            (&mut a, &mut b, &mut a_open)
-        } else {
-            (&mut b, &mut a, &mut b_open)
-        };
-        match src.fill().await {
-            Ok(n) if n > 0 => {
-                let pending = src.buffered().len();
-                if src
-                    .forward_buffered(&mut dst.stream, pending)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            _ => {
-                *open = false;
-                let _ = dst.stream.shutdown().await;
-            }
-        }
-    }
+/// Relays both ways in one task, for a TLS side whose session cannot be split in two: both
+/// sides in poll style, so a write waiting on one side never stops reading the other (each
+/// peer may send everything before it reads). A side that ends half-closes the other.
+async fn relay_unsplit(down: Stream, up: Stream) {
+    let (Ok(mut down), Ok(mut up)) = (down.into_poll(), up.into_poll()) else {
+        return;
+    };
+    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
 }
 
 /// Copies until `from` ends, then half-closes `to` so the other side sees the end too.

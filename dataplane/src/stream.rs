@@ -24,7 +24,7 @@ use crate::sys;
 
 mod poll_tls;
 
-pub use poll_tls::PollTls;
+pub use poll_tls::{PollStream, PollTls};
 
 /// Ciphertext read per socket read: a whole TLS record (16 KiB and its overhead).
 const RECORD_BUFFER: usize = 17 * 1024;
@@ -77,6 +77,18 @@ impl Stream {
     /// A bridged HTTP/2 stream as a stream.
     pub fn bridged(bridge: Bridge) -> Self {
         Self::Wrapped(Box::new(Wrapped::Bridged(bridge)))
+    }
+
+    /// The stream in poll style (tokio's IO traits), for code that must wait on reading and
+    /// writing at once; a bridged stream has no socket to poll.
+    pub fn into_poll(self) -> io::Result<PollStream> {
+        match self {
+            Self::Plain(tcp) => Ok(PollStream::Plain(tcp.into_poll_io()?)),
+            Self::Wrapped(wrapped) => match *wrapped {
+                Wrapped::Tls(tls) => Ok(PollStream::Tls(Box::new(tls.into_poll()?))),
+                Wrapped::Bridged(_) => Err(io::ErrorKind::Unsupported.into()),
+            },
+        }
     }
 
     /// Whether this is a bridged HTTP/2 stream.
@@ -140,9 +152,8 @@ impl Stream {
     /// received but not yet consumed): an idle pooled connection with some is not reused.
     pub fn has_pending_input(&mut self) -> bool {
         match self.layer() {
-            Layer::Plain(_) => false,
             Layer::Tls(tls) => tls.rx_pos < tls.rx.len() || tls.has_plaintext(),
-            Layer::Bridged(bridge) => !bridge.pending.is_empty(),
+            Layer::Plain(_) | Layer::Bridged(_) => false,
         }
     }
 
@@ -194,25 +205,6 @@ impl Stream {
             }
         }
     }
-
-    /// Waits until a read would not block: bytes buffered inside the stream, or the socket
-    /// readable. Unlike a read, abandoning the wait loses nothing.
-    pub async fn readable(&mut self) -> io::Result<()> {
-        if self.has_pending_input() {
-            return Ok(());
-        }
-        match self.layer() {
-            Layer::Plain(tcp) => tcp.readable(false).await,
-            Layer::Tls(tls) => tls.tcp.readable(false).await,
-            Layer::Bridged(bridge) => {
-                // An ended stream is readable too: the next read returns its end.
-                if let Some(chunk) = bridge.incoming.recv().await {
-                    bridge.pending = chunk;
-                }
-                Ok(())
-            }
-        }
-    }
 }
 
 /// The HTTP/1.1 side of one bridged HTTP/2 stream (see [`crate::http2`]): the request's bytes
@@ -220,8 +212,6 @@ impl Stream {
 #[derive(Debug)]
 pub struct Bridge {
     incoming: mpsc::Receiver<Vec<u8>>,
-    /// A chunk received while waiting for readability, read out next.
-    pending: Vec<u8>,
     /// `None` once the response is complete (the HTTP/1.1 side shut its sending half).
     outgoing: Option<mpsc::Sender<Vec<u8>>>,
     peer_addr: SocketAddr,
@@ -239,7 +229,6 @@ impl Bridge {
     ) -> Self {
         Self {
             incoming,
-            pending: Vec::new(),
             outgoing: Some(outgoing),
             peer_addr,
             peer_identity,
@@ -247,16 +236,14 @@ impl Bridge {
     }
 
     async fn read_into(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        if self.pending.is_empty() {
-            match self.incoming.recv().await {
-                Some(chunk) => self.pending = chunk,
-                None => return (Ok(0), buf),
+        // Cancel-safe: a chunk is either received whole or left in the channel.
+        match self.incoming.recv().await {
+            Some(chunk) => {
+                buf.extend_from_slice(&chunk);
+                (Ok(chunk.len()), buf)
             }
+            None => (Ok(0), buf),
         }
-        buf.extend_from_slice(&self.pending);
-        let n = self.pending.len();
-        self.pending.clear();
-        (Ok(n), buf)
     }
 
     async fn write_range(
@@ -493,4 +480,12 @@ impl TlsStream {
         self.tx = tx;
         result.map(drop)
     }
+}
+
+/// Whether a read failed because the peer sent a fatal TLS alert (a refusal, not a reset).
+pub fn is_fatal_alert(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| matches!(e, rustls::Error::AlertReceived(_)))
 }

@@ -10,6 +10,7 @@
 //! name the connection was opened with.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -317,7 +318,9 @@ pub struct CoreTls {
     identity: Arc<Identity>,
     /// Inbound: a client certificate chaining to the bundle is required.
     pub server: Arc<ServerConfig>,
-    clients: RefCell<Vec<(Vec<String>, Arc<ClientConfig>)>>,
+    /// Outbound, per list of identities a server may present: built on first use, dropped
+    /// when a route state no longer calls any service with that list.
+    clients: RefCell<HashMap<Vec<String>, Arc<ClientConfig>>>,
 }
 
 impl CoreTls {
@@ -326,7 +329,7 @@ impl CoreTls {
         Ok(Self {
             server: Arc::new(identity.server_config()?),
             identity,
-            clients: RefCell::new(Vec::new()),
+            clients: RefCell::new(HashMap::new()),
         })
     }
 
@@ -338,12 +341,27 @@ impl CoreTls {
     /// The outbound configuration towards servers that may present any of `expected`.
     pub fn client(&self, expected: &[String]) -> Result<Arc<ClientConfig>, TlsError> {
         let mut clients = self.clients.borrow_mut();
-        if let Some((_, config)) = clients.iter().find(|(ids, _)| ids == expected) {
+        if let Some(config) = clients.get(expected) {
             return Ok(config.clone());
         }
         let config = Arc::new(self.identity.client_config(expected.to_vec())?);
-        clients.push((expected.to_vec(), config.clone()));
+        clients.insert(expected.to_vec(), config.clone());
         Ok(config)
+    }
+
+    /// Drops the outbound configurations for lists of identities not in `in_use`; open
+    /// connections keep theirs.
+    pub fn keep_clients<'a>(&self, in_use: impl IntoIterator<Item = &'a [String]>) {
+        let in_use: HashSet<&[String]> = in_use.into_iter().collect();
+        self.clients
+            .borrow_mut()
+            .retain(|ids, _| in_use.contains(ids.as_slice()));
+    }
+
+    /// How many outbound configurations are built.
+    #[cfg(test)]
+    fn clients_built(&self) -> usize {
+        self.clients.borrow().len()
     }
 }
 

@@ -500,6 +500,9 @@ impl Core {
             RateLimits::build(&routes, previous, index, cores, Instant::now());
         // The tokens were verified with the old state's keys.
         self.jwt_tokens.borrow_mut().clear();
+        if let Some(tls) = self.tls.borrow().as_ref() {
+            tls.keep_clients(routes.groups().iter().map(|g| g.identities.as_slice()));
+        }
         *self.routes.borrow_mut() = Rc::new(Installed(routes));
     }
 }

@@ -184,6 +184,13 @@ impl Pair {
     }
 }
 
+/// Asks the sidecar at `admin` to reload its snapshot; its answer.
+fn reload(admin: std::net::SocketAddr) -> Response {
+    Client::connect(admin)
+        .and_then(|mut c| c.request("POST", "admin", "/reload", &[], b""))
+        .unwrap()
+}
+
 fn tls_counts(admin: std::net::SocketAddr) -> serde_json::Value {
     admin_json(admin, "/certs")["tls"].clone()
 }
@@ -268,6 +275,35 @@ fn a_server_with_another_identity_fails_secure_naming(driver: &str) {
 
 on_both_drivers!(a_server_with_another_identity_fails_secure_naming);
 
+/// A's certificate comes from a root B does not trust yet: TLS 1.3 lets A finish its
+/// handshake before B refuses, so the refusal is an alert where the response should be. It
+/// fails as a connect failure (`UF`) that names the alert, not as a reset of a request B saw.
+fn a_server_refusing_the_callers_certificate_is_a_connect_failure(driver: &str) {
+    let pair = Pair::start(driver, "strict", "reviews", REVIEWS);
+    let a_serial = certs_serial(pair.a.admin);
+    succeeded(&meshca(&[
+        "root",
+        "add",
+        "--dir",
+        pair.ca.to_str().unwrap(),
+    ]));
+    issue(&pair.ca, FRONTEND, &pair.scratch.path().join("a"));
+    wait_until(|| certs_serial(pair.a.admin) != a_serial);
+    let response = pair.call("/", &[]);
+    assert_eq!(response.status, 503, "{}", response.text());
+    assert_eq!(response.header("x-ringmesh-flag"), Some("UF"));
+    let body = response.text();
+    assert!(
+        body.contains("the server refused the TLS session") && body.contains("UnknownCA"),
+        "{body}"
+    );
+    assert_eq!(pair.upstream.requests(), 0);
+    assert_eq!(tls_counts(pair.a.admin)["outbound_handshake_failures"], 1);
+    assert_eq!(tls_counts(pair.b.admin)["inbound_handshake_failures"], 1);
+}
+
+on_both_drivers!(a_server_refusing_the_callers_certificate_is_a_connect_failure);
+
 #[test]
 fn disable_serves_plaintext_only_and_strict_needs_a_certificate() {
     let pair = Pair::start("epoll", "disable", "reviews", REVIEWS);
@@ -321,6 +357,84 @@ fn disable_serves_plaintext_only_and_strict_needs_a_certificate() {
         "{stderr}"
     );
 }
+
+/// A snapshot that gives the workload another identity than its certificate is refused at
+/// reload as at start, and the one in force keeps serving.
+#[test]
+fn a_reload_to_another_identity_is_refused_and_the_old_snapshot_serves() {
+    let pair = Pair::start("epoll", "strict", "reviews", REVIEWS);
+    assert_eq!(pair.call("/", &[]).status, 200);
+    let served = admin_json(pair.b.admin, "/config")["hash"].clone();
+    let endpoint = pair.b.inbound.unwrap().to_string();
+    let renamed = config(&endpoint, &pair.upstream, "strict").replace(
+        &format!("identity \"{REVIEWS}\""),
+        "identity \"spiffe://cluster.local/ns/default/sa/reviews-v2\"",
+    );
+    compile_as(&pair.scratch, "b", &renamed);
+    let refused = reload(pair.b.admin);
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    assert!(
+        refused.text().contains(&format!(
+            "the certificate in force is for {REVIEWS}: restart meshd with a certificate for \
+             spiffe://cluster.local/ns/default/sa/reviews-v2"
+        )),
+        "{}",
+        refused.text()
+    );
+    let response = pair.call("/headers", &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(admin_json(pair.b.admin, "/config")["hash"], served);
+}
+
+/// An Upgrade tunnel through the pair (TLS between A and B) carries both directions at once.
+/// The upstream echoes each piece as it reads it, so a relay that stopped reading one side
+/// while a write to the other waited would stall as soon as the buffers between them filled.
+fn an_upgrade_tunnel_over_mtls_streams_both_ways_at_once(driver: &str) {
+    const TOTAL: usize = 48 << 20;
+    const CHUNK: usize = 64 << 10;
+    let pair = Pair::start(driver, "strict", "reviews", REVIEWS);
+    let echo = crate::upgrade::upgrading_upstream().to_string();
+    let endpoint = pair.b.inbound.unwrap().to_string();
+    let to_echo = config(&endpoint, &pair.upstream, "strict")
+        .replace(&pair.upstream.addr().to_string(), &echo);
+    compile_as(&pair.scratch, "b", &to_echo);
+    let reloaded = reload(pair.b.admin);
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+
+    let conn = TcpStream::connect(pair.a.outbound).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    writer
+        .write_all(b"GET /chat HTTP/1.1\r\nHost: reviews\r\nConnection: Upgrade\r\nUpgrade: echo-upper\r\n\r\n")
+        .unwrap();
+    let mut reader = std::io::BufReader::new(conn);
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        let read = std::io::BufRead::read_line(&mut reader, &mut head).unwrap();
+        assert!(read > 0, "closed during the handshake: {head}");
+    }
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b'm'; CHUNK];
+        for _ in 0..TOTAL / CHUNK {
+            writer.write_all(&chunk).unwrap();
+        }
+    });
+    let mut buf = vec![0u8; CHUNK];
+    let mut received = 0;
+    while received < TOTAL {
+        let n = reader
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("the tunnel stalled after {received} bytes: {e}"));
+        assert!(n > 0, "the tunnel closed after {received} bytes");
+        assert!(buf[..n].iter().all(|&b| b == b'M'));
+        received += n;
+    }
+    sender.join().unwrap();
+}
+
+on_both_drivers!(an_upgrade_tunnel_over_mtls_streams_both_ways_at_once);
 
 /// What `openssl s_client`, as workload A with its current certificate, sees of the server at
 /// `addr`: the session summary and the server certificate's text.

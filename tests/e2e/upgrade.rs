@@ -5,8 +5,9 @@ use std::net::{TcpListener, TcpStream};
 
 use ringmesh_tests::*;
 
-/// An upstream that accepts one upgrade and then answers every byte upper-cased.
-fn upgrading_upstream() -> std::net::SocketAddr {
+/// An upstream that accepts one upgrade and then answers every byte upper-cased, each piece
+/// as soon as it is read.
+pub(crate) fn upgrading_upstream() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {

@@ -193,3 +193,22 @@ fn loading_refuses_missing_files_and_a_key_that_does_not_match() {
     let empty = Identity::load(&dir.0.join("b")).unwrap_err();
     assert!(empty.to_string().contains("no certificate"), "{empty}");
 }
+
+#[test]
+fn client_configurations_are_shared_per_identity_list_and_dropped_when_unused() {
+    let dir = TempDir::new("clients");
+    let ca = authority(&dir.0, "cluster.local");
+    let core = CoreTls::new(Arc::new(identity(&ca, &dir.0, "frontend", FRONTEND))).unwrap();
+    let reviews = vec![REVIEWS.to_owned()];
+    let ratings = vec!["spiffe://cluster.local/ns/default/sa/ratings".to_owned()];
+    let first = core.client(&reviews).unwrap();
+    assert!(Arc::ptr_eq(&first, &core.client(&reviews).unwrap()));
+    core.client(&ratings).unwrap();
+    assert_eq!(core.clients_built(), 2);
+    // A route state that calls only `reviews`: the `ratings` configuration goes.
+    core.keep_clients([reviews.as_slice()]);
+    assert_eq!(core.clients_built(), 1);
+    assert!(Arc::ptr_eq(&first, &core.client(&reviews).unwrap()));
+    core.keep_clients([]);
+    assert_eq!(core.clients_built(), 0);
+}
