@@ -53,6 +53,8 @@ enum Target {
     Direct,
     Meshd(Sidecar, String),
     Peer(Child, &'static str),
+    /// A process in front of the measured one (a pair's other side), not counted.
+    Feeder(Child),
     /// Two proxies measured as one hop pair: CPU and RSS are their sums.
     Pair(Vec<Self>, String),
 }
@@ -63,6 +65,7 @@ impl Target {
             Self::Direct => "direct (no proxy)".into(),
             Self::Meshd(_, name) => name.clone(),
             Self::Peer(_, name) => (*name).into(),
+            Self::Feeder(_) => "feeder".into(),
             Self::Pair(_, name) => name.clone(),
         }
     }
@@ -70,7 +73,7 @@ impl Target {
     /// The processes whose CPU and memory count for this target.
     fn pids(&self) -> Vec<u32> {
         match self {
-            Self::Direct => Vec::new(),
+            Self::Direct | Self::Feeder(_) => Vec::new(),
             Self::Meshd(sidecar, _) => vec![sidecar.pid()],
             Self::Peer(child, _) => vec![child.id()],
             Self::Pair(parts, _) => parts.iter().flat_map(Self::pids).collect(),
@@ -333,7 +336,9 @@ fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
         "Sidecar pairs: meshload → A (outbound) → B (inbound) → upstream, A and B both on CPU 0 \
          (one worker each); upstream (`mesh-upstream`) and `meshload` on CPU 1. CPU and RSS are \
          A's and B's together. \"handshake per request\": A's pool allows one request per \
-         connection, so every request is a new mutual-TLS handshake with B."
+         connection, so every request is a new mutual-TLS handshake with B. \"meshd B alone\": \
+         Envoy A (on CPU 0 too) calls meshd B over mutual TLS in HTTP/1.1 (a pool of \
+         connections) or HTTP/2 (one multiplexed connection); CPU and RSS are B's only."
     } else {
         "Proxy alone on CPU 0 (one worker); upstream (`mesh-upstream`) and `meshload` on CPU 1. \
          CPU = user+system seconds of the proxy process from /proc."
@@ -544,7 +549,7 @@ fn stop(target: Target) {
         Target::Meshd(sidecar, _) => {
             let _ = sidecar.terminate();
         }
-        Target::Peer(mut child, _) => {
+        Target::Peer(mut child, _) | Target::Feeder(mut child) => {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -1,7 +1,9 @@
 //! Sidecar pairs for `mesh-bench --pairs`: meshload → sidecar A (outbound) → sidecar B
 //! (inbound) → upstream, both sidecars on CPU 0 with one worker each. meshd in plaintext
 //! (`mtls disable`) and with mutual TLS under both drivers, mutual TLS with a new connection
-//! (a handshake) per request, and Envoy pairs with the same certificates.
+//! (a handshake) per request, and Envoy pairs with the same certificates. Then meshd B alone
+//! behind an Envoy A that calls it over mutual TLS in HTTP/1.1 or HTTP/2 (only B counted):
+//! what serving an HTTP/2 caller through the bridge costs against an HTTP/1.1 one.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +50,11 @@ impl Setup {
         }
         targets.push(Box::new(|| self.envoy_pair(false)));
         targets.push(Box::new(|| self.envoy_pair(true)));
+        for h2 in [false, true] {
+            for driver in ["epoll", "uring"] {
+                targets.push(Box::new(move || self.meshd_behind_envoy(meshd, h2, driver)));
+            }
+        }
         targets
     }
 
@@ -77,6 +84,33 @@ impl Setup {
         Ok(snapshot)
     }
 
+    /// meshd on CPU 0 with one worker, as `workload` with its certificates.
+    fn start_meshd(
+        &self,
+        meshd: &Path,
+        snapshot: &Path,
+        workload: &str,
+        driver: &str,
+    ) -> anyhow::Result<Sidecar> {
+        let mut command = Command::new("taskset");
+        command.args(["-c", "0"]).arg(meshd);
+        let certs = self.dir.join(workload);
+        let certs = certs.to_str().context("a UTF-8 temp dir")?;
+        let args = [
+            "--cores",
+            "1",
+            "--io-driver",
+            driver,
+            "--workload",
+            workload,
+            "--certs",
+            certs,
+            "--watch-interval",
+            "0s",
+        ];
+        Ok(Sidecar::start_with(command, snapshot, &args)?)
+    }
+
     fn meshd_pair(
         &self,
         meshd: &Path,
@@ -85,41 +119,53 @@ impl Setup {
         driver: &str,
         label: &str,
     ) -> anyhow::Result<(Target, SocketAddr)> {
-        let start = |snapshot: &Path, workload: &str| -> anyhow::Result<Sidecar> {
-            let mut command = Command::new("taskset");
-            command.args(["-c", "0"]).arg(meshd);
-            let certs = self.dir.join(workload);
-            let certs = certs.to_str().context("a UTF-8 temp dir")?;
-            let args = [
-                "--cores",
-                "1",
-                "--io-driver",
-                driver,
-                "--workload",
-                workload,
-                "--certs",
-                certs,
-                "--watch-interval",
-                "0s",
-            ];
-            Ok(Sidecar::start_with(command, snapshot, &args)?)
-        };
         let b_snapshot = self.compile("pair-b", &self.config("127.0.0.1:9", mode, per_request))?;
-        let b = start(&b_snapshot, "b")?;
+        let b = self.start_meshd(meshd, &b_snapshot, "b", driver)?;
         let endpoint = b.inbound.context("B's inbound listener")?.to_string();
         let a_snapshot = self.compile("pair-a", &self.config(&endpoint, mode, per_request))?;
-        let a = start(&a_snapshot, "a")?;
+        let a = self.start_meshd(meshd, &a_snapshot, "a", driver)?;
         let outbound = a.outbound;
-        let name = if a.io_driver == "epoll" {
-            "epoll"
-        } else {
-            "io_uring"
-        };
+        let name = driver_name(&a);
         let parts = vec![
             Target::Meshd(a, String::new()),
             Target::Meshd(b, String::new()),
         ];
         Ok((Target::Pair(parts, format!("{label} ({name})")), outbound))
+    }
+
+    /// meshd B (strict mTLS) behind Envoy A, whose cluster speaks HTTP/2 or HTTP/1.1 to it;
+    /// only B's CPU and memory count.
+    fn meshd_behind_envoy(
+        &self,
+        meshd: &Path,
+        h2: bool,
+        driver: &str,
+    ) -> anyhow::Result<(Target, SocketAddr)> {
+        let b_snapshot = self.compile("pair-b", &self.config("127.0.0.1:9", "strict", false))?;
+        let b = self.start_meshd(meshd, &b_snapshot, "b", driver)?;
+        let b_listen = b.inbound.context("B's inbound listener")?;
+        let a_listen = free_port()?;
+        let a_certs = self.dir.join("a");
+        let to_b = Mtls {
+            certs: &a_certs,
+            peer: B_ID,
+            h2,
+        };
+        let a = envoy::bootstrap(
+            &[envoy::listener("a", a_listen, "b", None)],
+            &[envoy::cluster("b", b_listen, Some(to_b))],
+        );
+        let path = self.dir.join("envoy-a.yaml");
+        std::fs::write(&path, a)?;
+        let envoy = spawn_envoy(&path)?;
+        wait_listening(a_listen)?;
+        let protocol = if h2 { "HTTP/2" } else { "HTTP/1.1" };
+        let label = format!(
+            "meshd B alone, Envoy A calling it in {protocol} ({})",
+            driver_name(&b)
+        );
+        let parts = vec![Target::Feeder(envoy), Target::Meshd(b, String::new())];
+        Ok((Target::Pair(parts, label), a_listen))
     }
 
     fn envoy_pair(&self, mtls: bool) -> anyhow::Result<(Target, SocketAddr)> {
@@ -157,5 +203,14 @@ impl Setup {
             "Envoy pair plaintext"
         };
         Ok((Target::Pair(parts, label.to_owned()), a_listen))
+    }
+}
+
+/// The driver a sidecar reported, as the tables name it.
+fn driver_name(sidecar: &Sidecar) -> &'static str {
+    if sidecar.io_driver == "epoll" {
+        "epoll"
+    } else {
+        "io_uring"
     }
 }

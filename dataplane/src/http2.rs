@@ -109,7 +109,9 @@ async fn exchange(
     let bridge = Bridge::new(request_bytes, response_bytes, peer, identity);
     let down = Conn::from_stream(Stream::bridged(bridge));
     let served = async {
-        let http1 = serve_http1(down, Direction::Inbound, peer.ip(), core);
+        // Boxed: the HTTP/1.1 path's future is large (head buffers), and inline it would be
+        // copied with every move of this task's future (spawn, task cell) per stream.
+        let http1 = Box::pin(serve_http1(down, Direction::Inbound, peer.ip(), core));
         let is_head = parts.method == Method::HEAD;
         let relayed = relay_response(from_http1, &mut respond, &parts.method, is_head);
         let ((), relayed) = monoio::join!(http1, relayed);

@@ -3,7 +3,7 @@
 //! buffers; ciphertext moves through the socket with `Pending` mapped to `WouldBlock` for
 //! rustls's synchronous `read_tls`/`write_tls`.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead as _, Read, Write};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -93,10 +93,15 @@ impl AsyncRead for PollTls {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            match this.session.reader().read(buf.initialize_unfilled()) {
+            // Copied out of rustls's buffer: reading into `buf` would first zero all of its
+            // unfilled part, h2's whole read buffer, on every read.
+            let mut reader = this.session.reader();
+            match reader.fill_buf() {
                 // Zero bytes: the peer's close_notify, the end of the stream.
-                Ok(n) => {
-                    buf.advance(n);
+                Ok(plaintext) => {
+                    let n = plaintext.len().min(buf.remaining());
+                    buf.put_slice(&plaintext[..n]);
+                    reader.consume(n);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
