@@ -226,8 +226,14 @@ fn bad_snapshots_from_the_file_or_sighup_are_refused_with_a_log_line(driver: &st
     let args = ["--watch-interval", "20ms"];
     let meshd = start_logged(&snapshot, driver, &args, &log_path);
     let log = || std::fs::read_to_string(&log_path).unwrap();
-    let refusals = || log().lines().filter(|l| l.contains("refused")).count();
     let expected = format!("still serving {}", meshd.snapshot_hash);
+    // Only whole lines: stderr is unbuffered, so a line can be read half written.
+    let refusals = || {
+        log()
+            .lines()
+            .filter(|l| l.contains("refused") && l.ends_with(&expected))
+            .count()
+    };
 
     // Truncated mid-header, as a copy cut short would leave it.
     let good = std::fs::read(&snapshot).unwrap();
