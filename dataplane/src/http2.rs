@@ -59,6 +59,14 @@ pub async fn serve(tls: TlsStream, peer: SocketAddr, core: &Rc<Core>) {
         return;
     };
     let in_flight = Rc::new(std::cell::Cell::new(0usize));
+    let spawn_exchange = |request, respond| {
+        let (core, identity, in_flight) = (core.clone(), identity.clone(), in_flight.clone());
+        in_flight.set(in_flight.get() + 1);
+        monoio::spawn(async move {
+            exchange(request, respond, peer, identity, &core).await;
+            in_flight.set(in_flight.get() - 1);
+        });
+    };
     loop {
         let idle = monoio::time::sleep(core.settings.idle_timeout);
         let accepted = monoio::select! {
@@ -74,16 +82,14 @@ pub async fn serve(tls: TlsStream, peer: SocketAddr, core: &Rc<Core>) {
         let Some(Ok((request, respond))) = accepted else {
             return;
         };
-        let (core, identity, in_flight) = (core.clone(), identity.clone(), in_flight.clone());
-        in_flight.set(in_flight.get() + 1);
-        monoio::spawn(async move {
-            exchange(request, respond, peer, identity, &core).await;
-            in_flight.set(in_flight.get() - 1);
-        });
+        spawn_exchange(request, respond);
     }
-    // GOAWAY: no new streams; the connection is driven until those in flight are done.
+    // GOAWAY. Streams the client opened before it saw it are below the final GOAWAY's last
+    // stream id, so they must be served: keep accepting until the connection closes.
     connection.graceful_shutdown();
-    let _ = poll_fn(|cx| connection.poll_closed(cx)).await;
+    while let Some(Ok((request, respond))) = connection.accept().await {
+        spawn_exchange(request, respond);
+    }
 }
 
 /// One request stream, through a bridge to the HTTP/1.1 request path and back.
