@@ -84,6 +84,7 @@ impl AdminState {
             serde_json::json!({
                 "inbound_handshakes": t.inbound_handshakes,
                 "inbound_h2_connections": t.inbound_h2,
+                "inbound_h2_reset_floods": t.inbound_h2_reset_floods,
                 "inbound_handshake_failures": t.inbound_failures,
                 "plaintext_refused": t.plaintext_refused,
                 "outbound_handshakes": t.outbound_handshakes,

@@ -10,16 +10,27 @@
 //! HTTP/1.1 response is parsed back into HEADERS and DATA, sent as the client's window
 //! allows. The bridge's channels are bounded, so neither direction buffers more than a few
 //! chunks.
+//!
+//! A client's RST_STREAM cancels its exchange at once (the application connection is
+//! dropped), and a connection whose streams are mostly reset before their responses end is
+//! closed with GOAWAY `ENHANCE_YOUR_CALM`, as Envoy does: opening and resetting streams in a
+//! loop would otherwise cost the application a request each while staying under
+//! `MAX_CONCURRENT_STREAMS`.
 
-use std::future::poll_fn;
+use std::cell::Cell;
+use std::future::{poll_fn, Future as _};
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use monoio::time::{Instant, Sleep};
 use tokio::sync::mpsc;
 
 use crate::conn::Conn;
@@ -42,9 +53,70 @@ const BRIDGE_CHUNKS: usize = 4;
 /// Largest piece of a response body handed to h2 at once.
 const MAX_DATA_PIECE: usize = 16 * 1024;
 
+/// Streams a connection must have finished before its share of premature resets is judged
+/// (Envoy's `premature_reset_total_stream_count` is 500; half of it is the earliest check).
+const PREMATURE_RESET_WINDOW: u32 = 100;
+
+/// How one stream's exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamEnd {
+    /// The response went out whole, or the stream was refused or reset by us.
+    Served,
+    /// The client reset the stream before its response ended.
+    ResetByClient,
+}
+
+/// The streams of one connection: how many run, when the last one ended (the idle timer
+/// runs from then), and how many were reset by the client before their response ended.
+#[derive(Debug)]
+struct Streams {
+    in_flight: Cell<usize>,
+    last_end: Cell<Instant>,
+    ended: Cell<u32>,
+    premature_resets: Cell<u32>,
+}
+
+impl Streams {
+    fn new(now: Instant) -> Self {
+        Self {
+            in_flight: Cell::new(0),
+            last_end: Cell::new(now),
+            ended: Cell::new(0),
+            premature_resets: Cell::new(0),
+        }
+    }
+
+    fn started(&self) {
+        self.in_flight.set(self.in_flight.get() + 1);
+    }
+
+    fn ended(&self, how: StreamEnd, now: Instant) {
+        self.in_flight.set(self.in_flight.get() - 1);
+        self.last_end.set(now);
+        self.ended.set(self.ended.get().saturating_add(1));
+        if how == StreamEnd::ResetByClient {
+            let resets = self.premature_resets.get().saturating_add(1);
+            self.premature_resets.set(resets);
+        }
+    }
+
+    /// When the connection has idled for `idle`: `idle` after the last stream ended, or
+    /// `None` while a stream runs.
+    fn idle_deadline(&self, idle: Duration) -> Option<Instant> {
+        (self.in_flight.get() == 0).then(|| self.last_end.get() + idle)
+    }
+
+    /// Whether the client resets too many of its streams: at least half of a window's worth,
+    /// and at least half of the streams that ended.
+    fn resets_too_many(&self) -> bool {
+        let resets = self.premature_resets.get();
+        resets >= PREMATURE_RESET_WINDOW / 2 && resets.saturating_mul(2) >= self.ended.get()
+    }
+}
+
 /// Serves an HTTP/2 connection from `peer` on `tls` (handshake done, ALPN `h2`) until the
-/// client closes it, it sits idle past the idle timeout, or the core drains (GOAWAY, then the
-/// streams in flight finish).
+/// client closes it, it sits idle past the idle timeout after its last stream, or the core
+/// drains (GOAWAY, then the streams in flight finish).
 pub async fn serve(tls: TlsStream, peer: SocketAddr, core: &Rc<Core>) {
     let identity = tls.peer_identity().map(str::to_owned);
     let Ok(io) = tls.into_poll() else {
@@ -58,30 +130,43 @@ pub async fn serve(tls: TlsStream, peer: SocketAddr, core: &Rc<Core>) {
     let Ok(Ok(mut connection)) = handshake.await else {
         return;
     };
-    let in_flight = Rc::new(std::cell::Cell::new(0usize));
+    let streams = Rc::new(Streams::new(Instant::now()));
     let spawn_exchange = |request, respond| {
-        let (core, identity, in_flight) = (core.clone(), identity.clone(), in_flight.clone());
-        in_flight.set(in_flight.get() + 1);
+        let (core, identity, streams) = (core.clone(), identity.clone(), streams.clone());
+        streams.started();
         monoio::spawn(async move {
-            exchange(request, respond, peer, identity, &core).await;
-            in_flight.set(in_flight.get() - 1);
+            let end = exchange(request, respond, peer, identity, &core).await;
+            streams.ended(end, Instant::now());
         });
     };
+    let idle = core.settings.idle_timeout;
     loop {
-        let idle = monoio::time::sleep(core.settings.idle_timeout);
+        let deadline = streams
+            .idle_deadline(idle)
+            .unwrap_or_else(|| Instant::now() + idle);
         let accepted = monoio::select! {
             _ = core.drain.wait() => break,
-            _ = idle => {
-                if in_flight.get() == 0 {
-                    break;
+            _ = monoio::time::sleep_until(deadline) => {
+                // A stream that ran when the timer was set may have ended since: the timer
+                // is set again from its end.
+                match streams.idle_deadline(idle) {
+                    Some(deadline) if deadline <= Instant::now() => break,
+                    _ => continue,
                 }
-                continue;
             }
             accepted = connection.accept() => accepted,
         };
         let Some(Ok((request, respond))) = accepted else {
             return;
         };
+        if streams.resets_too_many() {
+            core.count_authn(|c| c.inbound_h2_reset_floods += 1);
+            connection.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+            drop((request, respond));
+            // Flush the GOAWAY; streams the client opens meanwhile are refused by h2.
+            while let Some(Ok(_)) = connection.accept().await {}
+            return;
+        }
         spawn_exchange(request, respond);
     }
     // GOAWAY. Streams the client opened before it saw it are below the final GOAWAY's last
@@ -99,30 +184,63 @@ async fn exchange(
     peer: SocketAddr,
     identity: Option<String>,
     core: &Rc<Core>,
-) {
+) -> StreamEnd {
     let (parts, body) = request.into_parts();
     let has_body = !body.is_end_stream();
-    let Some((head, chunked)) = http1_request_head(&parts, has_body) else {
-        let refused = Response::builder()
-            .status(StatusCode::NOT_IMPLEMENTED)
-            .body(())
-            .unwrap_or_default();
-        let _ = respond.send_response(refused, true);
-        return;
+    let (head, chunked) = match http1_request_head(&parts, has_body) {
+        Ok(bridged) => bridged,
+        Err(status) => {
+            let _ = respond.send_response(local_response(status), true);
+            return StreamEnd::Served;
+        }
     };
     let (to_http1, request_bytes) = mpsc::channel(BRIDGE_CHUNKS);
     let (response_bytes, from_http1) = mpsc::channel(BRIDGE_CHUNKS);
     let bridge = Bridge::new(request_bytes, response_bytes, peer, identity);
     let down = Conn::from_stream(Stream::bridged(bridge));
+    let stall_limit = core.settings.idle_timeout;
     let served = async {
-        // Boxed: the HTTP/1.1 path's future is large (head buffers), and inline it would be
-        // copied with every move of this task's future (spawn, task cell) per stream.
-        let http1 = Box::pin(serve_http1(down, Direction::Inbound, peer.ip(), core));
-        let is_head = parts.method == Method::HEAD;
-        let relayed = relay_response(from_http1, &mut respond, &parts.method, is_head);
-        let ((), relayed) = monoio::join!(http1, relayed);
-        if relayed.is_err() {
-            respond.send_reset(Reason::INTERNAL_ERROR);
+        let relayed = {
+            // Boxed: the HTTP/1.1 path's future is large (head buffers), and inline it would
+            // be copied with every move of this task's future (spawn, task cell) per stream.
+            let mut http1 = Box::pin(serve_http1(down, Direction::Inbound, peer.ip(), core));
+            let is_head = parts.method == Method::HEAD;
+            let mut relayed = pin!(relay_response(
+                from_http1,
+                &mut respond,
+                &parts.method,
+                is_head,
+                stall_limit
+            ));
+            // A relay that fails drops the HTTP/1.1 side with it (and its application
+            // connection); one that succeeds lets it finish.
+            monoio::select! {
+                () = &mut http1 => relayed.await,
+                relayed = &mut relayed => {
+                    if relayed.is_ok() {
+                        http1.await;
+                    }
+                    relayed
+                }
+            }
+        };
+        match relayed {
+            Ok(()) => StreamEnd::Served,
+            Err(Unrelayable::Reset) => StreamEnd::ResetByClient,
+            Err(Unrelayable::Stalled) => {
+                respond.send_reset(Reason::CANCEL);
+                StreamEnd::Served
+            }
+            Err(Unrelayable::Untranslatable | Unrelayable::Truncated) => {
+                // Before the head went out the client gets a 502; after, a reset.
+                if respond
+                    .send_response(local_response(StatusCode::BAD_GATEWAY), true)
+                    .is_err()
+                {
+                    respond.send_reset(Reason::INTERNAL_ERROR);
+                }
+                StreamEnd::Served
+            }
         }
     };
     // The request body is pumped for as long as the exchange lasts; a response that comes
@@ -132,16 +250,27 @@ async fn exchange(
         std::future::pending::<()>().await;
     };
     monoio::select! {
-        () = served => {}
-        () = pumped => {}
+        end = served => end,
+        () = pumped => StreamEnd::Served,
     }
 }
 
+/// A response meshd makes itself, without a body.
+fn local_response(status: StatusCode) -> Response<()> {
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    response
+}
+
 /// The HTTP/1.1 head for an h2 request, and whether its body goes chunked (it has one and no
-/// `content-length`); `None` for CONNECT, which the bridge does not tunnel.
-fn http1_request_head(parts: &http::request::Parts, has_body: bool) -> Option<(Vec<u8>, bool)> {
+/// `content-length`); the status to refuse it with otherwise: 501 for CONNECT, which the
+/// bridge does not tunnel.
+fn http1_request_head(
+    parts: &http::request::Parts,
+    has_body: bool,
+) -> Result<(Vec<u8>, bool), StatusCode> {
     if parts.method == Method::CONNECT {
-        return None;
+        return Err(StatusCode::NOT_IMPLEMENTED);
     }
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut head = Vec::with_capacity(512);
@@ -154,10 +283,18 @@ fn http1_request_head(parts: &http::request::Parts, has_body: bool) -> Option<(V
         push_header(&mut head, "host", authority.as_bytes());
     }
     let mut cookies: Vec<&[u8]> = Vec::new();
+    let mut has_length = false;
     for (name, value) in &parts.headers {
         match name {
             // RFC 9113 §8.2.3: cookie crumbs are joined for an HTTP/1.1 hop.
             n if n == header::COOKIE => cookies.push(value.as_bytes()),
+            // h2 has refused differing values; repeats of the same one go once, as the
+            // HTTP/1.1 side refuses any repeat.
+            n if n == header::CONTENT_LENGTH && has_length => {}
+            n if n == header::CONTENT_LENGTH => {
+                has_length = true;
+                push_header(&mut head, n.as_str(), value.as_bytes());
+            }
             n if n == header::HOST && authority.is_some() => {}
             n if is_connection_specific(n) || n == header::EXPECT => {}
             n => push_header(&mut head, n.as_str(), value.as_bytes()),
@@ -166,12 +303,12 @@ fn http1_request_head(parts: &http::request::Parts, has_body: bool) -> Option<(V
     if !cookies.is_empty() {
         push_header(&mut head, "cookie", &cookies.join(&b"; "[..]));
     }
-    let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    let chunked = has_body && !has_length;
     if chunked {
         push_header(&mut head, "transfer-encoding", b"chunked");
     }
     head.extend_from_slice(b"\r\n");
-    Some((head, chunked))
+    Ok((head, chunked))
 }
 
 fn push_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -233,22 +370,52 @@ async fn pump_request(
     }
 }
 
-/// Why a response could not be relayed; the stream is then reset.
-#[derive(Debug)]
-struct Unrelayable;
+/// Why a response could not be relayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unrelayable {
+    /// The client reset the stream, or the connection is gone: nothing more can be sent.
+    Reset,
+    /// The client's flow-control window stayed shut for the idle timeout.
+    Stalled,
+    /// The HTTP/1.1 response cannot be said in HTTP/2 (a transfer-coding other than
+    /// chunked, a header value h2 refuses).
+    Untranslatable,
+    /// The HTTP/1.1 side ended before the response did.
+    Truncated,
+}
 
 impl From<h2::Error> for Unrelayable {
     fn from(_: h2::Error) -> Self {
-        Self
+        Self::Reset
     }
 }
 
-/// Reads the HTTP/1.1 response out of the bridge and sends it as h2 HEADERS and DATA.
+/// The next piece of the HTTP/1.1 response, `None` at its end; or [`Unrelayable::Reset`]
+/// as soon as `poll_reset` says the client reset the stream.
+async fn next_piece(
+    from_http1: &mut mpsc::Receiver<Vec<u8>>,
+    mut poll_reset: impl FnMut(&mut Context<'_>) -> Poll<Result<Reason, h2::Error>>,
+) -> Result<Option<Vec<u8>>, Unrelayable> {
+    poll_fn(|cx| {
+        if let Poll::Ready(piece) = from_http1.poll_recv(cx) {
+            return Poll::Ready(Ok(piece));
+        }
+        match poll_reset(cx) {
+            Poll::Ready(_) => Poll::Ready(Err(Unrelayable::Reset)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Reads the HTTP/1.1 response out of the bridge and sends it as h2 HEADERS and DATA; a
+/// client window that stays shut through a whole `stall_limit` fails it.
 async fn relay_response(
     mut from_http1: mpsc::Receiver<Vec<u8>>,
     respond: &mut SendResponse<Bytes>,
     method: &Method,
     is_head: bool,
+    stall_limit: Duration,
 ) -> Result<(), Unrelayable> {
     let mut buf = Vec::new();
     let (response, framing) = loop {
@@ -256,12 +423,12 @@ async fn relay_response(
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             match parse_response(&buf, &mut headers, method.as_str()) {
                 Ok(Some(head)) => Some((
-                    h2_response(&head).ok_or(Unrelayable)?,
+                    h2_response(&head).ok_or(Unrelayable::Untranslatable)?,
                     head.framing,
                     head.len,
                 )),
                 Ok(None) => None,
-                Err(_) => return Err(Unrelayable),
+                Err(_) => return Err(Unrelayable::Untranslatable),
             }
         };
         match parsed {
@@ -273,7 +440,10 @@ async fn relay_response(
                 buf.drain(..len);
                 break (response, framing);
             }
-            None => buf.extend_from_slice(&from_http1.recv().await.ok_or(Unrelayable)?),
+            None => {
+                let piece = next_piece(&mut from_http1, |cx| respond.poll_reset(cx)).await?;
+                buf.extend_from_slice(&piece.ok_or(Unrelayable::Truncated)?);
+            }
         }
     };
     let framing = if is_head { BodyFraming::None } else { framing };
@@ -282,43 +452,69 @@ async fn relay_response(
         return Ok(());
     }
     let mut send = respond.send_response(response, false)?;
+    let mut sender = DataSender {
+        send: &mut send,
+        stall_limit,
+        stall_timer: None,
+        grants: 0,
+        grants_at_timer: 0,
+    };
     match framing {
         BodyFraming::Length(mut left) => {
             while left > 0 {
                 if buf.is_empty() {
-                    buf = from_http1.recv().await.ok_or(Unrelayable)?;
+                    buf = sender
+                        .next_piece(&mut from_http1)
+                        .await?
+                        .ok_or(Unrelayable::Truncated)?;
                 }
                 let take = (buf.len() as u64).min(left) as usize;
                 left -= take as u64;
-                let piece = Bytes::copy_from_slice(&buf[..take]);
-                buf.drain(..take);
-                send_data(&mut send, piece, left == 0).await?;
+                let piece = if take == buf.len() {
+                    Bytes::from(std::mem::take(&mut buf))
+                } else {
+                    let piece = Bytes::copy_from_slice(&buf[..take]);
+                    buf.drain(..take);
+                    piece
+                };
+                sender.send(piece, left == 0).await?;
             }
         }
         BodyFraming::Chunked => {
             let mut scanner = ChunkedScanner::default();
             let mut data = Vec::new();
             loop {
-                let used = scanner.decode(&buf, &mut data).map_err(|_| Unrelayable)?;
+                let used = scanner
+                    .decode(&buf, &mut data)
+                    .map_err(|_| Unrelayable::Truncated)?;
                 buf.drain(..used);
                 if scanner.is_done() {
-                    send_data(&mut send, Bytes::from(std::mem::take(&mut data)), true).await?;
+                    sender
+                        .send(Bytes::from(std::mem::take(&mut data)), true)
+                        .await?;
                     break;
                 }
                 if !data.is_empty() {
-                    send_data(&mut send, Bytes::from(std::mem::take(&mut data)), false).await?;
+                    sender
+                        .send(Bytes::from(std::mem::take(&mut data)), false)
+                        .await?;
                 }
-                buf = from_http1.recv().await.ok_or(Unrelayable)?;
+                buf = sender
+                    .next_piece(&mut from_http1)
+                    .await?
+                    .ok_or(Unrelayable::Truncated)?;
             }
         }
         BodyFraming::UntilClose => {
             if !buf.is_empty() {
-                send_data(&mut send, Bytes::from(std::mem::take(&mut buf)), false).await?;
+                sender
+                    .send(Bytes::from(std::mem::take(&mut buf)), false)
+                    .await?;
             }
-            while let Some(chunk) = from_http1.recv().await {
-                send_data(&mut send, Bytes::from(chunk), false).await?;
+            while let Some(chunk) = sender.next_piece(&mut from_http1).await? {
+                sender.send(Bytes::from(chunk), false).await?;
             }
-            send_data(&mut send, Bytes::new(), true).await?;
+            sender.send(Bytes::new(), true).await?;
         }
         BodyFraming::None => {}
     }
@@ -326,13 +522,18 @@ async fn relay_response(
 }
 
 /// The h2 response for an HTTP/1.1 response head, without its connection-specific headers
-/// (names become lower-case); `None` if the status or a header is not valid HTTP.
+/// (names become lower-case); `None` if the status or a header is not valid HTTP, or the
+/// body has a transfer-coding other than chunked (HTTP/2 has no way to say it, and the
+/// client would take the coded bytes for the content).
 fn h2_response(head: &crate::http1::ResponseHead<'_, '_>) -> Option<Response<()>> {
     let mut response = Response::new(());
     *response.status_mut() = StatusCode::from_u16(head.status).ok()?;
     let headers = response.headers_mut();
     for h in head.headers {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        if name == header::TRANSFER_ENCODING && !only_chunked(h.value) {
+            return None;
+        }
         if is_connection_specific(&name) {
             continue;
         }
@@ -341,29 +542,83 @@ fn h2_response(head: &crate::http1::ResponseHead<'_, '_>) -> Option<Response<()>
     Some(response)
 }
 
-/// Sends `data` as the client's flow-control window allows, at most [`MAX_DATA_PIECE`] at a
-/// time; `end` ends the stream with the last piece (or an empty frame if `data` is empty).
-async fn send_data(
-    send: &mut SendStream<Bytes>,
-    mut data: Bytes,
-    end: bool,
-) -> Result<(), Unrelayable> {
-    if data.is_empty() {
-        if end {
-            send.send_data(data, true)?;
-        }
-        return Ok(());
+/// Whether a transfer-encoding value lists no coding but `chunked`.
+fn only_chunked(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .all(|coding| coding.is_empty() || coding.eq_ignore_ascii_case(b"chunked"))
+}
+
+/// The response body's side of a stream once its head went out.
+struct DataSender<'s> {
+    send: &'s mut SendStream<Bytes>,
+    /// How long the client's window may stay shut.
+    stall_limit: Duration,
+    /// Fires each `stall_limit` once the body has waited on the window; the stream is
+    /// stalled if no capacity was granted since it was set. One timer for the body, made at
+    /// the first wait and re-armed only when it fires: a timer per wait cost 2 % of an
+    /// HTTP/2 request's instructions, and a timer is 640 bytes, boxed so the exchange's
+    /// future (copied when spawned) stays small.
+    stall_timer: Option<Pin<Box<Sleep>>>,
+    grants: u64,
+    grants_at_timer: u64,
+}
+
+impl DataSender<'_> {
+    /// The next piece of the HTTP/1.1 response (see [`next_piece`]).
+    async fn next_piece(
+        &mut self,
+        from_http1: &mut mpsc::Receiver<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, Unrelayable> {
+        next_piece(from_http1, |cx| self.send.poll_reset(cx)).await
     }
-    while !data.is_empty() {
-        send.reserve_capacity(data.len().min(MAX_DATA_PIECE));
-        let granted = poll_fn(|cx| send.poll_capacity(cx))
-            .await
-            .ok_or(Unrelayable)??;
-        if granted == 0 {
-            continue;
+
+    /// Sends `data` as the client's flow-control window allows, at most [`MAX_DATA_PIECE`]
+    /// at a time; `end` ends the stream with the last piece (or an empty frame if `data` is
+    /// empty).
+    async fn send(&mut self, mut data: Bytes, end: bool) -> Result<(), Unrelayable> {
+        if data.is_empty() {
+            if end {
+                self.send.send_data(data, true)?;
+            }
+            return Ok(());
         }
-        let piece = data.split_to(granted.min(data.len()));
-        send.send_data(piece, end && data.is_empty())?;
+        while !data.is_empty() {
+            self.send.reserve_capacity(data.len().min(MAX_DATA_PIECE));
+            let granted = poll_fn(|cx| self.poll_capacity(cx)).await?;
+            if granted == 0 {
+                continue;
+            }
+            self.grants += 1;
+            let piece = data.split_to(granted.min(data.len()));
+            self.send.send_data(piece, end && data.is_empty())?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Capacity granted by the client's window, or why none will be.
+    fn poll_capacity(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Unrelayable>> {
+        match self.send.poll_capacity(cx) {
+            Poll::Ready(Some(Ok(granted))) => return Poll::Ready(Ok(granted)),
+            Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(Err(Unrelayable::Reset)),
+            Poll::Pending => {}
+        }
+        if self.send.poll_reset(cx).is_ready() {
+            return Poll::Ready(Err(Unrelayable::Reset));
+        }
+        let limit = self.stall_limit;
+        let timer = self.stall_timer.get_or_insert_with(|| {
+            self.grants_at_timer = self.grants;
+            Box::pin(monoio::time::sleep(limit))
+        });
+        while timer.as_mut().poll(cx).is_ready() {
+            if self.grants == self.grants_at_timer {
+                return Poll::Ready(Err(Unrelayable::Stalled));
+            }
+            self.grants_at_timer = self.grants;
+            timer.as_mut().reset(Instant::now() + limit);
+        }
+        Poll::Pending
+    }
 }

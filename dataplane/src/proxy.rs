@@ -73,6 +73,7 @@ pub async fn serve_connection(
             Some(Accepted::Http1(accepted)) => down = accepted,
             Some(Accepted::Http2(tls)) => {
                 if let Ok(addr) = tls.tcp().peer_addr() {
+                    let addr = std::net::SocketAddr::new(peer, addr.port());
                     http2::serve(*tls, addr, &core).await;
                 }
                 core.active.set(core.active.get() - 1);

@@ -23,6 +23,8 @@ pub struct AuthnUsage {
     pub inbound_handshakes: u64,
     /// Of those, connections that chose HTTP/2 by ALPN.
     pub inbound_h2: u64,
+    /// HTTP/2 connections closed (GOAWAY `ENHANCE_YOUR_CALM`) for resetting most streams.
+    pub inbound_h2_reset_floods: u64,
     /// Inbound TLS connections whose handshake failed (no or a bad client certificate, ...).
     pub inbound_failures: u64,
     /// Inbound plaintext connections refused by strict mTLS.
@@ -43,6 +45,7 @@ impl AuthnUsage {
     fn add(&mut self, other: &Self) {
         self.inbound_handshakes += other.inbound_handshakes;
         self.inbound_h2 += other.inbound_h2;
+        self.inbound_h2_reset_floods += other.inbound_h2_reset_floods;
         self.inbound_failures += other.inbound_failures;
         self.plaintext_refused += other.plaintext_refused;
         self.outbound_handshakes += other.outbound_handshakes;

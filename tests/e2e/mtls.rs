@@ -102,16 +102,14 @@ impl Pair {
         policy: &str,
         extra: &str,
     ) -> Self {
-        let scratch = Scratch::new();
-        Self::start_in(
-            scratch,
-            driver,
-            mode,
-            server_workload,
-            server_id,
-            policy,
-            extra,
-        )
+        let server = (server_workload, server_id);
+        Self::start_in(Scratch::new(), driver, mode, server, policy, extra, &[])
+    }
+
+    /// Like [`Self::start`] for `reviews` in strict mode, with `b_args` added to B's.
+    fn start_b_with_args(driver: &str, b_args: &[&str]) -> Self {
+        let server = ("reviews", REVIEWS);
+        Self::start_in(Scratch::new(), driver, "strict", server, "", "", b_args)
     }
 
     /// Like [`Self::start_with`] for `reviews` with `extra`, after `prepare` has put the
@@ -124,18 +122,20 @@ impl Pair {
     ) -> (Self, T) {
         let scratch = Scratch::new();
         let made = prepare(&scratch);
-        let pair = Self::start_in(scratch, driver, mode, "reviews", REVIEWS, "", extra);
+        let server = ("reviews", REVIEWS);
+        let pair = Self::start_in(scratch, driver, mode, server, "", extra, &[]);
         (pair, made)
     }
 
+    /// B runs as `server` (workload, identity) with `b_extra` added to its arguments.
     fn start_in(
         scratch: Scratch,
         driver: &str,
         mode: &str,
-        server_workload: &str,
-        server_id: &str,
+        (server_workload, server_id): (&str, &str),
         policy: &str,
         extra: &str,
+        b_extra: &[&str],
     ) -> Self {
         let ca = new_ca(&scratch, false);
         let (a_certs, b_certs) = (scratch.path().join("a"), scratch.path().join("b"));
@@ -145,7 +145,7 @@ impl Pair {
         // B first: its inbound address is the service's endpoint in A's snapshot.
         let placeholder = config_with("127.0.0.1:9", &upstream, mode, policy, extra);
         let b_snapshot = compile_as(&scratch, "b", &placeholder);
-        let b_args = [
+        let mut b_args = vec![
             "--workload",
             server_workload,
             "--certs",
@@ -153,6 +153,7 @@ impl Pair {
             "--watch-interval",
             "20ms",
         ];
+        b_args.extend_from_slice(b_extra);
         let b_log = scratch.path().join("b.log");
         let b = start_logged(&b_snapshot, driver, &b_args, &b_log);
         let endpoint = b.inbound.unwrap().to_string();

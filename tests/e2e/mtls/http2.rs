@@ -1,12 +1,20 @@
 //! HTTP/2 on meshd's inbound: a client offering ALPN `h2` (curl, built on nghttp2) gets
 //! HTTP/2, each stream bridged to the application's HTTP/1.1 with the caller's identity;
 //! bodies without a length, bodies beyond the flow-control windows and concurrent streams on
-//! one connection all arrive whole.
+//! one connection all arrive whole. With a client of the tests' own: a reset stream stops its
+//! application request at once, a connection resetting stream after stream is sent away, a
+//! window kept shut has its stream reset, and what HTTP/2 cannot carry is a 502.
 
 use std::io::Write as _;
 use std::process::Stdio;
 
+use bytes::Bytes;
+use h2::Reason;
+
+use self::client::H2Client;
 use super::*;
+
+mod client;
 
 /// curl with A's certificate against B's inbound, with `args`, then `paths` (each a URL on
 /// B), `stdin` as its input; its stdout and stderr (it must succeed).
@@ -82,3 +90,114 @@ fn curl_speaks_h2_to_the_inbound_side(driver: &str) {
 }
 
 on_both_drivers!(curl_speaks_h2_to_the_inbound_side);
+
+/// A connection of the tests' own HTTP/2 client to B's inbound, as A.
+fn h2_client(pair: &Pair, window: u32) -> H2Client {
+    let certs = pair.scratch.path().join("a");
+    H2Client::connect(pair.b.inbound.unwrap(), &certs, window)
+}
+
+fn get(path: &str) -> http::Request<()> {
+    let uri = format!("https://reviews{path}");
+    http::Request::get(uri).body(()).unwrap()
+}
+
+/// B's arguments making the application timeout longer than any wait of a test, so a held
+/// request can only end early by the client's doing.
+const PATIENT: [&str; 2] = ["--upstream-timeout", "60s"];
+
+fn a_client_reset_stops_the_application_request(driver: &str) {
+    let pair = Pair::start_b_with_args(driver, &PATIENT);
+    let mut client = h2_client(&pair, 65_535);
+    pair.upstream.hold_next(1);
+    let (_response, mut stream) = client.open(get("/held"), true).unwrap();
+    wait_until(|| pair.upstream.requests() == 1);
+    stream.send_reset(Reason::CANCEL);
+    // B drops the application connection now, not when the application answers.
+    wait_until(|| pair.upstream.abandoned() == 1);
+    // The connection serves on.
+    let (response, _) = client.open(get("/"), true).unwrap();
+    let status = client.run(response).unwrap().status();
+    assert_eq!(status, 200);
+}
+
+on_both_drivers!(a_client_reset_stops_the_application_request);
+
+fn a_client_resetting_stream_after_stream_is_sent_away(driver: &str) {
+    let pair = Pair::start_b_with_args(driver, &PATIENT);
+    let mut client = h2_client(&pair, 65_535);
+    // Every request stalls at the application, so each reset comes before its response.
+    pair.upstream.hold_next(u64::MAX);
+    let mut opened = 0;
+    while opened < 500 && !client.is_closed() {
+        let Some((_response, mut stream)) = client.open(get("/"), true) else {
+            break;
+        };
+        opened += 1;
+        wait_until(|| pair.upstream.requests() == opened || client.is_closed());
+        stream.send_reset(Reason::CANCEL);
+    }
+    let error = client.closed().expect_err("a GOAWAY");
+    assert!(error.is_go_away() && error.is_remote(), "{error}");
+    assert_eq!(error.reason(), Some(Reason::ENHANCE_YOUR_CALM), "{error}");
+    // Sent away once half a window of streams was reset, with the lag of its bookkeeping.
+    assert!((50..=100).contains(&opened), "{opened} streams");
+    // Every reset stopped its application request.
+    wait_until(|| pair.upstream.abandoned() == pair.upstream.requests());
+    wait_until(|| tls_counts(pair.b.admin)["inbound_h2_reset_floods"] == 1);
+}
+
+on_both_drivers!(a_client_resetting_stream_after_stream_is_sent_away);
+
+fn a_window_kept_shut_gets_the_stream_reset(driver: &str) {
+    let pair = Pair::start_b_with_args(driver, &["--idle-timeout", "1s"]);
+    // No window at all: B can send the head, never a byte of the body.
+    let mut client = h2_client(&pair, 0);
+    let (response, _) = client
+        .open(get("/chunked?chunks=4&size=65536"), true)
+        .unwrap();
+    let response = client.run(response).unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let error = client
+        .run(body.data())
+        .expect("an end")
+        .expect_err("a reset");
+    assert!(error.is_reset() && error.is_remote(), "{error}");
+    // With the stream gone the connection is idle, and closes (gracefully, though the
+    // client may see the close as an IO error if it was writing then).
+    if let Err(e) = client.closed() {
+        assert!(e.is_io() || e.reason() == Some(Reason::NO_ERROR), "{e}");
+    }
+}
+
+on_both_drivers!(a_window_kept_shut_gets_the_stream_reset);
+
+fn what_http2_cannot_carry_is_a_502_and_a_repeated_length_is_one(driver: &str) {
+    let pair = Pair::start(driver, "strict", "reviews", REVIEWS);
+    // `transfer-encoding: gzip` from the application: HTTP/2 has no way to say it.
+    let (out, _) = curl_h2(&pair, &["-w", "%{http_code}"], &["/fail/gzip-coded"], None);
+    assert_eq!(String::from_utf8_lossy(&out), "502");
+
+    // The same content-length twice is one length (h2 refuses differing ones).
+    let mut client = h2_client(&pair, 65_535);
+    let request = http::Request::post("https://reviews/echo")
+        .header("content-length", "5")
+        .header("content-length", "5")
+        .body(())
+        .unwrap();
+    let (response, mut stream) = client.open(request, false).unwrap();
+    stream
+        .send_data(Bytes::from_static(b"hello"), true)
+        .unwrap();
+    let response = client.run(response).unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut echoed = Vec::new();
+    while let Some(chunk) = client.run(body.data()) {
+        echoed.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(echoed, b"hello");
+}
+
+on_both_drivers!(what_http2_cannot_carry_is_a_502_and_a_repeated_length_is_one);

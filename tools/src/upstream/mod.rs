@@ -6,12 +6,14 @@
 //! `/slow/MS` (answers after MS milliseconds, at most 10 000),
 //! `/early-hints` (a 103 before the 200),
 //! `/fail/close` (no answer), `/fail/truncate` (body cut short), `/fail/garbage` (not HTTP),
-//! `/fail/reset` (a TCP reset in the middle of the body),
+//! `/fail/reset` (a TCP reset in the middle of the body), `/fail/gzip-coded` (a body with
+//! `transfer-encoding: gzip`, delimited by the close),
 //! and anything else answers 200 with the server's name. Every response carries
 //! `x-upstream: <name>` and `content-type: text/plain`.
 //!
 //! A test may make the next requests misbehave whatever their route ([`Upstream::fail_next`]:
-//! answer an error status; [`Upstream::hold_next`]: stall until [`Upstream::release`];
+//! answer an error status; [`Upstream::hold_next`]: stall until [`Upstream::release`], or
+//! until the client goes away ([`Upstream::abandoned`] counts those);
 //! [`Upstream::reset_next`]: reset the connection without answering).
 
 mod serve;
@@ -42,6 +44,8 @@ struct Shared {
     misbehave: Mutex<Option<(u64, Misbehave)>>,
     /// Held requests answer once this is set.
     released: AtomicBool,
+    /// Held requests whose client closed the connection before their release.
+    abandoned: AtomicU64,
     /// Status every request is answered with while nonzero (see [`Upstream::set_failing`]).
     failing: AtomicU16,
 }
@@ -87,6 +91,7 @@ impl Upstream {
             connections: AtomicU64::new(0),
             misbehave: Mutex::new(None),
             released: AtomicBool::new(false),
+            abandoned: AtomicU64::new(0),
             failing: AtomicU16::new(0),
         });
         let acceptor = thread::Builder::new()
@@ -147,6 +152,11 @@ impl Upstream {
     /// without a response byte; later ones follow their routes.
     pub fn reset_next(&self, n: u64) {
         self.set_misbehaviour(n, Misbehave::Reset);
+    }
+
+    /// Held requests whose client (the proxy) closed the connection before their release.
+    pub fn abandoned(&self) -> u64 {
+        self.shared.abandoned.load(Ordering::SeqCst)
     }
 
     /// Lets every held request (and any later one told to hold) answer.

@@ -66,6 +66,9 @@ enum Failure {
     Garbage,
     /// `/fail/reset`: promise 100 bytes, send 10, reset the connection.
     Reset,
+    /// `/fail/gzip-coded`: a body with a transfer-coding other than chunked (`gzip`, legal
+    /// in HTTP/1.1, delimited by the close), which no HTTP/2 response can carry.
+    GzipCoded,
 }
 
 /// Serves requests on `stream` until the peer closes, asks to close, errs, or the server stops.
@@ -133,7 +136,7 @@ fn serve_one(
         None => route,
         Some(Misbehave::Status(code)) => Route::Status(code),
         Some(Misbehave::Hold) => {
-            hold(shared);
+            hold(shared, conn.get_mut())?;
             route
         }
         Some(Misbehave::Reset) => return Err(reset(conn.get_mut())),
@@ -198,6 +201,12 @@ fn serve_one(
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")?;
                     return Err(reset(stream));
                 }
+                Failure::GzipCoded => {
+                    // Not real gzip: only the coding's name matters to a proxy.
+                    stream.write_all(
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\nconnection: close\r\n\r\nnot-really-gzip",
+                    )?;
+                }
             }
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return Ok(false);
@@ -216,15 +225,36 @@ fn reset(stream: &TcpStream) -> io::Error {
 /// Longest a held request waits for its release.
 const MAX_HOLD: Duration = Duration::from_secs(60);
 
-/// Waits until the test releases held requests or the server stops (bounded by [`MAX_HOLD`]).
-fn hold(shared: &Shared) {
+/// Waits until the test releases held requests or the server stops (bounded by [`MAX_HOLD`]);
+/// a client that closes `stream` meanwhile abandons the request, which is counted and ends
+/// the connection.
+fn hold(shared: &Shared, stream: &TcpStream) -> io::Result<()> {
     let deadline = std::time::Instant::now() + MAX_HOLD;
     while !shared.released.load(Ordering::SeqCst)
         && !shared.stop.load(Ordering::SeqCst)
         && std::time::Instant::now() < deadline
     {
+        if peer_closed(stream) {
+            shared.abandoned.fetch_add(1, Ordering::SeqCst);
+            return Err(io::ErrorKind::ConnectionAborted.into());
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
+    Ok(())
+}
+
+/// Whether the peer has closed (or reset) `stream`, without consuming what it sent.
+fn peer_closed(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let closed = match stream.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    };
+    let _ = stream.set_nonblocking(false);
+    closed
 }
 
 /// Answers 400 and asks the caller to close the connection.
@@ -337,6 +367,7 @@ fn route(target: &str) -> Option<Route> {
         "/fail/truncate" => Route::Fail(Failure::Truncate),
         "/fail/garbage" => Route::Fail(Failure::Garbage),
         "/fail/reset" => Route::Fail(Failure::Reset),
+        "/fail/gzip-coded" => Route::Fail(Failure::GzipCoded),
         "/early-hints" => Route::EarlyHints,
         "/chunked" => {
             let (mut chunks, mut size) = (1u64, 1024usize);
