@@ -158,6 +158,8 @@ pub enum Rejection {
     NoKey,
     /// No matching key verifies the signature.
     BadSignature,
+    /// The request carries more than one token: which one speaks for it would be ambiguous.
+    SeveralTokens,
 }
 
 impl fmt::Display for Rejection {
@@ -180,6 +182,10 @@ impl fmt::Display for Rejection {
             Self::Audience => f.write_str("the token's audiences are not allowed"),
             Self::NoKey => f.write_str("the issuer's JWKS has no key for the token's kid and alg"),
             Self::BadSignature => f.write_str("the token's signature does not verify"),
+            Self::SeveralTokens => f.write_str(
+                "the request carries more than one token (Authorization: Bearer headers, \
+                 access_token parameters); send exactly one",
+            ),
         }
     }
 }
@@ -255,6 +261,13 @@ impl Verifier {
             .ok_or(Rejection::Malformed("the header has no string `alg`"))?;
         let alg =
             Alg::parse(alg_name).ok_or_else(|| Rejection::UnsupportedAlg(alg_name.to_owned()))?;
+        // RFC 7515 §4.1.11: extensions listed as critical must be understood, and this
+        // verifier understands none.
+        if header.contains_key("crit") {
+            return Err(Rejection::Malformed(
+                "the header lists `crit` extensions, which are not supported",
+            ));
+        }
         let kid = header.get("kid").and_then(Value::as_str);
         let claims = decode_json(payload, "the payload is not base64url-encoded JSON")?;
         let signature = BASE64URL
@@ -273,13 +286,18 @@ impl Verifier {
         let audiences = string_or_list(claims.get("aud")).ok_or(Rejection::Malformed(
             "`aud` is neither a string nor strings",
         ))?;
+        let sub = match claims.get("sub") {
+            None => None,
+            Some(Value::String(sub)) => Some(sub.as_str()),
+            Some(_) => return Err(Rejection::Malformed("`sub` is not a string")),
+        };
         // The signature covers the first two sections as sent.
         let signed = token.rsplit_once('.').map_or("", |(signed, _)| signed);
 
         let mut first_failure = None;
         for rule in rules {
             match rule.accepts(&audiences, alg, kid, signed.as_bytes(), &signature) {
-                Ok(()) => return Ok((facts(iss, audiences, &claims), window)),
+                Ok(()) => return Ok((facts(iss, sub, audiences, &claims), window)),
                 // Another rule for the same issuer may still accept; report the first failure.
                 Err(rejection) => {
                     first_failure.get_or_insert(rejection);
@@ -309,7 +327,10 @@ impl Issuer {
         let mut candidates = self
             .keys
             .iter()
-            .filter(|k| k.fits(alg) && (kid.is_none() || k.kid.as_deref() == kid))
+            // A key without a kid may have signed any token, as in Envoy's jwt_verify_lib.
+            .filter(|k| {
+                k.fits(alg) && (kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
+            })
             .peekable();
         if candidates.peek().is_none() {
             return Err(Rejection::NoKey);
@@ -332,33 +353,34 @@ pub struct Bearer<'b> {
     pub in_header: bool,
 }
 
-/// The token a request carries: `Authorization: Bearer TOKEN`, else an `access_token` query
-/// parameter (Istio's two default locations).
-pub fn token<'b>(head: &RequestHead<'b, '_>) -> Option<Bearer<'b>> {
-    let from_header = head.headers.iter().find_map(|h| {
+/// The token a request carries, in `Authorization: Bearer TOKEN` or an `access_token` query
+/// parameter (Istio's two default locations); [`Rejection::SeveralTokens`] when it carries
+/// more than one, as only one would be verified and the application might read another.
+pub fn token<'b>(head: &RequestHead<'b, '_>) -> Result<Option<Bearer<'b>>, Rejection> {
+    let in_headers = head.headers.iter().filter_map(|h| {
         if !h.name.eq_ignore_ascii_case("authorization") {
             return None;
         }
         let value = std::str::from_utf8(h.value).ok()?.trim();
         let (scheme, token) = value.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim_start())
+        scheme.eq_ignore_ascii_case("bearer").then(|| Bearer {
+            token: token.trim_start(),
+            in_header: true,
+        })
     });
-    let in_header = |token| Bearer {
-        token,
-        in_header: true,
-    };
-    let in_query = |token| Bearer {
-        token,
-        in_header: false,
-    };
-    from_header.map(in_header).or_else(|| {
-        head.query
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("access_token="))
-            .map(in_query)
-    })
+    let in_query = head.query.split('&').filter_map(|pair| {
+        let token = pair.strip_prefix("access_token=")?;
+        Some(Bearer {
+            token,
+            in_header: false,
+        })
+    });
+    let mut tokens = in_headers.chain(in_query);
+    let first = tokens.next();
+    if tokens.next().is_some() {
+        return Err(Rejection::SeveralTokens);
+    }
+    Ok(first)
 }
 
 fn decode_json(section: &str, what: &'static str) -> Result<Map<String, Value>, Rejection> {
@@ -478,14 +500,19 @@ fn string_or_list(value: Option<&Value>) -> Option<Vec<&str>> {
     }
 }
 
-/// What a verified token contributes to authorization: `iss/sub`, audiences, `azp`, and
-/// every string or string-list claim by its path (nested objects give `[a][b]` paths).
-fn facts(iss: &str, audiences: Vec<&str>, claims: &Map<String, Value>) -> JwtFacts {
-    let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
+/// What a verified token contributes to authorization: `iss/sub` (none without `sub`),
+/// audiences, `azp`, and every string or string-list claim by its path (nested objects give
+/// `[a][b]` paths).
+fn facts(
+    iss: &str,
+    sub: Option<&str>,
+    audiences: Vec<&str>,
+    claims: &Map<String, Value>,
+) -> JwtFacts {
     let mut flat = Vec::new();
     flatten(&mut Vec::new(), claims, &mut flat);
     JwtFacts {
-        principal: format!("{iss}/{sub}"),
+        principal: sub.map(|sub| format!("{iss}/{sub}")),
         audiences: audiences.into_iter().map(str::to_owned).collect(),
         presenter: claims.get("azp").and_then(Value::as_str).map(str::to_owned),
         claims: flat,

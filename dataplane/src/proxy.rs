@@ -1121,19 +1121,27 @@ fn plan_request(
             // A listener shared with permissive ports let this plaintext request in.
             Some((_, _, spec::TlsMode::Strict)) if !peer.is_tls() => Action::Refuse,
             Some((port, addr, _)) => {
-                let bearer = if routes.jwt.is_empty() {
-                    None
+                let found = if routes.jwt.is_empty() {
+                    Ok(None)
                 } else {
                     crate::jwt::token(head)
                 };
-                let verified = bearer.map(|b| verify_jwt(core, &routes.jwt, b.token));
+                let verified = match found {
+                    Ok(Some(bearer)) => verify_jwt(core, &routes.jwt, bearer.token)
+                        .map(|facts| Some((bearer.in_header, facts))),
+                    Ok(None) => Ok(None),
+                    Err(several) => {
+                        core.count_authn(|c| c.jwt_rejected += 1);
+                        Err(several)
+                    }
+                };
                 match verified {
-                    Some(Err(rejection)) => {
+                    Err(rejection) => {
                         Action::Reply(LocalReply::Unauthorized, rejection.to_string())
                     }
-                    verified => {
-                        let jwt = verified.and_then(Result::ok);
-                        let stripped = bearer.is_some_and(|b| b.in_header);
+                    Ok(verified) => {
+                        let stripped = verified.as_ref().is_some_and(|(in_header, _)| *in_header);
+                        let jwt = verified.map(|(_, facts)| facts);
                         let request = InboundRequest {
                             head,
                             port: Some(port),

@@ -99,8 +99,8 @@ impl Attributes for AuthzRequest {
 /// What a validated JWT contributes to authorization.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JwtFacts {
-    /// `iss/sub`, Istio's request principal.
-    pub principal: String,
+    /// `iss/sub`, Istio's request principal; `None` for a token without `sub`.
+    pub principal: Option<String>,
     /// The `aud` values.
     pub audiences: Vec<String>,
     /// The `azp` claim.
@@ -201,7 +201,7 @@ fn field_holds<T>(values: &[T], not_values: &[T], matches: impl Fn(&T) -> bool) 
 fn source_holds<R: Attributes + ?Sized>(source: &AuthzSource, request: &R) -> bool {
     let principal = request.principal();
     let namespace = principal.and_then(spiffe_namespace);
-    let request_principal = request.jwt().map(|j| j.principal.as_str());
+    let request_principal = request.jwt().and_then(|j| j.principal.as_deref());
     field_holds(&source.principals, &source.not_principals, |p| {
         pattern_matches(p, principal)
     }) && field_holds(
@@ -267,7 +267,9 @@ fn attribute_matches<R: Attributes + ?Sized>(
         ConditionKey::JwtClaim(path) => jwt
             .and_then(|j| j.claims.iter().find(|(p, _)| p == path))
             .is_some_and(|(_, values)| any(values, &mut test)),
-        ConditionKey::RequestPrincipal => jwt.is_some_and(|j| test(&j.principal)),
+        ConditionKey::RequestPrincipal => {
+            jwt.and_then(|j| j.principal.as_deref()).is_some_and(test)
+        }
         ConditionKey::JwtAudience => jwt.is_some_and(|j| any(&j.audiences, &mut test)),
         ConditionKey::JwtPresenter => jwt.and_then(|j| j.presenter.as_deref()).is_some_and(test),
         ConditionKey::SourcePrincipal => request.principal().is_some_and(test),

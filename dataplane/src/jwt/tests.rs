@@ -80,7 +80,10 @@ fn an_es256_token_verifies_and_yields_its_facts() {
     let facts = verifier(&["reviews"], vec![signer.jwk()])
         .verify(&signer.token(claims()), NOW)
         .unwrap();
-    assert_eq!(facts.principal, "https://auth.example.com/alice");
+    assert_eq!(
+        facts.principal.as_deref(),
+        Some("https://auth.example.com/alice")
+    );
     assert_eq!(facts.audiences, ["reviews", "ratings"]);
     assert_eq!(facts.presenter.as_deref(), Some("web"));
     let claim = |path: &[&str]| {
@@ -314,15 +317,78 @@ fn the_token_comes_from_a_bearer_header_or_the_access_token_parameter() {
     let find = |raw: &[u8]| {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let head = parse_request(raw, &mut headers).unwrap().unwrap();
-        token(&head).map(|b| (b.token.to_owned(), b.in_header))
+        token(&head).map(|b| b.map(|b| (b.token.to_owned(), b.in_header)))
     };
     let bearer = find(b"GET / HTTP/1.1\r\nhost: a\r\nauthorization: bearer  abc.def.ghi\r\n\r\n");
-    assert_eq!(bearer, Some(("abc.def.ghi".into(), true)));
+    assert_eq!(bearer, Ok(Some(("abc.def.ghi".into(), true))));
     let basic = find(b"GET / HTTP/1.1\r\nhost: a\r\nauthorization: Basic dXNlcg==\r\n\r\n");
-    assert_eq!(basic, None);
+    assert_eq!(basic, Ok(None));
     let query = find(b"GET /p?x=1&access_token=abc.def.ghi HTTP/1.1\r\nhost: a\r\n\r\n");
-    assert_eq!(query, Some(("abc.def.ghi".into(), false)));
-    assert_eq!(find(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"), None);
+    assert_eq!(query, Ok(Some(("abc.def.ghi".into(), false))));
+    assert_eq!(find(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"), Ok(None));
+}
+
+#[test]
+fn a_request_with_more_than_one_token_is_refused() {
+    let find = |raw: &[u8]| {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = parse_request(raw, &mut headers).unwrap().unwrap();
+        token(&head).map(|b| b.map(|b| b.token.to_owned()))
+    };
+    // Only one would be verified, and the application might read the other.
+    for raw in [
+        &b"GET /?access_token=forged HTTP/1.1\r\nhost: a\r\nauthorization: Bearer good\r\n\r\n"[..],
+        b"GET /?access_token=good&access_token=forged HTTP/1.1\r\nhost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: a\r\nauthorization: Bearer good\r\nauthorization: Bearer forged\r\n\r\n",
+    ] {
+        assert_eq!(find(raw), Err(Rejection::SeveralTokens), "{}", String::from_utf8_lossy(raw));
+    }
+    // Another scheme beside a bearer token is not a second token.
+    let basic_and_query =
+        b"GET /?access_token=t HTTP/1.1\r\nhost: a\r\nauthorization: Basic dXNlcg==\r\n\r\n";
+    assert_eq!(find(basic_and_query), Ok(Some("t".into())));
+}
+
+#[test]
+fn a_token_without_sub_has_no_request_principal_and_a_non_string_sub_is_malformed() {
+    let signer = Signer::new("k1");
+    let v = verifier(&[], vec![signer.jwk()]);
+    let mut anonymous = claims();
+    anonymous.as_object_mut().unwrap().remove("sub");
+    let facts = v.verify(&signer.token(anonymous), NOW).unwrap();
+    assert_eq!(facts.principal, None);
+    assert!(!facts.audiences.is_empty(), "the token still authenticates");
+    let mut numbered = claims();
+    numbered["sub"] = json!(42);
+    assert_eq!(
+        v.verify(&signer.token(numbered), NOW),
+        Err(Rejection::Malformed("`sub` is not a string"))
+    );
+}
+
+#[test]
+fn critical_header_extensions_are_refused() {
+    let signer = Signer::new("k1");
+    let v = verifier(&[], vec![signer.jwk()]);
+    let header = json!({"alg": "ES256", "kid": "k1", "crit": ["exp"], "exp": NOW + 300});
+    let err = v.verify(&signer.sign(header, claims()), NOW).unwrap_err();
+    assert!(matches!(err, Rejection::Malformed(_)), "{err}");
+    assert!(err.to_string().contains("crit"), "{err}");
+}
+
+#[test]
+fn a_key_without_kid_may_have_signed_a_token_with_one() {
+    let signer = Signer::new("k1");
+    let mut anonymous_key = signer.jwk();
+    anonymous_key.as_object_mut().unwrap().remove("kid");
+    let v = verifier(&[], vec![anonymous_key]);
+    assert!(v.verify(&signer.token(claims()), NOW).is_ok());
+    // Its signature is still checked.
+    let forger = Signer::new("k1");
+    assert_eq!(
+        v.verify(&forger.token(claims()), NOW),
+        Err(Rejection::BadSignature)
+    );
 }
 
 #[test]

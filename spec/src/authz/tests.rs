@@ -334,7 +334,7 @@ fn when_holds_for(rule: &AuthzRule, principal: &str) -> bool {
 #[test]
 fn jwt_attributes() {
     let jwt = JwtFacts {
-        principal: "https://issuer/alice".into(),
+        principal: Some("https://issuer/alice".into()),
         audiences: vec!["a".into(), "b".into()],
         presenter: Some("app".into()),
         claims: vec![(vec!["groups".into()], vec!["dev".into(), "ops".into()])],

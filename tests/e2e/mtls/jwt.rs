@@ -229,7 +229,7 @@ fn tokens_decide_authorization_and_bad_ones_get_401(driver: &str) {
                 kid: "rsa-1".into(),
                 ..forger
             }
-            .sign(&claims(RSA_ISSUER, "mallory", aud)),
+            .sign(&claims(RSA_ISSUER, "mallory", aud.clone())),
             "the token's signature does not verify",
         ),
         (
@@ -252,6 +252,24 @@ fn tokens_decide_authorization_and_bad_ones_get_401(driver: &str) {
             "{body}"
         );
     }
+    // A forged token beside a good one: only one could be verified, and the application
+    // might read the other.
+    let beside = pair.call(
+        "/?access_token=forged.by.someone",
+        &[("authorization", &bearer(&alice))],
+    );
+    assert_eq!(beside.status, 401, "{}", beside.text());
+    assert!(
+        beside.text().contains("more than one token"),
+        "{}",
+        beside.text()
+    );
+    // A good token without `sub` authenticates but names no request principal, so a
+    // principal pattern of its issuer does not match it.
+    let mut subless = claims(RSA_ISSUER, "", aud);
+    subless.as_object_mut().unwrap().remove("sub");
+    let nobody = pair.call("/", &[("authorization", &bearer(&rsa.sign(&subless)))]);
+    assert_eq!(nobody.status, 403, "{}", nobody.text());
     assert_eq!(
         pair.upstream.requests(),
         served,
@@ -259,8 +277,8 @@ fn tokens_decide_authorization_and_bad_ones_get_401(driver: &str) {
     );
 
     let counts = jwt_counts(&pair);
-    assert_eq!(counts["rejected"], refused.len(), "{counts}");
-    assert_eq!(counts["verified"], 5, "{counts}");
+    assert_eq!(counts["rejected"], refused.len() + 1, "{counts}");
+    assert_eq!(counts["verified"], 6, "{counts}");
     assert_eq!(counts["issuers"].as_array().unwrap().len(), 2, "{counts}");
     assert_eq!(counts["issuers"][0]["issuer"], RSA_ISSUER, "{counts}");
 }
