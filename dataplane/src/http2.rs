@@ -54,20 +54,30 @@ const BRIDGE_CHUNKS: usize = 4;
 const MAX_DATA_PIECE: usize = 16 * 1024;
 
 /// Streams a connection must have finished before its share of premature resets is judged
-/// (Envoy's `premature_reset_total_stream_count` is 500; half of it is the earliest check).
-const PREMATURE_RESET_WINDOW: u32 = 100;
+/// (Envoy's `overload.premature_reset_total_stream_count`); half of it is the earliest check.
+const PREMATURE_RESET_WINDOW: u32 = 500;
+
+/// A client reset this soon after the stream opened, before any answer, is premature
+/// (Envoy's `overload.premature_reset_min_stream_lifetime_seconds`).
+const PREMATURE_RESET_LIFETIME: Duration = Duration::from_secs(1);
+
+/// How long a connection sent away for its resets may take to flush the GOAWAY.
+const GOAWAY_FLUSH: Duration = Duration::from_secs(1);
 
 /// How one stream's exchange ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StreamEnd {
-    /// The response went out whole, or the stream was refused or reset by us.
+    /// The response went out whole; the stream was refused or reset by us; or the client
+    /// reset it after its answer began or after [`PREMATURE_RESET_LIFETIME`] (cancelling a
+    /// long download or a stream of events is no abuse).
     Served,
-    /// The client reset the stream before its response ended.
-    ResetByClient,
+    /// The client reset the stream within [`PREMATURE_RESET_LIFETIME`] and before its
+    /// response head: the shape of a rapid-reset attack.
+    PrematureReset,
 }
 
 /// The streams of one connection: how many run, when the last one ended (the idle timer
-/// runs from then), and how many were reset by the client before their response ended.
+/// runs from then), and how many the client reset prematurely.
 #[derive(Debug)]
 struct Streams {
     in_flight: Cell<usize>,
@@ -94,7 +104,7 @@ impl Streams {
         self.in_flight.set(self.in_flight.get() - 1);
         self.last_end.set(now);
         self.ended.set(self.ended.get().saturating_add(1));
-        if how == StreamEnd::ResetByClient {
+        if how == StreamEnd::PrematureReset {
             let resets = self.premature_resets.get().saturating_add(1);
             self.premature_resets.set(resets);
         }
@@ -140,40 +150,70 @@ pub async fn serve(tls: TlsStream, peer: SocketAddr, core: &Rc<Core>) {
         });
     };
     let idle = core.settings.idle_timeout;
+    let opened = Instant::now();
     loop {
-        let deadline = streams
-            .idle_deadline(idle)
-            .unwrap_or_else(|| Instant::now() + idle);
-        let accepted = monoio::select! {
+        let next = monoio::select! {
             _ = core.drain.wait() => break,
-            _ = monoio::time::sleep_until(deadline) => {
-                // A stream that ran when the timer was set may have ended since: the timer
-                // is set again from its end.
-                match streams.idle_deadline(idle) {
-                    Some(deadline) if deadline <= Instant::now() => break,
-                    _ => continue,
-                }
-            }
-            accepted = connection.accept() => accepted,
+            next = next_stream(&mut connection, &streams, idle, opened) => next,
         };
-        let Some(Ok((request, respond))) = accepted else {
-            return;
+        let Some((request, respond)) = next else {
+            break;
         };
         if streams.resets_too_many() {
             core.count_authn(|c| c.inbound_h2_reset_floods += 1);
             connection.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
             drop((request, respond));
-            // Flush the GOAWAY; streams the client opens meanwhile are refused by h2.
-            while let Some(Ok(_)) = connection.accept().await {}
+            // Flush the GOAWAY; streams the client opens meanwhile are refused by h2. A
+            // client that does not read gets no longer than the flush allows.
+            let flushed = async { while let Some(Ok(_)) = connection.accept().await {} };
+            let _ = monoio::time::timeout(GOAWAY_FLUSH, flushed).await;
             return;
         }
         spawn_exchange(request, respond);
     }
     // GOAWAY. Streams the client opened before it saw it are below the final GOAWAY's last
-    // stream id, so they must be served: keep accepting until the connection closes.
+    // stream id, so they must be served: keep accepting until the connection closes, which
+    // h2 does once the client answers its PING, or until it has had no stream for a flush's
+    // time (a client that never answers).
     connection.graceful_shutdown();
-    while let Some(Ok((request, respond))) = connection.accept().await {
+    let sent_away = Instant::now();
+    while let Some((request, respond)) =
+        next_stream(&mut connection, &streams, GOAWAY_FLUSH, sent_away).await
+    {
         spawn_exchange(request, respond);
+    }
+}
+
+/// The next stream the client opens; `None` when the connection closes or fails, or once no
+/// stream has run for `idle` (counted from the last stream's end, and no earlier than from
+/// `since`).
+async fn next_stream<T>(
+    connection: &mut h2::server::Connection<T, Bytes>,
+    streams: &Streams,
+    idle: Duration,
+    since: Instant,
+) -> Option<(Request<RecvStream>, SendResponse<Bytes>)>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let idle_deadline = || {
+        streams
+            .idle_deadline(idle)
+            .map(|deadline| deadline.max(since + idle))
+    };
+    loop {
+        let deadline = idle_deadline().unwrap_or_else(|| Instant::now() + idle);
+        monoio::select! {
+            _ = monoio::time::sleep_until(deadline) => {
+                // A stream that ran when the timer was set may have ended since: the timer
+                // is set again from its end.
+                match idle_deadline() {
+                    Some(deadline) if deadline <= Instant::now() => return None,
+                    _ => continue,
+                }
+            }
+            accepted = connection.accept() => return accepted?.ok(),
+        }
     }
 }
 
@@ -185,6 +225,7 @@ async fn exchange(
     identity: Option<String>,
     core: &Rc<Core>,
 ) -> StreamEnd {
+    let opened = Instant::now();
     let (parts, body) = request.into_parts();
     let has_body = !body.is_end_stream();
     let (head, chunked) = match http1_request_head(&parts, has_body) {
@@ -226,7 +267,10 @@ async fn exchange(
         };
         match relayed {
             Ok(()) => StreamEnd::Served,
-            Err(Unrelayable::Reset) => StreamEnd::ResetByClient,
+            Err(Unrelayable::Reset) if opened.elapsed() <= PREMATURE_RESET_LIFETIME => {
+                StreamEnd::PrematureReset
+            }
+            Err(Unrelayable::Reset | Unrelayable::ResetAnswered) => StreamEnd::Served,
             Err(Unrelayable::Stalled) => {
                 respond.send_reset(Reason::CANCEL);
                 StreamEnd::Served
@@ -375,6 +419,8 @@ async fn pump_request(
 enum Unrelayable {
     /// The client reset the stream, or the connection is gone: nothing more can be sent.
     Reset,
+    /// [`Unrelayable::Reset`] after the response head went out.
+    ResetAnswered,
     /// The client's flow-control window stayed shut for the idle timeout.
     Stalled,
     /// The HTTP/1.1 response cannot be said in HTTP/2 (a transfer-coding other than
@@ -452,73 +498,81 @@ async fn relay_response(
         return Ok(());
     }
     let mut send = respond.send_response(response, false)?;
-    let mut sender = DataSender {
-        send: &mut send,
-        stall_limit,
-        stall_timer: None,
-        grants: 0,
-        grants_at_timer: 0,
-    };
-    match framing {
-        BodyFraming::Length(mut left) => {
-            while left > 0 {
-                if buf.is_empty() {
+    // A reset from here on comes after the client had its answer's head.
+    let relayed: Result<(), Unrelayable> = async {
+        let mut sender = DataSender {
+            send: &mut send,
+            stall_limit,
+            stall_timer: None,
+            grants: 0,
+            grants_at_timer: 0,
+        };
+        match framing {
+            BodyFraming::Length(mut left) => {
+                while left > 0 {
+                    if buf.is_empty() {
+                        buf = sender
+                            .next_piece(&mut from_http1)
+                            .await?
+                            .ok_or(Unrelayable::Truncated)?;
+                    }
+                    let take = (buf.len() as u64).min(left) as usize;
+                    left -= take as u64;
+                    let piece = if take == buf.len() {
+                        Bytes::from(std::mem::take(&mut buf))
+                    } else {
+                        let piece = Bytes::copy_from_slice(&buf[..take]);
+                        buf.drain(..take);
+                        piece
+                    };
+                    sender.send(piece, left == 0).await?;
+                }
+            }
+            BodyFraming::Chunked => {
+                let mut scanner = ChunkedScanner::default();
+                let mut data = Vec::new();
+                loop {
+                    let used = scanner
+                        .decode(&buf, &mut data)
+                        .map_err(|_| Unrelayable::Truncated)?;
+                    buf.drain(..used);
+                    if scanner.is_done() {
+                        sender
+                            .send(Bytes::from(std::mem::take(&mut data)), true)
+                            .await?;
+                        break;
+                    }
+                    if !data.is_empty() {
+                        sender
+                            .send(Bytes::from(std::mem::take(&mut data)), false)
+                            .await?;
+                    }
                     buf = sender
                         .next_piece(&mut from_http1)
                         .await?
                         .ok_or(Unrelayable::Truncated)?;
                 }
-                let take = (buf.len() as u64).min(left) as usize;
-                left -= take as u64;
-                let piece = if take == buf.len() {
-                    Bytes::from(std::mem::take(&mut buf))
-                } else {
-                    let piece = Bytes::copy_from_slice(&buf[..take]);
-                    buf.drain(..take);
-                    piece
-                };
-                sender.send(piece, left == 0).await?;
             }
-        }
-        BodyFraming::Chunked => {
-            let mut scanner = ChunkedScanner::default();
-            let mut data = Vec::new();
-            loop {
-                let used = scanner
-                    .decode(&buf, &mut data)
-                    .map_err(|_| Unrelayable::Truncated)?;
-                buf.drain(..used);
-                if scanner.is_done() {
+            BodyFraming::UntilClose => {
+                if !buf.is_empty() {
                     sender
-                        .send(Bytes::from(std::mem::take(&mut data)), true)
-                        .await?;
-                    break;
-                }
-                if !data.is_empty() {
-                    sender
-                        .send(Bytes::from(std::mem::take(&mut data)), false)
+                        .send(Bytes::from(std::mem::take(&mut buf)), false)
                         .await?;
                 }
-                buf = sender
-                    .next_piece(&mut from_http1)
-                    .await?
-                    .ok_or(Unrelayable::Truncated)?;
+                while let Some(chunk) = sender.next_piece(&mut from_http1).await? {
+                    sender.send(Bytes::from(chunk), false).await?;
+                }
+                sender.send(Bytes::new(), true).await?;
             }
+            BodyFraming::None => {}
         }
-        BodyFraming::UntilClose => {
-            if !buf.is_empty() {
-                sender
-                    .send(Bytes::from(std::mem::take(&mut buf)), false)
-                    .await?;
-            }
-            while let Some(chunk) = sender.next_piece(&mut from_http1).await? {
-                sender.send(Bytes::from(chunk), false).await?;
-            }
-            sender.send(Bytes::new(), true).await?;
-        }
-        BodyFraming::None => {}
+        Ok(())
     }
-    Ok(())
+    .await;
+    relayed.map_err(|e| match e {
+        Unrelayable::Reset => Unrelayable::ResetAnswered,
+        e => e,
+    })
 }
 
 /// The h2 response for an HTTP/1.1 response head, without its connection-specific headers

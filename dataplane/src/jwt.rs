@@ -19,6 +19,7 @@ use spec::authz::JwtFacts;
 use spec::JwtRule;
 
 use crate::http1::RequestHead;
+use crate::routing::percent_decoded;
 
 /// How far `exp` and `nbf` may be off the local clock (Envoy's default).
 pub const CLOCK_SKEW_SECS: u64 = 60;
@@ -356,24 +357,30 @@ pub struct Bearer<'b> {
 /// The token a request carries, in `Authorization: Bearer TOKEN` or an `access_token` query
 /// parameter (Istio's two default locations); [`Rejection::SeveralTokens`] when it carries
 /// more than one, as only one would be verified and the application might read another.
+///
+/// Parameter names count after percent-decoding, as applications decode them: a forged
+/// `access%5Ftoken` beside a good header token is a second token. A value is taken as
+/// written; one with escapes is no compact JWT and fails verification.
 pub fn token<'b>(head: &RequestHead<'b, '_>) -> Result<Option<Bearer<'b>>, Rejection> {
     let in_headers = head.headers.iter().filter_map(|h| {
         if !h.name.eq_ignore_ascii_case("authorization") {
             return None;
         }
         let value = std::str::from_utf8(h.value).ok()?.trim();
-        let (scheme, token) = value.split_once(' ')?;
+        let (scheme, token) = value.split_once([' ', '\t'])?;
         scheme.eq_ignore_ascii_case("bearer").then(|| Bearer {
             token: token.trim_start(),
             in_header: true,
         })
     });
     let in_query = head.query.split('&').filter_map(|pair| {
-        let token = pair.strip_prefix("access_token=")?;
-        Some(Bearer {
-            token,
-            in_header: false,
-        })
+        let (name, token) = pair.split_once('=').unwrap_or((pair, ""));
+        percent_decoded(name.as_bytes())
+            .eq(*b"access_token")
+            .then_some(Bearer {
+                token,
+                in_header: false,
+            })
     });
     let mut tokens = in_headers.chain(in_query);
     let first = tokens.next();

@@ -753,7 +753,7 @@ fn with_decoded<R>(raw: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
 }
 
 /// The bytes of `raw` with `%XX` escapes decoded; a `%` not followed by two hex digits stays.
-fn percent_decoded(raw: &[u8]) -> impl Iterator<Item = u8> + '_ {
+pub(crate) fn percent_decoded(raw: &[u8]) -> impl Iterator<Item = u8> + '_ {
     let mut i = 0;
     std::iter::from_fn(move || {
         let b = *raw.get(i)?;

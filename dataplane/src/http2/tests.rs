@@ -124,18 +124,18 @@ fn a_connection_resetting_most_of_its_streams_is_judged_after_enough_of_them() {
     };
     // A few cancellations, however large their share, are a client changing its mind.
     for _ in 0..PREMATURE_RESET_WINDOW / 2 - 1 {
-        end(StreamEnd::ResetByClient);
+        end(StreamEnd::PrematureReset);
     }
     assert!(!streams.resets_too_many());
     // Mostly served: resets are fewer than half.
     for _ in 0..PREMATURE_RESET_WINDOW {
         end(StreamEnd::Served);
     }
-    end(StreamEnd::ResetByClient);
+    end(StreamEnd::PrematureReset);
     assert!(!streams.resets_too_many());
     // Resets catch up with the served streams.
     while streams.premature_resets.get() * 2 < streams.ended.get() {
-        end(StreamEnd::ResetByClient);
+        end(StreamEnd::PrematureReset);
     }
     assert!(streams.resets_too_many());
 }

@@ -321,6 +321,8 @@ fn the_token_comes_from_a_bearer_header_or_the_access_token_parameter() {
     };
     let bearer = find(b"GET / HTTP/1.1\r\nhost: a\r\nauthorization: bearer  abc.def.ghi\r\n\r\n");
     assert_eq!(bearer, Ok(Some(("abc.def.ghi".into(), true))));
+    let tab = find(b"GET / HTTP/1.1\r\nhost: a\r\nauthorization: Bearer\tabc.def.ghi\r\n\r\n");
+    assert_eq!(tab, Ok(Some(("abc.def.ghi".into(), true))));
     let basic = find(b"GET / HTTP/1.1\r\nhost: a\r\nauthorization: Basic dXNlcg==\r\n\r\n");
     assert_eq!(basic, Ok(None));
     let query = find(b"GET /p?x=1&access_token=abc.def.ghi HTTP/1.1\r\nhost: a\r\n\r\n");
@@ -340,6 +342,10 @@ fn a_request_with_more_than_one_token_is_refused() {
         &b"GET /?access_token=forged HTTP/1.1\r\nhost: a\r\nauthorization: Bearer good\r\n\r\n"[..],
         b"GET /?access_token=good&access_token=forged HTTP/1.1\r\nhost: a\r\n\r\n",
         b"GET / HTTP/1.1\r\nhost: a\r\nauthorization: Bearer good\r\nauthorization: Bearer forged\r\n\r\n",
+        // Applications decode parameter names: these are access_token too.
+        b"GET /?access%5Ftoken=forged HTTP/1.1\r\nhost: a\r\nauthorization: Bearer good\r\n\r\n",
+        b"GET /?%61ccess_token=forged&access_token=good HTTP/1.1\r\nhost: a\r\n\r\n",
+        b"GET /?access_token HTTP/1.1\r\nhost: a\r\nauthorization: Bearer good\r\n\r\n",
     ] {
         assert_eq!(find(raw), Err(Rejection::SeveralTokens), "{}", String::from_utf8_lossy(raw));
     }

@@ -264,6 +264,12 @@ fn tokens_decide_authorization_and_bad_ones_get_401(driver: &str) {
         "{}",
         beside.text()
     );
+    // Also when the parameter's name is percent-encoded: the application decodes it.
+    let encoded = pair.call(
+        "/?access%5Ftoken=forged.by.someone",
+        &[("authorization", &bearer(&alice))],
+    );
+    assert_eq!(encoded.status, 401, "{}", encoded.text());
     // A good token without `sub` authenticates but names no request principal, so a
     // principal pattern of its issuer does not match it.
     let mut subless = claims(RSA_ISSUER, "", aud);
@@ -277,7 +283,7 @@ fn tokens_decide_authorization_and_bad_ones_get_401(driver: &str) {
     );
 
     let counts = jwt_counts(&pair);
-    assert_eq!(counts["rejected"], refused.len() + 1, "{counts}");
+    assert_eq!(counts["rejected"], refused.len() + 2, "{counts}");
     assert_eq!(counts["verified"], 6, "{counts}");
     assert_eq!(counts["issuers"].as_array().unwrap().len(), 2, "{counts}");
     assert_eq!(counts["issuers"][0]["issuer"], RSA_ISSUER, "{counts}");
