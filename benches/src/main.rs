@@ -46,6 +46,9 @@ struct Args {
     /// (handshakes), and the same mTLS pair built from Envoy.
     #[arg(long)]
     pairs: bool,
+    /// Measure only the targets whose name contains this text (the direct row always runs).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// One proxy (or none) between meshload and the upstream.
@@ -168,6 +171,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut idle = Vec::new();
     for start in &targets {
         let (target, addr) = start()?;
+        let wanted = args
+            .only
+            .as_deref()
+            .is_none_or(|only| target.name().contains(only));
+        if !wanted && !matches!(target, Target::Direct) {
+            stop(target);
+            continue;
+        }
         eprintln!("mesh-bench: measuring {}", target.name());
         // Started and ready, no request served yet: the idle footprint.
         if let Some(kib) = target.rss_kib()? {
@@ -307,6 +318,27 @@ fn measure(
     })
 }
 
+/// The failed and unsent requests, with their kinds when there are any.
+fn error_cell(report: &Report) -> String {
+    let e = &report.errors;
+    let kinds: Vec<String> = [
+        ("connect", e.connect),
+        ("timeout", e.timeout),
+        ("io", e.io),
+        ("5xx", e.status_5xx),
+        ("unsent", report.unsent),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(kind, n)| format!("{n} {kind}"))
+    .collect();
+    match kinds.len() {
+        0 => "0".into(),
+        1 => kinds.join(""),
+        _ => format!("{} ({})", e.total() + report.unsent, kinds.join(", ")),
+    }
+}
+
 fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
     let mut out = String::new();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -325,12 +357,16 @@ fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
     let _ = writeln!(
         out,
         "Command: `cargo run --release -p benches -- --rates {} --duration {}ms \
-         --max-duration {}ms --max-connections {}{baseline}{}`\n",
+         --max-duration {}ms --max-connections {}{baseline}{}{}`\n",
         rates.join(","),
         args.duration.as_millis(),
         args.max_duration.as_millis(),
         args.max_connections,
-        if args.pairs { " --pairs" } else { "" }
+        if args.pairs { " --pairs" } else { "" },
+        args.only
+            .as_ref()
+            .map(|only| format!(" --only '{only}'"))
+            .unwrap_or_default(),
     );
     let topology = if args.pairs {
         "Sidecar pairs: meshload → A (outbound) → B (inbound) → upstream, A and B both on CPU 0 \
@@ -362,7 +398,7 @@ fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
             row.target,
             row.rate,
             r.achieved_rate,
-            r.errors.total() + r.unsent,
+            error_cell(r),
             r.latency_ms.p50,
             r.latency_ms.p99,
             r.latency_ms.p999,
