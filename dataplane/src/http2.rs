@@ -173,12 +173,13 @@ pub async fn serve(tls: TlsStream, peer: SocketAddr, core: &Rc<Core>) {
     }
     // GOAWAY. Streams the client opened before it saw it are below the final GOAWAY's last
     // stream id, so they must be served: keep accepting until the connection closes, which
-    // h2 does once the client answers its PING, or until it has had no stream for a flush's
-    // time (a client that never answers).
+    // h2 does once the client answers its PING, or until it has had no stream for a request
+    // head timeout (a client that never answers; a slow one still gets the final GOAWAY).
     connection.graceful_shutdown();
     let sent_away = Instant::now();
+    let answer_within = core.settings.head_timeout;
     while let Some((request, respond)) =
-        next_stream(&mut connection, &streams, GOAWAY_FLUSH, sent_away).await
+        next_stream(&mut connection, &streams, answer_within, sent_away).await
     {
         spawn_exchange(request, respond);
     }

@@ -358,36 +358,100 @@ pub struct Bearer<'b> {
 /// parameter (Istio's two default locations); [`Rejection::SeveralTokens`] when it carries
 /// more than one, as only one would be verified and the application might read another.
 ///
-/// Parameter names count after percent-decoding, as applications decode them: a forged
-/// `access%5Ftoken` beside a good header token is a second token. A value is taken as
-/// written; one with escapes is no compact JWT and fails verification.
+/// Parameter names count after percent-decoding, as applications decode them. Beside a token,
+/// a parameter that some framework would read as `access_token` (see [`ParamName`]) is a
+/// second token; alone it is left to the application, as no principal comes from it. A value
+/// is taken as written: one with escapes is no compact JWT and fails verification.
 pub fn token<'b>(head: &RequestHead<'b, '_>) -> Result<Option<Bearer<'b>>, Rejection> {
-    let in_headers = head.headers.iter().filter_map(|h| {
-        if !h.name.eq_ignore_ascii_case("authorization") {
-            return None;
+    let mut found = None;
+    let mut count = 0;
+    for h in head.headers {
+        if h.name.eq_ignore_ascii_case("authorization") {
+            if let Some(token) = bearer_token(h.value) {
+                count += 1;
+                found.get_or_insert(Bearer {
+                    token,
+                    in_header: true,
+                });
+            }
         }
-        let value = std::str::from_utf8(h.value).ok()?.trim();
-        let (scheme, token) = value.split_once([' ', '\t'])?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| Bearer {
-            token: token.trim_start(),
-            in_header: true,
-        })
-    });
-    let in_query = head.query.split('&').filter_map(|pair| {
+    }
+    for pair in head.query.split(['&', ';']) {
         let (name, token) = pair.split_once('=').unwrap_or((pair, ""));
-        percent_decoded(name.as_bytes())
-            .eq(*b"access_token")
-            .then_some(Bearer {
-                token,
-                in_header: false,
-            })
-    });
-    let mut tokens = in_headers.chain(in_query);
-    let first = tokens.next();
-    if tokens.next().is_some() {
+        match ParamName::of(name) {
+            ParamName::AccessToken => {
+                count += 1;
+                found.get_or_insert(Bearer {
+                    token,
+                    in_header: false,
+                });
+            }
+            ParamName::LikeAccessToken => count += 1,
+            ParamName::Other => {}
+        }
+    }
+    if count > 1 {
         return Err(Rejection::SeveralTokens);
     }
-    Ok(first)
+    Ok(found)
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value (space or tab after the scheme); a value
+/// that is not UTF-8 gives an empty token, which fails verification rather than reaching the
+/// application unseen.
+fn bearer_token(value: &[u8]) -> Option<&str> {
+    let value = value.trim_ascii();
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer")
+        || !rest.first().is_some_and(|&b| b == b' ' || b == b'\t')
+    {
+        return None;
+    }
+    Some(std::str::from_utf8(rest).map_or("", str::trim_start))
+}
+
+/// What a query parameter's name means for token lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ParamName {
+    /// `access_token`, percent-decoded: the token Istio reads.
+    AccessToken,
+    /// A name an application framework may still read as `access_token`: in another case
+    /// (ASP.NET), with ` `, `.` or `+` for `_` and leading spaces (PHP), or with a `[...]`
+    /// suffix (PHP, Rack, qs).
+    LikeAccessToken,
+    Other,
+}
+
+impl ParamName {
+    fn of(raw: &str) -> Self {
+        const NAME: &[u8] = b"access_token";
+        let (mut len, mut exact, mut leading) = (0, true, true);
+        for b in percent_decoded(raw.as_bytes()) {
+            if leading && b == b' ' {
+                exact = false;
+                continue;
+            }
+            leading = false;
+            if b == b'[' {
+                exact = false;
+                break;
+            }
+            let folded = match b {
+                b' ' | b'.' | b'+' => b'_',
+                b => b.to_ascii_lowercase(),
+            };
+            if NAME.get(len) != Some(&folded) {
+                return Self::Other;
+            }
+            exact &= NAME[len] == b;
+            len += 1;
+        }
+        match (len == NAME.len(), exact) {
+            (false, _) => Self::Other,
+            (true, true) => Self::AccessToken,
+            (true, false) => Self::LikeAccessToken,
+        }
+    }
 }
 
 fn decode_json(section: &str, what: &'static str) -> Result<Map<String, Value>, Rejection> {

@@ -60,7 +60,7 @@ struct Args {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     drain_timeout: Duration,
     /// How long a request head, once started, may take to arrive (then 408).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     request_head_timeout: Duration,
     /// Most downstream connections one worker holds; more get 503 and are closed.
     #[arg(long, default_value_t = 10_000)]
@@ -70,7 +70,7 @@ struct Args {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     watch_interval: Duration,
     /// How long a keep-alive connection may idle, or a body transfer stall, before closing.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
     idle_timeout: Duration,
     /// Largest request body (bytes, a chunked body with its framing) kept so a rule's retries
     /// can replay it; requests with larger bodies are streamed and not retried.
@@ -147,6 +147,14 @@ fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Parses `250ms`, `5s`, `2m`.
+/// [`parse_duration`], refusing zero (a timeout that would end every connection at once).
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("{text:?}: must be more than zero")),
+        duration => Ok(duration),
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit())

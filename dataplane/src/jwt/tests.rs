@@ -346,6 +346,15 @@ fn a_request_with_more_than_one_token_is_refused() {
         b"GET /?access%5Ftoken=forged HTTP/1.1\r\nhost: a\r\nauthorization: Bearer good\r\n\r\n",
         b"GET /?%61ccess_token=forged&access_token=good HTTP/1.1\r\nhost: a\r\n\r\n",
         b"GET /?access_token HTTP/1.1\r\nhost: a\r\nauthorization: Bearer good\r\n\r\n",
+        // Frameworks fold case, map ` ` `.` `+` to `_`, drop leading spaces and `[...]`,
+        // and some split on `;`.
+        b"GET /?ACCESS_TOKEN=forged HTTP/1.1\r\nhost: a\r\nauthorization: Bearer good\r\n\r\n",
+        b"GET /?access.token=forged&access_token=good HTTP/1.1\r\nhost: a\r\n\r\n",
+        b"GET /?access+token=forged&access_token=good HTTP/1.1\r\nhost: a\r\n\r\n",
+        b"GET /?%20access_token=forged&access_token=good HTTP/1.1\r\nhost: a\r\n\r\n",
+        b"GET /?access_token[]=forged&access_token=good HTTP/1.1\r\nhost: a\r\n\r\n",
+        b"GET /?x=1;access_token=forged&access_token=good HTTP/1.1\r\nhost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: a\r\nauthorization: Bearer \xff\r\nauthorization: Bearer good\r\n\r\n",
     ] {
         assert_eq!(find(raw), Err(Rejection::SeveralTokens), "{}", String::from_utf8_lossy(raw));
     }
@@ -353,6 +362,12 @@ fn a_request_with_more_than_one_token_is_refused() {
     let basic_and_query =
         b"GET /?access_token=t HTTP/1.1\r\nhost: a\r\nauthorization: Basic dXNlcg==\r\n\r\n";
     assert_eq!(find(basic_and_query), Ok(Some("t".into())));
+    // A lookalike alone is the application's: no principal comes from it.
+    let alone = b"GET /?Access.Token=t HTTP/1.1\r\nhost: a\r\n\r\n";
+    assert_eq!(find(alone), Ok(None));
+    // Names that only start like it are other parameters.
+    let other = b"GET /?access_tokens=x&access_token=t HTTP/1.1\r\nhost: a\r\n\r\n";
+    assert_eq!(find(other), Ok(Some("t".into())));
 }
 
 #[test]
