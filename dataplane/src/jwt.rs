@@ -359,9 +359,10 @@ pub struct Bearer<'b> {
 /// more than one, as only one would be verified and the application might read another.
 ///
 /// Parameter names count after percent-decoding, as applications decode them. Beside a token,
-/// a parameter that some framework would read as `access_token` (see [`ParamName`]) is a
-/// second token; alone it is left to the application, as no principal comes from it. A value
-/// is taken as written: one with escapes is no compact JWT and fails verification.
+/// a parameter that some framework would read as `access_token` (another case, `.` for `_`,
+/// a `[...]` suffix...) is a second token; alone it is left to the application, as no
+/// principal comes from it. A value is taken as written: one with escapes is no compact JWT
+/// and fails verification.
 pub fn token<'b>(head: &RequestHead<'b, '_>) -> Result<Option<Bearer<'b>>, Rejection> {
     let mut found = None;
     let mut count = 0;
