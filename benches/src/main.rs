@@ -1,5 +1,6 @@
 //! mesh-bench: the side-by-side benchmark (direct, meshd under both IO drivers, an optional
-//! baseline meshd, and nginx, HAProxy and Envoy when installed). The proxy under test runs
+//! baseline meshd, the bare monoio forwarder that is the floor for any proxy on this runtime,
+//! and nginx, HAProxy and Envoy when installed). The proxy under test runs
 //! alone on CPU 0; the upstream and meshload share CPU 1. Every target is measured in the same
 //! run at the same fixed rates (open loop) and at closed-loop maximum, and the proxy's CPU time
 //! is read from /proc, which is far less noisy on a shared VM than latency.
@@ -128,7 +129,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    harness::ensure_built()?;
+    harness::ensure_built_with(&["-p", "benches"])?;
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         bail!("mesh-bench needs two CPUs: the proxy on CPU 0, load and upstream on CPU 1");
     }
@@ -232,9 +233,11 @@ fn single_targets<'a>(
     upstream_addr: SocketAddr,
 ) -> anyhow::Result<()> {
     let dir = dir.to_path_buf();
-    targets.extend::<[Box<Starter<'a>>; 2]>([
+    targets.extend::<[Box<Starter<'a>>; 4]>([
         Box::new(move || start_meshd(meshd, snapshot, "epoll", "meshd")),
         Box::new(move || start_meshd(meshd, snapshot, "uring", "meshd")),
+        Box::new(move || start_bare_forwarder(upstream_addr, "epoll")),
+        Box::new(move || start_bare_forwarder(upstream_addr, "uring")),
     ]);
     if let Some(baseline) = &args.baseline {
         // The baseline reads its own snapshot format, so its own meshc compiles the config.
@@ -501,6 +504,35 @@ fn start_meshd(
 
 fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// The floor: a monoio forwarder that only reads and writes (`bare-forwarder`), on CPU 0.
+fn start_bare_forwarder(
+    upstream: SocketAddr,
+    driver: &str,
+) -> anyhow::Result<(Target, SocketAddr)> {
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(harness::binary("bare-forwarder")?)
+        .arg("--upstream")
+        .arg(upstream.to_string())
+        .args(["--io-driver", driver])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("bare-forwarder stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .context("bare-forwarder ready line")?
+        .parse()?;
+    let name = if driver == "uring" {
+        "bare monoio forwarder (io_uring)"
+    } else {
+        "bare monoio forwarder (epoll)"
+    };
+    Ok((Target::Peer(child, name), addr))
 }
 
 fn start_nginx(dir: &Path, upstream: SocketAddr) -> anyhow::Result<(Target, SocketAddr)> {

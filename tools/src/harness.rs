@@ -199,10 +199,16 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// When run through `cargo run`, builds `meshc`, `meshd`, `meshload` and `mesh-upstream` in
-/// the same profile as the running program, so `cargo run --release --bin mesh-demo` works on a fresh clone. Outside cargo it
-/// only checks that they exist.
+/// When run through `cargo run`, builds `meshc`, `meshd`, `meshca`, `meshload` and
+/// `mesh-upstream` in the same profile as the running program, so `cargo run --release --bin
+/// mesh-demo` works on a fresh clone. Outside cargo it only checks that they exist.
 pub fn ensure_built() -> io::Result<()> {
+    ensure_built_with(&[])
+}
+
+/// [`ensure_built`], building the binaries of the packages `extra` selects too (cargo
+/// arguments, e.g. `["-p", "benches"]`).
+pub fn ensure_built_with(extra: &[&str]) -> io::Result<()> {
     if let Ok(cargo) = std::env::var("CARGO") {
         let exe = std::env::current_exe()?;
         let profile_dir = exe
@@ -223,7 +229,10 @@ pub fn ensure_built() -> io::Result<()> {
             "dataplane",
             "-p",
             "ca",
+            "-p",
+            "tools",
         ]);
+        build.args(extra);
         build.arg("--manifest-path").arg(manifest);
         match profile_dir.as_str() {
             "debug" => {}
