@@ -3,8 +3,9 @@
 //! bodies without a length, bodies beyond the flow-control windows and concurrent streams on
 //! one connection all arrive whole. With a client of the tests' own: a reset stream stops its
 //! application request at once, a connection resetting stream after stream is sent away, a
-//! connection cancelling answered streams is not, a window kept shut has its stream reset,
-//! and what HTTP/2 cannot carry is a 502.
+//! connection cancelling answered streams is not, a client that never answers the GOAWAY is
+//! closed all the same, a window kept shut has its stream reset, and what HTTP/2 cannot carry
+//! is a 502.
 
 use std::io::Write as _;
 use std::process::Stdio;
@@ -12,7 +13,7 @@ use std::process::Stdio;
 use bytes::Bytes;
 use h2::Reason;
 
-use self::client::H2Client;
+use self::client::{silent_client_frames, H2Client};
 use super::*;
 
 mod client;
@@ -169,6 +170,23 @@ fn cancelling_streams_that_were_answered_is_no_flood(driver: &str) {
 }
 
 on_both_drivers!(cancelling_streams_that_were_answered_is_no_flood);
+
+fn a_client_that_never_answers_the_goaway_is_closed(driver: &str) {
+    let pair = Pair::start_b_with_args(
+        driver,
+        &["--idle-timeout", "1s", "--request-head-timeout", "1s"],
+    );
+    let certs = pair.scratch.path().join("a");
+    // Idle, B sends GOAWAY and the PING h2 waits on before its final GOAWAY; unanswered, it
+    // must close the connection itself rather than wait for ever.
+    let frames = silent_client_frames(pair.b.inbound.unwrap(), &certs);
+    const GOAWAY: u8 = 7;
+    const PING: u8 = 6;
+    assert!(frames.contains(&GOAWAY), "{frames:?}");
+    assert!(frames.contains(&PING), "{frames:?}");
+}
+
+on_both_drivers!(a_client_that_never_answers_the_goaway_is_closed);
 
 fn a_window_kept_shut_gets_the_stream_reset(driver: &str) {
     let pair = Pair::start_b_with_args(driver, &["--idle-timeout", "1s"]);

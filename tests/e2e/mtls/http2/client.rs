@@ -1,5 +1,6 @@
 //! An HTTP/2 client of the tests' own, the h2 crate over rustls with A's certificate, for
-//! what curl cannot be told to do: reset a stream, keep a window shut, repeat a header.
+//! what curl cannot be told to do: reset a stream, keep a window shut, repeat a header, or
+//! stay silent after the preface.
 
 use std::future::Future;
 use std::path::Path;
@@ -14,6 +15,7 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvi
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
@@ -36,15 +38,8 @@ impl H2Client {
             .enable_all()
             .build()
             .expect("a runtime");
-        let config = Arc::new(client_config(certs));
         let (requests, connection) = runtime.block_on(within(async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            let name = ServerName::try_from("reviews").expect("a name");
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await
-                .expect("a TLS handshake");
-            assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+            let tls = connect_tls(addr, certs).await;
             h2::client::Builder::new()
                 .initial_window_size(window)
                 .handshake::<_, Bytes>(tls)
@@ -93,6 +88,57 @@ impl H2Client {
             .block_on(within(connection))
             .expect("the connection task")
     }
+}
+
+/// A client that sends the HTTP/2 preface and an empty SETTINGS, then only reads: it never
+/// acknowledges, answers a PING or closes. The types of the frames the server sent until it
+/// closed the connection (failing the test if that takes over 30 s).
+pub(super) fn silent_client_frames(addr: std::net::SocketAddr, certs: &Path) -> Vec<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(within(async move {
+        let mut tls = connect_tls(addr, certs).await;
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .expect("the preface");
+        // SETTINGS: length 0, type 4, no flags, stream 0.
+        tls.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+            .await
+            .expect("SETTINGS");
+        tls.flush().await.expect("a flush");
+        let mut received = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n @ 1..) = tls.read(&mut buf).await {
+            received.extend_from_slice(&buf[..n]);
+        }
+        let mut types = Vec::new();
+        let mut at = 0;
+        while let Some(header) = received.get(at..at + 9) {
+            let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+            types.push(header[3]);
+            at += 9 + len;
+        }
+        types
+    }))
+}
+
+/// A TLS 1.3 connection to `addr` offering ALPN `h2` with the certificate in `certs`; the
+/// server must pick `h2`.
+async fn connect_tls(
+    addr: std::net::SocketAddr,
+    certs: &Path,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let config = Arc::new(client_config(certs));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("reviews").expect("a name");
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("a TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls
 }
 
 async fn within<F: Future>(step: F) -> F::Output {
