@@ -473,15 +473,24 @@ fn start_upstream() -> anyhow::Result<(Child, SocketAddr)> {
         .args(["--name", "bench", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .spawn()?;
-    let stdout = child.stdout.take().context("upstream stdout")?;
+    let addr = listening_line(&mut child, "mesh-upstream")?;
+    Ok((child, addr))
+}
+
+/// The address in the `listening ADDR` line a child (`what`) prints on stdout when ready.
+fn listening_line(child: &mut Child, what: &str) -> anyhow::Result<SocketAddr> {
+    let stdout = child
+        .stdout
+        .take()
+        .with_context(|| format!("{what} stdout"))?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     let addr = line
         .trim()
         .strip_prefix("listening ")
-        .context("upstream ready line")?
+        .with_context(|| format!("{what} ready line: {line:?}"))?
         .parse()?;
-    Ok((child, addr))
+    Ok(addr)
 }
 
 fn start_meshd(
@@ -519,14 +528,7 @@ fn start_bare_forwarder(
         .args(["--io-driver", driver])
         .stdout(Stdio::piped())
         .spawn()?;
-    let stdout = child.stdout.take().context("bare-forwarder stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening ")
-        .context("bare-forwarder ready line")?
-        .parse()?;
+    let addr = listening_line(&mut child, "bare-forwarder")?;
     let name = if driver == "uring" {
         "bare monoio forwarder (io_uring)"
     } else {
