@@ -500,80 +500,89 @@ async fn relay_response(
     }
     let mut send = respond.send_response(response, false)?;
     // A reset from here on comes after the client had its answer's head.
-    let relayed: Result<(), Unrelayable> = async {
-        let mut sender = DataSender {
-            send: &mut send,
-            stall_limit,
-            stall_timer: None,
-            grants: 0,
-            grants_at_timer: 0,
-        };
-        match framing {
-            BodyFraming::Length(mut left) => {
-                while left > 0 {
-                    if buf.is_empty() {
-                        buf = sender
-                            .next_piece(&mut from_http1)
-                            .await?
-                            .ok_or(Unrelayable::Truncated)?;
-                    }
-                    let take = (buf.len() as u64).min(left) as usize;
-                    left -= take as u64;
-                    let piece = if take == buf.len() {
-                        Bytes::from(std::mem::take(&mut buf))
-                    } else {
-                        let piece = Bytes::copy_from_slice(&buf[..take]);
-                        buf.drain(..take);
-                        piece
-                    };
-                    sender.send(piece, left == 0).await?;
-                }
-            }
-            BodyFraming::Chunked => {
-                let mut scanner = ChunkedScanner::default();
-                let mut data = Vec::new();
-                loop {
-                    let used = scanner
-                        .decode(&buf, &mut data)
-                        .map_err(|_| Unrelayable::Truncated)?;
-                    buf.drain(..used);
-                    if scanner.is_done() {
-                        sender
-                            .send(Bytes::from(std::mem::take(&mut data)), true)
-                            .await?;
-                        break;
-                    }
-                    if !data.is_empty() {
-                        sender
-                            .send(Bytes::from(std::mem::take(&mut data)), false)
-                            .await?;
-                    }
+    let relayed = relay_body(&mut send, framing, buf, from_http1, stall_limit).await;
+    relayed.map_err(|e| match e {
+        Unrelayable::Reset => Unrelayable::ResetAnswered,
+        e => e,
+    })
+}
+
+/// Sends the body of a response whose head went out: `buf` (what followed the head), then
+/// what the bridge brings, framed by `framing`.
+async fn relay_body(
+    send: &mut SendStream<Bytes>,
+    framing: BodyFraming,
+    mut buf: Vec<u8>,
+    mut from_http1: mpsc::Receiver<Vec<u8>>,
+    stall_limit: Duration,
+) -> Result<(), Unrelayable> {
+    let mut sender = DataSender {
+        send,
+        stall_limit,
+        stall_timer: None,
+        grants: 0,
+        grants_at_timer: 0,
+    };
+    match framing {
+        BodyFraming::Length(mut left) => {
+            while left > 0 {
+                if buf.is_empty() {
                     buf = sender
                         .next_piece(&mut from_http1)
                         .await?
                         .ok_or(Unrelayable::Truncated)?;
                 }
+                let take = (buf.len() as u64).min(left) as usize;
+                left -= take as u64;
+                let piece = if take == buf.len() {
+                    Bytes::from(std::mem::take(&mut buf))
+                } else {
+                    let piece = Bytes::copy_from_slice(&buf[..take]);
+                    buf.drain(..take);
+                    piece
+                };
+                sender.send(piece, left == 0).await?;
             }
-            BodyFraming::UntilClose => {
-                if !buf.is_empty() {
+        }
+        BodyFraming::Chunked => {
+            let mut scanner = ChunkedScanner::default();
+            let mut data = Vec::new();
+            loop {
+                let used = scanner
+                    .decode(&buf, &mut data)
+                    .map_err(|_| Unrelayable::Truncated)?;
+                buf.drain(..used);
+                if scanner.is_done() {
                     sender
-                        .send(Bytes::from(std::mem::take(&mut buf)), false)
+                        .send(Bytes::from(std::mem::take(&mut data)), true)
+                        .await?;
+                    break;
+                }
+                if !data.is_empty() {
+                    sender
+                        .send(Bytes::from(std::mem::take(&mut data)), false)
                         .await?;
                 }
-                while let Some(chunk) = sender.next_piece(&mut from_http1).await? {
-                    sender.send(Bytes::from(chunk), false).await?;
-                }
-                sender.send(Bytes::new(), true).await?;
+                buf = sender
+                    .next_piece(&mut from_http1)
+                    .await?
+                    .ok_or(Unrelayable::Truncated)?;
             }
-            BodyFraming::None => {}
         }
-        Ok(())
+        BodyFraming::UntilClose => {
+            if !buf.is_empty() {
+                sender
+                    .send(Bytes::from(std::mem::take(&mut buf)), false)
+                    .await?;
+            }
+            while let Some(chunk) = sender.next_piece(&mut from_http1).await? {
+                sender.send(Bytes::from(chunk), false).await?;
+            }
+            sender.send(Bytes::new(), true).await?;
+        }
+        BodyFraming::None => {}
     }
-    .await;
-    relayed.map_err(|e| match e {
-        Unrelayable::Reset => Unrelayable::ResetAnswered,
-        e => e,
-    })
+    Ok(())
 }
 
 /// The h2 response for an HTTP/1.1 response head, without its connection-specific headers

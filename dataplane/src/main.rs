@@ -146,7 +146,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-/// Parses `250ms`, `5s`, `2m`.
 /// [`parse_duration`], refusing zero (a timeout that would end every connection at once).
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
@@ -155,6 +154,7 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses `250ms`, `5s`, `2m`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit())
