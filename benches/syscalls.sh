@@ -6,7 +6,8 @@
 #   benches/syscalls.sh TARGET [RELEASE_DIR]
 #   TARGET: meshd-epoll | meshd-uring | bare-epoll | bare-uring | nginx
 #
-# Needs `cargo build --release -p dataplane -p tools -p benches --bins`, nginx and perf.
+# Needs `cargo build --release -p compiler -p dataplane -p tools -p benches --bins` (or MESHC
+# naming another meshc), nginx and perf.
 # The counting itself slows the proxy; compare the CPU figures of runs without it
 # (NOCOUNT=1) or the mesh-bench tables.
 set -euo pipefail
