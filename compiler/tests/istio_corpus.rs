@@ -1,4 +1,4 @@
-//! Compiles every file of the Istio corpus (`shared/corpus/istio/INDEX.tsv`) through the library
+//! Compiles every file of the Istio corpus (`tests/corpus/istio/INDEX.tsv`) through the library
 //! and checks it against the row's `expected` column.
 
 use std::path::{Path, PathBuf};
@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use compiler::{compile, Diagnostic};
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/istio")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/istio")
 }
 
 struct Row {

@@ -185,7 +185,7 @@ pub fn run(spec: WorkerSpec, events: mpsc::Sender<WorkerEvent>) {
 
 type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
 
-/// Builds an io_uring runtime, with the setup flags DESIGN.md measured, falling back to the
+/// Builds an io_uring runtime, with the setup flags docs/design.md measured, falling back to the
 /// plain setup on kernels that refuse them. On failure the spec is handed back for epoll.
 fn run_uring(
     spec: WorkerSpec,

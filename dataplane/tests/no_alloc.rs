@@ -1,5 +1,5 @@
 //! The request path's pure phases (parse, route with regex/method/header/query matches, head
-//! rewrite with a rule's header edits and prefix rewrite) allocate nothing once warm: DESIGN.md
+//! rewrite with a rule's header edits and prefix rewrite) allocate nothing once warm: docs/design.md
 //! budgets zero heap allocations per request. The whole path through real sockets, under both
 //! IO drivers, is counted by `no_alloc_path.rs`.
 

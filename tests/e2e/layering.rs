@@ -1,4 +1,4 @@
-//! The dependency directions DESIGN.md allows between our crates, checked on the manifests.
+//! The dependency directions docs/design.md allows between our crates, checked on the manifests.
 
 use std::path::Path;
 

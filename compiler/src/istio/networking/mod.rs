@@ -1,0 +1,194 @@
+//! ServiceEntry, WorkloadEntry, DestinationRule and VirtualService into AST declarations, one
+//! file per kind; this one orders them and resolves host names.
+
+mod destination_rule;
+mod http_actions;
+mod http_match;
+mod service_entry;
+mod virtual_service;
+mod workload_entry;
+
+use std::collections::{HashMap, HashSet};
+
+use super::yaml::Node;
+use super::{Kind, Out, Resource};
+use crate::ast;
+use crate::diag::{Code, FileId, Span};
+use destination_rule::destination_rule;
+use service_entry::{addresses_required, conflicting_protocols, service_entry};
+use virtual_service::virtual_service;
+use workload_entry::workload_entry;
+
+/// A service imported from a ServiceEntry host, and where its AST lives.
+struct Imported {
+    file: FileId,
+    service: ast::Service,
+}
+
+/// Lowers the resources: services first (with WorkloadEntry endpoints), then subsets, then routes.
+pub(super) fn lower(
+    out: &mut Out<'_>,
+    resources: &[Resource<'_>],
+    mesh: &[ast::File],
+    authenticated: &HashSet<String>,
+) -> Vec<ast::File> {
+    let entries: Vec<&Resource<'_>> = resources
+        .iter()
+        .filter(|r| r.kind == Kind::WorkloadEntry)
+        .collect();
+    let mut items: HashMap<FileId, Vec<ast::Item>> = HashMap::new();
+    let mut workload_entries = Vec::new();
+    for entry in &entries {
+        out.file = entry.file;
+        if let Some(parsed) = workload_entry(out, entry) {
+            if let Some(workload) = &parsed.workload {
+                items
+                    .entry(entry.file)
+                    .or_default()
+                    .push(ast::Item::Workload(workload.clone()));
+            }
+            workload_entries.push(parsed);
+        }
+    }
+
+    let mut services: Vec<Imported> = Vec::new();
+    let mut protocols = HashMap::new();
+    for r in resources.iter().filter(|r| r.kind == Kind::ServiceEntry) {
+        out.file = r.file;
+        service_entry(out, r, &workload_entries, &mut services);
+        addresses_required(out, r);
+        conflicting_protocols(out, r, &mut protocols);
+    }
+
+    // Every host name a route or rule may use, mapped to the declared service's name and, for
+    // imported services, its index in `services`.
+    let mut hosts: HashMap<String, (String, Option<usize>)> = HashMap::new();
+    let mut ports: HashMap<String, Vec<u64>> = HashMap::new();
+    for file in mesh {
+        for item in &file.items {
+            if let ast::Item::Service(s) = item {
+                ports
+                    .entry(s.name.name.clone())
+                    .or_insert_with(|| s.ports.iter().map(|p| p.number.value).collect());
+                let namespace = s.namespaces.first().map_or("default", |n| n.name.as_str());
+                for alias in aliases(&s.name.name, namespace) {
+                    hosts.entry(alias).or_insert((s.name.name.clone(), None));
+                }
+            }
+        }
+    }
+    for (i, imported) in services.iter().enumerate() {
+        let s = &imported.service;
+        ports
+            .entry(s.name.name.clone())
+            .or_insert_with(|| s.ports.iter().map(|p| p.number.value).collect());
+        let namespace = s.namespaces.first().map_or("default", |n| n.name.as_str());
+        for alias in aliases(&s.name.name, namespace) {
+            hosts.entry(alias).or_insert((s.name.name.clone(), Some(i)));
+        }
+    }
+    let resolver = Resolver { hosts, ports };
+
+    for r in resources.iter().filter(|r| r.kind == Kind::DestinationRule) {
+        out.file = r.file;
+        destination_rule(out, r, &resolver, &mut services);
+    }
+    for r in resources.iter().filter(|r| r.kind == Kind::VirtualService) {
+        out.file = r.file;
+        for route in virtual_service(out, r, &resolver, authenticated) {
+            items
+                .entry(r.file)
+                .or_default()
+                .push(ast::Item::Route(route));
+        }
+    }
+    for imported in services {
+        items
+            .entry(imported.file)
+            .or_default()
+            .push(ast::Item::Service(imported.service));
+    }
+    let mut files: Vec<ast::File> = items
+        .into_iter()
+        .map(|(id, items)| ast::File { id, items })
+        .collect();
+    files.sort_by_key(|f| f.id);
+    files
+}
+
+/// The four host names the lowering gives a service, lower-cased.
+fn aliases(name: &str, namespace: &str) -> [String; 4] {
+    let short = name.to_lowercase();
+    let namespaced = format!("{short}.{}", namespace.to_lowercase());
+    [
+        format!("{namespaced}.svc.cluster.local"),
+        format!("{namespaced}.svc"),
+        namespaced,
+        short,
+    ]
+}
+
+struct Resolver {
+    hosts: HashMap<String, (String, Option<usize>)>,
+    /// The port numbers of every declared service, by service name.
+    ports: HashMap<String, Vec<u64>>,
+}
+
+impl Resolver {
+    /// The declared service a host names; a short name is relative to `namespace`, as in Istio.
+    fn resolve(&self, host: &str, namespace: &str) -> Option<&(String, Option<usize>)> {
+        let host = host.to_lowercase();
+        if !host.contains('.') {
+            let qualified = format!("{host}.{}.svc.cluster.local", namespace.to_lowercase());
+            if let Some(found) = self.hosts.get(&qualified) {
+                return Some(found);
+            }
+        }
+        self.hosts.get(&host)
+    }
+}
+
+/// W0181 (Istio IST0112): a destination (or mirror) `dest` of `service` names no `port` although
+/// the service declares several.
+fn require_port(out: &mut Out<'_>, resolver: &Resolver, service: &str, dest: &Node, path: &str) {
+    if dest.get("port").is_some() {
+        return;
+    }
+    let Some(ports) = resolver.ports.get(service).filter(|p| p.len() > 1) else {
+        return;
+    };
+    let list: Vec<String> = ports.iter().map(u64::to_string).collect();
+    out.push(
+        Code::IstioDestinationPortRequired,
+        dest.span,
+        format!(
+            "`{path}` names no `port`, but service `{service}` declares {} ports ({})",
+            ports.len(),
+            list.join(", ")
+        ),
+        "Istio requires `port: {number: N}` on a destination of a service with several ports \
+         (IST0112); add the port the traffic is meant for",
+    );
+}
+
+fn ident(name: impl Into<String>, span: Span) -> ast::Ident {
+    ast::Ident {
+        name: name.into(),
+        span,
+    }
+}
+
+fn number(value: i64, span: Span) -> ast::Number {
+    ast::Number {
+        value: u64::try_from(value).unwrap_or(0),
+        span,
+    }
+}
+
+fn float(node: &Node) -> Option<f64> {
+    match node.value {
+        super::yaml::Value::Int(n) => Some(n as f64),
+        super::yaml::Value::Float(f) => Some(f),
+        _ => None,
+    }
+}
