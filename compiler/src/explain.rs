@@ -145,24 +145,18 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Splits `host[:port]` (IPv6 in brackets) as `meshd` does.
+/// Splits `host[:port]` as `meshd` does (`spec::host::split_authority`), but refuses what
+/// meshd would take whole as an unknown host: a port that is not a number.
 fn split_host_port<'a>(
     authority: &'a str,
     url: &str,
 ) -> Result<(&'a str, Option<u16>), RequestError> {
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-            if host.starts_with('[') && !host.ends_with(']') {
-                // `[::1]` without a port: the colon is inside the brackets.
-                return Ok((authority, None));
-            }
-            match port.parse() {
-                Ok(p) => Ok((host, Some(p))),
-                Err(_) => Err(RequestError::Port(url.to_owned())),
-            }
-        }
-        _ => Ok((authority, None)),
+    let (host, port) = spec::host::split_authority(authority);
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if port.is_none() && host.contains(':') && !bracketed {
+        return Err(RequestError::Port(url.to_owned()));
     }
+    Ok((host, port))
 }
 
 /// The `--workload` names no workload of the snapshot.
@@ -341,7 +335,9 @@ pub fn explain(
             }
         },
     };
-    let host_service = lookup_host(snapshot, &request.host).map(|t| t.service);
+    // Short host names resolve in the namespace of the workload asking.
+    let namespace = workload_entry.map_or(spec::host::DEFAULT_NAMESPACE, |w| &w.namespace);
+    let host_service = lookup_host(snapshot, &request.host, namespace).map(|t| t.service);
     let callee =
         workload_entry.filter(|w| host_service.is_some_and(|s| w.serves.binary_search(&s).is_ok()));
     // The callee receives requests from any caller, so every host is visible to it.
@@ -355,7 +351,7 @@ pub fn explain(
             "--from {from:?} is not a spiffe:// ID: policies on source namespaces see none"
         ));
     }
-    let (outcome, served) = route(snapshot, visible, &request, &mut notes);
+    let (outcome, served) = route(snapshot, (visible, namespace), &request, &mut notes);
     let authz = match (&outcome, served) {
         (Outcome::Routed { actions, .. }, _) if actions.redirect.is_some() => {
             Authorization::NotEvaluated(
@@ -444,11 +440,11 @@ fn destination(snapshot: &Snapshot, service: u32, subset: Option<u32>, weight: u
 /// The outcome, and for a routed request the services its destinations name (ascending).
 fn route(
     snapshot: &Snapshot,
-    visible: Option<&[u32]>,
+    (visible, namespace): (Option<&[u32]>, &str),
     request: &Request,
     notes: &mut Vec<String>,
 ) -> (Outcome, Option<Vec<u32>>) {
-    let Some(table) = lookup_host(snapshot, &request.host) else {
+    let Some(table) = lookup_host(snapshot, &request.host, namespace) else {
         let outcome = Outcome::UnknownHost {
             host: request.host.clone(),
             hidden_service: None,
@@ -520,21 +516,11 @@ fn route(
     (outcome, Some(served))
 }
 
-/// The route table for `host`: exact first, then lower-cased (the snapshot stores lower case).
-fn lookup_host<'s>(snapshot: &'s Snapshot, host: &str) -> Option<&'s RouteTable> {
-    let find = |host: &str| {
-        let i = snapshot
-            .hosts
-            .binary_search_by(|h| h.host.as_str().cmp(host))
-            .ok()?;
-        snapshot.routes.get(snapshot.hosts[i].route_table as usize)
-    };
-    find(host).or_else(|| {
-        host.bytes()
-            .any(|b| b.is_ascii_uppercase())
-            .then(|| find(&host.to_ascii_lowercase()))
-            .flatten()
-    })
+/// The route table a caller in `namespace` reaches by `host`, as meshd looks it up: host names
+/// are case-insensitive and the snapshot stores them lower-case.
+fn lookup_host<'s>(snapshot: &'s Snapshot, host: &str, namespace: &str) -> Option<&'s RouteTable> {
+    let table = snapshot.route_table_for_host(&host.to_ascii_lowercase(), namespace)?;
+    snapshot.routes.get(table as usize)
 }
 
 /// `None` when the rule does not match; `Some(None)` when it has no matches (matches all);

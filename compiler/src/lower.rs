@@ -177,7 +177,7 @@ impl<'a> Lowerer<'a> {
     fn service(&mut self, file: FileId, s: &ast::Service) -> Service {
         let name = &s.name.name;
         let namespace = match s.namespaces.split_first() {
-            None => "default".to_owned(),
+            None => spec::host::DEFAULT_NAMESPACE.to_owned(),
             Some((first, rest)) => {
                 for again in rest {
                     let first = self.at(file, first.span);
@@ -380,40 +380,55 @@ impl<'a> Lowerer<'a> {
         out
     }
 
-    /// The four names of every service, each mapped to its route table (index = service index).
+    /// Every name of every service (`spec::host::service_hosts`), each mapped to its route
+    /// table (index = service index). A short name belongs to its namespace, so two services
+    /// share one only across namespaces.
     fn hosts(&mut self, declared: &[In<'_, ast::Service>], services: &[Service]) -> Vec<HostEntry> {
-        let mut hosts: BTreeMap<String, u32> = BTreeMap::new();
+        let mut hosts: BTreeMap<(String, Option<String>), u32> = BTreeMap::new();
         for (index, service) in services.iter().enumerate() {
-            let short = service.name.to_lowercase();
-            let namespaced = format!("{short}.{}", service.namespace.to_lowercase());
-            let names = [
-                format!("{namespaced}.svc.cluster.local"),
-                format!("{namespaced}.svc"),
-                namespaced,
-                short,
-            ];
-            for host in names {
-                if let Some(&other) = hosts.get(&host) {
-                    let (file, s) = declared[index];
-                    let (other_file, other_s) = declared[other as usize];
-                    let first = self
-                        .sources
-                        .describe(self.at(other_file, other_s.name.span));
-                    let message = format!(
-                        "host `{host}` of service `{}` is also a host of service `{}` (declared at {first})",
-                        s.name.name, other_s.name.name
-                    );
-                    let help = "host names are compared in lower case; rename one of the services or move it to another namespace";
-                    self.report(Code::Duplicate, file, s.name.span, message, help);
+            for name in spec::host::service_hosts(&service.name, &service.namespace) {
+                let clash = hosts
+                    .range((name.name.clone(), None)..)
+                    .take_while(|((host, _), _)| *host == name.name)
+                    .find(|((_, ns), _)| {
+                        ns.is_none() || name.namespace.is_none() || *ns == name.namespace
+                    })
+                    .map(|(_, &other)| other);
+                if let Some(other) = clash {
+                    self.duplicate_host(declared, index, other as usize, &name.name);
                     continue;
                 }
-                hosts.insert(host, index as u32);
+                hosts.insert((name.name, name.namespace), index as u32);
             }
         }
         hosts
             .into_iter()
-            .map(|(host, route_table)| HostEntry { host, route_table })
+            .map(|((host, namespace), route_table)| HostEntry {
+                host,
+                namespace,
+                route_table,
+            })
             .collect()
+    }
+
+    fn duplicate_host(
+        &mut self,
+        declared: &[In<'_, ast::Service>],
+        index: usize,
+        other: usize,
+        host: &str,
+    ) {
+        let (file, s) = declared[index];
+        let (other_file, other_s) = declared[other];
+        let first = self
+            .sources
+            .describe(self.at(other_file, other_s.name.span));
+        let message = format!(
+            "host `{host}` of service `{}` is also a host of service `{}` (declared at {first})",
+            s.name.name, other_s.name.name
+        );
+        let help = "host names are compared in lower case; rename one of the services or move it to another namespace";
+        self.report(Code::Duplicate, file, s.name.span, message, help);
     }
 
     fn unknown_service(&mut self, file: FileId, name: &ast::Ident, index: &ServiceIndex<'_>) {
@@ -691,6 +706,10 @@ impl<'a> Lowerer<'a> {
             serves: Vec::new(),
             telemetry: spec::Telemetry::default(),
             name: name.clone(),
+            namespace: w.namespace.as_ref().map_or_else(
+                || spec::host::DEFAULT_NAMESPACE.to_owned(),
+                |n| n.name.clone(),
+            ),
             identity,
             inbound,
             outbound,

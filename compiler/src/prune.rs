@@ -66,10 +66,13 @@ pub fn for_workload(snapshot: &Snapshot, name: &str) -> Option<Snapshot> {
     let hosts = snapshot
         .hosts
         .iter()
+        // Short names of other namespaces are not this workload's to resolve.
+        .filter(|h| h.resolves_for(&workload.namespace))
         .filter_map(|h| {
             let route_table = table_map.get(h.route_table as usize).copied().flatten()?;
             Some(HostEntry {
                 host: h.host.clone(),
+                namespace: h.namespace.clone(),
                 route_table,
             })
         })

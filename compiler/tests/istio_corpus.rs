@@ -141,7 +141,11 @@ const CANNOT_TRIGGER: &[(&str, &str, &str, &[&str])] = &[
         "analyzer/virtualservice_conflictingmeshgatewayhosts.yaml",
         "IST0109",
         "the hosts are Kubernetes Services, not declared here, so no route is imported",
-        &["productpage", "reviews", "ratings"],
+        &[
+            "productpage.foo.svc.cluster.local",
+            "reviews.foo.svc.cluster.local",
+            "ratings.foo.svc.cluster.local",
+        ],
     ),
     (
         "analyzer/virtualservice_conflictingmeshgatewayhosts_with_exportto.yaml",

@@ -399,9 +399,14 @@ impl RouteState {
             }
         }
 
+        // Short host names resolve in the sidecar's own namespace, as its DNS search path would.
+        let namespace = workload
+            .and_then(|name| snapshot.workload(name))
+            .map_or(spec::host::DEFAULT_NAMESPACE, |w| &w.namespace);
         let hosts = snapshot
             .hosts
             .iter()
+            .filter(|h| h.resolves_for(namespace))
             .filter(|h| {
                 let table = &snapshot.routes[h.route_table as usize];
                 visible.binary_search(&table.service).is_ok()
@@ -415,6 +420,7 @@ impl RouteState {
         let served_limited = snapshot
             .hosts
             .iter()
+            .filter(|h| h.resolves_for(namespace))
             .filter(|h| per_source(&snapshot.routes[h.route_table as usize]))
             .map(|h| (h.host.as_str().into(), h.route_table))
             .collect();

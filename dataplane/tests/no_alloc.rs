@@ -177,6 +177,7 @@ fn routes() -> RouteState {
         }],
         hosts: vec![HostEntry {
             host: "reviews".into(),
+            namespace: None,
             route_table: 0,
         }],
         workloads: vec![],

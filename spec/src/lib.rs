@@ -3,6 +3,7 @@
 
 pub mod authz;
 mod file;
+pub mod host;
 mod index;
 mod model;
 mod validate;

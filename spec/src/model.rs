@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// A compiled, validated mesh configuration: what one `meshd` serves.
 ///
 /// Invariant (checked by [`Snapshot::validate`]): every index points into the vector it names,
-/// and `hosts` is sorted by name with no duplicates.
+/// and `hosts` is sorted by name, then namespace, with no duplicates.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Services by name, sorted by `name`.
@@ -186,6 +186,10 @@ pub struct OutlierDetection {
 pub struct HostEntry {
     /// Lower-case host name, e.g. `reviews` or `reviews.default.svc.cluster.local`.
     pub host: String,
+    /// `Some(ns)` for a short name (`reviews`), which only callers in namespace `ns` resolve,
+    /// as their DNS search path starts with `ns.svc.cluster.local`; `None` for a name every
+    /// caller resolves. Invariant: a name with `None` has no other entry.
+    pub namespace: Option<String>,
     /// Index into [`Snapshot::routes`].
     pub route_table: u32,
 }
@@ -506,6 +510,9 @@ impl std::fmt::Display for SourceLocation {
 pub struct Workload {
     /// Workload name, passed to `meshd --workload`.
     pub name: String,
+    /// Namespace; `default` unless the config says otherwise. Short host names resolve
+    /// relative to it.
+    pub namespace: String,
     /// SPIFFE ID, e.g. `spiffe://cluster.local/ns/default/sa/productpage`.
     pub identity: Option<String>,
     /// Ports the sidecar accepts for this workload and forwards to the local application.
@@ -726,6 +733,16 @@ impl Snapshot {
         Some((index as u32, &self.services[index]))
     }
 
+    /// The route table a caller in `namespace` reaches by the lower-case `host` (without port).
+    pub fn route_table_for_host(&self, host: &str, namespace: &str) -> Option<u32> {
+        let first = self.hosts.partition_point(|h| h.host.as_str() < host);
+        self.hosts[first..]
+            .iter()
+            .take_while(|h| h.host == host)
+            .find(|h| h.resolves_for(namespace))
+            .map(|h| h.route_table)
+    }
+
     /// Looks up a workload by name.
     pub fn workload(&self, name: &str) -> Option<&Workload> {
         let index = self
@@ -733,5 +750,12 @@ impl Snapshot {
             .binary_search_by(|w| w.name.as_str().cmp(name))
             .ok()?;
         Some(&self.workloads[index])
+    }
+}
+
+impl HostEntry {
+    /// Whether a caller in `namespace` resolves this name.
+    pub fn resolves_for(&self, namespace: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|own| own == namespace)
     }
 }

@@ -1,6 +1,6 @@
 //! Invariants a decoded snapshot must hold before a data plane may serve it.
 
-use crate::{RouteRule, Snapshot, TrafficPolicy};
+use crate::{HostEntry, RouteRule, Snapshot, TrafficPolicy};
 
 /// A snapshot that decodes but breaks an invariant.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -70,7 +70,7 @@ impl Snapshot {
     pub fn validate(&self) -> Result<(), InvalidSnapshot> {
         sorted_unique("services", self.services.iter().map(|s| s.name.as_str()))?;
         sorted_unique("workloads", self.workloads.iter().map(|w| w.name.as_str()))?;
-        sorted_unique("hosts", self.hosts.iter().map(|h| h.host.as_str()))?;
+        hosts_sorted_unique(&self.hosts)?;
         for service in &self.services {
             sorted_unique("subsets", service.subsets.iter().map(|s| s.name.as_str()))?;
             for endpoint in &service.endpoints {
@@ -210,6 +210,23 @@ fn per_million(what: &'static str, value: u32) -> Checked {
 
 fn out_of_range(what: &'static str, value: u64, range: &'static str) -> Checked {
     Err(InvalidSnapshot::OutOfRange { what, value, range })
+}
+
+/// `hosts` sorted by name then namespace, each pair once, and a name every caller resolves
+/// (no namespace) never also listed as a short name.
+fn hosts_sorted_unique(hosts: &[HostEntry]) -> Result<(), InvalidSnapshot> {
+    for pair in hosts.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let ordered =
+            (a.host.as_str(), a.namespace.as_deref()) < (b.host.as_str(), b.namespace.as_deref());
+        if !ordered || (a.host == b.host && a.namespace.is_none()) {
+            return Err(InvalidSnapshot::Unsorted {
+                what: "hosts",
+                name: b.host.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn sorted_unique<'a>(

@@ -97,6 +97,7 @@ impl Mesh {
             }],
             hosts: vec![HostEntry {
                 host: "web".into(),
+                namespace: None,
                 route_table: 0,
             }],
             workloads: vec![],

@@ -12,6 +12,7 @@ mod errors;
 mod http1;
 mod identity;
 mod interop;
+mod istio;
 mod language;
 mod layering;
 mod lifecycle;

@@ -73,13 +73,6 @@ fn compile_as(scratch: &Scratch, name: &str, config: &str) -> PathBuf {
     out
 }
 
-fn issue(ca: &Path, spiffe: &str, out: &Path) {
-    let (ca, out) = (ca.to_str().unwrap(), out.to_str().unwrap());
-    succeeded(&meshca(&[
-        "issue", "--dir", ca, "--spiffe", spiffe, "--out", out,
-    ]));
-}
-
 /// A CA, the upstream, sidecar B as `server_workload` in `mode`, and sidecar A calling it.
 struct Pair {
     scratch: Scratch,

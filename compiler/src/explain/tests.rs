@@ -731,6 +731,7 @@ fn served(policies: Vec<AuthorizationPolicy>, tls: TlsMode) -> Snapshot {
     let (reviews, _) = snap.service("reviews").expect("reviews");
     snap.workloads.push(Workload {
         name: "reviews-server".into(),
+        namespace: "default".into(),
         identity: Some("spiffe://cluster.local/ns/default/sa/reviews".into()),
         inbound: vec![InboundPort {
             port: 9080,

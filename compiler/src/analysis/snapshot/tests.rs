@@ -383,6 +383,7 @@ fn a_service_without_position_still_warns() {
 fn workload(name: &str) -> Workload {
     Workload {
         name: name.to_owned(),
+        namespace: "default".into(),
         identity: Some(format!("spiffe://cluster.local/ns/default/sa/{name}")),
         inbound: vec![inbound(9080, TlsMode::Permissive)],
         outbound: Vec::new(),

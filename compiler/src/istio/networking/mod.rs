@@ -40,24 +40,23 @@ pub(super) fn lower(
     let mut workload_entries = Vec::new();
     for entry in &entries {
         out.file = entry.file;
-        if let Some(parsed) = workload_entry(out, entry) {
-            if let Some(workload) = &parsed.workload {
-                items
-                    .entry(entry.file)
-                    .or_default()
-                    .push(ast::Item::Workload(workload.clone()));
-            }
-            workload_entries.push(parsed);
-        }
+        workload_entries.extend(workload_entry(out, entry));
     }
 
     let mut services: Vec<Imported> = Vec::new();
     let mut protocols = HashMap::new();
     for r in resources.iter().filter(|r| r.kind == Kind::ServiceEntry) {
         out.file = r.file;
-        service_entry(out, r, &workload_entries, &mut services);
+        service_entry(out, r, &mut workload_entries, &mut services);
         addresses_required(out, r);
         conflicting_protocols(out, r, &mut protocols);
+    }
+    // Workload entries serve what the ServiceEntries selecting them declared.
+    for entry in workload_entries {
+        items
+            .entry(entry.file)
+            .or_default()
+            .push(ast::Item::Workload(entry.workload));
     }
 
     // Every host name a route or rule may use, mapped to the declared service's name and, for
@@ -70,9 +69,8 @@ pub(super) fn lower(
                 ports
                     .entry(s.name.name.clone())
                     .or_insert_with(|| s.ports.iter().map(|p| p.number.value).collect());
-                let namespace = s.namespaces.first().map_or("default", |n| n.name.as_str());
-                for alias in aliases(&s.name.name, namespace) {
-                    hosts.entry(alias).or_insert((s.name.name.clone(), None));
+                for host in absolute_hosts(s) {
+                    hosts.entry(host).or_insert((s.name.name.clone(), None));
                 }
             }
         }
@@ -82,9 +80,8 @@ pub(super) fn lower(
         ports
             .entry(s.name.name.clone())
             .or_insert_with(|| s.ports.iter().map(|p| p.number.value).collect());
-        let namespace = s.namespaces.first().map_or("default", |n| n.name.as_str());
-        for alias in aliases(&s.name.name, namespace) {
-            hosts.entry(alias).or_insert((s.name.name.clone(), Some(i)));
+        for host in absolute_hosts(s) {
+            hosts.entry(host).or_insert((s.name.name.clone(), Some(i)));
         }
     }
     let resolver = Resolver { hosts, ports };
@@ -116,16 +113,17 @@ pub(super) fn lower(
     files
 }
 
-/// The four host names the lowering gives a service, lower-cased.
-fn aliases(name: &str, namespace: &str) -> [String; 4] {
-    let short = name.to_lowercase();
-    let namespaced = format!("{short}.{}", namespace.to_lowercase());
-    [
-        format!("{namespaced}.svc.cluster.local"),
-        format!("{namespaced}.svc"),
-        namespaced,
-        short,
-    ]
+/// The names of a service that mean the same to every caller: what a VirtualService or
+/// DestinationRule host resolves to once qualified (its short name is relative to a namespace).
+fn absolute_hosts(s: &ast::Service) -> impl Iterator<Item = String> {
+    let namespace = s
+        .namespaces
+        .first()
+        .map_or(spec::host::DEFAULT_NAMESPACE, |n| n.name.as_str());
+    spec::host::service_hosts(&s.name.name, namespace)
+        .into_iter()
+        .filter(|h| h.namespace.is_none())
+        .map(|h| h.name)
 }
 
 struct Resolver {
@@ -137,14 +135,7 @@ struct Resolver {
 impl Resolver {
     /// The declared service a host names; a short name is relative to `namespace`, as in Istio.
     fn resolve(&self, host: &str, namespace: &str) -> Option<&(String, Option<usize>)> {
-        let host = host.to_lowercase();
-        if !host.contains('.') {
-            let qualified = format!("{host}.{}.svc.cluster.local", namespace.to_lowercase());
-            if let Some(found) = self.hosts.get(&qualified) {
-                return Some(found);
-            }
-        }
-        self.hosts.get(&host)
+        self.hosts.get(&spec::host::qualify(host, namespace))
     }
 }
 

@@ -113,7 +113,7 @@ pub(super) const RESOLUTIONS: &[&str] =
 pub(super) fn service_entry(
     out: &mut Out<'_>,
     r: &Resource<'_>,
-    workload_entries: &[WorkloadEntry<'_>],
+    workload_entries: &mut [WorkloadEntry<'_>],
     services: &mut Vec<Imported>,
 ) {
     let spec = r.spec;
@@ -331,7 +331,8 @@ pub(super) fn service_entry(
             }
         }
     } else if !selector_labels.is_empty() || selector.is_some() {
-        for entry in workload_entries {
+        let served: Vec<(&ast::Port, &PortSpec)> = ports.iter().zip(&port_specs).collect();
+        for entry in workload_entries.iter_mut() {
             let matches = entry.namespace == r.namespace
                 && selector_labels.iter().all(|want| {
                     entry
@@ -359,6 +360,7 @@ pub(super) fn service_entry(
             if let Some(endpoint) = lowered {
                 endpoints.push(endpoint);
             }
+            entry.serve(&hosts, &served);
         }
     } else if matches!(
         resolution,
@@ -494,12 +496,7 @@ pub(super) fn endpoint(
         );
         return None;
     };
-    let mut number = port.target;
-    if let (Some(ports), Some(name)) = (source.ports, &port.name) {
-        if let Some(n) = ports.get(name).and_then(Node::as_int) {
-            number = n;
-        }
-    }
+    let number = endpoint_port(source.ports, port);
     let text = match ip {
         IpAddr::V4(ip) => format!("{ip}:{number}"),
         IpAddr::V6(ip) => format!("[{ip}]:{number}"),
@@ -520,4 +517,13 @@ pub(super) fn endpoint(
         labels: source.labels.clone(),
         weight,
     })
+}
+
+/// The port of an endpoint for a ServiceEntry `port`: the endpoint's `ports` entry of that
+/// port's name, else the port's `targetPort`, else its number.
+pub(super) fn endpoint_port(endpoint_ports: Option<&Node>, port: &PortSpec) -> i64 {
+    let named = endpoint_ports.zip(port.name.as_deref());
+    named
+        .and_then(|(ports, name)| ports.get(name).and_then(Node::as_int))
+        .unwrap_or(port.target)
 }

@@ -2,8 +2,9 @@
 //! select it.
 
 use super::ident;
+use super::service_entry::{endpoint_port, PortSpec};
 use crate::ast;
-use crate::diag::FileId;
+use crate::diag::{FileId, Span};
 use crate::istio::yaml::Node;
 use crate::istio::{Out, Resource};
 
@@ -15,7 +16,7 @@ pub(super) struct WorkloadEntry<'a> {
     pub(super) labels: Vec<ast::Label>,
     pub(super) ports: Option<&'a Node>,
     pub(super) weight: Option<&'a Node>,
-    pub(super) workload: Option<ast::Workload>,
+    pub(super) workload: ast::Workload,
 }
 
 pub(super) const ENDPOINT_FIELDS: &[&str] = &[
@@ -83,6 +84,44 @@ pub(super) fn workload_entry<'a>(out: &mut Out<'_>, r: &Resource<'a>) -> Option<
         labels,
         ports: spec.get("ports"),
         weight: spec.get("weight"),
-        workload: Some(workload),
+        workload,
     })
+}
+
+impl WorkloadEntry<'_> {
+    /// The entry's workload serves `hosts`, whose ServiceEntry selected it, on `ports`: each
+    /// the port its endpoint gets (see [`endpoint_port`]), forwarded to the application on the
+    /// machine's loopback, as Istio's sidecar on a VM does.
+    pub(super) fn serve(&mut self, hosts: &[(String, Span)], ports: &[(&ast::Port, &PortSpec)]) {
+        let at = self.workload.name.span;
+        for (host, _) in hosts {
+            if !self.workload.serves.iter().any(|s| s.name == *host) {
+                self.workload.serves.push(ident(host.clone(), at));
+            }
+        }
+        for (port, spec) in ports {
+            let number = endpoint_port(self.ports, spec);
+            let Ok(number) = u64::try_from(number) else {
+                continue;
+            };
+            if self.workload.inbound.iter().any(|i| i.port.value == number) {
+                continue;
+            }
+            self.workload.inbound.push(ast::Inbound {
+                port: ast::Number {
+                    value: number,
+                    span: at,
+                },
+                protocol: ast::Protocol {
+                    value: port.protocol.value,
+                    span: at,
+                },
+                target: ast::Address {
+                    text: format!("127.0.0.1:{number}"),
+                    span: at,
+                },
+                mtls: None,
+            });
+        }
+    }
 }
