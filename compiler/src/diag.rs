@@ -213,6 +213,8 @@ pub enum Code {
     ImportedRuleNeverMatches,
     /// W0113: HTTP, HTTP/2 or gRPC declared on the well-known port of a non-HTTP protocol.
     HttpOnOpaquePort,
+    /// W0114: a port protocol meshd does not serve yet (tcp, grpc, http2 to the application).
+    ProtocolNotServed,
     // ---- traffic (E0120-E0139) ----
     /// E0120: settings that exclude each other (`to` and `redirect`, a hash key on a load
     /// balancer that does not hash, rewrite `prefix` and `regex`, ...).
@@ -309,6 +311,7 @@ impl Code {
             Self::RuleOverlap => "W0111",
             Self::ImportedRuleNeverMatches => "W0112",
             Self::HttpOnOpaquePort => "W0113",
+            Self::ProtocolNotServed => "W0114",
             // ---- traffic (E0120-E0139) ----
             Self::TrafficConflict => "E0120",
             Self::InvalidRegex => "E0121",
@@ -359,6 +362,7 @@ impl Code {
             | Self::RuleOverlap
             | Self::ImportedRuleNeverMatches
             | Self::HttpOnOpaquePort
+            | Self::ProtocolNotServed
             | Self::PolicySelectsNothing
             | Self::UnusedPortMode => Severity::Warning,
             // Snapshot analyses.

@@ -323,9 +323,27 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
             }
         }
     }
+    for service in &snapshot.services {
+        for port in &service.ports {
+            if let Some(feature) = protocol_not_served(port.protocol) {
+                note(
+                    feature,
+                    format!("service {} port {}", service.name, port.number),
+                );
+            }
+        }
+    }
     for w in &snapshot.workloads {
         if workload.is_some_and(|name| name != w.name) {
             continue;
+        }
+        for port in &w.inbound {
+            if let Some(feature) = protocol_not_served(port.protocol) {
+                note(
+                    feature,
+                    format!("workload {} inbound port {}", w.name, port.port),
+                );
+            }
         }
         let place = || format!("workload {}", w.name);
         if w.telemetry.access_log.is_some() {
@@ -336,6 +354,17 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
         }
     }
     found
+}
+
+/// What a port of `protocol` is missing: meshd parses HTTP/1.1 on every port and calls
+/// applications with HTTP/1.1 (meshc warns with W0114).
+fn protocol_not_served(protocol: spec::Protocol) -> Option<&'static str> {
+    match protocol {
+        spec::Protocol::Http => None,
+        spec::Protocol::Tcp => Some("tcp ports (proxied as HTTP/1.1)"),
+        spec::Protocol::Grpc => Some("grpc ports (the application is called with HTTP/1.1)"),
+        spec::Protocol::Http2 => Some("http2 ports (the application is called with HTTP/1.1)"),
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::process::Command;
 use ringmesh_tests::*;
 
 mod hosts;
+mod protocols;
 mod vm;
 
 /// Compiles the YAML `files` (name, text) into `NAME.snap`; fails the test on a meshc error.

@@ -1,4 +1,5 @@
-//! HTTP declared on the well-known port of a protocol that is not HTTP.
+//! Port protocols: HTTP declared on the well-known port of a protocol that is not HTTP
+//! (W0113), and protocols meshd does not serve yet (W0114).
 //!
 //! The sidecar waits for an HTTP request head on an `http`, `http2` or `grpc` port. On a
 //! server-first protocol (SMTP, MySQL, NATS) the client waits for the server's greeting, so the
@@ -44,6 +45,58 @@ fn check(
     protocol: ast::Protocol,
     out: &mut Vec<Diagnostic>,
 ) {
+    http_on_opaque_port(file, origin, number, protocol, out);
+    not_served(file, number, protocol, out);
+}
+
+/// W0114: meshd parses HTTP/1.1 on every port and calls applications with HTTP/1.1, so a
+/// `tcp` or `grpc` port, or an application that speaks only HTTP/2, is not served as declared.
+/// Listed under `not_enforced` by meshd too.
+fn not_served(
+    file: FileId,
+    number: ast::Number,
+    protocol: ast::Protocol,
+    out: &mut Vec<Diagnostic>,
+) {
+    let what = match protocol.value {
+        spec::Protocol::Http => return,
+        spec::Protocol::Tcp => {
+            "it is proxied as HTTP/1.1, so a client that does not speak HTTP fails"
+        }
+        spec::Protocol::Grpc => {
+            "the application is called with HTTP/1.1, which has no trailers, so gRPC calls fail"
+        }
+        spec::Protocol::Http2 => {
+            "the application is called with HTTP/1.1, so one that speaks only HTTP/2 fails"
+        }
+    };
+    let message = format!(
+        "port {} is declared `{}`, which meshd does not serve yet: {what}",
+        number.value,
+        protocol.value.as_str()
+    );
+    let help = "TCP proxying, HTTP/2 and gRPC to the application are being built (see the \
+                issue on interception and protocols); until then declare `http` only for HTTP/1.1";
+    out.push(
+        Diagnostic::new(
+            Code::ProtocolNotServed,
+            SourceSpan {
+                file,
+                span: port_span(number, protocol),
+            },
+            message,
+        )
+        .with_help(help),
+    );
+}
+
+fn http_on_opaque_port(
+    file: FileId,
+    origin: ast::Origin,
+    number: ast::Number,
+    protocol: ast::Protocol,
+    out: &mut Vec<Diagnostic>,
+) {
     if protocol.value == spec::Protocol::Tcp {
         return;
     }
@@ -51,12 +104,7 @@ fn check(
     else {
         return;
     };
-    // `port 3306 http`: the number through the protocol; in YAML they may be apart or reversed.
-    let span = if protocol.span.start >= number.span.end {
-        Span::new(number.span.start, protocol.span.end)
-    } else {
-        number.span
-    };
+    let span = port_span(number, protocol);
     let (kind, reason) = if server_first {
         (
             "a server-first protocol",
@@ -80,4 +128,13 @@ fn check(
     out.push(
         Diagnostic::new(Code::HttpOnOpaquePort, SourceSpan { file, span }, message).with_help(help),
     );
+}
+
+/// `port 3306 http`: the number through the protocol; in YAML they may be apart or reversed.
+fn port_span(number: ast::Number, protocol: ast::Protocol) -> Span {
+    if protocol.span.start >= number.span.end {
+        Span::new(number.span.start, protocol.span.end)
+    } else {
+        number.span
+    }
 }

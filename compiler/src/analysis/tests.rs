@@ -460,3 +460,28 @@ fn a_rule_repeating_a_name_is_left_to_e0103() {
     let rules = "  rule a { to web }\n  rule a { match path prefix \"/a\" to web }\n";
     assert_eq!(mesh(rules), []);
 }
+
+#[test]
+fn ports_meshd_does_not_serve_yet_are_w0114_at_the_port() {
+    let src = "service s {\n  port 80 http\n  port 81 tcp\n  port 82 grpc\n  port 83 http2\n  \
+               endpoint 127.0.0.1:80\n}\nworkload w {\n  inbound 84 tcp -> 127.0.0.1:84\n}\n";
+    let mut sources = Sources::new();
+    sources.add("m.mesh", src);
+    let compiled = compile_sources(sources).expect("warnings only");
+    let not_served: Vec<(String, &str)> = compiled
+        .warnings
+        .iter()
+        .filter(|d| d.code == Code::ProtocolNotServed)
+        .map(|d| {
+            let (_, line, _) = d.location(&compiled.sources).unwrap_or_default();
+            (format!("m.mesh:{line}"), d.message.as_str())
+        })
+        .collect();
+    let lines: Vec<&str> = not_served.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(lines, ["m.mesh:3", "m.mesh:4", "m.mesh:5", "m.mesh:9"]);
+    assert!(
+        not_served[1].1.contains("gRPC calls fail"),
+        "{}",
+        not_served[1].1
+    );
+}

@@ -53,7 +53,7 @@ service reviews {
   subset v1 { version = "v1" }
   subset a { zone = "a" }
 }
-service ratings { namespace Prod port 9090 grpc endpoint [::1]:9000 }
+service ratings { namespace Prod port 9090 http endpoint [::1]:9000 }
 "#;
 
 fn with_base(extra: &str) -> String {
@@ -69,7 +69,23 @@ fn sorts_services_and_subsets_by_name() {
     let subsets: Vec<&str> = reviews.subsets.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(subsets, ["a", "v1", "v2"]);
     assert_eq!(reviews.ports[0].protocol, Protocol::Http);
-    assert_eq!(s.services[0].ports[0].protocol, Protocol::Grpc);
+}
+
+#[test]
+fn keeps_each_port_protocol() {
+    let s = snapshot(
+        "service s { port 1 http port 2 http2 port 3 grpc port 4 tcp endpoint 127.0.0.1:1 }",
+    );
+    let protocols: Vec<Protocol> = s.services[0].ports.iter().map(|p| p.protocol).collect();
+    assert_eq!(
+        protocols,
+        [
+            Protocol::Http,
+            Protocol::Http2,
+            Protocol::Grpc,
+            Protocol::Tcp
+        ]
+    );
 }
 
 #[test]
@@ -364,7 +380,7 @@ fn weights_that_do_not_sum_to_100_are_e0104_at_the_rule() {
 
 #[test]
 fn invalid_values_are_e0002() {
-    let src = "service s {\n  port 0 http\n  port 65536 tcp\n  endpoint 1.2.3:80\n  endpoint 1.1.1.1:0\n  endpoint 1.1.1.1:1 weight 0\n}\nroute s { rule r { to s weight 101 } }\nroute t { rule r { match path prefix \"api\" and header \"bad name\" = \"x\" to s } }\nservice t { port 1 http endpoint 1.1.1.1:1 }\nworkload w { identity \"sa/w\" inbound 99999 http -> localhost:80 }";
+    let src = "service s {\n  port 0 http\n  port 65536 http\n  endpoint 1.2.3:80\n  endpoint 1.1.1.1:0\n  endpoint 1.1.1.1:1 weight 0\n}\nroute s { rule r { to s weight 101 } }\nroute t { rule r { match path prefix \"api\" and header \"bad name\" = \"x\" to s } }\nservice t { port 1 http endpoint 1.1.1.1:1 }\nworkload w { identity \"sa/w\" inbound 99999 http -> localhost:80 }";
     assert_eq!(
         codes(&[("m.mesh", src)]),
         [

@@ -217,3 +217,63 @@ fn chance_is_exact_at_the_ends() {
     assert!((0..1000).all(|_| chance(1_000_000)));
     assert!((0..1000).all(|_| !chance(0)));
 }
+
+#[test]
+fn ports_of_protocols_not_served_yet_are_listed() {
+    let port = |number, protocol| ServicePort { number, protocol };
+    let snapshot = Snapshot {
+        services: vec![Service {
+            name: "db".into(),
+            namespace: "default".into(),
+            ports: vec![
+                port(80, Protocol::Http),
+                port(3306, Protocol::Tcp),
+                port(9000, Protocol::Grpc),
+            ],
+            endpoints: vec![],
+            subsets: vec![],
+            policy: TrafficPolicy::default(),
+            identities: vec![],
+        }],
+        routes: vec![],
+        hosts: vec![],
+        workloads: vec![Workload {
+            name: "w".into(),
+            namespace: "default".into(),
+            identity: None,
+            inbound: vec![InboundPort {
+                port: 8443,
+                protocol: Protocol::Http2,
+                target: "127.0.0.1:8443".parse().unwrap(),
+                tls: TlsMode::Permissive,
+            }],
+            outbound: vec![],
+            serves: vec![],
+            authorization: vec![],
+            jwt: vec![],
+            telemetry: Telemetry::default(),
+        }],
+    };
+    let found = not_enforced(&snapshot, Some("w"));
+    let listed: Vec<(&str, &[String])> = found
+        .iter()
+        .map(|n| (n.feature, n.used_by.as_slice()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (
+                "tcp ports (proxied as HTTP/1.1)",
+                &["service db port 3306".to_owned()][..]
+            ),
+            (
+                "grpc ports (the application is called with HTTP/1.1)",
+                &["service db port 9000".to_owned()][..]
+            ),
+            (
+                "http2 ports (the application is called with HTTP/1.1)",
+                &["workload w inbound port 8443".to_owned()][..]
+            ),
+        ]
+    );
+}

@@ -1,0 +1,42 @@
+//! A port protocol meshd does not serve yet (`TCP`, `GRPC`) compiles with W0114 and is listed
+//! under `/config`'s `not_enforced`: accepted, never silently served as something else.
+
+use super::*;
+
+const MYSQL: &str = r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: mysql, namespace: default}
+spec:
+  hosts: [mysql.default.svc.cluster.local]
+  addresses: [198.18.0.10]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 3306, name: tcp-mysql, protocol: TCP}
+  endpoints:
+  - address: 127.0.0.1
+"#;
+
+fn a_tcp_port_is_warned_and_listed_as_not_enforced(driver: &str) {
+    let scratch = Scratch::new();
+    let input = scratch.write("mysql.yaml", MYSQL);
+    let snapshot = scratch.path().join("mesh.snap");
+    let output = harness::compile(&[&input], &snapshot).unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = format!(
+        "{}:10:14: warning[W0114]: port 3306 is declared `tcp`",
+        input.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    let meshd = Sidecar::start(&snapshot, &["--cores", "1", "--io-driver", driver]).unwrap();
+    let config = admin_json(meshd.admin, "/config");
+    let listed = config["not_enforced"].to_string();
+    assert!(
+        listed.contains("tcp ports (proxied as HTTP/1.1)")
+            && listed.contains("service mysql.default.svc.cluster.local port 3306"),
+        "{listed}"
+    );
+}
+
+on_both_drivers!(a_tcp_port_is_warned_and_listed_as_not_enforced);
