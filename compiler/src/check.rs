@@ -56,8 +56,9 @@ impl Report {
     }
 }
 
-/// `{"diagnostics":[{severity, code, message, file, line, column, help}], "errors", "warnings"}`;
-/// `file`, `line` and `column` are null for diagnostics without a position, `help` when absent.
+/// `{"diagnostics":[{severity, code, message, file, line, column, end_line, end_column, help}],
+/// "errors", "warnings"}`; the end is exclusive (just past the span). Positions are null for
+/// diagnostics without one, `help` when absent.
 pub fn to_json(diagnostics: &[Diagnostic], sources: &Sources) -> Value {
     let items: Vec<Value> = diagnostics
         .iter()
@@ -65,6 +66,10 @@ pub fn to_json(diagnostics: &[Diagnostic], sources: &Sources) -> Value {
             let (file, line, column) = match d.location(sources) {
                 Some((file, line, column)) => (json!(file), json!(line), json!(column)),
                 None => (Value::Null, Value::Null, Value::Null),
+            };
+            let (end_line, end_column) = match d.end(sources) {
+                Some((line, column)) => (json!(line), json!(column)),
+                None => (Value::Null, Value::Null),
             };
             json!({
                 "severity": match d.severity {
@@ -76,6 +81,8 @@ pub fn to_json(diagnostics: &[Diagnostic], sources: &Sources) -> Value {
                 "file": file,
                 "line": line,
                 "column": column,
+                "end_line": end_line,
+                "end_column": end_column,
                 "help": d.help,
             })
         })
@@ -112,7 +119,9 @@ mod tests {
         assert_eq!(json["warnings"], 1);
         let first = &json["diagnostics"][0];
         assert_eq!(first["code"], "E0100");
-        assert!(first["file"].is_null() && first["line"].is_null() && first["column"].is_null());
+        for key in ["file", "line", "column", "end_line", "end_column"] {
+            assert!(first[key].is_null(), "{key}");
+        }
         assert!(first["help"].is_null());
         let second = &json["diagnostics"][1];
         assert_eq!(second["severity"], "error");
@@ -121,7 +130,44 @@ mod tests {
             (second["line"].as_u64(), second["column"].as_u64()),
             (Some(2), Some(8))
         );
+        assert_eq!(
+            (second["end_line"].as_u64(), second["end_column"].as_u64()),
+            (Some(2), Some(10))
+        );
         assert_eq!(second["help"], "declared: v1");
         assert_eq!(json["diagnostics"][2]["severity"], "warning");
+    }
+
+    #[test]
+    fn json_end_is_exclusive_and_may_lie_on_a_later_line() {
+        let mut sources = Sources::new();
+        let file = sources.add("a.mesh", "«é» {\n  x\n}\n");
+        let whole = SourceSpan {
+            file,
+            span: Span::new(0, "«é» {\n  x\n}".len()),
+        };
+        let empty = SourceSpan {
+            file,
+            span: Span::new(2, 2),
+        };
+        let diagnostics = vec![
+            Diagnostic::new(Code::Syntax, whole, "whole block"),
+            Diagnostic::new(Code::Syntax, empty, "empty"),
+        ];
+        let json = to_json(&diagnostics, &sources);
+        let position = |d: &Value, line: &str, column: &str| (d[line].as_u64(), d[column].as_u64());
+        let whole = &json["diagnostics"][0];
+        assert_eq!(position(whole, "line", "column"), (Some(1), Some(1)));
+        assert_eq!(
+            position(whole, "end_line", "end_column"),
+            (Some(3), Some(2))
+        );
+        // Columns count characters: `é` starts at byte 2 but is the second character.
+        let empty = &json["diagnostics"][1];
+        assert_eq!(position(empty, "line", "column"), (Some(1), Some(2)));
+        assert_eq!(
+            position(empty, "end_line", "end_column"),
+            (Some(1), Some(2))
+        );
     }
 }

@@ -469,6 +469,17 @@ impl Diagnostic {
         Some((file.path.clone(), line, col))
     }
 
+    /// 1-based line and character column just past the end of the span (exclusive: an empty
+    /// span ends where it starts), if any.
+    pub fn end(&self, sources: &Sources) -> Option<(usize, usize)> {
+        let at = self.span?;
+        Some(
+            sources
+                .get(at.file)
+                .line_col(at.span.end.max(at.span.start)),
+        )
+    }
+
     /// Renders the diagnostic as plain text, ending with a newline:
     ///
     /// ```text

@@ -100,6 +100,11 @@ fn check_json_lists_errors_with_positions_and_exits_1() {
         (d["line"].as_u64(), d["column"].as_u64()),
         (Some(4), Some(16))
     );
+    // The end is exclusive: `v3` spans columns 16 and 17.
+    assert_eq!(
+        (d["end_line"].as_u64(), d["end_column"].as_u64()),
+        (Some(4), Some(18))
+    );
     assert_eq!(d["help"], "declared subsets: v1, v2");
 }
 
