@@ -5,7 +5,57 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::diag::{Diagnostic, Severity, Sources};
+use crate::diag::{Code, Diagnostic, Severity, Sources};
+
+/// Which warnings fail a run, as `istioctl analyze --failure-threshold` does:
+/// `--deny warnings` makes every warning fail it, except those of the `--allow`ed codes.
+/// Errors always fail; the default gate fails on errors only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gate {
+    /// Whether warnings fail the run (`--deny warnings`).
+    pub deny_warnings: bool,
+    /// Warning codes that never fail the run (`--allow CODE`).
+    pub allow: Vec<Code>,
+}
+
+impl Gate {
+    /// Whether `diagnostic` is a warning this gate turns into a failure.
+    pub fn denies(&self, diagnostic: &Diagnostic) -> bool {
+        self.deny_warnings
+            && diagnostic.severity == Severity::Warning
+            && !self.allow.contains(&diagnostic.code)
+    }
+
+    /// How many of `diagnostics` this gate denies.
+    pub fn denied(&self, diagnostics: &[Diagnostic]) -> usize {
+        diagnostics.iter().filter(|d| self.denies(d)).count()
+    }
+
+    /// Whether the run fails: an error, or a denied warning.
+    pub fn fails(&self, diagnostics: &[Diagnostic]) -> bool {
+        diagnostics.iter().any(|d| d.is_error() || self.denies(d))
+    }
+}
+
+/// Why a code cannot be given to `--allow`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AllowError {
+    /// No diagnostic has this code.
+    #[error("unknown diagnostic code `{0}` (the codes are listed in docs/diagnostics.md)")]
+    Unknown(String),
+    /// The code is not a warning: letting it through would not change the outcome.
+    #[error("`{0}` is not a warning code; only warnings can be allowed")]
+    NotAWarning(Code),
+}
+
+/// The warning code `text` names, for `--allow`.
+pub fn allowed_code(text: &str) -> Result<Code, AllowError> {
+    let code = Code::parse(text).ok_or_else(|| AllowError::Unknown(text.to_owned()))?;
+    if code.severity() != Severity::Warning {
+        return Err(AllowError::NotAWarning(code));
+    }
+    Ok(code)
+}
 
 /// The diagnostics of one compilation, whether or not it succeeded.
 #[derive(Debug)]
@@ -51,15 +101,16 @@ impl Report {
     }
 
     /// The JSON document `--format json` prints (see [`to_json`]).
-    pub fn to_json(&self) -> Value {
-        to_json(&self.diagnostics, &self.sources)
+    pub fn to_json(&self, gate: &Gate) -> Value {
+        to_json(&self.diagnostics, &self.sources, gate)
     }
 }
 
 /// `{"diagnostics":[{severity, code, message, file, line, column, end_line, end_column, help}],
-/// "errors", "warnings"}`; the end is exclusive (just past the span). Positions are null for
-/// diagnostics without one, `help` when absent.
-pub fn to_json(diagnostics: &[Diagnostic], sources: &Sources) -> Value {
+/// "errors", "warnings", "denied"}`; the end is exclusive (just past the span). Positions are
+/// null for diagnostics without one, `help` when absent; `denied` counts the warnings `gate`
+/// turns into failures.
+pub fn to_json(diagnostics: &[Diagnostic], sources: &Sources, gate: &Gate) -> Value {
     let items: Vec<Value> = diagnostics
         .iter()
         .map(|d| {
@@ -92,6 +143,7 @@ pub fn to_json(diagnostics: &[Diagnostic], sources: &Sources) -> Value {
         "diagnostics": items,
         "errors": errors,
         "warnings": diagnostics.len() - errors,
+        "denied": gate.denied(diagnostics),
     })
 }
 
@@ -114,7 +166,7 @@ mod tests {
                 .with_help("declared: v1"),
             Diagnostic::new(Code::EmptySubset, at, "selects no endpoint"),
         ];
-        let json = to_json(&diagnostics, &sources);
+        let json = to_json(&diagnostics, &sources, &Gate::default());
         assert_eq!(json["errors"], 2);
         assert_eq!(json["warnings"], 1);
         let first = &json["diagnostics"][0];
@@ -154,7 +206,7 @@ mod tests {
             Diagnostic::new(Code::Syntax, whole, "whole block"),
             Diagnostic::new(Code::Syntax, empty, "empty"),
         ];
-        let json = to_json(&diagnostics, &sources);
+        let json = to_json(&diagnostics, &sources, &Gate::default());
         let position = |d: &Value, line: &str, column: &str| (d[line].as_u64(), d[column].as_u64());
         let whole = &json["diagnostics"][0];
         assert_eq!(position(whole, "line", "column"), (Some(1), Some(1)));
@@ -168,6 +220,50 @@ mod tests {
         assert_eq!(
             position(empty, "end_line", "end_column"),
             (Some(1), Some(2))
+        );
+    }
+
+    fn spanless(code: Code) -> Diagnostic {
+        Diagnostic::without_span(code, "x")
+    }
+
+    #[test]
+    fn default_gate_fails_on_errors_only() {
+        let gate = Gate::default();
+        assert!(!gate.fails(&[spanless(Code::EmptySubset)]));
+        assert!(gate.fails(&[spanless(Code::EmptySubset), spanless(Code::UnknownSubset)]));
+        assert_eq!(gate.denied(&[spanless(Code::EmptySubset)]), 0);
+    }
+
+    #[test]
+    fn deny_warnings_fails_on_any_warning_but_the_allowed_codes() {
+        let gate = Gate {
+            deny_warnings: true,
+            allow: vec![Code::EmptySubset],
+        };
+        let allowed = [spanless(Code::EmptySubset), spanless(Code::EmptySubset)];
+        assert!(!gate.fails(&allowed));
+        let mixed = [spanless(Code::EmptySubset), spanless(Code::RuleOverlap)];
+        assert!(gate.fails(&mixed));
+        assert_eq!(gate.denied(&mixed), 1);
+        let json = to_json(&mixed, &Sources::new(), &gate);
+        assert_eq!(
+            (json["warnings"].as_u64(), json["denied"].as_u64()),
+            (Some(2), Some(1))
+        );
+    }
+
+    #[test]
+    fn only_existing_warning_codes_can_be_allowed() {
+        assert_eq!(allowed_code("W0107"), Ok(Code::EmptySubset));
+        assert_eq!(allowed_code("w0111"), Ok(Code::RuleOverlap));
+        assert_eq!(
+            allowed_code("W9999"),
+            Err(AllowError::Unknown("W9999".to_owned()))
+        );
+        assert_eq!(
+            allowed_code("E0102"),
+            Err(AllowError::NotAWarning(Code::UnknownSubset))
         );
     }
 }

@@ -282,6 +282,71 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, in the order of [`Code`]'s variants.
+    pub const ALL: &'static [Self] = &[
+        Self::Syntax,
+        Self::InvalidValue,
+        Self::CannotRead,
+        Self::UnknownService,
+        Self::UnknownSubset,
+        Self::Duplicate,
+        Self::WeightSum,
+        Self::NoPort,
+        Self::NoEndpoints,
+        Self::EmptySubset,
+        Self::IstioUnsupportedField,
+        Self::IstioUnsupportedKind,
+        Self::IstioSchema,
+        Self::YamlSyntax,
+        Self::IstioUnknownField,
+        Self::IstioNotExpressible,
+        Self::IstioIncomplete,
+        Self::IstioOutOfScope,
+        Self::IstioReplaced,
+        Self::Internal,
+        Self::RuleNeverMatches,
+        Self::RuleOverlap,
+        Self::ImportedRuleNeverMatches,
+        Self::HttpOnOpaquePort,
+        Self::TrafficConflict,
+        Self::InvalidRegex,
+        Self::FramingHeader,
+        Self::MissingSetting,
+        Self::UnknownRetryOn,
+        Self::UnknownWorkload,
+        Self::PolicySelectsNothing,
+        Self::PeerAuthenticationConflict,
+        Self::PortModeWithoutWorkload,
+        Self::InvalidAuthzValue,
+        Self::UnknownConditionKey,
+        Self::WorkloadOutsideNamespace,
+        Self::UnusedPortMode,
+        Self::RetriesExceedTimeout,
+        Self::PerTryTimeoutNotBelowTimeout,
+        Self::RetriesNeverHappen,
+        Self::CanEjectEveryEndpoint,
+        Self::AllowPolicyDeniesAll,
+        Self::DenyPolicyDeniesAll,
+        Self::PrincipalWithoutMtls,
+        Self::HealthPathDenied,
+        Self::CallerWithoutIdentity,
+        Self::StrictWithoutIdentity,
+        Self::IstioDeprecated,
+        Self::IstioDestinationPortRequired,
+        Self::IstioServiceEntryAddressesRequired,
+        Self::IstioJwtClaimRouteWithoutAuthentication,
+        Self::IstioConflictingServiceEntryProtocol,
+        Self::MatchNeverDecides,
+    ];
+
+    /// The code written as `text` (`W0107`; case-insensitive), if there is one.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|code| code.as_str().eq_ignore_ascii_case(text))
+    }
+
     /// The stable code, e.g. `E0102`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use compiler::check::Report;
+use compiler::check::{Gate, Report};
 use compiler::explain::{self, Request};
 
 #[derive(Debug, Parser)]
@@ -34,8 +34,11 @@ enum Command {
         /// How to print diagnostics: `human` on stderr, or one `json` document on stdout.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        #[command(flatten)]
+        gate: GateArgs,
     },
-    /// Report every diagnostic of the inputs without writing a snapshot (exit 1 on errors).
+    /// Report every diagnostic of the inputs without writing a snapshot (exit 1 on errors, or
+    /// on warnings with `--deny warnings`).
     Check {
         /// Files or directories.
         #[arg(required = true)]
@@ -43,6 +46,8 @@ enum Command {
         /// `human` (rendered on stderr) or `json` (one document on stdout).
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Show what meshd would do with one request: rule, source line, destinations, timeout,
     /// retries, faults and other actions, and the inbound authorization decision.
@@ -82,6 +87,34 @@ enum Command {
     },
 }
 
+/// Which diagnostics fail `check` and `compile` besides errors.
+#[derive(Debug, clap::Args)]
+struct GateArgs {
+    /// `warnings`: any warning fails the run (exit 1), as an error does.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    deny: Option<Deny>,
+    /// A warning code that never fails the run, e.g. `W0107` (repeatable; its warnings are
+    /// still printed).
+    #[arg(long, value_name = "CODE", value_parser = compiler::check::allowed_code)]
+    allow: Vec<compiler::Code>,
+}
+
+impl GateArgs {
+    fn gate(self) -> Gate {
+        Gate {
+            deny_warnings: self.deny == Some(Deny::Warnings),
+            allow: self.allow,
+        }
+    }
+}
+
+/// What `--deny` turns into failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Deny {
+    /// Every warning (except `--allow`ed codes).
+    Warnings,
+}
+
 /// How diagnostics are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Format {
@@ -98,8 +131,16 @@ fn main() -> ExitCode {
             inputs,
             output,
             format,
-        } => (compile(&inputs, &output, format), ExitCode::FAILURE),
-        Command::Check { inputs, format } => (check(&inputs, format), ExitCode::FAILURE),
+            gate,
+        } => (
+            compile(&inputs, &output, format, &gate.gate()),
+            ExitCode::FAILURE,
+        ),
+        Command::Check {
+            inputs,
+            format,
+            gate,
+        } => (check(&inputs, format, &gate.gate()), ExitCode::FAILURE),
         Command::Explain {
             inputs,
             workload,
@@ -146,48 +187,59 @@ fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     print_stdout(&format!("{}\n", serde_json::to_string_pretty(value)?))
 }
 
-fn check(inputs: &[PathBuf], format: Format) -> anyhow::Result<ExitCode> {
+fn check(inputs: &[PathBuf], format: Format, gate: &Gate) -> anyhow::Result<ExitCode> {
     let report = Report::check(inputs);
-    let (errors, warnings) = (report.errors(), report.warnings());
     match format {
-        Format::Json => print_json(&report.to_json())?,
+        Format::Json => print_json(&report.to_json(gate))?,
         Format::Human => {
             eprint!("{}", report.render());
-            eprintln!(
-                "meshc: {errors} error{}, {warnings} warning{}",
-                plural(errors),
-                plural(warnings)
-            );
+            eprintln!("meshc: {}", summary(&report.diagnostics, gate));
         }
     }
-    Ok(if errors == 0 {
-        ExitCode::SUCCESS
-    } else {
+    Ok(if gate.fails(&report.diagnostics) {
         ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     })
 }
 
-fn compile(inputs: &[PathBuf], output: &Path, format: Format) -> anyhow::Result<ExitCode> {
+/// `E errors, W warnings`, and how many warnings `gate` denies when it denies any.
+fn summary(diagnostics: &[compiler::Diagnostic], gate: &Gate) -> String {
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = diagnostics.len() - errors;
+    let mut text = format!(
+        "{errors} error{}, {warnings} warning{}",
+        plural(errors),
+        plural(warnings)
+    );
+    let denied = gate.denied(diagnostics);
+    if denied > 0 {
+        text.push_str(&format!(" ({denied} denied by --deny warnings)"));
+    }
+    text
+}
+
+fn compile(
+    inputs: &[PathBuf],
+    output: &Path,
+    format: Format,
+    gate: &Gate,
+) -> anyhow::Result<ExitCode> {
     let compiled = match compiler::compile(inputs) {
-        Ok(compiled) => compiled,
+        Ok(compiled) if !gate.fails(&compiled.warnings) => compiled,
+        Ok(compiled) => {
+            let report = Report {
+                diagnostics: compiled.warnings,
+                sources: compiled.sources,
+            };
+            return compile_failed(&report, format, gate);
+        }
         Err(failed) => {
-            match format {
-                Format::Human => eprint!("{}", failed.render()),
-                Format::Json => {
-                    print_json(&compiler::check::to_json(
-                        &failed.diagnostics,
-                        &failed.sources,
-                    ))?;
-                }
-            }
-            let errors = failed.error_count();
-            let warnings = failed.diagnostics.len() - errors;
-            eprintln!(
-                "meshc: {errors} error{}, {warnings} warning{}; no snapshot written",
-                plural(errors),
-                plural(warnings)
-            );
-            return Ok(ExitCode::FAILURE);
+            let report = Report {
+                diagnostics: failed.diagnostics,
+                sources: failed.sources,
+            };
+            return compile_failed(&report, format, gate);
         }
     };
     match format {
@@ -199,6 +251,7 @@ fn compile(inputs: &[PathBuf], output: &Path, format: Format) -> anyhow::Result<
             print_json(&compiler::check::to_json(
                 &compiled.warnings,
                 &compiled.sources,
+                gate,
             ))?;
         }
     }
@@ -250,6 +303,19 @@ fn compile(inputs: &[PathBuf], output: &Path, format: Format) -> anyhow::Result<
     std::mem::forget(per_workload);
     std::mem::forget(compiled);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the diagnostics of a compilation that errors or denied warnings failed.
+fn compile_failed(report: &Report, format: Format, gate: &Gate) -> anyhow::Result<ExitCode> {
+    match format {
+        Format::Human => eprint!("{}", report.render()),
+        Format::Json => print_json(&report.to_json(gate))?,
+    }
+    eprintln!(
+        "meshc: {}; no snapshot written",
+        summary(&report.diagnostics, gate)
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 fn rule_count(snapshot: &spec::Snapshot) -> usize {
