@@ -97,7 +97,7 @@ fn compile_inner(sources: Sources, mut diagnostics: Vec<Diagnostic>) -> Result<C
     let mut files = Vec::new();
     let mut yaml = Vec::new();
     for (id, file) in sources.iter() {
-        if istio::is_yaml_path(file.path()) {
+        if istio::is_manifest_path(file.path()) {
             yaml.push(istio::YamlFile {
                 id,
                 path: file.path(),
@@ -205,7 +205,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>)
             walk(&path, files, diagnostics);
         } else if path
             .extension()
-            .is_some_and(|e| e == "mesh" || e == "toml" || istio::is_yaml_extension(e))
+            .is_some_and(|e| e == "mesh" || e == "toml" || istio::is_manifest_extension(e))
             && path.is_file()
         {
             files.push(path);

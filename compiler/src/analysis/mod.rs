@@ -39,7 +39,7 @@ pub(crate) fn analyze(files: &[ast::File], sources: &Sources) -> Vec<Diagnostic>
 /// may route a `.mesh` service), but `compile_inner` sends exactly the YAML paths to the Istio
 /// import, so the path decides.
 fn origin(file: FileId, sources: &Sources) -> ast::Origin {
-    if crate::istio::is_yaml_path(sources.get(file).path()) {
+    if crate::istio::is_manifest_path(sources.get(file).path()) {
         ast::Origin::Istio
     } else {
         ast::Origin::Mesh
