@@ -88,7 +88,7 @@ impl Report {
 
     /// How many diagnostics are warnings.
     pub fn warnings(&self) -> usize {
-        self.diagnostics.len() - self.errors()
+        count(&self.diagnostics, Severity::Warning)
     }
 
     /// Every diagnostic rendered as plain text, as `meshc compile` prints them.
@@ -107,7 +107,7 @@ impl Report {
 }
 
 /// `{"diagnostics":[{severity, code, message, file, line, column, end_line, end_column, help}],
-/// "errors", "warnings", "denied"}`; the end is exclusive (just past the span). Positions are
+/// "errors", "warnings", "notes", "denied"}`; the end is exclusive (just past the span). Positions are
 /// null for diagnostics without one, `help` when absent; `denied` counts the warnings `gate`
 /// turns into failures.
 pub fn to_json(diagnostics: &[Diagnostic], sources: &Sources, gate: &Gate) -> Value {
@@ -123,10 +123,7 @@ pub fn to_json(diagnostics: &[Diagnostic], sources: &Sources, gate: &Gate) -> Va
                 None => (Value::Null, Value::Null),
             };
             json!({
-                "severity": match d.severity {
-                    Severity::Error => "error",
-                    Severity::Warning => "warning",
-                },
+                "severity": d.severity.as_str(),
                 "code": d.code.as_str(),
                 "message": d.message,
                 "file": file,
@@ -138,13 +135,21 @@ pub fn to_json(diagnostics: &[Diagnostic], sources: &Sources, gate: &Gate) -> Va
             })
         })
         .collect();
-    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     json!({
         "diagnostics": items,
-        "errors": errors,
-        "warnings": diagnostics.len() - errors,
+        "errors": count(diagnostics, Severity::Error),
+        "warnings": count(diagnostics, Severity::Warning),
+        "notes": count(diagnostics, Severity::Note),
         "denied": gate.denied(diagnostics),
     })
+}
+
+/// How many of `diagnostics` have `severity`.
+pub fn count(diagnostics: &[Diagnostic], severity: Severity) -> usize {
+    diagnostics
+        .iter()
+        .filter(|d| d.severity == severity)
+        .count()
 }
 
 #[cfg(test)]

@@ -159,6 +159,19 @@ pub enum Severity {
     Error,
     /// Compilation succeeds; the user should still look.
     Warning,
+    /// Information that changes nothing: what the compiler did and why (a skipped file).
+    Note,
+}
+
+impl Severity {
+    /// `error`, `warning` or `note`, as rendered and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warning => "warning",
+            Self::Note => "note",
+        }
+    }
 }
 
 /// The stable diagnostic codes. Tests and users key on these, never on message text.
@@ -170,6 +183,8 @@ pub enum Code {
     InvalidValue,
     /// E0100: an input path cannot be read, or holds no `.mesh` file.
     CannotRead,
+    /// N0100: the directory scan skipped a file that does not look like config.
+    SkippedInput,
     /// E0101: a reference names a service that is not declared.
     UnknownService,
     /// E0102: a destination names a subset the service does not declare.
@@ -287,6 +302,7 @@ impl Code {
         Self::Syntax,
         Self::InvalidValue,
         Self::CannotRead,
+        Self::SkippedInput,
         Self::UnknownService,
         Self::UnknownSubset,
         Self::Duplicate,
@@ -353,6 +369,7 @@ impl Code {
             Self::Syntax => "E0001",
             Self::InvalidValue => "E0002",
             Self::CannotRead => "E0100",
+            Self::SkippedInput => "N0100",
             Self::UnknownService => "E0101",
             Self::UnknownSubset => "E0102",
             Self::Duplicate => "E0103",
@@ -413,6 +430,7 @@ impl Code {
     /// The severity every diagnostic with this code has.
     pub fn severity(self) -> Severity {
         match self {
+            Self::SkippedInput => Severity::Note,
             Self::EmptySubset
             | Self::IstioUnsupportedField
             | Self::IstioUnsupportedKind
@@ -480,7 +498,7 @@ impl std::fmt::Display for Code {
 /// One finding about the input, with where it is and what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// Error or warning.
+    /// Error, warning or note.
     pub severity: Severity,
     /// Stable code.
     pub code: Code,
@@ -555,10 +573,10 @@ impl Diagnostic {
     ///    = help: declared subsets: v1, v2
     /// ```
     pub fn render(&self, sources: &Sources) -> String {
-        let kind = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
+        if self.severity == Severity::Note {
+            return self.render_note(sources);
+        }
+        let kind = self.severity.as_str();
         let mut out = String::new();
         let Some(at) = self.span else {
             let _ = writeln!(out, "{kind}[{}]: {}", self.code, self.message);
@@ -598,6 +616,20 @@ impl Diagnostic {
         let _ = writeln!(out, "{gutter} | {prefix}{carets}");
         if let Some(help) = &self.help {
             let _ = writeln!(out, "{gutter} = help: {help}");
+        }
+        out
+    }
+
+    /// A note is one line (and its help): its position, if any, is where it applies, with no
+    /// source line worth showing.
+    fn render_note(&self, sources: &Sources) -> String {
+        let mut out = String::new();
+        if let Some((file, line, col)) = self.location(sources) {
+            let _ = write!(out, "{file}:{line}:{col}: ");
+        }
+        let _ = writeln!(out, "note[{}]: {}", self.code, self.message);
+        if let Some(help) = &self.help {
+            let _ = writeln!(out, "  = help: {help}");
         }
         out
     }

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use compiler::check::{Gate, Report};
 use compiler::explain::{self, Request};
+use compiler::Severity;
 
 #[derive(Debug, Parser)]
 #[command(name = "meshc", version, about = "Ringmesh config compiler")]
@@ -21,10 +22,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compile .mesh files (directories: every *.mesh file below them) into a snapshot, or into
-    /// one snapshot per workload.
+    /// Compile config (.mesh, mesh .toml, Istio .yaml/.yml/.json; directories are scanned for
+    /// them) into a snapshot, or into one snapshot per workload.
     Compile {
-        /// Files or directories.
+        /// Files, directories (scanned for config), or `-` for standard input.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// Where to write the snapshot (written atomically). A directory (existing, or written
@@ -40,7 +41,7 @@ enum Command {
     /// Report every diagnostic of the inputs without writing a snapshot (exit 1 on errors, or
     /// on warnings with `--deny warnings`).
     Check {
-        /// Files or directories.
+        /// Files, directories (scanned for config), or `-` for standard input.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// `human` (rendered on stderr) or `json` (one document on stdout).
@@ -52,7 +53,7 @@ enum Command {
     /// Show what meshd would do with one request: rule, source line, destinations, timeout,
     /// retries, faults and other actions, and the inbound authorization decision.
     Explain {
-        /// Config files or directories, or a single snapshot file.
+        /// Config files, directories or `-` (standard input), or a single snapshot file.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// The caller's workload (only its outbound services are visible), or the callee's
@@ -126,6 +127,12 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Compile { inputs, .. }
+    | Command::Check { inputs, .. }
+    | Command::Explain { inputs, .. } = &cli.command
+    {
+        stdin_at_most_once(inputs);
+    }
     let (result, error_code) = match cli.command {
         Command::Compile {
             inputs,
@@ -171,6 +178,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Exits with a usage error (2) when `-` is given more than once: standard input can be read
+/// only once.
+fn stdin_at_most_once(inputs: &[PathBuf]) {
+    let stdin = Path::new(compiler::input::STDIN_ARG);
+    if inputs.iter().filter(|i| *i == stdin).count() > 1 {
+        use clap::CommandFactory as _;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "`-` (standard input) is given more than once; it can be read only once",
+            )
+            .exit();
+    }
+}
+
 /// Prints `text` to stdout; a closed pipe (`meshc ... | head`) is the reader's choice.
 fn print_stdout(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
@@ -203,10 +225,12 @@ fn check(inputs: &[PathBuf], format: Format, gate: &Gate) -> anyhow::Result<Exit
     })
 }
 
-/// `E errors, W warnings`, and how many warnings `gate` denies when it denies any.
+/// `E errors, W warnings`, how many warnings `gate` denies and how many notes there are, each
+/// when there is any.
 fn summary(diagnostics: &[compiler::Diagnostic], gate: &Gate) -> String {
-    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-    let warnings = diagnostics.len() - errors;
+    use compiler::check::count;
+    let errors = count(diagnostics, Severity::Error);
+    let warnings = count(diagnostics, Severity::Warning);
     let mut text = format!(
         "{errors} error{}, {warnings} warning{}",
         plural(errors),
@@ -215,6 +239,10 @@ fn summary(diagnostics: &[compiler::Diagnostic], gate: &Gate) -> String {
     let denied = gate.denied(diagnostics);
     if denied > 0 {
         text.push_str(&format!(" ({denied} denied by --deny warnings)"));
+    }
+    let notes = count(diagnostics, Severity::Note);
+    if notes > 0 {
+        text.push_str(&format!(", {notes} note{}", plural(notes)));
     }
     text
 }
@@ -439,7 +467,9 @@ fn is_snapshot(path: &Path) -> bool {
 fn explain(inputs: &[PathBuf], question: Question) -> anyhow::Result<ExitCode> {
     let request = Request::parse(&question.request, &question.headers)?;
     let snapshot = match inputs {
-        [single] if is_snapshot(single) => read_snapshot(single)?,
+        [single] if single != Path::new(compiler::input::STDIN_ARG) && is_snapshot(single) => {
+            read_snapshot(single)?
+        }
         _ => match compiler::compile(inputs) {
             Ok(compiled) => compiled.snapshot,
             Err(failed) => {

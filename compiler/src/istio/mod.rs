@@ -30,6 +30,30 @@ pub fn is_manifest_extension(extension: &OsStr) -> bool {
     extension == "yaml" || extension == "yml" || extension == "json"
 }
 
+/// Whether `text` is Kubernetes manifests (YAML or JSON): one of its documents is a mapping with
+/// both `apiVersion` and `kind`. Text that is not valid YAML is when a line starts with either
+/// key (`kind:`, `"kind":`, also after a JSON `{`), so that its syntax error gets reported.
+pub(crate) fn looks_like_manifest(text: &str) -> bool {
+    match yaml::parse(text) {
+        Ok(documents) => documents
+            .iter()
+            .any(|d| d.get("apiVersion").is_some() && d.get("kind").is_some()),
+        Err(_) => text.lines().any(starts_with_manifest_key),
+    }
+}
+
+/// Whether a line starts with the key `apiVersion` or `kind`, plain or quoted.
+fn starts_with_manifest_key(line: &str) -> bool {
+    let line = line.trim_start();
+    let line = line.strip_prefix('{').unwrap_or(line).trim_start();
+    ["apiVersion", "kind", "\"apiVersion\"", "\"kind\""]
+        .iter()
+        .any(|key| {
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+}
+
 /// Imports the YAML files into ASTs (one per file that declares something), resolving hosts
 /// against the imported ServiceEntries and the services of the `.mesh` files. Every finding,
 /// from YAML syntax errors to unsupported fields, is appended to `diagnostics`.
