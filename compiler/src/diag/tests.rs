@@ -308,3 +308,21 @@ fn every_code_is_documented_once_and_every_documented_code_exists() {
     documented.sort();
     assert_eq!(ours, documented);
 }
+
+#[test]
+fn a_note_renders_as_one_line_and_its_help() {
+    let (sources, file) = one_file("Cargo.toml", "[package]\nname = \"x\"\n");
+    let at = SourceSpan {
+        file,
+        span: Span::new(0, 0),
+    };
+    let note =
+        Diagnostic::new(Code::SkippedInput, at, "skipped: not mesh TOML").with_help("name it");
+    assert_eq!(note.severity, Severity::Note);
+    assert_eq!(
+        note.render(&sources),
+        "Cargo.toml:1:1: note[N0100]: skipped: not mesh TOML\n  = help: name it\n"
+    );
+    let spanless = Diagnostic::without_span(Code::SkippedInput, "skipped");
+    assert_eq!(spanless.render(&sources), "note[N0100]: skipped\n");
+}
