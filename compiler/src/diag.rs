@@ -159,6 +159,19 @@ pub enum Severity {
     Error,
     /// Compilation succeeds; the user should still look.
     Warning,
+    /// Information that changes nothing: what the compiler did and why (a skipped file).
+    Note,
+}
+
+impl Severity {
+    /// `error`, `warning` or `note`, as rendered and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warning => "warning",
+            Self::Note => "note",
+        }
+    }
 }
 
 /// The stable diagnostic codes. Tests and users key on these, never on message text.
@@ -170,6 +183,8 @@ pub enum Code {
     InvalidValue,
     /// E0100: an input path cannot be read, or holds no `.mesh` file.
     CannotRead,
+    /// N0100: the directory scan skipped a file that does not look like config.
+    SkippedInput,
     /// E0101: a reference names a service that is not declared.
     UnknownService,
     /// E0102: a destination names a subset the service does not declare.
@@ -284,12 +299,79 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, in the order of [`Code`]'s variants.
+    pub const ALL: &'static [Self] = &[
+        Self::Syntax,
+        Self::InvalidValue,
+        Self::CannotRead,
+        Self::SkippedInput,
+        Self::UnknownService,
+        Self::UnknownSubset,
+        Self::Duplicate,
+        Self::WeightSum,
+        Self::NoPort,
+        Self::NoEndpoints,
+        Self::EmptySubset,
+        Self::IstioUnsupportedField,
+        Self::IstioUnsupportedKind,
+        Self::IstioSchema,
+        Self::YamlSyntax,
+        Self::IstioUnknownField,
+        Self::IstioNotExpressible,
+        Self::IstioIncomplete,
+        Self::IstioOutOfScope,
+        Self::IstioReplaced,
+        Self::Internal,
+        Self::RuleNeverMatches,
+        Self::RuleOverlap,
+        Self::ImportedRuleNeverMatches,
+        Self::HttpOnOpaquePort,
+        Self::TrafficConflict,
+        Self::InvalidRegex,
+        Self::FramingHeader,
+        Self::MissingSetting,
+        Self::UnknownRetryOn,
+        Self::UnknownWorkload,
+        Self::PolicySelectsNothing,
+        Self::PeerAuthenticationConflict,
+        Self::PortModeWithoutWorkload,
+        Self::InvalidAuthzValue,
+        Self::UnknownConditionKey,
+        Self::WorkloadOutsideNamespace,
+        Self::UnusedPortMode,
+        Self::RetriesExceedTimeout,
+        Self::PerTryTimeoutNotBelowTimeout,
+        Self::RetriesNeverHappen,
+        Self::CanEjectEveryEndpoint,
+        Self::AllowPolicyDeniesAll,
+        Self::DenyPolicyDeniesAll,
+        Self::PrincipalWithoutMtls,
+        Self::HealthPathDenied,
+        Self::CallerWithoutIdentity,
+        Self::StrictWithoutIdentity,
+        Self::IstioDeprecated,
+        Self::IstioDestinationPortRequired,
+        Self::IstioServiceEntryAddressesRequired,
+        Self::IstioJwtClaimRouteWithoutAuthentication,
+        Self::IstioConflictingServiceEntryProtocol,
+        Self::MatchNeverDecides,
+    ];
+
+    /// The code written as `text` (`W0107`; case-insensitive), if there is one.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|code| code.as_str().eq_ignore_ascii_case(text))
+    }
+
     /// The stable code, e.g. `E0102`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Syntax => "E0001",
             Self::InvalidValue => "E0002",
             Self::CannotRead => "E0100",
+            Self::SkippedInput => "N0100",
             Self::UnknownService => "E0101",
             Self::UnknownSubset => "E0102",
             Self::Duplicate => "E0103",
@@ -351,6 +433,7 @@ impl Code {
     /// The severity every diagnostic with this code has.
     pub fn severity(self) -> Severity {
         match self {
+            Self::SkippedInput => Severity::Note,
             Self::EmptySubset
             | Self::IstioUnsupportedField
             | Self::IstioUnsupportedKind
@@ -419,7 +502,7 @@ impl std::fmt::Display for Code {
 /// One finding about the input, with where it is and what to do about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// Error or warning.
+    /// Error, warning or note.
     pub severity: Severity,
     /// Stable code.
     pub code: Code,
@@ -473,6 +556,17 @@ impl Diagnostic {
         Some((file.path.clone(), line, col))
     }
 
+    /// 1-based line and character column just past the end of the span (exclusive: an empty
+    /// span ends where it starts), if any.
+    pub fn end(&self, sources: &Sources) -> Option<(usize, usize)> {
+        let at = self.span?;
+        Some(
+            sources
+                .get(at.file)
+                .line_col(at.span.end.max(at.span.start)),
+        )
+    }
+
     /// Renders the diagnostic as plain text, ending with a newline:
     ///
     /// ```text
@@ -483,10 +577,10 @@ impl Diagnostic {
     ///    = help: declared subsets: v1, v2
     /// ```
     pub fn render(&self, sources: &Sources) -> String {
-        let kind = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
+        if self.severity == Severity::Note {
+            return self.render_note(sources);
+        }
+        let kind = self.severity.as_str();
         let mut out = String::new();
         let Some(at) = self.span else {
             let _ = writeln!(out, "{kind}[{}]: {}", self.code, self.message);
@@ -526,6 +620,20 @@ impl Diagnostic {
         let _ = writeln!(out, "{gutter} | {prefix}{carets}");
         if let Some(help) = &self.help {
             let _ = writeln!(out, "{gutter} = help: {help}");
+        }
+        out
+    }
+
+    /// A note is one line (and its help): its position, if any, is where it applies, with no
+    /// source line worth showing.
+    fn render_note(&self, sources: &Sources) -> String {
+        let mut out = String::new();
+        if let Some((file, line, col)) = self.location(sources) {
+            let _ = write!(out, "{file}:{line}:{col}: ");
+        }
+        let _ = writeln!(out, "note[{}]: {}", self.code, self.message);
+        if let Some(help) = &self.help {
+            let _ = writeln!(out, "  = help: {help}");
         }
         out
     }

@@ -8,15 +8,17 @@ pub mod check;
 pub mod diag;
 pub mod diff;
 pub mod explain;
+pub mod input;
 pub mod istio;
 mod lower;
 mod parse;
 pub mod prune;
 mod toml_input;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use diag::{Code, Diagnostic, FileId, Severity, SourceFile, SourceSpan, Sources, Span};
+use input::Language;
 use spec::Snapshot;
 
 /// A successful compilation.
@@ -24,7 +26,7 @@ use spec::Snapshot;
 pub struct Compiled {
     /// The validated snapshot.
     pub snapshot: Snapshot,
-    /// Warnings found on the way (they do not fail the compilation).
+    /// Warnings and notes found on the way (they do not fail the compilation).
     pub warnings: Vec<Diagnostic>,
     /// The inputs, for rendering the warnings.
     pub sources: Sources,
@@ -67,56 +69,51 @@ fn render_all(diagnostics: &[Diagnostic], sources: &Sources) -> String {
         .join("\n")
 }
 
-/// Compiles files and directories (every `*.mesh`, `*.toml`, `*.yaml` and `*.yml` file below a
-/// directory, recursively; TOML is the DSL's model as tables, YAML is imported as Istio
-/// resources, see `docs/istio.md`).
+/// Compiles files, directories and standard input (`-`). A directory is scanned recursively
+/// for config: every `.mesh` file, `.toml` files that are mesh TOML (the DSL's model as tables),
+/// and `.yaml`, `.yml` and `.json` files that are Kubernetes manifests (imported as Istio
+/// resources, see `docs/istio.md`); hidden directories and `target` are not entered, and each
+/// file skipped gets an N0100 note. A file named explicitly is always read, in the language of
+/// its extension; standard input's language is decided by its content (`docs/cli.md`).
 ///
-/// The expanded file list is sorted before parsing, so the argument order and directory listing
-/// order never change the snapshot. Paths in diagnostics and rule source locations are the paths
-/// as given (a directory's files are the directory path joined with their relative path).
+/// The expanded file list is sorted before parsing (standard input comes last), so the argument
+/// order and directory listing order never change the snapshot. Paths in diagnostics and rule
+/// source locations are the paths as given (a directory's files are the directory path joined
+/// with their relative path; standard input is `<stdin>`).
 pub fn compile<P: AsRef<Path>>(inputs: &[P]) -> Result<Compiled, Failed> {
-    let (paths, mut diagnostics) = expand_inputs(inputs);
-    let mut sources = Sources::new();
-    for path in paths {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                sources.add(path.display().to_string(), text);
-            }
-            Err(e) => diagnostics.push(cannot_read(&path, &e)),
-        }
-    }
-    compile_inner(sources, diagnostics)
+    compile_with_stdin(inputs, &mut std::io::stdin().lock())
 }
 
-/// Compiles in-memory sources, in the order they were added.
+/// [`compile`], reading `stdin` for the input `-`.
+pub fn compile_with_stdin<P: AsRef<Path>>(
+    inputs: &[P],
+    stdin: &mut dyn std::io::Read,
+) -> Result<Compiled, Failed> {
+    let read = input::read(inputs, stdin);
+    compile_inner(read.sources, &read.languages, read.diagnostics)
+}
+
+/// Compiles in-memory sources, in the order they were added, each in the language of its
+/// path's extension.
 pub fn compile_sources(sources: Sources) -> Result<Compiled, Failed> {
-    compile_inner(sources, Vec::new())
+    let languages: Vec<_> = sources
+        .iter()
+        .map(|(_, file)| Some(Language::from_path(file.path())))
+        .collect();
+    compile_inner(sources, &languages, Vec::new())
 }
 
-fn compile_inner(sources: Sources, mut diagnostics: Vec<Diagnostic>) -> Result<Compiled, Failed> {
-    let mut files = Vec::new();
-    let mut yaml = Vec::new();
-    for (id, file) in sources.iter() {
-        if istio::is_yaml_path(file.path()) {
-            yaml.push(istio::YamlFile {
-                id,
-                path: file.path(),
-                text: file.text(),
-            });
-            continue;
-        }
-        let parsed = if is_toml_path(file.path()) {
-            toml_input::parse_file(id, file.text())
-        } else {
-            parse::parse_file(id, file.text())
-        };
-        match parsed {
-            Ok(ast) => files.push(ast),
-            Err(d) => diagnostics.push(d),
-        }
-    }
+/// Compiles `sources`, each in its language (`None`: skipped, not compiled), after the
+/// diagnostics of reading them.
+fn compile_inner(
+    sources: Sources,
+    languages: &[Option<Language>],
+    mut diagnostics: Vec<Diagnostic>,
+) -> Result<Compiled, Failed> {
+    let (mut files, yaml) = parse_sources(&sources, languages, &mut diagnostics);
     // Istio YAML becomes the same AST, after the `.mesh` files so it can refer to their services.
     let imported = istio::import(&yaml, &files, &mut diagnostics);
+    let istio_files: Vec<FileId> = yaml.iter().map(|f| f.id).collect();
     files.extend(imported);
     // Lowering half the input would only add noise (unknown services declared in a file that
     // did not parse), so unreadable or unparsable input stops here.
@@ -124,7 +121,7 @@ fn compile_inner(sources: Sources, mut diagnostics: Vec<Diagnostic>) -> Result<C
     if !diagnostics.iter().any(Diagnostic::is_error) {
         let (lowered, found) = lower::lower(&files, &sources);
         diagnostics.extend(found);
-        diagnostics.extend(analysis::analyze(&files, &sources));
+        diagnostics.extend(analysis::analyze(&files, &sources, &istio_files));
         // The snapshot analyses read what lowering resolved, so they need it to have succeeded.
         if let Some(lowered) = &lowered {
             let anchors = analysis::snapshot::Anchors::from_files(&files);
@@ -146,74 +143,33 @@ fn compile_inner(sources: Sources, mut diagnostics: Vec<Diagnostic>) -> Result<C
     }
 }
 
-fn cannot_read(path: &Path, error: &std::io::Error) -> Diagnostic {
-    Diagnostic::without_span(
-        Code::CannotRead,
-        format!("cannot read `{}`: {error}", path.display()),
-    )
-}
-
-/// Expands the command-line inputs into a sorted, de-duplicated list of files, plus an E0100
-/// diagnostic for every input that cannot be read or is a directory without `.mesh` (or Istio
-/// `.yaml`/`.yml`) files.
-pub fn expand_inputs<P: AsRef<Path>>(inputs: &[P]) -> (Vec<PathBuf>, Vec<Diagnostic>) {
+/// Parses the DSL and TOML sources into syntax trees, and sets the manifests aside for the
+/// Istio import.
+fn parse_sources<'s>(
+    sources: &'s Sources,
+    languages: &[Option<Language>],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Vec<ast::File>, Vec<istio::YamlFile<'s>>) {
     let mut files = Vec::new();
-    let mut diagnostics = Vec::new();
-    for input in inputs {
-        let input = input.as_ref();
-        match std::fs::metadata(input) {
-            Err(e) => diagnostics.push(cannot_read(input, &e)),
-            Ok(meta) if meta.is_dir() => {
-                let before = files.len();
-                walk(input, &mut files, &mut diagnostics);
-                if files.len() == before {
-                    diagnostics.push(Diagnostic::without_span(
-                        Code::CannotRead,
-                        format!(
-                            "cannot read `{}`: no .mesh, .toml or .yaml files in this directory",
-                            input.display()
-                        ),
-                    ));
-                }
-            }
-            Ok(_) => files.push(input.to_path_buf()),
-        }
-    }
-    files.sort();
-    files.dedup();
-    (files, diagnostics)
-}
-
-/// Collects `*.mesh`, `*.toml`, `*.yaml` and `*.yml` files below `dir`. Symlinked directories are not
-/// followed (no cycles).
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => return diagnostics.push(cannot_read(dir, &e)),
-    };
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                diagnostics.push(cannot_read(dir, &e));
+    let mut yaml = Vec::new();
+    for ((id, file), language) in sources.iter().zip(languages) {
+        let parsed = match language {
+            None => continue,
+            Some(Language::Manifest) => {
+                yaml.push(istio::YamlFile {
+                    id,
+                    path: file.path(),
+                    text: file.text(),
+                });
                 continue;
             }
+            Some(Language::Toml) => toml_input::parse_file(id, file.text()),
+            Some(Language::Mesh) => parse::parse_file(id, file.text()),
         };
-        let path = entry.path();
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir {
-            walk(&path, files, diagnostics);
-        } else if path
-            .extension()
-            .is_some_and(|e| e == "mesh" || e == "toml" || istio::is_yaml_extension(e))
-            && path.is_file()
-        {
-            files.push(path);
+        match parsed {
+            Ok(ast) => files.push(ast),
+            Err(d) => diagnostics.push(d),
         }
     }
-}
-
-/// Whether a path names a TOML mesh file.
-fn is_toml_path(path: &str) -> bool {
-    Path::new(path).extension().is_some_and(|e| e == "toml")
+    (files, yaml)
 }

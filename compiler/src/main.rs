@@ -9,8 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use compiler::check::Report;
+use compiler::check::{Gate, Report};
 use compiler::explain::{self, Request};
+use compiler::Severity;
 
 #[derive(Debug, Parser)]
 #[command(name = "meshc", version, about = "Ringmesh config compiler")]
@@ -21,10 +22,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compile .mesh files (directories: every *.mesh file below them) into a snapshot, or into
-    /// one snapshot per workload.
+    /// Compile config (.mesh, mesh .toml, Istio .yaml/.yml/.json; directories are scanned for
+    /// them) into a snapshot, or into one snapshot per workload.
     Compile {
-        /// Files or directories.
+        /// Files, directories (scanned for config), or `-` for standard input.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// Where to write the snapshot (written atomically). A directory (existing, or written
@@ -34,20 +35,25 @@ enum Command {
         /// How to print diagnostics: `human` on stderr, or one `json` document on stdout.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        #[command(flatten)]
+        gate: GateArgs,
     },
-    /// Report every diagnostic of the inputs without writing a snapshot (exit 1 on errors).
+    /// Report every diagnostic of the inputs without writing a snapshot (exit 1 on errors, or
+    /// on warnings with `--deny warnings`).
     Check {
-        /// Files or directories.
+        /// Files, directories (scanned for config), or `-` for standard input.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// `human` (rendered on stderr) or `json` (one document on stdout).
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Show what meshd would do with one request: rule, source line, destinations, timeout,
     /// retries, faults and other actions, and the inbound authorization decision.
     Explain {
-        /// Config files or directories, or a single snapshot file.
+        /// Config files, directories or `-` (standard input), or a single snapshot file.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// The caller's workload (only its outbound services are visible), or the callee's
@@ -82,6 +88,34 @@ enum Command {
     },
 }
 
+/// Which diagnostics fail `check` and `compile` besides errors.
+#[derive(Debug, clap::Args)]
+struct GateArgs {
+    /// `warnings`: any warning fails the run (exit 1), as an error does.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    deny: Option<Deny>,
+    /// A warning code that never fails the run, e.g. `W0107` (repeatable; its warnings are
+    /// still printed).
+    #[arg(long, value_name = "CODE", value_parser = compiler::check::allowed_code)]
+    allow: Vec<compiler::Code>,
+}
+
+impl GateArgs {
+    fn gate(self) -> Gate {
+        Gate {
+            deny_warnings: self.deny == Some(Deny::Warnings),
+            allow: self.allow,
+        }
+    }
+}
+
+/// What `--deny` turns into failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Deny {
+    /// Every warning (except `--allow`ed codes).
+    Warnings,
+}
+
 /// How diagnostics are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Format {
@@ -93,13 +127,27 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Compile { inputs, .. }
+    | Command::Check { inputs, .. }
+    | Command::Explain { inputs, .. } = &cli.command
+    {
+        stdin_at_most_once(inputs);
+    }
     let (result, error_code) = match cli.command {
         Command::Compile {
             inputs,
             output,
             format,
-        } => (compile(&inputs, &output, format), ExitCode::FAILURE),
-        Command::Check { inputs, format } => (check(&inputs, format), ExitCode::FAILURE),
+            gate,
+        } => (
+            compile(&inputs, &output, format, &gate.gate()),
+            ExitCode::FAILURE,
+        ),
+        Command::Check {
+            inputs,
+            format,
+            gate,
+        } => (check(&inputs, format, &gate.gate()), ExitCode::FAILURE),
         Command::Explain {
             inputs,
             workload,
@@ -130,6 +178,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Exits with a usage error (2) when `-` is given more than once: standard input can be read
+/// only once.
+fn stdin_at_most_once(inputs: &[PathBuf]) {
+    let stdin = Path::new(compiler::input::STDIN_ARG);
+    if inputs.iter().filter(|i| *i == stdin).count() > 1 {
+        use clap::CommandFactory as _;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "`-` (standard input) is given more than once; it can be read only once",
+            )
+            .exit();
+    }
+}
+
 /// Prints `text` to stdout; a closed pipe (`meshc ... | head`) is the reader's choice.
 fn print_stdout(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
@@ -146,48 +209,65 @@ fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     print_stdout(&format!("{}\n", serde_json::to_string_pretty(value)?))
 }
 
-fn check(inputs: &[PathBuf], format: Format) -> anyhow::Result<ExitCode> {
+fn check(inputs: &[PathBuf], format: Format, gate: &Gate) -> anyhow::Result<ExitCode> {
     let report = Report::check(inputs);
-    let (errors, warnings) = (report.errors(), report.warnings());
     match format {
-        Format::Json => print_json(&report.to_json())?,
+        Format::Json => print_json(&report.to_json(gate))?,
         Format::Human => {
             eprint!("{}", report.render());
-            eprintln!(
-                "meshc: {errors} error{}, {warnings} warning{}",
-                plural(errors),
-                plural(warnings)
-            );
+            eprintln!("meshc: {}", summary(&report.diagnostics, gate));
         }
     }
-    Ok(if errors == 0 {
-        ExitCode::SUCCESS
-    } else {
+    Ok(if gate.fails(&report.diagnostics) {
         ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     })
 }
 
-fn compile(inputs: &[PathBuf], output: &Path, format: Format) -> anyhow::Result<ExitCode> {
+/// `E errors, W warnings`, how many warnings `gate` denies and how many notes there are, each
+/// when there is any.
+fn summary(diagnostics: &[compiler::Diagnostic], gate: &Gate) -> String {
+    use compiler::check::count;
+    let errors = count(diagnostics, Severity::Error);
+    let warnings = count(diagnostics, Severity::Warning);
+    let mut text = format!(
+        "{errors} error{}, {warnings} warning{}",
+        plural(errors),
+        plural(warnings)
+    );
+    let denied = gate.denied(diagnostics);
+    if denied > 0 {
+        text.push_str(&format!(" ({denied} denied by --deny warnings)"));
+    }
+    let notes = count(diagnostics, Severity::Note);
+    if notes > 0 {
+        text.push_str(&format!(", {notes} note{}", plural(notes)));
+    }
+    text
+}
+
+fn compile(
+    inputs: &[PathBuf],
+    output: &Path,
+    format: Format,
+    gate: &Gate,
+) -> anyhow::Result<ExitCode> {
     let compiled = match compiler::compile(inputs) {
-        Ok(compiled) => compiled,
+        Ok(compiled) if !gate.fails(&compiled.warnings) => compiled,
+        Ok(compiled) => {
+            let report = Report {
+                diagnostics: compiled.warnings,
+                sources: compiled.sources,
+            };
+            return compile_failed(&report, format, gate);
+        }
         Err(failed) => {
-            match format {
-                Format::Human => eprint!("{}", failed.render()),
-                Format::Json => {
-                    print_json(&compiler::check::to_json(
-                        &failed.diagnostics,
-                        &failed.sources,
-                    ))?;
-                }
-            }
-            let errors = failed.error_count();
-            let warnings = failed.diagnostics.len() - errors;
-            eprintln!(
-                "meshc: {errors} error{}, {warnings} warning{}; no snapshot written",
-                plural(errors),
-                plural(warnings)
-            );
-            return Ok(ExitCode::FAILURE);
+            let report = Report {
+                diagnostics: failed.diagnostics,
+                sources: failed.sources,
+            };
+            return compile_failed(&report, format, gate);
         }
     };
     match format {
@@ -199,6 +279,7 @@ fn compile(inputs: &[PathBuf], output: &Path, format: Format) -> anyhow::Result<
             print_json(&compiler::check::to_json(
                 &compiled.warnings,
                 &compiled.sources,
+                gate,
             ))?;
         }
     }
@@ -250,6 +331,19 @@ fn compile(inputs: &[PathBuf], output: &Path, format: Format) -> anyhow::Result<
     std::mem::forget(per_workload);
     std::mem::forget(compiled);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the diagnostics of a compilation that errors or denied warnings failed.
+fn compile_failed(report: &Report, format: Format, gate: &Gate) -> anyhow::Result<ExitCode> {
+    match format {
+        Format::Human => eprint!("{}", report.render()),
+        Format::Json => print_json(&report.to_json(gate))?,
+    }
+    eprintln!(
+        "meshc: {}; no snapshot written",
+        summary(&report.diagnostics, gate)
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 fn rule_count(snapshot: &spec::Snapshot) -> usize {
@@ -373,7 +467,9 @@ fn is_snapshot(path: &Path) -> bool {
 fn explain(inputs: &[PathBuf], question: Question) -> anyhow::Result<ExitCode> {
     let request = Request::parse(&question.request, &question.headers)?;
     let snapshot = match inputs {
-        [single] if is_snapshot(single) => read_snapshot(single)?,
+        [single] if single != Path::new(compiler::input::STDIN_ARG) && is_snapshot(single) => {
+            read_snapshot(single)?
+        }
         _ => match compiler::compile(inputs) {
             Ok(compiled) => compiled.snapshot,
             Err(failed) => {

@@ -10,6 +10,45 @@ use toml::Spanned;
 use crate::ast;
 use crate::diag::{Code, Diagnostic, FileId, SourceSpan, Span};
 
+/// The top-level tables of mesh TOML: the fields of [`Document`].
+pub(crate) const TABLES: &[&str] = &[
+    "service",
+    "route",
+    "workload",
+    "authorization",
+    "authentication",
+    "peer_authentication",
+    "telemetry",
+];
+
+/// Whether `text` is mesh TOML: its top level has one of [`TABLES`]. Text that is not valid TOML
+/// is when a line opens one of them (`[[service]]`, `[telemetry]`, `route = ...`), so that its
+/// syntax error gets reported.
+pub(crate) fn is_mesh_toml(text: &str) -> bool {
+    match toml::from_str::<toml::Table>(text) {
+        Ok(table) => TABLES.iter().any(|name| table.contains_key(*name)),
+        Err(_) => text.lines().any(opens_mesh_table),
+    }
+}
+
+/// Whether a line is a table header or key that starts one of [`TABLES`].
+fn opens_mesh_table(line: &str) -> bool {
+    let line = line.trim_start();
+    let header = line
+        .strip_prefix('[')
+        .map(|l| l.strip_prefix('[').unwrap_or(l));
+    let rest = header.unwrap_or(line).trim_start();
+    TABLES.iter().any(|name| {
+        rest.strip_prefix(name).is_some_and(|after| {
+            let after = after.trim_start();
+            match header {
+                Some(_) => after.starts_with([']', '.']),
+                None => after.starts_with(['=', '.']),
+            }
+        })
+    })
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Document {

@@ -161,7 +161,7 @@ fn unreadable_input_is_e0100() {
     );
     assert!(
         err.contains(&format!(
-            "error[E0100]: cannot read `{}`: no .mesh, .toml or .yaml files",
+            "error[E0100]: cannot read `{}`: no config files in this directory",
             empty.display()
         )),
         "{err}"

@@ -100,6 +100,11 @@ fn check_json_lists_errors_with_positions_and_exits_1() {
         (d["line"].as_u64(), d["column"].as_u64()),
         (Some(4), Some(16))
     );
+    // The end is exclusive: `v3` spans columns 16 and 17.
+    assert_eq!(
+        (d["end_line"].as_u64(), d["end_column"].as_u64()),
+        (Some(4), Some(18))
+    );
     assert_eq!(d["help"], "declared subsets: v1, v2");
 }
 
@@ -146,6 +151,91 @@ fn check_passes_with_warnings_and_writes_no_snapshot() {
     assert!(err.ends_with("meshc: 0 errors, 1 warning\n"), "{err}");
     let entries = fs::read_dir(&dir.0).expect("list dir").count();
     assert_eq!(entries, 1, "check wrote a file");
+}
+
+/// `REVIEWS` with a subset that selects no endpoint (W0107).
+fn reviews_with_empty_subset() -> String {
+    REVIEWS.replace(
+        "subset v2 { version = \"v2\" }",
+        "subset v9 { version = \"v9\" }",
+    )
+}
+
+#[test]
+fn check_deny_warnings_fails_on_a_warning_unless_its_code_is_allowed() {
+    let dir = TempDir::new("check-deny");
+    let a = dir.write("a.mesh", &reviews_with_empty_subset());
+    let a = path_str(&a);
+
+    let denied = meshc(&["check", a, "--deny", "warnings"]);
+    assert_eq!(denied.status.code(), Some(1), "{}", stderr(&denied));
+    let err = stderr(&denied);
+    assert!(err.contains("warning[W0107]"), "{err}");
+    assert!(
+        err.ends_with("meshc: 0 errors, 1 warning (1 denied by --deny warnings)\n"),
+        "{err}"
+    );
+
+    let allowed = meshc(&["check", a, "--deny", "warnings", "--allow", "W0107"]);
+    assert_eq!(allowed.status.code(), Some(0), "{}", stderr(&allowed));
+    let err = stderr(&allowed);
+    assert!(
+        err.contains("warning[W0107]"),
+        "allowed warnings are still printed: {err}"
+    );
+    assert!(err.ends_with("meshc: 0 errors, 1 warning\n"), "{err}");
+
+    let other = meshc(&["check", a, "--deny", "warnings", "--allow", "W0111"]);
+    assert_eq!(other.status.code(), Some(1), "{}", stderr(&other));
+
+    let json_run = meshc(&["check", a, "--deny", "warnings", "--format", "json"]);
+    assert_eq!(json_run.status.code(), Some(1));
+    let doc = json(&json_run);
+    assert_eq!(
+        (doc["warnings"].as_u64(), doc["denied"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+#[test]
+fn allowing_an_unknown_or_error_code_is_a_usage_error_naming_it() {
+    let dir = TempDir::new("check-allow-unknown");
+    let a = dir.write("a.mesh", REVIEWS);
+    for code in ["W9999", "E0102"] {
+        let output = meshc(&["check", path_str(&a), "--deny", "warnings", "--allow", code]);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(stderr(&output).contains(code), "{}", stderr(&output));
+        assert!(output.stdout.is_empty());
+    }
+}
+
+#[test]
+fn compile_deny_warnings_writes_no_snapshot_on_a_warning() {
+    let dir = TempDir::new("compile-deny");
+    let a = dir.write("a.mesh", &reviews_with_empty_subset());
+    let out = dir.path("mesh.snap");
+    let args = [
+        "compile",
+        path_str(&a),
+        "-o",
+        path_str(&out),
+        "--deny",
+        "warnings",
+    ];
+    let denied = meshc(&args);
+    assert_eq!(denied.status.code(), Some(1), "{}", stderr(&denied));
+    assert!(
+        stderr(&denied).ends_with(
+            "meshc: 0 errors, 1 warning (1 denied by --deny warnings); no snapshot written\n"
+        ),
+        "{}",
+        stderr(&denied)
+    );
+    assert!(!out.exists());
+
+    let allowed = meshc(&[&args[..], &["--allow", "W0107"]].concat());
+    assert_eq!(allowed.status.code(), Some(0), "{}", stderr(&allowed));
+    assert!(out.exists());
 }
 
 #[test]

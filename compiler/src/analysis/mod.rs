@@ -10,11 +10,20 @@ pub(crate) mod snapshot;
 use crate::ast;
 use crate::diag::{Diagnostic, FileId, Sources};
 
-/// Runs every analysis over the parsed (and imported) files.
-pub(crate) fn analyze(files: &[ast::File], sources: &Sources) -> Vec<Diagnostic> {
+/// Runs every analysis over the parsed (and imported) files; `istio_files` are the files the
+/// Istio import read.
+pub(crate) fn analyze(
+    files: &[ast::File],
+    sources: &Sources,
+    istio_files: &[FileId],
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for file in files {
-        let origin = origin(file.id, sources);
+        let origin = if istio_files.contains(&file.id) {
+            ast::Origin::Istio
+        } else {
+            ast::Origin::Mesh
+        };
         for item in &file.items {
             match item {
                 ast::Item::Route(route) => {
@@ -32,18 +41,6 @@ pub(crate) fn analyze(files: &[ast::File], sources: &Sources) -> Vec<Diagnostic>
         }
     }
     out
-}
-
-/// The language a file's declarations were written in. Routes carry no [`ast::Origin`], and the
-/// origin of the service a route names says nothing about who wrote the route (a VirtualService
-/// may route a `.mesh` service), but `compile_inner` sends exactly the YAML paths to the Istio
-/// import, so the path decides.
-fn origin(file: FileId, sources: &Sources) -> ast::Origin {
-    if crate::istio::is_yaml_path(sources.get(file).path()) {
-        ast::Origin::Istio
-    } else {
-        ast::Origin::Mesh
-    }
 }
 
 #[cfg(test)]

@@ -277,3 +277,52 @@ fn a_source_location_outside_the_sources_has_no_span() {
     // Line 2 is the empty line after the last newline.
     assert!(sources.span_at(&location("a.mesh", 2, 1)).is_some());
 }
+
+#[test]
+fn every_code_parses_back_from_its_text() {
+    for &code in Code::ALL {
+        assert_eq!(Code::parse(code.as_str()), Some(code));
+        assert_eq!(Code::parse(&code.as_str().to_lowercase()), Some(code));
+    }
+    assert_eq!(Code::parse("W9999"), None);
+    assert_eq!(Code::parse(""), None);
+}
+
+/// The codes in the first column of the table in `docs/diagnostics.md`.
+fn documented_codes() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/diagnostics.md");
+    let text = std::fs::read_to_string(path).expect("docs/diagnostics.md is readable");
+    text.lines()
+        .filter_map(|line| line.strip_prefix("| "))
+        .filter_map(|rest| rest.split_once(" |"))
+        .map(|(code, _)| code.to_owned())
+        .filter(|code| code.len() == 5 && code[1..].bytes().all(|b| b.is_ascii_digit()))
+        .collect()
+}
+
+#[test]
+fn every_code_is_documented_once_and_every_documented_code_exists() {
+    let mut ours: Vec<String> = Code::ALL.iter().map(|c| c.as_str().to_owned()).collect();
+    ours.sort();
+    let mut documented = documented_codes();
+    documented.sort();
+    assert_eq!(ours, documented);
+}
+
+#[test]
+fn a_note_renders_as_one_line_and_its_help() {
+    let (sources, file) = one_file("Cargo.toml", "[package]\nname = \"x\"\n");
+    let at = SourceSpan {
+        file,
+        span: Span::new(0, 0),
+    };
+    let note =
+        Diagnostic::new(Code::SkippedInput, at, "skipped: not mesh TOML").with_help("name it");
+    assert_eq!(note.severity, Severity::Note);
+    assert_eq!(
+        note.render(&sources),
+        "Cargo.toml:1:1: note[N0100]: skipped: not mesh TOML\n  = help: name it\n"
+    );
+    let spanless = Diagnostic::without_span(Code::SkippedInput, "skipped");
+    assert_eq!(spanless.render(&sources), "note[N0100]: skipped\n");
+}

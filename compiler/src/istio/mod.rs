@@ -1,4 +1,4 @@
-//! Istio import: reads Istio YAML (multi-document files) and lowers VirtualService,
+//! Istio import: reads Istio YAML or JSON (multi-document files, `kind: List`) and lowers VirtualService,
 //! DestinationRule, ServiceEntry, WorkloadEntry, AuthorizationPolicy, PeerAuthentication and
 //! RequestAuthentication into the same AST as `.mesh` files, so every
 //! existing validation applies. Nothing is dropped silently: every field, endpoint, rule or
@@ -16,14 +16,42 @@ use crate::ast;
 use crate::diag::{Code, Diagnostic, FileId, SourceSpan, Span};
 use yaml::Node;
 
-/// Whether a path names a YAML file (`.yaml` or `.yml`), which the compiler imports as Istio.
-pub fn is_yaml_path(path: &str) -> bool {
-    Path::new(path).extension().is_some_and(is_yaml_extension)
+/// Whether a path names a Kubernetes manifest (`.yaml`, `.yml` or `.json`), which the compiler
+/// imports as Istio.
+pub fn is_manifest_path(path: &str) -> bool {
+    Path::new(path)
+        .extension()
+        .is_some_and(is_manifest_extension)
 }
 
-/// Whether a file extension (without the dot) is a YAML one.
-pub fn is_yaml_extension(extension: &OsStr) -> bool {
-    extension == "yaml" || extension == "yml"
+/// Whether a file extension (without the dot) is a manifest one: YAML, or JSON (which is YAML
+/// flow syntax, so the same parser reads it).
+pub fn is_manifest_extension(extension: &OsStr) -> bool {
+    extension == "yaml" || extension == "yml" || extension == "json"
+}
+
+/// Whether `text` is Kubernetes manifests (YAML or JSON): one of its documents is a mapping with
+/// both `apiVersion` and `kind`. Text that is not valid YAML is when a line starts with either
+/// key (`kind:`, `"kind":`, also after a JSON `{`), so that its syntax error gets reported.
+pub(crate) fn looks_like_manifest(text: &str) -> bool {
+    match yaml::parse(text) {
+        Ok(documents) => documents
+            .iter()
+            .any(|d| d.get("apiVersion").is_some() && d.get("kind").is_some()),
+        Err(_) => text.lines().any(starts_with_manifest_key),
+    }
+}
+
+/// Whether a line starts with the key `apiVersion` or `kind`, plain or quoted.
+fn starts_with_manifest_key(line: &str) -> bool {
+    let line = line.trim_start();
+    let line = line.strip_prefix('{').unwrap_or(line).trim_start();
+    ["apiVersion", "kind", "\"apiVersion\"", "\"kind\""]
+        .iter()
+        .any(|key| {
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
 }
 
 /// Imports the YAML files into ASTs (one per file that declares something), resolving hosts
@@ -37,25 +65,23 @@ pub(crate) fn import(
     mesh: &[ast::File],
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<ast::File> {
-    let mut parsed = Vec::new();
-    for yaml_file in files {
-        let (file, text) = (yaml_file.id, yaml_file.text);
-        match yaml::parse(text) {
-            Ok(documents) => parsed.push((yaml_file, documents)),
-            Err(e) => diagnostics.push(
-                Diagnostic::new(
-                    Code::YamlSyntax,
-                    SourceSpan { file, span: e.span },
-                    format!("invalid YAML: {}", e.message),
-                )
-                .with_help("fix the YAML syntax; every document must be a mapping"),
-            ),
-        }
-    }
     let mut out = Out {
         diagnostics,
         file: FileId(0),
     };
+    let mut parsed = Vec::new();
+    for yaml_file in files {
+        out.file = yaml_file.id;
+        match yaml::parse(yaml_file.text) {
+            Ok(documents) => parsed.push((yaml_file, expand_lists(&mut out, documents))),
+            Err(e) => out.push(
+                Code::YamlSyntax,
+                e.span,
+                format!("invalid YAML: {}", e.message),
+                "fix the YAML syntax; every document must be a mapping",
+            ),
+        }
+    }
     let mut resources = Vec::new();
     let mut security_items: Vec<(FileId, ast::Item)> = Vec::new();
     // Namespaces with a RequestAuthentication (W0183 looks for them).
@@ -88,6 +114,50 @@ pub(crate) fn import(
     }
     files.sort_by_key(|f| f.id);
     files
+}
+
+/// Replaces every `kind: List` document (`apiVersion: v1`, what `kubectl get -o yaml` and
+/// `-o json` print) by its `items`, so each item is imported as a document of its own, its
+/// diagnostics at its own position.
+fn expand_lists(out: &mut Out<'_>, documents: Vec<Node>) -> Vec<Node> {
+    let mut expanded = Vec::with_capacity(documents.len());
+    for document in documents {
+        let is_list = document.get("kind").and_then(Node::as_str) == Some("List")
+            && document.get("apiVersion").and_then(Node::as_str) == Some("v1");
+        if is_list {
+            let items = list_items(out, document);
+            expanded.extend(expand_lists(out, items));
+        } else {
+            expanded.push(document);
+        }
+    }
+    expanded
+}
+
+/// The `items` of a `kind: List` document (none when absent or null; E0201 when not a list).
+fn list_items(out: &mut Out<'_>, list: Node) -> Vec<Node> {
+    out.check_fields(&list, "", &["apiVersion", "kind", "metadata", "items"]);
+    let yaml::Value::Map(entries) = list.value else {
+        return Vec::new();
+    };
+    let items = entries
+        .into_iter()
+        .find(|(key, _)| key.as_str() == Some("items"))
+        .map(|(_, items)| items);
+    match items {
+        Some(Node {
+            value: yaml::Value::Seq(items),
+            ..
+        }) => items,
+        Some(node) if !node.is_null() => {
+            out.schema(
+                node.span,
+                format!("`items` of a `List` must be a list, found {}", node.kind()),
+            );
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// One YAML input file.
@@ -605,5 +675,7 @@ fn classify<'a>(
 
 #[cfg(test)]
 mod analyzer_tests;
+#[cfg(test)]
+mod input_tests;
 #[cfg(test)]
 mod tests;

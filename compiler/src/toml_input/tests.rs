@@ -139,3 +139,40 @@ fn unknown_keys_and_bad_protocols_are_syntax_errors_at_the_key() {
         "{rendered}"
     );
 }
+
+#[test]
+fn the_mesh_tables_are_exactly_the_document_fields() {
+    for name in super::TABLES {
+        let error = toml::from_str::<super::Document>(&format!("{name} = 1"))
+            .expect_err("1 is no table")
+            .to_string();
+        assert!(!error.contains("unknown field"), "{name}: {error}");
+    }
+    let error = toml::from_str::<super::Document>("bogus = 1")
+        .expect_err("bogus is unknown")
+        .to_string();
+    for name in super::TABLES {
+        assert!(
+            error.contains(&format!("`{name}`")),
+            "{name} missing in: {error}"
+        );
+    }
+}
+
+#[test]
+fn tells_mesh_toml_from_other_toml_even_when_broken() {
+    use super::is_mesh_toml;
+    assert!(is_mesh_toml("[[service]]\nname = \"a\"\n"));
+    assert!(is_mesh_toml("[telemetry]\naccess_log = true\n"));
+    assert!(is_mesh_toml("route = []\n"));
+    assert!(!is_mesh_toml(
+        "[package]\nname = \"compiler\"\n[dependencies]\nspec = \"1\"\n"
+    ));
+    assert!(!is_mesh_toml("max_width = 100\n"));
+    assert!(!is_mesh_toml(""));
+    // Not valid TOML: a line opening a mesh table decides.
+    assert!(is_mesh_toml("[[service]]\nname = \n"));
+    assert!(is_mesh_toml("[[ route.rule ]]\nname = =\n"));
+    assert!(!is_mesh_toml("[package\nname = \"x\"\n"));
+    assert!(!is_mesh_toml("service reviews {\n  port 9080 http\n}\n"));
+}
