@@ -326,6 +326,7 @@ impl Code {
         Self::RuleOverlap,
         Self::ImportedRuleNeverMatches,
         Self::HttpOnOpaquePort,
+        Self::ProtocolNotServed,
         Self::TrafficConflict,
         Self::InvalidRegex,
         Self::FramingHeader,
