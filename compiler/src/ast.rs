@@ -127,6 +127,9 @@ pub(crate) struct Endpoint {
 /// `subset NAME { labels } [policy { ... }]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Subset {
+    /// Set when written in another file than its service (an Istio DestinationRule): the
+    /// file its spans point into.
+    pub(crate) file: Option<FileId>,
     pub(crate) name: Ident,
     pub(crate) selector: Vec<Label>,
     /// Overrides of the service policy; unset settings inherit it.
@@ -139,6 +142,9 @@ pub(crate) struct Subset {
 pub(crate) struct Policy {
     /// The `policy` keyword (or the table header in TOML / the field in YAML).
     pub(crate) span: Span,
+    /// Set when written in another file than its service (an Istio DestinationRule): the
+    /// file its spans point into.
+    pub(crate) file: Option<FileId>,
     pub(crate) load_balancer: Option<LoadBalancer>,
     pub(crate) pool: Option<Pool>,
     pub(crate) outlier: Option<Outlier>,

@@ -242,11 +242,13 @@ impl<'a> Lowerer<'a> {
 
         let policy = self.service_policy(file, s);
         let mut subsets: BTreeMap<&str, Subset> = BTreeMap::new();
-        let mut subset_spans: HashMap<&str, Span> = HashMap::new();
+        let mut subset_spans: HashMap<&str, (FileId, Span)> = HashMap::new();
         for subset in &s.subsets {
             let subset_name = subset.name.name.as_str();
-            if let Some(&first) = subset_spans.get(subset_name) {
-                let first = self.at(file, first);
+            // A DestinationRule's subsets live in its own file.
+            let file = subset.file.unwrap_or(file);
+            if let Some(&(first_file, first)) = subset_spans.get(subset_name) {
+                let first = self.at(first_file, first);
                 self.duplicate(
                     format!("subset `{subset_name}` of service `{name}`"),
                     file,
@@ -255,7 +257,7 @@ impl<'a> Lowerer<'a> {
                 );
                 continue;
             }
-            subset_spans.insert(subset_name, subset.name.span);
+            subset_spans.insert(subset_name, (file, subset.name.span));
             let selector = self.labels(file, &subset.selector);
             let members: Vec<u32> = endpoints
                 .iter()

@@ -363,6 +363,7 @@ impl<'s> Parser<'s> {
                         (rest, policy) = (after, Some(p));
                     }
                     service.subsets.push(Subset {
+                        file: None,
                         name,
                         selector,
                         policy,

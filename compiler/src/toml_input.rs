@@ -286,6 +286,7 @@ fn service_ast(id: FileId, doc: Spanned<ServiceDoc>) -> Result<ast::Service, Dia
     let mut subsets = Vec::new();
     for s in &doc.subsets {
         subsets.push(ast::Subset {
+            file: None,
             policy: s
                 .policy
                 .as_ref()

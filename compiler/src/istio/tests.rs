@@ -1306,3 +1306,58 @@ spec: {}
     assert!(found.contains(&(Code::Duplicate, 3)), "{found:?}");
     assert!(!found.iter().any(|(code, _)| *code == Code::IstioReplaced));
 }
+
+#[test]
+fn destination_rule_diagnostics_point_into_its_own_file() {
+    let rule = "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews.example
+  trafficPolicy:
+    outlierDetection:
+      consecutive5xxErrors: 1
+      maxEjectionPercent: 100
+  subsets:
+  - name: v9
+    labels: {version: v9}
+    trafficPolicy:
+      connectionPool: {tcp: {maxConnections: 0}}
+";
+    let mut sources = Sources::new();
+    sources.add("services.yaml", SERVICE_ENTRY);
+    sources.add("rules.yaml", rule);
+    let failed = compile_sources(sources).unwrap_err();
+    let found: Vec<(&str, String)> = failed
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let (file, line, column) = d.location(&failed.sources).unwrap_or_default();
+            (d.code.as_str(), format!("{file}:{line}:{column}"))
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("W0107", "rules.yaml:11:11".to_owned()),
+            ("E0002", "rules.yaml:14:46".to_owned()),
+        ]
+    );
+    // The outlier warning needs a snapshot: with the pool fixed it compiles, and W0163 points
+    // at the DestinationRule's `outlierDetection`, not into the ServiceEntry's file.
+    let mut sources = Sources::new();
+    sources.add("services.yaml", SERVICE_ENTRY);
+    sources.add(
+        "rules.yaml",
+        rule.replace("maxConnections: 0", "maxConnections: 1"),
+    );
+    let compiled = compile_sources(sources).unwrap();
+    let w0163 = compiled
+        .warnings
+        .iter()
+        .find(|d| d.code == Code::CanEjectEveryEndpoint)
+        .expect("W0163");
+    let (file, line, _) = w0163.location(&compiled.sources).unwrap_or_default();
+    assert_eq!((file.as_str(), line), ("rules.yaml", 8));
+}

@@ -177,12 +177,13 @@ impl Lowerer<'_> {
         let Some((first, rest)) = s.policies.split_first() else {
             return TrafficPolicy::default();
         };
+        let first_file = first.file.unwrap_or(file);
         for again in rest {
-            let at = self.at(file, first.span);
+            let at = self.at(first_file, first.span);
             let what = format!("the policy of service `{}`", s.name.name);
-            self.duplicate(what, file, again.span, at);
+            self.duplicate(what, again.file.unwrap_or(file), again.span, at);
         }
-        self.policy(file, first, &TrafficPolicy::default())
+        self.policy(first_file, first, &TrafficPolicy::default())
     }
 
     /// A subset's policy: the service's, with each setting the subset gives replacing it.
@@ -194,7 +195,7 @@ impl Lowerer<'_> {
     ) -> TrafficPolicy {
         match subset {
             None => service.clone(),
-            Some(p) => self.policy(file, p, service),
+            Some(p) => self.policy(p.file.unwrap_or(file), p, service),
         }
     }
 

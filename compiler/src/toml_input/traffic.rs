@@ -304,6 +304,7 @@ pub(super) fn policy(id: FileId, doc: &Spanned<PolicyDoc>) -> Result<ast::Policy
     };
     Ok(ast::Policy {
         span: whole,
+        file: None,
         load_balancer,
         pool,
         outlier,

@@ -49,15 +49,25 @@ impl Anchors {
             for item in &file.items {
                 match item {
                     ast::Item::Service(service) => {
+                        // A DestinationRule's policies and subsets live in its own file.
                         let outlier = |policy: Option<&ast::Policy>| {
-                            policy.and_then(|p| p.outlier.as_ref()).map(|o| at(o.span))
+                            let p = policy?;
+                            let span = p.outlier.as_ref()?.span;
+                            Some(SourceSpan {
+                                file: p.file.unwrap_or(file.id),
+                                span,
+                            })
                         };
                         let subsets = service
                             .subsets
                             .iter()
                             .map(|s| {
                                 let own = outlier(s.policy.as_ref());
-                                (s.name.name.clone(), (at(s.name.span), own))
+                                let name = SourceSpan {
+                                    file: s.file.unwrap_or(file.id),
+                                    span: s.name.span,
+                                };
+                                (s.name.name.clone(), (name, own))
                             })
                             .collect();
                         anchors.services.entry(service.name.name.clone()).or_insert(

@@ -59,6 +59,7 @@ pub(super) fn destination_rule(
                 .map(|l| out.labels(l, &format!("{path}.labels")))
                 .unwrap_or_default();
             subsets.push(ast::Subset {
+                file: Some(r.file),
                 policy,
                 name: ident(name, name_node.span),
                 selector,
@@ -114,6 +115,7 @@ pub(super) fn traffic_policy(out: &mut Out<'_>, node: &Node, path: &str) -> Opti
     warmup(out, node, path);
     let policy = ast::Policy {
         span: node.span,
+        file: Some(out.file),
         load_balancer: node
             .get("loadBalancer")
             .and_then(|lb| load_balancer(out, lb, &format!("{path}.loadBalancer"))),

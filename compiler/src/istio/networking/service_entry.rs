@@ -132,9 +132,27 @@ pub(super) fn service_entry(
             "subjectAltNames",
         ],
     );
-    for field in ["addresses", "exportTo", "subjectAltNames", "location"] {
+    for field in ["addresses", "exportTo", "subjectAltNames"] {
         if let Some(value) = spec.get(field) {
             out.unsupported(&format!("spec.{field}"), value, "ignored");
+        }
+    }
+    if let Some(location) = spec.get("location") {
+        // Inside the mesh is what the import models; outside is not told apart yet.
+        match out.str(location, "spec.location") {
+            Some("MESH_INTERNAL") | None => {}
+            Some("MESH_EXTERNAL") => out.unsupported(
+                "spec.location: MESH_EXTERNAL",
+                location,
+                "the service is treated as inside the mesh",
+            ),
+            Some(other) => out.schema(
+                location.span,
+                format!(
+                    "`spec.location`: unsupported value {other:?}, expected MESH_EXTERNAL or \
+                     MESH_INTERNAL"
+                ),
+            ),
         }
     }
 
