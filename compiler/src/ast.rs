@@ -199,6 +199,9 @@ pub(crate) struct Outlier {
     pub(crate) interval: Option<Duration>,
     pub(crate) base_ejection: Option<Duration>,
     pub(crate) max_ejection_percent: Option<Number>,
+    /// Every trigger explicitly turned off (Istio `consecutive5xxErrors: 0` without gateway
+    /// errors): nothing is ejected, rather than the default of 5 consecutive 5xx.
+    pub(crate) triggers_off: bool,
 }
 
 /// `route SERVICE { rule ... }`.

@@ -1361,3 +1361,46 @@ spec:
     let (file, line, _) = w0163.location(&compiled.sources).unwrap_or_default();
     assert_eq!((file.as_str(), line), ("rules.yaml", 8));
 }
+
+/// The outlier detection `reviews.example` gets from a DestinationRule `outlierDetection` block.
+fn outlier_of(block: &str) -> (Option<spec::OutlierDetection>, Vec<Code>) {
+    let rule = format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r, namespace: shop}}\n\
+         spec:\n  host: reviews.example\n  trafficPolicy:\n    outlierDetection: {block}\n"
+    );
+    let compiled = compile(&format!("{SERVICE_ENTRY}{rule}")).unwrap();
+    let (_, service) = compiled.snapshot.service("reviews.example").unwrap();
+    let codes = compiled.warnings.iter().map(|d| d.code).collect();
+    (service.policy.outlier.clone(), codes)
+}
+
+#[test]
+fn outlier_detection_takes_istios_defaults_and_zero_turns_a_trigger_off() {
+    let triggers = |block: &str| {
+        let (outlier, _) = outlier_of(block);
+        outlier.map(|o| (o.consecutive_5xx, o.consecutive_gateway_errors))
+    };
+    // Unset consecutive5xxErrors is Envoy's default of 5, which Istio leaves in place.
+    assert_eq!(triggers("{interval: 1s}"), Some((Some(5), None)));
+    assert_eq!(
+        triggers("{consecutiveGatewayErrors: 3}"),
+        Some((Some(5), Some(3)))
+    );
+    assert_eq!(
+        triggers("{consecutive5xxErrors: 0, consecutiveGatewayErrors: 3}"),
+        Some((None, Some(3)))
+    );
+    assert_eq!(triggers("{consecutive5xxErrors: 0}"), Some((None, None)));
+    assert_eq!(triggers("{consecutive5xxErrors: 2}"), Some((Some(2), None)));
+}
+
+#[test]
+fn consecutive_errors_is_deprecated_and_ignored_as_in_istio() {
+    let (outlier, codes) = outlier_of("{consecutiveErrors: 7}");
+    assert_eq!(codes, [Code::IstioDeprecated]);
+    let outlier = outlier.expect("the block still enables Istio's default trigger");
+    assert_eq!(
+        (outlier.consecutive_5xx, outlier.consecutive_gateway_errors),
+        (Some(5), None)
+    );
+}

@@ -304,7 +304,9 @@ impl Lowerer<'_> {
     }
 
     fn outlier(&mut self, file: FileId, o: &ast::Outlier) -> OutlierDetection {
-        let neither = o.consecutive_5xx.is_none() && o.consecutive_gateway_errors.is_none();
+        let neither = o.consecutive_5xx.is_none()
+            && o.consecutive_gateway_errors.is_none()
+            && !o.triggers_off;
         OutlierDetection {
             consecutive_5xx: if neither {
                 Some(5)

@@ -298,6 +298,7 @@ pub(super) fn policy(id: FileId, doc: &Spanned<PolicyDoc>) -> Result<ast::Policy
                     .map(|t| duration(id, t))
                     .transpose()?,
                 max_ejection_percent: d.max_ejection_percent.as_ref().map(number),
+                triggers_off: false,
             })
         }
         None => None,

@@ -2,6 +2,7 @@
 
 use super::{float, ident, number, Imported, Resolver};
 use crate::ast;
+use crate::diag::Code;
 use crate::istio::yaml::Node;
 use crate::istio::{Out, Resource};
 
@@ -405,7 +406,9 @@ pub(super) fn pool(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Po
     set.then_some(pool)
 }
 
-/// `outlierDetection`.
+/// `outlierDetection`, with Istio's defaults: `consecutive5xxErrors` unset is 5 (Envoy's
+/// default, which Istio leaves in place), 0 turns that trigger off, and so does an unset or 0
+/// `consecutiveGatewayErrors`.
 pub(super) fn outlier(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Outlier> {
     out.map(node, path)?;
     out.fields(
@@ -414,18 +417,30 @@ pub(super) fn outlier(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast:
         &[
             "consecutive5xxErrors",
             "consecutiveGatewayErrors",
+            "consecutiveErrors",
             "interval",
             "baseEjectionTime",
             "maxEjectionPercent",
         ],
         &[
-            "consecutiveErrors",
             "minHealthPercent",
             "splitExternalLocalOriginErrors",
             "consecutiveLocalOriginFailures",
         ],
         "ignored",
     );
+    if let Some(legacy) = node.get("consecutiveErrors") {
+        out.push(
+            Code::IstioDeprecated,
+            legacy.span,
+            format!(
+                "`{path}.consecutiveErrors` is deprecated and Istio's sidecars ignore it; so \
+                 does meshd"
+            ),
+            "use `consecutiveGatewayErrors` (502, 503, 504 and connect failures) or \
+             `consecutive5xxErrors` (IST0002)",
+        );
+    }
     let mut outlier = ast::Outlier {
         span: node.span,
         ..ast::Outlier::default()
@@ -439,8 +454,14 @@ pub(super) fn outlier(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast:
         }
     };
     let max = i64::from(u32::MAX);
-    outlier.consecutive_5xx = count(out, "consecutive5xxErrors", max)?;
-    outlier.consecutive_gateway_errors = count(out, "consecutiveGatewayErrors", max)?;
+    let enabled = |n: Option<ast::Number>| n.filter(|n| n.value > 0);
+    outlier.consecutive_5xx = match count(out, "consecutive5xxErrors", max)? {
+        None => Some(number(5, node.span)),
+        set => enabled(set),
+    };
+    outlier.consecutive_gateway_errors = enabled(count(out, "consecutiveGatewayErrors", max)?);
+    outlier.triggers_off =
+        outlier.consecutive_5xx.is_none() && outlier.consecutive_gateway_errors.is_none();
     outlier.max_ejection_percent = count(out, "maxEjectionPercent", 100)?;
     if let Some(n) = node.get("interval") {
         outlier.interval = Some(out.duration(n, &format!("{path}.interval"))?);
