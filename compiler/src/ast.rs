@@ -119,6 +119,9 @@ pub(crate) struct Port {
 /// `endpoint ADDRESS [{ labels }] [weight N]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Endpoint {
+    /// Set when written in another file than its service (a WorkloadEntry, a second
+    /// ServiceEntry for the host): the file its spans point into.
+    pub(crate) file: Option<FileId>,
     pub(crate) address: Address,
     pub(crate) labels: Vec<Label>,
     pub(crate) weight: Option<Number>,

@@ -341,6 +341,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn endpoint(&mut self, file: FileId, e: &ast::Endpoint) -> Endpoint {
+        let file = e.file.unwrap_or(file);
         let address = self.address(file, &e.address);
         let labels = self.labels(file, &e.labels);
         let weight = match e.weight {

@@ -347,6 +347,7 @@ impl<'s> Parser<'s> {
                         (rest, weight) = (after, Some(w));
                     }
                     service.endpoints.push(Endpoint {
+                        file: None,
                         address,
                         labels,
                         weight,

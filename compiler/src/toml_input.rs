@@ -312,6 +312,7 @@ fn service_ast(id: FileId, doc: Spanned<ServiceDoc>) -> Result<ast::Service, Dia
             .endpoints
             .iter()
             .map(|e| ast::Endpoint {
+                file: None,
                 address: address(&e.address),
                 labels: labels(&e.labels),
                 weight: e.weight.as_ref().map(number),

@@ -1404,3 +1404,51 @@ fn consecutive_errors_is_deprecated_and_ignored_as_in_istio() {
         (Some(5), None)
     );
 }
+
+#[test]
+fn service_entries_of_one_host_merge_when_namespace_and_ports_agree() {
+    let second = SERVICE_ENTRY
+        .replace("name: reviews\n", "name: reviews-more\n")
+        .replace("10.0.0.1", "10.0.0.3")
+        .replace("10.0.0.2", "10.0.0.4");
+    let compiled = compile(&format!("{SERVICE_ENTRY}---\n{second}")).unwrap();
+    let (_, service) = compiled.snapshot.service("reviews.example").unwrap();
+    let addresses: Vec<String> = service
+        .endpoints
+        .iter()
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            "10.0.0.1:9080",
+            "10.0.0.2:9090",
+            "10.0.0.3:9080",
+            "10.0.0.4:9090"
+        ]
+    );
+    assert!(
+        compiled.warnings.is_empty(),
+        "{}",
+        compiled.render_warnings()
+    );
+}
+
+#[test]
+fn service_entries_of_one_host_that_disagree_are_refused_naming_both() {
+    let second = SERVICE_ENTRY
+        .replace("name: reviews\n", "name: reviews-tls\n")
+        .replace("number: 9080", "number: 9443");
+    let compiled = compile(&format!("{SERVICE_ENTRY}---\n{second}")).unwrap();
+    let (_, service) = compiled.snapshot.service("reviews.example").unwrap();
+    assert_eq!(service.endpoints.len(), 2);
+    let lines = codes_and_lines(&compiled.warnings, &compiled.sources);
+    assert_eq!(lines, [(Code::IstioNotExpressible, 27)]);
+    let message = &compiled.warnings[0].message;
+    assert!(
+        message.contains("ServiceEntry `shop/reviews-tls`")
+            && message.contains("ServiceEntry `shop/reviews`")
+            && message.contains("with other ports"),
+        "{message}"
+    );
+}

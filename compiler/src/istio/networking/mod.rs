@@ -22,6 +22,8 @@ use workload_entry::workload_entry;
 /// A service imported from a ServiceEntry host, and where its AST lives.
 struct Imported {
     file: FileId,
+    /// The ServiceEntry that declared it first, `namespace/name`.
+    entry: String,
     service: ast::Service,
 }
 

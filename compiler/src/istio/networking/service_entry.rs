@@ -397,19 +397,20 @@ pub(super) fn service_entry(
 
     let namespace = ident(r.namespace.clone(), r.name.span);
     for (host, span) in hosts {
-        if services.iter().any(|s| s.service.name.name == host) {
-            out.inexpressible(
-                span,
-                format!(
-                    "host `{host}` is already declared by another ServiceEntry; merging \
-                     ServiceEntries is not supported yet, this one is skipped"
-                ),
-                "declare each host in one ServiceEntry",
+        let this = format!("{}/{}", r.namespace, r.name.name);
+        if let Some(first) = services.iter_mut().find(|s| s.service.name.name == host) {
+            merge(
+                out,
+                first,
+                (&host, span),
+                (&this, &r.namespace),
+                (&ports, &endpoints),
             );
             continue;
         }
         services.push(Imported {
             file: r.file,
+            entry: this,
             service: ast::Service {
                 policies: Vec::new(),
                 keyword: span,
@@ -528,6 +529,7 @@ pub(super) fn endpoint(
             span: source.weight.map_or(address_node.span, |n| n.span),
         });
     Some(ast::Endpoint {
+        file: Some(out.file),
         address: ast::Address {
             text,
             span: address_node.span,
@@ -544,4 +546,42 @@ pub(super) fn endpoint_port(endpoint_ports: Option<&Node>, port: &PortSpec) -> i
     named
         .and_then(|(ports, name)| ports.get(name).and_then(Node::as_int))
         .unwrap_or(port.target)
+}
+
+/// A second ServiceEntry for a host: Istio merges the endpoints of ServiceEntries that agree on
+/// the host's namespace and ports; any other pair is refused, naming both.
+fn merge(
+    out: &mut Out<'_>,
+    first: &mut Imported,
+    (host, span): (&str, Span),
+    (this, namespace): (&str, &str),
+    (ports, endpoints): (&[ast::Port], &[ast::Endpoint]),
+) {
+    let key = |p: &ast::Port| (p.number.value, p.protocol.value);
+    let same_ports = first
+        .service
+        .ports
+        .iter()
+        .map(key)
+        .eq(ports.iter().map(key));
+    let same_namespace = first.service.namespaces.iter().any(|n| n.name == namespace);
+    if same_ports && same_namespace {
+        first.service.endpoints.extend(endpoints.iter().cloned());
+        return;
+    }
+    let why = if same_ports {
+        "in another namespace"
+    } else {
+        "with other ports"
+    };
+    out.inexpressible(
+        span,
+        format!(
+            "host `{host}` of ServiceEntry `{this}` is already declared by ServiceEntry `{}` \
+             {why}; this one is skipped",
+            first.entry
+        ),
+        "Istio merges ServiceEntries of one host only when their namespace and ports agree; \
+         declare the host once, or give both the same ports",
+    );
 }
