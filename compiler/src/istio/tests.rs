@@ -1452,3 +1452,37 @@ fn service_entries_of_one_host_that_disagree_are_refused_naming_both() {
         "{message}"
     );
 }
+
+#[test]
+fn a_destination_host_no_service_declares_is_e0101_naming_its_fqdn() {
+    let route = "\
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews.example]
+  http:
+  - route:
+    - destination: {host: ratings}
+    mirror: {host: reviews.example}
+  - route:
+    - destination: {host: reviews.example}
+    mirror: {host: audit.example}
+";
+    let failed = compile(&format!("{SERVICE_ENTRY}{route}")).unwrap_err();
+    let found = codes_and_lines(&failed.diagnostics, &failed.sources);
+    assert_eq!(
+        found,
+        [(Code::UnknownService, 28), (Code::UnknownService, 32)]
+    );
+    assert_eq!(
+        failed.diagnostics[0].message,
+        "destination host `ratings` (`ratings.shop.svc.cluster.local` in namespace `shop`) is \
+         not a declared service"
+    );
+    assert_eq!(
+        failed.diagnostics[1].message,
+        "mirror host `audit.example` is not a declared service"
+    );
+}

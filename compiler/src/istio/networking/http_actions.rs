@@ -1,6 +1,6 @@
 //! A VirtualService rule's actions: redirect, retries, fault, rewrite, header edits, mirror.
 
-use super::{ident, number, require_port, Resolver};
+use super::{ident, number, require_port, unknown_host, Resolver};
 use crate::ast;
 use crate::istio::yaml::Node;
 use crate::istio::{Out, Resource};
@@ -400,11 +400,7 @@ pub(super) fn mirror(
     };
     let host = out.str(host_node, &format!("{dest_path}.host"))?;
     let Some((service, _)) = resolver.resolve(host, &r.namespace) else {
-        out.inexpressible(
-            host_node.span,
-            format!("mirror host `{host}` is not a declared service; the mirror is left out"),
-            "declare it with a ServiceEntry or in a .mesh file",
-        );
+        unknown_host(out, host_node.span, "mirror host", host, &r.namespace);
         return None;
     };
     require_port(out, resolver, service, destination, &dest_path);

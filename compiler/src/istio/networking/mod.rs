@@ -141,6 +141,24 @@ impl Resolver {
     }
 }
 
+/// E0101 (Istio IST0101): a VirtualService sends traffic to a host no service declares; Istio
+/// would answer those requests 503, and `istioctl analyze` refuses the config.
+fn unknown_host(out: &mut Out<'_>, span: Span, what: &str, host: &str, namespace: &str) {
+    let qualified = spec::host::qualify(host, namespace);
+    let means = if qualified == host.to_ascii_lowercase() {
+        String::new()
+    } else {
+        format!(" (`{qualified}` in namespace `{namespace}`)")
+    };
+    out.push(
+        Code::UnknownService,
+        span,
+        format!("{what} `{host}`{means} is not a declared service"),
+        "declare it with a ServiceEntry, a Kubernetes Service or in a .mesh file (Istio \
+         IST0101 ReferencedResourceNotFound)",
+    );
+}
+
 /// W0181 (Istio IST0112): a destination (or mirror) `dest` of `service` names no `port` although
 /// the service declares several.
 fn require_port(out: &mut Out<'_>, resolver: &Resolver, service: &str, dest: &Node, path: &str) {

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use super::http_actions::{fault, header_edits, http_redirect, mirror, retries, rewrite};
 use super::http_match::request_match;
-use super::{ident, require_port, Resolver};
+use super::{ident, require_port, unknown_host, Resolver};
 use crate::ast;
 use crate::diag::{Code, Span};
 use crate::istio::security::ROOT_NAMESPACE;
@@ -363,13 +363,7 @@ pub(super) fn destination(
         .str(host_node, &format!("{path}.destination.host"))
         .ok_or(())?;
     let Some((service, _)) = resolver.resolve(host, &r.namespace) else {
-        out.inexpressible(
-            host_node.span,
-            format!(
-                "destination host `{host}` is not a declared service; the whole rule is dropped"
-            ),
-            "declare it with a ServiceEntry or in a .mesh file",
-        );
+        unknown_host(out, host_node.span, "destination host", host, &r.namespace);
         return Err(());
     };
     require_port(out, resolver, service, dest, &format!("{path}.destination"));
