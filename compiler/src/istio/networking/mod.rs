@@ -10,6 +10,7 @@ mod workload_entry;
 
 use std::collections::{HashMap, HashSet};
 
+use super::kubernetes::{subsets, Import};
 use super::yaml::Node;
 use super::{Kind, Out, Resource};
 use crate::ast;
@@ -25,10 +26,13 @@ struct Imported {
     service: ast::Service,
 }
 
-/// Lowers the resources: services first (with WorkloadEntry endpoints), then subsets, then routes.
+/// Lowers the resources: services first (the Kubernetes Services, which take precedence over a
+/// ServiceEntry of the same host as in Istio, then ServiceEntries with WorkloadEntry
+/// endpoints), then subsets, then routes.
 pub(super) fn lower(
     out: &mut Out<'_>,
     resources: &[Resource<'_>],
+    kube: Import,
     mesh: &[ast::File],
     authenticated: &HashSet<String>,
 ) -> Vec<ast::File> {
@@ -43,7 +47,17 @@ pub(super) fn lower(
         workload_entries.extend(workload_entry(out, entry));
     }
 
-    let mut services: Vec<Imported> = Vec::new();
+    let mut services: Vec<Imported> = kube
+        .services
+        .into_iter()
+        .map(|(file, service)| Imported { file, service })
+        .collect();
+    for (file, workload) in kube.workloads {
+        items
+            .entry(file)
+            .or_default()
+            .push(ast::Item::Workload(workload));
+    }
     let mut protocols = HashMap::new();
     for r in resources.iter().filter(|r| r.kind == Kind::ServiceEntry) {
         out.file = r.file;
@@ -88,7 +102,12 @@ pub(super) fn lower(
 
     for r in resources.iter().filter(|r| r.kind == Kind::DestinationRule) {
         out.file = r.file;
+        let before: Vec<usize> = services.iter().map(|s| s.service.subsets.len()).collect();
         destination_rule(out, r, &resolver, &mut services);
+        for (imported, before) in services.iter().zip(before) {
+            let service = &imported.service;
+            subsets::check(out, &kube.members, service, &service.subsets[before..]);
+        }
     }
     for r in resources.iter().filter(|r| r.kind == Kind::VirtualService) {
         out.file = r.file;

@@ -383,8 +383,8 @@ pub(super) fn service_entry(
             out.inexpressible(
                 span,
                 format!(
-                    "host `{host}` is already declared by another ServiceEntry; merging \
-                     ServiceEntries is not supported yet, this one is skipped"
+                    "host `{host}` is already declared by another ServiceEntry or a \
+                     Kubernetes Service; merging them is not supported yet, this one is skipped"
                 ),
                 "declare each host in one ServiceEntry",
             );
