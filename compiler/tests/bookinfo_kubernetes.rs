@@ -83,7 +83,7 @@ items:
 fn bookinfo_with_endpoint_slices_puts_each_pod_in_its_subset() {
     let file = std::env::temp_dir().join(format!("bookinfo-slices-{}.yaml", std::process::id()));
     std::fs::write(&file, PODS_AND_SLICES).expect("write the slices");
-    let result = compile(&inputs(&[file.clone()]));
+    let result = compile(&inputs(std::slice::from_ref(&file)));
     let _ = std::fs::remove_file(&file);
     let compiled = result.unwrap_or_else(|f| panic!("{}", f.render()));
     let (_, reviews) = compiled.snapshot.service(REVIEWS).expect("reviews");
