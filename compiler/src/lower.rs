@@ -216,7 +216,10 @@ impl<'a> Lowerer<'a> {
         if s.ports.is_empty() {
             let (code, help) = match s.origin {
                 ast::Origin::Mesh => (Code::NoPort, "add a line such as `port 8080 http`"),
-                ast::Origin::Istio => (Code::IstioIncomplete, "add `ports` to the ServiceEntry"),
+                ast::Origin::Istio => (
+                    Code::IstioIncomplete,
+                    "add `ports` to the ServiceEntry or Service",
+                ),
             };
             let message = format!("service `{name}` has no port");
             self.report(code, file, s.name.span, message, help);
@@ -233,7 +236,8 @@ impl<'a> Lowerer<'a> {
                 ),
                 ast::Origin::Istio => (
                     Code::IstioIncomplete,
-                    "add `endpoints` with IP addresses, or WorkloadEntries the service selects",
+                    "add `endpoints` or WorkloadEntries to a ServiceEntry; EndpointSlices or Pods \
+                     with `status.podIP` for a Kubernetes Service",
                 ),
             };
             let message = format!("service `{name}` has no endpoints");

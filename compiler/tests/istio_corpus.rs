@@ -149,7 +149,8 @@ const CANNOT_TRIGGER: &[(&str, &str, &str, &[&str])] = &[
     (
         "analyzer/virtualservice_destinationhosts.yaml",
         "IST0112",
-        "the multi-port `reviews-2port` is a Kubernetes Service, not declared here (W0203)",
+        "the multi-port Service `reviews-2port` gives its ports `protocol: HTTP` and `HTTPS`, \
+         which Kubernetes rejects (E0201), so it is imported without ports",
         &[],
     ),
     (
@@ -172,20 +173,6 @@ const CANNOT_TRIGGER: &[(&str, &str, &str, &[&str])] = &[
         "the hosts are Kubernetes Services, not declared here, so no rule reaches the overlap \
          analysis",
         SAMPLE_HOSTS,
-    ),
-    (
-        "analyzer/destinationrule-empty-topology-labels.yaml",
-        "IST0173",
-        "the DestinationRule host is a Kubernetes Service with Pods, not declared here, so the \
-         rule is ignored (W0203) and its subsets are not checked",
-        &["httpbin.default.svc.cluster.local"],
-    ),
-    (
-        "analyzer/destinationrule-subsets-not-select-pods.yaml",
-        "IST0173",
-        "the DestinationRule host is a Kubernetes Service, not declared here, so the rule is \
-         ignored (W0203) and its subsets are not checked",
-        &["httpbin.default.svc.cluster.local"],
     ),
 ];
 

@@ -7,6 +7,7 @@ use std::process::Command;
 use ringmesh_tests::*;
 
 mod hosts;
+mod kubernetes;
 mod protocols;
 mod vm;
 

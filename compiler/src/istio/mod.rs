@@ -1,9 +1,10 @@
 //! Istio import: reads Istio YAML or JSON (multi-document files, `kind: List`) and lowers VirtualService,
 //! DestinationRule, ServiceEntry, WorkloadEntry, AuthorizationPolicy, PeerAuthentication and
-//! RequestAuthentication into the same AST as `.mesh` files, so every
-//! existing validation applies. Nothing is dropped silently: every field, endpoint, rule or
+//! RequestAuthentication, and the Kubernetes Services, endpoints and workloads beside them,
+//! into the same AST as `.mesh` files, so every existing validation applies. Nothing is dropped silently: every field, endpoint, rule or
 //! resource the snapshot cannot express yet gets a warning with its position (see `docs/istio.md`).
 
+mod kubernetes;
 mod networking;
 mod security;
 mod yaml;
@@ -83,6 +84,7 @@ pub(crate) fn import(
         }
     }
     let mut resources = Vec::new();
+    let mut kube_resources = Vec::new();
     let mut security_items: Vec<(FileId, ast::Item)> = Vec::new();
     // Namespaces with a RequestAuthentication (W0183 looks for them).
     let mut authenticated = HashSet::new();
@@ -97,12 +99,15 @@ pub(crate) fn import(
             if let Some(((_, "RequestAuthentication", namespace, _), _)) = resource_key(document) {
                 authenticated.insert(namespace.to_owned());
             }
-            if let Some(resource) = classify(&mut out, file, document, &mut security_items) {
-                resources.push(resource);
+            match classify(&mut out, file, document, &mut security_items) {
+                Some(Classified::Istio(resource)) => resources.push(resource),
+                Some(Classified::Kubernetes(resource)) => kube_resources.push(resource),
+                None => {}
             }
         }
     }
-    let mut files = networking::lower(&mut out, &resources, mesh, &authenticated);
+    let kube = kubernetes::lower(&mut out, &kube_resources);
+    let mut files = networking::lower(&mut out, &resources, kube, mesh, &authenticated);
     for (id, item) in security_items {
         match files.iter_mut().find(|f| f.id == id) {
             Some(file) => file.items.push(item),
@@ -175,13 +180,16 @@ pub(crate) struct YamlFile<'a> {
 /// not part of it: `v1beta1` and `v1` of one kind are the same resource).
 type ResourceKey<'n> = (&'n str, &'n str, &'n str, &'n str);
 
-/// The identity of an in-scope Istio document, with the `metadata.name` node; `None` for
-/// anything else (out-of-scope kinds, malformed headers: `classify` reports those).
+/// The identity of an in-scope Istio or Kubernetes document, with the `metadata.name` node;
+/// `None` for anything else (out-of-scope kinds, malformed headers: `classify` reports those).
 fn resource_key(document: &Node) -> Option<(ResourceKey<'_>, &Node)> {
     let kind = document.get("kind")?.as_str()?;
-    let (group, _) = document.get("apiVersion")?.as_str()?.split_once('/')?;
+    let api_version = document.get("apiVersion")?.as_str()?;
+    // The core group (`v1`) has no name before the version.
+    let group = api_version.split_once('/').map_or("", |(group, _)| group);
     let in_scope = (group == "networking.istio.io" && NETWORKING.contains(&kind))
-        || (group == "security.istio.io" && SECURITY.contains(&kind));
+        || (group == "security.istio.io" && SECURITY.contains(&kind))
+        || kubernetes::kind_of(api_version, kind).is_some();
     if !in_scope {
         return None;
     }
@@ -534,14 +542,20 @@ const SECURITY: &[&str] = &[
 ];
 const VERSIONS: &[&str] = &["v1alpha3", "v1beta1", "v1"];
 
-/// Sorts one document into a networking resource to import, a security resource (lowered at
-/// once into `security_items`), or an out-of-scope document (W0205).
+/// A document to import after the security resources.
+enum Classified<'a> {
+    Istio(Resource<'a>),
+    Kubernetes(kubernetes::Resource<'a>),
+}
+
+/// Sorts one document into a networking or Kubernetes resource to import, a security resource
+/// (lowered at once into `security_items`), or an out-of-scope document (W0205).
 fn classify<'a>(
     out: &mut Out<'_>,
     file: FileId,
     document: &'a Node,
     security_items: &mut Vec<(FileId, ast::Item)>,
-) -> Option<Resource<'a>> {
+) -> Option<Classified<'a>> {
     if document.is_null() {
         return None;
     }
@@ -579,6 +593,21 @@ fn classify<'a>(
         }
     };
     let api_version = document.get("apiVersion");
+    let kube_kind = api_version
+        .and_then(Node::as_str)
+        .and_then(|v| kubernetes::kind_of(v, kind));
+    if let Some(kube_kind) = kube_kind {
+        out.check_fields(document, "", kubernetes::document_fields(kube_kind));
+        let (name, namespace) = name_and_namespace(out, document, kind_node);
+        return Some(Classified::Kubernetes(kubernetes::Resource {
+            file,
+            kind: kube_kind,
+            kind_span: kind_node.span,
+            name: name?,
+            namespace,
+            document,
+        }));
+    }
     let (group, version) = api_version
         .and_then(Node::as_str)
         .and_then(|v| v.split_once('/'))
@@ -592,7 +621,9 @@ fn classify<'a>(
             kind_node.span,
             format!("`{kind}` ({api}) is outside the Istio import's scope, ignored"),
             "the import reads VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, \
-             AuthorizationPolicy, PeerAuthentication and RequestAuthentication",
+             AuthorizationPolicy, PeerAuthentication, RequestAuthentication, and Kubernetes \
+             Service, Endpoints, EndpointSlice, Pod, Deployment, StatefulSet, DaemonSet, \
+             ReplicaSet, ServiceAccount and Namespace",
         );
         return None;
     }
@@ -609,27 +640,8 @@ fn classify<'a>(
         "",
         &["apiVersion", "kind", "metadata", "spec", "status"],
     );
-    let metadata = document.get("metadata");
-    let name_node = metadata.and_then(|m| m.get("name"));
-    let name = match name_node {
-        Some(node) => out.str(node, "metadata.name").map(|n| ast::Ident {
-            name: n.to_owned(),
-            span: node.span,
-        }),
-        None => {
-            out.schema(
-                metadata.map_or(kind_node.span, |m| m.span),
-                "`metadata.name`: required value".to_owned(),
-            );
-            None
-        }
-    };
-    let namespace_node = metadata.and_then(|m| m.get("namespace"));
-    let namespace = match namespace_node {
-        Some(node) => out.str(node, "metadata.namespace").unwrap_or("default"),
-        None => "default",
-    }
-    .to_owned();
+    let (name, namespace) = name_and_namespace(out, document, kind_node);
+    let namespace_node = document.get("metadata").and_then(|m| m.get("namespace"));
     let spec = document.get("spec");
     if security {
         let errors = out.error_count();
@@ -663,14 +675,44 @@ fn classify<'a>(
         return None;
     };
     out.map(spec, "spec")?;
-    Some(Resource {
+    Some(Classified::Istio(Resource {
         file,
         kind,
         kind_span: kind_node.span,
         name: name?,
         namespace,
         spec,
-    })
+    }))
+}
+
+/// `metadata.name` (E0201 when missing) and `metadata.namespace` (default `default`).
+fn name_and_namespace(
+    out: &mut Out<'_>,
+    document: &Node,
+    kind_node: &Node,
+) -> (Option<ast::Ident>, String) {
+    let metadata = document.get("metadata");
+    let name_node = metadata.and_then(|m| m.get("name"));
+    let name = match name_node {
+        Some(node) => out.str(node, "metadata.name").map(|n| ast::Ident {
+            name: n.to_owned(),
+            span: node.span,
+        }),
+        None => {
+            out.schema(
+                metadata.map_or(kind_node.span, |m| m.span),
+                "`metadata.name`: required value".to_owned(),
+            );
+            None
+        }
+    };
+    let namespace_node = metadata.and_then(|m| m.get("namespace"));
+    let namespace = match namespace_node {
+        Some(node) => out.str(node, "metadata.namespace").unwrap_or("default"),
+        None => "default",
+    }
+    .to_owned();
+    (name, namespace)
 }
 
 #[cfg(test)]

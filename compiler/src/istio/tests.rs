@@ -236,7 +236,7 @@ fn yaml_syntax_error_and_non_mapping_documents_are_errors() {
 fn out_of_scope_kinds_are_warnings_and_security_kinds_are_imported() {
     let yaml = "\
 apiVersion: v1
-kind: Service
+kind: ConfigMap
 metadata: {name: x}
 ---
 apiVersion: security.istio.io/v1

@@ -10,6 +10,7 @@ mod workload_entry;
 
 use std::collections::{HashMap, HashSet};
 
+use super::kubernetes::{subsets, Import};
 use super::yaml::Node;
 use super::{Kind, Out, Resource};
 use crate::ast;
@@ -22,15 +23,21 @@ use workload_entry::workload_entry;
 /// A service imported from a ServiceEntry host, and where its AST lives.
 struct Imported {
     file: FileId,
-    /// The ServiceEntry that declared it first, `namespace/name`.
-    entry: String,
+    /// What declared it, as diagnostics name it: ServiceEntry `ns/name` or Kubernetes
+    /// Service `ns/name`.
+    declared_by: String,
+    /// Declared by a Kubernetes Service, which ServiceEntries for its host do not merge into.
+    kubernetes: bool,
     service: ast::Service,
 }
 
-/// Lowers the resources: services first (with WorkloadEntry endpoints), then subsets, then routes.
+/// Lowers the resources: services first (the Kubernetes Services, which take precedence over a
+/// ServiceEntry of the same host as in Istio, then ServiceEntries with WorkloadEntry
+/// endpoints), then subsets, then routes.
 pub(super) fn lower(
     out: &mut Out<'_>,
     resources: &[Resource<'_>],
+    kube: Import,
     mesh: &[ast::File],
     authenticated: &HashSet<String>,
 ) -> Vec<ast::File> {
@@ -45,7 +52,22 @@ pub(super) fn lower(
         workload_entries.extend(workload_entry(out, entry));
     }
 
-    let mut services: Vec<Imported> = Vec::new();
+    let mut services: Vec<Imported> = kube
+        .services
+        .into_iter()
+        .map(|(file, service)| Imported {
+            file,
+            declared_by: kubernetes_service(&service.name.name),
+            kubernetes: true,
+            service,
+        })
+        .collect();
+    for (file, workload) in kube.workloads {
+        items
+            .entry(file)
+            .or_default()
+            .push(ast::Item::Workload(workload));
+    }
     let mut protocols = HashMap::new();
     for r in resources.iter().filter(|r| r.kind == Kind::ServiceEntry) {
         out.file = r.file;
@@ -90,7 +112,12 @@ pub(super) fn lower(
 
     for r in resources.iter().filter(|r| r.kind == Kind::DestinationRule) {
         out.file = r.file;
+        let before: Vec<usize> = services.iter().map(|s| s.service.subsets.len()).collect();
         destination_rule(out, r, &resolver, &mut services);
+        for (imported, before) in services.iter().zip(before) {
+            let service = &imported.service;
+            subsets::check(out, &kube.members, service, &service.subsets[before..]);
+        }
     }
     for r in resources.iter().filter(|r| r.kind == Kind::VirtualService) {
         out.file = r.file;
@@ -201,5 +228,13 @@ fn float(node: &Node) -> Option<f64> {
         super::yaml::Value::Int(n) => Some(n as f64),
         super::yaml::Value::Float(f) => Some(f),
         _ => None,
+    }
+}
+
+/// How a diagnostic names the Kubernetes Service an FQDN came from.
+fn kubernetes_service(fqdn: &str) -> String {
+    match spec::host::cluster_service(fqdn) {
+        Some((name, namespace)) => format!("Kubernetes Service `{namespace}/{name}`"),
+        None => format!("Kubernetes Service `{fqdn}`"),
     }
 }

@@ -410,7 +410,8 @@ pub(super) fn service_entry(
         }
         services.push(Imported {
             file: r.file,
-            entry: this,
+            declared_by: format!("ServiceEntry `{this}`"),
+            kubernetes: false,
             service: ast::Service {
                 policies: Vec::new(),
                 keyword: span,
@@ -565,11 +566,13 @@ fn merge(
         .map(key)
         .eq(ports.iter().map(key));
     let same_namespace = first.service.namespaces.iter().any(|n| n.name == namespace);
-    if same_ports && same_namespace {
+    if same_ports && same_namespace && !first.kubernetes {
         first.service.endpoints.extend(endpoints.iter().cloned());
         return;
     }
-    let why = if same_ports {
+    let why = if first.kubernetes {
+        "(a Kubernetes Service wins over a ServiceEntry for its host, as in Istio)"
+    } else if same_ports {
         "in another namespace"
     } else {
         "with other ports"
@@ -577,9 +580,9 @@ fn merge(
     out.inexpressible(
         span,
         format!(
-            "host `{host}` of ServiceEntry `{this}` is already declared by ServiceEntry `{}` \
-             {why}; this one is skipped",
-            first.entry
+            "host `{host}` of ServiceEntry `{this}` is already declared by {} {why}; this one \
+             is skipped",
+            first.declared_by
         ),
         "Istio merges ServiceEntries of one host only when their namespace and ports agree; \
          declare the host once, or give both the same ports",

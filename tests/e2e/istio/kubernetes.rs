@@ -1,0 +1,132 @@
+//! Bookinfo as Istio's "Request routing" task applies it: the unmodified Kubernetes platform
+//! manifest, `destination-rule-all.yaml` and `virtual-service-reviews-test-v2.yaml`, plus the
+//! Pods and EndpointSlices a cluster would report (`kubectl get pods,endpointslices -o yaml`).
+//! The reviews-v1 Pod's address is 127.0.0.2, its sidecar's inbound listener; its application
+//! listens on 127.0.0.1 at the same port, as beside Istio's sidecar in a Pod.
+
+use std::net::SocketAddr;
+
+use super::*;
+
+fn sample(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus/istio/samples")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// One Pod of a Bookinfo reviews Deployment, as `kubectl get pods -o yaml` lists it.
+fn pod(name: &str, version: &str, ip: &str) -> String {
+    format!(
+        r#"- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: {name}
+    namespace: default
+    labels: {{app: reviews, version: {version}, pod-template-hash: 5c8d7b}}
+  spec:
+    serviceAccountName: bookinfo-reviews
+    containers:
+    - name: reviews
+      image: registry.istio.io/release/examples-bookinfo-reviews-{version}:1.20.3
+      ports: [{{containerPort: 9080, protocol: TCP}}]
+  status:
+    phase: Running
+    podIP: {ip}
+"#
+    )
+}
+
+/// An EndpointSlice of `reviews` with one ready Pod at `addr`.
+fn slice(name: &str, pod: &str, addr: SocketAddr) -> String {
+    format!(
+        r#"- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata:
+    name: {name}
+    namespace: default
+    labels: {{kubernetes.io/service-name: reviews}}
+  addressType: IPv4
+  ports: [{{name: http, port: {port}, protocol: TCP}}]
+  endpoints:
+  - addresses: ["{ip}"]
+    conditions: {{ready: true, serving: true, terminating: false}}
+    targetRef: {{kind: Pod, name: {pod}, namespace: default}}
+"#,
+        ip = addr.ip(),
+        port = addr.port()
+    )
+}
+
+const V1_POD: &str = "reviews-v1-5c8d7b6f4-k2x9q";
+const V2_POD: &str = "reviews-v2-7f6c9d8b5-m4p7z";
+
+/// The cluster's state: reviews-v1's Pod at `v1_pod`, reviews-v2's at `v2_pod`.
+fn cluster(v1_pod: SocketAddr, v2_pod: SocketAddr) -> String {
+    let items = [
+        pod(V1_POD, "v1", &v1_pod.ip().to_string()),
+        pod(V2_POD, "v2", &v2_pod.ip().to_string()),
+        slice("reviews-a1b2c", V1_POD, v1_pod),
+        slice("reviews-d3e4f", V2_POD, v2_pod),
+    ];
+    format!("apiVersion: v1\nkind: List\nitems:\n{}", items.concat())
+}
+
+fn reviews_routes_jason_to_v2_through_the_pods_and_their_sidecar(driver: &str) {
+    let (v1, v2) = (
+        Upstream::start("v1").unwrap(),
+        Upstream::start("v2").unwrap(),
+    );
+    let v1_pod = SocketAddr::from(([127, 0, 0, 2], v1.addr().port()));
+    let scratch = Scratch::new();
+    let files = [
+        (
+            "bookinfo.yaml",
+            sample("bookinfo__platform__kube__bookinfo.yaml"),
+        ),
+        (
+            "destination-rule-all.yaml",
+            sample("bookinfo__networking__destination-rule-all.yaml"),
+        ),
+        (
+            "virtual-service-reviews-test-v2.yaml",
+            sample("bookinfo__networking__virtual-service-reviews-test-v2.yaml"),
+        ),
+        ("cluster.yaml", cluster(v1_pod, v2.addr())),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let snapshot = compile_yaml(&scratch, "bookinfo", &files);
+
+    let inbound = v1_pod.to_string();
+    let args = ["--workload", V1_POD, "--inbound", &inbound];
+    let _sidecar = start_logged(
+        &snapshot,
+        driver,
+        &args,
+        &scratch.path().join("reviews-v1.log"),
+    );
+    let caller = start_logged(&snapshot, driver, &[], &scratch.path().join("caller.log"));
+    let mut client = Client::connect(caller.outbound).unwrap();
+    for host in [
+        "reviews",
+        "reviews:9080",
+        "reviews.default.svc.cluster.local",
+    ] {
+        let jason = client.get(host, "/", &[("end-user", "jason")]).unwrap();
+        assert_eq!((jason.status, jason.text().as_str()), (200, "v2"), "{host}");
+        let anyone = client.get(host, "/", &[]).unwrap();
+        assert_eq!(
+            (anyone.status, anyone.text().as_str()),
+            (200, "v1"),
+            "{host}"
+        );
+    }
+    // v1's requests came through the Pod's sidecar, which forwards to the application.
+    assert_eq!(v1.requests(), 3);
+    let direct = Client::connect(v1_pod)
+        .and_then(|mut c| c.get("reviews", "/", &[]))
+        .unwrap();
+    assert_eq!((direct.status, direct.text().as_str()), (200, "v1"));
+}
+
+on_both_drivers!(reviews_routes_jason_to_v2_through_the_pods_and_their_sidecar);
