@@ -1,11 +1,13 @@
 //! Istio YAML as users write it, compiled by the real meshc and served by real meshd sidecars:
 //! the behaviour Istio's documentation describes, not only the compile verdict.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ringmesh_tests::*;
 
+mod bookinfo;
 mod hosts;
 mod kubernetes;
 mod protocols;
@@ -52,4 +54,65 @@ fn explain(
             String::from_utf8_lossy(&output.stderr)
         )
     })
+}
+
+/// A file of the Istio corpus's `samples/` folder (Istio's own sample YAML, unmodified).
+fn sample(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus/istio/samples")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// A Pod of a Bookinfo-style Deployment of `app` at `version` (labels `app`, `version`, service
+/// account `bookinfo-<app>`, or `<app>` for httpbin), as `kubectl get pods -o yaml` lists it.
+fn pod((app, version): (&str, &str), name: &str, ip: IpAddr) -> String {
+    let account = if app == "httpbin" {
+        app.to_owned()
+    } else {
+        format!("bookinfo-{app}")
+    };
+    format!(
+        r#"- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: {name}
+    namespace: default
+    labels: {{app: {app}, version: {version}, pod-template-hash: 5c8d7b}}
+  spec:
+    serviceAccountName: {account}
+    containers:
+    - name: {app}
+      image: registry.istio.io/release/examples-bookinfo-{app}-{version}:1.20.3
+  status:
+    phase: Running
+    podIP: {ip}
+"#
+    )
+}
+
+/// An EndpointSlice of Service `service` with one ready Pod, `pod`, at `addr` (port `http`).
+fn slice(service: &str, name: &str, pod: &str, addr: SocketAddr) -> String {
+    format!(
+        r#"- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata:
+    name: {name}
+    namespace: default
+    labels: {{kubernetes.io/service-name: {service}}}
+  addressType: IPv4
+  ports: [{{name: http, port: {port}, protocol: TCP}}]
+  endpoints:
+  - addresses: ["{ip}"]
+    conditions: {{ready: true, serving: true, terminating: false}}
+    targetRef: {{kind: Pod, name: {pod}, namespace: default}}
+"#,
+        ip = addr.ip(),
+        port = addr.port()
+    )
+}
+
+/// `items` (List entries) as one `kind: List` document, as `kubectl get -o yaml` prints it.
+fn list(items: &[String]) -> String {
+    format!("apiVersion: v1\nkind: List\nitems:\n{}", items.concat())
 }

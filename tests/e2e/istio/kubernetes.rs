@@ -8,68 +8,18 @@ use std::net::SocketAddr;
 
 use super::*;
 
-fn sample(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("corpus/istio/samples")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// One Pod of a Bookinfo reviews Deployment, as `kubectl get pods -o yaml` lists it.
-fn pod(name: &str, version: &str, ip: &str) -> String {
-    format!(
-        r#"- apiVersion: v1
-  kind: Pod
-  metadata:
-    name: {name}
-    namespace: default
-    labels: {{app: reviews, version: {version}, pod-template-hash: 5c8d7b}}
-  spec:
-    serviceAccountName: bookinfo-reviews
-    containers:
-    - name: reviews
-      image: registry.istio.io/release/examples-bookinfo-reviews-{version}:1.20.3
-      ports: [{{containerPort: 9080, protocol: TCP}}]
-  status:
-    phase: Running
-    podIP: {ip}
-"#
-    )
-}
-
-/// An EndpointSlice of `reviews` with one ready Pod at `addr`.
-fn slice(name: &str, pod: &str, addr: SocketAddr) -> String {
-    format!(
-        r#"- apiVersion: discovery.k8s.io/v1
-  kind: EndpointSlice
-  metadata:
-    name: {name}
-    namespace: default
-    labels: {{kubernetes.io/service-name: reviews}}
-  addressType: IPv4
-  ports: [{{name: http, port: {port}, protocol: TCP}}]
-  endpoints:
-  - addresses: ["{ip}"]
-    conditions: {{ready: true, serving: true, terminating: false}}
-    targetRef: {{kind: Pod, name: {pod}, namespace: default}}
-"#,
-        ip = addr.ip(),
-        port = addr.port()
-    )
-}
-
 const V1_POD: &str = "reviews-v1-5c8d7b6f4-k2x9q";
 const V2_POD: &str = "reviews-v2-7f6c9d8b5-m4p7z";
 
 /// The cluster's state: reviews-v1's Pod at `v1_pod`, reviews-v2's at `v2_pod`.
 fn cluster(v1_pod: SocketAddr, v2_pod: SocketAddr) -> String {
     let items = [
-        pod(V1_POD, "v1", &v1_pod.ip().to_string()),
-        pod(V2_POD, "v2", &v2_pod.ip().to_string()),
-        slice("reviews-a1b2c", V1_POD, v1_pod),
-        slice("reviews-d3e4f", V2_POD, v2_pod),
+        pod(("reviews", "v1"), V1_POD, v1_pod.ip()),
+        pod(("reviews", "v2"), V2_POD, v2_pod.ip()),
+        slice("reviews", "reviews-a1b2c", V1_POD, v1_pod),
+        slice("reviews", "reviews-d3e4f", V2_POD, v2_pod),
     ];
-    format!("apiVersion: v1\nkind: List\nitems:\n{}", items.concat())
+    list(&items)
 }
 
 fn reviews_routes_jason_to_v2_through_the_pods_and_their_sidecar(driver: &str) {
