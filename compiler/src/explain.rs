@@ -104,45 +104,19 @@ impl Request {
 
     /// Whether the method is idempotent (RFC 9110), hence retried by default.
     fn is_idempotent(&self) -> bool {
-        ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"].contains(&self.method.as_str())
+        spec::http::is_idempotent(&self.method)
     }
 }
 
-/// Splits a query string into percent-decoded `(name, value)` pairs (`+` stays `+`).
+/// Splits a query string into percent-decoded `(name, value)` pairs, as meshd matches them.
 fn params(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (name, value) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(name), percent_decode(value))
-        })
+    let decode = |s: &str| {
+        let bytes: Vec<u8> = spec::http::percent_decoded(s.as_bytes()).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    spec::http::query_pairs(query)
+        .map(|(name, value)| (decode(name), decode(value)))
         .collect()
-}
-
-/// Decodes `%XX` escapes; a malformed escape is kept as written.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied().and_then(hex),
-            bytes.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Splits `host[:port]` as `meshd` does (`spec::host::split_authority`), but refuses what

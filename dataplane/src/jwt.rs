@@ -19,7 +19,7 @@ use spec::authz::JwtFacts;
 use spec::JwtRule;
 
 use crate::http1::RequestHead;
-use crate::routing::percent_decoded;
+use spec::http::percent_decoded;
 
 /// How far `exp` and `nbf` may be off the local clock (Envoy's default).
 pub const CLOCK_SKEW_SECS: u64 = 60;

@@ -1171,10 +1171,7 @@ fn plan_request(
         is_head: head.method == "HEAD",
         upgrade: head.upgrade,
         http11: head.minor_version == 1,
-        idempotent: matches!(
-            head.method,
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        ),
+        idempotent: spec::http::is_idempotent(head.method),
         expects_continue: head.expects_continue,
         action,
         routes,

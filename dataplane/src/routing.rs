@@ -5,6 +5,7 @@ use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 
 use regex::bytes::Regex;
+use spec::http::percent_decoded;
 use spec::{OutlierDetection, PathMatch, RequestMatch, Snapshot, ValueMatch};
 
 use crate::actions::{NotEnforced, RuleActions};
@@ -722,8 +723,7 @@ impl ValueCond {
 /// percent-decoding (`+` is left as is); a parameter without `=` has the empty value.
 fn query_holds(query: &str, name: &str, cond: &ValueCond) -> bool {
     let mut seen = false;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (key, value) in spec::http::query_pairs(query) {
         if !percent_decoded(key.as_bytes()).eq(name.bytes()) {
             continue;
         }
@@ -756,26 +756,6 @@ fn with_decoded<R>(raw: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
         len += 1;
     }
     f(&buf[..len])
-}
-
-/// The bytes of `raw` with `%XX` escapes decoded; a `%` not followed by two hex digits stays.
-pub(crate) fn percent_decoded(raw: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        let b = *raw.get(i)?;
-        if b == b'%' {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (
-                raw.get(i + 1).and_then(|&c| hex(c)),
-                raw.get(i + 2).and_then(|&c| hex(c)),
-            ) {
-                i += 3;
-                return Some((hi * 16 + lo) as u8);
-            }
-        }
-        i += 1;
-        Some(b)
-    })
 }
 
 #[cfg(test)]

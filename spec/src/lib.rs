@@ -4,6 +4,7 @@
 pub mod authz;
 mod file;
 pub mod host;
+pub mod http;
 mod index;
 mod model;
 mod validate;

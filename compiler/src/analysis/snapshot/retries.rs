@@ -2,14 +2,11 @@
 //! W0161), and retries on a rule that only matches methods `meshd` never retries (W0162).
 
 use regex::Regex;
+use spec::http::IDEMPOTENT_METHODS as IDEMPOTENT;
 use spec::{RequestMatch, RetryPolicy, RouteRule, Snapshot, ValueMatch};
 
 use super::{at_location, duration};
 use crate::diag::{Code, Diagnostic, Sources};
-
-/// Methods `meshd` retries without `non_idempotent` (RFC 9110 idempotent methods; the list in
-/// `dataplane/src/proxy.rs`).
-const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"];
 
 pub(super) fn check(snapshot: &Snapshot, sources: &Sources, out: &mut Vec<Diagnostic>) {
     for table in &snapshot.routes {
