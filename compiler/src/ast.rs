@@ -151,6 +151,17 @@ pub(crate) struct Policy {
     pub(crate) load_balancer: Option<LoadBalancer>,
     pub(crate) pool: Option<Pool>,
     pub(crate) outlier: Option<Outlier>,
+    /// How callers secure connections to the service (Istio DestinationRule `tls.mode`); `None`
+    /// lets the mesh decide (mutual TLS to a server with an identity).
+    pub(crate) tls: Option<UpstreamTls>,
+}
+
+/// An Istio DestinationRule `tls.mode` the snapshot can serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct UpstreamTls {
+    /// `true` for `ISTIO_MUTUAL` (the mesh's mutual TLS), `false` for `DISABLE` (plaintext).
+    pub(crate) mutual: bool,
+    pub(crate) span: Span,
 }
 
 /// `load_balancer KIND [KEY]`.

@@ -166,6 +166,7 @@ impl<'a> Lowerer<'a> {
             &index,
             &security_items,
         );
+        self.upstream_tls(&declared, &mut lowered, &workloads);
         Snapshot {
             services: lowered,
             routes,
@@ -743,6 +744,7 @@ fn name_help(kind: &str, name: &str, declared: &[&str]) -> String {
 
 mod security;
 mod traffic;
+mod upstream_tls;
 
 pub(crate) use security::parse_condition_key;
 

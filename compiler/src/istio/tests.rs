@@ -1486,3 +1486,112 @@ spec:
         "mirror host `audit.example` is not a declared service"
     );
 }
+
+/// `SERVICE_ENTRY`'s service with a DestinationRule whose top-level `tls` is `tls`, served by
+/// a WorkloadEntry with an identity under PeerAuthentication `peer_mode`.
+fn with_client_tls(tls: &str, peer_mode: &str) -> Result<Compiled, Failed> {
+    let rest = format!(
+        "---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ratings, namespace: shop}}
+spec:
+  hosts: [ratings.shop.svc.cluster.local]
+  resolution: STATIC
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  workloadSelector: {{labels: {{app: ratings}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: ratings-vm, namespace: shop}}
+spec: {{address: 10.0.0.9, labels: {{app: ratings}}, serviceAccount: ratings}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: ratings, namespace: shop}}
+spec: {{selector: {{matchLabels: {{app: ratings}}}}, mtls: {{mode: {peer_mode}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: ratings, namespace: shop}}
+spec:
+  host: ratings
+  trafficPolicy:
+    tls: {tls}
+"
+    );
+    compile(&format!("{SERVICE_ENTRY}{rest}"))
+}
+
+fn identities(compiled: &Compiled) -> Vec<String> {
+    let (_, service) = compiled
+        .snapshot
+        .service("ratings.shop.svc.cluster.local")
+        .unwrap();
+    service.identities.clone()
+}
+
+#[test]
+fn destination_rule_tls_istio_mutual_keeps_and_disable_drops_the_servers_identity() {
+    let mutual = with_client_tls("{mode: ISTIO_MUTUAL}", "PERMISSIVE").unwrap();
+    assert_eq!(
+        identities(&mutual),
+        ["spiffe://cluster.local/ns/shop/sa/ratings"]
+    );
+    assert!(mutual.warnings.is_empty(), "{}", mutual.render_warnings());
+    let disabled = with_client_tls("{mode: DISABLE}", "PERMISSIVE").unwrap();
+    assert!(identities(&disabled).is_empty());
+    assert!(
+        disabled.warnings.is_empty(),
+        "{}",
+        disabled.render_warnings()
+    );
+}
+
+#[test]
+fn destination_rule_tls_that_cannot_work_or_is_not_modeled_says_so() {
+    let refused = with_client_tls("{mode: DISABLE}", "STRICT").unwrap();
+    let lines = codes_and_lines(&refused.warnings, &refused.sources);
+    assert_eq!(lines, [(Code::IstioNotExpressible, 46)]);
+    assert!(refused.warnings[0]
+        .message
+        .contains("refuses every plaintext call"));
+    let simple = with_client_tls("{mode: SIMPLE, sni: ratings.example}", "PERMISSIVE").unwrap();
+    let codes: Vec<Code> = simple.warnings.iter().map(|d| d.code).collect();
+    assert_eq!(
+        codes,
+        [Code::IstioNotExpressible, Code::IstioUnsupportedField]
+    );
+    // SIMPLE is not served: the mesh's own mutual TLS stays.
+    assert_eq!(identities(&simple).len(), 1);
+    let unknown = with_client_tls("{mode: STRICT}", "PERMISSIVE").unwrap_err();
+    assert!(unknown
+        .diagnostics
+        .iter()
+        .any(|d| d.code == Code::IstioSchema && d.message.contains("ISTIO_MUTUAL")));
+}
+
+#[test]
+fn istio_mutual_to_a_service_no_workload_with_an_identity_serves_is_a_warning() {
+    let rule = "---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews.example
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy: {tls: {mode: DISABLE}}
+";
+    let compiled = compile(&format!("{SERVICE_ENTRY}{rule}")).unwrap();
+    let codes: Vec<Code> = compiled.warnings.iter().map(|d| d.code).collect();
+    assert_eq!(
+        codes,
+        [Code::IstioNotExpressible, Code::IstioUnsupportedField]
+    );
+    assert!(compiled.warnings[0]
+        .message
+        .contains("no workload with an identity"));
+}

@@ -306,6 +306,7 @@ pub(super) fn policy(id: FileId, doc: &Spanned<PolicyDoc>) -> Result<ast::Policy
     Ok(ast::Policy {
         span: whole,
         file: None,
+        tls: None,
         load_balancer,
         pool,
         outlier,

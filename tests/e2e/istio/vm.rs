@@ -262,8 +262,57 @@ fn an_envoy_sidecar_on_the_vm_is_called_over_mtls(driver: &str) {
     assert!(seen.contains(&format!("URI={PRODUCTPAGE}")), "{seen}");
 }
 
+/// A DestinationRule with `tls.mode: DISABLE` has callers use plaintext to a PERMISSIVE server.
+fn a_destination_rule_with_tls_disable_calls_the_vm_in_plaintext(driver: &str) {
+    let scratch = Scratch::new();
+    let ca = new_ca(&scratch, false);
+    let (_app, vm) = vm_application();
+    let permissive = mesh(vm).replace("mode: STRICT", "mode: PERMISSIVE");
+    let disable = r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: {mode: DISABLE}
+"#;
+    let files = [
+        ("bookinfo-vm.yaml", permissive.as_str()),
+        ("reviews-dr.yaml", disable),
+    ];
+    let snapshot = compile_yaml(&scratch, "mesh", &files);
+    let reviews_certs = scratch.path().join("reviews");
+    issue(&ca, REVIEWS, &reviews_certs);
+    let inbound = vm.to_string();
+    let args = [
+        "--workload",
+        "reviews-vm",
+        "--inbound",
+        &inbound,
+        "--certs",
+        reviews_certs.to_str().unwrap(),
+    ];
+    let reviews = start_logged(
+        &snapshot,
+        driver,
+        &args,
+        &scratch.path().join("reviews.log"),
+    );
+    let caller = productpage(&scratch, &ca, &snapshot, driver);
+    let response = Client::connect(caller.outbound)
+        .and_then(|mut c| c.get("reviews", "/", &[]))
+        .unwrap();
+    // Plaintext carries no identity: the ALLOW policy for productpage's principal denies it.
+    assert_eq!(response.status, 403, "{}", response.text());
+    let tls = admin_json(reviews.admin, "/certs")["tls"].clone();
+    assert_eq!(tls["inbound_handshakes"], 0, "{tls}");
+    let outbound = admin_json(caller.admin, "/certs")["tls"].clone();
+    assert_eq!(outbound["outbound_handshakes"], 0, "{outbound}");
+}
+
 on_both_drivers!(
     the_vm_sidecar_enforces_its_policies_and_is_called_over_mtls,
     a_vm_presenting_another_identity_fails_secure_naming,
     an_envoy_sidecar_on_the_vm_is_called_over_mtls,
+    a_destination_rule_with_tls_disable_calls_the_vm_in_plaintext,
 );

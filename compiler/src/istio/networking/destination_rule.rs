@@ -1,5 +1,6 @@
 //! DestinationRule: subsets and traffic policies (load balancer, pool, outlier detection).
 
+use super::client_tls::client_tls;
 use super::{float, ident, number, Imported, Resolver};
 use crate::ast;
 use crate::diag::Code;
@@ -45,9 +46,16 @@ pub(super) fn destination_rule(
                 continue;
             }
             out.check_fields(subset, &path, &["name", "labels", "trafficPolicy"]);
-            let policy = subset
+            let mut policy = subset
                 .get("trafficPolicy")
                 .and_then(|p| traffic_policy(out, p, &format!("{path}.trafficPolicy")));
+            if let Some(tls) = policy.as_mut().and_then(|p| p.tls.take()) {
+                out.unsupported_at(
+                    &format!("{path}.trafficPolicy.tls"),
+                    tls.span,
+                    "ignored (a subset is called as its service is)",
+                );
+            }
             let Some(name_node) = subset.get("name") else {
                 out.schema(subset.span, format!("`{path}.name`: required value"));
                 continue;
@@ -103,9 +111,8 @@ pub(super) fn traffic_policy(out: &mut Out<'_>, node: &Node, path: &str) -> Opti
     out.fields(
         node,
         path,
-        &["loadBalancer", "connectionPool", "outlierDetection"],
+        &["loadBalancer", "connectionPool", "outlierDetection", "tls"],
         &[
-            "tls",
             "portLevelSettings",
             "tunnel",
             "proxyProtocol",
@@ -126,8 +133,14 @@ pub(super) fn traffic_policy(out: &mut Out<'_>, node: &Node, path: &str) -> Opti
         outlier: node
             .get("outlierDetection")
             .and_then(|o| outlier(out, o, &format!("{path}.outlierDetection"))),
+        tls: node
+            .get("tls")
+            .and_then(|t| client_tls(out, t, &format!("{path}.tls"))),
     };
-    let empty = policy.load_balancer.is_none() && policy.pool.is_none() && policy.outlier.is_none();
+    let empty = policy.load_balancer.is_none()
+        && policy.pool.is_none()
+        && policy.outlier.is_none()
+        && policy.tls.is_none();
     (!empty).then_some(policy)
 }
 

@@ -1,6 +1,7 @@
 //! ServiceEntry, WorkloadEntry, DestinationRule and VirtualService into AST declarations, one
 //! file per kind; this one orders them and resolves host names.
 
+mod client_tls;
 mod destination_rule;
 mod http_actions;
 mod http_match;
