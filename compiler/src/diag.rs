@@ -431,6 +431,21 @@ impl Code {
         }
     }
 
+    /// Whether the warning means config was accepted but is not served (ignored, skipped or
+    /// approximated): such warnings travel in the snapshot so meshd lists them as not enforced.
+    pub fn means_unserved(self) -> bool {
+        // W0114 is not here: meshd lists the ports of protocols it does not serve itself.
+        matches!(
+            self,
+            Self::IstioUnsupportedField
+                | Self::IstioUnsupportedKind
+                | Self::IstioUnknownField
+                | Self::IstioNotExpressible
+                | Self::IstioIncomplete
+                | Self::IstioOutOfScope
+        )
+    }
+
     /// The severity every diagnostic with this code has.
     pub fn severity(self) -> Severity {
         match self {

@@ -131,11 +131,14 @@ fn compile_inner(
     }
     diagnostics.sort_by_key(|d| d.span.map(|s| (s.file, s.span.start)));
     match snapshot {
-        Some(snapshot) if !diagnostics.iter().any(Diagnostic::is_error) => Ok(Compiled {
-            snapshot,
-            warnings: diagnostics,
-            sources,
-        }),
+        Some(mut snapshot) if !diagnostics.iter().any(Diagnostic::is_error) => {
+            snapshot.unserved = unserved(&diagnostics, &sources);
+            Ok(Compiled {
+                snapshot,
+                warnings: diagnostics,
+                sources,
+            })
+        }
         _ => Err(Failed {
             diagnostics,
             sources,
@@ -145,6 +148,26 @@ fn compile_inner(
 
 /// Parses the DSL and TOML sources into syntax trees, and sets the manifests aside for the
 /// Istio import.
+/// The warnings that say config is accepted without being served, with where it was written.
+fn unserved(diagnostics: &[Diagnostic], sources: &Sources) -> Vec<spec::Unserved> {
+    diagnostics
+        .iter()
+        .filter(|d| d.code.means_unserved())
+        .filter_map(|d| {
+            let (file, line, column) = d.location(sources)?;
+            Some(spec::Unserved {
+                code: d.code.as_str().to_owned(),
+                message: d.message.clone(),
+                source: spec::SourceLocation {
+                    file,
+                    line: u32::try_from(line).unwrap_or(u32::MAX),
+                    column: u32::try_from(column).unwrap_or(u32::MAX),
+                },
+            })
+        })
+        .collect()
+}
+
 fn parse_sources<'s>(
     sources: &'s Sources,
     languages: &[Option<Language>],

@@ -172,6 +172,7 @@ impl<'a> Lowerer<'a> {
             routes,
             hosts,
             workloads,
+            unserved: Vec::new(),
         }
     }
 

@@ -100,6 +100,7 @@ pub fn for_workload(snapshot: &Snapshot, name: &str) -> Option<Snapshot> {
         routes,
         hosts,
         workloads: vec![workload],
+        unserved: snapshot.unserved.clone(),
     })
 }
 

@@ -323,6 +323,13 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
             }
         }
     }
+    for unserved in &snapshot.unserved {
+        let place = format!(
+            "{}: {} {}",
+            unserved.source, unserved.code, unserved.message
+        );
+        note("config meshc accepted without serving it", place);
+    }
     for service in &snapshot.services {
         for port in &service.ports {
             if let Some(feature) = protocol_not_served(port.protocol) {

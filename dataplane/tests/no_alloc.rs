@@ -181,6 +181,7 @@ fn routes() -> RouteState {
             route_table: 0,
         }],
         workloads: vec![],
+        unserved: Vec::new(),
     };
     snapshot.index_paths();
     RouteState::new(snapshot, String::new(), None).expect("the test snapshot is valid")

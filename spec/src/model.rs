@@ -20,6 +20,21 @@ pub struct Snapshot {
     pub hosts: Vec<HostEntry>,
     /// Workloads by name, sorted by `name`.
     pub workloads: Vec<Workload>,
+    /// Config the compiler accepted without serving it (an Istio field the snapshot cannot
+    /// hold, a document out of scope, a protocol not served yet), in source order: meshd lists
+    /// it under `/config`'s `not_enforced`, so nothing is ignored silently at run time either.
+    pub unserved: Vec<Unserved>,
+}
+
+/// One piece of config accepted without being served, as its compiler warning described it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unserved {
+    /// The warning's stable code, e.g. `W0200`.
+    pub code: String,
+    /// The warning's message.
+    pub message: String,
+    /// Where the config was written.
+    pub source: SourceLocation,
 }
 
 /// A named service and the endpoints that serve it.

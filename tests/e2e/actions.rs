@@ -101,6 +101,7 @@ impl Mesh {
                 route_table: 0,
             }],
             workloads: vec![],
+            unserved: Vec::new(),
         };
         snapshot.index_paths();
         snapshot

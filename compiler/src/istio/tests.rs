@@ -1595,3 +1595,25 @@ spec:
         .message
         .contains("no workload with an identity"));
 }
+
+#[test]
+fn fields_accepted_without_being_served_travel_in_the_snapshot() {
+    let yaml = SERVICE_ENTRY.replace(
+        "  resolution: STATIC\n",
+        "  resolution: STATIC\n  exportTo: [\".\"]\n",
+    );
+    let compiled = compile(&yaml).unwrap();
+    let unserved: Vec<(String, String)> = compiled
+        .snapshot
+        .unserved
+        .iter()
+        .map(|u| (u.code.clone(), u.source.to_string()))
+        .collect();
+    assert_eq!(
+        unserved,
+        [("W0200".to_owned(), "mesh.yaml:9:13".to_owned())]
+    );
+    assert!(compiled.snapshot.unserved[0]
+        .message
+        .contains("spec.exportTo"));
+}

@@ -178,6 +178,7 @@ fn routes(rules: Vec<RouteRule>) -> RouteState {
         }],
         hosts: vec![],
         workloads: vec![],
+        unserved: Vec::new(),
     };
     RouteState::new(snapshot, "h".into(), None).unwrap()
 }

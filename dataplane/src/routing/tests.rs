@@ -138,6 +138,7 @@ fn unindexed() -> Snapshot {
             }],
             outbound: vec![],
         }],
+        unserved: Vec::new(),
     }
 }
 

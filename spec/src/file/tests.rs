@@ -89,6 +89,7 @@ fn sample() -> Snapshot {
             route_table: 0,
         }],
         workloads: vec![],
+        unserved: Vec::new(),
     };
     snapshot.index_paths();
     snapshot

@@ -1,5 +1,6 @@
 //! A port protocol meshd does not serve yet (`TCP`, `GRPC`) compiles with W0114 and is listed
-//! under `/config`'s `not_enforced`: accepted, never silently served as something else.
+//! under `/config`'s `not_enforced`: accepted, never silently served as something else. So is
+//! every Istio field meshc accepted without serving (W0200, W0203, ...).
 
 use super::*;
 
@@ -35,6 +36,14 @@ fn a_tcp_port_is_warned_and_listed_as_not_enforced(driver: &str) {
     assert!(
         listed.contains("tcp ports (proxied as HTTP/1.1)")
             && listed.contains("service mysql.default.svc.cluster.local port 3306"),
+        "{listed}"
+    );
+    let addresses = format!(
+        "{}:6:14: W0200 `spec.addresses` is not supported yet, ignored",
+        input.display()
+    );
+    assert!(
+        listed.contains("config meshc accepted without serving it") && listed.contains(&addresses),
         "{listed}"
     );
 }
