@@ -715,9 +715,10 @@ impl<'a> Lowerer<'a> {
             serves: Vec::new(),
             telemetry: spec::Telemetry::default(),
             name: name.clone(),
+            // Lower case, as host names (and the namespaces of short ones) are compared.
             namespace: w.namespace.as_ref().map_or_else(
                 || spec::host::DEFAULT_NAMESPACE.to_owned(),
-                |n| n.name.clone(),
+                |n| n.name.to_ascii_lowercase(),
             ),
             identity,
             inbound,

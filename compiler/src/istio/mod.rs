@@ -499,6 +499,41 @@ impl Out<'_> {
     }
 }
 
+/// `workload` serves `service` (once), which an Istio or Kubernetes selector gave it.
+fn serves(workload: &mut ast::Workload, service: &str) {
+    if !workload.serves.iter().any(|s| s.name == service) {
+        workload.serves.push(ast::Ident {
+            name: service.to_owned(),
+            span: workload.name.span,
+        });
+    }
+}
+
+/// `workload` accepts `port` (once) and forwards it to the application on the machine's
+/// loopback at the same port, as Istio's sidecar does beside a Pod's or a VM's application.
+/// Diagnostics about it point at the workload's name.
+fn inbound_on_loopback(workload: &mut ast::Workload, port: u64, protocol: spec::Protocol) {
+    if workload.inbound.iter().any(|i| i.port.value == port) {
+        return;
+    }
+    let at = workload.name.span;
+    workload.inbound.push(ast::Inbound {
+        port: ast::Number {
+            value: port,
+            span: at,
+        },
+        protocol: ast::Protocol {
+            value: protocol,
+            span: at,
+        },
+        target: ast::Address {
+            text: format!("127.0.0.1:{port}"),
+            span: at,
+        },
+        mtls: None,
+    });
+}
+
 /// A key rendered for a field path: strings as they are, other scalars as written.
 fn plain(key: &Node) -> String {
     match key.as_str() {

@@ -1617,3 +1617,44 @@ fn fields_accepted_without_being_served_travel_in_the_snapshot() {
         .message
         .contains("spec.exportTo"));
 }
+
+#[test]
+fn a_refused_service_entry_gives_its_workload_entries_nothing_to_serve() {
+    let yaml = "\
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  ports: [{port: 9080, name: http}]
+  selector: {app: reviews}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews-vm, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: vm}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: rogue, namespace: default}
+spec: {address: 10.0.0.66, labels: {app: vm}, serviceAccount: rogue}
+";
+    let compiled = compile(yaml).unwrap();
+    let (_, service) = compiled
+        .snapshot
+        .service("reviews.default.svc.cluster.local")
+        .unwrap();
+    assert!(service.identities.is_empty(), "{:?}", service.identities);
+    let rogue = compiled.snapshot.workload("rogue").unwrap();
+    assert!(
+        rogue.serves.is_empty() && rogue.inbound.is_empty(),
+        "{rogue:?}"
+    );
+    assert!(compiled
+        .warnings
+        .iter()
+        .any(|d| d.message.contains("Kubernetes Service `default/reviews`")));
+}

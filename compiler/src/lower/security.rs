@@ -86,10 +86,10 @@ impl<'a> Lowerer<'a> {
                 out.serves = self.serves(file, w, index);
                 Target {
                     name: &w.name.name,
-                    namespace: w
-                        .namespace
-                        .as_ref()
-                        .map_or_else(|| "default".to_owned(), |n| n.name.clone()),
+                    namespace: w.namespace.as_ref().map_or_else(
+                        || spec::host::DEFAULT_NAMESPACE.to_owned(),
+                        |n| n.name.clone(),
+                    ),
                     labels: self.labels(file, &w.labels),
                 }
             })

@@ -446,3 +446,13 @@ fn a_syntax_error_stops_before_lowering() {
     ];
     assert_eq!(codes(&files), [("E0001", "a.mesh:1:20".to_owned())]);
 }
+
+#[test]
+fn a_workloads_namespace_resolves_short_names_whatever_its_case() {
+    let s = snapshot(&with_base("workload w { namespace Prod }"));
+    let w = s.workload("w").expect("w");
+    assert_eq!(w.namespace, "prod");
+    let ratings = s.route_table_for_host("ratings", &w.namespace);
+    assert_eq!(ratings, s.route_table_for_host("ratings.prod", "default"));
+    assert!(ratings.is_some());
+}

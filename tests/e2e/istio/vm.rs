@@ -84,6 +84,33 @@ fn vm_application() -> (Upstream, SocketAddr) {
     (app, vm)
 }
 
+/// The sidecar of WorkloadEntry `workload` at `vm` (its inbound listener), with a meshca
+/// certificate for service account `account` from `ca`.
+fn vm_sidecar(
+    (scratch, ca): (&Scratch, &Path),
+    (snapshot, driver): (&Path, &str),
+    (workload, account): (&str, &str),
+    vm: SocketAddr,
+) -> Sidecar {
+    let certs = scratch.path().join(account);
+    issue(
+        ca,
+        &format!("spiffe://cluster.local/ns/default/sa/{account}"),
+        &certs,
+    );
+    let inbound = vm.to_string();
+    let args = [
+        "--workload",
+        workload,
+        "--inbound",
+        &inbound,
+        "--certs",
+        certs.to_str().unwrap(),
+    ];
+    let log = scratch.path().join(format!("{workload}.log"));
+    start_logged(snapshot, driver, &args, &log)
+}
+
 /// The caller's sidecar, `productpage-vm`, with its meshca certificate from `ca`.
 fn productpage(scratch: &Scratch, ca: &Path, snapshot: &Path, driver: &str) -> Sidecar {
     let certs = scratch.path().join("productpage");
@@ -122,22 +149,11 @@ fn the_vm_sidecar_enforces_its_policies_and_is_called_over_mtls(driver: &str) {
     let ca = new_ca(&scratch, false);
     let (app, vm) = vm_application();
     let snapshot = compile_yaml(&scratch, "mesh", &[("bookinfo-vm.yaml", &mesh(vm))]);
-    let reviews_certs = scratch.path().join("reviews");
-    issue(&ca, REVIEWS, &reviews_certs);
-    let inbound = vm.to_string();
-    let args = [
-        "--workload",
-        "reviews-vm",
-        "--inbound",
-        &inbound,
-        "--certs",
-        reviews_certs.to_str().unwrap(),
-    ];
-    let reviews = start_logged(
-        &snapshot,
-        driver,
-        &args,
-        &scratch.path().join("reviews.log"),
+    let reviews = vm_sidecar(
+        (&scratch, &ca),
+        (&snapshot, driver),
+        ("reviews-vm", "reviews"),
+        vm,
     );
     let caller = productpage(&scratch, &ca, &snapshot, driver);
     let mut client = Client::connect(caller.outbound).unwrap();
@@ -197,26 +213,11 @@ fn a_vm_presenting_another_identity_fails_secure_naming(driver: &str) {
     let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
     let snapshot = compile_yaml(&scratch, "mesh", &files);
     // reviews' address answers with ratings' sidecar and certificate.
-    let ratings_certs = scratch.path().join("ratings");
-    issue(
-        &ca,
-        "spiffe://cluster.local/ns/default/sa/ratings",
-        &ratings_certs,
-    );
-    let inbound = vm.to_string();
-    let args = [
-        "--workload",
-        "ratings-vm",
-        "--inbound",
-        &inbound,
-        "--certs",
-        ratings_certs.to_str().unwrap(),
-    ];
-    let _ratings = start_logged(
-        &snapshot,
-        driver,
-        &args,
-        &scratch.path().join("ratings.log"),
+    let _ratings = vm_sidecar(
+        (&scratch, &ca),
+        (&snapshot, driver),
+        ("ratings-vm", "ratings"),
+        vm,
     );
     let caller = productpage(&scratch, &ca, &snapshot, driver);
     let response = Client::connect(caller.outbound)
@@ -281,22 +282,11 @@ spec:
         ("reviews-dr.yaml", disable),
     ];
     let snapshot = compile_yaml(&scratch, "mesh", &files);
-    let reviews_certs = scratch.path().join("reviews");
-    issue(&ca, REVIEWS, &reviews_certs);
-    let inbound = vm.to_string();
-    let args = [
-        "--workload",
-        "reviews-vm",
-        "--inbound",
-        &inbound,
-        "--certs",
-        reviews_certs.to_str().unwrap(),
-    ];
-    let reviews = start_logged(
-        &snapshot,
-        driver,
-        &args,
-        &scratch.path().join("reviews.log"),
+    let reviews = vm_sidecar(
+        (&scratch, &ca),
+        (&snapshot, driver),
+        ("reviews-vm", "reviews"),
+        vm,
     );
     let caller = productpage(&scratch, &ca, &snapshot, driver);
     let response = Client::connect(caller.outbound)

@@ -10,7 +10,7 @@ use super::workload::Workload;
 use super::Import;
 use crate::ast;
 use crate::diag::{FileId, Span};
-use crate::istio::Out;
+use crate::istio::{inbound_on_loopback, serves, Out};
 
 pub(super) fn join(
     out: &mut Out<'_>,
@@ -226,14 +226,7 @@ fn target_port(
 /// own address in the Service's EndpointSlices or Endpoints, else the `targetPort`, forwarded
 /// to the application beside the sidecar.
 fn serve(out: &mut Out<'_>, workload: &mut Workload, service: &Service, backends: &Backends) {
-    let at = workload.workload.name.span;
-    let fqdn = service.fqdn();
-    if !workload.workload.serves.iter().any(|s| s.name == fqdn) {
-        workload.workload.serves.push(ast::Ident {
-            name: fqdn,
-            span: at,
-        });
-    }
+    serves(&mut workload.workload, &service.fqdn());
     for port in &service.ports {
         let listed = own_backend(workload, service, backends).and_then(|b| b.port(&port.name));
         let Some(number) =
@@ -241,29 +234,7 @@ fn serve(out: &mut Out<'_>, workload: &mut Workload, service: &Service, backends
         else {
             continue;
         };
-        if workload
-            .workload
-            .inbound
-            .iter()
-            .any(|i| i.port.value == number)
-        {
-            continue;
-        }
-        workload.workload.inbound.push(ast::Inbound {
-            port: ast::Number {
-                value: number,
-                span: at,
-            },
-            protocol: ast::Protocol {
-                value: port.port.protocol.value,
-                span: at,
-            },
-            target: ast::Address {
-                text: format!("127.0.0.1:{number}"),
-                span: at,
-            },
-            mtls: None,
-        });
+        inbound_on_loopback(&mut workload.workload, number, port.port.protocol.value);
     }
 }
 

@@ -308,6 +308,8 @@ pub(super) fn service_entry(
     }
     let first_port = port_specs.first();
     let mut endpoints = Vec::new();
+    // The WorkloadEntries selected: they serve the hosts this ServiceEntry ends up declaring.
+    let mut selected = Vec::new();
     if let Some(list) = endpoints_node {
         let items = out.seq(list, "spec.endpoints").unwrap_or_default();
         if resolution == "NONE" && !items.is_empty() {
@@ -349,8 +351,7 @@ pub(super) fn service_entry(
             }
         }
     } else if !selector_labels.is_empty() || selector.is_some() {
-        let served: Vec<(&ast::Port, &PortSpec)> = ports.iter().zip(&port_specs).collect();
-        for entry in workload_entries.iter_mut() {
+        for (index, entry) in workload_entries.iter().enumerate() {
             let matches = entry.namespace == r.namespace
                 && selector_labels.iter().all(|want| {
                     entry
@@ -378,7 +379,7 @@ pub(super) fn service_entry(
             if let Some(endpoint) = lowered {
                 endpoints.push(endpoint);
             }
-            entry.serve(&hosts, &served);
+            selected.push(index);
         }
     } else if matches!(
         resolution,
@@ -396,18 +397,23 @@ pub(super) fn service_entry(
     }
 
     let namespace = ident(r.namespace.clone(), r.name.span);
+    let mut declared = Vec::new();
     for (host, span) in hosts {
         let this = format!("{}/{}", r.namespace, r.name.name);
         if let Some(first) = services.iter_mut().find(|s| s.service.name.name == host) {
-            merge(
+            let merged = merge(
                 out,
                 first,
                 (&host, span),
                 (&this, &r.namespace),
                 (&ports, &endpoints),
             );
+            if merged {
+                declared.push((host, span));
+            }
             continue;
         }
+        declared.push((host.clone(), span));
         services.push(Imported {
             file: r.file,
             declared_by: format!("ServiceEntry `{this}`"),
@@ -424,6 +430,11 @@ pub(super) fn service_entry(
                 origin: ast::Origin::Istio,
             },
         });
+    }
+    // A host refused above is another declaration's: its servers are not this one's.
+    let served: Vec<(&ast::Port, &PortSpec)> = ports.iter().zip(&port_specs).collect();
+    for index in selected.into_iter().filter(|_| !declared.is_empty()) {
+        workload_entries[index].serve(&declared, &served);
     }
 }
 
@@ -550,14 +561,14 @@ pub(super) fn endpoint_port(endpoint_ports: Option<&Node>, port: &PortSpec) -> i
 }
 
 /// A second ServiceEntry for a host: Istio merges the endpoints of ServiceEntries that agree on
-/// the host's namespace and ports; any other pair is refused, naming both.
+/// the host's namespace and ports; any other pair is refused, naming both. Whether it merged.
 fn merge(
     out: &mut Out<'_>,
     first: &mut Imported,
     (host, span): (&str, Span),
     (this, namespace): (&str, &str),
     (ports, endpoints): (&[ast::Port], &[ast::Endpoint]),
-) {
+) -> bool {
     let key = |p: &ast::Port| (p.number.value, p.protocol.value);
     let same_ports = first
         .service
@@ -568,7 +579,7 @@ fn merge(
     let same_namespace = first.service.namespaces.iter().any(|n| n.name == namespace);
     if same_ports && same_namespace && !first.kubernetes {
         first.service.endpoints.extend(endpoints.iter().cloned());
-        return;
+        return true;
     }
     let why = if first.kubernetes {
         "(a Kubernetes Service wins over a ServiceEntry for its host, as in Istio)"
@@ -587,4 +598,5 @@ fn merge(
         "Istio merges ServiceEntries of one host only when their namespace and ports agree; \
          declare the host once, or give both the same ports",
     );
+    false
 }

@@ -6,7 +6,7 @@ use super::service_entry::{endpoint_port, PortSpec};
 use crate::ast;
 use crate::diag::{FileId, Span};
 use crate::istio::yaml::Node;
-use crate::istio::{Out, Resource};
+use crate::istio::{inbound_on_loopback, serves, Out, Resource};
 
 /// A WorkloadEntry: its endpoint data (for the ServiceEntries that select it) and its workload.
 pub(super) struct WorkloadEntry<'a> {
@@ -93,35 +93,13 @@ impl WorkloadEntry<'_> {
     /// the port its endpoint gets (see [`endpoint_port`]), forwarded to the application on the
     /// machine's loopback, as Istio's sidecar on a VM does.
     pub(super) fn serve(&mut self, hosts: &[(String, Span)], ports: &[(&ast::Port, &PortSpec)]) {
-        let at = self.workload.name.span;
         for (host, _) in hosts {
-            if !self.workload.serves.iter().any(|s| s.name == *host) {
-                self.workload.serves.push(ident(host.clone(), at));
-            }
+            serves(&mut self.workload, host);
         }
         for (port, spec) in ports {
-            let number = endpoint_port(self.ports, spec);
-            let Ok(number) = u64::try_from(number) else {
-                continue;
-            };
-            if self.workload.inbound.iter().any(|i| i.port.value == number) {
-                continue;
+            if let Ok(number) = u64::try_from(endpoint_port(self.ports, spec)) {
+                inbound_on_loopback(&mut self.workload, number, port.protocol.value);
             }
-            self.workload.inbound.push(ast::Inbound {
-                port: ast::Number {
-                    value: number,
-                    span: at,
-                },
-                protocol: ast::Protocol {
-                    value: port.protocol.value,
-                    span: at,
-                },
-                target: ast::Address {
-                    text: format!("127.0.0.1:{number}"),
-                    span: at,
-                },
-                mtls: None,
-            });
         }
     }
 }
