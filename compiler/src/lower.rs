@@ -395,7 +395,7 @@ impl<'a> Lowerer<'a> {
     fn hosts(&mut self, declared: &[In<'_, ast::Service>], services: &[Service]) -> Vec<HostEntry> {
         let mut hosts: BTreeMap<(String, Option<String>), u32> = BTreeMap::new();
         for (index, service) in services.iter().enumerate() {
-            for name in spec::host::service_hosts(&service.name, &service.namespace) {
+            for name in host_names(declared[index].1, service) {
                 let clash = hosts
                     .range((name.name.clone(), None)..)
                     .take_while(|((host, _), _)| *host == name.name)
@@ -725,6 +725,20 @@ impl<'a> Lowerer<'a> {
             outbound,
         }
     }
+}
+
+/// The host names of a service. A ServiceEntry host is used as written, as Istio uses it; only
+/// a name in the cluster domain (a Kubernetes Service's, or a `.mesh` service's short name) gets
+/// the names of the DNS search path.
+fn host_names(declared: &ast::Service, service: &Service) -> Vec<spec::host::HostName> {
+    let literal = declared.origin == ast::Origin::Istio && !service.name.contains('.');
+    if literal {
+        return vec![spec::host::HostName {
+            name: service.name.to_ascii_lowercase(),
+            namespace: None,
+        }];
+    }
+    spec::host::service_hosts(&service.name, &service.namespace)
 }
 
 fn addr_placeholder() -> SocketAddr {

@@ -348,7 +348,7 @@ kind: ServiceEntry
 metadata:
   name: sample
 spec:
-  hosts: [sample]
+  hosts: [sample.default.svc.cluster.local]
   resolution: STATIC
   ports:
   - number: 80

@@ -1658,3 +1658,58 @@ spec: {address: 10.0.0.66, labels: {app: vm}, serviceAccount: rogue}
         .iter()
         .any(|d| d.message.contains("Kubernetes Service `default/reviews`")));
 }
+
+#[test]
+fn hosts_resolve_as_istio_qualifies_them() {
+    let entry = |host: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: r, namespace: shop}}\n\
+             spec:\n  hosts: [{host}]\n  resolution: STATIC\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  \
+             endpoints: [{{address: 10.0.0.1}}]\n---\n"
+        )
+    };
+    let route = |destination: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: r, namespace: shop}}\n\
+             spec:\n  hosts: [r.example]\n  http:\n  - route:\n    - destination: {{host: {destination}}}\n"
+        )
+    };
+    let outcome = |host: &str, destination: &str| {
+        let yaml = format!(
+            "{}{}{}",
+            entry("r.example"),
+            entry(host).replace("name: r,", "name: t,"),
+            route(destination)
+        );
+        compile(&yaml)
+            .map(|_| ())
+            .map_err(|f| f.diagnostics.iter().find(|d| d.is_error()).map(|d| d.code))
+    };
+    // A short destination is a service of the rule's namespace; a ServiceEntry host is literal.
+    assert_eq!(outcome("reviews.shop.svc.cluster.local", "reviews"), Ok(()));
+    assert_eq!(
+        outcome("reviews", "reviews"),
+        Err(Some(Code::UnknownService))
+    );
+    // A dotted destination is compared as written, as Istio does.
+    assert_eq!(
+        outcome("reviews.shop.svc.cluster.local", "reviews.shop"),
+        Err(Some(Code::UnknownService))
+    );
+    assert_eq!(
+        outcome(
+            "reviews.shop.svc.cluster.local",
+            "reviews.shop.svc.cluster.local"
+        ),
+        Ok(())
+    );
+    // A ServiceEntry's short host gets no cluster names.
+    let compiled = compile(&entry("reviews")).unwrap();
+    let hosts: Vec<&str> = compiled
+        .snapshot
+        .hosts
+        .iter()
+        .map(|h| h.host.as_str())
+        .collect();
+    assert_eq!(hosts, ["reviews"]);
+}

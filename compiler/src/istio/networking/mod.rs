@@ -94,9 +94,8 @@ pub(super) fn lower(
                 ports
                     .entry(s.name.name.clone())
                     .or_insert_with(|| s.ports.iter().map(|p| p.number.value).collect());
-                for host in absolute_hosts(s) {
-                    hosts.entry(host).or_insert((s.name.name.clone(), None));
-                }
+                let host = canonical_host(s);
+                hosts.entry(host).or_insert((s.name.name.clone(), None));
             }
         }
     }
@@ -105,9 +104,8 @@ pub(super) fn lower(
         ports
             .entry(s.name.name.clone())
             .or_insert_with(|| s.ports.iter().map(|p| p.number.value).collect());
-        for host in absolute_hosts(s) {
-            hosts.entry(host).or_insert((s.name.name.clone(), Some(i)));
-        }
+        let host = canonical_host(s);
+        hosts.entry(host).or_insert((s.name.name.clone(), Some(i)));
     }
     let resolver = Resolver { hosts, ports };
 
@@ -143,17 +141,20 @@ pub(super) fn lower(
     files
 }
 
-/// The names of a service that mean the same to every caller: what a VirtualService or
-/// DestinationRule host resolves to once qualified (its short name is relative to a namespace).
-fn absolute_hosts(s: &ast::Service) -> impl Iterator<Item = String> {
-    let namespace = s
-        .namespaces
-        .first()
-        .map_or(spec::host::DEFAULT_NAMESPACE, |n| n.name.as_str());
-    spec::host::service_hosts(&s.name.name, namespace)
-        .into_iter()
-        .filter(|h| h.namespace.is_none())
-        .map(|h| h.name)
+/// The one name a VirtualService or DestinationRule host must resolve to, as Istio compares
+/// them: a `.mesh` service's FQDN (its name qualified in its namespace); an imported service's
+/// host as written (a ServiceEntry host, a Kubernetes Service's FQDN).
+fn canonical_host(s: &ast::Service) -> String {
+    match s.origin {
+        ast::Origin::Mesh => {
+            let namespace = s
+                .namespaces
+                .first()
+                .map_or(spec::host::DEFAULT_NAMESPACE, |n| n.name.as_str());
+            spec::host::qualify(&s.name.name, namespace)
+        }
+        ast::Origin::Istio => s.name.name.to_ascii_lowercase(),
+    }
 }
 
 struct Resolver {
@@ -163,7 +164,8 @@ struct Resolver {
 }
 
 impl Resolver {
-    /// The declared service a host names; a short name is relative to `namespace`, as in Istio.
+    /// The declared service a host names: a name without a dot is a service of `namespace`,
+    /// any other is compared as written (`reviews.default` is not `reviews`), as in Istio.
     fn resolve(&self, host: &str, namespace: &str) -> Option<&(String, Option<usize>)> {
         self.hosts.get(&spec::host::qualify(host, namespace))
     }
