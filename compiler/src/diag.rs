@@ -218,6 +218,9 @@ pub enum Code {
     /// W0206: an Istio document replaces an earlier one of the same kind, namespace and name in
     /// the same file (as `kubectl apply` would).
     IstioReplaced,
+    /// E0207: a DestinationRule asks for ISTIO_MUTUAL to a service none of whose servers
+    /// presents an identity, so callers could only use plaintext.
+    IstioMutualWithoutIdentity,
     /// E0999: the compiler produced a snapshot that breaks a spec invariant (a meshc bug).
     Internal,
     /// E0110: a rule can never be selected: earlier rules match every request it matches.
@@ -321,6 +324,7 @@ impl Code {
         Self::IstioIncomplete,
         Self::IstioOutOfScope,
         Self::IstioReplaced,
+        Self::IstioMutualWithoutIdentity,
         Self::Internal,
         Self::RuleNeverMatches,
         Self::RuleOverlap,
@@ -389,6 +393,7 @@ impl Code {
             Self::IstioIncomplete => "W0204",
             Self::IstioOutOfScope => "W0205",
             Self::IstioReplaced => "W0206",
+            Self::IstioMutualWithoutIdentity => "E0207",
             Self::Internal => "E0999",
             Self::RuleNeverMatches => "E0110",
             Self::RuleOverlap => "W0111",
@@ -492,6 +497,7 @@ impl Code {
             | Self::NoEndpoints
             | Self::IstioSchema
             | Self::YamlSyntax
+            | Self::IstioMutualWithoutIdentity
             | Self::Internal
             | Self::RuleNeverMatches
             | Self::UnknownWorkload

@@ -183,7 +183,8 @@ const SAMPLE_HOSTS: &[&str] = &[
     "sample.baz.svc.cluster.local",
 ];
 
-/// One ServiceEntry per host, standing in for the Kubernetes Services a corpus file assumes.
+/// One ServiceEntry per host, standing in for the Kubernetes Services a corpus file assumes,
+/// each served by a WorkloadEntry with a service account (a workload with a sidecar).
 fn stand_in_services(hosts: &[&str]) -> String {
     hosts
         .iter()
@@ -194,7 +195,10 @@ fn stand_in_services(hosts: &[&str]) -> String {
                  metadata: {{name: stand-in-{i}}}\nspec:\n  hosts: [{host}]\n  \
                  addresses: [10.250.0.{i}]\n  resolution: STATIC\n  \
                  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  \
-                 endpoints: [{{address: 10.251.0.{i}}}]\n---\n"
+                 workloadSelector: {{labels: {{stand-in: \"{i}\"}}}}\n---\n\
+                 apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\n\
+                 metadata: {{name: stand-in-{i}}}\nspec:\n  address: 10.251.0.{i}\n  \
+                 labels: {{stand-in: \"{i}\"}}\n  serviceAccount: stand-in-{i}\n---\n"
             )
         })
         .collect()

@@ -1572,7 +1572,7 @@ fn destination_rule_tls_that_cannot_work_or_is_not_modeled_says_so() {
 }
 
 #[test]
-fn istio_mutual_to_a_service_no_workload_with_an_identity_serves_is_a_warning() {
+fn istio_mutual_to_a_service_no_workload_with_an_identity_serves_is_refused() {
     let rule = "---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -1585,15 +1585,18 @@ spec:
     labels: {version: v1}
     trafficPolicy: {tls: {mode: DISABLE}}
 ";
-    let compiled = compile(&format!("{SERVICE_ENTRY}{rule}")).unwrap();
-    let codes: Vec<Code> = compiled.warnings.iter().map(|d| d.code).collect();
+    let failed = compile(&format!("{SERVICE_ENTRY}{rule}")).unwrap_err();
+    let codes: Vec<Code> = failed.diagnostics.iter().map(|d| d.code).collect();
     assert_eq!(
         codes,
-        [Code::IstioNotExpressible, Code::IstioUnsupportedField]
+        [
+            Code::IstioMutualWithoutIdentity,
+            Code::IstioUnsupportedField
+        ]
     );
-    assert!(compiled.warnings[0]
+    assert!(failed.diagnostics[0]
         .message
-        .contains("no workload with an identity"));
+        .contains("none of its servers presents an identity"));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Istio DestinationRule `tls.mode` on a service. `DISABLE` has callers use plaintext (no
 //! server identity to check); `ISTIO_MUTUAL` is what the mesh does anyway for a server with an
-//! identity, and is reported where no server has one.
+//! identity, and is refused where no server has one (never a silent fall back to plaintext).
 
 use spec::{Service, TlsMode, Workload};
 
@@ -29,13 +29,20 @@ impl Lowerer<'_> {
             if tls.mutual {
                 if service.identities.is_empty() {
                     let message = format!(
-                        "`tls.mode: ISTIO_MUTUAL` for `{}`, but no workload with an identity \
-                         serves it: there is no identity to check, so callers use plaintext",
+                        "`tls.mode: ISTIO_MUTUAL` for `{}`, but none of its servers presents an \
+                         identity (no workload with a service account serves it, or its inbound \
+                         ports are all DISABLE): callers could only use plaintext",
                         service.name
                     );
                     let help = "declare the workloads that serve it (a WorkloadEntry or Pod with \
-                                a service account), or use DISABLE";
-                    self.report(Code::IstioNotExpressible, file, tls.span, message, help);
+                                a service account), or write DISABLE to call it in plaintext";
+                    self.report(
+                        Code::IstioMutualWithoutIdentity,
+                        file,
+                        tls.span,
+                        message,
+                        help,
+                    );
                 }
                 continue;
             }
