@@ -146,8 +146,6 @@ fn compile_inner(
     }
 }
 
-/// Parses the DSL and TOML sources into syntax trees, and sets the manifests aside for the
-/// Istio import.
 /// The warnings that say config is accepted without being served, with where it was written.
 fn unserved(diagnostics: &[Diagnostic], sources: &Sources) -> Vec<spec::Unserved> {
     diagnostics
@@ -168,6 +166,8 @@ fn unserved(diagnostics: &[Diagnostic], sources: &Sources) -> Vec<spec::Unserved
         .collect()
 }
 
+/// Parses the DSL and TOML sources into syntax trees, and sets the manifests aside for the
+/// Istio import.
 fn parse_sources<'s>(
     sources: &'s Sources,
     languages: &[Option<Language>],
