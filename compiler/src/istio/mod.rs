@@ -499,6 +499,16 @@ impl Out<'_> {
     }
 }
 
+/// Whether `labels` carry every pair of a non-empty label `selector`.
+fn selects(selector: &[ast::Label], labels: &[ast::Label]) -> bool {
+    !selector.is_empty()
+        && selector.iter().all(|want| {
+            labels
+                .iter()
+                .any(|l| l.key.name == want.key.name && l.value.value == want.value.value)
+        })
+}
+
 /// `workload` serves `service` (once), which an Istio or Kubernetes selector gave it.
 fn serves(workload: &mut ast::Workload, service: &str) {
     if !workload.serves.iter().any(|s| s.name == service) {

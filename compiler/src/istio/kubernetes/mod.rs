@@ -96,6 +96,18 @@ pub(super) struct Import {
     pub(super) workloads: Vec<(FileId, ast::Workload)>,
     /// The labels of the workloads serving each service.
     pub(super) members: subsets::Members,
+    /// Each Service with a selector: what the networking import checks WorkloadEntries against.
+    pub(super) selectors: Vec<Selector>,
+}
+
+/// A Service's selector, and where the Service was written.
+#[derive(Debug)]
+pub(super) struct Selector {
+    pub(super) file: FileId,
+    /// The Service's `metadata.name`, where a diagnostic about it points.
+    pub(super) name: ast::Ident,
+    pub(super) namespace: String,
+    pub(super) labels: Vec<ast::Label>,
 }
 
 /// Reads every resource, then gives each Service its endpoints and each workload the Services

@@ -34,6 +34,14 @@ pub(super) fn join(
     }
     for service in &services {
         import.members.insert(service.fqdn(), Vec::new());
+        if !service.selector.is_empty() {
+            import.selectors.push(super::Selector {
+                file: service.file,
+                name: service.name.clone(),
+                namespace: service.namespace.clone(),
+                labels: service.selector.clone(),
+            });
+        }
     }
     for workload in &workloads {
         for served in &workload.workload.serves {
@@ -73,14 +81,8 @@ fn declaration(service: &Service, endpoints: Vec<ast::Endpoint>) -> ast::Service
 
 /// Whether a Service's selector (non-empty) selects the workload, in its own namespace.
 fn selects(service: &Service, workload: &Workload) -> bool {
-    let labels = &workload.workload.labels;
     service.namespace == workload.namespace()
-        && !service.selector.is_empty()
-        && service.selector.iter().all(|want| {
-            labels
-                .iter()
-                .any(|l| l.key.name == want.key.name && l.value.value == want.value.value)
-        })
+        && crate::istio::selects(&service.selector, &workload.workload.labels)
 }
 
 /// The addresses of the first source that exists for the Service: its EndpointSlices, else

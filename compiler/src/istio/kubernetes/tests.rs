@@ -555,3 +555,68 @@ spec: {ports: [{name: http, protocol: HTTP}]}
         (Code::IstioSchema, 4)
     );
 }
+
+#[test]
+fn a_service_selecting_a_workload_entry_is_w0203_at_the_service() {
+    let entry = "\
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-vm, namespace: shop}
+spec:
+  address: 10.0.0.9
+  labels: {app: reviews}
+";
+    let compiled = compiled(&docs(&[REVIEWS, POD_V1, entry]));
+    assert_eq!(
+        addresses(&compiled, "reviews.shop.svc.cluster.local"),
+        ["10.0.0.1:9081"],
+        "the WorkloadEntry is not made an endpoint"
+    );
+    assert_eq!(warnings(&compiled), [(Code::IstioNotExpressible, 3)]);
+}
+
+#[test]
+fn a_workload_entry_in_another_namespace_is_not_selected() {
+    let entry = "\
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-vm, namespace: other}
+spec:
+  address: 10.0.0.9
+  labels: {app: reviews}
+";
+    let compiled = compiled(&docs(&[REVIEWS, POD_V1, entry]));
+    assert_eq!(warnings(&compiled), []);
+}
+
+#[test]
+fn a_service_entry_selecting_a_pod_is_w0203_at_its_workload_selector() {
+    let entry = "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings, namespace: shop}
+spec:
+  hosts: [ratings.example.com]
+  addresses: [10.1.1.2]
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: reviews}}
+";
+    let compiled = compiled(&docs(&[REVIEWS, POD_V1, entry]));
+    let found = warnings(&compiled);
+    assert!(
+        found.contains(&(Code::IstioNotExpressible, 32)),
+        "{found:?}"
+    );
+    let rendered: Vec<String> = compiled
+        .warnings
+        .iter()
+        .map(|d| d.message.clone())
+        .collect();
+    assert!(
+        rendered
+            .iter()
+            .any(|m| m.contains("matches Kubernetes workload `reviews-v1-a`")),
+        "{rendered:?}"
+    );
+}

@@ -5,6 +5,7 @@ mod client_tls;
 mod destination_rule;
 mod http_actions;
 mod http_match;
+mod selection;
 mod service_entry;
 mod virtual_service;
 mod workload_entry;
@@ -63,18 +64,25 @@ pub(super) fn lower(
             service,
         })
         .collect();
+    selection::services_selecting_entries(out, &kube.selectors, &workload_entries);
+    let mut protocols = HashMap::new();
+    for r in resources.iter().filter(|r| r.kind == Kind::ServiceEntry) {
+        out.file = r.file;
+        service_entry(
+            out,
+            r,
+            &mut workload_entries,
+            &kube.workloads,
+            &mut services,
+        );
+        addresses_required(out, r);
+        conflicting_protocols(out, r, &mut protocols);
+    }
     for (file, workload) in kube.workloads {
         items
             .entry(file)
             .or_default()
             .push(ast::Item::Workload(workload));
-    }
-    let mut protocols = HashMap::new();
-    for r in resources.iter().filter(|r| r.kind == Kind::ServiceEntry) {
-        out.file = r.file;
-        service_entry(out, r, &mut workload_entries, &mut services);
-        addresses_required(out, r);
-        conflicting_protocols(out, r, &mut protocols);
     }
     // Workload entries serve what the ServiceEntries selecting them declared.
     for entry in workload_entries {

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::workload_entry::{check_endpoint, WorkloadEntry};
-use super::{ident, Imported};
+use super::{ident, selection, Imported};
 use crate::ast;
-use crate::diag::{Code, Span};
+use crate::diag::{Code, FileId, Span};
 use crate::istio::yaml::Node;
-use crate::istio::{Out, Resource};
+use crate::istio::{selects, Out, Resource};
 
 /// A service port as written, for endpoint port lookup.
 pub(super) struct PortSpec {
@@ -114,6 +114,7 @@ pub(super) fn service_entry(
     out: &mut Out<'_>,
     r: &Resource<'_>,
     workload_entries: &mut [WorkloadEntry<'_>],
+    pods: &[(FileId, ast::Workload)],
     services: &mut Vec<Imported>,
 ) {
     let spec = r.spec;
@@ -305,6 +306,7 @@ pub(super) fn service_entry(
                 }
             }
         }
+        selection::entry_selecting_pods(out, r, selector.span, &selector_labels, pods);
     }
     let first_port = port_specs.first();
     let mut endpoints = Vec::new();
@@ -352,13 +354,9 @@ pub(super) fn service_entry(
         }
     } else if !selector_labels.is_empty() || selector.is_some() {
         for (index, entry) in workload_entries.iter().enumerate() {
+            // An empty selector selects every WorkloadEntry in the namespace.
             let matches = entry.namespace == r.namespace
-                && selector_labels.iter().all(|want| {
-                    entry
-                        .labels
-                        .iter()
-                        .any(|l| l.key.name == want.key.name && l.value.value == want.value.value)
-                });
+                && (selector_labels.is_empty() || selects(&selector_labels, &entry.labels));
             if !matches {
                 continue;
             }
