@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # benches/callgrind.sh BINDIR MODE: callgrind instructions per request of meshd (1 core, epoll) for
 # MODE out (outbound plain), in (inbound plaintext), jwt (inbound with an ES256 JWT rule and a
-# token on every request, served from the cache). Prints (total(6s)-total(2s))/2000.
+# token on every request, served from the cache), match (outbound through a route whose third
+# rule matches: a header and a prefix condition fail first, then a method and a header regex
+# hold). Prints (total(6s)-total(2s))/2000.
 # MODE tls / h2: inbound strict mTLS, curl with a client certificate sending 200 and then 1200
 # GETs on one kept-alive HTTP/1.1 connection (tls) or multiplexed, 10 at a time, on one HTTP/2
 # connection (h2); prints (total(1200)-total(200))/1000.
@@ -18,6 +20,13 @@ UPADDR=$(grep -o "127.0.0.1:[0-9]*" $W/up.out | head -1)
 TOKEN=$(python3 "$HERE/jwt_token.py" $W)
 case $MODE in
   out) CONF="service web { port 80 http endpoint $UPADDR }"; ARGS=();;
+  match) CONF="service web { port 80 http endpoint $UPADDR }
+route web {
+  rule canary { match header \"x-canary\" = \"true\" to web }
+  rule api { match path prefix \"/api\" and header \"x-user\" prefix \"test\" to web }
+  rule users { match method GET and header \"end-user\" regex \"j[a-z]+\" to web }
+  rule rest { to web }
+}"; ARGS=();;
   in) CONF="service web { port 80 http endpoint $UPADDR }
 workload w { serves web inbound 9080 http -> $UPADDR mtls disable }"; ARGS=(--workload w --inbound 127.0.0.1:0);;
   tls|h2) CONF="service web { port 80 http endpoint $UPADDR }
@@ -40,9 +49,10 @@ run() {
   for i in $(seq 600); do grep -q "meshd ready" $W/d.$secs.out 2>/dev/null && break; sleep 0.05; done
   local line=$(grep "meshd ready" $W/d.$secs.out)
   local target
-  if [ $MODE = out ]; then target=$(echo "$line" | grep -o "outbound=[0-9.:]*" | cut -d= -f2); else target=$(echo "$line" | grep -o "inbound=[0-9.:]*" | cut -d= -f2); fi
+  if [ $MODE = out ] || [ $MODE = match ]; then target=$(echo "$line" | grep -o "outbound=[0-9.:]*" | cut -d= -f2); else target=$(echo "$line" | grep -o "inbound=[0-9.:]*" | cut -d= -f2); fi
   local H=(-H "host: web")
   [ $MODE = jwt ] && H+=(-H "authorization: Bearer $TOKEN")
+  [ $MODE = match ] && H+=(-H "end-user: jason")
   if [ $MODE = tls ] || [ $MODE = h2 ]; then
     for i in $(seq $secs); do echo "url = \"https://$target/\""; echo "output = /dev/null"; done > $W/urls.$secs
     local P=(--http1.1)

@@ -1,21 +1,21 @@
 //! `meshc explain`: which rule and destinations a snapshot picks for one request, evaluated the
 //! way `meshd` routes it (`dataplane/src/routing.rs`): the host without its port, looked up
 //! case-insensitively in the snapshot's `hosts` table (only the workload's outbound services
-//! when `--workload` names the caller); rules in order, the first match wins; a rule without
-//! matches matches every request; `match` alternatives are ORed and their conditions ANDed;
-//! paths compared without the query; regexes anchored at both ends; header names
-//! case-insensitive, values byte for byte; query parameters percent-decoded. Then the matched
-//! rule's actions, and the authorization decision of the workload serving the destination.
+//! when `--workload` names the caller); rules in order, the first match wins, each decided by
+//! [`spec::matching`], the same code meshd runs. Then the matched rule's actions, and the
+//! authorization decision of the workload serving the destination.
 
 mod authz;
 
+use std::convert::Infallible;
 use std::fmt::Write as _;
 
 use regex::Regex;
 use serde_json::{json, Value};
+use spec::matching::{Conditions, Pattern};
 use spec::{
-    FaultInjection, HeaderEdits, HeaderOps, PathMatch, RateLimit, Redirect, RequestMatch,
-    RetryPolicy, Rewrite, RouteRule, RouteTable, Snapshot, SourceLocation, ValueMatch,
+    FaultInjection, HeaderEdits, HeaderOps, RateLimit, Redirect, RetryPolicy, Rewrite, RouteRule,
+    RouteTable, Snapshot, SourceLocation,
 };
 
 pub use authz::{Decision, Verdict};
@@ -33,8 +33,6 @@ pub struct Request {
     pub path: String,
     /// The query string as written (without `?`), if the URL has one.
     pub query: Option<String>,
-    /// Query parameters as `(name, value)`, percent-decoded; `a` alone has the value `""`.
-    pub params: Vec<(String, String)>,
     /// Headers as `(name, value)`, value trimmed of surrounding whitespace.
     pub headers: Vec<(String, String)>,
 }
@@ -97,7 +95,6 @@ impl Request {
             port,
             path: path.to_owned(),
             query: query.map(str::to_owned),
-            params: query.map(params).unwrap_or_default(),
             headers,
         })
     }
@@ -106,17 +103,6 @@ impl Request {
     fn is_idempotent(&self) -> bool {
         spec::http::is_idempotent(&self.method)
     }
-}
-
-/// Splits a query string into percent-decoded `(name, value)` pairs, as meshd matches them.
-fn params(query: &str) -> Vec<(String, String)> {
-    let decode = |s: &str| {
-        let bytes: Vec<u8> = spec::http::percent_decoded(s.as_bytes()).collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    spec::http::query_pairs(query)
-        .map(|(name, value)| (decode(name), decode(value)))
-        .collect()
 }
 
 /// Splits `host[:port]` as `meshd` does (`spec::host::split_authority`), but refuses what
@@ -326,6 +312,16 @@ pub fn explain(
         ));
     }
     let (outcome, served) = route(snapshot, (visible, namespace), &request, &mut notes);
+    let caller = workload_entry.filter(|_| callee.is_none());
+    let from = from.or_else(|| {
+        let identity = presented_identity(snapshot, caller, served.as_deref()?)?;
+        notes.push(format!(
+            "from: {identity}, the identity workload {} presents when its sidecar calls over \
+             mutual TLS (--from overrides it)",
+            caller.map_or("", |w| w.name.as_str())
+        ));
+        Some(identity)
+    });
     let authz = match (&outcome, served) {
         (Outcome::Routed { actions, .. }, _) if actions.redirect.is_some() => {
             Authorization::NotEvaluated(
@@ -346,6 +342,25 @@ pub fn explain(
         authz,
         notes,
     })
+}
+
+/// The identity the `caller`'s sidecar presents to the servers of `served`: its own, when every
+/// one of those services names the identities of its servers (then meshd calls it over mutual
+/// TLS with secure naming); `None` for a plaintext call.
+fn presented_identity(
+    snapshot: &Snapshot,
+    caller: Option<&spec::Workload>,
+    served: &[u32],
+) -> Option<String> {
+    let identity = caller?.identity.clone()?;
+    let mutual = !served.is_empty()
+        && served.iter().all(|&s| {
+            snapshot
+                .services
+                .get(s as usize)
+                .is_some_and(|service| !service.identities.is_empty())
+        });
+    mutual.then_some(identity)
 }
 
 /// Evaluates inbound authorization on the callee, or on every workload serving one of the
@@ -437,8 +452,8 @@ fn route(
     let matched = table
         .rules
         .iter()
-        .find_map(|rule| matching_alternative(rule, request, notes).map(|m| (rule, m)));
-    let Some((rule, alternative)) = matched else {
+        .find_map(|rule| rule_holds(rule, request, notes).map(|covered| (rule, covered)));
+    let Some((rule, path_covered)) = matched else {
         let outcome = Outcome::NoRuleMatched {
             service: service_name(snapshot, table.service),
             tried: table
@@ -460,7 +475,7 @@ fn route(
         rewrite: rule
             .rewrite
             .as_ref()
-            .map(|rw| rewritten(rw, alternative, request, notes)),
+            .map(|rw| rewritten(rw, path_covered, request, notes)),
         redirect: rule
             .redirect
             .as_ref()
@@ -497,104 +512,74 @@ fn lookup_host<'s>(snapshot: &'s Snapshot, host: &str, namespace: &str) -> Optio
     snapshot.routes.get(table as usize)
 }
 
-/// `None` when the rule does not match; `Some(None)` when it has no matches (matches all);
-/// otherwise the first alternative that holds.
-fn matching_alternative<'r>(
-    rule: &'r RouteRule,
-    request: &Request,
-    notes: &mut Vec<String>,
-) -> Option<Option<&'r RequestMatch>> {
-    if rule.matches.is_empty() {
-        return Some(None);
-    }
-    rule.matches
+/// Whether `rule` matches `request`, decided by [`spec::matching`] as meshd decides it; if so,
+/// how many leading bytes of the path its conditions covered.
+fn rule_holds(rule: &RouteRule, request: &Request, notes: &mut Vec<String>) -> Option<usize> {
+    let compiled: Result<Vec<Conditions<Anchored>>, Infallible> = rule
+        .matches
         .iter()
-        .find(|m| matches(m, request, notes))
-        .map(Some)
+        .map(|m| Conditions::compile(m, |pattern, _| Ok(anchored(pattern, notes))))
+        .collect();
+    let Ok(alternatives) = compiled;
+    spec::matching::rule_holds(&alternatives, request)
 }
 
-fn matches(m: &RequestMatch, request: &Request, notes: &mut Vec<String>) -> bool {
-    let path_ok = match &m.path {
-        None => true,
-        Some(PathMatch::Exact(p)) => request.path == *p,
-        Some(PathMatch::Prefix(p)) => request.path.starts_with(p.as_str()),
-        Some(PathMatch::Regex(p)) => full_match(p, &request.path, notes),
-    };
-    let method_ok = m
-        .method
-        .as_ref()
-        .is_none_or(|want| value_match(want, std::iter::once(request.method.as_str()), notes));
-    let headers_ok = m.headers.iter().all(|want| {
-        let values = request
-            .headers
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case(&want.name))
-            .map(|(_, v)| v.as_str());
-        value_match(&want.value, values, notes)
-    });
-    let query_ok = m.query.iter().all(|want| {
-        let values = request
-            .params
-            .iter()
-            .filter(|(name, _)| *name == want.name)
-            .map(|(_, v)| v.as_str());
-        value_match(&want.value, values, notes)
-    });
-    path_ok && method_ok && headers_ok && query_ok
-}
+/// A regex of a match condition, anchored at both ends; `None` when it does not compile, and
+/// then it matches nothing (meshd refuses such a snapshot).
+struct Anchored(Option<regex::bytes::Regex>);
 
-/// Whether the values of a repeated header or parameter satisfy `want`: one value must match
-/// (`Absent`: there must be none).
-fn value_match<'a>(
-    want: &ValueMatch,
-    mut values: impl Iterator<Item = &'a str>,
-    notes: &mut Vec<String>,
-) -> bool {
-    match want {
-        ValueMatch::Exact(s) => values.any(|v| v == s),
-        ValueMatch::Prefix(s) => values.any(|v| v.starts_with(s.as_str())),
-        ValueMatch::Regex(p) => values.any(|v| full_match(p, v, notes)),
-        ValueMatch::Present => values.next().is_some(),
-        ValueMatch::Absent => values.next().is_none(),
+impl Pattern for Anchored {
+    fn is_match(&self, value: &[u8]) -> bool {
+        self.0.as_ref().is_some_and(|re| re.is_match(value))
     }
 }
 
-/// Compiles `pattern` anchored at both ends; a pattern that does not compile matches nothing
-/// and leaves a note.
-fn anchored(pattern: &str, notes: &mut Vec<String>) -> Option<Regex> {
-    match Regex::new(&format!("^(?:{pattern})$")) {
-        Ok(re) => Some(re),
+impl spec::matching::Request for Request {
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn method(&self) -> &str {
+        &self.method
+    }
+
+    fn query(&self) -> &str {
+        self.query.as_deref().unwrap_or("")
+    }
+
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+    }
+}
+
+/// Compiles `pattern` anchored at both ends; a pattern that does not compile leaves a note.
+fn anchored(pattern: &str, notes: &mut Vec<String>) -> Anchored {
+    match regex::bytes::Regex::new(&format!("^(?:{pattern})$")) {
+        Ok(re) => Anchored(Some(re)),
         Err(e) => {
             let note = format!("regex {pattern:?} does not compile, treated as not matching: {e}");
             if !notes.contains(&note) {
                 notes.push(note);
             }
-            None
+            Anchored(None)
         }
     }
 }
 
-fn full_match(pattern: &str, value: &str, notes: &mut Vec<String>) -> bool {
-    anchored(pattern, notes).is_some_and(|re| re.is_match(value))
-}
-
-/// Applies `rewrite` to this request. A path prefix rewrite replaces what the matching
-/// alternative's path condition matched: the prefix, or the whole path for an exact or regex
-/// match, or `/` when the alternative has no path condition (as Envoy does).
+/// Applies `rewrite` to this request. A path prefix rewrite replaces the `covered` leading
+/// bytes of the path ([`spec::matching::rule_holds`]); like meshd, a result that does not start
+/// with `/` gets one.
 fn rewritten(
     rewrite: &Rewrite,
-    alternative: Option<&RequestMatch>,
+    covered: usize,
     request: &Request,
     notes: &mut Vec<String>,
 ) -> Rewritten {
     let mut path = request.path.clone();
     if let Some(new_prefix) = &rewrite.path_prefix {
-        let matched = match alternative.and_then(|m| m.path.as_ref()) {
-            Some(PathMatch::Prefix(p)) => p.len(),
-            Some(PathMatch::Exact(_) | PathMatch::Regex(_)) => path.len(),
-            None => 1,
-        };
-        path = format!("{new_prefix}{}", path.get(matched..).unwrap_or_default());
+        path = format!("{new_prefix}{}", path.get(covered..).unwrap_or_default());
     }
     if let Some(re) = &rewrite.path_regex {
         // Unanchored: every match in the path is replaced.
@@ -609,6 +594,9 @@ fn rewritten(
                 re.pattern
             )),
         }
+    }
+    if !path.starts_with('/') {
+        path.insert(0, '/');
     }
     Rewritten {
         rewrite: rewrite.clone(),

@@ -60,7 +60,7 @@ pub struct RuleActions {
 /// A path rewrite.
 #[derive(Debug)]
 pub enum PathRewrite {
-    /// Replace the part the prefix or exact match matched (the whole path otherwise).
+    /// Replace the part of the path the rule's conditions covered.
     Prefix(String),
     /// Replace every match of the regex; `$1` in the substitution names a group.
     Regex(Regex, String),
@@ -161,14 +161,14 @@ pub fn chance(per_million: u32) -> bool {
 }
 
 impl PathRewrite {
-    /// Writes the rewritten `path` (no query) into `out`. `matched` is how many leading bytes
-    /// of the path the rule's prefix or exact match covered, `None` when another kind matched.
-    pub fn write(&self, path: &str, matched: Option<usize>, out: &mut Vec<u8>) {
+    /// Writes the rewritten `path` (no query) into `out`. `covered` is how many leading bytes
+    /// of the path the rule's matching conditions covered ([`spec::matching::rule_holds`]).
+    pub fn write(&self, path: &str, covered: usize, out: &mut Vec<u8>) {
         let start = out.len();
         match self {
             Self::Prefix(replacement) => {
                 out.extend_from_slice(replacement.as_bytes());
-                let rest = matched.and_then(|n| path.get(n..)).unwrap_or("");
+                let rest = path.get(covered..).unwrap_or("");
                 out.extend_from_slice(rest.as_bytes());
             }
             Self::Regex(regex, substitution) => {

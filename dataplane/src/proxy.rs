@@ -1082,7 +1082,7 @@ fn plan_request(
                             });
                             cookie = picked.cookie;
                             if actions.edits_request() {
-                                let matched = decision.matched_prefix;
+                                let matched = decision.path_covered;
                                 let write_path = |out: &mut Vec<u8>| {
                                     if let Some(rewrite) = &actions.path {
                                         rewrite.write(head.path, matched, out);

@@ -249,7 +249,7 @@ fn matching_and_header_edits_allocate_nothing_when_warm() {
         let actions = decision.actions;
         let write_path = |out: &mut Vec<u8>| {
             if let Some(rewrite) = &actions.path {
-                rewrite.write(head.path, decision.matched_prefix, out);
+                rewrite.write(head.path, decision.path_covered, out);
             }
         };
         request_out.clear();

@@ -6,6 +6,7 @@ mod file;
 pub mod host;
 pub mod http;
 mod index;
+pub mod matching;
 mod model;
 mod validate;
 

@@ -371,6 +371,14 @@ fn rewrites_reach_the_upstream(driver: &str) {
             }),
             ..mesh.rule("authority", path(PathMatch::Exact("/host".into())), "up")
         },
+        // No path condition: the prefix rewrite replaces the leading `/`, as in Envoy.
+        RouteRule {
+            rewrite: Some(Rewrite {
+                path_prefix: Some("/status/".into()),
+                ..Rewrite::default()
+            }),
+            ..mesh.rule("no-path", header("x-status", ValueMatch::Present), "up")
+        },
     ];
     let scratch = Scratch::new();
     let meshd = mesh.serve(&scratch, rules, driver);
@@ -387,6 +395,8 @@ fn rewrites_reach_the_upstream(driver: &str) {
     let seen = response.text().to_ascii_lowercase();
     assert!(seen.contains("host: backend.internal:8080\n"), "{seen}");
     assert_eq!(seen.matches("host:").count(), 1, "{seen}");
+    let response = client.get("web", "/403", &[("x-status", "")]).unwrap();
+    assert_eq!(response.status, 403, "{}", response.text());
 }
 
 fn redirect_answers_locally(driver: &str) {

@@ -30,17 +30,28 @@ fn compile_yaml(scratch: &Scratch, name: &str, files: &[(&str, &str)]) -> PathBu
     out
 }
 
-/// What `meshc explain --json` says of `GET http://HOST/PATH` on `snapshot` for the caller
-/// `workload`, with `headers`.
+/// What `meshc explain --json` says of `GET URL` on `snapshot` for the caller `workload`, with
+/// `headers`.
 fn explain(
     snapshot: &Path,
     workload: Option<&str>,
     url: &str,
     headers: &[&str],
 ) -> serde_json::Value {
+    explain_request(snapshot, workload, &format!("GET {url}"), headers)
+}
+
+/// What `meshc explain --json` says of `request` (`METHOD URL`) on `snapshot` for the caller
+/// `workload`, with `headers`.
+fn explain_request(
+    snapshot: &Path,
+    workload: Option<&str>,
+    request: &str,
+    headers: &[&str],
+) -> serde_json::Value {
     let mut command = Command::new(harness::binary("meshc").expect("meshc is built"));
     command.arg("explain").arg(snapshot);
-    command.args(["--request", &format!("GET {url}"), "--json"]);
+    command.args(["--request", request, "--json"]);
     if let Some(workload) = workload {
         command.args(["--workload", workload]);
     }
@@ -50,10 +61,31 @@ fn explain(
     let output = command.output().expect("run meshc explain");
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
-            "meshc explain {url}: {e}\n{}",
+            "meshc explain {request}: {e}\n{}",
             String::from_utf8_lossy(&output.stderr)
         )
     })
+}
+
+/// Checks that `meshc explain` predicts what meshd did: every upstream in `seen` (`app-vN`)
+/// is a destination subset the explanation gives for `host` with `headers`.
+fn explain_agrees(snapshot: &Path, host: &str, headers: &[(&str, &str)], seen: &[String]) {
+    let headers: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let said = explain(snapshot, None, &format!("http://{host}/"), &headers);
+    let destinations = said["destinations"].as_array().cloned().unwrap_or_default();
+    let predicted: Vec<String> = destinations
+        .iter()
+        .filter(|d| d["weight"].as_u64() != Some(0))
+        .filter_map(|d| d["subset"].as_str().map(str::to_owned))
+        .collect();
+    for upstream in seen {
+        let version = upstream.rsplit('-').next().unwrap_or_default();
+        assert!(
+            predicted.iter().any(|p| p == version),
+            "meshd sent {host} {headers:?} to {upstream}; explain said {said}"
+        );
+    }
 }
 
 /// A file of the Istio corpus's `samples/` folder (Istio's own sample YAML, unmodified).

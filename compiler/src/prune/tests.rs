@@ -298,7 +298,6 @@ fn requests(snapshot: &Snapshot) -> Vec<Request> {
                 port: None,
                 path: path.clone(),
                 query: None,
-                params: Vec::new(),
                 headers: headers.clone(),
             });
         }

@@ -2,21 +2,22 @@ use spec::*;
 
 use super::*;
 
-fn rewrite_prefix(to: &str, path: &str, matched: Option<usize>) -> String {
+fn rewrite_prefix(to: &str, path: &str, covered: usize) -> String {
     let mut out = Vec::new();
-    PathRewrite::Prefix(to.into()).write(path, matched, &mut out);
+    PathRewrite::Prefix(to.into()).write(path, covered, &mut out);
     String::from_utf8(out).unwrap()
 }
 
 #[test]
-fn prefix_rewrite_replaces_the_matched_prefix_or_the_whole_path() {
-    assert_eq!(rewrite_prefix("/v2", "/api/users", Some(4)), "/v2/users");
-    assert_eq!(rewrite_prefix("/", "/api", Some(4)), "/");
-    assert_eq!(rewrite_prefix("/new", "/old/exact", Some(10)), "/new");
-    // A regex (or no) path match: the whole path is replaced.
-    assert_eq!(rewrite_prefix("/whole", "/a/b", None), "/whole");
+fn prefix_rewrite_replaces_what_the_conditions_covered() {
+    assert_eq!(rewrite_prefix("/v2", "/api/users", 4), "/v2/users");
+    assert_eq!(rewrite_prefix("/", "/api", 4), "/");
+    assert_eq!(rewrite_prefix("/new", "/old/exact", 10), "/new");
+    // A regex path match covers the whole path; no path condition covers the leading `/`.
+    assert_eq!(rewrite_prefix("/whole", "/a/b", 4), "/whole");
+    assert_eq!(rewrite_prefix("/v2/", "/a/b", 1), "/v2/a/b");
     assert_eq!(
-        rewrite_prefix("", "/api/x", Some(4)),
+        rewrite_prefix("", "/api/x", 4),
         "/x",
         "an empty result keeps a leading slash"
     );
@@ -29,14 +30,14 @@ fn regex_rewrite_substitutes_groups_everywhere() {
         "/u/$1/$2".into(),
     );
     let mut out = Vec::new();
-    rewrite.write("/users/42/profile", None, &mut out);
+    rewrite.write("/users/42/profile", 17, &mut out);
     assert_eq!(out, b"/u/42/profile");
     let every = PathRewrite::Regex(Regex::new("a").unwrap(), "b".into());
     out.clear();
-    every.write("/aXa", None, &mut out);
+    every.write("/aXa", 4, &mut out);
     assert_eq!(out, b"/bXb");
     out.clear();
-    every.write("/none", None, &mut out);
+    every.write("/none", 5, &mut out);
     assert_eq!(out, b"/none", "no match keeps the path");
 }
 

@@ -282,7 +282,7 @@ fn matched(
     path: &str,
     query: &str,
     headers: &[(&str, &str)],
-) -> Option<(String, Option<usize>)> {
+) -> Option<(String, usize)> {
     let headers: Vec<httparse::Header<'_>> = headers
         .iter()
         .map(|(name, value)| httparse::Header {
@@ -302,7 +302,7 @@ fn matched(
     let name = state.snapshot.routes[0].rules[decision.rule.rule as usize]
         .name
         .clone();
-    Some((name, decision.matched_prefix))
+    Some((name, decision.path_covered))
 }
 
 fn state(rules: Vec<RouteRule>) -> RouteState {
@@ -320,7 +320,7 @@ fn path_regex_matches_the_whole_path_only() {
     )]);
     assert_eq!(
         matched(&state, "GET", "/users/42", "", &[]),
-        Some(("re".into(), None))
+        Some(("re".into(), 9))
     );
     assert_eq!(matched(&state, "GET", "/users/42/x", "", &[]), None);
     assert_eq!(matched(&state, "GET", "/x/users/42", "", &[]), None);
@@ -346,11 +346,11 @@ fn prefix_and_exact_report_what_they_covered() {
     ]);
     assert_eq!(
         matched(&state, "GET", "/a", "", &[]),
-        Some(("exact".into(), Some(2)))
+        Some(("exact".into(), 2))
     );
     assert_eq!(
         matched(&state, "GET", "/api/x", "", &[]),
-        Some(("prefix".into(), Some(4)))
+        Some(("prefix".into(), 4))
     );
 }
 

@@ -141,27 +141,6 @@ fn reload(sidecar: &Sidecar) {
     assert_eq!(answer.status, 200, "{}", answer.text());
 }
 
-/// Checks that `meshc explain` predicts what meshd did: every upstream in `seen` (`app-vN`)
-/// is a destination subset the explanation gives for `host` with `headers`.
-fn explain_agrees(snapshot: &Path, host: &str, headers: &[(&str, &str)], seen: &[String]) {
-    let headers: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let said = explain(snapshot, None, &format!("http://{host}/"), &headers);
-    let destinations = said["destinations"].as_array().cloned().unwrap_or_default();
-    let predicted: Vec<String> = destinations
-        .iter()
-        .filter(|d| d["weight"].as_u64() != Some(0))
-        .filter_map(|d| d["subset"].as_str().map(str::to_owned))
-        .collect();
-    for upstream in seen {
-        let version = upstream.rsplit('-').next().unwrap_or_default();
-        assert!(
-            predicted.iter().any(|p| p == version),
-            "meshd sent {host} {headers:?} to {upstream}; explain said {said}"
-        );
-    }
-}
-
 /// Who answered `requests` requests for `host` (with `headers`): each upstream's share.
 fn answers(
     client: &mut Client,

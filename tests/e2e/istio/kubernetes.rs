@@ -70,6 +70,8 @@ fn reviews_routes_jason_to_v2_through_the_pods_and_their_sidecar(driver: &str) {
             (200, "v1"),
             "{host}"
         );
+        explain_agrees(&snapshot, host, &[("end-user", "jason")], &["v2".into()]);
+        explain_agrees(&snapshot, host, &[], &["v1".into()]);
     }
     // v1's requests came through the Pod's sidecar, which forwards to the application.
     assert_eq!(v1.requests(), 3);

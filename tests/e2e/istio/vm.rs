@@ -173,6 +173,16 @@ fn the_vm_sidecar_enforces_its_policies_and_is_called_over_mtls(driver: &str) {
         "{}",
         denied.text()
     );
+    // `meshc explain` predicts both decisions, for the same caller.
+    let said = |request| explain_request(&snapshot, Some("productpage-vm"), request, &[]);
+    let get = said("GET http://reviews/");
+    assert_eq!(get["authz"]["decision"], "allow", "{get}");
+    let post = said("POST http://reviews/");
+    assert_eq!(post["authz"]["decision"], "deny", "{post}");
+    assert_eq!(
+        post["authz"]["workloads"][0]["workload"], "reviews-vm",
+        "{post}"
+    );
 
     // STRICT: the VM's sidecar refuses plaintext, so nothing reaches the application.
     let before = app.requests();
