@@ -87,6 +87,46 @@ impl<'a> Lowerer<'a> {
         );
     }
 
+    /// Reports workload `again` named like `first`. In two namespaces, that is two Kubernetes
+    /// workloads a snapshot cannot tell apart: it names workloads without their namespace.
+    fn duplicate_workload(
+        &mut self,
+        file: FileId,
+        again: &ast::Workload,
+        (first_file, first): In<'_, ast::Workload>,
+    ) {
+        let at = self.at(first_file, first.name.span);
+        let namespace = |w: &ast::Workload| {
+            w.namespace
+                .as_ref()
+                .map_or(spec::host::DEFAULT_NAMESPACE, |n| n.name.as_str())
+                .to_owned()
+        };
+        let (here, there) = (namespace(again), namespace(first));
+        if here == there {
+            return self.duplicate(
+                format!("workload `{}`", again.name.name),
+                file,
+                again.name.span,
+                at,
+            );
+        }
+        let message = format!(
+            "workload `{name}` in namespace `{here}` has the name of workload `{name}` in \
+             namespace `{there}` (at {}): a snapshot names workloads without their namespace \
+             (`meshd --workload NAME`)",
+            self.sources.describe(at),
+            name = again.name.name,
+        );
+        self.report(
+            Code::Duplicate,
+            file,
+            again.name.span,
+            message,
+            "compile each namespace's manifests into a snapshot of its own, or rename one",
+        );
+    }
+
     fn location(&self, file: FileId, span: Span) -> SourceLocation {
         let source = self.sources.get(file);
         let (line, column) = source.line_col(span.start);
@@ -121,13 +161,7 @@ impl<'a> Lowerer<'a> {
                     ast::Item::Route(r) => routes.push((file.id, r)),
                     ast::Item::Workload(w) => {
                         if let Some(&(f, first)) = workloads.get(w.name.name.as_str()) {
-                            let first = self.at(f, first.name.span);
-                            self.duplicate(
-                                format!("workload `{}`", w.name.name),
-                                file.id,
-                                w.name.span,
-                                first,
-                            );
+                            self.duplicate_workload(file.id, w, (f, first));
                         } else {
                             workloads.insert(&w.name.name, (file.id, w));
                         }

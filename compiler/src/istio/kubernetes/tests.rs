@@ -620,3 +620,29 @@ spec:
         "{rendered:?}"
     );
 }
+
+#[test]
+fn one_workload_name_in_two_namespaces_is_e0103_naming_both_namespaces() {
+    let deployment = |namespace: &str| {
+        format!(
+            "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: frontend, namespace: {namespace}}}
+spec:
+  selector: {{matchLabels: {{app: frontend}}}}
+  template:
+    metadata: {{labels: {{app: frontend}}}}
+    spec: {{containers: [{{name: f, image: f}}]}}
+"
+        )
+    };
+    let failed = compile(&docs(&[&deployment("staging"), &deployment("prod")]))
+        .expect_err("two workloads named frontend");
+    let rendered = failed.render();
+    assert!(
+        rendered.contains("workload `frontend` in namespace `prod` has the name of workload `frontend` in namespace `staging`"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("E0103"), "{rendered}");
+}
