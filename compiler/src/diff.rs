@@ -635,9 +635,16 @@ fn inbound(ports: &[InboundPort]) -> String {
     list(&ports)
 }
 
-fn workloads(out: &mut Changes, old: &Snapshot, new: &Snapshot) {
-    let a = by_name(&old.workloads, |w| &w.name);
-    let b = by_name(&new.workloads, |w| &w.name);
+fn workloads<'s>(out: &mut Changes, old: &'s Snapshot, new: &'s Snapshot) {
+    // A name used in several namespaces is told apart as `NAMESPACE/NAME`.
+    let by_query = |snapshot: &'s Snapshot| -> BTreeMap<String, &'s Workload> {
+        snapshot
+            .workloads
+            .iter()
+            .map(|w| (snapshot.workload_query(w), w))
+            .collect()
+    };
+    let (a, b) = (by_query(old), by_query(new));
     for name in union(&a, &b) {
         let what = format!("workload {name}");
         match (a.get(name), b.get(name)) {

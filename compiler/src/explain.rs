@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use regex::Regex;
 use serde_json::{json, Value};
 use spec::matching::{Conditions, Pattern};
+use spec::WorkloadLookupError;
 use spec::{
     FaultInjection, HeaderEdits, HeaderOps, RateLimit, Redirect, RetryPolicy, Rewrite, RouteRule,
     RouteTable, Snapshot, SourceLocation,
@@ -117,16 +118,6 @@ fn split_host_port<'a>(
         return Err(RequestError::Port(url.to_owned()));
     }
     Ok((host, port))
-}
-
-/// The `--workload` names no workload of the snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown workload `{name}`; the snapshot has: {known}")]
-pub struct UnknownWorkload {
-    /// The name asked for.
-    pub name: String,
-    /// The workloads the snapshot declares, comma-separated.
-    pub known: String,
 }
 
 /// One destination of the matched rule, by name.
@@ -277,24 +268,10 @@ pub fn explain(
     workload: Option<&str>,
     request: Request,
     from: Option<String>,
-) -> Result<Explanation, UnknownWorkload> {
-    let workload_entry = match workload {
-        None => None,
-        Some(name) => match snapshot.workload(name) {
-            Some(w) => Some(w),
-            None => {
-                let known: Vec<&str> = snapshot.workloads.iter().map(|w| w.name.as_str()).collect();
-                return Err(UnknownWorkload {
-                    name: name.to_owned(),
-                    known: if known.is_empty() {
-                        "(no workloads)".to_owned()
-                    } else {
-                        known.join(", ")
-                    },
-                });
-            }
-        },
-    };
+) -> Result<Explanation, WorkloadLookupError> {
+    let workload_entry = workload
+        .map(|query| snapshot.find_workload(query))
+        .transpose()?;
     // Short host names resolve in the namespace of the workload asking.
     let namespace = workload_entry.map_or(spec::host::DEFAULT_NAMESPACE, |w| &w.namespace);
     let host_service = lookup_host(snapshot, &request.host, namespace).map(|t| t.service);

@@ -47,6 +47,13 @@ struct Lowerer<'a> {
 /// A declaration and the file it is in.
 type In<'a, T> = (FileId, &'a T);
 
+/// A workload's namespace as written, `default` when it names none.
+fn workload_namespace(w: &ast::Workload) -> &str {
+    w.namespace
+        .as_ref()
+        .map_or(spec::host::DEFAULT_NAMESPACE, |n| n.name.as_str())
+}
+
 /// The declared services, sorted by name, for resolving references.
 struct ServiceIndex<'a> {
     names: Vec<&'a str>,
@@ -87,46 +94,6 @@ impl<'a> Lowerer<'a> {
         );
     }
 
-    /// Reports workload `again` named like `first`. In two namespaces, that is two Kubernetes
-    /// workloads a snapshot cannot tell apart: it names workloads without their namespace.
-    fn duplicate_workload(
-        &mut self,
-        file: FileId,
-        again: &ast::Workload,
-        (first_file, first): In<'_, ast::Workload>,
-    ) {
-        let at = self.at(first_file, first.name.span);
-        let namespace = |w: &ast::Workload| {
-            w.namespace
-                .as_ref()
-                .map_or(spec::host::DEFAULT_NAMESPACE, |n| n.name.as_str())
-                .to_owned()
-        };
-        let (here, there) = (namespace(again), namespace(first));
-        if here == there {
-            return self.duplicate(
-                format!("workload `{}`", again.name.name),
-                file,
-                again.name.span,
-                at,
-            );
-        }
-        let message = format!(
-            "workload `{name}` in namespace `{here}` has the name of workload `{name}` in \
-             namespace `{there}` (at {}): a snapshot names workloads without their namespace \
-             (`meshd --workload NAME`)",
-            self.sources.describe(at),
-            name = again.name.name,
-        );
-        self.report(
-            Code::Duplicate,
-            file,
-            again.name.span,
-            message,
-            "compile each namespace's manifests into a snapshot of its own, or rename one",
-        );
-    }
-
     fn location(&self, file: FileId, span: Span) -> SourceLocation {
         let source = self.sources.get(file);
         let (line, column) = source.line_col(span.start);
@@ -140,7 +107,7 @@ impl<'a> Lowerer<'a> {
     fn snapshot(&mut self, files: &'a [ast::File]) -> Snapshot {
         let mut services: BTreeMap<&'a str, In<'a, ast::Service>> = BTreeMap::new();
         let mut routes: Vec<In<'a, ast::Route>> = Vec::new();
-        let mut workloads: BTreeMap<&'a str, In<'a, ast::Workload>> = BTreeMap::new();
+        let mut workloads: BTreeMap<(&'a str, &'a str), In<'a, ast::Workload>> = BTreeMap::new();
         let mut security_items: Vec<(FileId, &'a ast::Item)> = Vec::new();
         for file in files {
             for item in &file.items {
@@ -160,10 +127,19 @@ impl<'a> Lowerer<'a> {
                     }
                     ast::Item::Route(r) => routes.push((file.id, r)),
                     ast::Item::Workload(w) => {
-                        if let Some(&(f, first)) = workloads.get(w.name.name.as_str()) {
-                            self.duplicate_workload(file.id, w, (f, first));
+                        // One name may be used once per namespace, as in Kubernetes.
+                        let key = (w.name.name.as_str(), workload_namespace(w));
+                        if let Some(&(f, first)) = workloads.get(&key) {
+                            let first = self.at(f, first.name.span);
+                            let what = match key {
+                                (name, spec::host::DEFAULT_NAMESPACE) => {
+                                    format!("workload `{name}`")
+                                }
+                                (name, namespace) => format!("workload `{namespace}/{name}`"),
+                            };
+                            self.duplicate(what, file.id, w.name.span, first);
                         } else {
-                            workloads.insert(&w.name.name, (file.id, w));
+                            workloads.insert(key, (file.id, w));
                         }
                     }
                     ast::Item::Authorization(_)

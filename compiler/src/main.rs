@@ -29,7 +29,8 @@ enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// Where to write the snapshot (written atomically). A directory (existing, or written
-        /// with a trailing `/`) gets one `<workload>.snap` per workload plus `all.snap`.
+        /// with a trailing `/`) gets one `<workload>.snap` per workload plus `all.snap`
+        /// (`<namespace>.<name>.snap` for a name used in several namespaces).
         #[arg(short, long)]
         output: PathBuf,
         /// How to print diagnostics: `human` on stderr, or one `json` document on stdout.
@@ -284,12 +285,14 @@ fn compile(
         }
     }
     let snapshot = &compiled.snapshot;
-    // Pruned per-workload snapshots, in workload (name) order.
+    // Pruned per-workload snapshots, in workload order, each named as `meshd --workload`
+    // finds it (`NAMESPACE/NAME` is written `NAMESPACE.NAME.snap`).
     let mut per_workload = Vec::with_capacity(snapshot.workloads.len());
     for workload in &snapshot.workloads {
-        let pruned = compiler::prune::for_workload(snapshot, &workload.name)
+        let query = snapshot.workload_query(workload);
+        let pruned = compiler::prune::for_workload(snapshot, &query)
             .context("a workload of the snapshot has no pruned snapshot")?;
-        per_workload.push((workload.name.as_str(), spec::encode(&pruned), pruned));
+        per_workload.push((query.replace('/', "."), spec::encode(&pruned), pruned));
     }
     let bytes = spec::encode(snapshot);
     let directory = is_directory_output(output);
@@ -363,11 +366,18 @@ const ALL_SNAPSHOT: &str = "all.snap";
 /// path of `all.snap`.
 fn write_directory(
     dir: &Path,
-    per_workload: &[(&str, Vec<u8>, spec::Snapshot)],
+    per_workload: &[(String, Vec<u8>, spec::Snapshot)],
     all: &[u8],
 ) -> anyhow::Result<PathBuf> {
+    let mut stems = std::collections::HashSet::new();
     for (name, _, _) in per_workload {
         check_file_stem(name)?;
+        if !stems.insert(name) {
+            anyhow::bail!(
+                "two workloads would both be written to {name}.snap; rename one or compile to \
+                 a single file; no snapshot written"
+            );
+        }
     }
     fs::create_dir_all(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;

@@ -340,8 +340,9 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
             }
         }
     }
+    let own = workload.and_then(|query| snapshot.workload(query));
     for w in &snapshot.workloads {
-        if workload.is_some_and(|name| name != w.name) {
+        if workload.is_some() && !own.is_some_and(|own| std::ptr::eq(own, w)) {
             continue;
         }
         for port in &w.inbound {

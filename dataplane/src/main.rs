@@ -18,7 +18,8 @@ struct Args {
     /// Snapshot file written by `meshc compile`.
     #[arg(long)]
     snapshot: PathBuf,
-    /// Workload to serve; without it every service is served outbound and there is no inbound.
+    /// Workload to serve, by name (`NAMESPACE/NAME` when the name is used in several
+    /// namespaces); without it every service is served outbound and there is no inbound.
     #[arg(long)]
     workload: Option<String>,
     /// The workload's certificates as `meshca issue` writes them (cert.pem, key.pem,

@@ -228,20 +228,13 @@ pub struct RequestView<'r, 'h> {
     pub headers: &'r [httparse::Header<'h>],
 }
 
-/// The workload named on the command line does not exist in the snapshot.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown workload {name:?}; the snapshot has: {known}")]
-pub struct UnknownWorkload {
-    name: String,
-    known: String,
-}
-
 /// Why a snapshot cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The workload named on the command line does not exist in the snapshot.
+    /// The workload named on the command line is not in the snapshot, or not by that name
+    /// alone.
     #[error(transparent)]
-    UnknownWorkload(#[from] UnknownWorkload),
+    UnknownWorkload(#[from] spec::WorkloadLookupError),
     /// A regex in a match or rewrite does not compile.
     #[error("{0}")]
     Regex(String),
@@ -265,29 +258,18 @@ impl RouteState {
         hash: String,
         workload: Option<&str>,
     ) -> Result<Self, BuildError> {
-        let served = workload
-            .and_then(|name| snapshot.workload(name))
-            .map_or(&[][..], |w| &w.serves[..]);
-        let (visible, inbound, identity, authorization) = match workload {
+        let own = workload
+            .map(|query| snapshot.find_workload(query))
+            .transpose()?;
+        let served = own.map_or(&[][..], |w| &w.serves[..]);
+        let (visible, inbound, identity, authorization) = match own {
             None => (
                 (0..snapshot.services.len() as u32).collect::<Vec<_>>(),
                 Vec::new(),
                 None,
                 Vec::new(),
             ),
-            Some(name) => {
-                let Some(w) = snapshot.workload(name) else {
-                    let mut known: Vec<&str> =
-                        snapshot.workloads.iter().map(|w| w.name.as_str()).collect();
-                    if known.is_empty() {
-                        known.push("(no workloads)");
-                    }
-                    return Err(UnknownWorkload {
-                        name: name.to_owned(),
-                        known: known.join(", "),
-                    }
-                    .into());
-                };
+            Some(w) => {
                 let inbound = w.inbound.iter().map(|p| (p.port, p.target, p.tls));
                 let (identity, authorization) = (w.identity.clone(), w.authorization.clone());
                 (
@@ -326,9 +308,7 @@ impl RouteState {
         }
 
         // Short host names resolve in the sidecar's own namespace, as its DNS search path would.
-        let namespace = workload
-            .and_then(|name| snapshot.workload(name))
-            .map_or(spec::host::DEFAULT_NAMESPACE, |w| &w.namespace);
+        let namespace = own.map_or(spec::host::DEFAULT_NAMESPACE, |w| &w.namespace);
         let hosts = snapshot
             .hosts
             .iter()

@@ -18,7 +18,7 @@ pub struct Snapshot {
     pub routes: Vec<RouteTable>,
     /// Every host name a request may carry, sorted, each mapped to its route table.
     pub hosts: Vec<HostEntry>,
-    /// Workloads by name, sorted by `name`.
+    /// Workloads sorted by `name`, then `namespace`; a name is used once per namespace.
     pub workloads: Vec<Workload>,
     /// Config the compiler accepted without serving it (an Istio field the snapshot cannot
     /// hold, a document out of scope, a protocol not served yet), in source order: meshd lists
@@ -523,7 +523,8 @@ impl std::fmt::Display for SourceLocation {
 /// An application instance that a sidecar runs beside.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workload {
-    /// Workload name, passed to `meshd --workload`.
+    /// Workload name, passed to `meshd --workload` (as `NAMESPACE/NAME` when another
+    /// namespace has a workload of the same name).
     pub name: String,
     /// Namespace; `default` unless the config says otherwise. Short host names resolve
     /// relative to it.
@@ -758,14 +759,88 @@ impl Snapshot {
             .map(|h| h.route_table)
     }
 
-    /// Looks up a workload by name.
-    pub fn workload(&self, name: &str) -> Option<&Workload> {
-        let index = self
-            .workloads
-            .binary_search_by(|w| w.name.as_str().cmp(name))
-            .ok()?;
-        Some(&self.workloads[index])
+    /// Looks up a workload by `NAME`, or by `NAMESPACE/NAME`; `None` when there is no such
+    /// workload or a bare name is used in several namespaces ([`Snapshot::find_workload`] says
+    /// which).
+    pub fn workload(&self, query: &str) -> Option<&Workload> {
+        self.find_workload(query).ok()
     }
+
+    /// Looks up a workload by `NAME`, or by `NAMESPACE/NAME` (which a name used in several
+    /// namespaces needs).
+    pub fn find_workload(&self, query: &str) -> Result<&Workload, WorkloadLookupError> {
+        // A name that itself holds a `/` (TOML allows it) is found as written.
+        let (namespace, name) = match query.split_once('/') {
+            Some((namespace, name)) if self.named(query).is_empty() => (Some(namespace), name),
+            _ => (None, query),
+        };
+        let named = self.named(name);
+        let found = match (named, namespace) {
+            ([only], None) => Some(only),
+            ([_, _, ..], None) => {
+                return Err(WorkloadLookupError::Ambiguous {
+                    name: name.to_owned(),
+                    namespaces: named.iter().map(|w| w.namespace.clone()).collect(),
+                })
+            }
+            (named, namespace) => named
+                .iter()
+                .find(|w| Some(w.namespace.as_str()) == namespace),
+        };
+        found.ok_or_else(|| {
+            let known: Vec<String> = self
+                .workloads
+                .iter()
+                .map(|w| self.workload_query(w))
+                .collect();
+            WorkloadLookupError::Unknown {
+                query: query.to_owned(),
+                known: if known.is_empty() {
+                    "(no workloads)".to_owned()
+                } else {
+                    known.join(", ")
+                },
+            }
+        })
+    }
+
+    /// The workloads named `name`, one per namespace (adjacent: workloads are sorted by name).
+    fn named(&self, name: &str) -> &[Workload] {
+        let first = self.workloads.partition_point(|w| w.name.as_str() < name);
+        let named = &self.workloads[first..];
+        &named[..named.partition_point(|w| w.name == name)]
+    }
+
+    /// The shortest query [`Snapshot::find_workload`] finds `workload` by: its name, or
+    /// `NAMESPACE/NAME` when another workload has the same name.
+    pub fn workload_query(&self, workload: &Workload) -> String {
+        if self.named(&workload.name).len() > 1 {
+            format!("{}/{}", workload.namespace, workload.name)
+        } else {
+            workload.name.clone()
+        }
+    }
+}
+
+/// Why [`Snapshot::find_workload`] found no workload.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WorkloadLookupError {
+    /// No workload has that name (in that namespace).
+    #[error("unknown workload `{query}`; the snapshot has: {known}")]
+    Unknown {
+        /// What was asked for.
+        query: String,
+        /// The snapshot's workloads, as each is asked for, comma-separated.
+        known: String,
+    },
+    /// The name is used in several namespaces; `NAMESPACE/NAME` picks one.
+    #[error("workload `{name}` is in namespaces {}: give NAMESPACE/{name}", .namespaces.join(", "))]
+    Ambiguous {
+        /// The name asked for.
+        name: String,
+        /// The namespaces with a workload of that name.
+        namespaces: Vec<String>,
+    },
 }
 
 impl HostEntry {

@@ -69,7 +69,7 @@ impl Snapshot {
     /// Checks every invariant the data plane relies on.
     pub fn validate(&self) -> Result<(), InvalidSnapshot> {
         sorted_unique("services", self.services.iter().map(|s| s.name.as_str()))?;
-        sorted_unique("workloads", self.workloads.iter().map(|w| w.name.as_str()))?;
+        workloads_sorted_unique(&self.workloads)?;
         hosts_sorted_unique(&self.hosts)?;
         for service in &self.services {
             sorted_unique("subsets", service.subsets.iter().map(|s| s.name.as_str()))?;
@@ -223,6 +223,20 @@ fn hosts_sorted_unique(hosts: &[HostEntry]) -> Result<(), InvalidSnapshot> {
             return Err(InvalidSnapshot::Unsorted {
                 what: "hosts",
                 name: b.host.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Workloads are sorted by name, then namespace; one name may be used once per namespace.
+fn workloads_sorted_unique(workloads: &[crate::Workload]) -> Result<(), InvalidSnapshot> {
+    for pair in workloads.windows(2) {
+        let [a, b] = pair else { continue };
+        if (a.name.as_str(), a.namespace.as_str()) >= (b.name.as_str(), b.namespace.as_str()) {
+            return Err(InvalidSnapshot::Unsorted {
+                what: "workloads",
+                name: format!("{}/{}", b.namespace, b.name),
             });
         }
     }

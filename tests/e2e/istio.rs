@@ -10,6 +10,7 @@ use ringmesh_tests::*;
 mod bookinfo;
 mod hosts;
 mod kubernetes;
+mod namespaces;
 mod protocols;
 mod vm;
 

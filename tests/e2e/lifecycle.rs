@@ -60,7 +60,7 @@ fn unknown_workload_is_refused_naming_the_known_ones() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("unknown workload \"api\"; the snapshot has: web"),
+        stderr.contains("unknown workload `api`; the snapshot has: web"),
         "{stderr}"
     );
 }

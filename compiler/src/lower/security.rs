@@ -25,7 +25,8 @@ struct Target<'a> {
     labels: BTreeMap<String, String>,
 }
 
-/// Every declared workload (sorted by name), and their indexes per namespace (ascending).
+/// Every declared workload (sorted by name, then namespace), and their indexes per namespace
+/// (ascending).
 struct Targets<'t, 'a> {
     list: &'t [Target<'a>],
     by_namespace: HashMap<&'t str, Vec<usize>>,
@@ -209,7 +210,8 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// Indexes of the workloads a policy applies to, ascending (workloads are sorted by name).
+    /// Indexes of the workloads a policy applies to, ascending (workloads are sorted by name,
+    /// then namespace).
     /// Costs the number of workloads named or in the namespace, not of every workload.
     fn select(
         &mut self,
@@ -229,10 +231,18 @@ impl<'a> Lowerer<'a> {
             (Some(names), _) => {
                 let mut named = Vec::new();
                 for name in names {
-                    let found = workloads.binary_search_by(|w| w.name.cmp(name.name.as_str()));
-                    match found {
-                        Ok(w) if in_namespace(&workloads[w]) => named.push(w),
-                        Ok(w) => {
+                    // Workloads are sorted by name: those of this name are adjacent, one per
+                    // namespace.
+                    let first = workloads.partition_point(|w| w.name < name.name.as_str());
+                    let same_name = (first..workloads.len())
+                        .take_while(|&w| workloads[w].name == name.name.as_str());
+                    let before = named.len();
+                    named.extend(same_name.clone().filter(|&w| in_namespace(&workloads[w])));
+                    if named.len() > before {
+                        continue;
+                    }
+                    match same_name.clone().next() {
+                        Some(w) => {
                             reported = true;
                             let message = format!(
                                 "`{}` names workload `{}`, which is in namespace `{}`, not `{}`",
@@ -250,7 +260,7 @@ impl<'a> Lowerer<'a> {
                                  `namespace` or move the workload into a policy of its own",
                             );
                         }
-                        Err(_) => {
+                        None => {
                             reported = true;
                             let declared: Vec<&str> = workloads.iter().map(|w| w.name).collect();
                             let help = name_help("workloads", &name.name, &declared);

@@ -232,7 +232,7 @@ fn workload_view_hides_services_it_may_not_call() {
     let err = RouteState::new(snapshot(), String::new(), Some("nope")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown workload \"nope\"; the snapshot has: productpage"
+        "unknown workload `nope`; the snapshot has: productpage"
     );
 }
 

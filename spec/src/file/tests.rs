@@ -223,3 +223,61 @@ fn serializes_to_readable_json() {
     let json = serde_json::to_string(&sample()).unwrap();
     assert!(json.contains("\"address\":\"127.0.0.1:9081\""), "{json}");
 }
+
+#[test]
+fn one_workload_name_is_unique_per_namespace_and_found_by_namespace() {
+    let workload = |name: &str, namespace: &str| Workload {
+        name: name.into(),
+        namespace: namespace.into(),
+        identity: None,
+        inbound: Vec::new(),
+        outbound: Vec::new(),
+        serves: Vec::new(),
+        authorization: Vec::new(),
+        jwt: Vec::new(),
+        telemetry: Telemetry::default(),
+    };
+    let mut snapshot = Snapshot {
+        workloads: vec![
+            workload("curl", "foo"),
+            workload("httpbin", "bar"),
+            workload("httpbin", "foo"),
+        ],
+        ..Snapshot::default()
+    };
+    snapshot.validate().expect("one name in two namespaces");
+    assert_eq!(
+        snapshot.workload("curl").map(|w| &*w.namespace),
+        Some("foo")
+    );
+    assert_eq!(
+        snapshot.find_workload("httpbin").err(),
+        Some(WorkloadLookupError::Ambiguous {
+            name: "httpbin".into(),
+            namespaces: vec!["bar".into(), "foo".into()],
+        })
+    );
+    let unknown = snapshot
+        .find_workload("baz/httpbin")
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        unknown.as_deref(),
+        Some("unknown workload `baz/httpbin`; the snapshot has: curl, bar/httpbin, foo/httpbin")
+    );
+    let found = snapshot.workload("foo/httpbin").expect("qualified");
+    assert_eq!(found.namespace, "foo");
+    assert_eq!(snapshot.workload_query(found), "foo/httpbin");
+    assert_eq!(snapshot.workload_query(&snapshot.workloads[0]), "curl");
+    assert!(snapshot.workload("baz/httpbin").is_none());
+    assert!(snapshot.workload("nginx").is_none());
+
+    snapshot.workloads.push(workload("httpbin", "foo"));
+    assert!(matches!(
+        snapshot.validate(),
+        Err(InvalidSnapshot::Unsorted {
+            what: "workloads",
+            ..
+        })
+    ));
+}

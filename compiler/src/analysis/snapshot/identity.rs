@@ -25,7 +25,7 @@ pub(super) fn check(snapshot: &Snapshot, anchors: &Anchors, out: &mut Vec<Diagno
             out.push(
                 diagnostic(
                     Code::StrictWithoutIdentity,
-                    anchors.workload(&server.name),
+                    anchors.workload(server),
                     format!(
                         "workload `{}` requires mTLS on port{} {} but has no identity: its \
                          sidecar has no certificate to accept mTLS with, so every connection \
@@ -57,13 +57,13 @@ pub(super) fn check(snapshot: &Snapshot, anchors: &Anchors, out: &mut Vec<Diagno
                 continue;
             }
             for caller in callers_without_identity(snapshot, server, service) {
-                if !reported.insert((caller.name.as_str(), service)) {
+                if !reported.insert((caller.name.as_str(), caller.namespace.as_str(), service)) {
                     continue;
                 }
                 out.push(
                     diagnostic(
                         Code::CallerWithoutIdentity,
-                        anchors.workload(&caller.name),
+                        anchors.workload(caller),
                         format!(
                             "workload `{}` calls service `{}`, but `{}` serves it with mTLS \
                              strict on port{} {} and `{}` has no identity: its requests are \

@@ -24,7 +24,8 @@ use crate::diag::{Code, Diagnostic, SourceSpan, Sources};
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Anchors {
     services: HashMap<String, ServiceAnchor>,
-    workloads: HashMap<String, SourceSpan>,
+    /// By name and namespace.
+    workloads: HashMap<(String, String), SourceSpan>,
 }
 
 /// Where a service, its outlier settings and its subsets were written.
@@ -79,9 +80,13 @@ impl Anchors {
                         );
                     }
                     ast::Item::Workload(workload) => {
+                        let namespace = workload
+                            .namespace
+                            .as_ref()
+                            .map_or(spec::host::DEFAULT_NAMESPACE, |n| n.name.as_str());
                         anchors
                             .workloads
-                            .entry(workload.name.name.clone())
+                            .entry((workload.name.name.clone(), namespace.to_owned()))
                             .or_insert(at(workload.name.span));
                     }
                     _ => {}
@@ -104,8 +109,9 @@ impl Anchors {
     }
 
     /// The workload's name in its declaration.
-    fn workload(&self, workload: &str) -> Option<SourceSpan> {
-        self.workloads.get(workload).copied()
+    fn workload(&self, workload: &spec::Workload) -> Option<SourceSpan> {
+        let key = (workload.name.clone(), workload.namespace.clone());
+        self.workloads.get(&key).copied()
     }
 }
 

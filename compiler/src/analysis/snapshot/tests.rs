@@ -111,7 +111,8 @@ impl Fixture {
 
     fn workload(&mut self, workload: Workload, line: u32) {
         let span = self.span(line);
-        self.anchors.workloads.insert(workload.name.clone(), span);
+        let key = (workload.name.clone(), workload.namespace.clone());
+        self.anchors.workloads.insert(key, span);
         self.snapshot.workloads.push(workload);
     }
 
@@ -861,10 +862,13 @@ fn anchors_point_at_declaration_names() {
     let file = crate::parse::parse_file(id, text).unwrap();
     let anchors = Anchors::from_files(&[file]);
     let line = |at: Option<SourceSpan>| sources.describe(at.unwrap());
-    assert_eq!(line(anchors.workload("pp")), "a.mesh:6");
+    assert_eq!(line(anchors.workload(&workload("pp"))), "a.mesh:6");
     assert_eq!(line(anchors.service_outlier("reviews")), "a.mesh:1");
     assert_eq!(line(anchors.subset_outlier("reviews", "v1")), "a.mesh:4");
-    assert_eq!(anchors.workload("nope"), None);
+    assert_eq!(anchors.workload(&workload("nope")), None);
+    let mut elsewhere = workload("pp");
+    elsewhere.namespace = "other".into();
+    assert_eq!(anchors.workload(&elsewhere), None);
     assert_eq!(anchors.subset_outlier("reviews", "v9"), None);
 }
 

@@ -622,27 +622,40 @@ spec:
 }
 
 #[test]
-fn one_workload_name_in_two_namespaces_is_e0103_naming_both_namespaces() {
+fn one_workload_name_in_two_namespaces_makes_two_workloads() {
     let deployment = |namespace: &str| {
         format!(
             "\
 apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: frontend, namespace: {namespace}}}
+metadata: {{name: httpbin, namespace: {namespace}}}
 spec:
-  selector: {{matchLabels: {{app: frontend}}}}
+  selector: {{matchLabels: {{app: httpbin}}}}
   template:
-    metadata: {{labels: {{app: frontend}}}}
-    spec: {{containers: [{{name: f, image: f}}]}}
+    metadata: {{labels: {{app: httpbin}}}}
+    spec:
+      serviceAccountName: httpbin
+      containers: [{{name: httpbin, image: httpbin}}]
 "
         )
     };
-    let failed = compile(&docs(&[&deployment("staging"), &deployment("prod")]))
-        .expect_err("two workloads named frontend");
-    let rendered = failed.render();
-    assert!(
-        rendered.contains("workload `frontend` in namespace `prod` has the name of workload `frontend` in namespace `staging`"),
-        "{rendered}"
+    let compiled = compiled(&docs(&[&deployment("foo"), &deployment("bar")]));
+    let snapshot = &compiled.snapshot;
+    for namespace in ["foo", "bar"] {
+        let workload = snapshot
+            .workload(&format!("{namespace}/httpbin"))
+            .expect("found by namespace");
+        assert_eq!(
+            workload.identity.as_deref(),
+            Some(format!("spiffe://cluster.local/ns/{namespace}/sa/httpbin").as_str())
+        );
+    }
+    let ambiguous = snapshot
+        .find_workload("httpbin")
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        ambiguous.as_deref(),
+        Some("workload `httpbin` is in namespaces bar, foo: give NAMESPACE/httpbin")
     );
-    assert!(rendered.contains("E0103"), "{rendered}");
 }
