@@ -1,0 +1,130 @@
+//! Accepting a downstream connection: counting it, telling inbound TLS from plaintext, and
+//! shedding what the core has no room for.
+
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use monoio::net::TcpStream;
+
+use super::reply::{linger, send};
+use super::serve_http1;
+use crate::conn::Conn;
+use crate::http1::reply::LocalReply;
+use crate::http2;
+use crate::routing::Direction;
+use crate::stream::{Stream, TlsStream, TLS_HANDSHAKE_RECORD};
+use crate::worker::Core;
+
+/// Serves one downstream connection from `peer` until either side closes it or the core
+/// drains.
+pub async fn serve_connection(
+    stream: TcpStream,
+    direction: Direction,
+    peer: IpAddr,
+    core: Rc<Core>,
+) {
+    core.active.set(core.active.get() + 1);
+    // The caller address, as per-source rate limits key on it.
+    let peer = peer.to_canonical();
+    let mut down = Conn::new(stream);
+    if direction == Direction::Inbound {
+        match accept_inbound(down, &core).await {
+            Some(Accepted::Http1(accepted)) => down = accepted,
+            Some(Accepted::Http2(tls)) => {
+                if let Ok(addr) = tls.tcp().peer_addr() {
+                    let addr = std::net::SocketAddr::new(peer, addr.port());
+                    http2::serve(*tls, addr, &core).await;
+                }
+                core.active.set(core.active.get() - 1);
+                return;
+            }
+            None => {
+                core.active.set(core.active.get() - 1);
+                return;
+            }
+        }
+    }
+    serve_http1(down, direction, peer, &core).await;
+    core.active.set(core.active.get() - 1);
+}
+
+/// A connection `accept_inbound` let through, by the protocol it speaks.
+pub(super) enum Accepted {
+    Http1(Conn),
+    /// TLS with ALPN `h2`.
+    Http2(Box<TlsStream>),
+}
+
+/// Answers a connection this core has no room for with 503 and closes it. The reply goes out
+/// before the request is read (a client that pipelines gets it too), then the close lingers.
+pub async fn refuse_overloaded(stream: TcpStream, core: Rc<Core>) {
+    let mut down = Conn::new(stream);
+    let mut out = Vec::new();
+    let detail = "too many connections on this core; retry later";
+    LocalReply::Overloaded.write(&mut out, detail, true);
+    if send(&mut down.stream, &mut out).await.is_err() {
+        return;
+    }
+    // Lingering keeps the reply from being lost to a reset, but a flood of connections must
+    // not hold a read buffer and a task each for seconds: past the bound, close at once.
+    let shedding = &core.shedding;
+    if shedding.get() < MAX_LINGERING_SHEDS {
+        shedding.set(shedding.get() + 1);
+        linger(&mut down).await;
+        shedding.set(shedding.get() - 1);
+    }
+}
+
+/// Most shed connections one core lingers on at once (each holds a read buffer).
+pub(super) const MAX_LINGERING_SHEDS: usize = 64;
+
+/// Inbound, before HTTP: tells a TLS ClientHello from plaintext by its first byte and
+/// completes the handshake, as the listener's mTLS mode says (see
+/// [`RouteState::inbound_listener_mode`](crate::routing::RouteState::inbound_listener_mode)).
+/// `None`: the connection was refused (plaintext to strict, counted), failed its handshake
+/// (counted) or closed first.
+pub(super) async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Accepted> {
+    let mode = core.routes.borrow().inbound_listener_mode();
+    let tls = core.tls.borrow().clone();
+    // Without a certificate nothing is strict (meshd refuses such a snapshot at load).
+    let Some(tls) = tls.filter(|_| mode != spec::TlsMode::Disable) else {
+        return Some(Accepted::Http1(down));
+    };
+    // The first bytes may take as long as a keep-alive connection's next request.
+    let idle = monoio::time::sleep(core.settings.idle_timeout);
+    let read = monoio::select! {
+        _ = core.drain.wait() => return None,
+        _ = idle => return None,
+        read = down.fill() => read,
+    };
+    if !matches!(read, Ok(n) if n > 0) {
+        return None;
+    }
+    if down.buffered()[0] != TLS_HANDSHAKE_RECORD {
+        if mode == spec::TlsMode::Strict {
+            core.count_authn(|c| c.plaintext_refused += 1);
+            return None;
+        }
+        return Some(Accepted::Http1(down));
+    }
+    let (stream, buf, pos) = down.into_parts();
+    let Stream::Plain(tcp) = stream else {
+        return None;
+    };
+    let handshake = TlsStream::accept(tcp, tls.server.clone(), &buf[pos..]);
+    let accepted = monoio::time::timeout(core.settings.head_timeout, handshake).await;
+    match accepted {
+        Ok(Ok(stream)) => {
+            core.count_authn(|c| c.inbound_handshakes += 1);
+            if stream.negotiated_h2() {
+                core.count_authn(|c| c.inbound_h2 += 1);
+                return Some(Accepted::Http2(Box::new(stream)));
+            }
+            Some(Accepted::Http1(Conn::with_buffer(Stream::tls(stream), buf)))
+        }
+        Ok(Err(_)) | Err(_) => {
+            core.count_authn(|c| c.inbound_failures += 1);
+            None
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Phases 3 to 5 of one try: a pooled or new upstream connection, the forwarded request, the
+//! response head.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use monoio::time::Instant;
+
+use spec::HeaderEdits;
+
+use super::body::{copy_body, CopyError};
+use super::reply::local_reply;
+use super::response::{read_response_head, ResponseError, ResponsePlan};
+use super::Next;
+use crate::balancer::{Inflight, Pick};
+use crate::conn::Conn;
+use crate::http1::reply::LocalReply;
+use crate::http1::{BodyFraming, ChunkedScanner};
+use crate::mirror::Shadow;
+use crate::pool::{Breaker, Refused, Upstream};
+use crate::retry::{Failure, Retries};
+use crate::stream;
+use crate::upstream::{self, ConnectError, Secure};
+use crate::worker::{Core, Installed};
+
+/// What every try of one request shares.
+pub(super) struct Exchange<'a> {
+    /// How the part of the request body not in the buffered head is framed.
+    pub(super) request_framing: BodyFraming,
+    /// Where a chunked body's scan stands after the part of it in the buffered head.
+    pub(super) chunked_from: ChunkedScanner,
+    /// The rule timeout's deadline for the whole request.
+    pub(super) deadline: Option<Instant>,
+    /// The rule timeout, or `--upstream-timeout` without one (for messages).
+    pub(super) timeout: Duration,
+    pub(super) is_head: bool,
+    pub(super) upgrade: bool,
+    /// The client speaks HTTP/1.1, so interim responses may go to it.
+    pub(super) http11: bool,
+    pub(super) edits: &'a HeaderEdits,
+    /// The destination group's circuit breaker, if it has pool limits.
+    pub(super) breaker: Option<&'a Rc<Breaker>>,
+    /// The destination group's name, for messages.
+    pub(super) group_name: &'a str,
+    /// Mutual TLS to the destination, when its service has identities.
+    pub(super) secure: Option<Secure<'a>>,
+}
+
+/// A try that did not produce a response to forward.
+pub(super) enum Tried {
+    /// The request is over (the client went away, or its body was refused).
+    Done(Next),
+    /// The try failed; the reply to send unless it is retried.
+    Failed(FailedTry),
+}
+
+pub(super) struct FailedTry {
+    /// The retryable condition, if it is one.
+    pub(super) failure: Option<Failure>,
+    /// It ran on a pooled connection.
+    pub(super) reused: bool,
+    /// No response byte arrived.
+    pub(super) before_response: bool,
+    /// The downstream connection may stay open (nothing of the request is left unread).
+    pub(super) keep_alive: bool,
+    pub(super) reply: LocalReply,
+    pub(super) detail: String,
+}
+
+impl Exchange<'_> {
+    /// One try (phases 3–5): a connection to `addr` (pooled when `pooled_ok`), the request
+    /// head and body, the response head. `per_try` bounds the try, within the rule deadline.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn attempt(
+        &self,
+        down: &mut Conn,
+        core: &Core,
+        addr: SocketAddr,
+        per_try: Option<Duration>,
+        pooled_ok: bool,
+        request_out: &mut Vec<u8>,
+        response_out: &mut Vec<u8>,
+        inflight: &mut Option<Inflight<'_>>,
+        shadow: &mut Option<Shadow>,
+    ) -> Result<(Upstream, ResponsePlan), Tried> {
+        // The per-try timeout counts only when it ends before the rule's deadline.
+        let per_try_end = per_try
+            .map(|t| Instant::now() + t)
+            .filter(|end| self.deadline.is_none_or(|d| *end < d));
+        let until = per_try_end.or(self.deadline);
+        let timed_out = |detail: String| FailedTry {
+            failure: per_try_end.map(|_| Failure::PerTryTimeout),
+            reused: false,
+            before_response: true,
+            keep_alive: false,
+            reply: LocalReply::UpstreamTimeout,
+            detail,
+        };
+        // Phase 3: connect, or reuse a pooled connection.
+        let (mut up, reused) = match self.acquire(core, addr, pooled_ok, until).await {
+            Ok(acquired) => acquired,
+            Err((reply, detail, endpoint_fault)) => {
+                if endpoint_fault {
+                    failed(inflight);
+                }
+                let failure = match reply {
+                    LocalReply::ConnectFailure | LocalReply::SecureNaming => {
+                        Some(Failure::ConnectFailure)
+                    }
+                    LocalReply::UpstreamTimeout => per_try_end.map(|_| Failure::PerTryTimeout),
+                    _ => None,
+                };
+                return Err(Tried::Failed(FailedTry {
+                    failure,
+                    reused: false,
+                    before_response: true,
+                    keep_alive: true,
+                    reply,
+                    detail,
+                }));
+            }
+        };
+        up.served += 1;
+        let reset = |detail: &str, before_response: bool| FailedTry {
+            failure: Some(Failure::Reset),
+            reused,
+            before_response,
+            keep_alive: false,
+            reply: LocalReply::UpstreamReset,
+            detail: detail.to_owned(),
+        };
+        // Phase 4: forward head (and a buffered body), then stream any remaining body.
+        let head = std::mem::take(request_out);
+        let len = head.len();
+        let write = up.stream.write_range(head, 0..len);
+        let (written, head) = match until {
+            None => write.await,
+            Some(until) => match monoio::time::timeout_at(until, write).await {
+                Ok(done) => done,
+                Err(_) => {
+                    // The buffer went with the abandoned write: no try can follow.
+                    failed(inflight);
+                    let mut tried = timed_out("the timeout expired while sending".to_owned());
+                    tried.failure = None;
+                    return Err(Tried::Failed(tried));
+                }
+            },
+        };
+        *request_out = head;
+        if written.is_err() {
+            failed(inflight);
+            return Err(Tried::Failed(reset("write failed", true)));
+        }
+        let idle = core.settings.idle_timeout;
+        // Mirroring hook: a streamed body is copied into the mirror's request as it goes.
+        let tee = shadow.as_mut();
+        let (framing, scanner) = (self.request_framing, self.chunked_from.clone());
+        let body = copy_body(down, &mut up.stream, framing, scanner, idle, tee);
+        let copied = match self.deadline {
+            None => body.await,
+            Some(deadline) => match monoio::time::timeout_at(deadline, body).await {
+                Ok(copied) => copied,
+                Err(_elapsed) => {
+                    let detail = "the rule timeout expired while sending the request body";
+                    let reply = LocalReply::UpstreamTimeout;
+                    let next = local_reply(down, response_out, reply, detail, false).await;
+                    return Err(Tried::Done(next));
+                }
+            },
+        };
+        if let Err(e) = copied {
+            let next = match e {
+                CopyError::Source | CopyError::Idle => Next::Close,
+                CopyError::Malformed => {
+                    let reply = LocalReply::BadRequest { status: 400 };
+                    local_reply(down, response_out, reply, "invalid chunked body", false).await
+                }
+                CopyError::Destination(e) => {
+                    failed(inflight);
+                    let detail = format!("while sending the request body: {e}");
+                    let reply = LocalReply::UpstreamReset;
+                    local_reply(down, response_out, reply, &detail, false).await
+                }
+            };
+            return Err(Tried::Done(next));
+        }
+        // Mirroring hook: the whole body went through, so the copy goes out, once (a body
+        // streamed once is never streamed again by a retry).
+        if let Some(shadow) = shadow.take() {
+            shadow.send();
+        }
+        // Phase 5: the response head, within the per-try, the rule's or the sidecar's timeout.
+        let until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
+        let interim = self.http11.then_some(&mut down.stream);
+        let read = read_response_head(
+            &mut up,
+            self.is_head,
+            self.upgrade,
+            self.edits,
+            response_out,
+            interim,
+        );
+        let tried = match monoio::time::timeout_at(until, read).await {
+            Ok(Ok(response)) => return Ok((up, response)),
+            Ok(Err(ResponseError::Closed)) => {
+                reset("connection closed before response headers", true)
+            }
+            Ok(Err(ResponseError::ClosedMidHead)) => reset(
+                "connection closed in the middle of the response head",
+                false,
+            ),
+            // TLS 1.3 ends the client's handshake before the server has checked its
+            // certificate: a refusal arrives as an alert where the response should be.
+            Ok(Err(ResponseError::Io(e))) if !reused && stream::is_fatal_alert(&e) => {
+                core.count_authn(|c| c.outbound_failures += 1);
+                FailedTry {
+                    failure: Some(Failure::ConnectFailure),
+                    reused,
+                    before_response: true,
+                    keep_alive: false,
+                    reply: LocalReply::ConnectFailure,
+                    detail: format!("{addr}: the server refused the TLS session: {e}"),
+                }
+            }
+            Ok(Err(ResponseError::Io(e))) => reset(&e.to_string(), false),
+            Ok(Err(ResponseError::Downstream)) => return Err(Tried::Done(Next::Close)),
+            Ok(Err(ResponseError::Upgrade)) => FailedTry {
+                failure: None,
+                reused,
+                before_response: false,
+                keep_alive: false,
+                reply: LocalReply::BadUpstreamResponse,
+                detail: "101 Switching Protocols to a request that asked for no upgrade".to_owned(),
+            },
+            Ok(Err(ResponseError::Malformed(detail))) => FailedTry {
+                failure: None,
+                reused,
+                before_response: false,
+                keep_alive: false,
+                reply: LocalReply::BadUpstreamResponse,
+                detail,
+            },
+            Err(_elapsed) => {
+                let (timeout, which) = match per_try_end.and(per_try) {
+                    Some(t) => (t, " (per-try timeout)"),
+                    None => (self.timeout, ""),
+                };
+                let ms = timeout.as_millis();
+                timed_out(format!("no response within {ms} ms{which}"))
+            }
+        };
+        failed(inflight);
+        Err(Tried::Failed(tried))
+    }
+
+    /// Phase 3: a pooled connection to `addr`, or a new one if the group's breaker has room;
+    /// else wait (as a pending request) for one of the group's connections to come back.
+    pub(super) async fn acquire(
+        &self,
+        core: &Core,
+        addr: SocketAddr,
+        pooled_ok: bool,
+        until: Option<Instant>,
+    ) -> Result<(Upstream, bool), (LocalReply, String, bool)> {
+        let secure = self.secure.as_ref();
+        let Some(breaker) = self.breaker else {
+            if let Some(up) = pooled_ok.then(|| core.pool.take(addr, secure)).flatten() {
+                return Ok((up, true));
+            }
+            let conn = connect(core, addr, core.settings.connect_timeout, until, secure)
+                .await
+                .map_err(endpoint_fault)?;
+            return Ok((Upstream::new(conn, None), false));
+        };
+        let wait_until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
+        loop {
+            if let Some(up) = pooled_ok.then(|| core.pool.take(addr, secure)).flatten() {
+                return Ok((up, true));
+            }
+            if let Some(lease) = breaker.lease() {
+                let timeout = breaker
+                    .connect_timeout
+                    .unwrap_or(core.settings.connect_timeout);
+                let conn = connect(core, addr, timeout, until, secure)
+                    .await
+                    .map_err(endpoint_fault)?;
+                return Ok((Upstream::new(conn, Some(lease)), false));
+            }
+            // An idle connection to another endpoint of the group makes room when closed.
+            if core.pool.close_one_idle(breaker) {
+                continue;
+            }
+            match monoio::time::timeout_at(wait_until, breaker.wait()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(Refused::Overflow)) => {
+                    return Err((
+                        LocalReply::UpstreamOverflow,
+                        format!(
+                            "{}: the connection and pending request limits are reached",
+                            self.group_name
+                        ),
+                        false,
+                    ))
+                }
+                Err(_elapsed) => {
+                    return Err((
+                        LocalReply::UpstreamTimeout,
+                        format!("{}: no connection became free in time", self.group_name),
+                        false,
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// The endpoint a policy's retry goes to: another of the group's, picked by the group's
+/// balancer among the endpoints not ejected, when it has one.
+pub(super) fn next_endpoint(
+    core: &Core,
+    routes: &Installed,
+    group: Option<usize>,
+    addr: SocketAddr,
+    pick: Option<Pick>,
+    retries: &Retries<'_>,
+) -> (SocketAddr, Option<Pick>) {
+    let (Some(index), Some(last)) = (group.filter(|_| retries.has_policy()), pick) else {
+        return (addr, pick);
+    };
+    let Some(group) = routes.group(index) else {
+        return (addr, pick);
+    };
+    let other = core
+        .balancing
+        .borrow_mut()
+        .pick_other(index, group, last.endpoint);
+    match other.and_then(|e| Some((e, *group.endpoints.get(e as usize)?))) {
+        Some((endpoint, addr)) => (
+            addr,
+            Some(Pick {
+                group: last.group,
+                endpoint,
+            }),
+        ),
+        None => (addr, pick),
+    }
+}
+
+/// A connect error, which counts against the endpoint (unlike a full circuit breaker).
+pub(super) fn endpoint_fault((reply, detail): (LocalReply, String)) -> (LocalReply, String, bool) {
+    (reply, detail, true)
+}
+
+/// Records a failed upstream exchange (gateway error) for outlier detection.
+pub(super) fn failed(inflight: &mut Option<Inflight<'_>>) {
+    if let Some(inflight) = inflight {
+        inflight.failed();
+    }
+}
+
+/// Connects within `timeout` (`--connect-timeout` or the group's), or by the try's `deadline`
+/// when that comes first (then a timeout is the try's: 504 `UT`).
+/// The TLS handshake, when the destination has identities, counts against the same time.
+pub(super) async fn connect(
+    core: &Core,
+    addr: SocketAddr,
+    timeout: Duration,
+    deadline: Option<Instant>,
+    secure: Option<&Secure<'_>>,
+) -> Result<Conn, (LocalReply, String)> {
+    let own = Instant::now() + timeout;
+    let until = deadline.map_or(own, |d| d.min(own));
+    match upstream::connect(core, addr, until, secure).await {
+        Ok(conn) => Ok(conn),
+        Err(ConnectError::Refused(e)) => Err((LocalReply::ConnectFailure, format!("{addr}: {e}"))),
+        Err(ConnectError::Naming(mismatch)) => {
+            Err((LocalReply::SecureNaming, format!("{addr}: {mismatch}")))
+        }
+        Err(ConnectError::Tls(e)) => Err((
+            LocalReply::ConnectFailure,
+            format!("{addr}: TLS handshake failed: {e}"),
+        )),
+        Err(ConnectError::TimedOut) if until < own => Err((
+            LocalReply::UpstreamTimeout,
+            format!("{addr}: the rule timeout expired while connecting"),
+        )),
+        Err(ConnectError::TimedOut) => Err((
+            LocalReply::ConnectFailure,
+            format!("{addr}: no connection within {} ms", timeout.as_millis()),
+        )),
+    }
+}

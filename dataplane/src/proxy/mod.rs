@@ -1,0 +1,463 @@
+//! The HTTP/1.1 request path on one core. Phases, in order:
+//!
+//! 1. read head   — parse with httparse on the connection's buffer; refuse smuggling shapes.
+//! 2. route       — host → rule → weighted destination → endpoint by the group's balancer,
+//!    skipping ejected endpoints (no IO yet, so a bad request or a missing route costs no
+//!    upstream work); then the rule's local rate limit (429), fault delay/abort and redirect.
+//! 3. connect     — reuse an idle pooled connection, or connect within the connect timeout.
+//! 4. forward     — write the rewritten head (with the rule's rewrite and header edits), then
+//!    stream the body (bounded buffer); a mirrored request's copy leaves as its own task.
+//! 5. respond     — wait for the response head within the rule's or the upstream timeout,
+//!    apply the rule's response header edits, stream it back.
+//! 6. recycle     — pool the upstream connection only if its response was read to the end.
+
+mod accept;
+mod body;
+mod exchange;
+mod plan;
+mod reply;
+mod response;
+mod tunnel;
+
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use monoio::time::Instant;
+
+use spec::HeaderEdits;
+
+use crate::actions::NO_EDITS;
+use crate::balancer::Inflight;
+use crate::conn::Conn;
+use crate::http1::head::{parse_request, MAX_HEADERS, MAX_HEAD_BYTES};
+use crate::http1::reply::{write_redirect, LocalReply};
+use crate::http1::{BodyFraming, ChunkedScanner};
+use crate::mirror;
+use crate::pool::Upstream;
+use crate::ratelimit::{over_limit, Caller};
+use crate::retry::{self, Failure, Retries, Verdict};
+use crate::routing::Direction;
+use crate::upstream::Secure;
+use crate::worker::Core;
+use body::copy_body;
+use exchange::{next_endpoint, Exchange, Tried};
+use plan::{plan_request, Action};
+use reply::{finish_reply, linger, local_reply, send, send_continue};
+use tunnel::tunnel;
+
+pub use accept::{refuse_overloaded, serve_connection};
+pub use plan::FORWARDED_CLIENT_CERT;
+
+/// Bodies at most this large that arrived with their head are sent in the same write.
+const COALESCE_BODY_BYTES: u64 = 16 * 1024;
+
+/// What happens to the downstream connection after a request.
+enum Next {
+    KeepAlive,
+    Close,
+    /// The upstream switched protocols (101): relay raw bytes both ways until either closes.
+    Tunnel(Upstream),
+}
+
+/// Serves HTTP/1.1 requests on `down` until either side closes it or the core drains: a
+/// downstream connection, or one bridged HTTP/2 stream.
+pub(crate) async fn serve_http1(
+    mut down: Conn,
+    direction: Direction,
+    peer: IpAddr,
+    core: &Rc<Core>,
+) {
+    // Both buffers live as long as the connection, so steady-state requests allocate nothing.
+    let mut request_out = Vec::with_capacity(2048);
+    let mut response_out = Vec::with_capacity(2048);
+    loop {
+        let next = serve_request(
+            &mut down,
+            direction,
+            peer,
+            core,
+            &mut request_out,
+            &mut response_out,
+        )
+        .await;
+        match next {
+            Next::KeepAlive => {}
+            Next::Close => {
+                // TLS ends with a close_notify, so the peer can tell the end from a truncation.
+                if down.stream.is_tls() {
+                    let _ = down.stream.shutdown().await;
+                }
+                break;
+            }
+            Next::Tunnel(up) => {
+                tunnel(down, up).await;
+                break;
+            }
+        }
+    }
+}
+
+async fn serve_request(
+    down: &mut Conn,
+    direction: Direction,
+    peer: IpAddr,
+    core: &Rc<Core>,
+    request_out: &mut Vec<u8>,
+    response_out: &mut Vec<u8>,
+) -> Next {
+    // Phase 1: read the head. Between requests is the one place draining closes a connection.
+    let mut scanned = 0;
+    let mut head_deadline = None;
+    let plan = loop {
+        let buffered = down.buffered().len();
+        if buffered > 0 && (down.may_hold_head(scanned) || buffered >= MAX_HEAD_BYTES) {
+            // `headers` must not live across an await (it would grow the future by 3 KiB):
+            // the refusal is sent after its scope.
+            let refused = {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                request_out.clear();
+                match parse_request(down.buffered(), &mut headers) {
+                    Ok(Some(head)) => {
+                        break plan_request(&head, direction, core, request_out, &down.stream)
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some(e),
+                }
+            };
+            if let Some(e) = refused {
+                let reply = LocalReply::BadRequest { status: e.status() };
+                return local_reply(down, response_out, reply, &e.to_string(), false).await;
+            }
+        }
+        scanned = buffered;
+        let read = if buffered == 0 {
+            if core.drain.is_draining() {
+                return Next::Close;
+            }
+            // An idle keep-alive connection: closed on drain or after the idle timeout.
+            let idle = monoio::time::sleep(core.settings.idle_timeout);
+            monoio::select! {
+                _ = core.drain.wait() => return Next::Close,
+                _ = idle => return Next::Close,
+                read = down.fill() => read,
+            }
+        } else {
+            // The rest of a started head must arrive in time, or a slow client holds the task.
+            let deadline =
+                *head_deadline.get_or_insert_with(|| Instant::now() + core.settings.head_timeout);
+            match monoio::time::timeout_at(deadline, down.fill()).await {
+                Ok(read) => read,
+                // The abandoned read may have taken TLS records with it: the session cannot
+                // carry a reply any more.
+                Err(_) if down.stream.is_tls() => return Next::Close,
+                Err(_) => {
+                    let reply = LocalReply::BadRequest { status: 408 };
+                    let detail = "request head not received in time";
+                    return local_reply(down, response_out, reply, detail, false).await;
+                }
+            }
+        };
+        match read {
+            Ok(0) | Err(_) => return Next::Close,
+            Ok(_) => {}
+        }
+    };
+    down.consume(plan.head_len);
+    let mut keep_alive = plan.keep_alive && !core.drain.is_draining();
+
+    // Phase 2 happened in plan_request. The rule's local rate limit (ratelimit.rs) comes
+    // first, so a request over it costs nothing more: no delay held, no upstream work.
+    let limited = match (plan.rule, plan.inbound_limit) {
+        (Some(rule), _) => over_limit(core, &plan.routes, rule, Caller::Ip(peer)),
+        (None, Some(rule)) => {
+            let caller = down
+                .stream
+                .peer_identity()
+                .map_or(Caller::Ip(peer), Caller::Principal);
+            over_limit(core, &plan.routes, rule, caller)
+        }
+        (None, None) => None,
+    };
+    if let Some((reply, detail)) = limited {
+        keep_alive &= plan.framing == BodyFraming::None;
+        return local_reply(down, response_out, reply, &detail, keep_alive).await;
+    }
+    // An injected delay holds the request here, and a local reply (abort, redirect, no route)
+    // ends it.
+    if let Some(delay) = plan.delay {
+        monoio::time::sleep(delay).await;
+    }
+    let (addr, group) = match plan.action {
+        Action::Forward(addr, group) => (addr, group),
+        Action::Reply(reply, detail) => {
+            // An unread body would be parsed as the next request: close instead.
+            keep_alive &= plan.framing == BodyFraming::None;
+            return local_reply(down, response_out, reply, &detail, keep_alive).await;
+        }
+        Action::Refuse => {
+            core.count_authn(|c| c.plaintext_refused += 1);
+            return Next::Close;
+        }
+        Action::Redirect(status) => {
+            keep_alive &= plan.framing == BodyFraming::None;
+            response_out.clear();
+            write_redirect(response_out, status, request_out, !keep_alive);
+            return match send(&mut down.stream, response_out).await {
+                Ok(()) if keep_alive => Next::KeepAlive,
+                Ok(()) => {
+                    linger(down).await;
+                    Next::Close
+                }
+                Err(_) => Next::Close,
+            };
+        }
+    };
+    // Balancing hook: each try counts as in flight to its endpoint (the last one until the
+    // request ends), and its upstream outcome feeds outlier detection; see the retry loop.
+    let mut inflight: Option<Inflight<'_>> = None;
+    let actions = plan.rule.and_then(|rule| plan.routes.actions(rule));
+    let response_edits: &HeaderEdits = actions.map_or(&NO_EDITS, |a| &a.response_headers);
+    // A rule timeout bounds the whole exchange from here, retries included: connect, send,
+    // response head.
+    let rule_timeout = actions.and_then(|a| a.timeout);
+    let deadline = rule_timeout.map(|t| Instant::now() + t);
+    let policy = actions.and_then(|a| a.retries.as_ref());
+    let mut request_framing = plan.framing;
+    // Whether 100 Continue went out already (to read a body kept for a retry).
+    let mut continued = false;
+    if let BodyFraming::Length(n) = plan.framing {
+        // Small body already buffered: send head and body in one write.
+        if n <= COALESCE_BODY_BYTES && n as usize <= down.buffered().len() {
+            request_out.extend_from_slice(&down.buffered()[..n as usize]);
+            down.consume(n as usize);
+            request_framing = BodyFraming::None;
+        } else if retry::buffers_body(policy, plan.idempotent, n, core.settings.retry_buffer) {
+            // A retry must be able to replay the body: keep all of it (within --retry-buffer).
+            if plan.expects_continue && plan.http11 && !send_continue(down).await {
+                return Next::Close;
+            }
+            continued = true;
+            let idle = core.settings.idle_timeout;
+            if retry::buffer_body(down, n as usize, request_out, idle)
+                .await
+                .is_err()
+            {
+                return Next::Close;
+            }
+            request_framing = BodyFraming::None;
+        }
+    }
+    // A chunked body is kept the same way while it fits; one that outgrows the bound streams
+    // on from where buffering stopped, and is not retried.
+    let mut chunked_from = ChunkedScanner::default();
+    if plan.framing == BodyFraming::Chunked
+        && retry::buffers_body(policy, plan.idempotent, 0, core.settings.retry_buffer)
+    {
+        if plan.expects_continue && plan.http11 && !send_continue(down).await {
+            return Next::Close;
+        }
+        continued = true;
+        let (limit, idle) = (core.settings.retry_buffer, core.settings.idle_timeout);
+        match retry::buffer_chunked(down, limit, request_out, idle).await {
+            Ok(retry::Chunked::Whole) => request_framing = BodyFraming::None,
+            Ok(retry::Chunked::Partial(scanner)) => chunked_from = scanner,
+            Err(retry::BufferError::Source) => return Next::Close,
+            Err(retry::BufferError::Malformed(e)) => {
+                let reply = LocalReply::BadRequest { status: 400 };
+                let detail = format!("invalid chunked body: {e}");
+                return local_reply(down, response_out, reply, &detail, false).await;
+            }
+        }
+    }
+    // Chunk framing that came with the head is checked before any upstream sees the head, so
+    // a malformed body there is refused without an upstream connection.
+    if request_framing == BodyFraming::Chunked {
+        if let Err(e) = chunked_from.clone().feed(down.buffered()) {
+            let reply = LocalReply::BadRequest { status: 400 };
+            let detail = format!("invalid chunked body: {e}");
+            return local_reply(down, response_out, reply, &detail, false).await;
+        }
+    }
+    // Mirroring (mirror.rs): the copy starts from the forwarded head and goes out as its own
+    // task once the whole request is in hand: now, or after its body streamed through.
+    let mut shadow = plan.rule.and_then(|rule| {
+        let (is_head, upgrade) = (plan.is_head, plan.upgrade);
+        mirror::begin(
+            core,
+            &plan.routes,
+            rule,
+            request_out,
+            request_framing,
+            is_head,
+            upgrade,
+        )
+    });
+    if request_framing == BodyFraming::None {
+        if let Some(shadow) = shadow.take() {
+            shadow.send();
+        }
+    }
+    if plan.expects_continue && plan.http11 && request_framing != BodyFraming::None && !continued {
+        // Answer 100-continue ourselves (as Envoy does by default) so the client sends the
+        // body while the upstream connection is set up.
+        if !send_continue(down).await {
+            return Next::Close;
+        }
+    }
+
+    // Phases 3–5, tried again as the rule's retry policy (or the default: one replay of an
+    // idempotent request a stale pooled connection lost) allows; see `retry`.
+    // Replayable: the whole body (within --retry-buffer) went into the buffered head.
+    let body_len = match plan.framing {
+        BodyFraming::Length(n) => n,
+        _ => 0,
+    };
+    let buffered =
+        request_framing == BodyFraming::None && body_len <= core.settings.retry_buffer as u64;
+    let mut retries = Retries::new(policy, plan.idempotent, buffered, &core.retry_budget);
+    let _in_flight = core.retry_budget.request();
+    let breaker = group.and_then(|g| core.breakers.borrow().get(g).cloned().flatten());
+    let destination = group.and_then(|g| plan.routes.group(g));
+    let exchange = Exchange {
+        secure: destination.and_then(|g| Secure::for_group(core, g)),
+        request_framing,
+        chunked_from,
+        deadline,
+        timeout: rule_timeout.unwrap_or(core.settings.upstream_timeout),
+        is_head: plan.is_head,
+        upgrade: plan.upgrade,
+        http11: plan.http11,
+        edits: response_edits,
+        breaker: breaker.as_ref(),
+        group_name: group
+            .and_then(|g| plan.routes.group(g))
+            .map_or("the inbound target", |g| g.name.as_str()),
+    };
+    let mut addr = addr;
+    let mut pick = plan.pick;
+    let (mut up, response) = loop {
+        // Balancing hook: each try counts as in flight to the endpoint it uses, and its
+        // outcome feeds that endpoint's outlier detection (when the try ends or is retried).
+        drop(inflight.take());
+        inflight = pick.map(|pick| Inflight::start(&core.balancing, pick));
+        let per_try = retries.per_try();
+        let pooled_ok = retries.done() == 0 || retries.has_policy();
+        let tried = exchange
+            .attempt(
+                down,
+                core,
+                addr,
+                per_try,
+                pooled_ok,
+                request_out,
+                response_out,
+                &mut inflight,
+                &mut shadow,
+            )
+            .await;
+        let time_left = deadline.is_none_or(|d| Instant::now() < d);
+        let failed = match tried {
+            Ok((up, response)) => {
+                if response.switched || !retries.may_retry_status(response.status) {
+                    break (up, response);
+                }
+                match retries.after(Failure::Status(response.status), false, false, time_left) {
+                    Verdict::Retry(backoff) => {
+                        // Nothing went downstream yet: drop this response with its connection.
+                        drop(up);
+                        if let Some(inflight) = inflight.as_mut() {
+                            inflight.response(response.status);
+                        }
+                        drop(inflight.take());
+                        retry::sleep_within(backoff, deadline).await;
+                        (addr, pick) =
+                            next_endpoint(core, &plan.routes, group, addr, pick, &retries);
+                        continue;
+                    }
+                    _ => break (up, response),
+                }
+            }
+            Err(Tried::Done(next)) => return next,
+            Err(Tried::Failed(failed)) => failed,
+        };
+        let verdict = match failed.failure {
+            Some(failure) => {
+                retries.after(failure, failed.reused, failed.before_response, time_left)
+            }
+            None => Verdict::Final,
+        };
+        match verdict {
+            Verdict::Retry(backoff) => {
+                drop(inflight.take());
+                retry::sleep_within(backoff, deadline).await;
+                (addr, pick) = next_endpoint(core, &plan.routes, group, addr, pick, &retries);
+            }
+            verdict => {
+                keep_alive &= failed.keep_alive && request_framing == BodyFraming::None;
+                let exhausted = verdict == Verdict::Exhausted;
+                response_out.clear();
+                let (reply, detail) = (failed.reply, &failed.detail);
+                reply.write_after_retries(response_out, detail, !keep_alive, exhausted);
+                return finish_reply(down, response_out, keep_alive).await;
+            }
+        }
+    };
+    // The response head (rewritten into response_out) goes back downstream. A drain that began
+    // while this request was in flight tells the client to go elsewhere next time.
+    if let Some(inflight) = inflight.as_mut() {
+        inflight.response(response.status);
+    }
+    if let (Some(cookie), Some(pick)) = (plan.cookie, plan.pick) {
+        let group = plan.routes.groups().get(pick.group as usize);
+        if let Some(name) = group.and_then(|g| g.balancer.cookie_name()) {
+            crate::balancer::write_set_cookie(response_out, name, cookie);
+        }
+    }
+    keep_alive &= response.framing != BodyFraming::UntilClose && !core.drain.is_draining();
+    if !keep_alive && !response.switched {
+        response_out.truncate(response_out.len() - 2);
+        response_out.extend_from_slice(b"connection: close\r\n\r\n");
+    }
+    let mut response_framing = response.framing;
+    if let BodyFraming::Length(n) = response.framing {
+        if n <= COALESCE_BODY_BYTES && n as usize <= up.buffered().len() {
+            response_out.extend_from_slice(&up.buffered()[..n as usize]);
+            up.consume(n as usize);
+            response_framing = BodyFraming::None;
+        }
+    }
+    if response.switched {
+        // 101: both sides now speak the upgraded protocol over these two connections.
+        return match send(&mut down.stream, response_out).await {
+            Ok(()) => Next::Tunnel(up),
+            Err(_) => Next::Close,
+        };
+    }
+    if send(&mut down.stream, response_out).await.is_err() {
+        return Next::Close;
+    }
+    match copy_body(
+        &mut up,
+        &mut down.stream,
+        response_framing,
+        ChunkedScanner::default(),
+        core.settings.idle_timeout,
+        None,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(_) => return Next::Close,
+    }
+
+    // Phase 6: recycle (unless the group's pool limits retire the connection, or a reload
+    // removed its endpoint).
+    if response.keep_alive && up.buffered().is_empty() && up.reusable() {
+        core.recycle(Some(&plan.routes), addr, up);
+    }
+    if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}

@@ -1,0 +1,66 @@
+//! Relaying raw bytes after a protocol switch (101).
+
+use std::io;
+
+use crate::conn::Conn;
+use crate::pool::Upstream;
+use crate::stream::Stream;
+
+/// Relays bytes both ways after a protocol switch until each side has closed its half; bytes
+/// that arrived with either head go first. Neither connection is reused afterwards.
+pub(super) async fn tunnel(mut down: Conn, up: Upstream) {
+    // The lease (if any) keeps counting the connection until the tunnel ends.
+    let Upstream {
+        conn: mut up,
+        lease: _lease,
+        ..
+    } = up;
+    use monoio::io::Splitable;
+    let pending = down.buffered().len();
+    if down
+        .forward_buffered(&mut up.stream, pending)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let pending = up.buffered().len();
+    if up
+        .forward_buffered(&mut down.stream, pending)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    match (down.into_parts().0, up.into_parts().0) {
+        (Stream::Plain(down), Stream::Plain(up)) => {
+            let (mut down_read, mut down_write) = down.into_split();
+            let (mut up_read, mut up_write) = up.into_split();
+            let _ = monoio::join!(
+                relay(&mut down_read, &mut up_write),
+                relay(&mut up_read, &mut down_write)
+            );
+        }
+        (down, up) => relay_unsplit(down, up).await,
+    }
+}
+
+/// Relays both ways in one task, for a TLS side whose session cannot be split in two: both
+/// sides in poll style, so a write waiting on one side never stops reading the other (each
+/// peer may send everything before it reads). A side that ends half-closes the other.
+pub(super) async fn relay_unsplit(down: Stream, up: Stream) {
+    let (Ok(mut down), Ok(mut up)) = (down.into_poll(), up.into_poll()) else {
+        return;
+    };
+    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+}
+
+/// Copies until `from` ends, then half-closes `to` so the other side sees the end too.
+pub(super) async fn relay(
+    from: &mut impl monoio::io::AsyncReadRent,
+    to: &mut impl monoio::io::AsyncWriteRent,
+) -> io::Result<u64> {
+    let copied = monoio::io::copy(from, to).await;
+    let _ = to.shutdown().await;
+    copied
+}
