@@ -299,6 +299,9 @@ pub enum Code {
     /// W0185: a match of a rule is contained in an earlier match of the same rule, so it never
     /// decides anything (IST0131 inside one rule).
     MatchNeverDecides,
+    /// W0186: a deprecated Istio field that Istio's sidecars ignore, and so does meshd (IST0002);
+    /// unlike W0180's fields it is not read, so it is listed as not enforced.
+    IstioDeprecatedIgnored,
 }
 
 impl Code {
@@ -360,6 +363,7 @@ impl Code {
         Self::IstioJwtClaimRouteWithoutAuthentication,
         Self::IstioConflictingServiceEntryProtocol,
         Self::MatchNeverDecides,
+        Self::IstioDeprecatedIgnored,
     ];
 
     /// The code written as `text` (`W0107`; case-insensitive), if there is one.
@@ -433,6 +437,7 @@ impl Code {
             Self::IstioJwtClaimRouteWithoutAuthentication => "W0183",
             Self::IstioConflictingServiceEntryProtocol => "W0184",
             Self::MatchNeverDecides => "W0185",
+            Self::IstioDeprecatedIgnored => "W0186",
         }
     }
 
@@ -448,6 +453,7 @@ impl Code {
                 | Self::IstioNotExpressible
                 | Self::IstioIncomplete
                 | Self::IstioOutOfScope
+                | Self::IstioDeprecatedIgnored
         )
     }
 
@@ -485,7 +491,8 @@ impl Code {
             | Self::IstioServiceEntryAddressesRequired
             | Self::IstioJwtClaimRouteWithoutAuthentication
             | Self::IstioConflictingServiceEntryProtocol
-            | Self::MatchNeverDecides => Severity::Warning,
+            | Self::MatchNeverDecides
+            | Self::IstioDeprecatedIgnored => Severity::Warning,
             Self::Syntax
             | Self::InvalidValue
             | Self::CannotRead

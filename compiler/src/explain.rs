@@ -250,7 +250,8 @@ pub struct Explanation {
     pub request: Request,
     /// The workload whose view was used, if any.
     pub workload: Option<String>,
-    /// The caller's SPIFFE ID from `--from`; `None` means no peer identity.
+    /// The caller's SPIFFE ID: `--from`, else the caller workload's own when its sidecar calls
+    /// a destination over mutual TLS; `None` means no peer identity.
     pub from: Option<String>,
     /// The routing outcome.
     pub outcome: Outcome,
@@ -290,15 +291,23 @@ pub fn explain(
     }
     let (outcome, served) = route(snapshot, (visible, namespace), &request, &mut notes);
     let caller = workload_entry.filter(|_| callee.is_none());
-    let from = from.or_else(|| {
-        let identity = presented_identity(snapshot, caller, served.as_deref()?)?;
+    // Without --from, the caller presents its own identity to every destination it calls over
+    // mutual TLS, as its sidecar does.
+    let presented = served
+        .iter()
+        .flatten()
+        .find_map(|&s| presented_identity(snapshot, caller, s));
+    if let (None, Some(identity), Some(caller)) = (&from, &presented, caller) {
         notes.push(format!(
             "from: {identity}, the identity workload {} presents when its sidecar calls over \
              mutual TLS (--from overrides it)",
-            caller.map_or("", |w| w.name.as_str())
+            snapshot.workload_query(caller)
         ));
-        Some(identity)
-    });
+    }
+    let peer = Peer {
+        from: from.as_deref(),
+        caller,
+    };
     let authz = match (&outcome, served) {
         (Outcome::Routed { actions, .. }, _) if actions.redirect.is_some() => {
             Authorization::NotEvaluated(
@@ -307,37 +316,39 @@ pub fn explain(
             )
         }
         (Outcome::Routed { .. }, Some(served)) => {
-            authorize(snapshot, callee, &served, &request, from.as_deref())
+            authorize(snapshot, callee, &served, &request, peer)
         }
         _ => Authorization::NotEvaluated("no route".to_owned()),
     };
     Ok(Explanation {
         request,
         workload: workload.map(str::to_owned),
-        from,
+        from: from.or(presented),
         outcome,
         authz,
         notes,
     })
 }
 
-/// The identity the `caller`'s sidecar presents to the servers of `served`: its own, when every
-/// one of those services names the identities of its servers (then meshd calls it over mutual
-/// TLS with secure naming); `None` for a plaintext call.
+/// Who calls, as a server sees it: the `--from` identity, else the caller workload's own
+/// where its sidecar calls over mutual TLS.
+#[derive(Clone, Copy)]
+struct Peer<'a> {
+    from: Option<&'a str>,
+    caller: Option<&'a spec::Workload>,
+}
+
+/// The identity the `caller`'s sidecar presents to the servers of `service`: its own, when the
+/// service names the identities of its servers (then meshd calls it over mutual TLS with secure
+/// naming, deciding per destination); `None` for a plaintext call.
 fn presented_identity(
     snapshot: &Snapshot,
     caller: Option<&spec::Workload>,
-    served: &[u32],
+    service: u32,
 ) -> Option<String> {
     let identity = caller?.identity.clone()?;
-    let mutual = !served.is_empty()
-        && served.iter().all(|&s| {
-            snapshot
-                .services
-                .get(s as usize)
-                .is_some_and(|service| !service.identities.is_empty())
-        });
-    mutual.then_some(identity)
+    let service = snapshot.services.get(service as usize)?;
+    (!service.identities.is_empty()).then_some(identity)
 }
 
 /// Evaluates inbound authorization on the callee, or on every workload serving one of the
@@ -347,7 +358,7 @@ fn authorize(
     callee: Option<&spec::Workload>,
     served: &[u32],
     request: &Request,
-    from: Option<&str>,
+    peer: Peer<'_>,
 ) -> Authorization {
     let servers: Vec<&spec::Workload> = match callee {
         Some(w) => vec![w],
@@ -374,12 +385,20 @@ fn authorize(
         },
         _ => None,
     });
-    let attrs = authz::Attributes {
-        request,
-        principal: from,
-        port,
-    };
-    Authorization::Evaluated(servers.iter().map(|w| authz::evaluate(w, attrs)).collect())
+    let verdicts = servers.iter().map(|server| {
+        // The destination this server is one of decides whether the call is mutual TLS.
+        let service = served
+            .iter()
+            .find(|s| server.serves.binary_search(s).is_ok());
+        let presented = service.and_then(|&s| presented_identity(snapshot, peer.caller, s));
+        let attrs = authz::Attributes {
+            request,
+            principal: peer.from.or(presented.as_deref()),
+            port,
+        };
+        authz::evaluate(server, &snapshot.workload_query(server), attrs)
+    });
+    Authorization::Evaluated(verdicts.collect())
 }
 
 fn service_name(snapshot: &Snapshot, i: u32) -> String {
@@ -533,7 +552,7 @@ impl spec::matching::Request for Request {
 
 /// Compiles `pattern` anchored at both ends; a pattern that does not compile leaves a note.
 fn anchored(pattern: &str, notes: &mut Vec<String>) -> Anchored {
-    match regex::bytes::Regex::new(&format!("^(?:{pattern})$")) {
+    match regex::bytes::Regex::new(&spec::matching::anchored(pattern)) {
         Ok(re) => Anchored(Some(re)),
         Err(e) => {
             let note = format!("regex {pattern:?} does not compile, treated as not matching: {e}");
@@ -555,10 +574,10 @@ fn rewritten(
     notes: &mut Vec<String>,
 ) -> Rewritten {
     let mut path = request.path.clone();
+    // One or the other, as meshd applies them (the compilers refuse both).
     if let Some(new_prefix) = &rewrite.path_prefix {
         path = format!("{new_prefix}{}", path.get(covered..).unwrap_or_default());
-    }
-    if let Some(re) = &rewrite.path_regex {
+    } else if let Some(re) = &rewrite.path_regex {
         // Unanchored: every match in the path is replaced.
         match Regex::new(&re.pattern) {
             Ok(compiled) => {
@@ -585,22 +604,17 @@ fn rewritten(
     }
 }
 
-/// The `Location` a redirect gives this request: unset parts keep the request's own.
+/// The `Location` a redirect gives this request, built as meshd builds it.
 fn location(r: &Redirect, request: &Request) -> String {
-    let scheme = r.scheme.as_deref().unwrap_or("http");
-    let host = r.authority.as_deref().unwrap_or(&request.host);
-    let port = r
-        .port
-        .or(request.port)
-        .map(|p| format!(":{p}"))
-        .unwrap_or_default();
-    let path = r.path.as_deref().unwrap_or(&request.path);
-    let query = request
-        .query
-        .as_ref()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    format!("{scheme}://{host}{port}{path}{query}")
+    let source = spec::http::RedirectSource {
+        host: &request.host,
+        port: request.port,
+        path: &request.path,
+        query: request.query.as_deref().unwrap_or(""),
+    };
+    let mut out = Vec::new();
+    spec::http::write_location(r, source, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn file_line(source: &SourceLocation) -> String {

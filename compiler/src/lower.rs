@@ -654,6 +654,15 @@ impl<'a> Lowerer<'a> {
 
     fn workload(&mut self, file: FileId, w: &ast::Workload, index: &ServiceIndex<'_>) -> Workload {
         let name = &w.name.name;
+        if name.contains('/') {
+            self.report(
+                Code::InvalidValue,
+                file,
+                w.name.span,
+                format!("workload name `{name}` holds a `/`"),
+                "`meshd --workload` reads `A/B` as workload B of namespace A: rename the workload",
+            );
+        }
         let identity = match w.identities.split_first() {
             None => None,
             Some((first, rest)) => {

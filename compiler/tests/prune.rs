@@ -243,7 +243,22 @@ fn a_workload_name_that_is_no_plain_file_name_is_refused_in_directory_mode() {
     let output = compile(&input, &out);
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{err}");
-    assert!(err.contains("not a plain file name"), "{err}");
+    assert!(
+        err.contains("workload name `../escape` holds a `/`"),
+        "{err}"
+    );
     assert!(listing(&out).is_empty(), "{err}");
     assert!(!dir.path("escape.snap").exists());
+
+    let hidden = dir.write(
+        "hidden.toml",
+        "[[service]]\nname = \"reviews\"\nports = [{ number = 9080, protocol = \"http\" }]\n\
+         endpoints = [{ address = \"127.0.0.1:9081\" }]\n\
+         [[workload]]\nname = \".hidden\"\n",
+    );
+    let output = compile(&hidden, &out);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a plain file name"), "{err}");
+    assert!(listing(&out).is_empty(), "{err}");
 }

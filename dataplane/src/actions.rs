@@ -183,68 +183,6 @@ impl PathRewrite {
     }
 }
 
-/// The request parts a redirect Location is built from.
-#[derive(Debug, Clone, Copy)]
-pub struct RedirectSource<'r> {
-    /// Host without port.
-    pub host: &'r str,
-    /// Port, if the request named one.
-    pub port: Option<u16>,
-    /// Path without the query.
-    pub path: &'r str,
-    /// Query without the `?`, empty when none.
-    pub query: &'r str,
-}
-
-/// Writes the Location of `redirect` for a request into `out`: the redirect's scheme
-/// (default `http`), host, port and path, each defaulting to the request's; the query is kept.
-/// A port that is the scheme's default is left out.
-pub fn write_location(redirect: &Redirect, request: RedirectSource<'_>, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    let scheme = redirect.scheme.as_deref().unwrap_or("http");
-    let (host, authority_port) = match redirect.authority.as_deref() {
-        Some(authority) => split_port(authority),
-        None => (request.host, None),
-    };
-    let port = match (redirect.port, authority_port) {
-        (Some(p), _) => Some(p),
-        (None, Some(p)) => Some(p),
-        // A new host or a new scheme does not inherit the request's port.
-        (None, None) if redirect.authority.is_none() && redirect.scheme.is_none() => request.port,
-        (None, None) => None,
-    };
-    out.extend_from_slice(scheme.as_bytes());
-    out.extend_from_slice(b"://");
-    out.extend_from_slice(host.as_bytes());
-    let default_port = if scheme.eq_ignore_ascii_case("https") {
-        443
-    } else {
-        80
-    };
-    if let Some(port) = port.filter(|&p| p != default_port) {
-        let _ = write!(out, ":{port}");
-    }
-    let path = redirect.path.as_deref().unwrap_or(request.path);
-    if !path.starts_with('/') {
-        out.push(b'/');
-    }
-    out.extend_from_slice(path.as_bytes());
-    if !request.query.is_empty() {
-        out.push(b'?');
-        out.extend_from_slice(request.query.as_bytes());
-    }
-}
-
-fn split_port(authority: &str) -> (&str, Option<u16>) {
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !port.contains(']') => match port.parse() {
-            Ok(p) => (host, Some(p)),
-            Err(_) => (authority, None),
-        },
-        _ => (authority, None),
-    }
-}
-
 /// Whether header `name` is removed or replaced by `edits` (so the original is not forwarded).
 pub fn edited_away(name: &str, edits: &HeaderEdits) -> bool {
     edits.remove.iter().any(|r| name.eq_ignore_ascii_case(r))

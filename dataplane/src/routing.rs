@@ -242,7 +242,7 @@ pub enum BuildError {
 
 /// Compiles `pattern` anchored at both ends (the whole value must match).
 fn anchored(pattern: &str, rule: &str, what: &str) -> Result<Regex, BuildError> {
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+    Regex::new(&spec::matching::anchored(pattern)).map_err(|e| {
         BuildError::Regex(format!(
             "rule {rule}: invalid regex {pattern:?} in the {what} match: {}",
             crate::actions::regex_reason(&e)

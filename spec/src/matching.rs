@@ -18,6 +18,12 @@
 use crate::http::{percent_decoded, query_pairs};
 use crate::{PathMatch, RequestMatch, ValueMatch};
 
+/// `pattern` anchored at both ends, for a regex engine to compile into a [`Pattern`]: a match
+/// condition's regex must match the whole value.
+pub fn anchored(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
+}
+
 /// A compiled regular expression that matches a whole value (anchored at both ends).
 pub trait Pattern {
     /// Whether `value` matches.

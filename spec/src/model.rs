@@ -523,8 +523,8 @@ impl std::fmt::Display for SourceLocation {
 /// An application instance that a sidecar runs beside.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workload {
-    /// Workload name, passed to `meshd --workload` (as `NAMESPACE/NAME` when another
-    /// namespace has a workload of the same name).
+    /// Workload name, without `/`; passed to `meshd --workload` (as `NAMESPACE/NAME` when
+    /// another namespace has a workload of the same name).
     pub name: String,
     /// Namespace; `default` unless the config says otherwise. Short host names resolve
     /// relative to it.
@@ -769,10 +769,9 @@ impl Snapshot {
     /// Looks up a workload by `NAME`, or by `NAMESPACE/NAME` (which a name used in several
     /// namespaces needs).
     pub fn find_workload(&self, query: &str) -> Result<&Workload, WorkloadLookupError> {
-        // A name that itself holds a `/` (TOML allows it) is found as written.
         let (namespace, name) = match query.split_once('/') {
-            Some((namespace, name)) if self.named(query).is_empty() => (Some(namespace), name),
-            _ => (None, query),
+            Some((namespace, name)) => (Some(namespace), name),
+            None => (None, query),
         };
         let named = self.named(name);
         let found = match (named, namespace) {

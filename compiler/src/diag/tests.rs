@@ -230,6 +230,7 @@ fn istio_analyzer_codes_are_stable_warnings() {
         (Code::IstioJwtClaimRouteWithoutAuthentication, "W0183"),
         (Code::IstioConflictingServiceEntryProtocol, "W0184"),
         (Code::MatchNeverDecides, "W0185"),
+        (Code::IstioDeprecatedIgnored, "W0186"),
     ];
     for (code, text) in all {
         assert_eq!(code.to_string(), text);

@@ -60,10 +60,11 @@ pub struct Verdict {
     pub notes: Vec<String>,
 }
 
-/// Evaluates `workload`'s inbound authorization for a request with these attributes.
-pub(super) fn evaluate(workload: &Workload, attrs: Attributes<'_>) -> Verdict {
+/// Evaluates `workload`'s inbound authorization (the workload `name`d so, as `--workload`
+/// finds it) for a request with these attributes.
+pub(super) fn evaluate(workload: &Workload, name: &str, attrs: Attributes<'_>) -> Verdict {
     let mut verdict = Verdict {
-        workload: workload.name.clone(),
+        workload: name.to_owned(),
         decision: Decision::Allow,
         policy: None,
         reason: String::new(),

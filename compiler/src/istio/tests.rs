@@ -1397,7 +1397,8 @@ fn outlier_detection_takes_istios_defaults_and_zero_turns_a_trigger_off() {
 #[test]
 fn consecutive_errors_is_deprecated_and_ignored_as_in_istio() {
     let (outlier, codes) = outlier_of("{consecutiveErrors: 7}");
-    assert_eq!(codes, [Code::IstioDeprecated]);
+    assert_eq!(codes, [Code::IstioDeprecatedIgnored]);
+    assert!(Code::IstioDeprecatedIgnored.means_unserved());
     let outlier = outlier.expect("the block still enables Istio's default trigger");
     assert_eq!(
         (outlier.consecutive_5xx, outlier.consecutive_gateway_errors),
@@ -1715,4 +1716,60 @@ fn hosts_resolve_as_istio_qualifies_them() {
         .map(|h| h.host.as_str())
         .collect();
     assert_eq!(hosts, ["reviews"]);
+}
+
+#[test]
+fn a_jwt_claim_match_is_not_expressible_and_drops_its_rule() {
+    let yaml = format!(
+        "{SERVICE_ENTRY}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  hosts: [reviews.example]
+  http:
+  - name: admins
+    match:
+    - headers:
+        \"@request.auth.claims.group\": {{exact: admin}}
+    route: [{{destination: {{host: reviews.example}}}}]
+  - name: rest
+    route: [{{destination: {{host: reviews.example}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt, namespace: shop}}
+spec:
+  jwtRules: [{{issuer: https://local.example, jwksUri: file:///etc/jwks.json}}]
+"
+    );
+    let compiled = compile(&yaml).unwrap_or_else(|f| panic!("{}", f.render()));
+    let found = codes_and_lines(&compiled.warnings, &compiled.sources);
+    assert!(
+        found.contains(&(Code::IstioNotExpressible, 30)),
+        "{found:?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|(c, _)| *c == Code::IstioJwtClaimRouteWithoutAuthentication),
+        "{found:?}"
+    );
+    let table = compiled
+        .snapshot
+        .routes
+        .iter()
+        .find(|t| compiled.snapshot.services[t.service as usize].name == "reviews.example")
+        .expect("route table");
+    let names: Vec<&str> = table.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["rest"],
+        "the claim rule is dropped, never broadened"
+    );
+    assert!(compiled
+        .snapshot
+        .unserved
+        .iter()
+        .any(|u| u.message.contains("@request.auth.claims.group")));
 }

@@ -41,67 +41,6 @@ fn regex_rewrite_substitutes_groups_everywhere() {
     assert_eq!(out, b"/none", "no match keeps the path");
 }
 
-fn location(redirect: Redirect, port: Option<u16>, query: &str) -> String {
-    let source = RedirectSource {
-        host: "shop",
-        port,
-        path: "/cart",
-        query,
-    };
-    let mut out = Vec::new();
-    write_location(&redirect, source, &mut out);
-    String::from_utf8(out).unwrap()
-}
-
-fn redirect() -> Redirect {
-    Redirect {
-        scheme: None,
-        authority: None,
-        port: None,
-        path: None,
-        status: 301,
-    }
-}
-
-#[test]
-fn redirect_location_keeps_what_the_redirect_leaves_unset() {
-    assert_eq!(location(redirect(), None, ""), "http://shop/cart");
-    assert_eq!(
-        location(redirect(), Some(8080), "a=1&b"),
-        "http://shop:8080/cart?a=1&b"
-    );
-    assert_eq!(
-        location(redirect(), Some(80), ""),
-        "http://shop/cart",
-        "the default port is left out"
-    );
-    let https = Redirect {
-        scheme: Some("https".into()),
-        ..redirect()
-    };
-    assert_eq!(
-        location(https, Some(8080), "q=1"),
-        "https://shop/cart?q=1",
-        "a new scheme does not inherit the old port"
-    );
-    let moved = Redirect {
-        authority: Some("new.example".into()),
-        path: Some("/basket".into()),
-        port: Some(9443),
-        scheme: Some("https".into()),
-        status: 308,
-    };
-    assert_eq!(
-        location(moved, Some(8080), "x=%20"),
-        "https://new.example:9443/basket?x=%20"
-    );
-    let with_port = Redirect {
-        authority: Some("other:81".into()),
-        ..redirect()
-    };
-    assert_eq!(location(with_port, None, ""), "http://other:81/cart");
-}
-
 fn header(name: &str, value: &str) -> HeaderValue {
     HeaderValue {
         name: name.into(),

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use spec::authz::JwtFacts;
 
-use crate::actions::{chance, write_location, RedirectSource};
+use crate::actions::chance;
 use crate::authz::InboundRequest;
 use crate::balancer::{Input, NewCookie, Pick};
 use crate::http1::head::RequestEdits;
@@ -16,6 +16,7 @@ use crate::http1::BodyFraming;
 use crate::routing::{Direction, RequestView, RouteError, RouteState, RuleRef};
 use crate::stream::Stream;
 use crate::worker::{Core, Installed};
+use spec::http::{write_location, RedirectSource};
 
 /// The header inbound forwarding tells the application the mTLS caller with (Envoy's and
 /// Istio's name); a caller's own is removed.

@@ -132,7 +132,7 @@ fn one_name_in_two_namespaces_is_two_workloads(driver: &str) {
     // `meshc explain` takes the same names and agrees.
     let said = explain(&snapshot, Some("foo/curl"), "http://httpbin:8000/", &[]);
     assert_eq!(said["authz"]["decision"], "deny", "{said}");
-    assert_eq!(said["authz"]["workload"], "httpbin", "{said}");
+    assert_eq!(said["authz"]["workload"], "foo/httpbin", "{said}");
     let said = explain(&snapshot, Some("bar/curl"), "http://httpbin/", &[]);
     assert_eq!(said["authz"]["decision"], "allow", "{said}");
 }

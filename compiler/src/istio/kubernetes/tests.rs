@@ -659,3 +659,29 @@ spec:
         Some("workload `httpbin` is in namespaces bar, foo: give NAMESPACE/httpbin")
     );
 }
+
+#[test]
+fn an_empty_workload_selector_matches_every_pod_of_the_namespace_with_w0203() {
+    let entry = "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings, namespace: shop}
+spec:
+  hosts: [ratings.example.com]
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {}}
+";
+    let compiled = compiled(&docs(&[REVIEWS, POD_V1, entry]));
+    let rendered: Vec<String> = compiled
+        .warnings
+        .iter()
+        .map(|d| d.message.clone())
+        .collect();
+    assert!(
+        rendered
+            .iter()
+            .any(|m| m.contains("matches Kubernetes workload `reviews-v1-a`")),
+        "{rendered:?}"
+    );
+}

@@ -444,7 +444,7 @@ pub(super) fn outlier(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast:
     );
     if let Some(legacy) = node.get("consecutiveErrors") {
         out.push(
-            Code::IstioDeprecated,
+            Code::IstioDeprecatedIgnored,
             legacy.span,
             format!(
                 "`{path}.consecutiveErrors` is deprecated and Istio's sidecars ignore it; so \

@@ -80,6 +80,22 @@ pub(super) fn request_match(
                         value: crate::istio::plain(name),
                         span: name.span,
                     };
+                    if field != "queryParams" && name_str.value.starts_with(JWT_CLAIM_PREFIX) {
+                        out.inexpressible(
+                            name.span,
+                            format!(
+                                "`{path}.{field}.{}`: routing on a JWT claim needs the validated \
+                                 token where the route is chosen, and meshd chooses it on the \
+                                 caller's sidecar, which validates none (Istio serves claim \
+                                 routes on ingress gateways only); {drop_note}",
+                                name_str.value
+                            ),
+                            "route on a header the application sets, or authorize on the claim \
+                             with an AuthorizationPolicy `when` condition on the server",
+                        );
+                        supported = false;
+                        continue;
+                    }
                     let found = string_match(matcher);
                     let condition = match (field.as_str(), found) {
                         ("headers", Some(StringMatch::Present)) => {
@@ -118,6 +134,9 @@ pub(super) fn request_match(
     }
     supported.then_some(ast::Match { conditions })
 }
+
+/// The header-name prefix Istio uses for matches on a validated JWT's claims.
+pub(super) const JWT_CLAIM_PREFIX: &str = "@request.auth.claims";
 
 /// An Istio `StringMatch`: one of `exact`, `prefix`, `regex` with a string, or `{}`.
 pub(super) enum StringMatch {

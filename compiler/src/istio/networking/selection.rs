@@ -45,7 +45,9 @@ pub(super) fn entry_selecting_pods(
 ) {
     let matches = |w: &ast::Workload| {
         let namespace = w.namespace.as_ref().map(|n| n.name.as_str());
-        namespace == Some(r.namespace.as_str()) && selects(selector, &w.labels)
+        // An empty selector selects every workload of the namespace, as for WorkloadEntries.
+        namespace == Some(r.namespace.as_str())
+            && (selector.is_empty() || selects(selector, &w.labels))
     };
     for (_, workload) in pods.iter().filter(|(_, w)| matches(w)) {
         out.inexpressible(

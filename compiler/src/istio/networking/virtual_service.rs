@@ -50,7 +50,7 @@ pub(super) fn jwt_claim_routes(
             for (name, _) in headers {
                 let Some(claim) = name
                     .as_str()
-                    .filter(|n| n.starts_with("@request.auth.claims"))
+                    .filter(|n| n.starts_with(super::http_match::JWT_CLAIM_PREFIX))
                 else {
                     continue;
                 };
