@@ -247,6 +247,21 @@ fn fault_injection_delays_and_aborts_jason_only(driver: &str) {
         (delayed.status, delayed.text().as_str()),
         (200, "ratings-v1")
     );
+    let started = Instant::now();
+    let undelayed = client
+        .get("ratings", "/", &[("end-user", "alice")])
+        .unwrap();
+    assert_eq!(undelayed.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "alice is not delayed"
+    );
+    // explain predicts the delay for jason only.
+    let said = explain(&snapshot, None, "http://ratings/", &["end-user: jason"]);
+    assert_eq!(said["fault"]["delay"]["delay_ms"], 7000, "{said}");
+    assert_eq!(said["fault"]["delay"]["percent"], 100.0, "{said}");
+    let said = explain(&snapshot, None, "http://ratings/", &["end-user: alice"]);
+    assert!(said["fault"].is_null(), "{said}");
 
     let abort = samples(&[
         "destination-rule-all",
@@ -261,6 +276,8 @@ fn fault_injection_delays_and_aborts_jason_only(driver: &str) {
         .unwrap();
     assert_eq!(aborted.status, 500);
     assert_eq!(aborted.header("x-ringmesh-flag"), Some("FI"));
+    let said = explain(&snapshot, None, "http://ratings/", &["end-user: jason"]);
+    assert_eq!(said["fault"]["abort"]["status"], 500, "{said}");
     assert_eq!(bookinfo.app("ratings-v1").requests(), before);
     let other = client
         .get("ratings", "/", &[("end-user", "alice")])
@@ -301,6 +318,9 @@ spec:
     bookinfo.app("reviews-v2").release();
     assert_eq!(timed_out.status, 504);
     assert_eq!(timed_out.header("x-ringmesh-flag"), Some("UT"));
+    let said = explain(&snapshot, None, "http://reviews/", &[]);
+    assert_eq!(said["timeout_ms"], 500, "{said}");
+    explain_agrees(&snapshot, "reviews", &[], &["reviews-v2".into()]);
 }
 
 /// "Circuit breaking": httpbin with `maxConnections: 1` and `http1MaxPendingRequests: 1`;
@@ -425,6 +445,10 @@ spec:
     assert!(seen.iter().all(|s| s == "httpbin-v1"), "{seen:?}");
     let v2 = httpbin.app("httpbin-v2");
     wait_until(|| v2.requests() == 10);
+    let said = explain(&snapshot, None, "http://httpbin:8000/", &[]);
+    assert_eq!(said["mirror"]["subset"], "v2", "{said}");
+    assert_eq!(said["mirror"]["percent"], 100.0, "{said}");
+    explain_agrees(&snapshot, "httpbin:8000", &[], &seen);
 }
 
 /// "Authorization for HTTP traffic": `allow-nothing` denies every request to the workloads of
@@ -479,6 +503,16 @@ spec:
     let denied = call(&productpage, "GET");
     assert_eq!(denied.status, 403);
     assert!(denied.text().contains("allow-nothing"), "{}", denied.text());
+    // explain, asked as each caller, predicts every decision below.
+    let decision = |caller: &str, method: &str| {
+        let request = format!("{method} http://reviews/");
+        let said = explain_request(&snapshot, Some(caller), &request, &[]);
+        said["authz"]["decision"]
+            .as_str()
+            .unwrap_or("null")
+            .to_owned()
+    };
+    assert_eq!(decision("productpage-v1-pod", "GET"), "deny");
 
     let reviews_viewer = r#"apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -507,6 +541,9 @@ spec:
         (200, "reviews-v1")
     );
     assert_eq!(call(&productpage, "POST").status, 403);
+    assert_eq!(decision("productpage-v1-pod", "GET"), "allow");
+    assert_eq!(decision("productpage-v1-pod", "POST"), "deny");
+    assert_eq!(decision("ratings-v1-pod", "GET"), "deny");
     // Another identity (ratings' sidecar, which may call reviews) is still denied.
     let ratings = sidecar(
         "ratings-v1-pod",
