@@ -8,6 +8,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use crate::control::Event;
+use crate::metrics;
 use crate::outlier::Ejections;
 use crate::routing::RouteState;
 use crate::tls::Identity;
@@ -221,6 +222,8 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         ("GET", "/config") => (200, "application/json", config_json(state)),
         ("GET", "/clusters") => (200, "application/json", clusters_json(state)),
         ("GET", "/certs") => (200, "application/json", state.certs_json()),
+        // `/stats/prometheus` is the path Istio's scrape configuration uses.
+        ("GET", "/metrics" | "/stats/prometheus") => metrics_text(state),
         ("POST", "/reload") => match state.reload() {
             Ok(hash) => (200, "text/plain", format!("serving snapshot {hash}\n")),
             Err(error) => (422, "text/plain", format!("reload refused: {error}\n")),
@@ -231,14 +234,16 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
             "draining: listeners closed, requests in flight finish; send SIGTERM to exit\n".into(),
         ),
         ("POST", "/drain") => (503, "text/plain", "control loop unavailable\n".into()),
-        (_, "/ready" | "/healthz" | "/config" | "/clusters" | "/certs" | "/reload" | "/drain") => {
-            (405, "text/plain", "method not allowed\n".into())
-        }
+        (
+            _,
+            "/ready" | "/healthz" | "/config" | "/clusters" | "/certs" | "/metrics"
+            | "/stats/prometheus" | "/reload" | "/drain",
+        ) => (405, "text/plain", "method not allowed\n".into()),
         _ => (
             404,
             "text/plain",
-            "unknown admin path; try /ready, /healthz, /config, /clusters, /certs, POST /reload, \
-             POST /drain\n"
+            "unknown admin path; try /ready, /healthz, /config, /clusters, /certs, /metrics, \
+             POST /reload, POST /drain\n"
                 .into(),
         ),
     };
@@ -265,6 +270,22 @@ fn config_json(state: &AdminState) -> String {
             .collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// Istio's request metrics summed over the cores, in the Prometheus text format; 503 when a
+/// core did not answer in time.
+fn metrics_text(state: &AdminState) -> (u16, &'static str, String) {
+    let routes = state.routes();
+    let Some(usage) = state.usage(&routes.hash) else {
+        return (503, "text/plain", "a core did not answer in time\n".into());
+    };
+    let sidecar = metrics::Sidecar {
+        snapshot: &routes.snapshot,
+        workload: routes.own_workload(),
+        identity: routes.identity.as_deref(),
+    };
+    let text = metrics::render(&usage.requests, &sidecar);
+    (200, "text/plain; version=0.0.4; charset=utf-8", text)
 }
 
 /// Every endpoint group (service, then its subsets) with its load balancer, its pool limits

@@ -12,6 +12,7 @@ pub mod drain;
 pub mod http1;
 pub mod http2;
 pub mod jwt;
+pub mod metrics;
 pub mod mirror;
 pub mod outlier;
 pub mod pool;

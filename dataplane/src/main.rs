@@ -42,7 +42,8 @@ struct Args {
     /// Inbound listener (the mesh sends here; only with --workload).
     #[arg(long, default_value = "0.0.0.0:15006")]
     inbound: SocketAddr,
-    /// Admin listener: /ready, /healthz, /config.
+    /// Admin listener: /ready, /healthz, /config, /clusters, /certs, /metrics (also
+    /// /stats/prometheus), POST /reload, POST /drain.
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin: SocketAddr,
     /// Worker threads, one per core; default: every core this process may run on.

@@ -52,6 +52,10 @@ pub struct RouteState {
     tables: Vec<Vec<CompiledRule>>,
     /// Features the snapshot uses that this meshd does not enforce yet.
     pub not_enforced: Vec<NotEnforced>,
+    /// The workload served, as `--workload` named it.
+    workload: Option<String>,
+    /// The service each inbound port serves, in `inbound`'s order.
+    inbound_services: Vec<Option<u32>>,
 }
 
 /// A rule with its matches and actions compiled.
@@ -78,6 +82,8 @@ impl Pattern for Anchored {
 /// The endpoints one destination balances over.
 #[derive(Debug)]
 pub struct EndpointGroup {
+    /// The service's index in the snapshot.
+    pub service: u32,
     /// Human-readable name for error messages and logs: `service` or `service/subset`.
     pub name: String,
     /// Endpoint addresses, in snapshot order.
@@ -98,7 +104,7 @@ pub struct EndpointGroup {
 
 impl EndpointGroup {
     fn new(
-        name: String,
+        (service, name): (u32, String),
         endpoints: &[&spec::Endpoint],
         policy: &spec::TrafficPolicy,
         identities: &[String],
@@ -106,6 +112,7 @@ impl EndpointGroup {
         let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
         let addresses: Vec<SocketAddr> = endpoints.iter().map(|e| e.address).collect();
         Self {
+            service,
             name,
             balancer: Balancer::new(&policy.load_balancer, &addresses, &weights),
             endpoints: addresses,
@@ -114,6 +121,21 @@ impl EndpointGroup {
             pool: policy.pool.clone(),
             identities: identities.to_vec(),
         }
+    }
+}
+
+/// The service `workload` serves on inbound `port`: the first of its served services with that
+/// port, else its only one.
+fn served_on(snapshot: &Snapshot, workload: &spec::Workload, port: u16) -> Option<u32> {
+    let has_port = |&&s: &&u32| {
+        snapshot
+            .services
+            .get(s as usize)
+            .is_some_and(|svc| svc.ports.iter().any(|p| p.number == port))
+    };
+    match workload.serves.as_slice() {
+        [only] => Some(*only),
+        serves => serves.iter().find(has_port).copied(),
     }
 }
 
@@ -283,11 +305,11 @@ impl RouteState {
 
         let mut groups = Vec::new();
         let mut group_of = Vec::with_capacity(snapshot.services.len());
-        for service in &snapshot.services {
+        for (index, service) in (0u32..).zip(&snapshot.services) {
             group_of.push(groups.len() as u32);
             let all: Vec<&spec::Endpoint> = service.endpoints.iter().collect();
             groups.push(EndpointGroup::new(
-                service.name.clone(),
+                (index, service.name.clone()),
                 &all,
                 &service.policy,
                 &service.identities,
@@ -299,7 +321,7 @@ impl RouteState {
                     .filter_map(|&i| service.endpoints.get(i as usize))
                     .collect();
                 groups.push(EndpointGroup::new(
-                    format!("{}/{}", service.name, subset.name),
+                    (index, format!("{}/{}", service.name, subset.name)),
                     &members,
                     &subset.policy,
                     &service.identities,
@@ -359,6 +381,13 @@ impl RouteState {
             tables.push(rules);
         }
         let not_enforced = crate::actions::not_enforced(&snapshot, workload);
+        let inbound_services = match own {
+            Some(w) => inbound
+                .iter()
+                .map(|&(port, ..)| served_on(&snapshot, w, port))
+                .collect(),
+            None => Vec::new(),
+        };
 
         Ok(Self {
             hash,
@@ -373,6 +402,8 @@ impl RouteState {
             jwt: crate::jwt::Verifier::default(),
             tables,
             not_enforced,
+            workload: workload.map(str::to_owned),
+            inbound_services,
         })
     }
 
@@ -440,6 +471,25 @@ impl RouteState {
         port.and_then(|p| self.inbound.iter().find(|(q, ..)| *q == p))
             .or_else(|| self.inbound.first())
             .copied()
+    }
+
+    /// The service route table `table` routes.
+    pub fn table_service(&self, table: u32) -> Option<u32> {
+        self.snapshot.routes.get(table as usize).map(|t| t.service)
+    }
+
+    /// The service this workload serves on inbound `port`: the first of its served services with
+    /// that port, else its only one.
+    pub fn served_service(&self, port: u16) -> Option<u32> {
+        let index = self.inbound.iter().position(|&(p, ..)| p == port)?;
+        self.inbound_services.get(index).copied().flatten()
+    }
+
+    /// The workload this state serves, if any.
+    pub fn own_workload(&self) -> Option<&spec::Workload> {
+        self.workload
+            .as_deref()
+            .and_then(|w| self.snapshot.workload(w))
     }
 
     /// What the one inbound listener does before reading HTTP: strict (TLS only) when every

@@ -1,10 +1,13 @@
-//! Connection-pool usage for admin `/clusters`, gathered on demand: the admin thread asks the
-//! control loop, which asks every core (a `u` on its control socket); each core answers with
-//! its own counts, and the admin thread sums them. Nothing is counted for this beyond what the
-//! pools, breakers and balancers already keep, and no core wakes unless asked.
+//! What the cores counted, for admin `/clusters`, `/certs` and `/metrics`, gathered on demand:
+//! the admin thread asks the control loop, which asks every core (a `u` on its control socket);
+//! each core answers with its own counts, and the admin thread sums them. Beyond the request
+//! metrics, nothing is counted for this that the pools, breakers and balancers do not keep
+//! already, and no core wakes unless asked.
+
+use crate::metrics::Metrics;
 
 /// One core's (or, summed, the sidecar's) pool usage for one route state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Usage {
     /// Content hash of the route state the group and endpoint indexes refer to.
     pub hash: String,
@@ -14,6 +17,8 @@ pub struct Usage {
     pub mirrors: MirrorUsage,
     /// Mutual TLS handshakes and refusals, JWTs verified and refused.
     pub authn: AuthnUsage,
+    /// Istio's request metrics (admin `/metrics`).
+    pub requests: Metrics,
 }
 
 /// Peer and request authentication counts since start (see admin `/certs`).
@@ -111,6 +116,7 @@ impl Usage {
         m.skipped_busy += o.skipped_busy;
         m.skipped_body += o.skipped_body;
         self.authn.add(&other.authn);
+        self.requests.add(&other.requests);
         if other.hash != self.hash {
             return;
         }
@@ -155,6 +161,7 @@ mod tests {
                 plaintext_refused: 1,
                 ..AuthnUsage::default()
             },
+            requests: Metrics::default(),
         }
     }
 

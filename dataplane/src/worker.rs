@@ -15,6 +15,7 @@ use monoio::net::{TcpListener, UnixStream};
 use crate::balancer::CoreBalancing;
 use crate::drain::Drain;
 use crate::jwt::TokenCache;
+use crate::metrics::CoreMetrics;
 use crate::mirror::Mirrors;
 use crate::outlier::{Counts, Ejections};
 use crate::pool::{Breaker, Pool, Upstream};
@@ -161,6 +162,8 @@ pub struct Core {
     pub inbound_edits_bearer: spec::HeaderEdits,
     /// JWTs this core verified lately.
     pub jwt_tokens: RefCell<TokenCache>,
+    /// Istio's request metrics for the requests this core finished.
+    pub metrics: RefCell<CoreMetrics>,
 }
 
 /// Runs a worker to completion on the current thread.
@@ -267,6 +270,7 @@ async fn serve(
             ..spec::HeaderEdits::default()
         },
         jwt_tokens: RefCell::new(TokenCache::default()),
+        metrics: RefCell::new(CoreMetrics::default()),
     });
     if let Some(identity) = spec.identity {
         core.install_identity(identity);
@@ -481,6 +485,7 @@ impl Core {
                 skipped_body: m.skipped_body.get(),
             },
             authn: self.authn_counts.get(),
+            requests: self.metrics.borrow().snapshot(),
         }
     }
 

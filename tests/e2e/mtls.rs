@@ -15,6 +15,7 @@ mod envoy;
 mod http2;
 mod jwt;
 mod limits;
+mod metrics;
 
 const FRONTEND: &str = "spiffe://cluster.local/ns/default/sa/frontend";
 const REVIEWS: &str = "spiffe://cluster.local/ns/default/sa/reviews";

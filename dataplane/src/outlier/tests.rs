@@ -177,6 +177,7 @@ fn a_core_applies_ejections_and_restarts_counts_of_ejected_endpoints() {
         "10.0.0.2:80".parse().unwrap(),
     ];
     let group = crate::routing::EndpointGroup {
+        service: 0,
         name: "svc".into(),
         balancer: crate::balancer::Balancer::new(&spec::LoadBalancer::Random, &addresses, &[1, 1]),
         endpoints: addresses,

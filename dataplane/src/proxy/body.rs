@@ -16,10 +16,10 @@ pub(super) enum CopyError {
     Malformed,
 }
 
-/// Streams a body from `src` to `dst` without buffering more than one read at a time. Each
-/// read and each write must make progress within `idle`. A chunked body's scan starts at
-/// `scanner` (past the part of it already sent). The body is also copied to `tee` when given
-/// (a mirror's copy).
+/// Streams a body from `src` to `dst` without buffering more than one read at a time, and
+/// says how many bytes went through (chunk framing included). Each read and each write must
+/// make progress within `idle`. A chunked body's scan starts at `scanner` (past the part of it
+/// already sent). The body is also copied to `tee` when given (a mirror's copy).
 pub(super) async fn copy_body(
     src: &mut Conn,
     dst: &mut Stream,
@@ -27,9 +27,10 @@ pub(super) async fn copy_body(
     mut scanner: ChunkedScanner,
     idle: Duration,
     mut tee: Option<&mut Shadow>,
-) -> Result<(), CopyError> {
+) -> Result<u64, CopyError> {
+    let mut copied = 0;
     match framing {
-        BodyFraming::None => Ok(()),
+        BodyFraming::None => Ok(0),
         BodyFraming::Length(mut left) => {
             while left > 0 {
                 if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
@@ -41,8 +42,9 @@ pub(super) async fn copy_body(
                 }
                 forward_within(src, dst, n, idle).await?;
                 left -= n as u64;
+                copied += n as u64;
             }
-            Ok(())
+            Ok(copied)
         }
         BodyFraming::Chunked => loop {
             if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
@@ -55,16 +57,18 @@ pub(super) async fn copy_body(
                 tee.copy(&src.buffered()[..n]);
             }
             forward_within(src, dst, n, idle).await?;
+            copied += n as u64;
             if scanner.is_done() {
-                return Ok(());
+                return Ok(copied);
             }
         },
         BodyFraming::UntilClose => loop {
             if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
-                return Ok(());
+                return Ok(copied);
             }
             let n = src.buffered().len();
             forward_within(src, dst, n, idle).await?;
+            copied += n as u64;
         },
     }
 }

@@ -1,6 +1,7 @@
 //! Phases 3 to 5 of one try: a pooled or new upstream connection, the forwarded request, the
 //! response head.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -10,9 +11,7 @@ use monoio::time::Instant;
 use spec::HeaderEdits;
 
 use super::body::{copy_body, CopyError};
-use super::reply::local_reply;
 use super::response::{read_response_head, ResponseError, ResponsePlan};
-use super::Next;
 use crate::balancer::{Inflight, Pick};
 use crate::conn::Conn;
 use crate::http1::reply::LocalReply;
@@ -45,12 +44,17 @@ pub(super) struct Exchange<'a> {
     pub(super) group_name: &'a str,
     /// Mutual TLS to the destination, when its service has identities.
     pub(super) secure: Option<Secure<'a>>,
+    /// Request body bytes the last try sent (the buffered part included).
+    pub(super) body_sent: Cell<u64>,
 }
 
 /// A try that did not produce a response to forward.
 pub(super) enum Tried {
-    /// The request is over (the client went away, or its body was refused).
-    Done(Next),
+    /// The client went away: the request is over.
+    ClientGone,
+    /// The request is over: answer it with this reply and close, no retry (its body was
+    /// refused, or the rule timeout expired while it streamed).
+    Refused(LocalReply, String),
     /// The try failed; the reply to send unless it is retried.
     Failed(FailedTry),
 }
@@ -163,27 +167,29 @@ impl Exchange<'_> {
                 Ok(copied) => copied,
                 Err(_elapsed) => {
                     let detail = "the rule timeout expired while sending the request body";
-                    let reply = LocalReply::UpstreamTimeout;
-                    let next = local_reply(down, response_out, reply, detail, false).await;
-                    return Err(Tried::Done(next));
+                    return Err(Tried::Refused(
+                        LocalReply::UpstreamTimeout,
+                        detail.to_owned(),
+                    ));
                 }
             },
         };
-        if let Err(e) = copied {
-            let next = match e {
-                CopyError::Source | CopyError::Idle => Next::Close,
-                CopyError::Malformed => {
-                    let reply = LocalReply::BadRequest { status: 400 };
-                    local_reply(down, response_out, reply, "invalid chunked body", false).await
-                }
-                CopyError::Destination(e) => {
-                    failed(inflight);
-                    let detail = format!("while sending the request body: {e}");
-                    let reply = LocalReply::UpstreamReset;
-                    local_reply(down, response_out, reply, &detail, false).await
-                }
-            };
-            return Err(Tried::Done(next));
+        match copied {
+            Ok(copied) => self.body_sent.set(copied),
+            Err(e) => {
+                return Err(match e {
+                    CopyError::Source | CopyError::Idle => Tried::ClientGone,
+                    CopyError::Malformed => Tried::Refused(
+                        LocalReply::BadRequest { status: 400 },
+                        "invalid chunked body".to_owned(),
+                    ),
+                    CopyError::Destination(e) => {
+                        failed(inflight);
+                        let detail = format!("while sending the request body: {e}");
+                        Tried::Refused(LocalReply::UpstreamReset, detail)
+                    }
+                })
+            }
         }
         // Mirroring hook: the whole body went through, so the copy goes out, once (a body
         // streamed once is never streamed again by a retry).
@@ -224,7 +230,7 @@ impl Exchange<'_> {
                 }
             }
             Ok(Err(ResponseError::Io(e))) => reset(&e.to_string(), false),
-            Ok(Err(ResponseError::Downstream)) => return Err(Tried::Done(Next::Close)),
+            Ok(Err(ResponseError::Downstream)) => return Err(Tried::ClientGone),
             Ok(Err(ResponseError::Upgrade)) => FailedTry {
                 failure: None,
                 reused,

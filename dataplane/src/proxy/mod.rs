@@ -14,11 +14,13 @@
 mod accept;
 mod body;
 mod exchange;
+mod outcome;
 mod plan;
 mod reply;
 mod response;
 mod tunnel;
 
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::rc::Rc;
 
@@ -39,10 +41,11 @@ use crate::retry::{self, Failure, Retries, Verdict};
 use crate::routing::Direction;
 use crate::upstream::Secure;
 use crate::worker::Core;
-use body::copy_body;
+use body::{copy_body, CopyError};
 use exchange::{next_endpoint, Exchange, Tried};
+use outcome::{finish, Outcome};
 use plan::{plan_request, Action};
-use reply::{finish_reply, linger, local_reply, send, send_continue};
+use reply::{finish_reply, local_reply, send, send_continue};
 use tunnel::tunnel;
 
 pub use accept::{refuse_overloaded, serve_connection};
@@ -71,15 +74,10 @@ pub(crate) async fn serve_http1(
     let mut request_out = Vec::with_capacity(2048);
     let mut response_out = Vec::with_capacity(2048);
     loop {
-        let next = serve_request(
-            &mut down,
-            direction,
-            peer,
-            core,
-            &mut request_out,
-            &mut response_out,
-        )
-        .await;
+        let mut outcome = Outcome::new(direction);
+        let buffers = (&mut request_out, &mut response_out);
+        let next = serve_request(&mut down, direction, peer, core, buffers, &mut outcome).await;
+        finish(core, &outcome, down.stream.peer_identity());
         match next {
             Next::KeepAlive => {}
             Next::Close => {
@@ -97,13 +95,20 @@ pub(crate) async fn serve_http1(
     }
 }
 
+/// The client went away before its request was answered.
+fn client_gone(outcome: &mut Outcome) -> Next {
+    outcome.downstream_closed = true;
+    Next::Close
+}
+
+/// Serves one request; everything it did ends up in `outcome`, whichever way it returns.
 async fn serve_request(
     down: &mut Conn,
     direction: Direction,
     peer: IpAddr,
     core: &Rc<Core>,
-    request_out: &mut Vec<u8>,
-    response_out: &mut Vec<u8>,
+    (request_out, response_out): (&mut Vec<u8>, &mut Vec<u8>),
+    outcome: &mut Outcome,
 ) -> Next {
     // Phase 1: read the head. Between requests is the one place draining closes a connection.
     let mut scanned = 0;
@@ -125,8 +130,10 @@ async fn serve_request(
                 }
             };
             if let Some(e) = refused {
+                outcome.started = Some(Instant::now());
                 let reply = LocalReply::BadRequest { status: e.status() };
-                return local_reply(down, response_out, reply, &e.to_string(), false).await;
+                let detail = e.to_string();
+                return local_reply(down, response_out, (reply, &detail), false, outcome).await;
             }
         }
         scanned = buffered;
@@ -151,9 +158,10 @@ async fn serve_request(
                 // carry a reply any more.
                 Err(_) if down.stream.is_tls() => return Next::Close,
                 Err(_) => {
+                    outcome.started = Some(Instant::now());
                     let reply = LocalReply::BadRequest { status: 408 };
                     let detail = "request head not received in time";
-                    return local_reply(down, response_out, reply, detail, false).await;
+                    return local_reply(down, response_out, (reply, detail), false, outcome).await;
                 }
             }
         };
@@ -163,6 +171,9 @@ async fn serve_request(
         }
     };
     down.consume(plan.head_len);
+    outcome.started = Some(Instant::now());
+    outcome.routes = Some(plan.routes.clone());
+    outcome.service = plan.service;
     let mut keep_alive = plan.keep_alive && !core.drain.is_draining();
 
     // Phase 2 happened in plan_request. The rule's local rate limit (ratelimit.rs) comes
@@ -180,7 +191,7 @@ async fn serve_request(
     };
     if let Some((reply, detail)) = limited {
         keep_alive &= plan.framing == BodyFraming::None;
-        return local_reply(down, response_out, reply, &detail, keep_alive).await;
+        return local_reply(down, response_out, (reply, &detail), keep_alive, outcome).await;
     }
     // An injected delay holds the request here, and a local reply (abort, redirect, no route)
     // ends it.
@@ -192,24 +203,20 @@ async fn serve_request(
         Action::Reply(reply, detail) => {
             // An unread body would be parsed as the next request: close instead.
             keep_alive &= plan.framing == BodyFraming::None;
-            return local_reply(down, response_out, reply, &detail, keep_alive).await;
+            return local_reply(down, response_out, (reply, &detail), keep_alive, outcome).await;
         }
         Action::Refuse => {
+            // Counted with the refused connections, not as a request.
             core.count_authn(|c| c.plaintext_refused += 1);
+            outcome.started = None;
             return Next::Close;
         }
         Action::Redirect(status) => {
             keep_alive &= plan.framing == BodyFraming::None;
             response_out.clear();
             write_redirect(response_out, status, request_out, !keep_alive);
-            return match send(&mut down.stream, response_out).await {
-                Ok(()) if keep_alive => Next::KeepAlive,
-                Ok(()) => {
-                    linger(down).await;
-                    Next::Close
-                }
-                Err(_) => Next::Close,
-            };
+            outcome.status = Some(status);
+            return finish_reply(down, response_out, keep_alive, outcome).await;
         }
     };
     // Balancing hook: each try counts as in flight to its endpoint (the last one until the
@@ -234,7 +241,7 @@ async fn serve_request(
         } else if retry::buffers_body(policy, plan.idempotent, n, core.settings.retry_buffer) {
             // A retry must be able to replay the body: keep all of it (within --retry-buffer).
             if plan.expects_continue && plan.http11 && !send_continue(down).await {
-                return Next::Close;
+                return client_gone(outcome);
             }
             continued = true;
             let idle = core.settings.idle_timeout;
@@ -242,7 +249,7 @@ async fn serve_request(
                 .await
                 .is_err()
             {
-                return Next::Close;
+                return client_gone(outcome);
             }
             request_framing = BodyFraming::None;
         }
@@ -254,18 +261,18 @@ async fn serve_request(
         && retry::buffers_body(policy, plan.idempotent, 0, core.settings.retry_buffer)
     {
         if plan.expects_continue && plan.http11 && !send_continue(down).await {
-            return Next::Close;
+            return client_gone(outcome);
         }
         continued = true;
         let (limit, idle) = (core.settings.retry_buffer, core.settings.idle_timeout);
         match retry::buffer_chunked(down, limit, request_out, idle).await {
             Ok(retry::Chunked::Whole) => request_framing = BodyFraming::None,
             Ok(retry::Chunked::Partial(scanner)) => chunked_from = scanner,
-            Err(retry::BufferError::Source) => return Next::Close,
+            Err(retry::BufferError::Source) => return client_gone(outcome),
             Err(retry::BufferError::Malformed(e)) => {
                 let reply = LocalReply::BadRequest { status: 400 };
                 let detail = format!("invalid chunked body: {e}");
-                return local_reply(down, response_out, reply, &detail, false).await;
+                return local_reply(down, response_out, (reply, &detail), false, outcome).await;
             }
         }
     }
@@ -275,7 +282,7 @@ async fn serve_request(
         if let Err(e) = chunked_from.clone().feed(down.buffered()) {
             let reply = LocalReply::BadRequest { status: 400 };
             let detail = format!("invalid chunked body: {e}");
-            return local_reply(down, response_out, reply, &detail, false).await;
+            return local_reply(down, response_out, (reply, &detail), false, outcome).await;
         }
     }
     // Mirroring (mirror.rs): the copy starts from the forwarded head and goes out as its own
@@ -301,7 +308,7 @@ async fn serve_request(
         // Answer 100-continue ourselves (as Envoy does by default) so the client sends the
         // body while the upstream connection is set up.
         if !send_continue(down).await {
-            return Next::Close;
+            return client_gone(outcome);
         }
     }
 
@@ -332,6 +339,7 @@ async fn serve_request(
         group_name: group
             .and_then(|g| plan.routes.group(g))
             .map_or("the inbound target", |g| g.name.as_str()),
+        body_sent: Cell::new(0),
     };
     let mut addr = addr;
     let mut pick = plan.pick;
@@ -377,7 +385,14 @@ async fn serve_request(
                     _ => break (up, response),
                 }
             }
-            Err(Tried::Done(next)) => return next,
+            Err(Tried::ClientGone) => {
+                outcome.downstream_closed = true;
+                return Next::Close;
+            }
+            Err(Tried::Refused(reply, detail)) => {
+                let reply = (reply, detail.as_str());
+                return local_reply(down, response_out, reply, false, outcome).await;
+            }
             Err(Tried::Failed(failed)) => failed,
         };
         let verdict = match failed.failure {
@@ -398,12 +413,24 @@ async fn serve_request(
                 response_out.clear();
                 let (reply, detail) = (failed.reply, &failed.detail);
                 reply.write_after_retries(response_out, detail, !keep_alive, exhausted);
-                return finish_reply(down, response_out, keep_alive).await;
+                outcome.replied(reply, exhausted);
+                outcome.group = group;
+                return finish_reply(down, response_out, keep_alive, outcome).await;
             }
         }
     };
     // The response head (rewritten into response_out) goes back downstream. A drain that began
     // while this request was in flight tells the client to go elsewhere next time.
+    outcome.status = Some(response.status);
+    outcome.group = group;
+    outcome.upstream_identity = up.stream.peer_identity().and_then(|id| {
+        let group = plan.routes.group(group?)?;
+        group.identities.iter().position(|known| known == id)
+    });
+    outcome.bytes_received = match plan.framing {
+        BodyFraming::Length(n) => n,
+        _ => exchange.body_sent.get(),
+    };
     if let Some(inflight) = inflight.as_mut() {
         inflight.response(response.status);
     }
@@ -424,16 +451,21 @@ async fn serve_request(
             response_out.extend_from_slice(&up.buffered()[..n as usize]);
             up.consume(n as usize);
             response_framing = BodyFraming::None;
+            outcome.bytes_sent = n;
         }
     }
     if response.switched {
         // 101: both sides now speak the upgraded protocol over these two connections.
         return match send(&mut down.stream, response_out).await {
             Ok(()) => Next::Tunnel(up),
-            Err(_) => Next::Close,
+            Err(_) => {
+                outcome.downstream_closed = true;
+                Next::Close
+            }
         };
     }
     if send(&mut down.stream, response_out).await.is_err() {
+        outcome.downstream_closed = true;
         return Next::Close;
     }
     match copy_body(
@@ -446,8 +478,11 @@ async fn serve_request(
     )
     .await
     {
-        Ok(()) => {}
-        Err(_) => return Next::Close,
+        Ok(copied) => outcome.bytes_sent += copied,
+        Err(e) => {
+            outcome.downstream_closed = matches!(e, CopyError::Destination(_));
+            return Next::Close;
+        }
     }
 
     // Phase 6: recycle (unless the group's pool limits retire the connection, or a reload

@@ -42,6 +42,8 @@ pub(super) struct Plan {
     /// Inbound: the rule of the served service whose `per_source` rate limit applies, keyed on
     /// the caller's identity.
     pub(super) inbound_limit: Option<RuleRef>,
+    /// The service the request is for: the destination's outbound, the served one inbound.
+    pub(super) service: Option<u32>,
     /// Fault injection drew a delay for this request.
     pub(super) delay: Option<Duration>,
     /// The group and endpoint the balancer picked (outbound forwards only).
@@ -135,6 +137,7 @@ pub(super) fn plan_request(
     let routes = core.routes.borrow().clone();
     let mut rule = None;
     let mut inbound_limit = None;
+    let mut service = None;
     let mut delay = None;
     let mut pick = None;
     let mut cookie = None;
@@ -148,6 +151,10 @@ pub(super) fn plan_request(
         Direction::Outbound => match routes.route(&request_view(head), || fastrand::u32(..100)) {
             Ok(decision) => {
                 rule = Some(decision.rule);
+                service = match decision.destination {
+                    Some(d) => Some(d.group.service),
+                    None => routes.table_service(decision.rule.table),
+                };
                 let actions = decision.actions;
                 delay = actions
                     .delay
@@ -231,6 +238,7 @@ pub(super) fn plan_request(
             // A listener shared with permissive ports let this plaintext request in.
             Some((_, _, spec::TlsMode::Strict)) if !peer.is_tls() => Action::Refuse,
             Some((port, addr, _)) => {
+                service = routes.served_service(port);
                 let found = if routes.jwt.is_empty() {
                     Ok(None)
                 } else {
@@ -287,6 +295,7 @@ pub(super) fn plan_request(
         routes,
         rule,
         inbound_limit,
+        service,
         delay,
         pick,
         cookie,

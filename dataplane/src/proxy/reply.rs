@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use monoio::time::Instant;
 
+use super::outcome::Outcome;
 use super::Next;
 use crate::conn::Conn;
 use crate::http1::reply::LocalReply;
@@ -16,27 +17,42 @@ pub(super) async fn send_continue(down: &mut Conn) -> bool {
     send(&mut down.stream, &mut interim).await.is_ok()
 }
 
+/// Answers with `reply` (recorded in `outcome`), then keeps or closes the connection.
 pub(super) async fn local_reply(
     down: &mut Conn,
     out: &mut Vec<u8>,
-    reply: LocalReply,
-    detail: &str,
+    (reply, detail): (LocalReply, &str),
     keep_alive: bool,
+    outcome: &mut Outcome,
 ) -> Next {
     out.clear();
     reply.write(out, detail, !keep_alive);
-    finish_reply(down, out, keep_alive).await
+    outcome.replied(reply, false);
+    finish_reply(down, out, keep_alive, outcome).await
 }
 
-/// Sends a reply written into `out`, then keeps or closes the connection.
-pub(super) async fn finish_reply(down: &mut Conn, out: &mut Vec<u8>, keep_alive: bool) -> Next {
+/// Sends a response written into `out` (counted in `outcome`), then keeps or closes the
+/// connection.
+pub(super) async fn finish_reply(
+    down: &mut Conn,
+    out: &mut Vec<u8>,
+    keep_alive: bool,
+    outcome: &mut Outcome,
+) -> Next {
+    let len = out.len() as u64;
     match send(&mut down.stream, out).await {
-        Ok(()) if keep_alive => Next::KeepAlive,
         Ok(()) => {
+            outcome.bytes_sent += len;
+            if keep_alive {
+                return Next::KeepAlive;
+            }
             linger(down).await;
             Next::Close
         }
-        Err(_) => Next::Close,
+        Err(_) => {
+            outcome.downstream_closed = true;
+            Next::Close
+        }
     }
 }
 

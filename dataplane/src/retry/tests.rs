@@ -267,6 +267,7 @@ fn a_retry_picks_another_endpoint_with_the_group_balancer() {
         spec::LoadBalancer::LeastRequest,
     ] {
         let group = EndpointGroup {
+            service: 0,
             name: "g".into(),
             balancer: crate::balancer::Balancer::new(&lb, &[a, b], &[1, 1]),
             endpoints: vec![a, b],
@@ -282,6 +283,7 @@ fn a_retry_picks_another_endpoint_with_the_group_balancer() {
         }
     }
     let single = EndpointGroup {
+        service: 0,
         name: "s".into(),
         balancer: crate::balancer::Balancer::new(&spec::LoadBalancer::RoundRobin, &[a], &[1]),
         endpoints: vec![a],

@@ -1,0 +1,188 @@
+//! The Prometheus text exposition of the summed series, with Istio's standard labels. What a
+//! core does not record per request (this sidecar's own workload and identity, which workload
+//! a peer identity belongs to, a service's namespace) is filled in here, from the snapshot; a
+//! value the sidecar cannot know is `unknown`, as in Istio.
+
+use std::fmt::Write as _;
+
+use super::{Histogram, Labels, Metrics, Reporter, Series, DURATION_BUCKETS_MS, SIZE_BUCKETS};
+
+const UNKNOWN: &str = "unknown";
+
+/// What the sidecar knows of itself, for the labels of its side of every call.
+#[derive(Clone, Copy, Debug)]
+pub struct Sidecar<'a> {
+    /// The snapshot it serves: service namespaces, and the workloads identities belong to.
+    pub snapshot: &'a spec::Snapshot,
+    /// The workload it serves, if any.
+    pub workload: Option<&'a spec::Workload>,
+    /// The SPIFFE ID it presents (its certificate's), if any.
+    pub identity: Option<&'a str>,
+}
+
+/// One side of a call, as labels.
+struct Peer<'a> {
+    workload: &'a str,
+    namespace: &'a str,
+    principal: &'a str,
+}
+
+impl Sidecar<'_> {
+    fn own(&self) -> Peer<'_> {
+        Peer {
+            workload: self.workload.map_or(UNKNOWN, |w| &w.name),
+            namespace: self.workload.map_or(UNKNOWN, |w| &w.namespace),
+            principal: self.identity.unwrap_or(UNKNOWN),
+        }
+    }
+
+    /// The other side, known by its SPIFFE ID: its workload when exactly one has that identity.
+    fn other<'p>(&'p self, principal: Option<&'p str>) -> Peer<'p> {
+        let mut owners = self
+            .snapshot
+            .workloads
+            .iter()
+            .filter(|w| principal.is_some() && w.identity.as_deref() == principal);
+        let owner = match (owners.next(), owners.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        };
+        Peer {
+            workload: owner.map_or(UNKNOWN, |w| &w.name),
+            namespace: owner.map_or(UNKNOWN, |w| &w.namespace),
+            principal: principal.unwrap_or(UNKNOWN),
+        }
+    }
+
+    /// `destination_service`, `destination_service_name` and `_namespace` of a service.
+    fn service(&self, name: Option<&str>) -> (String, String, String) {
+        let Some(name) = name else {
+            return (UNKNOWN.into(), UNKNOWN.into(), UNKNOWN.into());
+        };
+        if let Some((short, namespace)) = spec::host::cluster_service(name) {
+            return (name.into(), short.into(), namespace.into());
+        }
+        let namespace = self
+            .snapshot
+            .service(name)
+            .map_or(spec::host::DEFAULT_NAMESPACE, |(_, s)| &s.namespace);
+        let fqdn = if name.contains('.') {
+            name.to_owned()
+        } else {
+            format!("{name}.{namespace}.svc.{}", spec::host::CLUSTER_DOMAIN)
+        };
+        (fqdn, name.into(), namespace.into())
+    }
+
+    /// Every Istio standard label of a series, as `name="value",...`.
+    fn labels(&self, labels: &Labels) -> String {
+        let peer = labels.peer.as_deref();
+        let (source, destination) = match labels.reporter {
+            Reporter::Source => (self.own(), self.other(peer)),
+            Reporter::Destination => (self.other(peer), self.own()),
+        };
+        let security = match (labels.reporter, peer) {
+            (Reporter::Source, _) => UNKNOWN,
+            (Reporter::Destination, Some(_)) => "mutual_tls",
+            (Reporter::Destination, None) => "none",
+        };
+        let (service, service_name, service_namespace) = self.service(labels.service.as_deref());
+        let code = labels.code.to_string();
+        let pairs = [
+            ("reporter", labels.reporter.as_str()),
+            ("source_workload", source.workload),
+            ("source_workload_namespace", source.namespace),
+            ("source_principal", source.principal),
+            ("source_app", UNKNOWN),
+            ("source_version", UNKNOWN),
+            ("destination_workload", destination.workload),
+            ("destination_workload_namespace", destination.namespace),
+            ("destination_principal", destination.principal),
+            ("destination_app", UNKNOWN),
+            ("destination_version", UNKNOWN),
+            ("destination_service", &service),
+            ("destination_service_name", &service_name),
+            ("destination_service_namespace", &service_namespace),
+            ("request_protocol", "http"),
+            ("response_code", &code),
+            ("response_flags", labels.flags),
+            ("grpc_response_status", ""),
+            ("connection_security_policy", security),
+        ];
+        let mut out = String::new();
+        for (i, (name, value)) in pairs.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{name}=\"{}\"", escaped(value));
+        }
+        out
+    }
+}
+
+/// `metrics` in the Prometheus text format (version 0.0.4).
+pub fn render(metrics: &Metrics, sidecar: &Sidecar<'_>) -> String {
+    let series: Vec<(String, &Series)> = metrics
+        .series
+        .iter()
+        .map(|(labels, series)| (sidecar.labels(labels), series))
+        .collect();
+    let mut out = String::new();
+    out.push_str("# HELP istio_requests_total Requests, by Istio's standard labels.\n");
+    out.push_str("# TYPE istio_requests_total counter\n");
+    for (labels, s) in &series {
+        let _ = writeln!(out, "istio_requests_total{{{labels}}} {}", s.requests);
+    }
+    histogram(
+        &mut out,
+        ("istio_request_duration_milliseconds", "Request durations"),
+        &DURATION_BUCKETS_MS,
+        series.iter().map(|(l, s)| (l.as_str(), &s.duration_ms)),
+    );
+    histogram(
+        &mut out,
+        ("istio_request_bytes", "Request body sizes"),
+        &SIZE_BUCKETS,
+        series.iter().map(|(l, s)| (l.as_str(), &s.request_bytes)),
+    );
+    histogram(
+        &mut out,
+        ("istio_response_bytes", "Response body sizes"),
+        &SIZE_BUCKETS,
+        series.iter().map(|(l, s)| (l.as_str(), &s.response_bytes)),
+    );
+    out
+}
+
+/// One histogram family: cumulative buckets, `+Inf`, sum and count per series.
+fn histogram<'a, const N: usize>(
+    out: &mut String,
+    (name, help): (&str, &str),
+    bounds: &[f64; N],
+    series: impl Iterator<Item = (&'a str, &'a Histogram<N>)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}, by Istio's standard labels.");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (labels, h) in series {
+        let mut cumulative = 0;
+        for (bound, count) in bounds.iter().zip(&h.buckets) {
+            cumulative += count;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+    }
+}
+
+/// A label value with `\`, `"` and line feeds escaped, as the text format requires.
+fn escaped(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.into();
+    }
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}

@@ -1,0 +1,144 @@
+use std::time::Duration;
+
+use super::*;
+
+fn request(code: u16, millis: u64) -> Request<'static> {
+    Request {
+        reporter: Reporter::Source,
+        service: Some("reviews.default.svc.cluster.local"),
+        peer: Some("spiffe://cluster.local/ns/default/sa/reviews"),
+        code,
+        flags: "-",
+        duration: Duration::from_millis(millis),
+        request_bytes: 0,
+        response_bytes: 150,
+    }
+}
+
+fn snapshot() -> spec::Snapshot {
+    spec::Snapshot::default()
+}
+
+fn rendered(metrics: &Metrics) -> String {
+    let snapshot = snapshot();
+    let sidecar = Sidecar {
+        snapshot: &snapshot,
+        workload: None,
+        identity: Some("spiffe://cluster.local/ns/default/sa/productpage"),
+    };
+    render(metrics, &sidecar)
+}
+
+/// The value of the first sample line starting with `prefix` and holding every `part`.
+fn sample(text: &str, prefix: &str, parts: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && parts.iter().all(|p| l.contains(p)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn one_series_per_label_set_with_cumulative_buckets() {
+    let mut core = CoreMetrics::default();
+    for (code, millis) in [(200, 3), (200, 40), (200, 40), (503, 7000)] {
+        core.record(&request(code, millis));
+    }
+    let text = rendered(&core.snapshot());
+    let ok = ["response_code=\"200\""];
+    assert_eq!(sample(&text, "istio_requests_total{", &ok), Some(3.0));
+    let failed = ["response_code=\"503\""];
+    assert_eq!(sample(&text, "istio_requests_total{", &failed), Some(1.0));
+    let bucket = |le: &str| {
+        let le = format!("le=\"{le}\"");
+        sample(
+            &text,
+            "istio_request_duration_milliseconds_bucket{",
+            &["response_code=\"200\"", &le],
+        )
+    };
+    assert_eq!(bucket("1"), Some(0.0));
+    assert_eq!(bucket("5"), Some(1.0));
+    assert_eq!(bucket("50"), Some(3.0), "buckets are cumulative");
+    assert_eq!(bucket("+Inf"), Some(3.0));
+    let count = sample(&text, "istio_request_duration_milliseconds_count{", &ok);
+    assert_eq!(count, Some(3.0), "_count equals the requests");
+    let sum = sample(&text, "istio_request_duration_milliseconds_sum{", &ok);
+    assert_eq!(sum, Some(83.0));
+    let size = sample(
+        &text,
+        "istio_response_bytes_bucket{",
+        &["le=\"1000\"", ok[0]],
+    );
+    assert_eq!(size, Some(3.0));
+}
+
+#[test]
+fn cores_sum_into_one_series() {
+    let (mut a, mut b) = (CoreMetrics::default(), CoreMetrics::default());
+    a.record(&request(200, 1));
+    b.record(&request(200, 1));
+    b.record(&request(200, 1));
+    let mut total = Metrics::default();
+    total.add(&a.snapshot());
+    total.add(&b.snapshot());
+    let text = rendered(&total);
+    assert_eq!(sample(&text, "istio_requests_total{", &[]), Some(3.0));
+    assert_eq!(text.matches("istio_requests_total{").count(), 1);
+}
+
+#[test]
+fn source_and_destination_sides_get_istio_labels() {
+    let mut core = CoreMetrics::default();
+    core.record(&request(200, 1));
+    core.record(&Request {
+        reporter: Reporter::Destination,
+        peer: None,
+        flags: "RBAC",
+        code: 403,
+        ..request(403, 1)
+    });
+    let text = rendered(&core.snapshot());
+    let source = text
+        .lines()
+        .find(|l| l.starts_with("istio_requests_total{reporter=\"source\""))
+        .expect("source series");
+    for label in [
+        "source_principal=\"spiffe://cluster.local/ns/default/sa/productpage\"",
+        "destination_principal=\"spiffe://cluster.local/ns/default/sa/reviews\"",
+        "destination_service=\"reviews.default.svc.cluster.local\"",
+        "destination_service_name=\"reviews\"",
+        "destination_service_namespace=\"default\"",
+        "destination_workload=\"unknown\"",
+        "request_protocol=\"http\"",
+        "response_flags=\"-\"",
+        "connection_security_policy=\"unknown\"",
+    ] {
+        assert!(source.contains(label), "{label} in {source}");
+    }
+    let destination = text
+        .lines()
+        .find(|l| l.starts_with("istio_requests_total{reporter=\"destination\""))
+        .expect("destination series");
+    for label in [
+        "source_principal=\"unknown\"",
+        "destination_principal=\"spiffe://cluster.local/ns/default/sa/productpage\"",
+        "response_code=\"403\"",
+        "response_flags=\"RBAC\"",
+        "connection_security_policy=\"none\"",
+    ] {
+        assert!(destination.contains(label), "{label} in {destination}");
+    }
+}
+
+#[test]
+fn label_values_are_escaped() {
+    let mut core = CoreMetrics::default();
+    core.record(&Request {
+        service: Some("we\"ird\\name"),
+        ..request(200, 1)
+    });
+    let text = rendered(&core.snapshot());
+    assert!(
+        text.contains("destination_service_name=\"we\\\"ird\\\\name\""),
+        "{text}"
+    );
+}

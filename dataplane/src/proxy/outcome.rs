@@ -1,0 +1,133 @@
+//! How one request ended, whichever way it went, and the one place that records it.
+//!
+//! Every request that meshd read a head for ends in exactly one [`Outcome`]: answered by the
+//! upstream, by meshd itself (a local reply, with its response flag), after retries ran out,
+//! switched to a tunnel, or cut short when the client went away. [`finish`] records it once,
+//! after the request is over (as pingora's `logging()` phase and ztunnel's `ConnectionResult`
+//! do), so what the sidecar reports cannot drift from what it did.
+
+use std::rc::Rc;
+
+use monoio::time::Instant;
+
+use crate::http1::reply::LocalReply;
+use crate::metrics::{self, Reporter};
+use crate::routing::Direction;
+use crate::worker::{Core, Installed};
+
+/// How one request ended. Built without allocating: the steady-state request path allocates
+/// nothing, and recording must not change that.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// Which listener the request came in on.
+    pub(super) direction: Direction,
+    /// When its head was read; `None` when the connection ended before any request.
+    pub(super) started: Option<Instant>,
+    /// The status sent downstream; `None` when nothing was (refused, or the client left).
+    pub(super) status: Option<u16>,
+    /// meshd answered itself: why (its response flag).
+    pub(super) reply: Option<LocalReply>,
+    /// The retry policy ran out before an answer (Envoy's `URX`).
+    pub(super) retries_exhausted: bool,
+    /// The client went away before the response was sent (Envoy's `DC`).
+    pub(super) downstream_closed: bool,
+    /// The route state the request was routed with.
+    pub(super) routes: Option<Rc<Installed>>,
+    /// The service the request was for (an index into the route state's snapshot).
+    pub(super) service: Option<u32>,
+    /// The endpoint group of the last try.
+    pub(super) group: Option<usize>,
+    /// Which of the group's identities the upstream proved over mutual TLS.
+    pub(super) upstream_identity: Option<usize>,
+    /// Request body bytes read from the client, response bytes sent to it (head included).
+    pub(super) bytes_received: u64,
+    pub(super) bytes_sent: u64,
+}
+
+impl Outcome {
+    pub(super) fn new(direction: Direction) -> Self {
+        Self {
+            direction,
+            started: None,
+            status: None,
+            reply: None,
+            retries_exhausted: false,
+            downstream_closed: false,
+            routes: None,
+            service: None,
+            group: None,
+            upstream_identity: None,
+            bytes_received: 0,
+            bytes_sent: 0,
+        }
+    }
+
+    /// meshd answered with `reply` (after retries ran out, when `exhausted`).
+    pub(super) fn replied(&mut self, reply: LocalReply, exhausted: bool) {
+        self.status = Some(reply.status());
+        self.reply = Some(reply);
+        self.retries_exhausted = exhausted;
+    }
+
+    /// Envoy's response flags for this request, comma-separated; `-` without any.
+    pub(crate) fn flags(&self) -> &'static str {
+        let client_gone = self.downstream_closed || self.status.is_none();
+        match (self.reply, self.retries_exhausted) {
+            (Some(reply), true) => exhausted_flag(reply),
+            (Some(reply), false) => reply.flag(),
+            (None, _) if client_gone => "DC",
+            (None, _) => "-",
+        }
+    }
+}
+
+/// A failure's flag followed by `URX`, as a local reply after retries writes them.
+fn exhausted_flag(reply: LocalReply) -> &'static str {
+    match reply.flag() {
+        "UF" => "UF,URX",
+        "UC" => "UC,URX",
+        "UT" => "UT,URX",
+        "SN" => "SN,URX",
+        "UPE" => "UPE,URX",
+        "UO" => "UO,URX",
+        _ => "URX",
+    }
+}
+
+/// Records a finished request: the one exit every request leaves by. `caller` is the
+/// client's SPIFFE ID from mutual TLS, if any.
+#[inline]
+pub(super) fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>) {
+    let Some(started) = outcome.started else {
+        return;
+    };
+    let routes = outcome.routes.as_deref();
+    let service = outcome
+        .service
+        .and_then(|s| routes?.snapshot.services.get(s as usize));
+    let peer = match outcome.direction {
+        Direction::Inbound => caller,
+        Direction::Outbound => {
+            outcome
+                .group
+                .zip(outcome.upstream_identity)
+                .and_then(|(group, identity)| {
+                    Some(routes?.group(group)?.identities.get(identity)?.as_str())
+                })
+        }
+    };
+    let request = metrics::Request {
+        reporter: match outcome.direction {
+            Direction::Outbound => Reporter::Source,
+            Direction::Inbound => Reporter::Destination,
+        },
+        service: service.map(|s| s.name.as_str()),
+        peer,
+        code: outcome.status.unwrap_or(0),
+        flags: outcome.flags(),
+        duration: started.elapsed(),
+        request_bytes: outcome.bytes_received,
+        response_bytes: outcome.bytes_sent,
+    };
+    core.metrics.borrow_mut().record(&request);
+}

@@ -1,0 +1,152 @@
+//! Istio's standard metrics through a caller sidecar (A, `reporter="source"`) and a callee
+//! sidecar (B, `reporter="destination"`) over mutual TLS: admin `/metrics` counts every request
+//! on both sides with both principals, and local replies with their response flags.
+
+use super::*;
+
+/// B denies `/admin*`; A routes `/down` to a service nobody listens for (503 `UF`) and limits
+/// `/limited` to one request a minute (429 `RL`).
+const EXTRA: &str = r#"
+service ratings {
+  port 9090 http
+  endpoint 127.0.0.1:1
+}
+route reviews {
+  rule down {
+    match path prefix "/down"
+    to ratings
+  }
+  rule limited {
+    match path prefix "/limited"
+    to reviews
+    rate_limit 1 per 1m
+  }
+  rule rest { to reviews }
+}
+authorization deny-admin {
+  workloads reviews
+  action deny
+  rule { to { paths "/admin*" } }
+}
+"#;
+
+/// Admin `/metrics` of the sidecar at `admin`.
+fn scrape(admin: std::net::SocketAddr, path: &str) -> String {
+    let response = Client::connect(admin)
+        .and_then(|mut c| c.get("admin", path, &[]))
+        .expect("scrape");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    response.text()
+}
+
+/// The sum of the samples of `metric` (the exact name) whose labels hold every `label`.
+fn sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn requests_are_counted_on_both_sides_with_their_flags(driver: &str) {
+    let pair = Pair::start_with(driver, "strict", "reviews", REVIEWS, "", EXTRA);
+    const N: u32 = 20;
+    let mut client = Client::connect(pair.a.outbound).unwrap();
+    for _ in 0..N {
+        assert_eq!(client.get("reviews", "/ok", &[]).unwrap().status, 200);
+    }
+    let statuses: Vec<u16> = ["/limited", "/limited", "/admin", "/down"]
+        .iter()
+        .map(|path| pair.call(path, &[]).status)
+        .collect();
+    assert_eq!(statuses, [200, 429, 403, 503]);
+    let unknown = Client::connect(pair.a.outbound)
+        .and_then(|mut c| c.get("nosuch", "/", &[]))
+        .unwrap();
+    assert_eq!(unknown.status, 404);
+
+    let frontend = format!("source_principal=\"{FRONTEND}\"");
+    let reviews = format!("destination_principal=\"{REVIEWS}\"");
+    let source = |labels: &[&str]| {
+        let text = scrape(pair.a.admin, "/metrics");
+        let mut all = vec!["reporter=\"source\"", frontend.as_str()];
+        all.extend_from_slice(labels);
+        sum(&text, "istio_requests_total", &all)
+    };
+    // A request is recorded once it has ended, which may be just after its client has read
+    // the answer.
+    wait_until(|| source(&[]) == f64::from(N + 5));
+    let ok = ["response_code=\"200\"", reviews.as_str()];
+    assert_eq!(source(&ok), f64::from(N + 1));
+    assert_eq!(
+        source(&["response_code=\"429\"", "response_flags=\"RL\""]),
+        1.0
+    );
+    assert_eq!(
+        source(&["response_code=\"403\"", "response_flags=\"-\""]),
+        1.0
+    );
+    let down = [
+        "response_code=\"503\"",
+        "response_flags=\"UF",
+        "destination_service=\"ratings.default.svc.cluster.local\"",
+    ];
+    assert_eq!(source(&down), 1.0);
+    let unknown = [
+        "response_code=\"404\"",
+        "response_flags=\"NR\"",
+        "destination_service=\"unknown\"",
+    ];
+    assert_eq!(source(&unknown), 1.0);
+    let text = scrape(pair.a.admin, "/stats/prometheus");
+    assert!(
+        text.contains(
+            "destination_service_name=\"reviews\",destination_service_namespace=\"default\""
+        ),
+        "{text}"
+    );
+
+    let destination = |labels: &[&str]| {
+        let text = scrape(pair.b.admin, "/metrics");
+        let mut all = vec![
+            "reporter=\"destination\"",
+            frontend.as_str(),
+            "source_workload=\"frontend\"",
+            "destination_workload=\"reviews\"",
+            "connection_security_policy=\"mutual_tls\"",
+        ];
+        all.extend_from_slice(labels);
+        sum(&text, "istio_requests_total", &all)
+    };
+    wait_until(|| destination(&[]) == f64::from(N + 2));
+    assert_eq!(destination(&["response_code=\"200\""]), f64::from(N + 1));
+    let denied = ["response_code=\"403\"", "response_flags=\"RBAC\""];
+    assert_eq!(destination(&denied), 1.0);
+
+    // Histograms: buckets are cumulative and `_count` is the number of requests.
+    let text = scrape(pair.b.admin, "/metrics");
+    let ok = ["reporter=\"destination\"", "response_code=\"200\""];
+    let count = sum(&text, "istio_request_duration_milliseconds_count", &ok);
+    assert_eq!(count, f64::from(N + 1));
+    let mut inf = ok.to_vec();
+    inf.push("le=\"+Inf\"");
+    assert_eq!(
+        sum(&text, "istio_request_duration_milliseconds_bucket", &inf),
+        count
+    );
+    let mut previous = 0.0;
+    for line in text.lines().filter(|l| {
+        l.starts_with("istio_response_bytes_bucket{") && ok.iter().all(|o| l.contains(o))
+    }) {
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value >= previous, "not cumulative: {line}");
+        previous = value;
+    }
+    assert_eq!(previous, count);
+}
+
+on_both_drivers!(requests_are_counted_on_both_sides_with_their_flags);
