@@ -212,8 +212,11 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         line.clear();
     }
     let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, content_type, body) = match (method, path) {
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    // A query string names no other page (Prometheus and load balancers add their own).
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let head = method == "HEAD";
+    let (status, content_type, body) = match (if head { "GET" } else { method }, path) {
         ("GET", "/ready") if state.draining.load(Ordering::Relaxed) => {
             (503, "text/plain", "draining\n".to_owned())
         }
@@ -234,11 +237,7 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
             "draining: listeners closed, requests in flight finish; send SIGTERM to exit\n".into(),
         ),
         ("POST", "/drain") => (503, "text/plain", "control loop unavailable\n".into()),
-        (
-            _,
-            "/ready" | "/healthz" | "/config" | "/clusters" | "/certs" | "/metrics"
-            | "/stats/prometheus" | "/reload" | "/drain",
-        ) => (405, "text/plain", "method not allowed\n".into()),
+        (_, path) if allowed(path).is_some() => (405, "text/plain", "method not allowed\n".into()),
         _ => (
             404,
             "text/plain",
@@ -247,14 +246,57 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
                 .into(),
         ),
     };
+    let allow = match (status, allowed(path)) {
+        (405, Some(methods)) => format!("allow: {methods}\r\n"),
+        _ => String::new(),
+    };
     let mut stream = stream;
     write!(
         stream,
         "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{body}",
-        if status == 200 { "OK" } else { "Error" },
+         {allow}connection: close\r\n\r\n",
+        reason(status),
         body.len()
-    )
+    )?;
+    // HEAD gets the headers GET would, and no body.
+    if !head {
+        stream.write_all(body.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The methods admin `path` answers, for a 405's `Allow`; `None` for an unknown path.
+fn allowed(path: &str) -> Option<&'static str> {
+    match path {
+        "/ready" | "/healthz" | "/config" | "/clusters" | "/certs" | "/metrics"
+        | "/stats/prometheus" => Some("GET, HEAD"),
+        "/reload" | "/drain" => Some("POST"),
+        _ => None,
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        422 => "Unprocessable Content",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// Refuses an admin address other hosts can reach unless the operator said so: its
+/// `POST /drain` and `POST /reload` take no credentials.
+pub fn check_address(admin: std::net::SocketAddr, allow_remote: bool) -> Result<(), String> {
+    if admin.ip().is_loopback() || allow_remote {
+        return Ok(());
+    }
+    Err(format!(
+        "admin address {admin} is reachable from other hosts, and its POST /drain and \
+         POST /reload take no credentials: listen on 127.0.0.1 (the default), or pass \
+         --admin-allow-remote to expose it on purpose"
+    ))
 }
 
 fn config_json(state: &AdminState) -> String {
@@ -360,4 +402,26 @@ fn clusters_json(state: &AdminState) -> String {
     let value =
         serde_json::json!({ "hash": routes.hash, "clusters": clusters, "mirrors": mirrors });
     serde_json::to_string_pretty(&value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_admin_addresses_pass_without_the_flag() {
+        let at = |addr: &str| addr.parse().expect("address");
+        assert!(check_address(at("127.0.0.1:15000"), false).is_ok());
+        assert!(check_address(at("[::1]:15000"), false).is_ok());
+        assert!(check_address(at("0.0.0.0:15000"), false).is_err());
+        assert!(check_address(at("198.18.0.1:15000"), false).is_err());
+        assert!(check_address(at("0.0.0.0:15000"), true).is_ok());
+    }
+
+    #[test]
+    fn every_path_with_methods_is_listed_for_allow() {
+        assert_eq!(allowed("/metrics"), Some("GET, HEAD"));
+        assert_eq!(allowed("/reload"), Some("POST"));
+        assert_eq!(allowed("/nope"), None);
+    }
 }

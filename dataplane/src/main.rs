@@ -46,6 +46,10 @@ struct Args {
     /// /stats/prometheus), POST /reload, POST /drain.
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin: SocketAddr,
+    /// Allow an --admin address other hosts can reach (its POST /drain and /reload take no
+    /// credentials).
+    #[arg(long)]
+    admin_allow_remote: bool,
     /// Worker threads, one per core; default: every core this process may run on.
     #[arg(long)]
     cores: Option<usize>,
@@ -92,6 +96,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    dataplane::admin::check_address(args.admin, args.admin_allow_remote)
+        .map_err(anyhow::Error::msg)?;
     let routes =
         control::load(&args.snapshot, args.workload.as_deref()).map_err(anyhow::Error::msg)?;
     let renewal = match (&args.certs, args.ca) {

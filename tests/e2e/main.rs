@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod actions;
+mod admin;
 mod balancing;
 mod bodies;
 mod compile;

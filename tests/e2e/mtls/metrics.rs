@@ -150,3 +150,112 @@ fn requests_are_counted_on_both_sides_with_their_flags(driver: &str) {
 }
 
 on_both_drivers!(requests_are_counted_on_both_sides_with_their_flags);
+
+/// Debian's Prometheus, scraping `targets` every 100 ms, stopped on drop.
+struct Prometheus {
+    child: std::process::Child,
+    web: std::net::SocketAddr,
+}
+
+impl Prometheus {
+    fn start(scratch: &Scratch, targets: &[std::net::SocketAddr]) -> Self {
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 100ms\n  scrape_timeout: 100ms\n\
+             scrape_configs:\n  - job_name: sidecars\n    metrics_path: /stats/prometheus\n    \
+             static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        let file = scratch.write("prometheus.yml", &config);
+        // A free port for its web listener (taken back just before Prometheus binds it).
+        let web = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let log = std::fs::File::create(scratch.path().join("prometheus.log")).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                scratch.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("run prometheus (apt-get install prometheus)");
+        let prometheus = Self { child, web };
+        wait_until(|| prometheus.get("/-/ready").is_some_and(|r| r.status == 200));
+        prometheus
+    }
+
+    fn get(&self, path: &str) -> Option<Response> {
+        Client::connect(self.web)
+            .and_then(|mut c| c.get("prometheus", path, &[]))
+            .ok()
+    }
+
+    /// The value of the instant PromQL `query` (URL-encoded), if it has one.
+    fn query(&self, query: &str) -> Option<f64> {
+        let answer = self.get(&format!("/api/v1/query?query={query}"))?;
+        let json: serde_json::Value = serde_json::from_str(&answer.text()).ok()?;
+        json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_both_sidecars_and_promtool_reads_the_format() {
+    let pair = Pair::start("epoll", "strict", "reviews", REVIEWS);
+    let prometheus = Prometheus::start(&pair.scratch, &[pair.a.admin, pair.b.admin]);
+    const N: u32 = 12;
+    let mut client = Client::connect(pair.a.outbound).unwrap();
+    for _ in 0..N {
+        assert_eq!(client.get("reviews", "/", &[]).unwrap().status, 200);
+    }
+    // sum(istio_requests_total{reporter="destination"}), and the same for the source side.
+    let sum = |reporter: &str| {
+        prometheus.query(&format!(
+            "sum(istio_requests_total%7Breporter%3D%22{reporter}%22%7D)"
+        ))
+    };
+    wait_until(|| sum("destination") == Some(f64::from(N)));
+    wait_until(|| sum("source") == Some(f64::from(N)));
+    let by_principal = prometheus.query(
+        "sum(istio_requests_total%7Breporter%3D%22destination%22%2C\
+         source_principal%3D%22spiffe%3A%2F%2Fcluster.local%2Fns%2Fdefault%2Fsa%2Ffrontend%22%7D)",
+    );
+    assert_eq!(by_principal, Some(f64::from(N)));
+
+    // promtool parses the scrape; its only lint is the unit in Istio's own metric name.
+    let scrape = scrape(pair.b.admin, "/metrics");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&checked.stderr).into_owned()
+        + &String::from_utf8_lossy(&checked.stdout);
+    let problems: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        checked.status.success()
+            || problems.iter().all(|p| p.starts_with(
+                "istio_request_duration_milliseconds use base unit \"seconds\" instead of \"milliseconds\""
+            )),
+        "promtool: {said}"
+    );
+}
