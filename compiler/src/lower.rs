@@ -733,6 +733,8 @@ impl<'a> Lowerer<'a> {
             jwt: Vec::new(),
             serves: Vec::new(),
             telemetry: spec::Telemetry::default(),
+            // Filled with the security settings, which read the labels too.
+            labels: BTreeMap::new(),
             name: name.clone(),
             // Lower case, as host names (and the namespaces of short ones) are compared.
             namespace: w.namespace.as_ref().map_or_else(

@@ -543,6 +543,8 @@ pub struct Workload {
     pub jwt: Vec<JwtRule>,
     /// Access log and tracing settings.
     pub telemetry: Telemetry,
+    /// Its labels (`app`, `version`, ...): what its metrics report it by.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Peer authentication mode of an inbound port.

@@ -740,6 +740,7 @@ fn served(policies: Vec<AuthorizationPolicy>, tls: TlsMode) -> Snapshot {
         authorization: policies,
         jwt: Vec::new(),
         telemetry: spec::Telemetry::default(),
+        labels: Default::default(),
     });
     snap.validate().expect("valid");
     snap

@@ -85,13 +85,14 @@ impl<'a> Lowerer<'a> {
             .zip(workloads.iter_mut())
             .map(|(&(file, w), out)| {
                 out.serves = self.serves(file, w, index);
+                out.labels = self.labels(file, &w.labels);
                 Target {
                     name: &w.name.name,
                     namespace: w.namespace.as_ref().map_or_else(
                         || spec::host::DEFAULT_NAMESPACE.to_owned(),
                         |n| n.name.clone(),
                     ),
-                    labels: self.labels(file, &w.labels),
+                    labels: out.labels.clone(),
                 }
             })
             .collect();

@@ -193,6 +193,7 @@ fn ports_of_protocols_not_served_yet_are_listed() {
             authorization: vec![],
             jwt: vec![],
             telemetry: Telemetry::default(),
+            labels: Default::default(),
         }],
         unserved: Vec::new(),
     };

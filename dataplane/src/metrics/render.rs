@@ -25,18 +25,36 @@ struct Peer<'a> {
     workload: &'a str,
     namespace: &'a str,
     principal: &'a str,
+    app: &'a str,
+    version: &'a str,
+}
+
+impl<'a> Peer<'a> {
+    fn of(workload: Option<&'a spec::Workload>, principal: Option<&'a str>) -> Self {
+        // Istio's canonical names: `app` and `version`, else the recommended Kubernetes labels.
+        let label = |keys: [&str; 2]| {
+            let labels = workload.map(|w| &w.labels);
+            keys.iter()
+                .find_map(|k| labels?.get(*k))
+                .map_or(UNKNOWN, String::as_str)
+        };
+        Self {
+            workload: workload.map_or(UNKNOWN, |w| &w.name),
+            namespace: workload.map_or(UNKNOWN, |w| &w.namespace),
+            principal: principal.unwrap_or(UNKNOWN),
+            app: label(["app", "app.kubernetes.io/name"]),
+            version: label(["version", "app.kubernetes.io/version"]),
+        }
+    }
 }
 
 impl Sidecar<'_> {
     fn own(&self) -> Peer<'_> {
-        Peer {
-            workload: self.workload.map_or(UNKNOWN, |w| &w.name),
-            namespace: self.workload.map_or(UNKNOWN, |w| &w.namespace),
-            principal: self.identity.unwrap_or(UNKNOWN),
-        }
+        Peer::of(self.workload, self.identity)
     }
 
-    /// The other side, known by its SPIFFE ID: its workload when exactly one has that identity.
+    /// The other side, known by its SPIFFE ID: its workload (and that workload's `app` and
+    /// `version`) when exactly one in the snapshot has that identity.
     fn other<'p>(&'p self, principal: Option<&'p str>) -> Peer<'p> {
         let mut owners = self
             .snapshot
@@ -47,11 +65,7 @@ impl Sidecar<'_> {
             (Some(only), None) => Some(only),
             _ => None,
         };
-        Peer {
-            workload: owner.map_or(UNKNOWN, |w| &w.name),
-            namespace: owner.map_or(UNKNOWN, |w| &w.namespace),
-            principal: principal.unwrap_or(UNKNOWN),
-        }
+        Peer::of(owner, principal)
     }
 
     /// `destination_service`, `destination_service_name` and `_namespace` of a service.
@@ -93,13 +107,13 @@ impl Sidecar<'_> {
             ("source_workload", source.workload),
             ("source_workload_namespace", source.namespace),
             ("source_principal", source.principal),
-            ("source_app", UNKNOWN),
-            ("source_version", UNKNOWN),
+            ("source_app", source.app),
+            ("source_version", source.version),
             ("destination_workload", destination.workload),
             ("destination_workload_namespace", destination.namespace),
             ("destination_principal", destination.principal),
-            ("destination_app", UNKNOWN),
-            ("destination_version", UNKNOWN),
+            ("destination_app", destination.app),
+            ("destination_version", destination.version),
             ("destination_service", &service),
             ("destination_service_name", &service_name),
             ("destination_service_namespace", &service_namespace),

@@ -130,6 +130,61 @@ fn source_and_destination_sides_get_istio_labels() {
 }
 
 #[test]
+fn app_and_version_come_from_the_workloads_labels() {
+    let workload = |name: &str, identity: &str, labels: &[(&str, &str)]| spec::Workload {
+        name: name.into(),
+        namespace: "default".into(),
+        identity: Some(identity.into()),
+        inbound: Vec::new(),
+        outbound: Vec::new(),
+        serves: Vec::new(),
+        authorization: Vec::new(),
+        jwt: Vec::new(),
+        telemetry: spec::Telemetry::default(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    };
+    let snapshot = spec::Snapshot {
+        workloads: vec![
+            workload(
+                "productpage-v1",
+                "spiffe://cluster.local/ns/default/sa/productpage",
+                &[("app", "productpage"), ("version", "v1")],
+            ),
+            workload(
+                "reviews-v2",
+                "spiffe://cluster.local/ns/default/sa/reviews",
+                &[
+                    ("app.kubernetes.io/name", "reviews"),
+                    ("app.kubernetes.io/version", "2"),
+                ],
+            ),
+        ],
+        ..spec::Snapshot::default()
+    };
+    let sidecar = Sidecar {
+        snapshot: &snapshot,
+        workload: snapshot.workloads.first(),
+        identity: Some("spiffe://cluster.local/ns/default/sa/productpage"),
+    };
+    let mut core = CoreMetrics::default();
+    core.record(&request(200, 1));
+    let text = render(&core.snapshot(), &sidecar);
+    for label in [
+        "source_workload=\"productpage-v1\"",
+        "source_app=\"productpage\"",
+        "source_version=\"v1\"",
+        "destination_workload=\"reviews-v2\"",
+        "destination_app=\"reviews\"",
+        "destination_version=\"2\"",
+    ] {
+        assert!(text.contains(label), "{label} in {text}");
+    }
+}
+
+#[test]
 fn label_values_are_escaped() {
     let mut core = CoreMetrics::default();
     core.record(&Request {

@@ -127,6 +127,7 @@ fn unindexed() -> Snapshot {
             authorization: Default::default(),
             jwt: Default::default(),
             telemetry: Default::default(),
+            labels: Default::default(),
             name: "productpage".into(),
             namespace: "default".into(),
             identity: None,

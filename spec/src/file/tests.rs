@@ -236,6 +236,7 @@ fn one_workload_name_is_unique_per_namespace_and_found_by_namespace() {
         authorization: Vec::new(),
         jwt: Vec::new(),
         telemetry: Telemetry::default(),
+        labels: Default::default(),
     };
     let mut snapshot = Snapshot {
         workloads: vec![

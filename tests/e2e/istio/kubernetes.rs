@@ -49,7 +49,7 @@ fn reviews_routes_jason_to_v2_through_the_pods_and_their_sidecar(driver: &str) {
 
     let inbound = v1_pod.to_string();
     let args = ["--workload", V1_POD, "--inbound", &inbound];
-    let _sidecar = start_logged(
+    let sidecar = start_logged(
         &snapshot,
         driver,
         &args,
@@ -73,8 +73,28 @@ fn reviews_routes_jason_to_v2_through_the_pods_and_their_sidecar(driver: &str) {
         explain_agrees(&snapshot, host, &[("end-user", "jason")], &["v2".into()]);
         explain_agrees(&snapshot, host, &[], &["v1".into()]);
     }
-    // v1's requests came through the Pod's sidecar, which forwards to the application.
+    // v1's requests came through the Pod's sidecar, which forwards to the application, and
+    // its metrics name the Pod's workload by its labels, as Istio's do.
     assert_eq!(v1.requests(), 3);
+    let served = [
+        "reporter=\"destination\"",
+        "destination_app=\"reviews\"",
+        "destination_version=\"v1\"",
+        "destination_service=\"reviews.default.svc.cluster.local\"",
+        "response_code=\"200\"",
+    ];
+    let counted = || {
+        let text = Client::connect(sidecar.admin)
+            .and_then(|mut c| c.get("admin", "/metrics", &[]))
+            .map(|r| r.text())
+            .unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with("istio_requests_total{"))
+            .filter(|l| served.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
+            .sum::<u32>()
+    };
+    wait_until(|| counted() == 3);
     let direct = Client::connect(v1_pod)
         .and_then(|mut c| c.get("reviews", "/", &[]))
         .unwrap();

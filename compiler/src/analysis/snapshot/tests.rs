@@ -392,6 +392,7 @@ fn workload(name: &str) -> Workload {
         authorization: Vec::new(),
         jwt: Vec::new(),
         telemetry: spec::Telemetry::default(),
+        labels: Default::default(),
     }
 }
 
