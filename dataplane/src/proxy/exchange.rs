@@ -10,6 +10,7 @@ use monoio::time::Instant;
 
 use spec::HeaderEdits;
 
+use super::acquire::AcquireError;
 use super::body::{copy_body, CopyError};
 use super::response::{read_response_head, ResponseError, ResponsePlan};
 use crate::balancer::{Inflight, Pick};
@@ -20,7 +21,7 @@ use crate::mirror::Shadow;
 use crate::pool::{Breaker, Refused, Upstream};
 use crate::retry::{Failure, Retries};
 use crate::stream;
-use crate::upstream::{self, ConnectError, Secure};
+use crate::upstream::{self, Secure};
 use crate::worker::{Core, Installed};
 
 /// What every try of one request shares.
@@ -104,17 +105,12 @@ impl Exchange<'_> {
         // Phase 3: connect, or reuse a pooled connection.
         let (mut up, reused) = match self.acquire(core, addr, pooled_ok, until).await {
             Ok(acquired) => acquired,
-            Err((reply, detail, endpoint_fault)) => {
-                if endpoint_fault {
+            Err(error) => {
+                if error.endpoint_fault() {
                     failed(inflight);
                 }
-                let failure = match reply {
-                    LocalReply::ConnectFailure | LocalReply::SecureNaming => {
-                        Some(Failure::ConnectFailure)
-                    }
-                    LocalReply::UpstreamTimeout => per_try_end.map(|_| Failure::PerTryTimeout),
-                    _ => None,
-                };
+                let failure = error.failure(per_try_end.is_some());
+                let (reply, detail) = error.reply();
                 return Err(Tried::Failed(FailedTry {
                     failure,
                     reused: false,
@@ -268,15 +264,13 @@ impl Exchange<'_> {
         addr: SocketAddr,
         pooled_ok: bool,
         until: Option<Instant>,
-    ) -> Result<(Upstream, bool), (LocalReply, String, bool)> {
+    ) -> Result<(Upstream, bool), AcquireError> {
         let secure = self.secure.as_ref();
         let Some(breaker) = self.breaker else {
             if let Some(up) = pooled_ok.then(|| core.pool.take(addr, secure)).flatten() {
                 return Ok((up, true));
             }
-            let conn = connect(core, addr, core.settings.connect_timeout, until, secure)
-                .await
-                .map_err(endpoint_fault)?;
+            let conn = connect(core, addr, core.settings.connect_timeout, until, secure).await?;
             return Ok((Upstream::new(conn, None), false));
         };
         let wait_until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
@@ -288,9 +282,7 @@ impl Exchange<'_> {
                 let timeout = breaker
                     .connect_timeout
                     .unwrap_or(core.settings.connect_timeout);
-                let conn = connect(core, addr, timeout, until, secure)
-                    .await
-                    .map_err(endpoint_fault)?;
+                let conn = connect(core, addr, timeout, until, secure).await?;
                 return Ok((Upstream::new(conn, Some(lease)), false));
             }
             // An idle connection to another endpoint of the group makes room when closed.
@@ -300,21 +292,12 @@ impl Exchange<'_> {
             match monoio::time::timeout_at(wait_until, breaker.wait()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(Refused::Overflow)) => {
-                    return Err((
-                        LocalReply::UpstreamOverflow,
-                        format!(
-                            "{}: the connection and pending request limits are reached",
-                            self.group_name
-                        ),
-                        false,
-                    ))
+                    let group = self.group_name.to_owned();
+                    return Err(AcquireError::Overflow { group });
                 }
                 Err(_elapsed) => {
-                    return Err((
-                        LocalReply::UpstreamTimeout,
-                        format!("{}: no connection became free in time", self.group_name),
-                        false,
-                    ))
+                    let detail = format!("{}: no connection became free in time", self.group_name);
+                    return Err(AcquireError::Deadline { detail });
                 }
             }
         }
@@ -353,11 +336,6 @@ pub(super) fn next_endpoint(
     }
 }
 
-/// A connect error, which counts against the endpoint (unlike a full circuit breaker).
-pub(super) fn endpoint_fault((reply, detail): (LocalReply, String)) -> (LocalReply, String, bool) {
-    (reply, detail, true)
-}
-
 /// Records a failed upstream exchange (gateway error) for outlier detection.
 pub(super) fn failed(inflight: &mut Option<Inflight<'_>>) {
     if let Some(inflight) = inflight {
@@ -374,26 +352,10 @@ pub(super) async fn connect(
     timeout: Duration,
     deadline: Option<Instant>,
     secure: Option<&Secure<'_>>,
-) -> Result<Conn, (LocalReply, String)> {
+) -> Result<Conn, AcquireError> {
     let own = Instant::now() + timeout;
     let until = deadline.map_or(own, |d| d.min(own));
-    match upstream::connect(core, addr, until, secure).await {
-        Ok(conn) => Ok(conn),
-        Err(ConnectError::Refused(e)) => Err((LocalReply::ConnectFailure, format!("{addr}: {e}"))),
-        Err(ConnectError::Naming(mismatch)) => {
-            Err((LocalReply::SecureNaming, format!("{addr}: {mismatch}")))
-        }
-        Err(ConnectError::Tls(e)) => Err((
-            LocalReply::ConnectFailure,
-            format!("{addr}: TLS handshake failed: {e}"),
-        )),
-        Err(ConnectError::TimedOut) if until < own => Err((
-            LocalReply::UpstreamTimeout,
-            format!("{addr}: the rule timeout expired while connecting"),
-        )),
-        Err(ConnectError::TimedOut) => Err((
-            LocalReply::ConnectFailure,
-            format!("{addr}: no connection within {} ms", timeout.as_millis()),
-        )),
-    }
+    upstream::connect(core, addr, until, secure)
+        .await
+        .map_err(|e| AcquireError::connect(addr, e, timeout, until < own))
 }

@@ -12,6 +12,7 @@
 //! 6. recycle     — pool the upstream connection only if its response was read to the end.
 
 mod accept;
+mod acquire;
 mod body;
 mod exchange;
 mod outcome;
