@@ -17,6 +17,7 @@ mod body;
 mod exchange;
 mod outcome;
 mod plan;
+mod read_ahead;
 mod reply;
 mod response;
 mod tunnel;
@@ -46,6 +47,7 @@ use body::{copy_body, CopyError};
 use exchange::{next_endpoint, Exchange, Tried};
 use outcome::{finish, Outcome};
 use plan::{plan_request, Action};
+use read_ahead::{read_ahead, RequestBody};
 use reply::{finish_reply, local_reply, send, send_continue};
 use tunnel::tunnel;
 
@@ -230,62 +232,22 @@ async fn serve_request(
     let rule_timeout = actions.and_then(|a| a.timeout);
     let deadline = rule_timeout.map(|t| Instant::now() + t);
     let policy = actions.and_then(|a| a.retries.as_ref());
-    let mut request_framing = plan.framing;
-    // Whether 100 Continue went out already (to read a body kept for a retry).
-    let mut continued = false;
-    if let BodyFraming::Length(n) = plan.framing {
-        // Small body already buffered: send head and body in one write.
-        if n <= COALESCE_BODY_BYTES && n as usize <= down.buffered().len() {
-            request_out.extend_from_slice(&down.buffered()[..n as usize]);
-            down.consume(n as usize);
-            request_framing = BodyFraming::None;
-        } else if retry::buffers_body(policy, plan.idempotent, n, core.settings.retry_buffer) {
-            // A retry must be able to replay the body: keep all of it (within --retry-buffer).
-            if plan.expects_continue && plan.http11 && !send_continue(down).await {
-                return client_gone(outcome);
-            }
-            continued = true;
-            let idle = core.settings.idle_timeout;
-            if retry::buffer_body(down, n as usize, request_out, idle)
-                .await
-                .is_err()
-            {
-                return client_gone(outcome);
-            }
-            request_framing = BodyFraming::None;
+    // Most requests have no body: nothing to read ahead.
+    let body = match plan.framing {
+        BodyFraming::None => Ok(RequestBody::none()),
+        _ => {
+            let buffers = (&mut *request_out, &mut *response_out);
+            read_ahead(down, core, (&plan, policy), buffers, outcome).await
         }
-    }
-    // A chunked body is kept the same way while it fits; one that outgrows the bound streams
-    // on from where buffering stopped, and is not retried.
-    let mut chunked_from = ChunkedScanner::default();
-    if plan.framing == BodyFraming::Chunked
-        && retry::buffers_body(policy, plan.idempotent, 0, core.settings.retry_buffer)
-    {
-        if plan.expects_continue && plan.http11 && !send_continue(down).await {
-            return client_gone(outcome);
-        }
-        continued = true;
-        let (limit, idle) = (core.settings.retry_buffer, core.settings.idle_timeout);
-        match retry::buffer_chunked(down, limit, request_out, idle).await {
-            Ok(retry::Chunked::Whole) => request_framing = BodyFraming::None,
-            Ok(retry::Chunked::Partial(scanner)) => chunked_from = scanner,
-            Err(retry::BufferError::Source) => return client_gone(outcome),
-            Err(retry::BufferError::Malformed(e)) => {
-                let reply = LocalReply::BadRequest { status: 400 };
-                let detail = format!("invalid chunked body: {e}");
-                return local_reply(down, response_out, (reply, &detail), false, outcome).await;
-            }
-        }
-    }
-    // Chunk framing that came with the head is checked before any upstream sees the head, so
-    // a malformed body there is refused without an upstream connection.
-    if request_framing == BodyFraming::Chunked {
-        if let Err(e) = chunked_from.clone().feed(down.buffered()) {
-            let reply = LocalReply::BadRequest { status: 400 };
-            let detail = format!("invalid chunked body: {e}");
-            return local_reply(down, response_out, (reply, &detail), false, outcome).await;
-        }
-    }
+    };
+    let RequestBody {
+        framing: request_framing,
+        chunked_from,
+        continued,
+    } = match body {
+        Ok(body) => body,
+        Err(next) => return next,
+    };
     // Mirroring (mirror.rs): the copy starts from the forwarded head and goes out as its own
     // task once the whole request is in hand: now, or after its body streamed through.
     let mut shadow = plan.rule.and_then(|rule| {
