@@ -289,7 +289,7 @@ fn reason(status: u16) -> &'static str {
 /// Refuses an admin address other hosts can reach unless the operator said so: its
 /// `POST /drain` and `POST /reload` take no credentials.
 pub fn check_address(admin: std::net::SocketAddr, allow_remote: bool) -> Result<(), String> {
-    if admin.ip().is_loopback() || allow_remote {
+    if admin.ip().to_canonical().is_loopback() || allow_remote {
         return Ok(());
     }
     Err(format!(
@@ -413,6 +413,7 @@ mod tests {
         let at = |addr: &str| addr.parse().expect("address");
         assert!(check_address(at("127.0.0.1:15000"), false).is_ok());
         assert!(check_address(at("[::1]:15000"), false).is_ok());
+        assert!(check_address(at("[::ffff:127.0.0.1]:15000"), false).is_ok());
         assert!(check_address(at("0.0.0.0:15000"), false).is_err());
         assert!(check_address(at("198.18.0.1:15000"), false).is_err());
         assert!(check_address(at("0.0.0.0:15000"), true).is_ok());

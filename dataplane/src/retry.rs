@@ -185,6 +185,17 @@ impl<'a> Retries<'a> {
             })
     }
 
+    /// Whether `status` is one the policy retries but its attempts are used up (Envoy's `URX`
+    /// on the response that goes to the client).
+    pub fn exhausted_on_status(&self, status: u16) -> bool {
+        self.replayable
+            && self.policy.is_some_and(|p| {
+                p.attempts > 0
+                    && self.done >= p.attempts
+                    && retried_on(&p.retry_on, Failure::Status(status))
+            })
+    }
+
     /// The rule's per-try timeout.
     pub fn per_try(&self) -> Option<Duration> {
         self.policy

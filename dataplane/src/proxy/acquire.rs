@@ -17,9 +17,10 @@ pub(super) enum AcquireError {
     Connect { addr: SocketAddr, detail: String },
     /// The endpoint presented another identity than its service's (secure naming).
     Naming { addr: SocketAddr, detail: String },
-    /// The try's own deadline (per-try or rule timeout) passed while connecting or waiting for
-    /// the group's pool: no endpoint's fault.
-    Deadline { detail: String },
+    /// The try's own deadline (per-try or rule timeout) passed: while connecting (which counts
+    /// against the endpoint, as any connect that does not complete), or while waiting for the
+    /// group's pool (which does not).
+    Deadline { detail: String, connecting: bool },
     /// The group's circuit breaker is full (connections and pending requests).
     Overflow { group: String },
 }
@@ -48,6 +49,7 @@ impl AcquireError {
             },
             ConnectError::TimedOut if deadline_first => Self::Deadline {
                 detail: format!("{addr}: the rule timeout expired while connecting"),
+                connecting: true,
             },
             ConnectError::TimedOut => Self::Connect {
                 addr,
@@ -58,7 +60,15 @@ impl AcquireError {
 
     /// Whether outlier detection counts it against the endpoint.
     pub(super) fn endpoint_fault(&self) -> bool {
-        matches!(self, Self::Connect { .. } | Self::Naming { .. })
+        matches!(
+            self,
+            Self::Connect { .. }
+                | Self::Naming { .. }
+                | Self::Deadline {
+                    connecting: true,
+                    ..
+                }
+        )
     }
 
     /// The retry condition it is, if any; a deadline is one only when a per-try timeout set it.
@@ -79,7 +89,7 @@ impl AcquireError {
             Self::Naming { addr, detail } => {
                 (LocalReply::SecureNaming, format!("{addr}: {detail}"))
             }
-            Self::Deadline { detail } => (LocalReply::UpstreamTimeout, detail),
+            Self::Deadline { detail, .. } => (LocalReply::UpstreamTimeout, detail),
             Self::Overflow { group } => (
                 LocalReply::UpstreamOverflow,
                 format!("{group}: the connection and pending request limits are reached"),

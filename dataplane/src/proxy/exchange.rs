@@ -297,7 +297,8 @@ impl Exchange<'_> {
                 }
                 Err(_elapsed) => {
                     let detail = format!("{}: no connection became free in time", self.group_name);
-                    return Err(AcquireError::Deadline { detail });
+                    let connecting = false;
+                    return Err(AcquireError::Deadline { detail, connecting });
                 }
             }
         }

@@ -45,7 +45,7 @@ use crate::upstream::Secure;
 use crate::worker::Core;
 use body::{copy_body, CopyError};
 use exchange::{next_endpoint, Exchange, Tried};
-use outcome::{finish, Outcome};
+use outcome::{Outcome, Recorder};
 use plan::{plan_request, Action};
 use read_ahead::{read_ahead, RequestBody};
 use reply::{finish_reply, local_reply, send, send_continue};
@@ -76,11 +76,17 @@ pub(crate) async fn serve_http1(
     // Both buffers live as long as the connection, so steady-state requests allocate nothing.
     let mut request_out = Vec::with_capacity(2048);
     let mut response_out = Vec::with_capacity(2048);
+    let caller: Option<Rc<str>> = down.stream.peer_identity().map(Rc::from);
     loop {
-        let mut outcome = Outcome::new(direction);
+        let mut recorder = Recorder {
+            core,
+            caller: caller.clone(),
+            outcome: Outcome::new(direction),
+        };
         let buffers = (&mut request_out, &mut response_out);
-        let next = serve_request(&mut down, direction, peer, core, buffers, &mut outcome).await;
-        finish(core, &outcome, down.stream.peer_identity());
+        let outcome = &mut recorder.outcome;
+        let next = serve_request(&mut down, direction, peer, core, buffers, outcome).await;
+        drop(recorder);
         match next {
             Next::KeepAlive => {}
             Next::Close => {
@@ -330,6 +336,7 @@ async fn serve_request(
         let failed = match tried {
             Ok((up, response)) => {
                 if response.switched || !retries.may_retry_status(response.status) {
+                    outcome.retries_exhausted = retries.exhausted_on_status(response.status);
                     break (up, response);
                 }
                 match retries.after(Failure::Status(response.status), false, false, time_left) {
@@ -345,7 +352,10 @@ async fn serve_request(
                             next_endpoint(core, &plan.routes, group, addr, pick, &retries);
                         continue;
                     }
-                    _ => break (up, response),
+                    verdict => {
+                        outcome.retries_exhausted = verdict == Verdict::Exhausted;
+                        break (up, response);
+                    }
                 }
             }
             Err(Tried::ClientGone) => {
@@ -392,7 +402,8 @@ async fn serve_request(
     });
     outcome.bytes_received = match plan.framing {
         BodyFraming::Length(n) => n,
-        _ => exchange.body_sent.get(),
+        // What was read ahead (a chunked body kept for a retry) and what streamed after it.
+        _ => outcome.bytes_received + exchange.body_sent.get(),
     };
     if let Some(inflight) = inflight.as_mut() {
         inflight.response(response.status);
@@ -441,7 +452,10 @@ async fn serve_request(
     )
     .await
     {
-        Ok(copied) => outcome.bytes_sent += copied,
+        Ok(copied) => {
+            outcome.bytes_sent += copied;
+            outcome.finished = Some(Instant::now());
+        }
         Err(e) => {
             outcome.downstream_closed = matches!(e, CopyError::Destination(_));
             return Next::Close;

@@ -23,6 +23,8 @@ pub(crate) struct Outcome {
     pub(super) direction: Direction,
     /// When its head was read; `None` when the connection ended before any request.
     pub(super) started: Option<Instant>,
+    /// When its last response byte was sent (before any lingering close); `None` until then.
+    pub(super) finished: Option<Instant>,
     /// The status sent downstream; `None` when nothing was (refused, or the client left).
     pub(super) status: Option<u16>,
     /// meshd answered itself: why (its response flag).
@@ -49,6 +51,7 @@ impl Outcome {
         Self {
             direction,
             started: None,
+            finished: None,
             status: None,
             reply: None,
             retries_exhausted: false,
@@ -76,7 +79,9 @@ impl Outcome {
             (Some(reply), true) => exhausted_flag(reply),
             (Some(reply), false) => reply.flag(),
             (None, _) if client_gone => "DC",
-            (None, _) => "-",
+            // The last try's upstream status went to the client after the retries ran out.
+            (None, true) => "URX",
+            (None, false) => "-",
         }
     }
 }
@@ -94,13 +99,29 @@ fn exhausted_flag(reply: LocalReply) -> &'static str {
     }
 }
 
+/// Records one request when it is dropped: after it ended, or when its task was cancelled
+/// (an HTTP/2 stream reset, a connection torn down), which then counts as `DC`.
+pub(super) struct Recorder<'a> {
+    pub(super) core: &'a Core,
+    /// The client's SPIFFE ID from mutual TLS, if any (shared by the connection's requests).
+    pub(super) caller: Option<Rc<str>>,
+    pub(super) outcome: Outcome,
+}
+
+impl Drop for Recorder<'_> {
+    fn drop(&mut self) {
+        finish(self.core, &self.outcome, self.caller.as_deref());
+    }
+}
+
 /// Records a finished request: the one exit every request leaves by. `caller` is the
 /// client's SPIFFE ID from mutual TLS, if any.
 #[inline]
-pub(super) fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>) {
+fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>) {
     let Some(started) = outcome.started else {
         return;
     };
+    let finished = outcome.finished.unwrap_or_else(Instant::now);
     let routes = outcome.routes.as_deref();
     let service = outcome
         .service
@@ -125,7 +146,7 @@ pub(super) fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>) {
         peer,
         code: outcome.status.unwrap_or(0),
         flags: outcome.flags(),
-        duration: started.elapsed(),
+        duration: finished.saturating_duration_since(started),
         request_bytes: outcome.bytes_received,
         response_bytes: outcome.bytes_sent,
     };

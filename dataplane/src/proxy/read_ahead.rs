@@ -46,6 +46,7 @@ pub(super) async fn read_ahead(
     (request_out, response_out): (&mut Vec<u8>, &mut Vec<u8>),
     outcome: &mut Outcome,
 ) -> Result<RequestBody, Next> {
+    let head_end = request_out.len();
     let mut body = RequestBody {
         framing: plan.framing,
         chunked_from: ChunkedScanner::default(),
@@ -105,5 +106,6 @@ pub(super) async fn read_ahead(
             return Err(local_reply(down, response_out, (reply, &detail), false, outcome).await);
         }
     }
+    outcome.bytes_received = (request_out.len() - head_end) as u64;
     Ok(body)
 }

@@ -31,18 +31,18 @@ pub(super) async fn local_reply(
     finish_reply(down, out, keep_alive, outcome).await
 }
 
-/// Sends a response written into `out` (counted in `outcome`), then keeps or closes the
-/// connection.
+/// Sends a response meshd wrote into `out` (a local reply or redirect: no body bytes of an
+/// upstream's, so none are counted), then keeps or closes the connection.
 pub(super) async fn finish_reply(
     down: &mut Conn,
     out: &mut Vec<u8>,
     keep_alive: bool,
     outcome: &mut Outcome,
 ) -> Next {
-    let len = out.len() as u64;
     match send(&mut down.stream, out).await {
         Ok(()) => {
-            outcome.bytes_sent += len;
+            // Before lingering: the request is over for the client once its answer is out.
+            outcome.finished = Some(Instant::now());
             if keep_alive {
                 return Next::KeepAlive;
             }

@@ -140,6 +140,7 @@ fn policy_retries_until_exhausted() {
     let mut r = Retries::new(Some(&p), true, true, &budget);
     assert!(r.may_retry_status(503));
     assert!(!r.may_retry_status(500));
+    assert!(!r.exhausted_on_status(503), "attempts are left");
     assert!(matches!(
         r.after(Failure::Status(503), false, false, true),
         Verdict::Retry(_)
@@ -149,6 +150,11 @@ fn policy_retries_until_exhausted() {
         Verdict::Retry(_)
     ));
     assert!(!r.may_retry_status(503));
+    assert!(
+        r.exhausted_on_status(503),
+        "a retried status after the last attempt"
+    );
+    assert!(!r.exhausted_on_status(500), "not a retried status");
     assert_eq!(
         r.after(Failure::Status(503), false, false, true),
         Verdict::Exhausted

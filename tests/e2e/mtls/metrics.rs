@@ -4,8 +4,8 @@
 
 use super::*;
 
-/// B denies `/admin*`; A routes `/down` to a service nobody listens for (503 `UF`) and limits
-/// `/limited` to one request a minute (429 `RL`).
+/// B denies `/admin*`; A routes `/down` to a service nobody listens for (503 `UF`), limits
+/// `/limited` to one request a minute (429 `RL`), and retries `/flaky` once on a 5xx.
 const EXTRA: &str = r#"
 service ratings {
   port 9090 http
@@ -20,6 +20,11 @@ route reviews {
     match path prefix "/limited"
     to reviews
     rate_limit 1 per 1m
+  }
+  rule flaky {
+    match path prefix "/flaky"
+    to reviews
+    retries { attempts 1 on 5xx }
   }
   rule rest { to reviews }
 }
@@ -68,6 +73,9 @@ fn requests_are_counted_on_both_sides_with_their_flags(driver: &str) {
         .and_then(|mut c| c.get("nosuch", "/", &[]))
         .unwrap();
     assert_eq!(unknown.status, 404);
+    // Both tries of /flaky get the application's 503: the last one goes to the client.
+    pair.upstream.fail_next(2, 503);
+    assert_eq!(pair.call("/flaky", &[]).status, 503);
 
     let frontend = format!("source_principal=\"{FRONTEND}\"");
     let reviews = format!("destination_principal=\"{REVIEWS}\"");
@@ -79,7 +87,7 @@ fn requests_are_counted_on_both_sides_with_their_flags(driver: &str) {
     };
     // A request is recorded once it has ended, which may be just after its client has read
     // the answer.
-    wait_until(|| source(&[]) == f64::from(N + 5));
+    wait_until(|| source(&[]) == f64::from(N + 6));
     let ok = ["response_code=\"200\"", reviews.as_str()];
     assert_eq!(source(&ok), f64::from(N + 1));
     assert_eq!(
@@ -102,6 +110,8 @@ fn requests_are_counted_on_both_sides_with_their_flags(driver: &str) {
         "destination_service=\"unknown\"",
     ];
     assert_eq!(source(&unknown), 1.0);
+    let exhausted = ["response_code=\"503\"", "response_flags=\"URX\""];
+    assert_eq!(source(&exhausted), 1.0);
     let text = scrape(pair.a.admin, "/stats/prometheus");
     assert!(
         text.contains(
@@ -122,7 +132,12 @@ fn requests_are_counted_on_both_sides_with_their_flags(driver: &str) {
         all.extend_from_slice(labels);
         sum(&text, "istio_requests_total", &all)
     };
-    wait_until(|| destination(&[]) == f64::from(N + 2));
+    // The callee served both tries of /flaky (503, no flag of its own).
+    wait_until(|| destination(&[]) == f64::from(N + 4));
+    assert_eq!(
+        destination(&["response_code=\"503\"", "response_flags=\"-\""]),
+        2.0
+    );
     assert_eq!(destination(&["response_code=\"200\""]), f64::from(N + 1));
     let denied = ["response_code=\"403\"", "response_flags=\"RBAC\""];
     assert_eq!(destination(&denied), 1.0);
