@@ -190,16 +190,25 @@ impl AdminState {
 }
 
 /// Serves admin requests until the process exits.
-pub fn serve(listener: TcpListener, state: Arc<AdminState>) {
+pub fn serve(listener: TcpListener, state: Arc<AdminState>, pages: Pages) {
     for stream in listener.incoming().flatten() {
         // One request per connection keeps this trivial; admin traffic is light.
-        if let Err(e) = handle(stream, &state) {
+        if let Err(e) = handle(stream, &state, pages) {
             eprintln!("meshd: admin request failed: {e}");
         }
     }
 }
 
-fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
+/// Which pages a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pages {
+    /// Every admin page (`--admin`).
+    All,
+    /// Only `/metrics` and `/stats/prometheus`, read-only (`--metrics`): safe to expose.
+    MetricsOnly,
+}
+
+fn handle(stream: TcpStream, state: &AdminState, pages: Pages) -> std::io::Result<()> {
     // One thread serves every admin request: a silent client must not block /ready.
     stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(std::time::Duration::from_secs(2)))?;
@@ -216,6 +225,13 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
     // A query string names no other page (Prometheus and load balancers add their own).
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     let head = method == "HEAD";
+    let metrics_page = matches!(path, "/metrics" | "/stats/prometheus");
+    let path = if pages == Pages::MetricsOnly && !metrics_page {
+        // Anything else on the read-only listener is unknown there.
+        ""
+    } else {
+        path
+    };
     let (status, content_type, body) = match (if head { "GET" } else { method }, path) {
         ("GET", "/ready") if state.draining.load(Ordering::Relaxed) => {
             (503, "text/plain", "draining\n".to_owned())
@@ -238,6 +254,11 @@ fn handle(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         ),
         ("POST", "/drain") => (503, "text/plain", "control loop unavailable\n".into()),
         (_, path) if allowed(path).is_some() => (405, "text/plain", "method not allowed\n".into()),
+        _ if pages == Pages::MetricsOnly => (
+            404,
+            "text/plain",
+            "this listener serves only GET /metrics and /stats/prometheus\n".into(),
+        ),
         _ => (
             404,
             "text/plain",

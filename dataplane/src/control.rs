@@ -37,6 +37,8 @@ pub struct Options {
     pub inbound: Option<SocketAddr>,
     /// Admin listener address.
     pub admin: SocketAddr,
+    /// Read-only metrics listener address, if any.
+    pub metrics: Option<SocketAddr>,
     /// Worker count; `None` means every core this process may run on.
     pub cores: Option<usize>,
     /// IO driver.
@@ -116,6 +118,17 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
     let outbound_addr = outbound[0].local_addr()?;
     let inbound_addr = inbound.as_ref().map(|l| l[0].local_addr()).transpose()?;
     let admin_addr = admin_listener.local_addr()?;
+    let metrics_listener = match options.metrics {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| anyhow::anyhow!("cannot listen on metrics {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
 
     let (events_tx, events) = mpsc::channel::<Event>();
     let (worker_tx, worker_rx) = mpsc::channel::<WorkerEvent>();
@@ -200,7 +213,13 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
     let state = admin_state.clone();
     std::thread::Builder::new()
         .name("meshd-admin".into())
-        .spawn(move || admin::serve(admin_listener, state))?;
+        .spawn(move || admin::serve(admin_listener, state, admin::Pages::All))?;
+    if let Some(listener) = metrics_listener {
+        let state = admin_state.clone();
+        std::thread::Builder::new()
+            .name("meshd-metrics".into())
+            .spawn(move || admin::serve(listener, state, admin::Pages::MetricsOnly))?;
+    }
     // The snapshot watcher also watches the JWKS files the state names; a reload that
     // changes them sends the new list.
     let (watched, watched_rx) = mpsc::channel();
@@ -224,11 +243,12 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
     watch_signals(events_tx)?;
 
     let inbound_text = inbound_addr.map_or("none".to_owned(), |a| a.to_string());
+    let metrics_text = metrics_addr.map_or("none".to_owned(), |a| a.to_string());
     let mut stdout = io::stdout().lock();
     writeln!(
         stdout,
         "meshd ready: outbound={outbound_addr} inbound={inbound_text} admin={admin_addr} \
-         workers={workers} io={driver} snapshot={}",
+         workers={workers} io={driver} snapshot={} metrics={metrics_text}",
         options.routes.hash
     )?;
     stdout.flush()?;

@@ -50,6 +50,10 @@ struct Args {
     /// credentials).
     #[arg(long)]
     admin_allow_remote: bool,
+    /// Also serve /metrics and /stats/prometheus, read-only, on this address (which may be one
+    /// other hosts reach, as a Prometheus elsewhere scrapes it), e.g. 0.0.0.0:15090.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
     /// Worker threads, one per core; default: every core this process may run on.
     #[arg(long)]
     cores: Option<usize>,
@@ -139,6 +143,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         outbound: args.outbound,
         inbound: args.workload.is_some().then_some(args.inbound),
         admin: args.admin,
+        metrics: args.metrics,
         cores: args.cores,
         driver: args.io_driver,
         settings: Settings {

@@ -160,6 +160,7 @@ fn no_allocation_per_request(driver: IoDriver) {
         outbound,
         inbound: None,
         admin,
+        metrics: None,
         cores: Some(1),
         driver,
         settings: Settings {

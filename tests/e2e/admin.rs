@@ -78,3 +78,31 @@ fn an_admin_address_other_hosts_reach_is_refused_unless_allowed() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_metrics_listener_serves_metrics_only() {
+    let up = Upstream::start("up").unwrap();
+    let scratch = Scratch::new();
+    // A free port, taken back just before meshd binds it.
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let address = metrics.to_string();
+    let args = ["--metrics", address.as_str()];
+    let meshd = serve(&scratch, &one_service("web", up.addr()), "epoll", &args);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    assert_eq!(client.get("web", "/", &[]).unwrap().status, 200);
+
+    let scraped = request(metrics, "GET", "/stats/prometheus");
+    assert!(scraped.starts_with("HTTP/1.1 200 OK\r\n"), "{scraped}");
+    assert!(scraped.contains("istio_requests_total{"), "{scraped}");
+    for (method, path) in [("POST", "/drain"), ("POST", "/reload"), ("GET", "/config")] {
+        let refused = request(metrics, method, path);
+        assert!(
+            refused.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{refused}"
+        );
+    }
+    // Nothing drained: the admin listener still reports ready.
+    assert!(request(meshd.admin, "GET", "/ready").ends_with("ready\n"));
+}

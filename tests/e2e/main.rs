@@ -19,6 +19,7 @@ mod layering;
 mod lifecycle;
 mod limits;
 mod meshca;
+mod metrics;
 mod mtls;
 mod reload;
 mod resilience;

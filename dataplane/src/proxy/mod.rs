@@ -457,7 +457,11 @@ async fn serve_request(
             outcome.finished = Some(Instant::now());
         }
         Err(e) => {
-            outcome.downstream_closed = matches!(e, CopyError::Destination(_));
+            match e {
+                CopyError::Destination(_) => outcome.downstream_closed = true,
+                CopyError::Malformed => outcome.body_failed = Some("UPE"),
+                CopyError::Source | CopyError::Idle => outcome.body_failed = Some("UC"),
+            }
             return Next::Close;
         }
     }

@@ -33,6 +33,9 @@ pub(crate) struct Outcome {
     pub(super) retries_exhausted: bool,
     /// The client went away before the response was sent (Envoy's `DC`).
     pub(super) downstream_closed: bool,
+    /// The upstream's response body broke off (`UC`) or was malformed (`UPE`) after its head
+    /// went to the client.
+    pub(super) body_failed: Option<&'static str>,
     /// The route state the request was routed with.
     pub(super) routes: Option<Rc<Installed>>,
     /// The service the request was for (an index into the route state's snapshot).
@@ -56,6 +59,7 @@ impl Outcome {
             reply: None,
             retries_exhausted: false,
             downstream_closed: false,
+            body_failed: None,
             routes: None,
             service: None,
             group: None,
@@ -75,13 +79,14 @@ impl Outcome {
     /// Envoy's response flags for this request, comma-separated; `-` without any.
     pub(crate) fn flags(&self) -> &'static str {
         let client_gone = self.downstream_closed || self.status.is_none();
-        match (self.reply, self.retries_exhausted) {
-            (Some(reply), true) => exhausted_flag(reply),
-            (Some(reply), false) => reply.flag(),
-            (None, _) if client_gone => "DC",
+        match (self.reply, self.retries_exhausted, self.body_failed) {
+            (Some(reply), true, _) => exhausted_flag(reply),
+            (Some(reply), false, _) => reply.flag(),
+            (None, _, _) if client_gone => "DC",
+            (None, _, Some(flag)) => flag,
             // The last try's upstream status went to the client after the retries ran out.
-            (None, true) => "URX",
-            (None, false) => "-",
+            (None, true, None) => "URX",
+            (None, false, None) => "-",
         }
     }
 }

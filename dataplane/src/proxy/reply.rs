@@ -50,6 +50,8 @@ pub(super) async fn finish_reply(
             Next::Close
         }
         Err(_) => {
+            // Nothing reached the client: no status, and the flag says why.
+            (outcome.status, outcome.reply) = (None, None);
             outcome.downstream_closed = true;
             Next::Close
         }
