@@ -80,6 +80,31 @@ impl LocalReply {
         }
     }
 
+    /// The response flags: [`Self::flag`], followed by `URX` when the retry policy's attempts
+    /// ran out before this reply (Envoy lists several flags so).
+    pub fn flags(self, exhausted: bool) -> &'static str {
+        if !exhausted {
+            return self.flag();
+        }
+        match self {
+            Self::BadRequest { .. } => "DPE,URX",
+            Self::NoRoute => "NR,URX",
+            Self::Forbidden => "RBAC,URX",
+            Self::Unauthorized => "JWT,URX",
+            Self::NoHealthyUpstream => "UH,URX",
+            Self::ConnectFailure => "UF,URX",
+            Self::SecureNaming => "SN,URX",
+            Self::UpstreamReset => "UC,URX",
+            Self::BadUpstreamResponse => "UPE,URX",
+            Self::UpstreamTimeout => "UT,URX",
+            Self::Draining => "DR,URX",
+            Self::Overloaded => "DO,URX",
+            Self::UpstreamOverflow => "UO,URX",
+            Self::FaultAbort { .. } => "FI,URX",
+            Self::RateLimited { .. } => "RL,URX",
+        }
+    }
+
     /// Writes the whole response, with `detail` as the body's second sentence.
     pub fn write(self, out: &mut Vec<u8>, detail: &str, close: bool) {
         self.write_after_retries(out, detail, close, false);
@@ -117,10 +142,9 @@ impl LocalReply {
         let _ = write!(
             out,
             "HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ncontent-length: {body_len}\r\n\
-             x-ringmesh-flag: {}{}\r\n",
+             x-ringmesh-flag: {}\r\n",
             reason(status),
-            self.flag(),
-            if exhausted { ",URX" } else { "" },
+            self.flags(exhausted),
         );
         match self {
             Self::RateLimited { retry_after } => {
@@ -233,6 +257,31 @@ mod tests {
         LocalReply::ConnectFailure.write_after_retries(&mut out, "refused", true, true);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("x-ringmesh-flag: UF,URX\r\n"), "{text}");
+    }
+
+    #[test]
+    fn flags_after_retries_are_each_flag_followed_by_urx() {
+        let every = [
+            LocalReply::BadRequest { status: 400 },
+            LocalReply::NoRoute,
+            LocalReply::Forbidden,
+            LocalReply::Unauthorized,
+            LocalReply::NoHealthyUpstream,
+            LocalReply::ConnectFailure,
+            LocalReply::SecureNaming,
+            LocalReply::UpstreamReset,
+            LocalReply::BadUpstreamResponse,
+            LocalReply::UpstreamTimeout,
+            LocalReply::Draining,
+            LocalReply::Overloaded,
+            LocalReply::UpstreamOverflow,
+            LocalReply::FaultAbort { status: 500 },
+            LocalReply::RateLimited { retry_after: 1 },
+        ];
+        for reply in every {
+            assert_eq!(reply.flags(false), reply.flag());
+            assert_eq!(reply.flags(true), format!("{},URX", reply.flag()));
+        }
     }
 
     #[test]

@@ -80,27 +80,13 @@ impl Outcome {
     pub(crate) fn flags(&self) -> &'static str {
         let client_gone = self.downstream_closed || self.status.is_none();
         match (self.reply, self.retries_exhausted, self.body_failed) {
-            (Some(reply), true, _) => exhausted_flag(reply),
-            (Some(reply), false, _) => reply.flag(),
+            (Some(reply), exhausted, _) => reply.flags(exhausted),
             (None, _, _) if client_gone => "DC",
             (None, _, Some(flag)) => flag,
             // The last try's upstream status went to the client after the retries ran out.
             (None, true, None) => "URX",
             (None, false, None) => "-",
         }
-    }
-}
-
-/// A failure's flag followed by `URX`, as a local reply after retries writes them.
-fn exhausted_flag(reply: LocalReply) -> &'static str {
-    match reply.flag() {
-        "UF" => "UF,URX",
-        "UC" => "UC,URX",
-        "UT" => "UT,URX",
-        "SN" => "SN,URX",
-        "UPE" => "UPE,URX",
-        "UO" => "UO,URX",
-        _ => "URX",
     }
 }
 
