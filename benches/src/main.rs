@@ -50,6 +50,10 @@ struct Args {
     /// Measure only the targets whose name contains this text (the direct row always runs).
     #[arg(long)]
     only: Option<String>,
+    /// Also measure meshd (both drivers) writing a JSON access log line per request to a file:
+    /// rows `meshd +json log`.
+    #[arg(long)]
+    access_log: bool,
 }
 
 /// One proxy (or none) between meshload and the upstream.
@@ -234,8 +238,8 @@ fn single_targets<'a>(
 ) -> anyhow::Result<()> {
     let dir = dir.to_path_buf();
     targets.extend::<[Box<Starter<'a>>; 4]>([
-        Box::new(move || start_meshd(meshd, snapshot, "epoll", "meshd")),
-        Box::new(move || start_meshd(meshd, snapshot, "uring", "meshd")),
+        Box::new(move || start_meshd(meshd, snapshot, "epoll", "meshd", &[])),
+        Box::new(move || start_meshd(meshd, snapshot, "uring", "meshd", &[])),
         Box::new(move || start_bare_forwarder(upstream_addr, "epoll")),
         Box::new(move || start_bare_forwarder(upstream_addr, "uring")),
     ]);
@@ -258,7 +262,28 @@ fn single_targets<'a>(
         for driver in ["epoll", "uring"] {
             let (meshd, snapshot) = (meshd.clone(), snapshot.clone());
             targets.push(Box::new(move || {
-                start_meshd(&meshd, &snapshot, driver, "meshd baseline")
+                start_meshd(&meshd, &snapshot, driver, "meshd baseline", &[])
+            }));
+        }
+    }
+    if args.access_log {
+        let config = std::fs::read_to_string(config_path)?;
+        let logged_config = dir.join("logged.mesh");
+        std::fs::write(
+            &logged_config,
+            format!("telemetry {{ access_log json }}\n{config}"),
+        )?;
+        let logged = dir.join("logged.snap");
+        let output = harness::compile(&[&logged_config], &logged)?;
+        if !output.status.success() {
+            bail!("meshc: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let log = dir.join("access.log").to_string_lossy().into_owned();
+        for driver in ["epoll", "uring"] {
+            let (logged, log) = (logged.clone(), log.clone());
+            targets.push(Box::new(move || {
+                let args = ["--access-log", log.as_str()];
+                start_meshd(meshd, &logged, driver, "meshd +json log", &args)
             }));
         }
     }
@@ -360,12 +385,13 @@ fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
     let _ = writeln!(
         out,
         "Command: `cargo run --release -p benches -- --rates {} --duration {}ms \
-         --max-duration {}ms --max-connections {}{baseline}{}{}`\n",
+         --max-duration {}ms --max-connections {}{baseline}{}{}{}`\n",
         rates.join(","),
         args.duration.as_millis(),
         args.max_duration.as_millis(),
         args.max_connections,
         if args.pairs { " --pairs" } else { "" },
+        if args.access_log { " --access-log" } else { "" },
         args.only
             .as_ref()
             .map(|only| format!(" --only '{only}'"))
@@ -498,10 +524,13 @@ fn start_meshd(
     snapshot: &Path,
     driver: &str,
     label: &str,
+    extra: &[&str],
 ) -> anyhow::Result<(Target, SocketAddr)> {
     let mut command = Command::new("taskset");
     command.args(["-c", "0"]).arg(binary);
-    let sidecar = Sidecar::start_with(command, snapshot, &["--cores", "1", "--io-driver", driver])?;
+    let mut args = vec!["--cores", "1", "--io-driver", driver];
+    args.extend_from_slice(extra);
+    let sidecar = Sidecar::start_with(command, snapshot, &args)?;
     let addr = sidecar.outbound;
     let name = if sidecar.io_driver == "epoll" {
         "epoll"

@@ -510,11 +510,21 @@ pub(crate) struct JwtRule {
     pub(crate) jwks: Str,
 }
 
-/// `telemetry { access_log "FORMAT" | access_log off; trace_sampling PERCENT }`.
+/// `telemetry { access_log "FORMAT" | json | off; trace_sampling PERCENT }`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Telemetry {
     pub(crate) span: Span,
-    /// `Some(None)` is an explicit `access_log off`.
-    pub(crate) access_log: Option<Option<Str>>,
+    pub(crate) access_log: Option<AccessLog>,
     pub(crate) trace_sampling: Option<Percent>,
+}
+
+/// An `access_log` setting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AccessLog {
+    /// `access_log off`: no log, overriding the mesh-wide one.
+    Off,
+    /// `access_log json`.
+    Json,
+    /// `access_log "FORMAT"`.
+    Text(Str),
 }

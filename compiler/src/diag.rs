@@ -263,6 +263,8 @@ pub enum Code {
     WorkloadOutsideNamespace,
     /// W0147: a peer authentication port override names a port the workload does not expose.
     UnusedPortMode,
+    /// E0148: an access log format meshd cannot render (an unknown `%OPERATOR%`).
+    InvalidAccessLogFormat,
     // Snapshot analyses (retries, ejection, authorization, identity): 0160-0179.
     /// W0160: a rule's tries (per-try timeout x tries) take longer than the rule timeout.
     RetriesExceedTimeout,
@@ -347,6 +349,7 @@ impl Code {
         Self::UnknownConditionKey,
         Self::WorkloadOutsideNamespace,
         Self::UnusedPortMode,
+        Self::InvalidAccessLogFormat,
         Self::RetriesExceedTimeout,
         Self::PerTryTimeoutNotBelowTimeout,
         Self::RetriesNeverHappen,
@@ -419,6 +422,7 @@ impl Code {
             Self::UnknownConditionKey => "E0145",
             Self::WorkloadOutsideNamespace => "E0146",
             Self::UnusedPortMode => "W0147",
+            Self::InvalidAccessLogFormat => "E0148",
             // Snapshot analyses.
             Self::RetriesExceedTimeout => "W0160",
             Self::PerTryTimeoutNotBelowTimeout => "W0161",
@@ -513,6 +517,7 @@ impl Code {
             | Self::InvalidAuthzValue
             | Self::UnknownConditionKey
             | Self::WorkloadOutsideNamespace
+            | Self::InvalidAccessLogFormat
             | Self::TrafficConflict
             | Self::InvalidRegex
             | Self::FramingHeader

@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use spec::{
-    AuthorizationPolicy, AuthzCondition, AuthzOperation, AuthzRule, AuthzSource, ConditionKey,
-    Endpoint, HashKey, InboundPort, LoadBalancer, PathMatch, PoolLimits, Redirect, RequestMatch,
-    Rewrite, RouteRule, Service, Snapshot, StringPattern, TlsMode, TrafficPolicy, ValueMatch,
-    WeightedDestination, Workload,
+    AccessLog, AuthorizationPolicy, AuthzCondition, AuthzOperation, AuthzRule, AuthzSource,
+    ConditionKey, Endpoint, HashKey, InboundPort, LoadBalancer, PathMatch, PoolLimits, Redirect,
+    RequestMatch, Rewrite, RouteRule, Service, Snapshot, StringPattern, Telemetry, TlsMode,
+    TrafficPolicy, ValueMatch, WeightedDestination, Workload,
 };
 
 use crate::explain::{describe_edits, describe_fault, describe_rate_limit, describe_retries};
@@ -98,6 +98,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Vec<Change> {
         }
     }
     workloads(&mut out, old, new);
+    telemetry(&mut out, "mesh-wide", &old.telemetry, &new.telemetry);
     out.0
 }
 
@@ -738,27 +739,33 @@ fn workload(
     );
     authorization(out, what, &x.authorization, &y.authorization);
     jwt(out, what, x, y);
+    telemetry(out, what, &x.telemetry, &y.telemetry);
+}
+
+/// Access log and trace sampling of a workload, or of the mesh (`what`).
+fn telemetry(out: &mut Changes, what: &str, x: &Telemetry, y: &Telemetry) {
     out.changed(
         format!("{what} access log"),
-        x.telemetry
-            .access_log
-            .as_ref()
-            .map_or_else(|| "(off)".to_owned(), |f| format!("{f:?}")),
-        y.telemetry
-            .access_log
-            .as_ref()
-            .map_or_else(|| "(off)".to_owned(), |f| format!("{f:?}")),
+        access_log(x.access_log.as_ref()),
+        access_log(y.access_log.as_ref()),
         Impact::HotSwap,
     );
     out.changed(
         format!("{what} trace sampling"),
-        crate::explain::percent(x.telemetry.trace_sampling_per_million),
-        crate::explain::percent(y.telemetry.trace_sampling_per_million),
+        crate::explain::percent(x.trace_sampling_per_million),
+        crate::explain::percent(y.trace_sampling_per_million),
         Impact::HotSwap,
     );
 }
 
-/// Policies by name; their order and source do not matter (DENY before ALLOW regardless).
+fn access_log(log: Option<&AccessLog>) -> String {
+    match log {
+        None => "(off)".to_owned(),
+        Some(AccessLog::Json) => "json".to_owned(),
+        Some(AccessLog::Text(format)) => format!("{format:?}"),
+    }
+}
+
 fn authorization(
     out: &mut Changes,
     what: &str,

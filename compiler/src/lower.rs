@@ -169,7 +169,7 @@ impl<'a> Lowerer<'a> {
             .iter()
             .map(|&(f, w)| self.workload(f, w, &index))
             .collect();
-        self.security(
+        let telemetry = self.security(
             &workload_decls,
             &mut workloads,
             &mut lowered,
@@ -183,6 +183,7 @@ impl<'a> Lowerer<'a> {
             hosts,
             workloads,
             unserved: Vec::new(),
+            telemetry,
         }
     }
 

@@ -101,6 +101,7 @@ pub fn for_workload(snapshot: &Snapshot, name: &str) -> Option<Snapshot> {
         hosts,
         workloads: vec![workload],
         unserved: snapshot.unserved.clone(),
+        telemetry: snapshot.telemetry.clone(),
     })
 }
 

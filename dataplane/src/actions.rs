@@ -291,13 +291,12 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
                 );
             }
         }
-        let place = || format!("workload {}", w.name);
-        if w.telemetry.access_log.is_some() {
-            note("access logs", place());
-        }
         if w.telemetry.trace_sampling_per_million > 0 {
-            note("trace sampling", place());
+            note("trace sampling", format!("workload {}", w.name));
         }
+    }
+    if workload.is_none() && snapshot.telemetry.trace_sampling_per_million > 0 {
+        note("trace sampling", "the mesh-wide telemetry".to_owned());
     }
     found
 }

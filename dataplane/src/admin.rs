@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ pub struct AdminState {
     ejections: Shared<Arc<Ejections>>,
     /// The workload certificate in force and the last refusal, for `/certs`.
     certs: Shared<Option<serde_json::Value>>,
+    /// Access log lines the writer failed to write.
+    pub access_log_failed: Arc<AtomicU64>,
 }
 
 impl AdminState {
@@ -41,6 +43,7 @@ impl AdminState {
         driver: &'static str,
         workers: usize,
         events: mpsc::Sender<Event>,
+        access_log_failed: Arc<AtomicU64>,
     ) -> Self {
         Self {
             routes: routes.into(),
@@ -50,6 +53,7 @@ impl AdminState {
             events: events.into(),
             ejections: Shared::default(),
             certs: Shared::default(),
+            access_log_failed,
         }
     }
 
@@ -347,7 +351,13 @@ fn metrics_text(state: &AdminState) -> (u16, &'static str, String) {
         workload: routes.own_workload(),
         identity: routes.identity.as_deref(),
     };
-    let text = metrics::render(&usage.requests, &sidecar);
+    let mut text = metrics::render(&usage.requests, &sidecar);
+    let failed = state.access_log_failed.load(Ordering::Relaxed);
+    let proxy = metrics::ProxyCounts {
+        access_log_lines: usage.access_log.lines,
+        access_log_dropped: usage.access_log.dropped + failed,
+    };
+    metrics::render_proxy(&mut text, &proxy);
     (200, "text/plain; version=0.0.4; charset=utf-8", text)
 }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::access_log::writer::{AccessLogWriter, Destination, Reopener};
 use crate::admin::{self, AdminState};
 use crate::jwt::Verifier;
 use crate::outlier::{Ejections, OutlierState};
@@ -48,6 +49,8 @@ pub struct Options {
     /// The workload's certificate directory (`cert.pem`, `key.pem`, `bundle.pem`), if any,
     /// with its identity as loaded at startup.
     pub certs: Option<(PathBuf, Arc<Identity>)>,
+    /// Where access log lines go (when the snapshot turns the log on).
+    pub access_log: Destination,
 }
 
 /// A signal, a worker's report or a reload request, as the control loop sees it.
@@ -130,6 +133,10 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
         .map(|l| l.local_addr())
         .transpose()?;
 
+    let (access_log, log_channels) = AccessLogWriter::start(options.access_log.clone(), workers)
+        .map_err(|e| anyhow::anyhow!("cannot open access log {:?}: {e}", options.access_log))?;
+    let mut log_channels = log_channels.into_iter();
+
     let (events_tx, events) = mpsc::channel::<Event>();
     let (worker_tx, worker_rx) = mpsc::channel::<WorkerEvent>();
     forward(worker_rx, events_tx.clone());
@@ -168,6 +175,7 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
             identity: options.certs.as_ref().map(|(_, id)| id.clone()),
             routes: options.routes.clone(),
             settings: options.settings,
+            access_log: log_channels.next(),
         };
         let tx = worker_tx.clone();
         std::thread::Builder::new()
@@ -206,10 +214,12 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
         driver,
         workers,
         events_tx.clone(),
+        access_log.failed_lines.clone(),
     ));
     if let Some((_, identity)) = &options.certs {
         admin_state.set_identity(identity, None);
     }
+
     let state = admin_state.clone();
     std::thread::Builder::new()
         .name("meshd-admin".into())
@@ -241,6 +251,7 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
         }
     }
     watch_signals(events_tx)?;
+    watch_reopen_signal(access_log.reopener())?;
 
     let inbound_text = inbound_addr.map_or("none".to_owned(), |a| a.to_string());
     let metrics_text = metrics_addr.map_or("none".to_owned(), |a| a.to_string());
@@ -363,6 +374,9 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
             }
         }
     }
+    // The stopped cores handed their last lines over; a writer stuck on a pipe nobody reads
+    // is not waited for long.
+    access_log.finish(Duration::from_secs(2));
     eprintln!("meshd: drained, exiting");
     Ok(())
 }
@@ -508,6 +522,19 @@ fn watch_signals(events: mpsc::Sender<Event>) -> io::Result<()> {
                 if sent.is_err() {
                     break;
                 }
+            }
+        })?;
+    Ok(())
+}
+
+/// SIGUSR1 reopens the access log file (after `logrotate` moved it away).
+fn watch_reopen_signal(access_log: Reopener) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
+    std::thread::Builder::new()
+        .name("meshd-reopen".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                access_log.reopen();
             }
         })?;
     Ok(())

@@ -245,7 +245,7 @@ async fn exchange(
         let relayed = {
             // Boxed: the HTTP/1.1 path's future is large (head buffers), and inline it would
             // be copied with every move of this task's future (spawn, task cell) per stream.
-            let mut http1 = Box::pin(serve_http1(down, Direction::Inbound, peer.ip(), core));
+            let mut http1 = Box::pin(serve_http1(down, Direction::Inbound, peer, core));
             let is_head = parts.method == Method::HEAD;
             let mut relayed = pin!(relay_response(
                 from_http1,

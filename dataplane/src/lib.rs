@@ -2,6 +2,7 @@
 //! compiled snapshot, plus a control thread for signals, admin and lifecycle.
 #![deny(unsafe_code)]
 
+pub mod access_log;
 pub mod actions;
 pub mod admin;
 pub mod authz;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use dataplane::access_log::writer::Destination;
 use dataplane::control::{self, Options};
 use dataplane::worker::{IoDriver, Settings};
 
@@ -82,6 +83,10 @@ struct Args {
     /// How long a keep-alive connection may idle, or a body transfer stall, before closing.
     #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
     idle_timeout: Duration,
+    /// Where access log lines go when the snapshot's telemetry turns the log on (default:
+    /// stdout). A file is appended to, and reopened on SIGUSR1 for log rotation.
+    #[arg(long, value_name = "PATH")]
+    access_log: Option<PathBuf>,
     /// Largest request body (bytes, a chunked body with its framing) kept so a rule's retries
     /// can replay it; requests with larger bodies are streamed and not retried.
     #[arg(long, default_value_t = dataplane::retry::DEFAULT_RETRY_BUFFER)]
@@ -156,6 +161,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             retry_buffer: args.retry_buffer,
         },
         certs,
+        access_log: args
+            .access_log
+            .map_or(Destination::Stdout, Destination::File),
     })
 }
 

@@ -56,6 +56,9 @@ pub struct RouteState {
     workload: Option<String>,
     /// The service each inbound port serves, in `inbound`'s order.
     inbound_services: Vec<Option<u32>>,
+    /// How requests are logged: the workload's telemetry, or the mesh-wide one without a
+    /// workload; `None` logs nothing.
+    pub access_log: Option<crate::access_log::Format>,
 }
 
 /// A rule with its matches and actions compiled.
@@ -260,6 +263,9 @@ pub enum BuildError {
     /// A regex in a match or rewrite does not compile.
     #[error("{0}")]
     Regex(String),
+    /// The access log format does not parse.
+    #[error("access log format: {0}")]
+    AccessLog(#[from] spec::access_log::FormatError),
 }
 
 /// Compiles `pattern` anchored at both ends (the whole value must match).
@@ -381,6 +387,12 @@ impl RouteState {
             tables.push(rules);
         }
         let not_enforced = crate::actions::not_enforced(&snapshot, workload);
+        let telemetry = own.map_or(&snapshot.telemetry, |w| &w.telemetry);
+        let access_log = telemetry
+            .access_log
+            .as_ref()
+            .map(crate::access_log::Format::compile)
+            .transpose()?;
         let inbound_services = match own {
             Some(w) => inbound
                 .iter()
@@ -404,7 +416,17 @@ impl RouteState {
             not_enforced,
             workload: workload.map(str::to_owned),
             inbound_services,
+            access_log,
         })
+    }
+
+    /// The snapshot's rule `rule` points at.
+    pub fn rule(&self, rule: RuleRef) -> Option<&spec::RouteRule> {
+        self.snapshot
+            .routes
+            .get(rule.table as usize)?
+            .rules
+            .get(rule.rule as usize)
     }
 
     /// The actions of the rule `rule` points at.

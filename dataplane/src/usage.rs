@@ -4,6 +4,7 @@
 //! metrics, nothing is counted for this that the pools, breakers and balancers do not keep
 //! already, and no core wakes unless asked.
 
+use crate::access_log::sink::LogCounts;
 use crate::metrics::Metrics;
 
 /// One core's (or, summed, the sidecar's) pool usage for one route state.
@@ -19,6 +20,8 @@ pub struct Usage {
     pub authn: AuthnUsage,
     /// Istio's request metrics (admin `/metrics`).
     pub requests: Metrics,
+    /// Access log lines rendered and dropped.
+    pub access_log: LogCounts,
 }
 
 /// Peer and request authentication counts since start (see admin `/certs`).
@@ -117,6 +120,8 @@ impl Usage {
         m.skipped_body += o.skipped_body;
         self.authn.add(&other.authn);
         self.requests.add(&other.requests);
+        self.access_log.lines += other.access_log.lines;
+        self.access_log.dropped += other.access_log.dropped;
         if other.hash != self.hash {
             return;
         }
@@ -162,6 +167,7 @@ mod tests {
                 ..AuthnUsage::default()
             },
             requests: Metrics::default(),
+            access_log: LogCounts::default(),
         }
     }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use monoio::io::AsyncReadRent;
 use monoio::net::{TcpListener, UnixStream};
 
+use crate::access_log::sink::{Channel, CoreLog};
 use crate::balancer::CoreBalancing;
 use crate::drain::Drain;
 use crate::jwt::TokenCache;
@@ -87,6 +88,8 @@ pub struct WorkerSpec {
     pub routes: Arc<RouteState>,
     /// Timeouts and limits.
     pub settings: Settings,
+    /// This core's channel to the access log writer; `None` drops every line (counted).
+    pub access_log: Option<Channel>,
 }
 
 /// What a worker reports to the control thread.
@@ -164,6 +167,8 @@ pub struct Core {
     pub jwt_tokens: RefCell<TokenCache>,
     /// Istio's request metrics for the requests this core finished.
     pub metrics: RefCell<CoreMetrics>,
+    /// This core's access log buffer.
+    pub access_log: CoreLog,
 }
 
 /// Runs a worker to completion on the current thread.
@@ -271,6 +276,7 @@ async fn serve(
         },
         jwt_tokens: RefCell::new(TokenCache::default()),
         metrics: RefCell::new(CoreMetrics::default()),
+        access_log: CoreLog::new(spec.index, spec.access_log),
     });
     if let Some(identity) = spec.identity {
         core.install_identity(identity);
@@ -310,6 +316,7 @@ async fn serve(
     while core.active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
+    core.access_log.close();
     let _ = events.send(WorkerEvent::Stopped {
         index: spec.index,
         unfinished: core.active.get(),
@@ -486,6 +493,7 @@ impl Core {
             },
             authn: self.authn_counts.get(),
             requests: self.metrics.borrow().snapshot(),
+            access_log: self.access_log.counts(),
         }
     }
 
@@ -538,7 +546,7 @@ async fn accept_loop(listener: TcpListener, direction: Direction, core: Rc<Core>
                     monoio::spawn(proxy::serve_connection(
                         stream,
                         direction,
-                        peer.ip(),
+                        peer,
                         core.clone(),
                     ));
                 }

@@ -182,6 +182,7 @@ fn routes() -> RouteState {
         }],
         workloads: vec![],
         unserved: Vec::new(),
+        telemetry: Default::default(),
     };
     snapshot.index_paths();
     RouteState::new(snapshot, String::new(), None).expect("the test snapshot is valid")

@@ -173,6 +173,7 @@ fn no_allocation_per_request(driver: IoDriver) {
             retry_buffer: dataplane::retry::DEFAULT_RETRY_BUFFER,
         },
         certs: None,
+        access_log: dataplane::access_log::writer::Destination::Stdout,
     };
     // meshd lives until this test process exits.
     std::thread::spawn(move || control::run(options).unwrap());

@@ -1,6 +1,7 @@
 //! The snapshot contract between `meshc` and `meshd`: validated plain data, and its file format.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod authz;
 mod file;
 pub mod host;

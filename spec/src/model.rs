@@ -24,6 +24,8 @@ pub struct Snapshot {
     /// hold, a document out of scope, a protocol not served yet), in source order: meshd lists
     /// it under `/config`'s `not_enforced`, so nothing is ignored silently at run time either.
     pub unserved: Vec<Unserved>,
+    /// The mesh-wide telemetry default: what a sidecar serving no workload applies.
+    pub telemetry: Telemetry,
 }
 
 /// One piece of config accepted without being served, as its compiler warning described it.
@@ -719,13 +721,22 @@ pub struct JwtRule {
     pub source: SourceLocation,
 }
 
-/// Access log and tracing settings of a workload.
+/// Access log and tracing settings of a workload, or of the whole mesh.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Telemetry {
-    /// Access log line format (Envoy-style `%COMMAND%` operators); `None` disables the log.
-    pub access_log: Option<String>,
+    /// How each request is logged; `None` disables the log.
+    pub access_log: Option<AccessLog>,
     /// Share of requests traced, in millionths (1 000 000 = all).
     pub trace_sampling_per_million: u32,
+}
+
+/// How an access log line is written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessLog {
+    /// One JSON object per line, with the keys of [`crate::access_log::json_fields`].
+    Json,
+    /// A text format with Envoy's `%COMMAND%` operators (see [`crate::access_log::parse`]).
+    Text(String),
 }
 
 /// An inbound port: traffic for `port` is forwarded to the application at `target`.

@@ -23,6 +23,14 @@ pub enum InvalidSnapshot {
         /// Length of the list it indexes.
         len: usize,
     },
+    /// An access log format meshd cannot render.
+    #[error("access log format {format:?}: {error}")]
+    AccessLogFormat {
+        /// The format.
+        format: String,
+        /// What is wrong with it.
+        error: crate::access_log::FormatError,
+    },
     /// A rule's destination weights do not add up to 100.
     #[error("rule {rule:?} has destination weights summing to {sum}, not 100")]
     WeightSum {
@@ -110,12 +118,9 @@ impl Snapshot {
             for &service in &workload.serves {
                 in_range("workload served service", service, self.services.len())?;
             }
-            per_million(
-                "trace sampling",
-                workload.telemetry.trace_sampling_per_million,
-            )?;
+            telemetry(&workload.telemetry)?;
         }
-        Ok(())
+        telemetry(&self.telemetry)
     }
 
     fn destination(&self, what: &'static str, service: u32, subset: Option<u32>) -> Checked {
@@ -197,6 +202,18 @@ fn policy(policy: &TrafficPolicy) -> Checked {
         if outlier.interval_ms == 0 {
             return out_of_range("outlier detection interval", 0, "1..");
         }
+    }
+    Ok(())
+}
+
+/// Trace sampling within 100 %, and an access log format meshd can render.
+fn telemetry(telemetry: &crate::Telemetry) -> Checked {
+    per_million("trace sampling", telemetry.trace_sampling_per_million)?;
+    if let Some(crate::AccessLog::Text(format)) = &telemetry.access_log {
+        crate::access_log::parse(format).map_err(|error| InvalidSnapshot::AccessLogFormat {
+            format: format.clone(),
+            error,
+        })?;
     }
     Ok(())
 }

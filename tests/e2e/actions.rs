@@ -102,6 +102,7 @@ impl Mesh {
             }],
             workloads: vec![],
             unserved: Vec::new(),
+            telemetry: Default::default(),
         };
         snapshot.index_paths();
         snapshot

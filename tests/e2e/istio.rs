@@ -68,12 +68,58 @@ fn explain_request(
     })
 }
 
+/// A DSL file turning on JSON access logs mesh-wide, compiled beside the Istio YAML so that a
+/// caller sidecar names the rule of each request it routed.
+const LOG_EVERY_REQUEST: (&str, &str) = ("telemetry.mesh", "telemetry { access_log json }\n");
+
+/// A caller sidecar, with the access log it writes (see [`LOG_EVERY_REQUEST`]).
+struct Logged<'a> {
+    outbound: SocketAddr,
+    log: &'a Path,
+}
+
+/// The access log line of one more `GET http://host/` with `headers` through `caller`, sent
+/// with its own `x-request-id` to find it by.
+fn logged_request(caller: &Logged<'_>, host: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+    static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let probe = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("probe-{}-{probe}", std::process::id());
+    let mut headers = headers.to_vec();
+    headers.push(("x-request-id", &id));
+    let mut client = Client::connect(caller.outbound).unwrap();
+    client.get(host, "/", &headers).unwrap();
+    let mut found = None;
+    wait_until(|| {
+        let log = std::fs::read_to_string(caller.log).unwrap_or_default();
+        found = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["x_request_id"] == id.as_str());
+        found.is_some()
+    });
+    found.unwrap_or_default()
+}
+
 /// Checks that `meshc explain` predicts what meshd did: every upstream in `seen` (`app-vN`)
-/// is a destination subset the explanation gives for `host` with `headers`.
-fn explain_agrees(snapshot: &Path, host: &str, headers: &[(&str, &str)], seen: &[String]) {
-    let headers: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let said = explain(snapshot, None, &format!("http://{host}/"), &headers);
+/// is a destination subset the explanation gives for `host` with `headers`, and the rule
+/// meshd logged for such a request (name and `file:line`) is the one explain names.
+fn explain_agrees(
+    snapshot: &Path,
+    caller: &Logged<'_>,
+    host: &str,
+    headers: &[(&str, &str)],
+    seen: &[String],
+) {
+    let logged = logged_request(caller, host, headers);
+    assert!(logged["route_name"].is_string(), "no rule logged: {logged}");
+    let header_lines: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let header_lines: Vec<&str> = header_lines.iter().map(String::as_str).collect();
+    let said = explain(snapshot, None, &format!("http://{host}/"), &header_lines);
+    assert_eq!(
+        (&logged["route_name"], &logged["route_source"]),
+        (&said["route"]["rule"], &said["route"]["source"]),
+        "meshd logged {logged}; explain said {said}"
+    );
     let destinations = said["destinations"].as_array().cloned().unwrap_or_default();
     let predicted: Vec<String> = destinations
         .iter()

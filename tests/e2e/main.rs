@@ -4,6 +4,7 @@
 // Helper functions called from generated #[test]s are test code too.
 #![allow(clippy::unwrap_used)]
 
+mod access_log;
 mod actions;
 mod admin;
 mod balancing;

@@ -267,8 +267,8 @@ fn service_namespace_change_moves_its_hosts() {
 // ---- Format v2 fields, on snapshots edited in Rust (no config syntax produces them here yet).
 
 use spec::{
-    AuthorizationPolicy, AuthzAction, AuthzOperation, AuthzRule, AuthzSource, FaultAbort,
-    FaultInjection, HashKey, HeaderMatch, HeaderValue, JwtRule, LoadBalancer, Mirror,
+    AccessLog, AuthorizationPolicy, AuthzAction, AuthzOperation, AuthzRule, AuthzSource,
+    FaultAbort, FaultInjection, HashKey, HeaderMatch, HeaderValue, JwtRule, LoadBalancer, Mirror,
     OutlierDetection, PathMatch, QueryMatch, RateLimit, Redirect, RequestMatch, RetryOn,
     RetryPolicy, Rewrite, RouteRule, SourceLocation, StringPattern, TlsMode, ValueMatch,
 };
@@ -608,12 +608,15 @@ fn tls_mode_changes_restart_listeners_and_the_rest_hot_swaps() {
     );
     assert_eq!(
         lines_edited(|s| {
-            s.workloads[0].telemetry.access_log = Some("%REQ(:PATH)% %RESPONSE_CODE%".into());
+            s.workloads[0].telemetry.access_log =
+                Some(AccessLog::Text("%REQ(:PATH)% %RESPONSE_CODE%".into()));
+            s.telemetry.access_log = Some(AccessLog::Json);
             s.workloads[0].telemetry.trace_sampling_per_million = 10_000;
         }),
         [
             r#"~ workload productpage access log (off) -> "%REQ(:PATH)% %RESPONSE_CODE%" [hot-swap]"#,
             "~ workload productpage trace sampling 0% -> 1% [hot-swap]",
+            "~ mesh-wide access log (off) -> json [hot-swap]",
         ]
     );
 }

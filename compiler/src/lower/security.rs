@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use spec::{
-    AuthorizationPolicy, AuthzAction, AuthzCondition, AuthzOperation, AuthzRule, AuthzSource,
-    ConditionKey, JwtRule, Service, StringPattern, Telemetry, TlsMode, Workload,
+    AccessLog, AuthorizationPolicy, AuthzAction, AuthzCondition, AuthzOperation, AuthzRule,
+    AuthzSource, ConditionKey, JwtRule, Service, StringPattern, Telemetry, TlsMode, Workload,
 };
 
 use super::{name_help, In, Lowerer, ServiceIndex};
@@ -79,7 +79,7 @@ impl<'a> Lowerer<'a> {
         services: &mut [Service],
         index: &ServiceIndex<'_>,
         items: &[(FileId, &'a ast::Item)],
-    ) {
+    ) -> Telemetry {
         let targets: Vec<Target<'a>> = decls
             .iter()
             .zip(workloads.iter_mut())
@@ -97,7 +97,7 @@ impl<'a> Lowerer<'a> {
             })
             .collect();
 
-        self.telemetry_all(decls, workloads, items);
+        let mesh_telemetry = self.telemetry_all(decls, workloads, items);
 
         let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
         for (w, target) in targets.iter().enumerate() {
@@ -177,6 +177,7 @@ impl<'a> Lowerer<'a> {
             s.identities.sort_unstable();
             s.identities.dedup();
         }
+        mesh_telemetry
     }
 
     /// The services a workload serves, resolved, ascending.
@@ -698,13 +699,13 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// Lowers the mesh-wide telemetry default and every workload's overrides.
+    /// Lowers every workload's telemetry over the mesh-wide default, which it returns.
     fn telemetry_all(
         &mut self,
         decls: &[In<'a, ast::Workload>],
         workloads: &mut [Workload],
         items: &[(FileId, &'a ast::Item)],
-    ) {
+    ) -> Telemetry {
         let mut mesh: Option<In<'a, ast::Telemetry>> = None;
         for &(file, item) in items {
             if let ast::Item::Telemetry(t) = item {
@@ -732,6 +733,7 @@ impl<'a> Lowerer<'a> {
                 None => default.clone(),
             };
         }
+        default
     }
 
     /// `t` applied over `base`: each field set in `t` replaces the base's.
@@ -739,16 +741,26 @@ impl<'a> Lowerer<'a> {
         let mut out = base.clone();
         match &t.access_log {
             None => {}
-            Some(None) => out.access_log = None,
-            Some(Some(format)) if format.value.is_empty() => self.report(
+            Some(ast::AccessLog::Off) => out.access_log = None,
+            Some(ast::AccessLog::Json) => out.access_log = Some(AccessLog::Json),
+            Some(ast::AccessLog::Text(format)) if format.value.is_empty() => self.report(
                 Code::InvalidValue,
                 file,
                 format.span,
                 "empty access log format".to_owned(),
-                "write a format such as \"%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE%\", or \
-                 `access_log off`",
+                "write a format such as \"%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE%\", `json`, \
+                 or `access_log off`",
             ),
-            Some(Some(format)) => out.access_log = Some(format.value.clone()),
+            Some(ast::AccessLog::Text(format)) => match spec::access_log::parse(&format.value) {
+                Ok(_) => out.access_log = Some(AccessLog::Text(format.value.clone())),
+                Err(e) => self.report(
+                    Code::InvalidAccessLogFormat,
+                    file,
+                    within_string(format, e.offset, e.len),
+                    e.message,
+                    "docs/access-log.md lists the operators meshd serves",
+                ),
+            },
         }
         if let Some(p) = t.trace_sampling {
             match u32::try_from(p.per_million) {
@@ -763,6 +775,18 @@ impl<'a> Lowerer<'a> {
             }
         }
         out
+    }
+}
+
+/// The span of `len` bytes at `offset` in a string's value; the whole string when escapes
+/// make the value's offsets differ from the source's.
+fn within_string(string: &ast::Str, offset: usize, len: usize) -> Span {
+    let quoted = string.value.len() + 2;
+    if string.span.end - string.span.start == quoted {
+        let start = string.span.start + 1 + offset;
+        Span::new(start, start + len)
+    } else {
+        string.span
     }
 }
 

@@ -4,8 +4,9 @@
 
 use super::{skip, PResult, Parser, SyntaxError};
 use crate::ast::{
-    Authentication, Authorization, AuthzOperation, AuthzRule, AuthzSource, AuthzWhen, Ident, Item,
-    JwtRule, Number, PeerAuthentication, PolicyTarget, Str, Telemetry, TlsMode, Workload,
+    AccessLog, Authentication, Authorization, AuthzOperation, AuthzRule, AuthzSource, AuthzWhen,
+    Ident, Item, JwtRule, Number, PeerAuthentication, PolicyTarget, Str, Telemetry, TlsMode,
+    Workload,
 };
 use crate::diag::{Code, Span};
 
@@ -156,7 +157,7 @@ impl<'s> Parser<'s> {
         Ok((rest, out))
     }
 
-    /// `telemetry { access_log "FORMAT" | access_log off  trace_sampling PERCENT }`.
+    /// `telemetry { access_log "FORMAT" | json | off  trace_sampling PERCENT }`.
     fn telemetry(&self, i: &'s str, keyword: Span) -> PResult<'s, Telemetry> {
         let (mut i, _) = self.expect_punct(i, "{")?;
         let mut t = Telemetry {
@@ -173,12 +174,15 @@ impl<'s> Parser<'s> {
                         return Err(self.repeated_once(i, "access_log", "telemetry block"));
                     }
                     if let Some((rest, _)) = self.keyword(rest, "off") {
-                        t.access_log = Some(None);
+                        t.access_log = Some(AccessLog::Off);
+                        rest
+                    } else if let Some((rest, _)) = self.keyword(rest, "json") {
+                        t.access_log = Some(AccessLog::Json);
                         rest
                     } else {
-                        let (rest, format) =
-                            self.string(rest, "an access log format in double quotes or `off`")?;
-                        t.access_log = Some(Some(format));
+                        let what = "an access log format in double quotes, `json` or `off`";
+                        let (rest, format) = self.string(rest, what)?;
+                        t.access_log = Some(AccessLog::Text(format));
                         rest
                     }
                 }

@@ -326,17 +326,19 @@ pub(super) fn telemetry(
     let access_log = match &t.access_log {
         None => None,
         Some(log) => match log.get_ref() {
-            toml::Value::String(format) => Some(Some(ast::Str {
+            toml::Value::String(json) if json == "json" => Some(ast::AccessLog::Json),
+            toml::Value::String(format) => Some(ast::AccessLog::Text(ast::Str {
                 value: format.clone(),
                 span: span(log.span()),
             })),
-            toml::Value::Boolean(false) => Some(None),
+            toml::Value::Boolean(false) => Some(ast::AccessLog::Off),
             other => {
                 return Err(error(
                     id,
                     log.span(),
                     format!(
-                        "expected an access log format string or `false` (off), found `{other}`"
+                        "expected an access log format string, \"json\" or `false` (off), \
+                         found `{other}`"
                     ),
                 ))
             }

@@ -118,6 +118,7 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
         hosts: vec![],
         workloads: vec![],
         unserved: Vec::new(),
+        telemetry: Default::default(),
     };
     // Retries, pool limits, load balancers, rate limits and mirroring are enforced: only the
     // others are listed.
@@ -196,6 +197,7 @@ fn ports_of_protocols_not_served_yet_are_listed() {
             labels: Default::default(),
         }],
         unserved: Vec::new(),
+        telemetry: Default::default(),
     };
     let found = not_enforced(&snapshot, Some("w"));
     let listed: Vec<(&str, &[String])> = found

@@ -1,7 +1,7 @@
 //! Accepting a downstream connection: counting it, telling inbound TLS from plaintext, and
 //! shedding what the core has no room for.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use monoio::net::TcpStream;
@@ -20,21 +20,18 @@ use crate::worker::Core;
 pub async fn serve_connection(
     stream: TcpStream,
     direction: Direction,
-    peer: IpAddr,
+    peer: SocketAddr,
     core: Rc<Core>,
 ) {
     core.active.set(core.active.get() + 1);
     // The caller address, as per-source rate limits key on it.
-    let peer = peer.to_canonical();
+    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let mut down = Conn::new(stream);
     if direction == Direction::Inbound {
         match accept_inbound(down, &core).await {
             Some(Accepted::Http1(accepted)) => down = accepted,
             Some(Accepted::Http2(tls)) => {
-                if let Ok(addr) = tls.tcp().peer_addr() {
-                    let addr = std::net::SocketAddr::new(peer, addr.port());
-                    http2::serve(*tls, addr, &core).await;
-                }
+                http2::serve(*tls, peer, &core).await;
                 core.active.set(core.active.get() - 1);
                 return;
             }

@@ -23,7 +23,7 @@ mod response;
 mod tunnel;
 
 use std::cell::Cell;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
 use monoio::time::Instant;
@@ -65,28 +65,28 @@ enum Next {
     Tunnel(Upstream),
 }
 
-/// Serves HTTP/1.1 requests on `down` until either side closes it or the core drains: a
-/// downstream connection, or one bridged HTTP/2 stream.
+/// Serves HTTP/1.1 requests on `down` from client `peer` until either side closes it or the
+/// core drains: a downstream connection, or one bridged HTTP/2 stream.
 pub(crate) async fn serve_http1(
     mut down: Conn,
     direction: Direction,
-    peer: IpAddr,
+    peer: SocketAddr,
     core: &Rc<Core>,
 ) {
     // Both buffers live as long as the connection, so steady-state requests allocate nothing.
     let mut request_out = Vec::with_capacity(2048);
     let mut response_out = Vec::with_capacity(2048);
-    let caller: Option<Rc<str>> = down.stream.peer_identity().map(Rc::from);
+    let mut recorder = Recorder {
+        core,
+        caller: down.stream.peer_identity().map(Rc::from),
+        peer,
+        outcome: Outcome::new(direction),
+    };
     loop {
-        let mut recorder = Recorder {
-            core,
-            caller: caller.clone(),
-            outcome: Outcome::new(direction),
-        };
         let buffers = (&mut request_out, &mut response_out);
         let outcome = &mut recorder.outcome;
-        let next = serve_request(&mut down, direction, peer, core, buffers, outcome).await;
-        drop(recorder);
+        let next = serve_request(&mut down, direction, peer.ip(), core, buffers, outcome).await;
+        recorder.record();
         match next {
             Next::KeepAlive => {}
             Next::Close => {
@@ -132,7 +132,12 @@ async fn serve_request(
                 request_out.clear();
                 match parse_request(down.buffered(), &mut headers) {
                     Ok(Some(head)) => {
-                        break plan_request(&head, direction, core, request_out, &down.stream)
+                        let plan = plan_request(&head, direction, core, request_out, &down.stream);
+                        if let Some(format) = &plan.routes.access_log {
+                            let http2 = down.stream.is_bridged();
+                            outcome.request.capture(&head, format, http2);
+                        }
+                        break plan;
                     }
                     Ok(None) => None,
                     Err(e) => Some(e),
@@ -183,6 +188,9 @@ async fn serve_request(
     outcome.started = Some(Instant::now());
     outcome.routes = Some(plan.routes.clone());
     outcome.service = plan.service;
+    outcome.rule = plan.rule;
+    // Upstream timings are taken only for the access log.
+    let timed = plan.routes.access_log.is_some();
     let mut keep_alive = plan.keep_alive && !core.drain.is_draining();
 
     // Phase 2 happened in plan_request. The rule's local rate limit (ratelimit.rs) comes
@@ -319,6 +327,10 @@ async fn serve_request(
         inflight = pick.map(|pick| Inflight::start(&core.balancing, pick));
         let per_try = retries.per_try();
         let pooled_ok = retries.done() == 0 || retries.has_policy();
+        outcome.upstream = Some(addr);
+        if timed {
+            outcome.try_started = Some(Instant::now());
+        }
         let tried = exchange
             .attempt(
                 down,
@@ -335,6 +347,9 @@ async fn serve_request(
         let time_left = deadline.is_none_or(|d| Instant::now() < d);
         let failed = match tried {
             Ok((up, response)) => {
+                if timed {
+                    outcome.responded = Some(Instant::now());
+                }
                 if response.switched || !retries.may_retry_status(response.status) {
                     outcome.retries_exhausted = retries.exhausted_on_status(response.status);
                     break (up, response);

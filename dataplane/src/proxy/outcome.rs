@@ -6,13 +6,15 @@
 //! after the request is over (as pingora's `logging()` phase and ztunnel's `ConnectionResult`
 //! do), so what the sidecar reports cannot drift from what it did.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use monoio::time::Instant;
 
+use crate::access_log::{sink::FLUSH_INTERVAL, Captured, Entry};
 use crate::http1::reply::LocalReply;
 use crate::metrics::{self, Reporter};
-use crate::routing::Direction;
+use crate::routing::{Direction, RuleRef};
 use crate::worker::{Core, Installed};
 
 /// How one request ended. Built without allocating: the steady-state request path allocates
@@ -47,6 +49,16 @@ pub(crate) struct Outcome {
     /// Request body bytes read from the client, response bytes sent to it (head included).
     pub(super) bytes_received: u64,
     pub(super) bytes_sent: u64,
+    /// The route rule the request matched (outbound).
+    pub(super) rule: Option<RuleRef>,
+    /// The endpoint of the last try.
+    pub(super) upstream: Option<SocketAddr>,
+    /// When the last try started and when its response head arrived; taken only while an
+    /// access log is on.
+    pub(super) try_started: Option<Instant>,
+    pub(super) responded: Option<Instant>,
+    /// What the access log reads of the head; kept across requests for its buffer.
+    pub(super) request: Captured,
 }
 
 impl Outcome {
@@ -66,7 +78,22 @@ impl Outcome {
             upstream_identity: None,
             bytes_received: 0,
             bytes_sent: 0,
+            rule: None,
+            upstream: None,
+            try_started: None,
+            responded: None,
+            request: Captured::default(),
         }
+    }
+
+    /// Ready for the connection's next request, keeping the capture buffer.
+    fn reset(&mut self) {
+        let mut request = std::mem::take(&mut self.request);
+        request.clear();
+        *self = Self {
+            request,
+            ..Self::new(self.direction)
+        };
     }
 
     /// meshd answered with `reply` (after retries ran out, when `exhausted`).
@@ -90,56 +117,117 @@ impl Outcome {
     }
 }
 
-/// Records one request when it is dropped: after it ended, or when its task was cancelled
-/// (an HTTP/2 stream reset, a connection torn down), which then counts as `DC`.
+/// Records each request of one connection (or HTTP/2 stream) as it ends ([`Self::record`]),
+/// and the one in progress when dropped: its task was cancelled (an HTTP/2 stream reset, a
+/// connection torn down), which then counts as `DC`.
 pub(super) struct Recorder<'a> {
-    pub(super) core: &'a Core,
+    pub(super) core: &'a Rc<Core>,
     /// The client's SPIFFE ID from mutual TLS, if any (shared by the connection's requests).
     pub(super) caller: Option<Rc<str>>,
+    /// The client's address.
+    pub(super) peer: SocketAddr,
     pub(super) outcome: Outcome,
+}
+
+impl Recorder<'_> {
+    /// Records the request that just ended, if one started, and readies for the next.
+    pub(super) fn record(&mut self) {
+        let caller = self.caller.as_deref();
+        if finish(self.core, &self.outcome, caller, self.peer) {
+            monoio::spawn(flush_access_log(self.core.clone()));
+        }
+        self.outcome.reset();
+    }
 }
 
 impl Drop for Recorder<'_> {
     fn drop(&mut self) {
-        finish(self.core, &self.outcome, self.caller.as_deref());
+        // A dropped task may be torn down with its runtime, where nothing can be spawned: the
+        // line goes to the writer now instead.
+        if finish(self.core, &self.outcome, self.caller.as_deref(), self.peer) {
+            self.core.access_log.flush_now();
+        }
     }
 }
 
 /// Records a finished request: the one exit every request leaves by. `caller` is the
-/// client's SPIFFE ID from mutual TLS, if any.
+/// client's SPIFFE ID from mutual TLS, if any. Returns whether the core's access log needs a
+/// flush scheduled.
 #[inline]
-fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>) {
+fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr) -> bool {
     let Some(started) = outcome.started else {
-        return;
+        return false;
     };
     let finished = outcome.finished.unwrap_or_else(Instant::now);
     let routes = outcome.routes.as_deref();
     let service = outcome
         .service
         .and_then(|s| routes?.snapshot.services.get(s as usize));
-    let peer = match outcome.direction {
+    let group = outcome.group.and_then(|g| routes?.group(g));
+    let upstream_identity = group
+        .zip(outcome.upstream_identity)
+        .and_then(|(group, identity)| Some(group.identities.get(identity)?.as_str()));
+    let peer_principal = match outcome.direction {
         Direction::Inbound => caller,
-        Direction::Outbound => {
-            outcome
-                .group
-                .zip(outcome.upstream_identity)
-                .and_then(|(group, identity)| {
-                    Some(routes?.group(group)?.identities.get(identity)?.as_str())
-                })
-        }
+        Direction::Outbound => upstream_identity,
     };
+    let duration = finished.saturating_duration_since(started);
     let request = metrics::Request {
         reporter: match outcome.direction {
             Direction::Outbound => Reporter::Source,
             Direction::Inbound => Reporter::Destination,
         },
         service: service.map(|s| s.name.as_str()),
-        peer,
+        peer: peer_principal,
         code: outcome.status.unwrap_or(0),
         flags: outcome.flags(),
-        duration: finished.saturating_duration_since(started),
+        duration,
         request_bytes: outcome.bytes_received,
         response_bytes: outcome.bytes_sent,
     };
     core.metrics.borrow_mut().record(&request);
+
+    // A head refused before routing has no route state of its own: the one in force logs it.
+    let current;
+    let routes = match routes {
+        Some(routes) => routes,
+        None => {
+            current = core.routes.borrow().clone();
+            &current
+        }
+    };
+    let Some(format) = &routes.access_log else {
+        return false;
+    };
+    let since = |from: Option<Instant>| Some(outcome.responded?.saturating_duration_since(from?));
+    let entry = Entry {
+        start: core.access_log.wall_clock(started.into_std()),
+        request: &outcome.request,
+        code: request.code,
+        flags: request.flags,
+        bytes_received: request.request_bytes,
+        bytes_sent: request.response_bytes,
+        duration,
+        response_duration: since(Some(started)),
+        upstream_service_time: since(outcome.try_started),
+        upstream_host: outcome.upstream,
+        upstream_cluster: group.map(|g| g.name.as_str()),
+        downstream: Some(peer),
+        downstream_principal: caller,
+        upstream_principal: upstream_identity,
+        inbound: outcome.direction == Direction::Inbound,
+        route: outcome.rule.and_then(|r| routes.rule(r)),
+        snapshot: &routes.hash,
+    };
+    core.access_log.append(|out| format.render(&entry, out))
+}
+
+/// Hands this core's access log lines to the writer every [`FLUSH_INTERVAL`] while any wait.
+async fn flush_access_log(core: Rc<Core>) {
+    loop {
+        monoio::time::sleep(FLUSH_INTERVAL).await;
+        if !core.access_log.flush() {
+            break;
+        }
+    }
 }

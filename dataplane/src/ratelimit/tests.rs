@@ -179,6 +179,7 @@ fn routes(rules: Vec<RouteRule>) -> RouteState {
         hosts: vec![],
         workloads: vec![],
         unserved: Vec::new(),
+        telemetry: Default::default(),
     };
     RouteState::new(snapshot, "h".into(), None).unwrap()
 }

@@ -140,6 +140,7 @@ fn unindexed() -> Snapshot {
             outbound: vec![],
         }],
         unserved: Vec::new(),
+        telemetry: Default::default(),
     }
 }
 

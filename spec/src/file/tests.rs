@@ -90,6 +90,7 @@ fn sample() -> Snapshot {
         }],
         workloads: vec![],
         unserved: Vec::new(),
+        telemetry: Default::default(),
     };
     snapshot.index_paths();
     snapshot

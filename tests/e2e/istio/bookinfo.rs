@@ -101,19 +101,26 @@ impl Bookinfo {
             .platform
             .iter()
             .map(|(n, t)| (n.as_str(), t.as_str()))
-            .chain([("applied.yaml", applied.as_str())])
+            .chain([("applied.yaml", applied.as_str()), LOG_EVERY_REQUEST])
             .collect();
         compile_yaml(&self.scratch, "bookinfo", &files)
     }
 
-    /// A sidecar on the snapshot with no workload of its own: a caller in `default`.
+    /// A sidecar on the snapshot with no workload of its own: a caller in `default`, logging
+    /// every request to [`Self::access_log`].
     fn caller(&self, snapshot: &Path, driver: &str) -> Sidecar {
+        let access_log = self.access_log();
+        let args = ["--access-log", access_log.to_str().unwrap()];
         start_logged(
             snapshot,
             driver,
-            &[],
+            &args,
             &self.scratch.path().join("caller.log"),
         )
+    }
+
+    fn access_log(&self) -> PathBuf {
+        self.scratch.path().join("caller-access.log")
     }
 }
 
@@ -163,6 +170,11 @@ fn request_routing_sends_everyone_to_v1_then_jason_to_v2(driver: &str) {
     let all_v1 = samples(&["destination-rule-all", "virtual-service-all-v1"]);
     let snapshot = bookinfo.apply(&all_v1);
     let caller = bookinfo.caller(&snapshot, driver);
+    let access_log = bookinfo.access_log();
+    let logged = Logged {
+        outbound: caller.outbound,
+        log: &access_log,
+    };
     let mut client = Client::connect(caller.outbound).unwrap();
     for service in ["productpage", "details", "ratings", "reviews"] {
         let seen = answers(&mut client, service, &[("end-user", "jason")], 6);
@@ -181,10 +193,22 @@ fn request_routing_sends_everyone_to_v1_then_jason_to_v2(driver: &str) {
     reload(&caller);
     let jason = answers(&mut client, "reviews", &[("end-user", "jason")], 6);
     assert!(jason.iter().all(|s| s == "reviews-v2"), "{jason:?}");
-    explain_agrees(&snapshot, "reviews", &[("end-user", "jason")], &jason);
+    explain_agrees(
+        &snapshot,
+        &logged,
+        "reviews",
+        &[("end-user", "jason")],
+        &jason,
+    );
     let others = answers(&mut client, "reviews", &[("end-user", "alice")], 6);
     assert!(others.iter().all(|s| s == "reviews-v1"), "{others:?}");
-    explain_agrees(&snapshot, "reviews", &[("end-user", "alice")], &others);
+    explain_agrees(
+        &snapshot,
+        &logged,
+        "reviews",
+        &[("end-user", "alice")],
+        &others,
+    );
 }
 
 /// "Traffic shifting": 50 % to v3, then all of it.
@@ -197,6 +221,11 @@ fn traffic_shifting_moves_half_then_all_of_reviews_to_v3(driver: &str) {
     ]);
     let snapshot = bookinfo.apply(&half);
     let caller = bookinfo.caller(&snapshot, driver);
+    let access_log = bookinfo.access_log();
+    let logged = Logged {
+        outbound: caller.outbound,
+        log: &access_log,
+    };
     let mut client = Client::connect(caller.outbound).unwrap();
     const N: u32 = 400;
     let seen = answers(&mut client, "reviews", &[], N);
@@ -207,7 +236,7 @@ fn traffic_shifting_moves_half_then_all_of_reviews_to_v3(driver: &str) {
     );
     // Binomial(400, 0.5): mean 200, sd 10; ±5 sd fails by chance about once in 10^6 runs.
     assert!((150..=250).contains(&v3), "v3 got {v3} of {N}");
-    explain_agrees(&snapshot, "reviews", &[], &seen);
+    explain_agrees(&snapshot, &logged, "reviews", &[], &seen);
 
     let all = samples(&[
         "destination-rule-all",
@@ -218,7 +247,7 @@ fn traffic_shifting_moves_half_then_all_of_reviews_to_v3(driver: &str) {
     reload(&caller);
     let seen = answers(&mut client, "reviews", &[], 20);
     assert!(seen.iter().all(|s| s == "reviews-v3"), "{seen:?}");
-    explain_agrees(&snapshot, "reviews", &[], &seen);
+    explain_agrees(&snapshot, &logged, "reviews", &[], &seen);
 }
 
 /// "Fault injection": a 7 s delay for jason's calls to ratings (others are not delayed), and
@@ -307,6 +336,11 @@ spec:
     applied.push(inline("reviews-timeout.yaml", timeout));
     let snapshot = bookinfo.apply(&applied);
     let caller = bookinfo.caller(&snapshot, driver);
+    let access_log = bookinfo.access_log();
+    let logged = Logged {
+        outbound: caller.outbound,
+        log: &access_log,
+    };
     let mut client = Client::connect(caller.outbound).unwrap();
     let answered = client.get("reviews", "/", &[]).unwrap();
     assert_eq!(
@@ -320,7 +354,7 @@ spec:
     assert_eq!(timed_out.header("x-ringmesh-flag"), Some("UT"));
     let said = explain(&snapshot, None, "http://reviews/", &[]);
     assert_eq!(said["timeout_ms"], 500, "{said}");
-    explain_agrees(&snapshot, "reviews", &[], &["reviews-v2".into()]);
+    explain_agrees(&snapshot, &logged, "reviews", &[], &["reviews-v2".into()]);
 }
 
 /// "Circuit breaking": httpbin with `maxConnections: 1` and `http1MaxPendingRequests: 1`;
@@ -440,6 +474,11 @@ spec:
     ];
     let snapshot = httpbin.apply(&applied);
     let caller = httpbin.caller(&snapshot, driver);
+    let access_log = httpbin.access_log();
+    let logged = Logged {
+        outbound: caller.outbound,
+        log: &access_log,
+    };
     let mut client = Client::connect(caller.outbound).unwrap();
     let seen = answers(&mut client, "httpbin:8000", &[], 10);
     assert!(seen.iter().all(|s| s == "httpbin-v1"), "{seen:?}");
@@ -448,7 +487,7 @@ spec:
     let said = explain(&snapshot, None, "http://httpbin:8000/", &[]);
     assert_eq!(said["mirror"]["subset"], "v2", "{said}");
     assert_eq!(said["mirror"]["percent"], 100.0, "{said}");
-    explain_agrees(&snapshot, "httpbin:8000", &[], &seen);
+    explain_agrees(&snapshot, &logged, "httpbin:8000", &[], &seen);
 }
 
 /// "Authorization for HTTP traffic": `allow-nothing` denies every request to the workloads of

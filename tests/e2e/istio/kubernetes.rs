@@ -44,7 +44,11 @@ fn reviews_routes_jason_to_v2_through_the_pods_and_their_sidecar(driver: &str) {
         ),
         ("cluster.yaml", cluster(v1_pod, v2.addr())),
     ];
-    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (*n, t.as_str()))
+        .chain([LOG_EVERY_REQUEST])
+        .collect();
     let snapshot = compile_yaml(&scratch, "bookinfo", &files);
 
     let inbound = v1_pod.to_string();
@@ -55,7 +59,18 @@ fn reviews_routes_jason_to_v2_through_the_pods_and_their_sidecar(driver: &str) {
         &args,
         &scratch.path().join("reviews-v1.log"),
     );
-    let caller = start_logged(&snapshot, driver, &[], &scratch.path().join("caller.log"));
+    let access_log = scratch.path().join("caller-access.log");
+    let log_arg = ["--access-log", access_log.to_str().unwrap()];
+    let caller = start_logged(
+        &snapshot,
+        driver,
+        &log_arg,
+        &scratch.path().join("caller.log"),
+    );
+    let logged = Logged {
+        outbound: caller.outbound,
+        log: &access_log,
+    };
     let mut client = Client::connect(caller.outbound).unwrap();
     for host in [
         "reviews",
@@ -70,12 +85,19 @@ fn reviews_routes_jason_to_v2_through_the_pods_and_their_sidecar(driver: &str) {
             (200, "v1"),
             "{host}"
         );
-        explain_agrees(&snapshot, host, &[("end-user", "jason")], &["v2".into()]);
-        explain_agrees(&snapshot, host, &[], &["v1".into()]);
+        explain_agrees(
+            &snapshot,
+            &logged,
+            host,
+            &[("end-user", "jason")],
+            &["v2".into()],
+        );
+        explain_agrees(&snapshot, &logged, host, &[], &["v1".into()]);
     }
-    // v1's requests came through the Pod's sidecar, which forwards to the application, and
-    // its metrics name the Pod's workload by its labels, as Istio's do.
-    assert_eq!(v1.requests(), 3);
+    // v1's requests (three, and explain_agrees's three probes) came through the Pod's sidecar,
+    // which forwards to the application, and its metrics name the Pod's workload by its
+    // labels, as Istio's do.
+    assert_eq!(v1.requests(), 6);
     let served = [
         "reporter=\"destination\"",
         "destination_app=\"reviews\"",
@@ -94,7 +116,7 @@ fn reviews_routes_jason_to_v2_through_the_pods_and_their_sidecar(driver: &str) {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
             .sum::<u32>()
     };
-    wait_until(|| counted() == 3);
+    wait_until(|| counted() == 6);
     let direct = Client::connect(v1_pod)
         .and_then(|mut c| c.get("reviews", "/", &[]))
         .unwrap();

@@ -503,23 +503,45 @@ fn reports_empty_jwt_fields() {
 }
 
 #[test]
+fn an_unknown_access_log_operator_is_an_error_at_its_column() {
+    let src = with_base(
+        r#"telemetry { access_log "%REQ(:PATH)% %BOGUS% %RESPONSE_CODE%" }
+"#,
+    );
+    let line = src.lines().count();
+    assert_eq!(codes(&src), [("E0148", format!("m.mesh:{line}:38"))]);
+    let escaped = with_base(
+        r#"workload t { telemetry { access_log "\t%DURATION(1)%" } }
+"#,
+    );
+    // Escapes shift the value's offsets: the whole string is pointed at.
+    assert_eq!(codes(&escaped), [("E0148", format!("m.mesh:{line}:37"))]);
+}
+
+#[test]
 fn applies_mesh_telemetry_with_workload_overrides_per_field() {
     let s = snapshot(&with_base(
-        r#"telemetry { access_log "%PATH%" trace_sampling 0.5% }
+        r#"telemetry { access_log "%REQ(:PATH)%" trace_sampling 0.5% }
 workload t1 { telemetry { access_log off } }
 workload t2 { telemetry { trace_sampling 100% } }
-workload t3 { telemetry { access_log "%CODE%" trace_sampling 0% } }
+workload t3 { telemetry { access_log "%RESPONSE_CODE%" trace_sampling 0% } }
+workload t4 { telemetry { access_log json } }
 "#,
     ));
     let t = |name: &str| workload(&s, name).telemetry.clone();
-    assert_eq!(t("bare").access_log.as_deref(), Some("%PATH%"));
+    let text = |format: &str| Some(spec::AccessLog::Text(format.to_owned()));
+    assert_eq!(t("bare").access_log, text("%REQ(:PATH)%"));
     assert_eq!(t("bare").trace_sampling_per_million, 5_000);
     assert_eq!(t("t1").access_log, None);
     assert_eq!(t("t1").trace_sampling_per_million, 5_000);
-    assert_eq!(t("t2").access_log.as_deref(), Some("%PATH%"));
+    assert_eq!(t("t2").access_log, text("%REQ(:PATH)%"));
     assert_eq!(t("t2").trace_sampling_per_million, 1_000_000);
-    assert_eq!(t("t3").access_log.as_deref(), Some("%CODE%"));
+    assert_eq!(t("t3").access_log, text("%RESPONSE_CODE%"));
     assert_eq!(t("t3").trace_sampling_per_million, 0);
+    assert_eq!(t("t4").access_log, Some(spec::AccessLog::Json));
+    // The mesh-wide block is what a sidecar serving no workload applies.
+    assert_eq!(s.telemetry.access_log, text("%REQ(:PATH)%"));
+    assert_eq!(s.telemetry.trace_sampling_per_million, 5_000);
     // Without any telemetry block: no access log, no tracing.
     assert_eq!(
         snapshot(BASE).workloads[0].telemetry,

@@ -1,4 +1,4 @@
-use crate::ast::Item;
+use crate::ast::{AccessLog, Item};
 use crate::diag::{Code, FileId, Sources, Span};
 use crate::parse::parse_file;
 use crate::parse::tests::{only_item, parse};
@@ -63,10 +63,10 @@ fn parses_workload_security_lines() {
     assert_eq!(w.inbound[0].target.text, "127.0.0.1:9090");
     let t = w.telemetry.expect("telemetry");
     assert_eq!(text(src, t.span), "telemetry");
-    assert_eq!(
-        t.access_log.flatten().map(|s| s.value),
-        Some("%REQ(:METHOD)%".to_owned())
-    );
+    let Some(AccessLog::Text(format)) = t.access_log else {
+        panic!("not a text format: {:?}", t.access_log)
+    };
+    assert_eq!(format.value, "%REQ(:METHOD)%");
     assert_eq!(t.trace_sampling.map(|p| p.per_million), Some(10_000));
 }
 
@@ -76,7 +76,11 @@ fn parses_a_mesh_wide_telemetry_block() {
     let Item::Telemetry(t) = only_item(src) else {
         panic!("not telemetry")
     };
-    assert_eq!(t.access_log, Some(None));
+    assert_eq!(t.access_log, Some(AccessLog::Off));
+    let Item::Telemetry(json) = only_item("telemetry { access_log json }") else {
+        panic!("not telemetry")
+    };
+    assert_eq!(json.access_log, Some(AccessLog::Json));
     let p = t.trace_sampling.expect("sampling");
     assert_eq!(p.per_million, 1_000);
     assert_eq!(text(src, p.span), "0.1%");

@@ -14,7 +14,7 @@ workload reviews-v1 {
   telemetry { access_log "%REQ(:METHOD)%" trace_sampling 1% }
 }
 workload other { identity "spiffe://cluster.local/ns/default/sa/other" telemetry { access_log off } inbound 80 http -> 127.0.0.1:81 }
-telemetry { access_log "%PATH%" trace_sampling 0.1% }
+telemetry { access_log "%REQ(:PATH)%" trace_sampling 0.1% }
 peer_authentication mesh { mode strict }
 peer_authentication v1 {
   namespace default
@@ -70,7 +70,7 @@ telemetry = { access_log = false }
 inbound = [{ port = 80, protocol = "http", target = "127.0.0.1:81" }]
 
 [telemetry]
-access_log = "%PATH%"
+access_log = "%REQ(:PATH)%"
 trace_sampling = "0.1%"
 
 [[peer_authentication]]
@@ -214,11 +214,15 @@ fn reports_bad_security_values_as_syntax_errors_where_they_are() {
         ),
         (
             "[telemetry]\naccess_log = true\n",
-            "m.toml:2:14: error[E0001]: expected an access log format string or `false` (off)",
+            "m.toml:2:14: error[E0001]: expected an access log format string, \"json\" or `false` (off)",
         ),
         (
             "[telemetry]\naccess_log = 5\n",
-            "m.toml:2:14: error[E0001]: expected an access log format string or `false` (off), found `5`",
+            "m.toml:2:14: error[E0001]: expected an access log format string, \"json\" or `false` (off), found `5`",
+        ),
+        (
+            "[telemetry]\naccess_log = \"%REQ(:PATH)% %NOPE%\"\n",
+            "m.toml:2:28: error[E0148]: unknown operator %NOPE%",
         ),
         (
             "[[authentication]]\nname = \"a\"\njwt = []\n",
