@@ -54,6 +54,10 @@ struct Args {
     /// rows `meshd +json log`.
     #[arg(long)]
     access_log: bool,
+    /// Also measure meshd (both drivers) with the JSON access log and tracing at 1 % and
+    /// 100 %, spans posted to the upstream as a Zipkin collector: rows `meshd +log +trace N%`.
+    #[arg(long)]
+    tracing: bool,
 }
 
 /// One proxy (or none) between meshload and the upstream.
@@ -266,24 +270,41 @@ fn single_targets<'a>(
             }));
         }
     }
+    let log = dir.join("access.log").to_string_lossy().into_owned();
+    let collector = format!("http://{upstream_addr}/api/v2/spans");
+    let mut variants = Vec::new();
     if args.access_log {
+        let telemetry = "access_log json".to_owned();
+        variants.push(("meshd +json log".to_owned(), telemetry, None));
+    }
+    if args.tracing {
+        for sampling in ["1%", "100%"] {
+            let label = format!("meshd +log +trace {sampling}");
+            let telemetry = format!("access_log json trace_sampling {sampling}");
+            variants.push((label, telemetry, Some(collector.clone())));
+        }
+    }
+    for (i, (label, telemetry, collector)) in variants.into_iter().enumerate() {
         let config = std::fs::read_to_string(config_path)?;
-        let logged_config = dir.join("logged.mesh");
+        let variant_config = dir.join(format!("variant{i}.mesh"));
         std::fs::write(
-            &logged_config,
-            format!("telemetry {{ access_log json }}\n{config}"),
+            &variant_config,
+            format!("telemetry {{ {telemetry} }}\n{config}"),
         )?;
-        let logged = dir.join("logged.snap");
-        let output = harness::compile(&[&logged_config], &logged)?;
+        let snapshot = variant_config.with_extension("snap");
+        let output = harness::compile(&[&variant_config], &snapshot)?;
         if !output.status.success() {
             bail!("meshc: {}", String::from_utf8_lossy(&output.stderr));
         }
-        let log = dir.join("access.log").to_string_lossy().into_owned();
         for driver in ["epoll", "uring"] {
-            let (logged, log) = (logged.clone(), log.clone());
+            let (snapshot, log) = (snapshot.clone(), log.clone());
+            let (label, collector) = (label.clone(), collector.clone());
             targets.push(Box::new(move || {
-                let args = ["--access-log", log.as_str()];
-                start_meshd(meshd, &logged, driver, "meshd +json log", &args)
+                let mut args = vec!["--access-log", log.as_str()];
+                if let Some(url) = &collector {
+                    args.extend(["--trace-collector", url.as_str()]);
+                }
+                start_meshd(meshd, &snapshot, driver, &label, &args)
             }));
         }
     }
@@ -385,13 +406,14 @@ fn render(args: &Args, rows: &[Row], notes: &[String]) -> String {
     let _ = writeln!(
         out,
         "Command: `cargo run --release -p benches -- --rates {} --duration {}ms \
-         --max-duration {}ms --max-connections {}{baseline}{}{}{}`\n",
+         --max-duration {}ms --max-connections {}{baseline}{}{}{}{}`\n",
         rates.join(","),
         args.duration.as_millis(),
         args.max_duration.as_millis(),
         args.max_connections,
         if args.pairs { " --pairs" } else { "" },
         if args.access_log { " --access-log" } else { "" },
+        if args.tracing { " --tracing" } else { "" },
         args.only
             .as_ref()
             .map(|only| format!(" --only '{only}'"))

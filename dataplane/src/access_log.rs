@@ -4,13 +4,10 @@
 //! The request path pays for a log only while one is configured: the head's fields a format
 //! reads are copied when the head is parsed ([`Captured`], a per-connection buffer reused
 //! across requests), and the line is rendered when the request is recorded, into this core's
-//! buffer ([`sink::CoreLog`]). A writer thread ([`writer`]) takes full buffers off the cores
-//! and writes them; when it falls behind, cores drop lines and count them rather than wait.
+//! buffer ([`crate::export::sink::CoreLog`]). A writer thread ([`crate::export::writer`]) takes
+//! full buffers off the cores and writes them; when it falls behind, cores drop lines and
+//! count them rather than wait.
 
-pub mod sink;
-pub mod writer;
-
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, SystemTime};
@@ -18,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use spec::access_log::{Field, JsonKind, Segment};
 
 use crate::http1::RequestHead;
+use crate::json::{address, close_string, number};
 
 /// Request headers a trace id is read from, in order of preference.
 const TRACE_HEADERS: [&str; 3] = ["traceparent", "x-b3-traceid", "b3"];
@@ -242,65 +240,6 @@ fn trace_id([traceparent, b3_trace, b3]: [Option<&[u8]>; 3]) -> Option<&[u8]> {
     from_traceparent.or_else(|| from_b3.filter(|id| matches!(id.len(), 16 | 32) && hex(id)))
 }
 
-/// Whether `bytes` hold anything a JSON string must escape (a control character, `"`, `\`)
-/// or non-ASCII (escaped after a lossy UTF-8 conversion). Eight bytes at a time: this scan
-/// runs over most of every JSON line.
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let special = |v: u64| {
-        let control = v.wrapping_sub(ONES * 0x20) & !v & HIGHS;
-        control
-            | zero_byte(v ^ (ONES * u64::from(b'"')))
-            | zero_byte(v ^ (ONES * u64::from(b'\\')))
-            | (v & HIGHS)
-    };
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if special(u64::from_le_bytes(word)) != 0 {
-            return true;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || !b.is_ascii())
-}
-
-/// `IP:PORT` (`[IP]:PORT` for IPv6), or the IP alone.
-fn address(out: &mut Vec<u8>, addr: Option<SocketAddr>, with_port: bool) -> bool {
-    let Some(addr) = addr else {
-        return false;
-    };
-    match (addr, with_port) {
-        // IPv4, the common case, without `fmt`.
-        (SocketAddr::V4(v4), _) => {
-            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                number(out, octet.into());
-            }
-            if with_port {
-                out.push(b':');
-                number(out, addr.port().into());
-            }
-            true
-        }
-        (addr, true) => write!(out, "{addr}").is_ok(),
-        (addr, false) => write!(out, "{}", addr.ip()).is_ok(),
-    }
-}
-
-/// `value` in decimal; always `true` (a value was written).
-fn number(out: &mut Vec<u8>, value: u64) -> bool {
-    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
-    true
-}
-
 /// `time` as RFC 3339 UTC with milliseconds (`2026-12-07T14:29:50.123Z`); `fmt` and a general
 /// date library cost more than the rest of a log line.
 fn rfc3339_millis(out: &mut Vec<u8>, time: SystemTime) -> bool {
@@ -358,19 +297,6 @@ fn truncated(value: &[u8], max_len: Option<usize>) -> &[u8] {
     &value[..end]
 }
 
-/// Ends the JSON string opened with a quote at `start`: as written when the value needs no
-/// escaping (the common case, without allocating), else escaped.
-fn close_string(out: &mut Vec<u8>, start: usize) {
-    if !needs_escape(&out[start + 1..]) {
-        out.push(b'"');
-        return;
-    }
-    let raw = out.split_off(start + 1);
-    out.truncate(start);
-    // Writing a `str` into a `Vec` cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &String::from_utf8_lossy(&raw));
-}
-
 /// The parts of a request head a format reads, copied out of the connection's read buffer
 /// (which the next request reuses). Kept per connection, so its buffer is reused too.
 #[derive(Debug, Default)]
@@ -389,8 +315,15 @@ impl Captured {
         self.protocol = "";
     }
 
-    /// Copies what `format` reads of `head`. `http2`: the request came as an HTTP/2 stream.
-    pub fn capture(&mut self, head: &RequestHead<'_, '_>, format: &Format, http2: bool) {
+    /// Copies what `format` reads of `head`. `http2`: the request came as an HTTP/2 stream;
+    /// `request_id`: the `x-request-id` meshd made for a request without one.
+    pub fn capture(
+        &mut self,
+        head: &RequestHead<'_, '_>,
+        format: &Format,
+        http2: bool,
+        request_id: Option<&[u8]>,
+    ) {
         self.clear();
         self.protocol = match (http2, head.minor_version) {
             (true, _) => "HTTP/2",
@@ -412,7 +345,8 @@ impl Captured {
                     .headers
                     .iter()
                     .find(|h| h.name.eq_ignore_ascii_case(name))
-                    .map(|h| h.value),
+                    .map(|h| h.value)
+                    .or(request_id.filter(|_| name == crate::trace::REQUEST_ID)),
             };
             let range = value.map(|v| {
                 self.bytes.extend_from_slice(v);

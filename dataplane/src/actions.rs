@@ -292,14 +292,18 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
             }
         }
         if w.telemetry.trace_sampling_per_million > 0 {
-            note("trace sampling", format!("workload {}", w.name));
+            note(TRACE_SAMPLING, format!("workload {}", w.name));
         }
     }
     if workload.is_none() && snapshot.telemetry.trace_sampling_per_million > 0 {
-        note("trace sampling", "the mesh-wide telemetry".to_owned());
+        note(TRACE_SAMPLING, "the mesh-wide telemetry".to_owned());
     }
     found
 }
+
+/// The feature name of trace sampling without a collector (meshd --trace-collector): the
+/// sidecar traces nothing.
+pub const TRACE_SAMPLING: &str = "trace sampling (no --trace-collector)";
 
 /// What a port of `protocol` is missing: meshd parses HTTP/1.1 on every port and calls
 /// applications with HTTP/1.1 (meshc warns with W0114).

@@ -35,6 +35,8 @@ pub struct AdminState {
     certs: Shared<Option<serde_json::Value>>,
     /// Access log lines the writer failed to write.
     pub access_log_failed: Arc<AtomicU64>,
+    /// Spans the exporter failed to post.
+    pub spans_failed: Arc<AtomicU64>,
 }
 
 impl AdminState {
@@ -44,6 +46,7 @@ impl AdminState {
         workers: usize,
         events: mpsc::Sender<Event>,
         access_log_failed: Arc<AtomicU64>,
+        spans_failed: Arc<AtomicU64>,
     ) -> Self {
         Self {
             routes: routes.into(),
@@ -54,6 +57,7 @@ impl AdminState {
             ejections: Shared::default(),
             certs: Shared::default(),
             access_log_failed,
+            spans_failed,
         }
     }
 
@@ -356,6 +360,8 @@ fn metrics_text(state: &AdminState) -> (u16, &'static str, String) {
     let proxy = metrics::ProxyCounts {
         access_log_lines: usage.access_log.lines,
         access_log_dropped: usage.access_log.dropped + failed,
+        spans: usage.spans.lines,
+        spans_dropped: usage.spans.dropped + state.spans_failed.load(Ordering::Relaxed),
     };
     metrics::render_proxy(&mut text, &proxy);
     (200, "text/plain; version=0.0.4; charset=utf-8", text)

@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::access_log::writer::{AccessLogWriter, Destination, Reopener};
 use crate::admin::{self, AdminState};
+use crate::export::collector::Collector;
+use crate::export::writer::{Destination, Reopener, Writer};
 use crate::jwt::Verifier;
 use crate::outlier::{Ejections, OutlierState};
 use crate::routing::{Direction, RouteState};
@@ -51,6 +52,8 @@ pub struct Options {
     pub certs: Option<(PathBuf, Arc<Identity>)>,
     /// Where access log lines go (when the snapshot turns the log on).
     pub access_log: Destination,
+    /// The trace collector spans go to; without one nothing is traced.
+    pub trace_collector: Option<Collector>,
 }
 
 /// A signal, a worker's report or a reload request, as the control loop sees it.
@@ -75,8 +78,9 @@ pub(crate) enum Event {
 
 /// Reads, verifies and decodes a snapshot file into the view served for `workload`, with the
 /// JWKS files its JWT rules name (relative paths from the snapshot's directory), and logs one
-/// warning line per snapshot feature this meshd does not enforce yet.
-pub fn load(path: &Path, workload: Option<&str>) -> Result<RouteState, String> {
+/// warning line per snapshot feature this meshd does not enforce yet (trace sampling unless
+/// `traced`: a trace collector is configured).
+pub fn load(path: &Path, workload: Option<&str>, traced: bool) -> Result<RouteState, String> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read snapshot {shown}: {e}"))?;
     let (snapshot, hash) =
@@ -89,6 +93,11 @@ pub fn load(path: &Path, workload: Option<&str>) -> Result<RouteState, String> {
     let base = path.parent().unwrap_or(Path::new("."));
     routes.jwt =
         Verifier::load(rules, base).map_err(|e| format!("refusing snapshot {shown}: {e}"))?;
+    if traced {
+        routes
+            .not_enforced
+            .retain(|n| n.feature != crate::actions::TRACE_SAMPLING);
+    }
     for feature in &routes.not_enforced {
         eprintln!("{}", feature.warning());
     }
@@ -133,9 +142,21 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
         .map(|l| l.local_addr())
         .transpose()?;
 
-    let (access_log, log_channels) = AccessLogWriter::start(options.access_log.clone(), workers)
+    let (access_log, log_channels) = Writer::start(options.access_log.clone(), workers)
         .map_err(|e| anyhow::anyhow!("cannot open access log {:?}: {e}", options.access_log))?;
     let mut log_channels = log_channels.into_iter();
+    let spans = match &options.trace_collector {
+        Some(collector) => {
+            let destination = Destination::Collector(collector.clone());
+            let (writer, channels) = Writer::start(destination, workers)?;
+            Some((writer, channels.into_iter()))
+        }
+        None => None,
+    };
+    let (span_writer, mut span_channels) = match spans {
+        Some((writer, channels)) => (Some(writer), Some(channels)),
+        None => (None, None),
+    };
 
     let (events_tx, events) = mpsc::channel::<Event>();
     let (worker_tx, worker_rx) = mpsc::channel::<WorkerEvent>();
@@ -176,6 +197,10 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
             routes: options.routes.clone(),
             settings: options.settings,
             access_log: log_channels.next(),
+            spans: span_channels
+                .as_mut()
+                .and_then(Iterator::next)
+                .zip(options.trace_collector.as_ref().map(|c| c.protocol)),
         };
         let tx = worker_tx.clone();
         std::thread::Builder::new()
@@ -215,6 +240,9 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
         workers,
         events_tx.clone(),
         access_log.failed_lines.clone(),
+        span_writer
+            .as_ref()
+            .map_or_else(Arc::default, |w| w.failed_lines.clone()),
     ));
     if let Some((_, identity)) = &options.certs {
         admin_state.set_identity(identity, None);
@@ -377,6 +405,9 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
     // The stopped cores handed their last lines over; a writer stuck on a pipe nobody reads
     // is not waited for long.
     access_log.finish(Duration::from_secs(2));
+    if let Some(spans) = span_writer {
+        spans.finish(Duration::from_secs(2));
+    }
     eprintln!("meshd: drained, exiting");
     Ok(())
 }
@@ -393,7 +424,8 @@ fn reload(
     admin: &AdminState,
     identity: Option<&Identity>,
 ) -> Result<String, String> {
-    let loaded = load(&options.snapshot, options.workload.as_deref()).and_then(|routes| {
+    let traced = options.trace_collector.is_some();
+    let loaded = load(&options.snapshot, options.workload.as_deref(), traced).and_then(|routes| {
         check_tls_needs(&routes, identity.is_some())?;
         // The certificate files are checked against the snapshot in force, so a change of
         // identity cannot be rolled out by swapping both in turn: it takes a restart.

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use dataplane::access_log::writer::Destination;
 use dataplane::control::{self, Options};
+use dataplane::export::collector::Collector;
+use dataplane::export::writer::Destination;
 use dataplane::worker::{IoDriver, Settings};
 
 /// The Ringmesh sidecar: routes plain HTTP from the local application across the mesh.
@@ -87,6 +88,11 @@ struct Args {
     /// stdout). A file is appended to, and reopened on SIGUSR1 for log rotation.
     #[arg(long, value_name = "PATH")]
     access_log: Option<PathBuf>,
+    /// Trace collector for the spans of sampled requests: http://HOST:PORT/api/v2/spans (Zipkin
+    /// v2) or http://HOST:PORT/v1/traces (OTLP/HTTP JSON). Without it nothing is traced and
+    /// trace headers pass unchanged.
+    #[arg(long, value_name = "URL")]
+    trace_collector: Option<String>,
     /// Largest request body (bytes, a chunked body with its framing) kept so a rule's retries
     /// can replay it; requests with larger bodies are streamed and not retried.
     #[arg(long, default_value_t = dataplane::retry::DEFAULT_RETRY_BUFFER)]
@@ -107,8 +113,19 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     dataplane::admin::check_address(args.admin, args.admin_allow_remote)
         .map_err(anyhow::Error::msg)?;
-    let routes =
-        control::load(&args.snapshot, args.workload.as_deref()).map_err(anyhow::Error::msg)?;
+    let service_name = args.workload.as_deref().unwrap_or("meshd");
+    let trace_collector = args
+        .trace_collector
+        .as_deref()
+        .map(|url| Collector::parse(url, service_name))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--trace-collector {e}"))?;
+    let routes = control::load(
+        &args.snapshot,
+        args.workload.as_deref(),
+        trace_collector.is_some(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let renewal = match (&args.certs, args.ca) {
         (Some(_), Some(_)) if args.watch_interval.is_zero() => {
             anyhow::bail!(
@@ -164,6 +181,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         access_log: args
             .access_log
             .map_or(Destination::Stdout, Destination::File),
+        trace_collector,
     })
 }
 

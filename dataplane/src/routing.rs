@@ -59,6 +59,8 @@ pub struct RouteState {
     /// How requests are logged: the workload's telemetry, or the mesh-wide one without a
     /// workload; `None` logs nothing.
     pub access_log: Option<crate::access_log::Format>,
+    /// Share of requests without a caller's decision that start a trace, in millionths.
+    pub trace_sampling_per_million: u32,
 }
 
 /// A rule with its matches and actions compiled.
@@ -388,6 +390,7 @@ impl RouteState {
         }
         let not_enforced = crate::actions::not_enforced(&snapshot, workload);
         let telemetry = own.map_or(&snapshot.telemetry, |w| &w.telemetry);
+        let trace_sampling_per_million = telemetry.trace_sampling_per_million;
         let access_log = telemetry
             .access_log
             .as_ref()
@@ -417,6 +420,7 @@ impl RouteState {
             workload: workload.map(str::to_owned),
             inbound_services,
             access_log,
+            trace_sampling_per_million,
         })
     }
 

@@ -4,7 +4,7 @@
 //! metrics, nothing is counted for this that the pools, breakers and balancers do not keep
 //! already, and no core wakes unless asked.
 
-use crate::access_log::sink::LogCounts;
+use crate::export::sink::LogCounts;
 use crate::metrics::Metrics;
 
 /// One core's (or, summed, the sidecar's) pool usage for one route state.
@@ -22,6 +22,8 @@ pub struct Usage {
     pub requests: Metrics,
     /// Access log lines rendered and dropped.
     pub access_log: LogCounts,
+    /// Spans rendered and dropped.
+    pub spans: LogCounts,
 }
 
 /// Peer and request authentication counts since start (see admin `/certs`).
@@ -122,6 +124,8 @@ impl Usage {
         self.requests.add(&other.requests);
         self.access_log.lines += other.access_log.lines;
         self.access_log.dropped += other.access_log.dropped;
+        self.spans.lines += other.spans.lines;
+        self.spans.dropped += other.spans.dropped;
         if other.hash != self.hash {
             return;
         }
@@ -168,6 +172,7 @@ mod tests {
             },
             requests: Metrics::default(),
             access_log: LogCounts::default(),
+            spans: LogCounts::default(),
         }
     }
 

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use monoio::io::AsyncReadRent;
 use monoio::net::{TcpListener, UnixStream};
 
-use crate::access_log::sink::{Channel, CoreLog};
 use crate::balancer::CoreBalancing;
 use crate::drain::Drain;
+use crate::export::collector::Protocol;
+use crate::export::sink::{Channel, CoreLog, LogCounts};
 use crate::jwt::TokenCache;
 use crate::metrics::CoreMetrics;
 use crate::mirror::Mirrors;
@@ -90,6 +91,9 @@ pub struct WorkerSpec {
     pub settings: Settings,
     /// This core's channel to the access log writer; `None` drops every line (counted).
     pub access_log: Option<Channel>,
+    /// This core's channel to the span exporter and the collector's format; `None`: nothing
+    /// is traced.
+    pub spans: Option<(Channel, Protocol)>,
 }
 
 /// What a worker reports to the control thread.
@@ -169,6 +173,8 @@ pub struct Core {
     pub metrics: RefCell<CoreMetrics>,
     /// This core's access log buffer.
     pub access_log: CoreLog,
+    /// This core's span buffer and the collector's format, when a collector is configured.
+    pub spans: Option<(CoreLog, Protocol)>,
 }
 
 /// Runs a worker to completion on the current thread.
@@ -277,6 +283,9 @@ async fn serve(
         jwt_tokens: RefCell::new(TokenCache::default()),
         metrics: RefCell::new(CoreMetrics::default()),
         access_log: CoreLog::new(spec.index, spec.access_log),
+        spans: spec
+            .spans
+            .map(|(channel, protocol)| (CoreLog::new(spec.index, Some(channel)), protocol)),
     });
     if let Some(identity) = spec.identity {
         core.install_identity(identity);
@@ -317,6 +326,9 @@ async fn serve(
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
     core.access_log.close();
+    if let Some((spans, _)) = &core.spans {
+        spans.close();
+    }
     let _ = events.send(WorkerEvent::Stopped {
         index: spec.index,
         unfinished: core.active.get(),
@@ -494,6 +506,10 @@ impl Core {
             authn: self.authn_counts.get(),
             requests: self.metrics.borrow().snapshot(),
             access_log: self.access_log.counts(),
+            spans: self
+                .spans
+                .as_ref()
+                .map_or_else(LogCounts::default, |(s, _)| s.counts()),
         }
     }
 

@@ -149,7 +149,7 @@ fn no_allocation_per_request(driver: IoDriver) {
     std::fs::create_dir_all(&dir).unwrap();
     let (_upstream, endpoint) = upstream();
     let path = snapshot(&dir, endpoint);
-    let routes = control::load(&path, None).unwrap();
+    let routes = control::load(&path, None, false).unwrap();
     let (outbound, admin) = (free_port(), free_port());
     let options = Options {
         routes: Arc::new(routes),
@@ -173,7 +173,8 @@ fn no_allocation_per_request(driver: IoDriver) {
             retry_buffer: dataplane::retry::DEFAULT_RETRY_BUFFER,
         },
         certs: None,
-        access_log: dataplane::access_log::writer::Destination::Stdout,
+        access_log: dataplane::export::writer::Destination::Stdout,
+        trace_collector: None,
     };
     // meshd lives until this test process exits.
     std::thread::spawn(move || control::run(options).unwrap());

@@ -25,4 +25,5 @@ mod mtls;
 mod reload;
 mod resilience;
 mod routing;
+mod tracing;
 mod upgrade;

@@ -175,6 +175,9 @@ pub struct ProxyCounts {
     /// or failed to write.
     pub access_log_lines: u64,
     pub access_log_dropped: u64,
+    /// Spans rendered, and spans lost (no free buffer, or the collector did not take them).
+    pub spans: u64,
+    pub spans_dropped: u64,
 }
 
 /// Appends meshd's own counters to `out`.
@@ -189,6 +192,16 @@ pub fn render_proxy(out: &mut String, counts: &ProxyCounts) {
             "ringmesh_access_log_lines_dropped_total",
             "Access log lines lost: the writer fell behind, or a write failed.",
             counts.access_log_dropped,
+        ),
+        (
+            "ringmesh_spans_total",
+            "Spans recorded for sampled requests.",
+            counts.spans,
+        ),
+        (
+            "ringmesh_spans_dropped_total",
+            "Spans lost: the exporter fell behind, or the collector did not take them.",
+            counts.spans_dropped,
         ),
     ];
     for (name, help, value) in counters {

@@ -15,6 +15,7 @@ mod accept;
 mod acquire;
 mod body;
 mod exchange;
+mod observe;
 mod outcome;
 mod plan;
 mod read_ahead;
@@ -45,6 +46,7 @@ use crate::upstream::Secure;
 use crate::worker::Core;
 use body::{copy_body, CopyError};
 use exchange::{next_endpoint, Exchange, Tried};
+use observe::observe_head;
 use outcome::{Outcome, Recorder};
 use plan::{plan_request, Action};
 use read_ahead::{read_ahead, RequestBody};
@@ -133,10 +135,8 @@ async fn serve_request(
                 match parse_request(down.buffered(), &mut headers) {
                     Ok(Some(head)) => {
                         let plan = plan_request(&head, direction, core, request_out, &down.stream);
-                        if let Some(format) = &plan.routes.access_log {
-                            let http2 = down.stream.is_bridged();
-                            outcome.request.capture(&head, format, http2);
-                        }
+                        let http2 = down.stream.is_bridged();
+                        observe_head(&head, &plan, core, request_out, outcome, http2);
                         break plan;
                     }
                     Ok(None) => None,

@@ -11,7 +11,11 @@ use std::rc::Rc;
 
 use monoio::time::Instant;
 
-use crate::access_log::{sink::FLUSH_INTERVAL, Captured, Entry};
+use crate::access_log::{Captured, Entry};
+use crate::export::sink::{CoreLog, FLUSH_INTERVAL};
+use crate::trace::{self, Kind, Span};
+
+use super::observe::Traced;
 use crate::http1::reply::LocalReply;
 use crate::metrics::{self, Reporter};
 use crate::routing::{Direction, RuleRef};
@@ -59,6 +63,8 @@ pub(crate) struct Outcome {
     pub(super) responded: Option<Instant>,
     /// What the access log reads of the head; kept across requests for its buffer.
     pub(super) request: Captured,
+    /// This hop's span, when the request is sampled.
+    pub(super) trace: Option<Box<Traced>>,
 }
 
 impl Outcome {
@@ -83,6 +89,7 @@ impl Outcome {
             try_started: None,
             responded: None,
             request: Captured::default(),
+            trace: None,
         }
     }
 
@@ -133,8 +140,12 @@ impl Recorder<'_> {
     /// Records the request that just ended, if one started, and readies for the next.
     pub(super) fn record(&mut self) {
         let caller = self.caller.as_deref();
-        if finish(self.core, &self.outcome, caller, self.peer) {
-            monoio::spawn(flush_access_log(self.core.clone()));
+        let flush = finish(self.core, &self.outcome, caller, self.peer);
+        if flush.access_log {
+            monoio::spawn(flush_later(self.core.clone(), access_log_of));
+        }
+        if flush.spans {
+            monoio::spawn(flush_later(self.core.clone(), spans_of));
         }
         self.outcome.reset();
     }
@@ -143,20 +154,31 @@ impl Recorder<'_> {
 impl Drop for Recorder<'_> {
     fn drop(&mut self) {
         // A dropped task may be torn down with its runtime, where nothing can be spawned: the
-        // line goes to the writer now instead.
-        if finish(self.core, &self.outcome, self.caller.as_deref(), self.peer) {
+        // lines go to the writers now instead.
+        let flush = finish(self.core, &self.outcome, self.caller.as_deref(), self.peer);
+        if flush.access_log {
             self.core.access_log.flush_now();
+        }
+        if let (true, Some((spans, _))) = (flush.spans, &self.core.spans) {
+            spans.flush_now();
         }
     }
 }
 
+/// Which of the core's buffers need a flush scheduled.
+#[derive(Debug, Default)]
+struct Flush {
+    access_log: bool,
+    spans: bool,
+}
+
 /// Records a finished request: the one exit every request leaves by. `caller` is the
-/// client's SPIFFE ID from mutual TLS, if any. Returns whether the core's access log needs a
+/// client's SPIFFE ID from mutual TLS, if any. Returns which of the core's buffers need a
 /// flush scheduled.
 #[inline]
-fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr) -> bool {
+fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr) -> Flush {
     let Some(started) = outcome.started else {
-        return false;
+        return Flush::default();
     };
     let finished = outcome.finished.unwrap_or_else(Instant::now);
     let routes = outcome.routes.as_deref();
@@ -196,8 +218,30 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
             &current
         }
     };
+    let mut flush = Flush::default();
+    if let (Some(traced), Some((spans, protocol))) = (&outcome.trace, &core.spans) {
+        let span = Span {
+            context: traced.context,
+            kind: match outcome.direction {
+                Direction::Outbound => Kind::Client,
+                Direction::Inbound => Kind::Server,
+            },
+            name: &traced.name,
+            start: spans.wall_clock(started.into_std()),
+            duration,
+            local_service: routes.own_workload().map_or("meshd", |w| w.name.as_str()),
+            method: &traced.method,
+            url: &traced.url,
+            status: request.code,
+            flags: request.flags,
+            request_id: &traced.request_id,
+            upstream_cluster: group.map(|g| g.name.as_str()),
+            peer: outcome.upstream,
+        };
+        flush.spans = spans.append(|out| trace::render(*protocol, &span, out));
+    }
     let Some(format) = &routes.access_log else {
-        return false;
+        return flush;
     };
     let since = |from: Option<Instant>| Some(outcome.responded?.saturating_duration_since(from?));
     let entry = Entry {
@@ -219,14 +263,24 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
         route: outcome.rule.and_then(|r| routes.rule(r)),
         snapshot: &routes.hash,
     };
-    core.access_log.append(|out| format.render(&entry, out))
+    flush.access_log = core.access_log.append(|out| format.render(&entry, out));
+    flush
 }
 
-/// Hands this core's access log lines to the writer every [`FLUSH_INTERVAL`] while any wait.
-async fn flush_access_log(core: Rc<Core>) {
+fn access_log_of(core: &Core) -> Option<&CoreLog> {
+    Some(&core.access_log)
+}
+
+fn spans_of(core: &Core) -> Option<&CoreLog> {
+    core.spans.as_ref().map(|(spans, _)| spans)
+}
+
+/// Hands the lines of one of this core's buffers (`which`) to its writer every
+/// [`FLUSH_INTERVAL`] while any wait.
+async fn flush_later(core: Rc<Core>, which: fn(&Core) -> Option<&CoreLog>) {
     loop {
         monoio::time::sleep(FLUSH_INTERVAL).await;
-        if !core.access_log.flush() {
+        if !which(&core).is_some_and(CoreLog::flush) {
             break;
         }
     }

@@ -73,7 +73,14 @@ fn every_search_path_name_routes_with_and_without_the_port(driver: &str) {
     let snapshot = compile_yaml(&scratch, "mesh", &files);
     let access_log = scratch.path().join("access.log");
     let log_arg = access_log.to_str().unwrap();
-    let args = ["--cores", "1", "--io-driver", driver, "--access-log", log_arg];
+    let args = [
+        "--cores",
+        "1",
+        "--io-driver",
+        driver,
+        "--access-log",
+        log_arg,
+    ];
     let meshd = Sidecar::start(&snapshot, &args).unwrap();
     let logged = Logged {
         outbound: meshd.outbound,

@@ -24,6 +24,8 @@ pub struct Batch {
     /// The core the buffer goes back to.
     pub core: usize,
     pub bytes: Vec<u8>,
+    /// How many lines (entries) `bytes` holds.
+    pub lines: u64,
 }
 
 /// A core's ends of the writer's channels.
@@ -46,6 +48,8 @@ pub struct CoreLog {
     flush_pending: Cell<bool>,
     /// Lines rendered, and lines dropped for want of a free buffer.
     lines: Cell<u64>,
+    /// Lines in the current buffer.
+    pending: Cell<u64>,
     dropped: Cell<u64>,
     /// A monotonic instant and the wall-clock time it was, refreshed at every flush: a line's
     /// start time is computed from it rather than read from the clock twice per line.
@@ -68,6 +72,7 @@ impl CoreLog {
             channel,
             flush_pending: Cell::new(false),
             lines: Cell::new(0),
+            pending: Cell::new(0),
             dropped: Cell::new(0),
             anchor: Cell::new((Instant::now(), SystemTime::now())),
         }
@@ -95,6 +100,7 @@ impl CoreLog {
         }
         render(&mut current);
         self.lines.set(self.lines.get() + 1);
+        self.pending.set(self.pending.get() + 1);
         !self.flush_pending.replace(true)
     }
 
@@ -125,6 +131,7 @@ impl CoreLog {
             let _ = channel.to_writer.try_send(Message::Lines(Batch {
                 core: self.core,
                 bytes,
+                lines: self.pending.take(),
             }));
         }
     }
@@ -148,6 +155,7 @@ impl CoreLog {
         let _ = channel.to_writer.try_send(Message::Lines(Batch {
             core: self.core,
             bytes,
+            lines: self.pending.take(),
         }));
     }
 }

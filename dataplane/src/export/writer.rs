@@ -1,6 +1,6 @@
-//! The access log writer: a thread that takes the cores' full buffers and writes them to the
-//! destination (a file, a pipe, or stdout), off the request path. SIGUSR1 makes it reopen a
-//! file, so `logrotate` can move the old one away.
+//! The writer: a thread that takes the cores' full buffers and writes them to the destination
+//! (for access logs a file, a pipe, or stdout; for spans a trace collector), off the request
+//! path. SIGUSR1 makes it reopen a file, so `logrotate` can move the old one away.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -11,21 +11,26 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::collector::Collector;
 use super::sink::{Batch, Channel, BUFFERS_PER_CORE};
 
-/// Where access log lines go.
+/// Where lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     Stdout,
     File(PathBuf),
+    /// Spans, posted a batch at a time.
+    Collector(Collector),
 }
 
 impl Destination {
     /// Opens the destination for appending. A FIFO is opened for reading too, so that opening
     /// it does not wait for a reader (Linux allows that on a FIFO).
     fn open(&self) -> io::Result<Output> {
-        let Self::File(path) = self else {
-            return Ok(Output::Stdout);
+        let path = match self {
+            Self::Stdout => return Ok(Output::Stdout),
+            Self::Collector(collector) => return Ok(Output::Collector(collector.clone())),
+            Self::File(path) => path,
         };
         let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
         let file = OpenOptions::new()
@@ -40,6 +45,7 @@ impl Destination {
 enum Output {
     Stdout,
     File(File),
+    Collector(Collector),
 }
 
 impl Output {
@@ -51,6 +57,7 @@ impl Output {
                 out.flush()
             }
             Self::File(file) => file.write_all(bytes),
+            Self::Collector(collector) => collector.post(bytes),
         }
     }
 }
@@ -67,7 +74,7 @@ pub enum Message {
 
 /// The running writer: reopens on request, and is waited for at exit.
 #[derive(Debug)]
-pub struct AccessLogWriter {
+pub struct Writer {
     destination: Destination,
     wake: SyncSender<Message>,
     reopen: Arc<AtomicBool>,
@@ -76,7 +83,7 @@ pub struct AccessLogWriter {
     done: Receiver<()>,
 }
 
-impl AccessLogWriter {
+impl Writer {
     /// Opens `destination` (an unwritable path is an error now, not at the first request)
     /// and starts the writer for `cores` cores, returning each core's channel.
     pub fn start(destination: Destination, cores: usize) -> io::Result<(Self, Vec<Channel>)> {
@@ -107,7 +114,10 @@ impl AccessLogWriter {
             failed_lines: failed_lines.clone(),
         };
         std::thread::Builder::new()
-            .name("meshd-access-log".into())
+            .name(match destination {
+                Destination::Collector(_) => "meshd-spans".into(),
+                _ => "meshd-access-log".into(),
+            })
             .spawn(move || {
                 thread.run(from_cores);
                 let _ = done_tx.send(());
@@ -175,7 +185,11 @@ impl Thread {
             if self.reopen.swap(false, Ordering::Relaxed) {
                 self.reopen_output();
             }
-            let Batch { core, mut bytes } = match message {
+            let Batch {
+                core,
+                mut bytes,
+                lines,
+            } = match message {
                 Message::Lines(batch) => batch,
                 Message::Wake => continue,
                 Message::Finish => break,
@@ -183,10 +197,9 @@ impl Thread {
             match self.output.write_all(&bytes) {
                 Ok(()) => failing = false,
                 Err(e) => {
-                    let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
                     self.failed_lines.fetch_add(lines, Ordering::Relaxed);
                     if !failing {
-                        eprintln!("meshd: access log write failed, dropping lines: {e}");
+                        eprintln!("meshd: {} failed, dropping lines: {e}", self.what());
                         failing = true;
                     }
                 }
@@ -195,6 +208,14 @@ impl Thread {
             if let Some(spare) = self.spares.get(core) {
                 let _ = spare.send(bytes);
             }
+        }
+    }
+
+    /// What the thread writes, for its log lines.
+    fn what(&self) -> &'static str {
+        match self.destination {
+            Destination::Collector(_) => "posting spans to the trace collector",
+            _ => "writing the access log",
         }
     }
 

@@ -1,0 +1,156 @@
+//! A trace collector meshd posts spans to: Zipkin v2 (`/api/v2/spans`, a JSON array of spans)
+//! or OTLP/HTTP with JSON encoding (`/v1/traces`). One short-lived HTTP/1.1 connection per
+//! batch, with tight timeouts: a collector that is down or stalled costs spans (counted by the
+//! writer), never a request.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// How long connecting, sending a batch and reading the status line may each take.
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Which wire format the collector speaks, told by its URL's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `POST /api/v2/spans`: Zipkin v2 JSON.
+    Zipkin,
+    /// `POST /v1/traces`: OTLP/HTTP, JSON encoding.
+    Otlp,
+}
+
+/// A collector URL meshd cannot post to.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UrlError {
+    #[error("{0:?}: a trace collector URL starts with http:// (https is not supported)")]
+    Scheme(String),
+    #[error("{0:?}: the path must be /api/v2/spans (Zipkin v2) or /v1/traces (OTLP/HTTP)")]
+    Path(String),
+    #[error("{0:?}: no host:port")]
+    Authority(String),
+}
+
+/// Where spans go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collector {
+    /// `host:port`, resolved at each post (a collector may move).
+    authority: String,
+    path: String,
+    pub protocol: Protocol,
+    /// `service.name` of the OTLP resource: the workload served, or `meshd`.
+    pub service_name: String,
+}
+
+impl Collector {
+    /// Parses `http://HOST:PORT/api/v2/spans` or `http://HOST:PORT/v1/traces`.
+    pub fn parse(url: &str, service_name: &str) -> Result<Self, UrlError> {
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err(UrlError::Scheme(url.to_owned()));
+        };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let protocol = match path {
+            "/api/v2/spans" => Protocol::Zipkin,
+            "/v1/traces" => Protocol::Otlp,
+            _ => return Err(UrlError::Path(url.to_owned())),
+        };
+        let port = authority.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+        if authority.is_empty() || !matches!(port, Some(Ok(_))) {
+            return Err(UrlError::Authority(url.to_owned()));
+        }
+        Ok(Self {
+            authority: authority.to_owned(),
+            path: path.to_owned(),
+            protocol,
+            service_name: service_name.to_owned(),
+        })
+    }
+
+    /// Posts one batch: `spans` holds rendered spans, each followed by a comma.
+    pub fn post(&self, spans: &[u8]) -> io::Result<()> {
+        let body = self.body(spans);
+        let addr =
+            self.authority.to_socket_addrs()?.next().ok_or_else(|| {
+                io::Error::other(format!("{} resolves to nothing", self.authority))
+            })?;
+        let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        stream.set_write_timeout(Some(TIMEOUT))?;
+        stream.set_read_timeout(Some(TIMEOUT))?;
+        let head = format!(
+            "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n",
+            self.path,
+            self.authority,
+            body.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(&body)?;
+        let mut status = String::new();
+        BufReader::new(stream.take(1024)).read_line(&mut status)?;
+        match status.split_whitespace().nth(1) {
+            Some(code) if code.starts_with('2') => Ok(()),
+            _ => Err(io::Error::other(format!(
+                "collector answered {:?}",
+                status.trim_end()
+            ))),
+        }
+    }
+
+    /// The request body around the spans: a JSON array (Zipkin), or an OTLP export request
+    /// with one resource and one scope.
+    fn body(&self, spans: &[u8]) -> Vec<u8> {
+        let mut body = Vec::with_capacity(spans.len() + 256);
+        match self.protocol {
+            Protocol::Zipkin => body.push(b'['),
+            Protocol::Otlp => {
+                body.extend_from_slice(b"{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+                body.extend_from_slice(b"{\"key\":\"service.name\",\"value\":{\"stringValue\":");
+                let _ = serde_json::to_writer(&mut body, &self.service_name);
+                body.extend_from_slice(b"}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"ringmesh\"},");
+                body.extend_from_slice(b"\"spans\":[");
+            }
+        }
+        body.extend_from_slice(spans.strip_suffix(b",").unwrap_or(spans));
+        match self.protocol {
+            Protocol::Zipkin => body.push(b']'),
+            Protocol::Otlp => body.extend_from_slice(b"]}]}]}"),
+        }
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_the_protocol_by_path() {
+        let zipkin = Collector::parse("http://127.0.0.1:9411/api/v2/spans", "w").expect("zipkin");
+        assert_eq!(zipkin.protocol, Protocol::Zipkin);
+        let otlp = Collector::parse("http://collector:4318/v1/traces", "w").expect("otlp");
+        assert_eq!(otlp.protocol, Protocol::Otlp);
+        for (url, error) in [
+            ("https://c:4318/v1/traces", "http://"),
+            ("http://c:4318/traces", "/api/v2/spans"),
+            ("http://c/v1/traces", "host:port"),
+            ("http://:x/v1/traces", "host:port"),
+        ] {
+            let e = Collector::parse(url, "w").expect_err(url).to_string();
+            assert!(e.contains(error), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn bodies_wrap_the_spans() {
+        let spans = b"{\"a\":1},{\"b\":2},";
+        let zipkin = Collector::parse("http://c:1/api/v2/spans", "w").expect("url");
+        assert_eq!(zipkin.body(spans), b"[{\"a\":1},{\"b\":2}]");
+        let otlp = Collector::parse("http://c:1/v1/traces", "reviews").expect("url");
+        let body: serde_json::Value = serde_json::from_slice(&otlp.body(spans)).expect("JSON");
+        let resource = &body["resourceSpans"][0];
+        assert_eq!(
+            resource["resource"]["attributes"][0]["value"]["stringValue"],
+            "reviews"
+        );
+        assert_eq!(resource["scopeSpans"][0]["spans"][1]["b"], 2);
+    }
+}
