@@ -37,6 +37,9 @@ pub struct AdminState {
     pub access_log_failed: Arc<AtomicU64>,
     /// Spans the exporter failed to post.
     pub spans_failed: Arc<AtomicU64>,
+    /// Snapshot reloads applied and refused since start.
+    pub reloads_applied: AtomicU64,
+    pub reloads_refused: AtomicU64,
 }
 
 impl AdminState {
@@ -58,7 +61,22 @@ impl AdminState {
             certs: Shared::default(),
             access_log_failed,
             spans_failed,
+            reloads_applied: AtomicU64::new(0),
+            reloads_refused: AtomicU64::new(0),
         }
+    }
+
+    /// Seconds until the workload certificate in force expires, if there is one.
+    fn certificate_expiry(&self) -> Option<i64> {
+        let certs = match self.certs.lock() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let not_after = certs?.get("not_after_unix")?.as_i64()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Some(not_after - now)
     }
 
     /// Records the identity in force (and why the latest certificate files were refused).
@@ -356,12 +374,18 @@ fn metrics_text(state: &AdminState) -> (u16, &'static str, String) {
         identity: routes.identity.as_deref(),
     };
     let mut text = metrics::render(&usage.requests, &sidecar);
-    let failed = state.access_log_failed.load(Ordering::Relaxed);
-    let proxy = metrics::ProxyCounts {
-        access_log_lines: usage.access_log.lines,
-        access_log_dropped: usage.access_log.dropped + failed,
-        spans: usage.spans.lines,
-        spans_dropped: usage.spans.dropped + state.spans_failed.load(Ordering::Relaxed),
+    let ejections = state.ejections();
+    let proxy = metrics::Proxy {
+        routes: &routes,
+        usage: &usage,
+        ejections: &ejections,
+        reloads: (
+            state.reloads_applied.load(Ordering::Relaxed),
+            state.reloads_refused.load(Ordering::Relaxed),
+        ),
+        certificate_expiry: state.certificate_expiry(),
+        access_log_failed: state.access_log_failed.load(Ordering::Relaxed),
+        spans_failed: state.spans_failed.load(Ordering::Relaxed),
     };
     metrics::render_proxy(&mut text, &proxy);
     (200, "text/plain; version=0.0.4; charset=utf-8", text)

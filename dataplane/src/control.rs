@@ -342,6 +342,11 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
                     &admin_state,
                     certs.as_ref().map(|(_, identity)| &**identity),
                 );
+                let counter = match outcome {
+                    Ok(_) => &admin_state.reloads_applied,
+                    Err(_) => &admin_state.reloads_refused,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 reset_outliers(
                     &current,
                     workers,

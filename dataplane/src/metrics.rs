@@ -9,6 +9,7 @@
 //! requests (its own workload, which workload an identity belongs to) is added when admin
 //! `/metrics` asks, which also sums the cores ([`render`]).
 
+mod proxy;
 mod render;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,8 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-pub use render::{render, render_proxy, ProxyCounts, Sidecar};
+pub use proxy::{render_proxy, Proxy};
+pub use render::{render, Sidecar};
 
 /// Istio's default buckets for `istio_request_duration_milliseconds`.
 const DURATION_BUCKETS_MS: [f64; 19] = [
@@ -139,6 +141,8 @@ pub struct CoreMetrics {
     /// The series the last request went to: most requests go where the one before went, and
     /// checking that costs less than hashing their strings.
     last: Option<usize>,
+    /// Tries made again after a failed one.
+    pub retries: u64,
 }
 
 impl CoreMetrics {
@@ -219,6 +223,7 @@ impl CoreMetrics {
         });
         Metrics {
             series: series.collect(),
+            retries: self.retries,
         }
     }
 }
@@ -237,6 +242,8 @@ pub struct Labels {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Metrics {
     series: BTreeMap<Labels, Series>,
+    /// Tries made again after a failed one.
+    pub retries: u64,
 }
 
 impl Metrics {
@@ -245,6 +252,21 @@ impl Metrics {
         for (labels, series) in &other.series {
             self.series.entry(labels.clone()).or_default().add(series);
         }
+        self.retries += other.retries;
+    }
+
+    /// Requests counted in all.
+    pub fn requests(&self) -> u64 {
+        self.series.values().map(|s| s.requests).sum()
+    }
+
+    /// Requests whose response flags include `flag` (`UO`, `RL`, ...).
+    pub fn flagged(&self, flag: &str) -> u64 {
+        self.series
+            .iter()
+            .filter(|(labels, _)| labels.flags.split(',').any(|f| f == flag))
+            .map(|(_, s)| s.requests)
+            .sum()
     }
 }
 

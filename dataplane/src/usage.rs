@@ -24,6 +24,16 @@ pub struct Usage {
     pub access_log: LogCounts,
     /// Spans rendered and dropped.
     pub spans: LogCounts,
+    /// Per core: its index, the requests it finished and the downstream connections it holds.
+    pub cores: Vec<CoreUsage>,
+}
+
+/// One core's load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreUsage {
+    pub index: usize,
+    pub requests: u64,
+    pub active_connections: u64,
 }
 
 /// Peer and request authentication counts since start (see admin `/certs`).
@@ -126,6 +136,7 @@ impl Usage {
         self.access_log.dropped += other.access_log.dropped;
         self.spans.lines += other.spans.lines;
         self.spans.dropped += other.spans.dropped;
+        self.cores.extend_from_slice(&other.cores);
         if other.hash != self.hash {
             return;
         }
@@ -173,6 +184,7 @@ mod tests {
             requests: Metrics::default(),
             access_log: LogCounts::default(),
             spans: LogCounts::default(),
+            cores: Vec::new(),
         }
     }
 

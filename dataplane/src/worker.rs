@@ -26,7 +26,7 @@ use crate::ratelimit::RateLimits;
 use crate::retry::RetryBudget;
 use crate::routing::{Direction, RouteState};
 use crate::tls::{CoreTls, Identity};
-use crate::usage::{AuthnUsage, EndpointUsage, GroupUsage, MirrorUsage, Usage};
+use crate::usage::{AuthnUsage, CoreUsage, EndpointUsage, GroupUsage, MirrorUsage, Usage};
 
 /// Which monoio driver a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -130,6 +130,8 @@ impl std::ops::Deref for Installed {
 /// State one core's tasks share (`Rc`, never crossing threads).
 #[derive(Debug)]
 pub struct Core {
+    /// Worker number.
+    pub index: usize,
     /// Route state in force; replaced whole on reload.
     pub routes: RefCell<Rc<Installed>>,
     /// Balancer cursors, requests in flight and failure counts per endpoint, ejections.
@@ -254,6 +256,7 @@ async fn serve(
     let breakers = breakers(&spec.routes, spec.cores);
     let balancing = CoreBalancing::new(spec.routes.groups().iter().map(|g| g.endpoints.len()));
     let core = Rc::new(Core {
+        index: spec.index,
         routes: RefCell::new(Rc::new(Installed(spec.routes))),
         balancing: RefCell::new(balancing),
         reporting: Cell::new(false),
@@ -493,6 +496,12 @@ impl Core {
             }
         });
         let m = &self.mirrors;
+        let requests = self.metrics.borrow().snapshot();
+        let core = CoreUsage {
+            index: self.index,
+            requests: requests.requests(),
+            active_connections: self.active.get() as u64,
+        };
         Usage {
             hash: routes.hash.clone(),
             groups: groups.collect(),
@@ -504,7 +513,8 @@ impl Core {
                 skipped_body: m.skipped_body.get(),
             },
             authn: self.authn_counts.get(),
-            requests: self.metrics.borrow().snapshot(),
+            requests,
+            cores: vec![core],
             access_log: self.access_log.counts(),
             spans: self
                 .spans

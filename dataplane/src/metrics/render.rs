@@ -168,49 +168,6 @@ pub fn render(metrics: &Metrics, sidecar: &Sidecar<'_>) -> String {
     out
 }
 
-/// meshd's own counters, under the prefix `ringmesh_`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ProxyCounts {
-    /// Access log lines rendered, and lines lost: dropped by a core for want of a free buffer,
-    /// or failed to write.
-    pub access_log_lines: u64,
-    pub access_log_dropped: u64,
-    /// Spans rendered, and spans lost (no free buffer, or the collector did not take them).
-    pub spans: u64,
-    pub spans_dropped: u64,
-}
-
-/// Appends meshd's own counters to `out`.
-pub fn render_proxy(out: &mut String, counts: &ProxyCounts) {
-    let counters = [
-        (
-            "ringmesh_access_log_lines_total",
-            "Access log lines rendered.",
-            counts.access_log_lines,
-        ),
-        (
-            "ringmesh_access_log_lines_dropped_total",
-            "Access log lines lost: the writer fell behind, or a write failed.",
-            counts.access_log_dropped,
-        ),
-        (
-            "ringmesh_spans_total",
-            "Spans recorded for sampled requests.",
-            counts.spans,
-        ),
-        (
-            "ringmesh_spans_dropped_total",
-            "Spans lost: the exporter fell behind, or the collector did not take them.",
-            counts.spans_dropped,
-        ),
-    ];
-    for (name, help, value) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {value}");
-    }
-}
-
 /// One histogram family: cumulative buckets, `+Inf`, sum and count per series.
 fn histogram<'a, const N: usize>(
     out: &mut String,
@@ -233,7 +190,7 @@ fn histogram<'a, const N: usize>(
 }
 
 /// A label value with `\`, `"` and line feeds escaped, as the text format requires.
-fn escaped(value: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn escaped(value: &str) -> std::borrow::Cow<'_, str> {
     if !value.contains(['\\', '"', '\n']) {
         return value.into();
     }

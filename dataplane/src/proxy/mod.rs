@@ -356,6 +356,7 @@ async fn serve_request(
                 }
                 match retries.after(Failure::Status(response.status), false, false, time_left) {
                     Verdict::Retry(backoff) => {
+                        core.metrics.borrow_mut().retries += 1;
                         // Nothing went downstream yet: drop this response with its connection.
                         drop(up);
                         if let Some(inflight) = inflight.as_mut() {
@@ -391,6 +392,7 @@ async fn serve_request(
         };
         match verdict {
             Verdict::Retry(backoff) => {
+                core.metrics.borrow_mut().retries += 1;
                 drop(inflight.take());
                 retry::sleep_within(backoff, deadline).await;
                 (addr, pick) = next_endpoint(core, &plan.routes, group, addr, pick, &retries);

@@ -119,6 +119,14 @@ fn requests_are_counted_on_both_sides_with_their_flags(driver: &str) {
         ),
         "{text}"
     );
+    // meshd's own: the caller's mutual TLS handshakes and its certificate's remaining life.
+    let outbound_ok = ["direction=\"outbound\"", "result=\"ok\""];
+    assert!(sum(&text, "ringmesh_tls_handshakes_total", &outbound_ok) >= 1.0);
+    let expiry = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ringmesh_certificate_expiry_seconds "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(expiry.is_some_and(|s| s > 0.0), "{text}");
 
     let destination = |labels: &[&str]| {
         let text = scrape(pair.b.admin, "/metrics");
