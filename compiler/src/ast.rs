@@ -510,12 +510,18 @@ pub(crate) struct JwtRule {
     pub(crate) jwks: Str,
 }
 
-/// `telemetry { access_log "FORMAT" | json | off; trace_sampling PERCENT }`.
+/// `telemetry { access_log "FORMAT" | json | off; trace_sampling PERCENT; metrics on | off }`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Telemetry {
     pub(crate) span: Span,
     pub(crate) access_log: Option<AccessLog>,
     pub(crate) trace_sampling: Option<Percent>,
+    /// `Some(false)`: `metrics off`.
+    pub(crate) metrics: Option<bool>,
+    /// An imported Istio `Telemetry` scoped to a namespace or selected workloads, with its
+    /// name; `None` for the DSL's mesh-wide block (and an Istio one in the root namespace
+    /// without a selector).
+    pub(crate) target: Option<Box<(Ident, PolicyTarget)>>,
 }
 
 /// An `access_log` setting.

@@ -756,6 +756,13 @@ fn telemetry(out: &mut Changes, what: &str, x: &Telemetry, y: &Telemetry) {
         crate::explain::percent(y.trace_sampling_per_million),
         Impact::HotSwap,
     );
+    let metrics = |t: &Telemetry| if t.metrics_disabled { "off" } else { "on" }.to_owned();
+    out.changed(
+        format!("{what} metrics"),
+        metrics(x),
+        metrics(y),
+        Impact::HotSwap,
+    );
 }
 
 fn access_log(log: Option<&AccessLog>) -> String {

@@ -143,6 +143,8 @@ pub struct CoreMetrics {
     last: Option<usize>,
     /// Tries made again after a failed one.
     pub retries: u64,
+    /// Requests finished, counted whether or not Istio's metrics are on.
+    pub finished: u64,
 }
 
 impl CoreMetrics {
@@ -224,6 +226,7 @@ impl CoreMetrics {
         Metrics {
             series: series.collect(),
             retries: self.retries,
+            finished: self.finished,
         }
     }
 }
@@ -244,6 +247,8 @@ pub struct Metrics {
     series: BTreeMap<Labels, Series>,
     /// Tries made again after a failed one.
     pub retries: u64,
+    /// Requests finished, counted whether or not Istio's metrics are on.
+    pub finished: u64,
 }
 
 impl Metrics {
@@ -253,11 +258,7 @@ impl Metrics {
             self.series.entry(labels.clone()).or_default().add(series);
         }
         self.retries += other.retries;
-    }
-
-    /// Requests counted in all.
-    pub fn requests(&self) -> u64 {
-        self.series.values().map(|s| s.requests).sum()
+        self.finished += other.finished;
     }
 
     /// Requests whose response flags include `flag` (`UO`, `RL`, ...).

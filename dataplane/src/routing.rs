@@ -61,6 +61,8 @@ pub struct RouteState {
     pub access_log: Option<crate::access_log::Format>,
     /// Share of requests without a caller's decision that start a trace, in millionths.
     pub trace_sampling_per_million: u32,
+    /// Whether Istio's request metrics are recorded.
+    pub metrics_enabled: bool,
 }
 
 /// A rule with its matches and actions compiled.
@@ -391,6 +393,7 @@ impl RouteState {
         let not_enforced = crate::actions::not_enforced(&snapshot, workload);
         let telemetry = own.map_or(&snapshot.telemetry, |w| &w.telemetry);
         let trace_sampling_per_million = telemetry.trace_sampling_per_million;
+        let metrics_enabled = !telemetry.metrics_disabled;
         let access_log = telemetry
             .access_log
             .as_ref()
@@ -421,6 +424,7 @@ impl RouteState {
             inbound_services,
             access_log,
             trace_sampling_per_million,
+            metrics_enabled,
         })
     }
 

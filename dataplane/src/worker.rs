@@ -499,7 +499,7 @@ impl Core {
         let requests = self.metrics.borrow().snapshot();
         let core = CoreUsage {
             index: self.index,
-            requests: requests.requests(),
+            requests: requests.finished,
             active_connections: self.active.get() as u64,
         };
         Usage {

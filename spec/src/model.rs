@@ -728,6 +728,8 @@ pub struct Telemetry {
     pub access_log: Option<AccessLog>,
     /// Share of requests traced, in millionths (1 000 000 = all).
     pub trace_sampling_per_million: u32,
+    /// Istio's request metrics are not recorded (`metrics off`, Istio `metrics` `disabled`).
+    pub metrics_disabled: bool,
 }
 
 /// How an access log line is written.

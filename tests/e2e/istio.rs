@@ -12,6 +12,7 @@ mod hosts;
 mod kubernetes;
 mod namespaces;
 mod protocols;
+mod telemetry;
 mod vm;
 
 /// Compiles the YAML `files` (name, text) into `NAME.snap`; fails the test on a meshc error.

@@ -7,6 +7,7 @@
 mod kubernetes;
 mod networking;
 mod security;
+mod telemetry;
 mod yaml;
 
 use std::collections::{HashMap, HashSet};
@@ -189,6 +190,7 @@ fn resource_key(document: &Node) -> Option<(ResourceKey<'_>, &Node)> {
     let group = api_version.split_once('/').map_or("", |(group, _)| group);
     let in_scope = (group == "networking.istio.io" && NETWORKING.contains(&kind))
         || (group == "security.istio.io" && SECURITY.contains(&kind))
+        || (group == TELEMETRY_GROUP && kind == "Telemetry")
         || kubernetes::kind_of(api_version, kind).is_some();
     if !in_scope {
         return None;
@@ -586,6 +588,8 @@ const SECURITY: &[&str] = &[
     "RequestAuthentication",
 ];
 const VERSIONS: &[&str] = &["v1alpha3", "v1beta1", "v1"];
+const TELEMETRY_GROUP: &str = "telemetry.istio.io";
+const TELEMETRY_VERSIONS: &[&str] = &["v1alpha1", "v1"];
 
 /// A document to import after the security resources.
 enum Classified<'a> {
@@ -659,20 +663,27 @@ fn classify<'a>(
         .unwrap_or(("", ""));
     let networking = group == "networking.istio.io" && NETWORKING.contains(&kind);
     let security = group == "security.istio.io" && SECURITY.contains(&kind);
-    if !networking && !security {
+    let telemetry = group == TELEMETRY_GROUP && kind == "Telemetry";
+    if !networking && !security && !telemetry {
         let api = api_version.map_or_else(|| "no apiVersion".to_owned(), Node::display);
         out.push(
             Code::IstioOutOfScope,
             kind_node.span,
             format!("`{kind}` ({api}) is outside the Istio import's scope, ignored"),
             "the import reads VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, \
-             AuthorizationPolicy, PeerAuthentication, RequestAuthentication, and Kubernetes \
+             AuthorizationPolicy, PeerAuthentication, RequestAuthentication, Telemetry, and \
+             Kubernetes \
              Service, Endpoints, EndpointSlice, Pod, Deployment, StatefulSet, DaemonSet, \
              ReplicaSet, ServiceAccount and Namespace",
         );
         return None;
     }
-    if !VERSIONS.contains(&version) {
+    let versions = if telemetry {
+        TELEMETRY_VERSIONS
+    } else {
+        VERSIONS
+    };
+    if !versions.contains(&version) {
         let span = api_version.map_or(kind_node.span, |n| n.span);
         out.schema(
             span,
@@ -688,6 +699,24 @@ fn classify<'a>(
     let (name, namespace) = name_and_namespace(out, document, kind_node);
     let namespace_node = document.get("metadata").and_then(|m| m.get("namespace"));
     let spec = document.get("spec");
+    if telemetry {
+        let header = security::Header {
+            kind_span: kind_node.span,
+            name: name?,
+            namespace,
+            namespace_span: namespace_node.map(|n| n.span),
+        };
+        let Some(spec) = spec else {
+            out.schema(kind_node.span, "`spec`: required value".to_owned());
+            return None;
+        };
+        let errors = out.error_count();
+        let item = telemetry::lower(out, &header, spec);
+        if let Some(item) = item.filter(|_| out.error_count() == errors) {
+            security_items.push((file, item));
+        }
+        return None;
+    }
     if security {
         let errors = out.error_count();
         security::validate(out, kind, spec);

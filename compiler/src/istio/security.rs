@@ -419,7 +419,7 @@ pub(super) fn lower(
 }
 
 /// `selector.matchLabels` and the namespace; `None` (policy skipped) for `targetRef(s)`.
-fn target(
+pub(super) fn target(
     out: &mut Out<'_>,
     header: &Header,
     spec: &Node,

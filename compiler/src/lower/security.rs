@@ -97,8 +97,6 @@ impl<'a> Lowerer<'a> {
             })
             .collect();
 
-        let mesh_telemetry = self.telemetry_all(decls, workloads, items);
-
         let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
         for (w, target) in targets.iter().enumerate() {
             by_namespace.entry(&target.namespace).or_default().push(w);
@@ -107,6 +105,7 @@ impl<'a> Lowerer<'a> {
             list: &targets,
             by_namespace,
         };
+        let mesh_telemetry = self.telemetry_all(decls, workloads, items, &targets);
 
         let mut seen: HashMap<(&str, Option<&str>, &str), SourceSpan> = HashMap::new();
         let mut peers: Vec<PeerSlots<'a>> = decls.iter().map(|_| PeerSlots::default()).collect();
@@ -699,27 +698,44 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// Lowers every workload's telemetry over the mesh-wide default, which it returns.
+    /// Lowers every workload's telemetry, which it returns: the mesh-wide default (the DSL's
+    /// block, or an Istio `Telemetry` in the root namespace without a selector), then imported
+    /// namespace-wide ones, then those selecting the workload, then the workload's own block,
+    /// each setting only the fields it has (Istio's hierarchy).
     fn telemetry_all(
         &mut self,
         decls: &[In<'a, ast::Workload>],
         workloads: &mut [Workload],
         items: &[(FileId, &'a ast::Item)],
+        targets: &Targets<'_, '_>,
     ) -> Telemetry {
         let mut mesh: Option<In<'a, ast::Telemetry>> = None;
+        // Per workload, the scoped telemetry applying to it at each level, and where.
+        let mut scoped: Vec<[Option<In<'a, ast::Telemetry>>; 2]> = vec![[None, None]; decls.len()];
         for &(file, item) in items {
-            if let ast::Item::Telemetry(t) = item {
+            let ast::Item::Telemetry(t) = item else {
+                continue;
+            };
+            let Some((name, target)) = t.target.as_deref().filter(|(_, target)| !is_mesh(target))
+            else {
                 match mesh {
                     Some((first_file, first)) => {
                         let first = self.at(first_file, first.span);
-                        self.duplicate(
-                            "the mesh-wide telemetry block".to_owned(),
-                            file,
-                            t.span,
-                            first,
-                        );
+                        self.duplicate("the mesh-wide telemetry".to_owned(), file, t.span, first);
                     }
                     None => mesh = Some((file, t)),
+                }
+                continue;
+            };
+            let level = usize::from(target.selector.as_ref().is_some_and(|s| !s.is_empty()));
+            for w in self.select(file, name, target, targets) {
+                match scoped[w][level] {
+                    Some((first_file, first)) => {
+                        let first = self.at(first_file, first.span);
+                        let what = format!("a telemetry for workload `{}`", targets.list[w].name);
+                        self.duplicate(what, file, t.span, first);
+                    }
+                    None => scoped[w][level] = Some((file, t)),
                 }
             }
         }
@@ -727,11 +743,15 @@ impl<'a> Lowerer<'a> {
             Some((file, t)) => self.telemetry(file, t, &Telemetry::default()),
             None => Telemetry::default(),
         };
-        for (&(file, decl), out) in decls.iter().zip(workloads.iter_mut()) {
-            out.telemetry = match &decl.telemetry {
-                Some(t) => self.telemetry(file, t, &default),
-                None => default.clone(),
-            };
+        for (w, (&(file, decl), out)) in decls.iter().zip(workloads.iter_mut()).enumerate() {
+            let mut telemetry = default.clone();
+            for &(t_file, t) in scoped[w].iter().flatten() {
+                telemetry = self.telemetry(t_file, t, &telemetry);
+            }
+            if let Some(own) = &decl.telemetry {
+                telemetry = self.telemetry(file, own, &telemetry);
+            }
+            out.telemetry = telemetry;
         }
         default
     }
@@ -762,6 +782,9 @@ impl<'a> Lowerer<'a> {
                 ),
             },
         }
+        if let Some(on) = t.metrics {
+            out.metrics_disabled = !on;
+        }
         if let Some(p) = t.trace_sampling {
             match u32::try_from(p.per_million) {
                 Ok(v) if v <= 1_000_000 => out.trace_sampling_per_million = v,
@@ -788,6 +811,14 @@ fn within_string(string: &ast::Str, offset: usize, len: usize) -> Span {
     } else {
         string.span
     }
+}
+
+/// Whether an imported telemetry's target is the whole mesh: the root namespace (no namespace)
+/// without a selector.
+fn is_mesh(target: &ast::PolicyTarget) -> bool {
+    target.namespace.is_none()
+        && target.workloads.is_none()
+        && target.selector.as_ref().is_none_or(Vec::is_empty)
 }
 
 /// The peer authentication level a target sets: with workloads or a non-empty selector it is

@@ -186,6 +186,20 @@ impl<'s> Parser<'s> {
                         rest
                     }
                 }
+                Some((rest, "metrics")) => {
+                    if t.metrics.is_some() {
+                        return Err(self.repeated_once(i, "metrics", "telemetry block"));
+                    }
+                    if let Some((rest, _)) = self.keyword(rest, "off") {
+                        t.metrics = Some(false);
+                        rest
+                    } else if let Some((rest, _)) = self.keyword(rest, "on") {
+                        t.metrics = Some(true);
+                        rest
+                    } else {
+                        return self.error(rest, "`on` or `off`");
+                    }
+                }
                 Some((rest, "trace_sampling")) => {
                     if t.trace_sampling.is_some() {
                         return Err(self.repeated_once(i, "trace_sampling", "telemetry block"));
@@ -197,7 +211,7 @@ impl<'s> Parser<'s> {
                     t.trace_sampling = Some(p);
                     rest
                 }
-                _ => return self.error(i, "`access_log`, `trace_sampling` or `}`"),
+                _ => return self.error(i, "`access_log`, `trace_sampling`, `metrics` or `}`"),
             };
         }
     }

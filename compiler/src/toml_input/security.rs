@@ -125,6 +125,7 @@ pub(super) struct TelemetryDoc {
     /// A format string, or `false` for off.
     access_log: Option<Spanned<toml::Value>>,
     trace_sampling: Option<Spanned<String>>,
+    metrics: Option<bool>,
 }
 
 fn error(id: FileId, at: std::ops::Range<usize>, message: String) -> Diagnostic {
@@ -352,6 +353,8 @@ pub(super) fn telemetry(
             .as_ref()
             .map(|p| percent(id, p))
             .transpose()?,
+        metrics: t.metrics,
+        target: None,
     })
 }
 

@@ -194,6 +194,16 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
         Direction::Outbound => upstream_identity,
     };
     let duration = finished.saturating_duration_since(started);
+
+    // A head refused before routing has no route state of its own: the one in force logs it.
+    let current;
+    let routes = match routes {
+        Some(routes) => routes,
+        None => {
+            current = core.routes.borrow().clone();
+            &current
+        }
+    };
     let request = metrics::Request {
         reporter: match outcome.direction {
             Direction::Outbound => Reporter::Source,
@@ -207,17 +217,12 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
         request_bytes: outcome.bytes_received,
         response_bytes: outcome.bytes_sent,
     };
-    core.metrics.borrow_mut().record(&request);
-
-    // A head refused before routing has no route state of its own: the one in force logs it.
-    let current;
-    let routes = match routes {
-        Some(routes) => routes,
-        None => {
-            current = core.routes.borrow().clone();
-            &current
-        }
-    };
+    let mut metrics = core.metrics.borrow_mut();
+    metrics.finished += 1;
+    if routes.metrics_enabled {
+        metrics.record(&request);
+    }
+    drop(metrics);
     let mut flush = Flush::default();
     if let (Some(traced), Some((spans, protocol))) = (&outcome.trace, &core.spans) {
         let span = Span {

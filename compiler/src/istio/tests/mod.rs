@@ -4,6 +4,7 @@
 
 mod networking;
 mod security;
+mod telemetry;
 
 use crate::ast;
 use crate::diag::{Code, Sources};
