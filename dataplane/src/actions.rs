@@ -215,7 +215,7 @@ impl NotEnforced {
     /// The warning line logged at load.
     pub fn warning(&self) -> String {
         format!(
-            "meshd: warning: snapshot uses {} ({}) which this meshd does not enforce yet",
+            "snapshot uses {} ({}) which this meshd does not enforce yet",
             self.feature,
             self.used_by.join(", ")
         )

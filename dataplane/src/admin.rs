@@ -8,6 +8,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use crate::control::Event;
+use crate::logging::LogLevel;
 use crate::metrics;
 use crate::outlier::Ejections;
 use crate::routing::RouteState;
@@ -40,6 +41,8 @@ pub struct AdminState {
     /// Snapshot reloads applied and refused since start.
     pub reloads_applied: AtomicU64,
     pub reloads_refused: AtomicU64,
+    /// meshd's own log level, for `/logging`.
+    log_level: Shared<Option<LogLevel>>,
 }
 
 impl AdminState {
@@ -63,6 +66,49 @@ impl AdminState {
             spans_failed,
             reloads_applied: AtomicU64::new(0),
             reloads_refused: AtomicU64::new(0),
+            log_level: Shared::default(),
+        }
+    }
+
+    /// The logger whose level `/logging` reads and sets.
+    pub(crate) fn set_log_level(&self, level: Option<LogLevel>) {
+        match self.log_level.lock() {
+            Ok(mut current) => *current = level,
+            Err(poisoned) => *poisoned.into_inner() = level,
+        }
+    }
+
+    /// `GET /logging`, or `POST /logging?level=LEVEL` when `query` names one.
+    fn logging(&self, query: Option<&str>) -> (u16, &'static str, String) {
+        let level = match self.log_level.lock() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let Some(level) = level else {
+            return (
+                503,
+                "text/plain",
+                "meshd runs without a logger of its own\n".into(),
+            );
+        };
+        let wanted = query.and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("level=")));
+        match (query.is_some(), wanted) {
+            (_, Some(name)) => match level.set(name) {
+                Ok(()) => {
+                    tracing::info!("log level set to {name} (admin POST /logging)");
+                    (200, "text/plain", format!("level: {name}\n"))
+                }
+                Err(error) => (400, "text/plain", format!("{error}\n")),
+            },
+            (true, None) => (
+                400,
+                "text/plain",
+                format!(
+                    "POST /logging?level=LEVEL, LEVEL one of {}\n",
+                    crate::logging::LEVELS.join(", ")
+                ),
+            ),
+            (false, None) => (200, "text/plain", format!("level: {}\n", level.get())),
         }
     }
 
@@ -220,7 +266,7 @@ pub fn serve(listener: TcpListener, state: Arc<AdminState>, pages: Pages) {
     for stream in listener.incoming().flatten() {
         // One request per connection keeps this trivial; admin traffic is light.
         if let Err(e) = handle(stream, &state, pages) {
-            eprintln!("meshd: admin request failed: {e}");
+            tracing::warn!("admin request failed: {e}");
         }
     }
 }
@@ -249,7 +295,9 @@ fn handle(stream: TcpStream, state: &AdminState, pages: Pages) -> std::io::Resul
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     // A query string names no other page (Prometheus and load balancers add their own).
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let (path, query) = target
+        .split_once('?')
+        .map_or((target, None), |(p, q)| (p, Some(q)));
     let head = method == "HEAD";
     let metrics_page = matches!(path, "/metrics" | "/stats/prometheus");
     let path = if pages == Pages::MetricsOnly && !metrics_page {
@@ -267,6 +315,8 @@ fn handle(stream: TcpStream, state: &AdminState, pages: Pages) -> std::io::Resul
         ("GET", "/config") => (200, "application/json", config_json(state)),
         ("GET", "/clusters") => (200, "application/json", clusters_json(state)),
         ("GET", "/certs") => (200, "application/json", state.certs_json()),
+        ("GET", "/logging") => state.logging(None),
+        ("POST", "/logging") => state.logging(Some(query.unwrap_or(""))),
         // `/stats/prometheus` is the path Istio's scrape configuration uses.
         ("GET", "/metrics" | "/stats/prometheus") => metrics_text(state),
         ("POST", "/reload") => match state.reload() {
@@ -289,7 +339,7 @@ fn handle(stream: TcpStream, state: &AdminState, pages: Pages) -> std::io::Resul
             404,
             "text/plain",
             "unknown admin path; try /ready, /healthz, /config, /clusters, /certs, /metrics, \
-             POST /reload, POST /drain\n"
+             /logging, POST /reload, POST /drain\n"
                 .into(),
         ),
     };
@@ -318,6 +368,7 @@ fn allowed(path: &str) -> Option<&'static str> {
         "/ready" | "/healthz" | "/config" | "/clusters" | "/certs" | "/metrics"
         | "/stats/prometheus" => Some("GET, HEAD"),
         "/reload" | "/drain" => Some("POST"),
+        "/logging" => Some("GET, HEAD, POST"),
         _ => None,
     }
 }

@@ -85,8 +85,8 @@ pub fn check(
         return Ok(());
     }
     for audit in authz::audits(policies, request) {
-        eprintln!(
-            "meshd: authz: audit: policy {} ({}) matches {}",
+        tracing::info!(
+            "authz: audit: policy {} ({}) matches {}",
             audit.name,
             audit.source,
             describe(request)
@@ -106,7 +106,7 @@ pub fn check(
             format!("no ALLOW policy matches: {}", allows.join(", "))
         }
     };
-    eprintln!("meshd: authz: {} {detail}", describe(request));
+    tracing::info!("authz: {} {detail}", describe(request));
     Err(detail)
 }
 

@@ -16,6 +16,7 @@ use crate::admin::{self, AdminState};
 use crate::export::collector::Collector;
 use crate::export::writer::{Destination, Reopener, Writer};
 use crate::jwt::Verifier;
+use crate::logging::LogLevel;
 use crate::outlier::{Ejections, OutlierState};
 use crate::routing::{Direction, RouteState};
 use crate::tls::{Identity, TlsError};
@@ -54,6 +55,8 @@ pub struct Options {
     pub access_log: Destination,
     /// The trace collector spans go to; without one nothing is traced.
     pub trace_collector: Option<Collector>,
+    /// The installed logger's level, for admin `/logging` (`None`: no logger of meshd's own).
+    pub log_level: Option<LogLevel>,
 }
 
 /// A signal, a worker's report or a reload request, as the control loop sees it.
@@ -99,7 +102,7 @@ pub fn load(path: &Path, workload: Option<&str>, traced: bool) -> Result<RouteSt
             .retain(|n| n.feature != crate::actions::TRACE_SAMPLING);
     }
     for feature in &routes.not_enforced {
-        eprintln!("{}", feature.warning());
+        tracing::warn!("{}", feature.warning());
     }
     Ok(routes)
 }
@@ -247,6 +250,7 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
     if let Some((_, identity)) = &options.certs {
         admin_state.set_identity(identity, None);
     }
+    admin_state.set_log_level(options.log_level.clone());
 
     let state = admin_state.clone();
     std::thread::Builder::new()
@@ -304,7 +308,7 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
     while stopped < workers || !exit_when_drained {
         match events.recv()? {
             Event::Drain if !draining => {
-                eprintln!("meshd: admin POST /drain: draining, staying up until a signal");
+                tracing::info!("admin POST /drain: draining, staying up until a signal");
                 exit_when_drained = false;
                 draining = true;
                 admin_state.draining.store(true, Ordering::Relaxed);
@@ -369,8 +373,8 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
                 }
             }
             Event::Signal(signal) if !draining => {
-                eprintln!(
-                    "meshd: signal {signal}: draining (up to {} ms)",
+                tracing::info!(
+                    "signal {signal}: draining (up to {} ms)",
                     options.settings.drain_timeout.as_millis()
                 );
                 draining = true;
@@ -383,7 +387,7 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
             Event::Signal(_) => {}
             Event::Worker(WorkerEvent::Stopped { index, unfinished }) => {
                 if unfinished > 0 {
-                    eprintln!("meshd: worker {index} stopped with {unfinished} connections open");
+                    tracing::warn!("worker {index} stopped with {unfinished} connections open");
                 }
                 stopped += 1;
             }
@@ -413,7 +417,7 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
     if let Some(spans) = span_writer {
         spans.finish(Duration::from_secs(2));
     }
-    eprintln!("meshd: drained, exiting");
+    tracing::info!("drained, exiting");
     Ok(())
 }
 
@@ -447,8 +451,8 @@ fn reload(
     });
     match loaded {
         Err(error) => {
-            eprintln!(
-                "meshd: reload ({reason}) refused: {error}; still serving {}",
+            tracing::warn!(
+                "reload ({reason}) refused: {error}; still serving {}",
                 current.hash
             );
             Err(error)
@@ -463,7 +467,7 @@ fn reload(
                     let _ = control.write_all(b"r");
                 }
             }
-            eprintln!("meshd: reloaded snapshot {} ({reason})", routes.hash);
+            tracing::info!("reloaded snapshot {} ({reason})", routes.hash);
             admin.set_routes(routes.clone());
             *current = routes;
             Ok(current.hash.clone())
@@ -593,8 +597,8 @@ fn reload_certs(
     match loaded {
         Ok(next) if next.serial == identity.serial && next.bundle == identity.bundle => false,
         Ok(next) => {
-            eprintln!(
-                "meshd: certificates reloaded: {} serial {} (was {}), {} trusted roots",
+            tracing::info!(
+                "certificates reloaded: {} serial {} (was {}), {} trusted roots",
                 next.spiffe_id,
                 next.serial,
                 identity.serial,
@@ -605,8 +609,8 @@ fn reload_certs(
             true
         }
         Err(error) => {
-            eprintln!(
-                "meshd: certificates in {} refused: {error}; keeping serial {}",
+            tracing::warn!(
+                "certificates in {} refused: {error}; keeping serial {}",
                 dir.display(),
                 identity.serial
             );
@@ -636,8 +640,8 @@ pub fn check_tls_needs(routes: &RouteState, has_certs: bool) -> Result<(), Strin
         .map(|g| g.name.as_str())
         .collect();
     if !secured.is_empty() {
-        eprintln!(
-            "meshd: warning: no --certs: calls to {} (services with identities) go in \
+        tracing::warn!(
+            "no --certs: calls to {} (services with identities) go in \
              plaintext, without secure naming",
             secured.join(", ")
         );

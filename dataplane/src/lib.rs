@@ -15,6 +15,7 @@ pub mod http1;
 pub mod http2;
 pub mod json;
 pub mod jwt;
+pub mod logging;
 pub mod metrics;
 pub mod mirror;
 pub mod outlier;

@@ -11,6 +11,7 @@ use clap::Parser;
 use dataplane::control::{self, Options};
 use dataplane::export::collector::Collector;
 use dataplane::export::writer::Destination;
+use dataplane::logging::{self, LogFormat};
 use dataplane::worker::{IoDriver, Settings};
 
 /// The Ringmesh sidecar: routes plain HTTP from the local application across the mesh.
@@ -45,7 +46,7 @@ struct Args {
     #[arg(long, default_value = "0.0.0.0:15006")]
     inbound: SocketAddr,
     /// Admin listener: /ready, /healthz, /config, /clusters, /certs, /metrics (also
-    /// /stats/prometheus), POST /reload, POST /drain.
+    /// /stats/prometheus), /logging, POST /reload, POST /drain.
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin: SocketAddr,
     /// Allow an --admin address other hosts can reach (its POST /drain and /reload take no
@@ -93,6 +94,13 @@ struct Args {
     /// trace headers pass unchanged.
     #[arg(long, value_name = "URL")]
     trace_collector: Option<String>,
+    /// meshd's own log level: off, error, warn, info, debug or trace (admin POST
+    /// /logging?level=... changes it at run time).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// meshd's own log lines on stderr: text, or one JSON object per line.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
     /// Largest request body (bytes, a chunked body with its framing) kept so a rule's retries
     /// can replay it; requests with larger bodies are streamed and not retried.
     #[arg(long, default_value_t = dataplane::retry::DEFAULT_RETRY_BUFFER)]
@@ -111,6 +119,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    let log_level = logging::init(&args.log_level, args.log_format)
+        .map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
     dataplane::admin::check_address(args.admin, args.admin_allow_remote)
         .map_err(anyhow::Error::msg)?;
     let service_name = args.workload.as_deref().unwrap_or("meshd");
@@ -182,6 +192,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .access_log
             .map_or(Destination::Stdout, Destination::File),
         trace_collector,
+        log_level: Some(log_level),
     })
 }
 

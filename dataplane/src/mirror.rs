@@ -152,8 +152,8 @@ pub fn begin(
         _ => {
             mirrors.skipped_body.set(mirrors.skipped_body.get() + 1);
             if mirrors.skipped_body.get() == 1 {
-                eprintln!(
-                    "meshd: note: a request of a mirrored rule was not mirrored: only bodies \
+                tracing::info!(
+                    "note: a request of a mirrored rule was not mirrored: only bodies \
                      of at most {MAX_BODY} bytes are copied (not upgrades); further skips are \
                      only counted"
                 );

@@ -79,10 +79,7 @@ impl Renewal {
         let bundle = read(&bundle_path)?;
         let obtained = client::obtain(self.ca, &bundle, Credentials::Token(token.trim()), None)?;
         install(&self.dir, &obtained)?;
-        eprintln!(
-            "meshd: obtained a first certificate from meshca at {}",
-            self.ca
-        );
+        tracing::info!("obtained a first certificate from meshca at {}", self.ca);
         Ok(())
     }
 
@@ -106,10 +103,7 @@ impl Renewal {
         let identity = match Identity::load(&self.dir) {
             Ok(identity) => identity,
             Err(e) => {
-                eprintln!(
-                    "meshd: renewal: {e}; trying again in {}s",
-                    RETRY_MAX.as_secs()
-                );
+                tracing::warn!("renewal: {e}; trying again in {}s", RETRY_MAX.as_secs());
                 return Err(RETRY_MAX);
             }
         };
@@ -120,8 +114,8 @@ impl Renewal {
         }
         match self.renew(&identity) {
             Ok(serial) => {
-                eprintln!(
-                    "meshd: renewed {} from meshca (was serial {serial})",
+                tracing::info!(
+                    "renewed {} from meshca (was serial {serial})",
                     identity.spiffe_id
                 );
                 Ok(())
@@ -130,10 +124,7 @@ impl Renewal {
                 // Retry well before expiry: a tenth of what is left, within bounds.
                 let left = Duration::from_secs((identity.not_after - now).max(0) as u64);
                 let wait = (left / 10).clamp(RETRY_MIN, RETRY_MAX);
-                eprintln!(
-                    "meshd: renewal failed: {e}; trying again in {}s",
-                    wait.as_secs()
-                );
+                tracing::warn!("renewal failed: {e}; trying again in {}s", wait.as_secs());
                 Err(wait)
             }
         }

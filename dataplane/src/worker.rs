@@ -453,7 +453,7 @@ impl Core {
             Ok(tls) => *self.tls.borrow_mut() = Some(Rc::new(tls)),
             // The control thread checked the set (Identity::load builds this very
             // configuration), so this is not expected; the previous one keeps serving.
-            Err(e) => eprintln!("meshd: certificates not installed on a core: {e}"),
+            Err(e) => tracing::error!("certificates not installed on a core: {e}"),
         }
     }
 
@@ -579,7 +579,7 @@ async fn accept_loop(listener: TcpListener, direction: Direction, core: Rc<Core>
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning on the error.
-                eprintln!("meshd: accept failed: {e}");
+                tracing::warn!("accept failed: {e}");
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }

@@ -175,6 +175,7 @@ fn no_allocation_per_request(driver: IoDriver) {
         certs: None,
         access_log: dataplane::export::writer::Destination::Stdout,
         trace_collector: None,
+        log_level: None,
     };
     // meshd lives until this test process exits.
     std::thread::spawn(move || control::run(options).unwrap());

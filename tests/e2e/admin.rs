@@ -106,3 +106,96 @@ fn the_metrics_listener_serves_metrics_only() {
     // Nothing drained: the admin listener still reports ready.
     assert!(request(meshd.admin, "GET", "/ready").ends_with("ready\n"));
 }
+
+/// meshd's own log lines: JSON with `--log-format json`, filtered by `--log-level`, and the
+/// level changed at run time through admin `/logging`.
+#[test]
+fn log_lines_are_leveled_and_the_level_changes_at_run_time() {
+    let up = Upstream::start("web").unwrap();
+    let scratch = Scratch::new();
+    let snapshot = compile(&scratch, &one_service("web", up.addr()));
+    let stderr = scratch.path().join("meshd.err");
+    let args = [
+        "--log-format",
+        "json",
+        "--log-level",
+        "warn",
+        "--watch-interval",
+        "0s",
+    ];
+    let meshd = start_logged(&snapshot, "epoll", &args, &stderr);
+    let admin = |method: &str, path: &str| {
+        Client::connect(meshd.admin)
+            .and_then(|mut c| c.request(method, "admin", path, &[], b""))
+            .unwrap()
+    };
+    assert_eq!(admin("GET", "/logging").text(), "level: warn\n");
+    // At `warn` a reload's info line is not written; at `info` it is.
+    let recompile = |service: &str| {
+        let config = scratch.write("next.mesh", one_service(service, up.addr()));
+        let output = harness::compile(&[&config], &snapshot).unwrap();
+        assert!(output.status.success());
+    };
+    recompile("web2");
+    assert_eq!(admin("POST", "/reload").status, 200);
+    assert_eq!(admin("POST", "/logging?level=info").text(), "level: info\n");
+    recompile("web3");
+    assert_eq!(admin("POST", "/reload").status, 200);
+    let lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&stderr)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    wait_until(|| {
+        lines().iter().any(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("reloaded snapshot"))
+        })
+    });
+    let logged = lines();
+    let reloads: Vec<_> = logged
+        .iter()
+        .filter(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("reloaded"))
+        })
+        .collect();
+    assert_eq!(reloads.len(), 1, "{logged:?}");
+    assert_eq!(reloads[0]["level"], "INFO");
+    assert!(reloads[0]["timestamp"].is_string());
+    let bad = admin("POST", "/logging?level=loud");
+    assert_eq!(bad.status, 400);
+    assert!(bad
+        .text()
+        .contains("one of off, error, warn, info, debug, trace"));
+    assert_eq!(admin("POST", "/logging").status, 400);
+}
+
+#[test]
+fn an_unknown_log_level_is_refused_at_start() {
+    let scratch = Scratch::new();
+    let snapshot = compile(&scratch, &one_service("web", free_port()));
+    let output = std::process::Command::new(harness::binary("meshd").unwrap())
+        .arg("--snapshot")
+        .arg(&snapshot)
+        .args([
+            "--outbound",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--log-level",
+            "loud",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--log-level") && stderr.contains("loud"),
+        "{stderr}"
+    );
+}

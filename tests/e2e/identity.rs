@@ -44,7 +44,7 @@ fn certificates_rotate_and_a_bad_set_is_refused(driver: &str) {
     wait_until(|| certs(meshd.admin)["serial"] != first["serial"]);
     let second = certs(meshd.admin);
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains("meshd: certificates reloaded:"), "{log}");
+    assert!(log.contains("certificates reloaded:"), "{log}");
 
     // A certificate that does not parse is refused; the current one stays.
     let junk = scratch.path().join("junk.pem");

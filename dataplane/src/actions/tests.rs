@@ -130,7 +130,7 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
     );
     assert_eq!(
         found[0].warning(),
-        "meshd: warning: snapshot uses header edits of framing, hop-by-hop or Host headers \
+        "snapshot uses header edits of framing, hop-by-hop or Host headers \
          (rule svc/r) which this meshd does not enforce yet"
     );
 }

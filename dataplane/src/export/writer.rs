@@ -199,7 +199,7 @@ impl Thread {
                 Err(e) => {
                     self.failed_lines.fetch_add(lines, Ordering::Relaxed);
                     if !failing {
-                        eprintln!("meshd: {} failed, dropping lines: {e}", self.what());
+                        tracing::warn!("{} failed, dropping lines: {e}", self.what());
                         failing = true;
                     }
                 }
@@ -226,11 +226,11 @@ impl Thread {
         match self.destination.open() {
             Ok(output) => {
                 self.output = output;
-                eprintln!("meshd: access log reopened {}", path.display());
+                tracing::info!("access log reopened {}", path.display());
             }
             // Keep writing to the old file rather than losing lines.
-            Err(e) => eprintln!(
-                "meshd: cannot reopen access log {}: {e}; still writing to the old file",
+            Err(e) => tracing::warn!(
+                "cannot reopen access log {}: {e}; still writing to the old file",
                 path.display()
             ),
         }

@@ -67,14 +67,14 @@ fn policies_allow_deny_and_audit_by_caller_identity(driver: &str) {
     let log = b_log(&pair);
     assert!(
         log.contains(&format!(
-            "meshd: authz: audit: policy audit-headers ({}",
+            "authz: audit: policy audit-headers ({}",
             pair.scratch.path().join("b.mesh").display()
         )) && log.contains(&format!("matches GET /headers from {FRONTEND}")),
         "{log}"
     );
     assert!(
         log.contains(&format!(
-            "meshd: authz: GET /admin/users from {FRONTEND} (127.0.0.1) denied by DENY policy \
+            "authz: GET /admin/users from {FRONTEND} (127.0.0.1) denied by DENY policy \
              deny-admin"
         )),
         "{log}"
