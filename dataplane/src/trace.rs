@@ -283,16 +283,20 @@ fn id(out: &mut Vec<u8>, value: u128, digits: usize) {
     out.push(b'"');
 }
 
-fn zipkin(span: &Span<'_>, out: &mut Vec<u8>) {
-    let ctx = span.context;
+/// `{"traceId":...,<span key>...[,<parent key>...]`: how both formats open a span.
+fn open_span(out: &mut Vec<u8>, ctx: SpanContext, span_key: &[u8], parent_key: &[u8]) {
     out.extend_from_slice(b"{\"traceId\":");
     id(out, ctx.trace_id, 32);
-    out.extend_from_slice(b",\"id\":");
+    out.extend_from_slice(span_key);
     id(out, ctx.span_id.into(), 16);
     if let Some(parent) = ctx.parent {
-        out.extend_from_slice(b",\"parentId\":");
+        out.extend_from_slice(parent_key);
         id(out, parent.into(), 16);
     }
+}
+
+fn zipkin(span: &Span<'_>, out: &mut Vec<u8>) {
+    open_span(out, span.context, b",\"id\":", b",\"parentId\":");
     out.extend_from_slice(match span.kind {
         Kind::Client => b",\"kind\":\"CLIENT\",\"name\":",
         Kind::Server => b",\"kind\":\"SERVER\",\"name\":",
@@ -325,15 +329,7 @@ fn zipkin(span: &Span<'_>, out: &mut Vec<u8>) {
 }
 
 fn otlp(span: &Span<'_>, out: &mut Vec<u8>) {
-    let ctx = span.context;
-    out.extend_from_slice(b"{\"traceId\":");
-    id(out, ctx.trace_id, 32);
-    out.extend_from_slice(b",\"spanId\":");
-    id(out, ctx.span_id.into(), 16);
-    if let Some(parent) = ctx.parent {
-        out.extend_from_slice(b",\"parentSpanId\":");
-        id(out, parent.into(), 16);
-    }
+    open_span(out, span.context, b",\"spanId\":", b",\"parentSpanId\":");
     out.extend_from_slice(b",\"name\":");
     json::string(out, span.name);
     // SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3; times are decimal strings of nanoseconds.

@@ -67,31 +67,32 @@ pub(super) fn lower(out: &mut Out<'_>, header: &Header, spec: &Node) -> Option<a
     Some(ast::Item::Telemetry(telemetry))
 }
 
-/// `providers` names other than `envoy` are meshConfig's extension providers, which meshc does
-/// not read: W0200 for each. Returns whether the entry names `envoy` or no provider (Istio's
-/// default provider).
-fn default_provider(out: &mut Out<'_>, entry: &Node, path: &str, what: &str) -> bool {
+/// Whether the entry's `providers` name `served` (or none, Istio's default provider). Any
+/// other name is W0200 with `consequence`: for access logs and tracing they are meshConfig's
+/// extension providers, which meshc does not read.
+fn provider_served(
+    out: &mut Out<'_>,
+    entry: &Node,
+    path: &str,
+    served: &str,
+    consequence: &str,
+) -> bool {
     let Some(providers) = entry.get("providers") else {
         return true;
     };
     let Some(list) = out.seq(providers, &format!("{path}.providers")) else {
         return false;
     };
-    let mut served = list.is_empty();
+    let mut found = list.is_empty();
     for (i, provider) in list.iter().enumerate() {
         let name_path = format!("{path}.providers[{i}].name");
-        let name = provider.get("name").and_then(|n| out.str(n, &name_path));
-        match name {
-            Some(ENVOY) => served = true,
-            Some(_) => out.unsupported(
-                &format!("{path}.providers[{i}]"),
-                provider,
-                &format!("{what} with meshConfig's extension providers is not served"),
-            ),
+        match provider.get("name").and_then(|n| out.str(n, &name_path)) {
+            Some(name) if name == served => found = true,
+            Some(_) => out.unsupported(&format!("{path}.providers[{i}]"), provider, consequence),
             None => {}
         }
     }
-    served
+    found
 }
 
 /// One `accessLogging` entry: on with Istio's default format (`envoy`), or off (`disabled`).
@@ -120,7 +121,8 @@ fn access_logging(out: &mut Out<'_>, entry: &Node, path: &str, t: &mut ast::Tele
         t.access_log = Some(ast::AccessLog::Off);
         return;
     }
-    if default_provider(out, entry, path, "access logging") {
+    let consequence = "access logging with meshConfig's extension providers is not served";
+    if provider_served(out, entry, path, ENVOY, consequence) {
         t.access_log = Some(ast::AccessLog::Text(ast::Str {
             value: ISTIO_DEFAULT_FORMAT.to_owned(),
             span: entry.span,
@@ -149,7 +151,8 @@ fn tracing(out: &mut Out<'_>, entry: &Node, path: &str, t: &mut ast::Telemetry) 
         ],
         "it is left out of the spans",
     );
-    default_provider(out, entry, path, "tracing");
+    let consequence = "spans go to meshd's --trace-collector, not meshConfig's providers";
+    provider_served(out, entry, path, ENVOY, consequence);
     if let Some(node) = entry.get("randomSamplingPercentage") {
         t.trace_sampling = out.percent(node, &format!("{path}.randomSamplingPercentage"));
     }
@@ -174,7 +177,8 @@ fn metrics(out: &mut Out<'_>, entry: &Node, path: &str, t: &mut ast::Telemetry) 
         &["reportingInterval"],
         "meshd's metrics are read at each scrape",
     );
-    if !default_provider_for_metrics(out, entry, path) {
+    let consequence = "meshd serves Istio's metrics to Prometheus only (admin /metrics)";
+    if !provider_served(out, entry, path, "prometheus", consequence) {
         return;
     }
     let Some(overrides) = entry.get("overrides") else {
@@ -216,29 +220,6 @@ fn metrics(out: &mut Out<'_>, entry: &Node, path: &str, t: &mut ast::Telemetry) 
             None => {}
         }
     }
-}
-
-/// Istio's metrics go to Prometheus: `prometheus` is the provider meshd serves (admin
-/// `/metrics`); others are W0200.
-fn default_provider_for_metrics(out: &mut Out<'_>, entry: &Node, path: &str) -> bool {
-    let Some(list) = entry
-        .get("providers")
-        .and_then(|p| out.seq(p, &format!("{path}.providers")))
-    else {
-        return true;
-    };
-    let mut served = list.is_empty();
-    for (i, provider) in list.iter().enumerate() {
-        match provider.get("name").and_then(Node::as_str) {
-            Some("prometheus") => served = true,
-            _ => out.unsupported(
-                &format!("{path}.providers[{i}]"),
-                provider,
-                "meshd serves Istio's metrics to Prometheus only (admin /metrics)",
-            ),
-        }
-    }
-    served
 }
 
 fn bool_value(node: &Node) -> Option<bool> {

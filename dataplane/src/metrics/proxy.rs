@@ -57,31 +57,24 @@ pub fn render_proxy(out: &mut String, proxy: &Proxy<'_>) {
         "ringmesh_reloads_total{{result=\"refused\"}} {refused}"
     );
 
-    family(
-        out,
-        "ringmesh_core_requests_total",
-        "counter",
-        "Requests finished, per core.",
-    );
-    for core in &usage.cores {
-        let _ = writeln!(
-            out,
-            "ringmesh_core_requests_total{{core=\"{}\"}} {}",
-            core.index, core.requests
-        );
-    }
-    family(
-        out,
-        "ringmesh_active_connections",
-        "gauge",
-        "Downstream connections open, per core.",
-    );
-    for core in &usage.cores {
-        let _ = writeln!(
-            out,
-            "ringmesh_active_connections{{core=\"{}\"}} {}",
-            core.index, core.active_connections
-        );
+    let per_core = [
+        (
+            "ringmesh_core_requests_total",
+            "counter",
+            "Requests finished, per core.",
+        ),
+        (
+            "ringmesh_active_connections",
+            "gauge",
+            "Downstream connections open, per core.",
+        ),
+    ];
+    for (i, (name, kind, help)) in per_core.into_iter().enumerate() {
+        family(out, name, kind, help);
+        for core in &usage.cores {
+            let value = [core.requests, core.active_connections][i];
+            let _ = writeln!(out, "{name}{{core=\"{}\"}} {value}", core.index);
+        }
     }
     let counters = [
         (
