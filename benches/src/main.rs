@@ -55,7 +55,9 @@ struct Args {
     #[arg(long)]
     access_log: bool,
     /// Also measure meshd (both drivers) with the JSON access log and tracing at 1 % and
-    /// 100 %, spans posted to the upstream as a Zipkin collector: rows `meshd +log +trace N%`.
+    /// 100 %, spans posted to the upstream as a Zipkin collector: rows `meshd +log +trace N%`;
+    /// the same at 100 % with a collector that accepts and never answers (`blackholed`); and
+    /// with Istio's metrics off (`meshd metrics off`).
     #[arg(long)]
     tracing: bool,
 }
@@ -283,6 +285,15 @@ fn single_targets<'a>(
             let telemetry = format!("access_log json trace_sampling {sampling}");
             variants.push((label, telemetry, Some(collector.clone())));
         }
+        let blackhole = format!("http://{}/api/v2/spans", blackhole()?);
+        let telemetry = "access_log json trace_sampling 100%".to_owned();
+        variants.push((
+            "meshd +log +trace 100% blackholed".to_owned(),
+            telemetry,
+            Some(blackhole),
+        ));
+        let off = "access_log off metrics off".to_owned();
+        variants.push(("meshd metrics off".to_owned(), off, None));
     }
     for (i, (label, telemetry, collector)) in variants.into_iter().enumerate() {
         let config = std::fs::read_to_string(config_path)?;
@@ -560,6 +571,20 @@ fn start_meshd(
         "io_uring"
     };
     Ok((Target::Meshd(sidecar, format!("{label} ({name})")), addr))
+}
+
+/// A collector that accepts connections and never reads or answers them, for as long as
+/// mesh-bench runs.
+fn blackhole() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    Ok(addr)
 }
 
 fn free_port() -> anyhow::Result<SocketAddr> {
