@@ -510,7 +510,8 @@ pub(crate) struct JwtRule {
     pub(crate) jwks: Str,
 }
 
-/// `telemetry { access_log "FORMAT" | json | off; trace_sampling PERCENT; metrics on | off }`.
+/// `telemetry { access_log "FORMAT" | json | off; trace_sampling PERCENT; metrics on | off;
+/// trace_collector "URL" }`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Telemetry {
     pub(crate) span: Span,
@@ -518,6 +519,8 @@ pub(crate) struct Telemetry {
     pub(crate) trace_sampling: Option<Percent>,
     /// `Some(false)`: `metrics off`.
     pub(crate) metrics: Option<bool>,
+    /// `trace_collector "URL"`.
+    pub(crate) trace_collector: Option<Str>,
     /// An imported Istio `Telemetry` scoped to a namespace or selected workloads, with its
     /// name; `None` for the DSL's mesh-wide block (and an Istio one in the root namespace
     /// without a selector).

@@ -756,6 +756,16 @@ fn telemetry(out: &mut Changes, what: &str, x: &Telemetry, y: &Telemetry) {
         crate::explain::percent(y.trace_sampling_per_million),
         Impact::HotSwap,
     );
+    out.changed(
+        format!("{what} trace collector"),
+        x.trace_collector
+            .clone()
+            .unwrap_or_else(|| "(none)".to_owned()),
+        y.trace_collector
+            .clone()
+            .unwrap_or_else(|| "(none)".to_owned()),
+        Impact::HotSwap,
+    );
     let metrics = |t: &Telemetry| if t.metrics_disabled { "off" } else { "on" }.to_owned();
     out.changed(
         format!("{what} metrics"),

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::admin::{self, AdminState};
-use crate::export::collector::Collector;
+use crate::export::collector::{self, Collector};
 use crate::export::writer::{Destination, Reopener, Writer};
 use crate::jwt::Verifier;
 use crate::logging::LogLevel;
@@ -53,7 +53,8 @@ pub struct Options {
     pub certs: Option<(PathBuf, Arc<Identity>)>,
     /// Where access log lines go (when the snapshot turns the log on).
     pub access_log: Destination,
-    /// The trace collector spans go to; without one nothing is traced.
+    /// `--trace-collector`: where spans go whatever the snapshot says; without it, the
+    /// snapshot's telemetry names the collector, if any.
     pub trace_collector: Option<Collector>,
     /// The installed logger's level, for admin `/logging` (`None`: no logger of meshd's own).
     pub log_level: Option<LogLevel>,
@@ -82,8 +83,13 @@ pub(crate) enum Event {
 /// Reads, verifies and decodes a snapshot file into the view served for `workload`, with the
 /// JWKS files its JWT rules name (relative paths from the snapshot's directory), and logs one
 /// warning line per snapshot feature this meshd does not enforce yet (trace sampling unless
-/// `traced`: a trace collector is configured).
-pub fn load(path: &Path, workload: Option<&str>, traced: bool) -> Result<RouteState, String> {
+/// there is a collector). `cli_collector`: the format of meshd's `--trace-collector`, which
+/// overrides the snapshot's.
+pub fn load(
+    path: &Path,
+    workload: Option<&str>,
+    cli_collector: Option<collector::Protocol>,
+) -> Result<RouteState, String> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read snapshot {shown}: {e}"))?;
     let (snapshot, hash) =
@@ -96,7 +102,10 @@ pub fn load(path: &Path, workload: Option<&str>, traced: bool) -> Result<RouteSt
     let base = path.parent().unwrap_or(Path::new("."));
     routes.jwt =
         Verifier::load(rules, base).map_err(|e| format!("refusing snapshot {shown}: {e}"))?;
-    if traced {
+    if cli_collector.is_some() {
+        routes.tracing = cli_collector;
+    }
+    if routes.tracing.is_some() {
         routes
             .not_enforced
             .retain(|n| n.feature != crate::actions::TRACE_SAMPLING);
@@ -148,18 +157,11 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
     let (access_log, log_channels) = Writer::start(options.access_log.clone(), workers)
         .map_err(|e| anyhow::anyhow!("cannot open access log {:?}: {e}", options.access_log))?;
     let mut log_channels = log_channels.into_iter();
-    let spans = match &options.trace_collector {
-        Some(collector) => {
-            let destination = Destination::Collector(collector.clone());
-            let (writer, channels) = Writer::start(destination, workers)?;
-            Some((writer, channels.into_iter()))
-        }
-        None => None,
-    };
-    let (span_writer, mut span_channels) = match spans {
-        Some((writer, channels)) => (Some(writer), Some(channels)),
-        None => (None, None),
-    };
+    // Spans have a writer whether or not a collector is in force: a reload may name one.
+    let collector = span_destination(&options, &options.routes);
+    let (span_writer, span_channels) = Writer::start(collector.clone(), workers)?;
+    let mut span_channels = span_channels.into_iter();
+    let mut collector_in_force = collector;
 
     let (events_tx, events) = mpsc::channel::<Event>();
     let (worker_tx, worker_rx) = mpsc::channel::<WorkerEvent>();
@@ -200,10 +202,7 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
             routes: options.routes.clone(),
             settings: options.settings,
             access_log: log_channels.next(),
-            spans: span_channels
-                .as_mut()
-                .and_then(Iterator::next)
-                .zip(options.trace_collector.as_ref().map(|c| c.protocol)),
+            spans: span_channels.next(),
         };
         let tx = worker_tx.clone();
         std::thread::Builder::new()
@@ -243,9 +242,7 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
         workers,
         events_tx.clone(),
         access_log.failed_lines.clone(),
-        span_writer
-            .as_ref()
-            .map_or_else(Arc::default, |w| w.failed_lines.clone()),
+        span_writer.failed_lines.clone(),
     ));
     if let Some((_, identity)) = &options.certs {
         admin_state.set_identity(identity, None);
@@ -351,6 +348,11 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
                     Err(_) => &admin_state.reloads_refused,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
+                let collector = span_destination(&options, &current);
+                if collector != collector_in_force {
+                    span_writer.retarget(collector.clone());
+                    collector_in_force = collector;
+                }
                 reset_outliers(
                     &current,
                     workers,
@@ -414,9 +416,7 @@ pub fn run(mut options: Options) -> anyhow::Result<()> {
     // The stopped cores handed their last lines over; a writer stuck on a pipe nobody reads
     // is not waited for long.
     access_log.finish(Duration::from_secs(2));
-    if let Some(spans) = span_writer {
-        spans.finish(Duration::from_secs(2));
-    }
+    span_writer.finish(Duration::from_secs(2));
     tracing::info!("drained, exiting");
     Ok(())
 }
@@ -433,8 +433,8 @@ fn reload(
     admin: &AdminState,
     identity: Option<&Identity>,
 ) -> Result<String, String> {
-    let traced = options.trace_collector.is_some();
-    let loaded = load(&options.snapshot, options.workload.as_deref(), traced).and_then(|routes| {
+    let cli = options.trace_collector.as_ref().map(|c| c.protocol);
+    let loaded = load(&options.snapshot, options.workload.as_deref(), cli).and_then(|routes| {
         check_tls_needs(&routes, identity.is_some())?;
         // The certificate files are checked against the snapshot in force, so a change of
         // identity cannot be rolled out by swapping both in turn: it takes a restart.
@@ -566,6 +566,20 @@ fn watch_signals(events: mpsc::Sender<Event>) -> io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// Where spans go for `routes`: meshd's `--trace-collector`, else the collector its telemetry
+/// names, else nowhere.
+fn span_destination(options: &Options, routes: &RouteState) -> Destination {
+    if let Some(collector) = &options.trace_collector {
+        return Destination::Collector(collector.clone());
+    }
+    let service = options.workload.as_deref().unwrap_or("meshd");
+    let collector = routes
+        .trace_collector
+        .as_deref()
+        .and_then(|url| Collector::parse(url, service).ok());
+    collector.map_or(Destination::Discard, Destination::Collector)
 }
 
 /// SIGUSR1 reopens the access log file (after `logrotate` moved it away).

@@ -133,7 +133,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let routes = control::load(
         &args.snapshot,
         args.workload.as_deref(),
-        trace_collector.is_some(),
+        trace_collector.as_ref().map(|c| c.protocol),
     )
     .map_err(anyhow::Error::msg)?;
     let renewal = match (&args.certs, args.ca) {

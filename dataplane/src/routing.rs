@@ -63,6 +63,11 @@ pub struct RouteState {
     pub trace_sampling_per_million: u32,
     /// Whether Istio's request metrics are recorded.
     pub metrics_enabled: bool,
+    /// The trace collector the telemetry setting names, if any.
+    pub trace_collector: Option<String>,
+    /// The format spans are rendered in while a collector is in force (this state's, or
+    /// meshd's `--trace-collector`, set by [`crate::control::load`]); `None`: nothing is traced.
+    pub tracing: Option<crate::export::collector::Protocol>,
 }
 
 /// A rule with its matches and actions compiled.
@@ -394,6 +399,7 @@ impl RouteState {
         let telemetry = own.map_or(&snapshot.telemetry, |w| &w.telemetry);
         let trace_sampling_per_million = telemetry.trace_sampling_per_million;
         let metrics_enabled = !telemetry.metrics_disabled;
+        let trace_collector = telemetry.trace_collector.clone();
         let access_log = telemetry
             .access_log
             .as_ref()
@@ -425,6 +431,11 @@ impl RouteState {
             access_log,
             trace_sampling_per_million,
             metrics_enabled,
+            tracing: trace_collector
+                .as_deref()
+                .and_then(|url| spec::collector::parse(url).ok())
+                .map(|url| url.protocol),
+            trace_collector,
         })
     }
 

@@ -14,8 +14,7 @@ use monoio::net::{TcpListener, UnixStream};
 
 use crate::balancer::CoreBalancing;
 use crate::drain::Drain;
-use crate::export::collector::Protocol;
-use crate::export::sink::{Channel, CoreLog, LogCounts};
+use crate::export::sink::{Channel, CoreLog};
 use crate::jwt::TokenCache;
 use crate::metrics::CoreMetrics;
 use crate::mirror::Mirrors;
@@ -91,9 +90,8 @@ pub struct WorkerSpec {
     pub settings: Settings,
     /// This core's channel to the access log writer; `None` drops every line (counted).
     pub access_log: Option<Channel>,
-    /// This core's channel to the span exporter and the collector's format; `None`: nothing
-    /// is traced.
-    pub spans: Option<(Channel, Protocol)>,
+    /// This core's channel to the span exporter; `None` drops every span (counted).
+    pub spans: Option<Channel>,
 }
 
 /// What a worker reports to the control thread.
@@ -175,8 +173,8 @@ pub struct Core {
     pub metrics: RefCell<CoreMetrics>,
     /// This core's access log buffer.
     pub access_log: CoreLog,
-    /// This core's span buffer and the collector's format, when a collector is configured.
-    pub spans: Option<(CoreLog, Protocol)>,
+    /// This core's span buffer (spans are made only while the route state has a collector).
+    pub spans: CoreLog,
 }
 
 /// Runs a worker to completion on the current thread.
@@ -286,9 +284,7 @@ async fn serve(
         jwt_tokens: RefCell::new(TokenCache::default()),
         metrics: RefCell::new(CoreMetrics::default()),
         access_log: CoreLog::new(spec.index, spec.access_log),
-        spans: spec
-            .spans
-            .map(|(channel, protocol)| (CoreLog::new(spec.index, Some(channel)), protocol)),
+        spans: CoreLog::new(spec.index, spec.spans),
     });
     if let Some(identity) = spec.identity {
         core.install_identity(identity);
@@ -329,9 +325,7 @@ async fn serve(
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
     core.access_log.close();
-    if let Some((spans, _)) = &core.spans {
-        spans.close();
-    }
+    core.spans.close();
     let _ = events.send(WorkerEvent::Stopped {
         index: spec.index,
         unfinished: core.active.get(),
@@ -516,10 +510,7 @@ impl Core {
             requests,
             cores: vec![core],
             access_log: self.access_log.counts(),
-            spans: self
-                .spans
-                .as_ref()
-                .map_or_else(LogCounts::default, |(s, _)| s.counts()),
+            spans: self.spans.counts(),
         }
     }
 

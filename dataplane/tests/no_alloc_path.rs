@@ -149,7 +149,7 @@ fn no_allocation_per_request(driver: IoDriver) {
     std::fs::create_dir_all(&dir).unwrap();
     let (_upstream, endpoint) = upstream();
     let path = snapshot(&dir, endpoint);
-    let routes = control::load(&path, None, false).unwrap();
+    let routes = control::load(&path, None, None).unwrap();
     let (outbound, admin) = (free_port(), free_port());
     let options = Options {
         routes: Arc::new(routes),

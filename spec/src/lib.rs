@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod authz;
+pub mod collector;
 mod file;
 pub mod host;
 pub mod http;

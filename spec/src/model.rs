@@ -730,6 +730,9 @@ pub struct Telemetry {
     pub trace_sampling_per_million: u32,
     /// Istio's request metrics are not recorded (`metrics off`, Istio `metrics` `disabled`).
     pub metrics_disabled: bool,
+    /// Where sampled requests' spans go (see [`crate::collector::parse`]); meshd's
+    /// `--trace-collector` overrides it.
+    pub trace_collector: Option<String>,
 }
 
 /// How an access log line is written.

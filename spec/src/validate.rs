@@ -23,6 +23,9 @@ pub enum InvalidSnapshot {
         /// Length of the list it indexes.
         len: usize,
     },
+    /// A trace collector URL meshd cannot post to.
+    #[error("trace collector: {0}")]
+    Collector(#[from] crate::collector::UrlError),
     /// An access log format meshd cannot render.
     #[error("access log format {format:?}: {error}")]
     AccessLogFormat {
@@ -209,6 +212,9 @@ fn policy(policy: &TrafficPolicy) -> Checked {
 /// Trace sampling within 100 %, and an access log format meshd can render.
 fn telemetry(telemetry: &crate::Telemetry) -> Checked {
     per_million("trace sampling", telemetry.trace_sampling_per_million)?;
+    if let Some(url) = &telemetry.trace_collector {
+        crate::collector::parse(url)?;
+    }
     if let Some(crate::AccessLog::Text(format)) = &telemetry.access_log {
         crate::access_log::parse(format).map_err(|error| InvalidSnapshot::AccessLogFormat {
             format: format.clone(),

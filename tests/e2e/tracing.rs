@@ -337,3 +337,52 @@ fn a_bad_collector_url_is_refused_at_start() {
         assert!(stderr.contains("--trace-collector"), "{url}: {stderr}");
     }
 }
+
+fn a_collector_named_in_config_gets_spans_and_a_reload_moves_them(driver: &str) {
+    let app = Upstream::start("web").unwrap();
+    let (first, second) = (Collector::start(), Collector::start());
+    let config = |collector: &Collector| {
+        format!(
+            "telemetry {{ trace_sampling 100% trace_collector \"{}\" }}\n{}",
+            collector.url("/v1/traces"),
+            one_service("web", app.addr())
+        )
+    };
+    let scratch = Scratch::new();
+    let args = ["--watch-interval", "0s"];
+    let meshd = serve(&scratch, &config(&first), driver, &args);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    assert_eq!(client.get("web", "/", &[]).unwrap().status, 200);
+    wait_until(|| first.spans().len() == 1);
+
+    let input = scratch.write("mesh.mesh", config(&second));
+    let output = harness::compile(&[&input], &scratch.path().join("mesh.snap")).unwrap();
+    assert!(output.status.success());
+    let reloaded = Client::connect(meshd.admin)
+        .and_then(|mut c| c.request("POST", "admin", "/reload", &[], b""))
+        .unwrap();
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    assert_eq!(client.get("web", "/", &[]).unwrap().status, 200);
+    wait_until(|| second.spans().len() == 1);
+    assert_eq!(
+        first.spans().len(),
+        1,
+        "the first collector gets nothing more"
+    );
+}
+
+on_both_drivers!(a_collector_named_in_config_gets_spans_and_a_reload_moves_them);
+
+#[test]
+fn a_bad_collector_url_in_config_is_a_compile_error() {
+    let scratch = Scratch::new();
+    let config = "telemetry { trace_collector \"https://c:4318/v1/traces\" }\n";
+    let input = scratch.write("mesh.mesh", config);
+    let output = harness::compile(&[&input], &scratch.path().join("out.snap")).unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("mesh.mesh:1:29: error[E0002]") && stderr.contains("http://"),
+        "{stderr}"
+    );
+}

@@ -785,6 +785,19 @@ impl<'a> Lowerer<'a> {
         if let Some(on) = t.metrics {
             out.metrics_disabled = !on;
         }
+        if let Some(url) = &t.trace_collector {
+            match spec::collector::parse(&url.value) {
+                Ok(_) => out.trace_collector = Some(url.value.clone()),
+                Err(e) => self.report(
+                    Code::InvalidValue,
+                    file,
+                    url.span,
+                    e.to_string(),
+                    "write http://HOST:PORT/api/v2/spans (Zipkin v2) or \
+                     http://HOST:PORT/v1/traces (OTLP/HTTP)",
+                ),
+            }
+        }
         if let Some(p) = t.trace_sampling {
             match u32::try_from(p.per_million) {
                 Ok(v) if v <= 1_000_000 => out.trace_sampling_per_million = v,

@@ -186,6 +186,14 @@ impl<'s> Parser<'s> {
                         rest
                     }
                 }
+                Some((rest, "trace_collector")) => {
+                    if t.trace_collector.is_some() {
+                        return Err(self.repeated_once(i, "trace_collector", "telemetry block"));
+                    }
+                    let (rest, url) = self.string(rest, "a collector URL in double quotes")?;
+                    t.trace_collector = Some(url);
+                    rest
+                }
                 Some((rest, "metrics")) => {
                     if t.metrics.is_some() {
                         return Err(self.repeated_once(i, "metrics", "telemetry block"));
@@ -211,7 +219,11 @@ impl<'s> Parser<'s> {
                     t.trace_sampling = Some(p);
                     rest
                 }
-                _ => return self.error(i, "`access_log`, `trace_sampling`, `metrics` or `}`"),
+                _ => {
+                    let expected =
+                        "`access_log`, `trace_sampling`, `trace_collector`, `metrics` or `}`";
+                    return self.error(i, expected);
+                }
             };
         }
     }

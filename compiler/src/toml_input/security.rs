@@ -126,6 +126,7 @@ pub(super) struct TelemetryDoc {
     access_log: Option<Spanned<toml::Value>>,
     trace_sampling: Option<Spanned<String>>,
     metrics: Option<bool>,
+    trace_collector: Option<Spanned<String>>,
 }
 
 fn error(id: FileId, at: std::ops::Range<usize>, message: String) -> Diagnostic {
@@ -354,6 +355,10 @@ pub(super) fn telemetry(
             .map(|p| percent(id, p))
             .transpose()?,
         metrics: t.metrics,
+        trace_collector: t.trace_collector.as_ref().map(|url| ast::Str {
+            value: url.get_ref().clone(),
+            span: span(url.span()),
+        }),
         target: None,
     })
 }

@@ -10,25 +10,7 @@ use std::time::Duration;
 /// How long connecting, sending a batch and reading the status line may each take.
 const TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Which wire format the collector speaks, told by its URL's path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// `POST /api/v2/spans`: Zipkin v2 JSON.
-    Zipkin,
-    /// `POST /v1/traces`: OTLP/HTTP, JSON encoding.
-    Otlp,
-}
-
-/// A collector URL meshd cannot post to.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum UrlError {
-    #[error("{0:?}: a trace collector URL starts with http:// (https is not supported)")]
-    Scheme(String),
-    #[error("{0:?}: the path must be /api/v2/spans (Zipkin v2) or /v1/traces (OTLP/HTTP)")]
-    Path(String),
-    #[error("{0:?}: no host:port")]
-    Authority(String),
-}
+pub use spec::collector::{Protocol, UrlError};
 
 /// Where spans go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,26 +23,20 @@ pub struct Collector {
     pub service_name: String,
 }
 
+impl std::fmt::Display for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.path)
+    }
+}
+
 impl Collector {
     /// Parses `http://HOST:PORT/api/v2/spans` or `http://HOST:PORT/v1/traces`.
     pub fn parse(url: &str, service_name: &str) -> Result<Self, UrlError> {
-        let Some(rest) = url.strip_prefix("http://") else {
-            return Err(UrlError::Scheme(url.to_owned()));
-        };
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let protocol = match path {
-            "/api/v2/spans" => Protocol::Zipkin,
-            "/v1/traces" => Protocol::Otlp,
-            _ => return Err(UrlError::Path(url.to_owned())),
-        };
-        let port = authority.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
-        if authority.is_empty() || !matches!(port, Some(Ok(_))) {
-            return Err(UrlError::Authority(url.to_owned()));
-        }
+        let parsed = spec::collector::parse(url)?;
         Ok(Self {
-            authority: authority.to_owned(),
-            path: path.to_owned(),
-            protocol,
+            authority: parsed.authority,
+            path: parsed.path,
+            protocol: parsed.protocol,
             service_name: service_name.to_owned(),
         })
     }

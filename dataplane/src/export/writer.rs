@@ -21,6 +21,8 @@ pub enum Destination {
     File(PathBuf),
     /// Spans, posted a batch at a time.
     Collector(Collector),
+    /// Nowhere: spans while no collector is in force (none are made then).
+    Discard,
 }
 
 impl Destination {
@@ -30,6 +32,7 @@ impl Destination {
         let path = match self {
             Self::Stdout => return Ok(Output::Stdout),
             Self::Collector(collector) => return Ok(Output::Collector(collector.clone())),
+            Self::Discard => return Ok(Output::Discard),
             Self::File(path) => path,
         };
         let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
@@ -46,6 +49,7 @@ enum Output {
     Stdout,
     File(File),
     Collector(Collector),
+    Discard,
 }
 
 impl Output {
@@ -58,7 +62,18 @@ impl Output {
             }
             Self::File(file) => file.write_all(bytes),
             Self::Collector(collector) => collector.post(bytes),
+            Self::Discard => Err(io::Error::other("no trace collector in force")),
         }
+    }
+}
+
+/// A destination, for log lines about it.
+fn describe(destination: &Destination) -> String {
+    match destination {
+        Destination::Stdout => "stdout".to_owned(),
+        Destination::File(path) => path.display().to_string(),
+        Destination::Collector(collector) => format!("the collector {collector}"),
+        Destination::Discard => "nowhere (no trace collector)".to_owned(),
     }
 }
 
@@ -78,6 +93,8 @@ pub struct Writer {
     destination: Destination,
     wake: SyncSender<Message>,
     reopen: Arc<AtomicBool>,
+    /// New destinations (a reload named another collector), taken before the next write.
+    retarget: Sender<Destination>,
     /// Lines lost to failed writes.
     pub failed_lines: Arc<AtomicU64>,
     done: Receiver<()>,
@@ -106,16 +123,18 @@ impl Writer {
         let reopen = Arc::new(AtomicBool::new(false));
         let failed_lines = Arc::new(AtomicU64::new(0));
         let (done_tx, done) = mpsc::channel();
+        let (retarget, retargets) = mpsc::channel();
         let thread = Thread {
             destination: destination.clone(),
             output,
             spares,
             reopen: reopen.clone(),
+            retargets,
             failed_lines: failed_lines.clone(),
         };
         std::thread::Builder::new()
             .name(match destination {
-                Destination::Collector(_) => "meshd-spans".into(),
+                Destination::Collector(_) | Destination::Discard => "meshd-spans".into(),
                 _ => "meshd-access-log".into(),
             })
             .spawn(move || {
@@ -126,10 +145,19 @@ impl Writer {
             destination,
             wake: to_writer,
             reopen,
+            retarget,
             failed_lines,
             done,
         };
         Ok((writer, channels))
+    }
+
+    /// Sends what the writer writes to `destination` from its next batch on.
+    pub fn retarget(&self, destination: Destination) {
+        if self.retarget.send(destination).is_ok() {
+            // A full channel means the writer is busy and will take the change anyway.
+            let _ = self.wake.try_send(Message::Wake);
+        }
     }
 
     /// What asks the writer to reopen its file (for the signal thread).
@@ -174,6 +202,7 @@ struct Thread {
     output: Output,
     spares: Vec<Sender<Vec<u8>>>,
     reopen: Arc<AtomicBool>,
+    retargets: Receiver<Destination>,
     failed_lines: Arc<AtomicU64>,
 }
 
@@ -184,6 +213,9 @@ impl Thread {
         for message in from_cores {
             if self.reopen.swap(false, Ordering::Relaxed) {
                 self.reopen_output();
+            }
+            if let Some(destination) = self.retargets.try_iter().last() {
+                self.retarget(destination);
             }
             let Batch {
                 core,
@@ -211,10 +243,24 @@ impl Thread {
         }
     }
 
+    /// Writes to `destination` from now on (a collector or nowhere: opening cannot fail).
+    fn retarget(&mut self, destination: Destination) {
+        match destination.open() {
+            Ok(output) => {
+                tracing::info!("spans now go to {}", describe(&destination));
+                self.output = output;
+                self.destination = destination;
+            }
+            Err(e) => tracing::warn!("cannot switch to {}: {e}", describe(&destination)),
+        }
+    }
+
     /// What the thread writes, for its log lines.
     fn what(&self) -> &'static str {
         match self.destination {
-            Destination::Collector(_) => "posting spans to the trace collector",
+            Destination::Collector(_) | Destination::Discard => {
+                "posting spans to the trace collector"
+            }
             _ => "writing the access log",
         }
     }

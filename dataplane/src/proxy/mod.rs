@@ -136,7 +136,7 @@ async fn serve_request(
                     Ok(Some(head)) => {
                         let plan = plan_request(&head, direction, core, request_out, &down.stream);
                         let http2 = down.stream.is_bridged();
-                        observe_head(&head, &plan, core, request_out, outcome, http2);
+                        observe_head(&head, &plan, request_out, outcome, http2);
                         break plan;
                     }
                     Ok(None) => None,

@@ -4,7 +4,6 @@
 
 use crate::http1::RequestHead;
 use crate::trace::{self, SpanContext, REQUEST_ID};
-use crate::worker::Core;
 
 use super::outcome::Outcome;
 use super::plan::{Action, Plan};
@@ -27,7 +26,6 @@ pub(crate) struct Traced {
 pub(super) fn observe_head(
     head: &RequestHead<'_, '_>,
     plan: &Plan,
-    core: &Core,
     forwarded: &mut Vec<u8>,
     outcome: &mut Outcome,
     http2: bool,
@@ -42,7 +40,7 @@ pub(super) fn observe_head(
     if let (Some(id), true) = (&generated, forwards) {
         trace::add_header(forwarded, REQUEST_ID, id);
     }
-    if core.spans.is_some() {
+    if plan.routes.tracing.is_some() {
         let incoming = trace::incoming(head.headers);
         let sampling = plan.routes.trace_sampling_per_million;
         if let Some(context) = trace::sample(incoming, sampling) {

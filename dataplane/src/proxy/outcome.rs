@@ -159,8 +159,8 @@ impl Drop for Recorder<'_> {
         if flush.access_log {
             self.core.access_log.flush_now();
         }
-        if let (true, Some((spans, _))) = (flush.spans, &self.core.spans) {
-            spans.flush_now();
+        if flush.spans {
+            self.core.spans.flush_now();
         }
     }
 }
@@ -224,7 +224,8 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
     }
     drop(metrics);
     let mut flush = Flush::default();
-    if let (Some(traced), Some((spans, protocol))) = (&outcome.trace, &core.spans) {
+    if let (Some(traced), Some(protocol)) = (&outcome.trace, routes.tracing) {
+        let spans = &core.spans;
         let span = Span {
             context: traced.context,
             kind: match outcome.direction {
@@ -243,7 +244,7 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
             upstream_cluster: group.map(|g| g.name.as_str()),
             peer: outcome.upstream,
         };
-        flush.spans = spans.append(|out| trace::render(*protocol, &span, out));
+        flush.spans = spans.append(|out| trace::render(protocol, &span, out));
     }
     let Some(format) = &routes.access_log else {
         return flush;
@@ -277,7 +278,7 @@ fn access_log_of(core: &Core) -> Option<&CoreLog> {
 }
 
 fn spans_of(core: &Core) -> Option<&CoreLog> {
-    core.spans.as_ref().map(|(spans, _)| spans)
+    Some(&core.spans)
 }
 
 /// Hands the lines of one of this core's buffers (`which`) to its writer every

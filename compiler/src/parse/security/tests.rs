@@ -359,7 +359,7 @@ fn reports_bad_telemetry_statements() {
     assert_eq!((line, col), (2, 3));
     assert_eq!(
         message,
-        r#"expected `access_log`, `trace_sampling`, `metrics` or `}`, found "acces_log""#
+        r#"expected `access_log`, `trace_sampling`, `trace_collector`, `metrics` or `}`, found "acces_log""#
     );
     let (_, col, message) = syntax_error("telemetry { access_log on }");
     assert_eq!(col, 24);
