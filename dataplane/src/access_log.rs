@@ -15,10 +15,7 @@ use std::time::{Duration, SystemTime};
 use spec::access_log::{Field, JsonKind, Segment};
 
 use crate::http1::RequestHead;
-use crate::json::{address, close_string, number};
-
-/// Request headers a trace id is read from, in order of preference.
-const TRACE_HEADERS: [&str; 3] = ["traceparent", "x-b3-traceid", "b3"];
+use crate::json::{address, close_string, hex, number};
 
 /// A format compiled for rendering: request headers resolved to capture slots.
 #[derive(Debug)]
@@ -27,8 +24,6 @@ pub struct Format {
     /// The request headers (and pseudo-headers) the format reads, lowercase: what
     /// [`Captured::capture`] keeps, slot by slot.
     headers: Vec<Box<str>>,
-    /// Slots of [`TRACE_HEADERS`], when the format reads the trace id.
-    trace_slots: Option<[usize; 3]>,
 }
 
 #[derive(Debug)]
@@ -87,19 +82,7 @@ impl Format {
                     .collect(),
             ),
         };
-        let reads_trace = |item: &Item| matches!(item, Item::Other(Field::TraceId));
-        let needs_trace = match &style {
-            Style::Json(items) => items.iter().any(|(_, i)| reads_trace(i)),
-            Style::Text(pieces) => pieces
-                .iter()
-                .any(|p| matches!(p, Piece::Item(i) if reads_trace(i))),
-        };
-        let trace_slots = needs_trace.then(|| TRACE_HEADERS.map(|h| slot(&mut headers, h)));
-        Ok(Self {
-            style,
-            headers,
-            trace_slots,
-        })
+        Ok(Self { style, headers })
     }
 
     /// Appends one line for `entry` to `out`, ending in a line feed.
@@ -199,18 +182,13 @@ impl Format {
                 }
                 None => false,
             },
-            Field::TraceId => {
-                let id = self
-                    .trace_slots
-                    .and_then(|slots| trace_id(slots.map(|s| entry.request.value(s))));
-                match id {
-                    Some(id) => {
-                        out.extend_from_slice(id);
-                        true
-                    }
-                    None => false,
+            Field::TraceId => match entry.trace_id {
+                Some(id) => {
+                    hex(out, id, 32);
+                    true
                 }
-            }
+                None => false,
+            },
             Field::Snapshot => text(out, Some(entry.snapshot)),
             // Compiled into `Item::Header`.
             Field::RequestHeader { .. } => false,
@@ -227,17 +205,6 @@ fn slot(headers: &mut Vec<Box<str>>, name: &str) -> usize {
             headers.len() - 1
         }
     }
-}
-
-/// The trace id of a W3C `traceparent` (`00-TRACEID-SPANID-FLAGS`), a B3 `x-b3-traceid`, or a
-/// single `b3` header (`TRACEID-SPANID-...`), in that order.
-fn trace_id([traceparent, b3_trace, b3]: [Option<&[u8]>; 3]) -> Option<&[u8]> {
-    let hex = |id: &[u8]| !id.is_empty() && id.iter().all(u8::is_ascii_hexdigit);
-    let from_traceparent = traceparent
-        .and_then(|v| v.split(|&b| b == b'-').nth(1))
-        .filter(|id| id.len() == 32 && hex(id));
-    let from_b3 = b3_trace.or_else(|| b3?.split(|&b| b == b'-').next());
-    from_traceparent.or_else(|| from_b3.filter(|id| matches!(id.len(), 16 | 32) && hex(id)))
 }
 
 /// `time` as RFC 3339 UTC with milliseconds (`2026-12-07T14:29:50.123Z`); `fmt` and a general
@@ -387,6 +354,9 @@ pub struct Entry<'a> {
     /// Whether the request came in on the inbound listener.
     pub inbound: bool,
     pub route: Option<&'a spec::RouteRule>,
+    /// The trace the request belongs to: this hop's span's when it is traced, else the one
+    /// its headers carried.
+    pub trace_id: Option<u128>,
     /// Content hash of the snapshot the request was served with.
     pub snapshot: &'a str,
 }

@@ -51,7 +51,8 @@ pub enum Field {
     RouteName,
     /// Where the rule was written (`file:line`, as `meshc explain` names it).
     RouteSource,
-    /// The trace id the request carried (W3C `traceparent` or B3).
+    /// The trace the request belongs to: its span's when meshd traced it, else the one its
+    /// headers carried (W3C `traceparent` or B3).
     TraceId,
     /// The content hash of the snapshot the request was routed with.
     Snapshot,

@@ -55,6 +55,7 @@ fn entry<'a>(request: &'a Captured, route: Option<&'a spec::RouteRule>) -> Entry
         inbound: false,
         route,
         snapshot: "abc123",
+        trace_id: Some(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
     }
 }
 
@@ -102,6 +103,7 @@ fn json_writes_null_for_what_a_request_lacks() {
     let mut e = entry(&request, None);
     e.upstream_service_time = None;
     e.upstream_host = None;
+    e.trace_id = None;
     let mut out = Vec::new();
     format.render(&e, &mut out);
     let line: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
@@ -131,29 +133,6 @@ fn text_renders_operators_with_dashes_for_missing_values() {
          \"curl\" 127.0.0.1:9081 127.0.0.1 v2-for-jason mesh.mesh:12 \
          4bf92f3577b34da6a3ce929d0e0e4736 spiffe://cluster.local/ns/default/sa/reviews -\n"
     );
-}
-
-#[test]
-fn trace_ids_come_from_w3c_or_b3() {
-    let id = |headers: [Option<&[u8]>; 3]| trace_id(headers).map(<[u8]>::to_vec);
-    let w3c = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".as_slice();
-    assert_eq!(
-        id([Some(w3c), Some(b"a3ce929d0e0e4736"), None]),
-        Some(b"4bf92f3577b34da6a3ce929d0e0e4736".to_vec())
-    );
-    assert_eq!(
-        id([None, Some(b"a3ce929d0e0e4736"), None]),
-        Some(b"a3ce929d0e0e4736".to_vec())
-    );
-    assert_eq!(
-        id([
-            None,
-            None,
-            Some(b"80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")
-        ]),
-        Some(b"80f198ee56343ba864fe8b2a57d3eff7".to_vec())
-    );
-    assert_eq!(id([Some(b"garbage"), None, Some(b"xyz-1")]), None);
 }
 
 #[test]

@@ -80,11 +80,7 @@ impl Sidecar<'_> {
             .snapshot
             .service(name)
             .map_or(spec::host::DEFAULT_NAMESPACE, |(_, s)| &s.namespace);
-        let fqdn = if name.contains('.') {
-            name.to_owned()
-        } else {
-            format!("{name}.{namespace}.svc.{}", spec::host::CLUSTER_DOMAIN)
-        };
+        let fqdn = spec::host::qualify(name, namespace);
         (fqdn, name.into(), namespace.into())
     }
 

@@ -40,8 +40,13 @@ pub(super) fn observe_head(
     if let (Some(id), true) = (&generated, forwards) {
         trace::add_header(forwarded, REQUEST_ID, id);
     }
+    let logged = plan.routes.access_log.as_ref();
+    let incoming = if plan.routes.tracing.is_some() || logged.is_some() {
+        trace::incoming(head.headers)
+    } else {
+        None
+    };
     if plan.routes.tracing.is_some() {
-        let incoming = trace::incoming(head.headers);
         let sampling = plan.routes.trace_sampling_per_million;
         if let Some(context) = trace::sample(incoming, sampling) {
             if forwards {
@@ -59,9 +64,10 @@ pub(super) fn observe_head(
             }));
         }
     }
-    if let Some(format) = &plan.routes.access_log {
+    if let Some(format) = logged {
         let generated = generated.as_ref().map(|g| &g[..]);
         outcome.request.capture(head, format, http2, generated);
+        outcome.incoming_trace = incoming.map(|i| i.trace_id);
     }
 }
 
@@ -81,14 +87,7 @@ fn span_name(head: &RequestHead<'_, '_>, plan: &Plan) -> String {
     let Some(service) = plan.service.and_then(|s| snapshot.services.get(s as usize)) else {
         return [authority(head), "/*"].concat();
     };
-    // Built by hand: `format!` cost a third of a traced request's instructions.
-    let mut name = String::with_capacity(64);
-    name.push_str(&service.name);
-    if !service.name.contains('.') {
-        for part in [".", &service.namespace, ".svc.", spec::host::CLUSTER_DOMAIN] {
-            name.push_str(part);
-        }
-    }
+    let mut name = spec::host::qualify(&service.name, &service.namespace);
     if let Some(port) = head.port.or(service.ports.first().map(|p| p.number)) {
         name.push(':');
         name.push_str(itoa::Buffer::new().format(port));

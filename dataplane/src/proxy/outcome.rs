@@ -65,6 +65,8 @@ pub(crate) struct Outcome {
     pub(super) request: Captured,
     /// This hop's span, when the request is sampled.
     pub(super) trace: Option<Box<Traced>>,
+    /// The trace id the request's headers carried (read only while an access log is on).
+    pub(super) incoming_trace: Option<u128>,
 }
 
 impl Outcome {
@@ -90,6 +92,7 @@ impl Outcome {
             responded: None,
             request: Captured::default(),
             trace: None,
+            incoming_trace: None,
         }
     }
 
@@ -267,6 +270,11 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
         upstream_principal: upstream_identity,
         inbound: outcome.direction == Direction::Inbound,
         route: outcome.rule.and_then(|r| routes.rule(r)),
+        trace_id: outcome
+            .trace
+            .as_ref()
+            .map(|t| t.context.trace_id)
+            .or(outcome.incoming_trace),
         snapshot: &routes.hash,
     };
     flush.access_log = core.access_log.append(|out| format.render(&entry, out));

@@ -162,3 +162,30 @@ fn spans_render_for_zipkin_and_otlp() {
     assert_eq!(otlp["endTimeUnixNano"], "1700000000002623000");
     assert_eq!(otlp["status"]["code"], 2);
 }
+
+/// The trace id alone, as the access log reads it: W3C first, then B3 multi, then single.
+#[test]
+fn trace_ids_come_from_w3c_or_b3() {
+    let id = |headers: &[Header<'_>]| incoming(headers).map(|i| i.trace_id);
+    let w3c = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    assert_eq!(
+        id(&[
+            header("traceparent", w3c),
+            header("x-b3-traceid", "a3ce929d0e0e4736")
+        ]),
+        Some(TRACE)
+    );
+    assert_eq!(
+        id(&[header("x-b3-traceid", "a3ce929d0e0e4736")]),
+        Some(0xa3ce_929d_0e0e_4736)
+    );
+    let single = "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1";
+    assert_eq!(
+        id(&[header("b3", single)]),
+        Some(0x80f1_98ee_5634_3ba8_64fe_8b2a_57d3_eff7)
+    );
+    assert_eq!(
+        id(&[header("traceparent", "garbage"), header("b3", "xyz-1")]),
+        None
+    );
+}
