@@ -18,10 +18,11 @@ use crate::export::writer::{Destination, Reopener, Writer};
 use crate::jwt::Verifier;
 use crate::logging::LogLevel;
 use crate::outlier::{Ejections, OutlierState};
+use crate::percore::Settings;
 use crate::routing::{Direction, RouteState};
 use crate::tls::{Identity, TlsError};
 use crate::usage::Usage;
-use crate::worker::{self, IoDriver, Settings, WorkerEvent, WorkerSpec};
+use crate::worker::{self, IoDriver, WorkerEvent, WorkerSpec};
 
 /// Everything `meshd` needs to run.
 #[derive(Debug)]

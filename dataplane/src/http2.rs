@@ -36,10 +36,10 @@ use tokio::sync::mpsc;
 use crate::conn::Conn;
 use crate::http1::head::{parse_response, MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::http1::{BodyFraming, ChunkedScanner};
+use crate::percore::Core;
 use crate::proxy::serve_http1;
 use crate::routing::Direction;
 use crate::stream::{Bridge, Stream, TlsStream};
-use crate::worker::Core;
 
 #[cfg(test)]
 mod tests;
@@ -153,14 +153,15 @@ pub async fn serve(tls: TlsStream, peer: SocketAddr, core: &Rc<Core>) {
     let opened = Instant::now();
     loop {
         let next = monoio::select! {
-            _ = core.drain.wait() => break,
+            _ = core.connections.drain.wait() => break,
             next = next_stream(&mut connection, &streams, idle, opened) => next,
         };
         let Some((request, respond)) = next else {
             break;
         };
         if streams.resets_too_many() {
-            core.count_authn(|c| c.inbound_h2_reset_floods += 1);
+            core.security
+                .count_authn(|c| c.inbound_h2_reset_floods += 1);
             connection.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
             drop((request, respond));
             // Flush the GOAWAY; streams the client opens meanwhile are refused by h2. A

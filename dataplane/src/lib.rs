@@ -19,6 +19,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mirror;
 pub mod outlier;
+pub mod percore;
 pub mod pool;
 pub mod proxy;
 pub mod ratelimit;

@@ -12,7 +12,8 @@ use dataplane::control::{self, Options};
 use dataplane::export::collector::Collector;
 use dataplane::export::writer::Destination;
 use dataplane::logging::{self, LogFormat};
-use dataplane::worker::{IoDriver, Settings};
+use dataplane::percore::Settings;
+use dataplane::worker::IoDriver;
 
 /// The Ringmesh sidecar: routes plain HTTP from the local application across the mesh.
 #[derive(Debug, Parser)]

@@ -21,11 +21,11 @@ use crate::balancer::Input;
 use crate::conn::Conn;
 use crate::http1::head::{parse_response, MAX_HEADERS};
 use crate::http1::{BodyFraming, ChunkedScanner};
+use crate::percore::Core;
 use crate::pool::{Breaker, Upstream};
 use crate::routing::{RouteState, RuleRef};
 use crate::tls::CoreTls;
 use crate::upstream::{self, ConnectError, Secure};
-use crate::worker::Core;
 
 /// Most mirror requests one core has in flight; beyond it requests are not mirrored.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -181,18 +181,20 @@ pub fn begin(
         peer: &|| None,
     };
     let slot = core
+        .upstreams
         .balancing
         .borrow_mut()
         .pick(destination.group_index, group, &input)
         .endpoint;
     let addr = *group.endpoints.get(slot as usize)?;
     let breaker = core
+        .upstreams
         .breakers
         .borrow()
         .get(destination.group_index)
         .cloned()
         .flatten();
-    let secure = Secure::for_group(core, group).map(|s| (s.tls, s.identities.to_vec()));
+    let secure = Secure::for_group(&core.security, group).map(|s| (s.tls, s.identities.to_vec()));
     let expected = match body {
         Body::Length(n) => n - sent,
         Body::Chunked | Body::Overflowed => 0,
@@ -305,7 +307,7 @@ async fn exchange(
     is_head: bool,
 ) -> io::Result<Option<Upstream>> {
     let settings = core.settings;
-    let mut up = match core.pool.take(addr, secure) {
+    let mut up = match core.upstreams.pool.take(addr, secure) {
         Some(up) => up,
         None => {
             let lease = match breaker {
@@ -315,7 +317,7 @@ async fn exchange(
                 })?),
             };
             let until = Instant::now() + settings.connect_timeout;
-            let conn = match upstream::connect(core, addr, until, secure).await {
+            let conn = match upstream::connect(&core.security, addr, until, secure).await {
                 Ok(conn) => conn,
                 Err(ConnectError::TimedOut) => return Err(timed_out("connect")),
                 Err(ConnectError::Refused(e) | ConnectError::Tls(e)) => return Err(e),

@@ -11,6 +11,7 @@
 //! (its IP address when it has none). Each core tracks at most [`MAX_SOURCES`] callers per rule
 //! and forgets the least recently seen one beyond that, so memory stays bounded.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -19,7 +20,6 @@ use spec::RateLimit;
 
 use crate::http1::reply::LocalReply;
 use crate::routing::{RouteState, RuleRef};
-use crate::worker::Core;
 
 /// Most callers one core tracks for one `per_source` rule; beyond it the least recently seen
 /// caller's bucket is dropped (it starts full again if that caller comes back).
@@ -389,12 +389,12 @@ impl RateLimits {
 /// Takes a token of `rule`'s limit on this core for a request from `source`: `None` when the
 /// request may go on, else the 429 to answer and its detail.
 pub fn over_limit(
-    core: &Core,
+    limits: &RefCell<RateLimits>,
     routes: &RouteState,
     rule: RuleRef,
     source: Caller<'_>,
 ) -> Option<(LocalReply, String)> {
-    let mut limits = core.limits.borrow_mut();
+    let mut limits = limits.borrow_mut();
     // Most rules have no limit: they do not even read the clock.
     if !limits.limits(rule) {
         return None;

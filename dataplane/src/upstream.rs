@@ -9,10 +9,10 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 use crate::conn::Conn;
+use crate::percore::Security;
 use crate::routing::EndpointGroup;
 use crate::stream::{Stream, TlsStream};
 use crate::tls::{CoreTls, NamingMismatch};
-use crate::worker::Core;
 
 /// What a connection to a group with identities needs: this core's TLS configurations and
 /// the SPIFFE IDs its servers may present.
@@ -27,11 +27,11 @@ pub struct Secure<'a> {
 impl<'a> Secure<'a> {
     /// Mutual TLS towards `group`; `None` when its service has no identities or this core has
     /// no certificate (then the connection is plain, as `meshd` warned at load).
-    pub fn for_group(core: &Core, group: &'a EndpointGroup) -> Option<Self> {
+    pub fn for_group(security: &Security, group: &'a EndpointGroup) -> Option<Self> {
         if group.identities.is_empty() {
             return None;
         }
-        let tls = core.tls.borrow().clone()?;
+        let tls = security.tls.borrow().clone()?;
         Some(Self {
             tls,
             identities: &group.identities,
@@ -64,7 +64,7 @@ pub enum ConnectError {
 
 /// Connects to `addr` by `until`, with mutual TLS when `secure` says so.
 pub async fn connect(
-    core: &Core,
+    security: &Security,
     addr: SocketAddr,
     until: Instant,
     secure: Option<&Secure<'_>>,
@@ -85,21 +85,21 @@ pub async fn connect(
     let handshake = TlsStream::connect(stream, config, addr);
     match monoio::time::timeout_at(until, handshake).await {
         Ok(Ok(tls)) => {
-            core.count_authn(|c| c.outbound_handshakes += 1);
+            security.count_authn(|c| c.outbound_handshakes += 1);
             Ok(Conn::from_stream(Stream::tls(tls)))
         }
         Ok(Err(e)) => match NamingMismatch::in_error(&e) {
             Some(mismatch) => {
-                core.count_authn(|c| c.naming_failures += 1);
+                security.count_authn(|c| c.naming_failures += 1);
                 Err(ConnectError::Naming(mismatch.clone()))
             }
             None => {
-                core.count_authn(|c| c.outbound_failures += 1);
+                security.count_authn(|c| c.outbound_failures += 1);
                 Err(ConnectError::Tls(e))
             }
         },
         Err(_) => {
-            core.count_authn(|c| c.outbound_failures += 1);
+            security.count_authn(|c| c.outbound_failures += 1);
             Err(ConnectError::TimedOut)
         }
     }

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataplane::control::{self, Options};
-use dataplane::worker::{IoDriver, Settings};
+use dataplane::percore::Settings;
+use dataplane::worker::IoDriver;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 

@@ -11,9 +11,9 @@ use super::serve_http1;
 use crate::conn::Conn;
 use crate::http1::reply::LocalReply;
 use crate::http2;
+use crate::percore::Core;
 use crate::routing::Direction;
 use crate::stream::{Stream, TlsStream, TLS_HANDSHAKE_RECORD};
-use crate::worker::Core;
 
 /// Serves one downstream connection from `peer` until either side closes it or the core
 /// drains.
@@ -23,7 +23,7 @@ pub async fn serve_connection(
     peer: SocketAddr,
     core: Rc<Core>,
 ) {
-    core.active.set(core.active.get() + 1);
+    let _open = core.connections.open();
     // The caller address, as per-source rate limits key on it.
     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let mut down = Conn::new(stream);
@@ -32,17 +32,12 @@ pub async fn serve_connection(
             Some(Accepted::Http1(accepted)) => down = accepted,
             Some(Accepted::Http2(tls)) => {
                 http2::serve(*tls, peer, &core).await;
-                core.active.set(core.active.get() - 1);
                 return;
             }
-            None => {
-                core.active.set(core.active.get() - 1);
-                return;
-            }
+            None => return,
         }
     }
     serve_http1(down, direction, peer, &core).await;
-    core.active.set(core.active.get() - 1);
 }
 
 /// A connection `accept_inbound` let through, by the protocol it speaks.
@@ -64,7 +59,7 @@ pub async fn refuse_overloaded(stream: TcpStream, core: Rc<Core>) {
     }
     // Lingering keeps the reply from being lost to a reset, but a flood of connections must
     // not hold a read buffer and a task each for seconds: past the bound, close at once.
-    let shedding = &core.shedding;
+    let shedding = &core.connections.shedding;
     if shedding.get() < MAX_LINGERING_SHEDS {
         shedding.set(shedding.get() + 1);
         linger(&mut down).await;
@@ -82,7 +77,7 @@ pub(super) const MAX_LINGERING_SHEDS: usize = 64;
 /// (counted) or closed first.
 pub(super) async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Accepted> {
     let mode = core.routes.borrow().inbound_listener_mode();
-    let tls = core.tls.borrow().clone();
+    let tls = core.security.tls.borrow().clone();
     // Without a certificate nothing is strict (meshd refuses such a snapshot at load).
     let Some(tls) = tls.filter(|_| mode != spec::TlsMode::Disable) else {
         return Some(Accepted::Http1(down));
@@ -90,7 +85,7 @@ pub(super) async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Accept
     // The first bytes may take as long as a keep-alive connection's next request.
     let idle = monoio::time::sleep(core.settings.idle_timeout);
     let read = monoio::select! {
-        _ = core.drain.wait() => return None,
+        _ = core.connections.drain.wait() => return None,
         _ = idle => return None,
         read = down.fill() => read,
     };
@@ -99,7 +94,7 @@ pub(super) async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Accept
     }
     if down.buffered()[0] != TLS_HANDSHAKE_RECORD {
         if mode == spec::TlsMode::Strict {
-            core.count_authn(|c| c.plaintext_refused += 1);
+            core.security.count_authn(|c| c.plaintext_refused += 1);
             return None;
         }
         return Some(Accepted::Http1(down));
@@ -112,15 +107,15 @@ pub(super) async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Accept
     let accepted = monoio::time::timeout(core.settings.head_timeout, handshake).await;
     match accepted {
         Ok(Ok(stream)) => {
-            core.count_authn(|c| c.inbound_handshakes += 1);
+            core.security.count_authn(|c| c.inbound_handshakes += 1);
             if stream.negotiated_h2() {
-                core.count_authn(|c| c.inbound_h2 += 1);
+                core.security.count_authn(|c| c.inbound_h2 += 1);
                 return Some(Accepted::Http2(Box::new(stream)));
             }
             Some(Accepted::Http1(Conn::with_buffer(Stream::tls(stream), buf)))
         }
         Ok(Err(_)) | Err(_) => {
-            core.count_authn(|c| c.inbound_failures += 1);
+            core.security.count_authn(|c| c.inbound_failures += 1);
             None
         }
     }

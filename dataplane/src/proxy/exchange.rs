@@ -18,11 +18,11 @@ use crate::conn::Conn;
 use crate::http1::reply::LocalReply;
 use crate::http1::{BodyFraming, ChunkedScanner};
 use crate::mirror::Shadow;
+use crate::percore::{Core, Installed, Security};
 use crate::pool::{Breaker, Refused, Upstream};
 use crate::retry::{Failure, Retries};
 use crate::stream;
 use crate::upstream::{self, Secure};
-use crate::worker::{Core, Installed};
 
 /// What every try of one request shares.
 pub(super) struct Exchange<'a> {
@@ -215,7 +215,7 @@ impl Exchange<'_> {
             // TLS 1.3 ends the client's handshake before the server has checked its
             // certificate: a refusal arrives as an alert where the response should be.
             Ok(Err(ResponseError::Io(e))) if !reused && stream::is_fatal_alert(&e) => {
-                core.count_authn(|c| c.outbound_failures += 1);
+                core.security.count_authn(|c| c.outbound_failures += 1);
                 FailedTry {
                     failure: Some(Failure::ConnectFailure),
                     reused,
@@ -267,26 +267,39 @@ impl Exchange<'_> {
     ) -> Result<(Upstream, bool), AcquireError> {
         let secure = self.secure.as_ref();
         let Some(breaker) = self.breaker else {
-            if let Some(up) = pooled_ok.then(|| core.pool.take(addr, secure)).flatten() {
+            if let Some(up) = pooled_ok
+                .then(|| core.upstreams.pool.take(addr, secure))
+                .flatten()
+            {
                 return Ok((up, true));
             }
-            let conn = connect(core, addr, core.settings.connect_timeout, until, secure).await?;
+            let conn = connect(
+                &core.security,
+                addr,
+                core.settings.connect_timeout,
+                until,
+                secure,
+            )
+            .await?;
             return Ok((Upstream::new(conn, None), false));
         };
         let wait_until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
         loop {
-            if let Some(up) = pooled_ok.then(|| core.pool.take(addr, secure)).flatten() {
+            if let Some(up) = pooled_ok
+                .then(|| core.upstreams.pool.take(addr, secure))
+                .flatten()
+            {
                 return Ok((up, true));
             }
             if let Some(lease) = breaker.lease() {
                 let timeout = breaker
                     .connect_timeout
                     .unwrap_or(core.settings.connect_timeout);
-                let conn = connect(core, addr, timeout, until, secure).await?;
+                let conn = connect(&core.security, addr, timeout, until, secure).await?;
                 return Ok((Upstream::new(conn, Some(lease)), false));
             }
             // An idle connection to another endpoint of the group makes room when closed.
-            if core.pool.close_one_idle(breaker) {
+            if core.upstreams.pool.close_one_idle(breaker) {
                 continue;
             }
             match monoio::time::timeout_at(wait_until, breaker.wait()).await {
@@ -322,6 +335,7 @@ pub(super) fn next_endpoint(
         return (addr, pick);
     };
     let other = core
+        .upstreams
         .balancing
         .borrow_mut()
         .pick_other(index, group, last.endpoint);
@@ -348,7 +362,7 @@ pub(super) fn failed(inflight: &mut Option<Inflight<'_>>) {
 /// when that comes first (then a timeout is the try's: 504 `UT`).
 /// The TLS handshake, when the destination has identities, counts against the same time.
 pub(super) async fn connect(
-    core: &Core,
+    security: &Security,
     addr: SocketAddr,
     timeout: Duration,
     deadline: Option<Instant>,
@@ -356,7 +370,7 @@ pub(super) async fn connect(
 ) -> Result<Conn, AcquireError> {
     let own = Instant::now() + timeout;
     let until = deadline.map_or(own, |d| d.min(own));
-    upstream::connect(core, addr, until, secure)
+    upstream::connect(security, addr, until, secure)
         .await
         .map_err(|e| AcquireError::connect(addr, e, timeout, until < own))
 }

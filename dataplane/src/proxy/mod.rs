@@ -38,12 +38,12 @@ use crate::http1::head::{parse_request, MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::http1::reply::{write_redirect, LocalReply};
 use crate::http1::{BodyFraming, ChunkedScanner};
 use crate::mirror;
+use crate::percore::Core;
 use crate::pool::Upstream;
 use crate::ratelimit::{over_limit, Caller};
 use crate::retry::{self, Failure, Retries, Verdict};
 use crate::routing::Direction;
 use crate::upstream::Secure;
-use crate::worker::Core;
 use body::{copy_body, CopyError};
 use exchange::{next_endpoint, Exchange, Tried};
 use observe::observe_head;
@@ -54,7 +54,6 @@ use reply::{finish_reply, local_reply, send, send_continue};
 use tunnel::tunnel;
 
 pub use accept::{refuse_overloaded, serve_connection};
-pub use plan::FORWARDED_CLIENT_CERT;
 
 /// Bodies at most this large that arrived with their head are sent in the same write.
 const COALESCE_BODY_BYTES: u64 = 16 * 1024;
@@ -152,13 +151,13 @@ async fn serve_request(
         }
         scanned = buffered;
         let read = if buffered == 0 {
-            if core.drain.is_draining() {
+            if core.connections.drain.is_draining() {
                 return Next::Close;
             }
             // An idle keep-alive connection: closed on drain or after the idle timeout.
             let idle = monoio::time::sleep(core.settings.idle_timeout);
             monoio::select! {
-                _ = core.drain.wait() => return Next::Close,
+                _ = core.connections.drain.wait() => return Next::Close,
                 _ = idle => return Next::Close,
                 read = down.fill() => read,
             }
@@ -191,18 +190,18 @@ async fn serve_request(
     outcome.rule = plan.rule;
     // Upstream timings are taken only for the access log.
     let timed = plan.routes.access_log.is_some();
-    let mut keep_alive = plan.keep_alive && !core.drain.is_draining();
+    let mut keep_alive = plan.keep_alive && !core.connections.drain.is_draining();
 
     // Phase 2 happened in plan_request. The rule's local rate limit (ratelimit.rs) comes
     // first, so a request over it costs nothing more: no delay held, no upstream work.
     let limited = match (plan.rule, plan.inbound_limit) {
-        (Some(rule), _) => over_limit(core, &plan.routes, rule, Caller::Ip(peer)),
+        (Some(rule), _) => over_limit(&core.limits, &plan.routes, rule, Caller::Ip(peer)),
         (None, Some(rule)) => {
             let caller = down
                 .stream
                 .peer_identity()
                 .map_or(Caller::Ip(peer), Caller::Principal);
-            over_limit(core, &plan.routes, rule, caller)
+            over_limit(&core.limits, &plan.routes, rule, caller)
         }
         (None, None) => None,
     };
@@ -224,7 +223,7 @@ async fn serve_request(
         }
         Action::Refuse => {
             // Counted with the refused connections, not as a request.
-            core.count_authn(|c| c.plaintext_refused += 1);
+            core.security.count_authn(|c| c.plaintext_refused += 1);
             outcome.started = None;
             return Next::Close;
         }
@@ -298,12 +297,17 @@ async fn serve_request(
     };
     let buffered =
         request_framing == BodyFraming::None && body_len <= core.settings.retry_buffer as u64;
-    let mut retries = Retries::new(policy, plan.idempotent, buffered, &core.retry_budget);
-    let _in_flight = core.retry_budget.request();
-    let breaker = group.and_then(|g| core.breakers.borrow().get(g).cloned().flatten());
+    let mut retries = Retries::new(
+        policy,
+        plan.idempotent,
+        buffered,
+        &core.upstreams.retry_budget,
+    );
+    let _in_flight = core.upstreams.retry_budget.request();
+    let breaker = group.and_then(|g| core.upstreams.breakers.borrow().get(g).cloned().flatten());
     let destination = group.and_then(|g| plan.routes.group(g));
     let exchange = Exchange {
-        secure: destination.and_then(|g| Secure::for_group(core, g)),
+        secure: destination.and_then(|g| Secure::for_group(&core.security, g)),
         request_framing,
         chunked_from,
         deadline,
@@ -324,7 +328,7 @@ async fn serve_request(
         // Balancing hook: each try counts as in flight to the endpoint it uses, and its
         // outcome feeds that endpoint's outlier detection (when the try ends or is retried).
         drop(inflight.take());
-        inflight = pick.map(|pick| Inflight::start(&core.balancing, pick));
+        inflight = pick.map(|pick| Inflight::start(&core.upstreams.balancing, pick));
         let per_try = retries.per_try();
         let pooled_ok = retries.done() == 0 || retries.has_policy();
         outcome.upstream = Some(addr);
@@ -356,7 +360,7 @@ async fn serve_request(
                 }
                 match retries.after(Failure::Status(response.status), false, false, time_left) {
                     Verdict::Retry(backoff) => {
-                        core.metrics.borrow_mut().retries += 1;
+                        core.recorders.metrics.borrow_mut().retries += 1;
                         // Nothing went downstream yet: drop this response with its connection.
                         drop(up);
                         if let Some(inflight) = inflight.as_mut() {
@@ -392,7 +396,7 @@ async fn serve_request(
         };
         match verdict {
             Verdict::Retry(backoff) => {
-                core.metrics.borrow_mut().retries += 1;
+                core.recorders.metrics.borrow_mut().retries += 1;
                 drop(inflight.take());
                 retry::sleep_within(backoff, deadline).await;
                 (addr, pick) = next_endpoint(core, &plan.routes, group, addr, pick, &retries);
@@ -431,7 +435,8 @@ async fn serve_request(
             crate::balancer::write_set_cookie(response_out, name, cookie);
         }
     }
-    keep_alive &= response.framing != BodyFraming::UntilClose && !core.drain.is_draining();
+    keep_alive &=
+        response.framing != BodyFraming::UntilClose && !core.connections.drain.is_draining();
     if !keep_alive && !response.switched {
         response_out.truncate(response_out.len() - 2);
         response_out.extend_from_slice(b"connection: close\r\n\r\n");

@@ -18,8 +18,8 @@ use crate::trace::{self, Kind, Span};
 use super::observe::Traced;
 use crate::http1::reply::LocalReply;
 use crate::metrics::{self, Reporter};
+use crate::percore::{Core, Installed, Recorders};
 use crate::routing::{Direction, RuleRef};
-use crate::worker::{Core, Installed};
 
 /// How one request ended. Built without allocating: the steady-state request path allocates
 /// nothing, and recording must not change that.
@@ -145,10 +145,10 @@ impl Recorder<'_> {
         let caller = self.caller.as_deref();
         let flush = finish(self.core, &self.outcome, caller, self.peer);
         if flush.access_log {
-            monoio::spawn(flush_later(self.core.clone(), access_log_of));
+            monoio::spawn(flush_later(self.core.clone(), |r| &r.access_log));
         }
         if flush.spans {
-            monoio::spawn(flush_later(self.core.clone(), spans_of));
+            monoio::spawn(flush_later(self.core.clone(), |r| &r.spans));
         }
         self.outcome.reset();
     }
@@ -160,10 +160,10 @@ impl Drop for Recorder<'_> {
         // lines go to the writers now instead.
         let flush = finish(self.core, &self.outcome, self.caller.as_deref(), self.peer);
         if flush.access_log {
-            self.core.access_log.flush_now();
+            self.core.recorders.access_log.flush_now();
         }
         if flush.spans {
-            self.core.spans.flush_now();
+            self.core.recorders.spans.flush_now();
         }
     }
 }
@@ -220,7 +220,8 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
         request_bytes: outcome.bytes_received,
         response_bytes: outcome.bytes_sent,
     };
-    let mut metrics = core.metrics.borrow_mut();
+    let recorders = &core.recorders;
+    let mut metrics = recorders.metrics.borrow_mut();
     metrics.finished += 1;
     if routes.metrics_enabled {
         metrics.record(&request);
@@ -228,7 +229,7 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
     drop(metrics);
     let mut flush = Flush::default();
     if let (Some(traced), Some(protocol)) = (&outcome.trace, routes.tracing) {
-        let spans = &core.spans;
+        let spans = &recorders.spans;
         let span = Span {
             context: traced.context,
             kind: match outcome.direction {
@@ -254,7 +255,7 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
     };
     let since = |from: Option<Instant>| Some(outcome.responded?.saturating_duration_since(from?));
     let entry = Entry {
-        start: core.access_log.wall_clock(started.into_std()),
+        start: recorders.access_log.wall_clock(started.into_std()),
         request: &outcome.request,
         code: request.code,
         flags: request.flags,
@@ -277,24 +278,18 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
             .or(outcome.incoming_trace),
         snapshot: &routes.hash,
     };
-    flush.access_log = core.access_log.append(|out| format.render(&entry, out));
+    flush.access_log = recorders
+        .access_log
+        .append(|out| format.render(&entry, out));
     flush
-}
-
-fn access_log_of(core: &Core) -> Option<&CoreLog> {
-    Some(&core.access_log)
-}
-
-fn spans_of(core: &Core) -> Option<&CoreLog> {
-    Some(&core.spans)
 }
 
 /// Hands the lines of one of this core's buffers (`which`) to its writer every
 /// [`FLUSH_INTERVAL`] while any wait.
-async fn flush_later(core: Rc<Core>, which: fn(&Core) -> Option<&CoreLog>) {
+async fn flush_later(core: Rc<Core>, which: fn(&Recorders) -> &CoreLog) {
     loop {
         monoio::time::sleep(FLUSH_INTERVAL).await;
-        if !which(&core).is_some_and(CoreLog::flush) {
+        if !which(&core.recorders).flush() {
             break;
         }
     }

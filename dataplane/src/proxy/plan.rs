@@ -13,14 +13,10 @@ use crate::balancer::{Input, NewCookie, Pick};
 use crate::http1::head::RequestEdits;
 use crate::http1::reply::LocalReply;
 use crate::http1::BodyFraming;
+use crate::percore::{Core, Installed, FORWARDED_CLIENT_CERT};
 use crate::routing::{Direction, RequestView, RouteError, RouteState, RuleRef};
 use crate::stream::Stream;
-use crate::worker::{Core, Installed};
 use spec::http::{write_location, RedirectSource};
-
-/// The header inbound forwarding tells the application the mTLS caller with (Envoy's and
-/// Istio's name); a caller's own is removed.
-pub const FORWARDED_CLIENT_CERT: &str = "x-forwarded-client-cert";
 
 /// The parts of a request head that outlive the borrow of the read buffer.
 pub(super) struct Plan {
@@ -88,10 +84,14 @@ pub(super) fn verify_jwt(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let verified = core.jwt_tokens.borrow_mut().verify(verifier, token, now);
+    let verified = core
+        .security
+        .jwt_tokens
+        .borrow_mut()
+        .verify(verifier, token, now);
     match &verified {
-        Ok(_) => core.count_authn(|c| c.jwt_verified += 1),
-        Err(_) => core.count_authn(|c| c.jwt_rejected += 1),
+        Ok(_) => core.security.count_authn(|c| c.jwt_verified += 1),
+        Err(_) => core.security.count_authn(|c| c.jwt_rejected += 1),
     }
     verified
 }
@@ -114,9 +114,9 @@ pub(super) fn authorize_inbound(
         path: None,
         authority: None,
         headers: if strip_bearer {
-            &core.inbound_edits_bearer
+            &core.security.inbound_edits_bearer
         } else {
-            &core.inbound_edits
+            &core.security.inbound_edits
         },
     };
     request.head.write_edited(out, &edits);
@@ -188,10 +188,11 @@ pub(super) fn plan_request(
                                 headers: head.headers,
                                 peer: &|| peer.peer_addr().ok().map(|a| a.ip()),
                             };
-                            let picked =
-                                core.balancing
-                                    .borrow_mut()
-                                    .pick(d.group_index, group, &input);
+                            let picked = core.upstreams.balancing.borrow_mut().pick(
+                                d.group_index,
+                                group,
+                                &input,
+                            );
                             let slot = picked.endpoint;
                             pick = Some(Pick {
                                 group: d.group_index as u32,
@@ -249,7 +250,7 @@ pub(super) fn plan_request(
                         .map(|facts| Some((bearer.in_header, facts))),
                     Ok(None) => Ok(None),
                     Err(several) => {
-                        core.count_authn(|c| c.jwt_rejected += 1);
+                        core.security.count_authn(|c| c.jwt_rejected += 1);
                         Err(several)
                     }
                 };
@@ -305,7 +306,7 @@ pub(super) fn plan_request(
 /// Adds `x-forwarded-client-cert: By=<this workload>;URI=<caller>` to the forwarded head in
 /// `out`, as Envoy does for a verified mTLS caller.
 pub(super) fn write_client_cert(out: &mut Vec<u8>, core: &Core, caller: &str) {
-    let tls = core.tls.borrow();
+    let tls = core.security.tls.borrow();
     let Some(own) = tls.as_deref().map(|t| t.spiffe_id()) else {
         return;
     };

@@ -13,8 +13,8 @@ use super::{client_gone, Next, COALESCE_BODY_BYTES};
 use crate::conn::Conn;
 use crate::http1::reply::LocalReply;
 use crate::http1::{BodyFraming, ChunkedScanner};
+use crate::percore::Core;
 use crate::retry;
-use crate::worker::Core;
 
 /// How the request body goes on after what was read ahead.
 pub(super) struct RequestBody {
