@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub mod netns;
+
 pub use tools::client::{Client, Response};
 pub use tools::harness::{self, Sidecar};
 pub use tools::upstream::Upstream;

@@ -73,10 +73,20 @@ pub enum ClientError {
     Local(String),
 }
 
+/// Opens the TCP connection to the service within a timeout (a sidecar marks its socket so
+/// capture rules let it through).
+pub type Connect<'a> = &'a dyn Fn(SocketAddr, Duration) -> std::io::Result<TcpStream>;
+
+/// Connects with no socket options.
+pub fn connect_plain(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    TcpStream::connect_timeout(&addr, timeout)
+}
+
 /// Obtains a new certificate from the `meshca serve` at `addr`, trusting `bundle_pem`: for
 /// `id` when given, else for the identity the credentials stand for (a bootstrap token's).
 pub fn obtain(
     addr: SocketAddr,
+    connect: Connect<'_>,
     bundle_pem: &str,
     credentials: Credentials<'_>,
     id: Option<&SpiffeId>,
@@ -105,9 +115,9 @@ pub fn obtain(
          content-length: {}\r\n{bearer}connection: close\r\n\r\n{csr}",
         csr.len()
     );
-    let chain_pem = call(addr, &config, &request)?;
+    let chain_pem = call(addr, connect, &config, &request)?;
     let bundle_request = "GET /v1/bundle HTTP/1.1\r\nhost: meshca\r\nconnection: close\r\n\r\n";
-    let bundle_pem = call(addr, &config, bundle_request)?;
+    let bundle_pem = call(addr, connect, &config, bundle_request)?;
     Ok(Obtained {
         chain_pem,
         key_pem: key.serialize_pem(),
@@ -148,6 +158,7 @@ fn client_config(
 /// Sends one request and returns the body of a 200 answer.
 fn call(
     addr: SocketAddr,
+    connect: Connect<'_>,
     config: &Arc<ClientConfig>,
     request: &str,
 ) -> Result<String, ClientError> {
@@ -155,7 +166,7 @@ fn call(
         addr,
         reason: e.to_string(),
     };
-    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| transport(&e))?;
+    let stream = connect(addr, TIMEOUT).map_err(|e| transport(&e))?;
     stream
         .set_read_timeout(Some(TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))

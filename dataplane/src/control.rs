@@ -572,15 +572,16 @@ fn watch_signals(events: mpsc::Sender<Event>) -> io::Result<()> {
 /// Where spans go for `routes`: meshd's `--trace-collector`, else the collector its telemetry
 /// names, else nowhere.
 fn span_destination(options: &Options, routes: &RouteState) -> Destination {
-    if let Some(collector) = &options.trace_collector {
-        return Destination::Collector(collector.clone());
-    }
     let service = options.workload.as_deref().unwrap_or("meshd");
-    let collector = routes
-        .trace_collector
-        .as_deref()
-        .and_then(|url| Collector::parse(url, service).ok());
-    collector.map_or(Destination::Discard, Destination::Collector)
+    let collector = options.trace_collector.clone().or_else(|| {
+        let url = routes.trace_collector.as_deref()?;
+        Collector::parse(url, service).ok()
+    });
+    let mark = options.settings.marks.map_or(0, |m| m.mesh);
+    collector.map_or(Destination::Discard, |mut collector| {
+        collector.mark = mark;
+        Destination::Collector(collector)
+    })
 }
 
 /// SIGUSR1 reopens the access log file (after `logrotate` moved it away).

@@ -13,6 +13,7 @@ pub mod drain;
 pub mod export;
 pub mod http1;
 pub mod http2;
+pub mod intercept;
 pub mod json;
 pub mod jwt;
 pub mod logging;

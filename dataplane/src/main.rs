@@ -11,17 +11,26 @@ use clap::Parser;
 use dataplane::control::{self, Options};
 use dataplane::export::collector::Collector;
 use dataplane::export::writer::Destination;
+use dataplane::intercept::command::IptablesArgs;
+use dataplane::intercept::{socket, Marks};
 use dataplane::logging::{self, LogFormat};
 use dataplane::percore::Settings;
 use dataplane::worker::IoDriver;
 
 /// The Ringmesh sidecar: routes plain HTTP from the local application across the mesh.
 #[derive(Debug, Parser)]
-#[command(name = "meshd", version)]
+#[command(
+    name = "meshd",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Snapshot file written by `meshc compile`.
-    #[arg(long)]
-    snapshot: PathBuf,
+    #[arg(long, required = true)]
+    snapshot: Option<PathBuf>,
     /// Workload to serve, by name (`NAMESPACE/NAME` when the name is used in several
     /// namespaces); without it every service is served outbound and there is no inbound.
     #[arg(long)]
@@ -108,9 +117,23 @@ struct Args {
     retry_buffer: usize,
 }
 
+/// What meshd does besides serving.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Install the rules that capture this network namespace's TCP for meshd (as
+    /// istio-iptables does); needs root (CAP_NET_ADMIN).
+    Iptables(IptablesArgs),
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args) {
+    let result = match &args.command {
+        Some(Command::Iptables(iptables)) => logging::init(&args.log_level, args.log_format)
+            .map_err(anyhow::Error::msg)
+            .and_then(|_| Ok(iptables.run()?)),
+        None => run(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("meshd: {e:#}");
@@ -120,6 +143,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    let Some(snapshot) = args.snapshot.clone() else {
+        anyhow::bail!("--snapshot is required");
+    };
     let log_level = logging::init(&args.log_level, args.log_format)
         .map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
     dataplane::admin::check_address(args.admin, args.admin_allow_remote)
@@ -132,11 +158,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| anyhow::anyhow!("--trace-collector {e}"))?;
     let routes = control::load(
-        &args.snapshot,
+        &snapshot,
         args.workload.as_deref(),
         trace_collector.as_ref().map(|c| c.protocol),
     )
     .map_err(anyhow::Error::msg)?;
+    let marks = socket::may_mark(Marks::default().mesh).then(Marks::default);
+    if marks.is_none() {
+        tracing::info!(
+            "meshd may not mark its sockets (that needs CAP_NET_ADMIN): under `meshd iptables` \
+             capture its own connections would be captured again"
+        );
+    }
     let renewal = match (&args.certs, args.ca) {
         (Some(_), Some(_)) if args.watch_interval.is_zero() => {
             anyhow::bail!(
@@ -149,6 +182,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 ca,
                 token_file: args.ca_token_file.clone(),
                 bundle: args.ca_bundle.clone(),
+                mark: marks.map_or(0, |m| m.mesh),
             };
             renewal.bootstrap()?;
             Some(renewal)
@@ -170,7 +204,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     control::run(Options {
         routes: Arc::new(routes),
-        snapshot: args.snapshot,
+        snapshot,
         workload: args.workload.clone(),
         watch_interval: args.watch_interval,
         outbound: args.outbound,
@@ -187,6 +221,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             idle_timeout: args.idle_timeout,
             max_connections_per_core: args.max_connections_per_core.max(1),
             retry_buffer: args.retry_buffer,
+            marks,
         },
         certs,
         access_log: args

@@ -307,6 +307,7 @@ async fn exchange(
     is_head: bool,
 ) -> io::Result<Option<Upstream>> {
     let settings = core.settings;
+    let mark = settings.marks.map_or(0, |m| m.mesh);
     let mut up = match core.upstreams.pool.take(addr, secure) {
         Some(up) => up,
         None => {
@@ -317,7 +318,7 @@ async fn exchange(
                 })?),
             };
             let until = Instant::now() + settings.connect_timeout;
-            let conn = match upstream::connect(&core.security, addr, until, secure).await {
+            let conn = match upstream::connect(&core.security, addr, mark, until, secure).await {
                 Ok(conn) => conn,
                 Err(ConnectError::TimedOut) => return Err(timed_out("connect")),
                 Err(ConnectError::Refused(e) | ConnectError::Tls(e)) => return Err(e),

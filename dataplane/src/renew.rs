@@ -5,13 +5,14 @@
 //! certificate watcher picks them up like any other change. A failed attempt is logged and
 //! tried again after a backoff, never later than the certificate's own expiry allows.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ca::client::{self, Credentials};
 use ca::SpiffeId;
 
+use crate::intercept::socket;
 use crate::tls::Identity;
 
 /// Shortest and longest wait before trying a failed renewal again.
@@ -58,6 +59,8 @@ pub struct Renewal {
     pub token_file: Option<PathBuf>,
     /// The trust bundle to verify the service with before the directory has one.
     pub bundle: Option<PathBuf>,
+    /// The socket mark of connections to the service (0: none).
+    pub mark: u32,
 }
 
 impl Renewal {
@@ -77,7 +80,8 @@ impl Renewal {
             .clone()
             .unwrap_or_else(|| self.dir.join("bundle.pem"));
         let bundle = read(&bundle_path)?;
-        let obtained = client::obtain(self.ca, &bundle, Credentials::Token(token.trim()), None)?;
+        let credentials = Credentials::Token(token.trim());
+        let obtained = client::obtain(self.ca, &self.connect(), &bundle, credentials, None)?;
         install(&self.dir, &obtained)?;
         tracing::info!("obtained a first certificate from meshca at {}", self.ca);
         Ok(())
@@ -130,6 +134,11 @@ impl Renewal {
         }
     }
 
+    fn connect(&self) -> impl Fn(SocketAddr, Duration) -> std::io::Result<TcpStream> {
+        let mark = self.mark;
+        move |addr, timeout| socket::connect_blocking(addr, mark, timeout)
+    }
+
     fn renew(&self, identity: &Identity) -> Result<String, RenewError> {
         let file = |name: &str| read(&self.dir.join(name));
         let (chain_pem, key_pem, bundle) =
@@ -139,7 +148,7 @@ impl Renewal {
             chain_pem: &chain_pem,
             key_pem: &key_pem,
         };
-        let obtained = client::obtain(self.ca, &bundle, credentials, Some(&id))?;
+        let obtained = client::obtain(self.ca, &self.connect(), &bundle, credentials, Some(&id))?;
         install(&self.dir, &obtained)?;
         Ok(identity.serial.clone())
     }

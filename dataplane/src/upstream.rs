@@ -5,10 +5,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 use crate::conn::Conn;
+use crate::intercept::socket;
 use crate::percore::Security;
 use crate::routing::EndpointGroup;
 use crate::stream::{Stream, TlsStream};
@@ -62,14 +62,16 @@ pub enum ConnectError {
     Tls(io::Error),
 }
 
-/// Connects to `addr` by `until`, with mutual TLS when `secure` says so.
+/// Connects to `addr` by `until`, its socket marked `mark` (0: none), with mutual TLS when
+/// `secure` says so.
 pub async fn connect(
     security: &Security,
     addr: SocketAddr,
+    mark: u32,
     until: Instant,
     secure: Option<&Secure<'_>>,
 ) -> Result<Conn, ConnectError> {
-    let stream = match monoio::time::timeout_at(until, TcpStream::connect_addr(addr)).await {
+    let stream = match monoio::time::timeout_at(until, socket::connect(addr, mark)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Err(ConnectError::Refused(e)),
         Err(_) => return Err(ConnectError::TimedOut),

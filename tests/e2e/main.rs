@@ -13,6 +13,7 @@ mod compile;
 mod errors;
 mod http1;
 mod identity;
+mod intercept;
 mod interop;
 mod istio;
 mod language;

@@ -4,13 +4,15 @@
 //! writer), never a request.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 /// How long connecting, sending a batch and reading the status line may each take.
 const TIMEOUT: Duration = Duration::from_secs(1);
 
 pub use spec::collector::{Protocol, UrlError};
+
+use crate::intercept::socket;
 
 /// Where spans go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct Collector {
     pub protocol: Protocol,
     /// `service.name` of the OTLP resource: the workload served, or `meshd`.
     pub service_name: String,
+    /// The socket mark of connections to the collector (0: none).
+    pub mark: u32,
 }
 
 impl std::fmt::Display for Collector {
@@ -38,6 +42,7 @@ impl Collector {
             path: parsed.path,
             protocol: parsed.protocol,
             service_name: service_name.to_owned(),
+            mark: 0,
         })
     }
 
@@ -48,7 +53,7 @@ impl Collector {
             self.authority.to_socket_addrs()?.next().ok_or_else(|| {
                 io::Error::other(format!("{} resolves to nothing", self.authority))
             })?;
-        let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        let mut stream = socket::connect_blocking(addr, self.mark, TIMEOUT)?;
         stream.set_write_timeout(Some(TIMEOUT))?;
         stream.set_read_timeout(Some(TIMEOUT))?;
         let head = format!(

@@ -20,6 +20,7 @@ pub use security::{Security, FORWARDED_CLIENT_CERT};
 pub use upstreams::Upstreams;
 
 use crate::export::sink::Channel;
+use crate::intercept::Marks;
 use crate::mirror::Mirrors;
 use crate::pool::Upstream;
 use crate::ratelimit::RateLimits;
@@ -43,6 +44,9 @@ pub struct Settings {
     pub max_connections_per_core: usize,
     /// Largest request body buffered so a retry can replay it; larger ones are not retried.
     pub retry_buffer: usize,
+    /// The socket marks meshd's connections carry, so capture rules let them through
+    /// (`None`: unmarked, where meshd may not set marks).
+    pub marks: Option<Marks>,
 }
 
 /// A route state installed on one core. A request clones the `Rc` (a plain count) to keep the

@@ -45,6 +45,8 @@ pub(super) struct Exchange<'a> {
     pub(super) group_name: &'a str,
     /// Mutual TLS to the destination, when its service has identities.
     pub(super) secure: Option<Secure<'a>>,
+    /// The socket mark of new connections (0: none).
+    pub(super) mark: u32,
     /// Request body bytes the last try sent (the buffered part included).
     pub(super) body_sent: Cell<u64>,
 }
@@ -273,14 +275,8 @@ impl Exchange<'_> {
             {
                 return Ok((up, true));
             }
-            let conn = connect(
-                &core.security,
-                addr,
-                core.settings.connect_timeout,
-                until,
-                secure,
-            )
-            .await?;
+            let timeout = core.settings.connect_timeout;
+            let conn = connect(&core.security, (addr, self.mark), timeout, until, secure).await?;
             return Ok((Upstream::new(conn, None), false));
         };
         let wait_until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
@@ -295,7 +291,8 @@ impl Exchange<'_> {
                 let timeout = breaker
                     .connect_timeout
                     .unwrap_or(core.settings.connect_timeout);
-                let conn = connect(&core.security, addr, timeout, until, secure).await?;
+                let conn =
+                    connect(&core.security, (addr, self.mark), timeout, until, secure).await?;
                 return Ok((Upstream::new(conn, Some(lease)), false));
             }
             // An idle connection to another endpoint of the group makes room when closed.
@@ -363,14 +360,14 @@ pub(super) fn failed(inflight: &mut Option<Inflight<'_>>) {
 /// The TLS handshake, when the destination has identities, counts against the same time.
 pub(super) async fn connect(
     security: &Security,
-    addr: SocketAddr,
+    (addr, mark): (SocketAddr, u32),
     timeout: Duration,
     deadline: Option<Instant>,
     secure: Option<&Secure<'_>>,
 ) -> Result<Conn, AcquireError> {
     let own = Instant::now() + timeout;
     let until = deadline.map_or(own, |d| d.min(own));
-    upstream::connect(security, addr, until, secure)
+    upstream::connect(security, addr, mark, until, secure)
         .await
         .map_err(|e| AcquireError::connect(addr, e, timeout, until < own))
 }

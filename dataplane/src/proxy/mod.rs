@@ -306,8 +306,11 @@ async fn serve_request(
     let _in_flight = core.upstreams.retry_budget.request();
     let breaker = group.and_then(|g| core.upstreams.breakers.borrow().get(g).cloned().flatten());
     let destination = group.and_then(|g| plan.routes.group(g));
+    let marks = core.settings.marks;
     let exchange = Exchange {
         secure: destination.and_then(|g| Secure::for_group(&core.security, g)),
+        // A forward with no group is inbound, to the application.
+        mark: marks.map_or(0, |m| if group.is_some() { m.mesh } else { m.app }),
         request_framing,
         chunked_from,
         deadline,

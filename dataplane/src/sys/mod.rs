@@ -2,7 +2,9 @@
 //! raw fd. Every block says why it is sound.
 #![allow(unsafe_code)]
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
+
+use socket2::SockRef;
 
 /// Whether the peer has closed an idle connection (or it has unexpected data pending), checked
 /// without blocking so a pooled connection is not reused after the upstream dropped it.
@@ -25,4 +27,12 @@ pub(crate) fn idle_connection_is_stale(fd: RawFd) -> bool {
     }
     // 0 is EOF; any byte is an unsolicited response, so the connection is unusable either way.
     true
+}
+
+/// Runs `f` on the socket `fd` without taking it over, for the options socket2 reads and sets.
+pub(crate) fn with_socket<R>(fd: RawFd, f: impl FnOnce(SockRef<'_>) -> R) -> R {
+    // SAFETY: the caller keeps `fd` open for the duration of this call, and a SockRef never
+    // closes the descriptor it borrows.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    f(SockRef::from(&borrowed))
 }

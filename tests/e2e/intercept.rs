@@ -1,0 +1,182 @@
+//! Transparent capture on hosts built from network namespaces: `meshd iptables` installs its
+//! rules once, removes only its own, and sends an unmodified application's connections
+//! through the sidecars on both ends.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+use ringmesh_tests::netns::{checked, Host, Network};
+use ringmesh_tests::*;
+
+/// The nat table as `iptables-save` prints it, without its timestamps and packet counters.
+fn nat_rules(host: &Host, tool: &str) -> String {
+    let saved = checked(&host.run(tool, &["-t", "nat"]), tool);
+    saved
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match l.rfind(" [") {
+            Some(i) if l.starts_with(':') => &l[..i],
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn meshd_iptables(host: &Host, args: &[&str]) -> String {
+    let meshd = harness::binary("meshd").unwrap();
+    let output = host.command(meshd).arg("iptables").args(args).output();
+    checked(&output.unwrap(), "meshd iptables")
+}
+
+#[test]
+fn rules_install_once_and_cleanup_leaves_other_rules() {
+    let network = Network::new(1);
+    let host = &network.hosts[0];
+    let foreign = [
+        "-t", "nat", "-A", "OUTPUT", "-p", "udp", "--dport", "53", "-j", "RETURN",
+    ];
+    checked(&host.run("iptables", &foreign), "iptables");
+    let untouched = nat_rules(host, "iptables-save");
+
+    let printed = meshd_iptables(host, &["--dry-run", "--exclude-ports", "22"]);
+    assert!(
+        printed.contains("-A RINGMESH_INBOUND -p tcp --dport 22 -j RETURN"),
+        "{printed}"
+    );
+    assert_eq!(
+        nat_rules(host, "iptables-save"),
+        untouched,
+        "--dry-run changed rules"
+    );
+
+    meshd_iptables(host, &[]);
+    let installed = nat_rules(host, "iptables-save");
+    meshd_iptables(host, &[]);
+    assert_eq!(
+        nat_rules(host, "iptables-save"),
+        installed,
+        "applying twice changed rules"
+    );
+    for jump in [
+        "-A OUTPUT -p tcp -j RINGMESH_OUTPUT",
+        "-A PREROUTING -p tcp -j RINGMESH_INBOUND",
+        "--dport 15000 -j RETURN",
+        "-A RINGMESH_REDIRECT -p tcp -j REDIRECT --to-ports 15001",
+    ] {
+        assert_eq!(
+            installed.matches(jump).count(),
+            1,
+            "{jump} in:\n{installed}"
+        );
+    }
+    let v6 = nat_rules(host, "ip6tables-save");
+    assert!(
+        v6.contains("-A RINGMESH_OUTPUT -d ::1/128 -j RETURN"),
+        "{v6}"
+    );
+
+    meshd_iptables(host, &["--cleanup"]);
+    meshd_iptables(host, &["--cleanup"]);
+    assert_eq!(nat_rules(host, "iptables-save"), untouched);
+    assert!(!nat_rules(host, "ip6tables-save").contains("RINGMESH"));
+}
+
+/// A process inside a host, killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `mesh-upstream` answering with `name` on `listen` inside `host`, once it listens.
+fn upstream(host: &Host, listen: &str, name: &str) -> Running {
+    let binary = harness::binary("mesh-upstream").unwrap();
+    let mut child = host
+        .command(binary)
+        .args(["--listen", listen, "--name", name])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening"), "mesh-upstream: {line:?}");
+    Running(child)
+}
+
+/// meshd inside `host` on the ports the capture rules send to, with `args`.
+fn sidecar(host: &Host, snapshot: &Path, driver: &str, args: &[&str]) -> Sidecar {
+    let meshd = harness::binary("meshd").unwrap();
+    let mut all = vec![
+        "--outbound",
+        "127.0.0.1:15001",
+        "--admin",
+        "127.0.0.1:15000",
+        "--io-driver",
+        driver,
+    ];
+    all.extend_from_slice(args);
+    Sidecar::start_with(host.command(meshd), snapshot, &all).unwrap()
+}
+
+/// curl inside `host`: the status code and the body.
+fn curl(host: &Host, url: &str, headers: &[&str]) -> (u16, String) {
+    let mut args = vec!["-s", "-m", "5", "-w", "\n%{http_code}", url];
+    for header in headers {
+        args.extend(["-H", header]);
+    }
+    let out = checked(&host.run("curl", &args), "curl");
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.parse().unwrap_or(0), body.to_owned())
+}
+
+/// The sum of `istio_requests_total` with `reporter` on the sidecar inside `host`.
+fn requests_reported(host: &Host, reporter: &str) -> u64 {
+    let (_, metrics) = curl(host, "http://127.0.0.1:15000/metrics", &[]);
+    let label = format!("reporter=\"{reporter}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn an_unmodified_client_is_served_by_both_sidecars() {
+    for driver in ["epoll", "uring"] {
+        let network = Network::new(2);
+        let (client, server) = (&network.hosts[0], &network.hosts[1]);
+        let _app = upstream(server, "0.0.0.0:9080", "reviews");
+        let scratch = Scratch::new();
+        let config = format!(
+            "service reviews {{ port 9080 http endpoint {}:9080 }}\n\
+             workload reviews {{ serves reviews inbound 9080 http -> 127.0.0.1:9080 mtls disable }}",
+            server.addr
+        );
+        let snapshot = compile(&scratch, &config);
+        let _callee = sidecar(
+            server,
+            &snapshot,
+            driver,
+            &["--workload", "reviews", "--inbound", "0.0.0.0:15006"],
+        );
+        let _caller = sidecar(client, &snapshot, driver, &[]);
+        meshd_iptables(client, &[]);
+        meshd_iptables(server, &[]);
+
+        // The application calls the service's endpoint as if there were no mesh.
+        let url = format!("http://{}:9080/", server.addr);
+        let (code, body) = curl(client, &url, &["host: reviews:9080"]);
+        assert_eq!((code, body.as_str()), (200, "reviews"), "{driver}");
+        assert_eq!(requests_reported(client, "source"), 1, "{driver}: caller");
+        assert_eq!(
+            requests_reported(server, "destination"),
+            1,
+            "{driver}: callee"
+        );
+    }
+}
