@@ -37,8 +37,7 @@ use crate::conn::Conn;
 use crate::http1::head::{parse_response, MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::http1::{BodyFraming, ChunkedScanner};
 use crate::percore::Core;
-use crate::proxy::serve_http1;
-use crate::routing::Direction;
+use crate::proxy::{serve_http1, Arrival};
 use crate::stream::{Bridge, Stream, TlsStream};
 
 #[cfg(test)]
@@ -127,7 +126,7 @@ impl Streams {
 /// Serves an HTTP/2 connection from `peer` on `tls` (handshake done, ALPN `h2`) until the
 /// client closes it, it sits idle past the idle timeout after its last stream, or the core
 /// drains (GOAWAY, then the streams in flight finish).
-pub async fn serve(tls: TlsStream, peer: SocketAddr, core: &Rc<Core>) {
+pub(crate) async fn serve(tls: TlsStream, peer: SocketAddr, arrival: Arrival, core: &Rc<Core>) {
     let identity = tls.peer_identity().map(str::to_owned);
     let Ok(io) = tls.into_poll() else {
         return;
@@ -145,7 +144,7 @@ pub async fn serve(tls: TlsStream, peer: SocketAddr, core: &Rc<Core>) {
         let (core, identity, streams) = (core.clone(), identity.clone(), streams.clone());
         streams.started();
         monoio::spawn(async move {
-            let end = exchange(request, respond, peer, identity, &core).await;
+            let end = exchange(request, respond, (peer, arrival), identity, &core).await;
             streams.ended(end, Instant::now());
         });
     };
@@ -223,7 +222,7 @@ where
 async fn exchange(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    peer: SocketAddr,
+    (peer, arrival): (SocketAddr, Arrival),
     identity: Option<String>,
     core: &Rc<Core>,
 ) -> StreamEnd {
@@ -246,7 +245,7 @@ async fn exchange(
         let relayed = {
             // Boxed: the HTTP/1.1 path's future is large (head buffers), and inline it would
             // be copied with every move of this task's future (spawn, task cell) per stream.
-            let mut http1 = Box::pin(serve_http1(down, Direction::Inbound, peer, core));
+            let mut http1 = Box::pin(serve_http1(down, arrival, peer, core));
             let is_head = parts.method == Method::HEAD;
             let mut relayed = pin!(relay_response(
                 from_http1,

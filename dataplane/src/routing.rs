@@ -35,6 +35,9 @@ pub struct RouteState {
     /// `per_source` rate limit: its inbound side keys those on the caller's identity. Usually
     /// empty, so the inbound path skips the lookup.
     served_limited: FxHashMap<Box<str>, u32>,
+    /// Endpoint address to the route table of its service, for captured connections whose
+    /// Host names no service (the first host entry of a service names its table).
+    by_address: FxHashMap<SocketAddr, u32>,
     /// Flattened (service, subset) groups; a destination names one by index.
     groups: Vec<EndpointGroup>,
     /// `group_of[service]` is the group index of the whole service; subsets follow it.
@@ -356,6 +359,18 @@ impl RouteState {
             })
             .map(|h| (h.host.as_str().into(), h.route_table))
             .collect();
+        let mut by_address = FxHashMap::default();
+        for entry in &snapshot.hosts {
+            let service = snapshot.routes[entry.route_table as usize].service;
+            if visible.binary_search(&service).is_err() {
+                continue;
+            }
+            for endpoint in &snapshot.services[service as usize].endpoints {
+                by_address
+                    .entry(endpoint.address)
+                    .or_insert(entry.route_table);
+            }
+        }
         let per_source = |table: &spec::RouteTable| {
             let limited = |r: &spec::RouteRule| r.rate_limit.as_ref().is_some_and(|l| l.per_source);
             served.binary_search(&table.service).is_ok() && table.rules.iter().any(limited)
@@ -418,6 +433,7 @@ impl RouteState {
             snapshot,
             hosts,
             served_limited,
+            by_address,
             groups,
             group_of,
             inbound,
@@ -561,6 +577,27 @@ impl RouteState {
         pick: impl FnOnce() -> u32,
     ) -> Result<Decision<'_>, RouteError> {
         let table = lookup_host(&self.hosts, request.host).ok_or(RouteError::UnknownHost)?;
+        self.route_by_table(table, request, pick)
+    }
+
+    /// Routes a request by the address its client sent it to (capture redirected it, and its
+    /// Host names no service): the route table of the service with an endpoint there.
+    pub fn route_address(
+        &self,
+        addr: SocketAddr,
+        request: &RequestView<'_, '_>,
+        pick: impl FnOnce() -> u32,
+    ) -> Result<Decision<'_>, RouteError> {
+        let table = *self.by_address.get(&addr).ok_or(RouteError::UnknownHost)?;
+        self.route_by_table(table, request, pick)
+    }
+
+    fn route_by_table(
+        &self,
+        table: u32,
+        request: &RequestView<'_, '_>,
+        pick: impl FnOnce() -> u32,
+    ) -> Result<Decision<'_>, RouteError> {
         let compiled = &self.tables[table as usize];
         let (index, path_covered) = self
             .first_match(table, request)

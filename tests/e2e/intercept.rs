@@ -148,13 +148,18 @@ fn requests_reported(host: &Host, reporter: &str) -> u64 {
 #[test]
 fn an_unmodified_client_is_served_by_both_sidecars() {
     for driver in ["epoll", "uring"] {
-        let network = Network::new(2);
-        let (client, server) = (&network.hosts[0], &network.hosts[1]);
+        let network = Network::new(3);
+        let (client, server, outside) = (&network.hosts[0], &network.hosts[1], &network.hosts[2]);
         let _app = upstream(server, "0.0.0.0:9080", "reviews");
+        let _other = upstream(server, "0.0.0.0:9081", "ratings");
+        let _outside = upstream(outside, "0.0.0.0:8080", "outside");
         let scratch = Scratch::new();
         let config = format!(
-            "service reviews {{ port 9080 http endpoint {}:9080 }}\n\
-             workload reviews {{ serves reviews inbound 9080 http -> 127.0.0.1:9080 mtls disable }}",
+            "service reviews {{ port 9080 http endpoint {0}:9080 }}\n\
+             service ratings {{ port 9081 http endpoint {0}:9081 }}\n\
+             workload reviews {{ serves reviews, ratings\n\
+               inbound 9080 http -> 127.0.0.1:9080 mtls disable\n\
+               inbound 9081 http -> 127.0.0.1:9081 mtls disable }}",
             server.addr
         );
         let snapshot = compile(&scratch, &config);
@@ -178,5 +183,23 @@ fn an_unmodified_client_is_served_by_both_sidecars() {
             1,
             "{driver}: callee"
         );
+
+        // Without a service's name, the address the connection was sent to routes it, and
+        // the callee picks its inbound port by that address too, whatever the Host says.
+        let (code, body) = curl(client, &url, &[]);
+        assert_eq!((code, body.as_str()), (200, "reviews"), "{driver}");
+        let (code, body) = curl(client, &url, &["host: somewhere.else:9081"]);
+        assert_eq!((code, body.as_str()), (200, "reviews"), "{driver}");
+        assert_eq!(requests_reported(client, "source"), 3, "{driver}: caller");
+        assert_eq!(
+            requests_reported(server, "destination"),
+            3,
+            "{driver}: callee"
+        );
+
+        // A destination outside the mesh passes through the caller's sidecar.
+        let (code, body) = curl(client, &format!("http://{}:8080/", outside.addr), &[]);
+        assert_eq!((code, body.as_str()), (200, "outside"), "{driver}");
+        assert_eq!(requests_reported(client, "source"), 4, "{driver}: caller");
     }
 }

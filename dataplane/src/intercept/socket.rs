@@ -65,8 +65,7 @@ fn marked(addr: SocketAddr, mark: u32) -> io::Result<Socket> {
 
 /// Where the client of an accepted connection sent it, when the capture rules redirected it
 /// to meshd; `None` when the client called meshd's listener itself (or nothing tracks it).
-pub fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
-    let (peer, local) = (stream.peer_addr().ok()?, stream.local_addr().ok()?);
+pub fn original_destination(stream: &TcpStream, peer: SocketAddr) -> Option<SocketAddr> {
     let original = sys::with_socket(stream.as_raw_fd(), |socket| {
         // A dual-stack listener's IPv4 clients answer only the IPv4 query.
         if peer.ip().to_canonical().is_ipv4() {
@@ -78,6 +77,7 @@ pub fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
     .ok()?
     .as_socket()?;
     let original = SocketAddr::new(original.ip().to_canonical(), original.port());
+    let local = stream.local_addr().ok()?;
     let local = SocketAddr::new(local.ip().to_canonical(), local.port());
     // Without a REDIRECT, conntrack reports the address the client used: meshd's own.
     (original != local).then_some(original)

@@ -11,9 +11,19 @@ use super::serve_http1;
 use crate::conn::Conn;
 use crate::http1::reply::LocalReply;
 use crate::http2;
+use crate::intercept::socket;
 use crate::percore::Core;
 use crate::routing::Direction;
 use crate::stream::{Stream, TlsStream, TLS_HANDSHAKE_RECORD};
+
+/// How a downstream connection arrived: the listener that took it, and where its client sent
+/// it when the capture rules redirected it to meshd.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival {
+    pub(crate) direction: Direction,
+    /// The address the client connected to; `None` when it called meshd's listener itself.
+    pub(crate) original_dst: Option<SocketAddr>,
+}
 
 /// Serves one downstream connection from `peer` until either side closes it or the core
 /// drains.
@@ -26,18 +36,22 @@ pub async fn serve_connection(
     let _open = core.connections.open();
     // The caller address, as per-source rate limits key on it.
     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    let arrival = Arrival {
+        direction,
+        original_dst: socket::original_destination(&stream, peer),
+    };
     let mut down = Conn::new(stream);
     if direction == Direction::Inbound {
         match accept_inbound(down, &core).await {
             Some(Accepted::Http1(accepted)) => down = accepted,
             Some(Accepted::Http2(tls)) => {
-                http2::serve(*tls, peer, &core).await;
+                http2::serve(*tls, peer, arrival, &core).await;
                 return;
             }
             None => return,
         }
     }
-    serve_http1(down, direction, peer, &core).await;
+    serve_http1(down, arrival, peer, &core).await;
 }
 
 /// A connection `accept_inbound` let through, by the protocol it speaks.

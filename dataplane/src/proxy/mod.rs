@@ -53,6 +53,7 @@ use read_ahead::{read_ahead, RequestBody};
 use reply::{finish_reply, local_reply, send, send_continue};
 use tunnel::tunnel;
 
+pub(crate) use accept::Arrival;
 pub use accept::{refuse_overloaded, serve_connection};
 
 /// Bodies at most this large that arrived with their head are sent in the same write.
@@ -70,7 +71,7 @@ enum Next {
 /// core drains: a downstream connection, or one bridged HTTP/2 stream.
 pub(crate) async fn serve_http1(
     mut down: Conn,
-    direction: Direction,
+    arrival: Arrival,
     peer: SocketAddr,
     core: &Rc<Core>,
 ) {
@@ -81,12 +82,12 @@ pub(crate) async fn serve_http1(
         core,
         caller: down.stream.peer_identity().map(Rc::from),
         peer,
-        outcome: Outcome::new(direction),
+        outcome: Outcome::new(arrival.direction),
     };
     loop {
         let buffers = (&mut request_out, &mut response_out);
         let outcome = &mut recorder.outcome;
-        let next = serve_request(&mut down, direction, peer.ip(), core, buffers, outcome).await;
+        let next = serve_request(&mut down, arrival, peer.ip(), core, buffers, outcome).await;
         recorder.record();
         match next {
             Next::KeepAlive => {}
@@ -114,7 +115,7 @@ fn client_gone(outcome: &mut Outcome) -> Next {
 /// Serves one request; everything it did ends up in `outcome`, whichever way it returns.
 async fn serve_request(
     down: &mut Conn,
-    direction: Direction,
+    arrival: Arrival,
     peer: IpAddr,
     core: &Rc<Core>,
     (request_out, response_out): (&mut Vec<u8>, &mut Vec<u8>),
@@ -133,7 +134,7 @@ async fn serve_request(
                 request_out.clear();
                 match parse_request(down.buffered(), &mut headers) {
                     Ok(Some(head)) => {
-                        let plan = plan_request(&head, direction, core, request_out, &down.stream);
+                        let plan = plan_request(&head, arrival, core, request_out, &down.stream);
                         let http2 = down.stream.is_bridged();
                         observe_head(&head, &plan, request_out, outcome, http2);
                         break plan;
@@ -309,8 +310,10 @@ async fn serve_request(
     let marks = core.settings.marks;
     let exchange = Exchange {
         secure: destination.and_then(|g| Secure::for_group(&core.security, g)),
-        // A forward with no group is inbound, to the application.
-        mark: marks.map_or(0, |m| if group.is_some() { m.mesh } else { m.app }),
+        mark: marks.map_or(0, |m| match arrival.direction {
+            Direction::Outbound => m.mesh,
+            Direction::Inbound => m.app,
+        }),
         request_framing,
         chunked_from,
         deadline,
@@ -320,9 +323,11 @@ async fn serve_request(
         http11: plan.http11,
         edits: response_edits,
         breaker: breaker.as_ref(),
-        group_name: group
-            .and_then(|g| plan.routes.group(g))
-            .map_or("the inbound target", |g| g.name.as_str()),
+        group_name: match (destination, arrival.direction) {
+            (Some(group), _) => group.name.as_str(),
+            (None, Direction::Outbound) => "the original destination",
+            (None, Direction::Inbound) => "the inbound target",
+        },
         body_sent: Cell::new(0),
     };
     let mut addr = addr;

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use spec::authz::JwtFacts;
 
+use super::Arrival;
 use crate::actions::chance;
 use crate::authz::InboundRequest;
 use crate::balancer::{Input, NewCookie, Pick};
@@ -14,7 +15,7 @@ use crate::http1::head::RequestEdits;
 use crate::http1::reply::LocalReply;
 use crate::http1::BodyFraming;
 use crate::percore::{Core, Installed, FORWARDED_CLIENT_CERT};
-use crate::routing::{Direction, RequestView, RouteError, RouteState, RuleRef};
+use crate::routing::{Decision, Direction, RequestView, RouteError, RouteState, RuleRef};
 use crate::stream::Stream;
 use spec::http::{write_location, RedirectSource};
 
@@ -126,10 +127,27 @@ pub(super) fn authorize_inbound(
     Action::Forward(app, None)
 }
 
+/// Routes an outbound request by its Host, or, when that names no service and capture
+/// redirected the connection, by the address it was sent to.
+fn route_outbound<'r>(
+    routes: &'r RouteState,
+    head: &crate::http1::RequestHead<'_, '_>,
+    original_dst: Option<SocketAddr>,
+) -> Result<Decision<'r>, RouteError> {
+    let draw = || fastrand::u32(..100);
+    let view = request_view(head);
+    match (routes.route(&view, draw), original_dst) {
+        (Err(RouteError::UnknownHost), Some(original)) => {
+            routes.route_address(original, &view, draw)
+        }
+        (decided, _) => decided,
+    }
+}
+
 /// Routes a parsed head and writes into `out` the forwarded head (or a redirect's Location).
 pub(super) fn plan_request(
     head: &crate::http1::RequestHead<'_, '_>,
-    direction: Direction,
+    arrival: Arrival,
     core: &Core,
     out: &mut Vec<u8>,
     peer: &Stream,
@@ -141,14 +159,14 @@ pub(super) fn plan_request(
     let mut delay = None;
     let mut pick = None;
     let mut cookie = None;
-    let action = match direction {
+    let action = match arrival.direction {
         // A tunnel is not an HTTP exchange this proxy can frame; refuse it rather than
         // relaying half of it.
         _ if head.method == "CONNECT" => Action::Reply(
             LocalReply::BadRequest { status: 501 },
             "CONNECT tunnels are not supported".to_owned(),
         ),
-        Direction::Outbound => match routes.route(&request_view(head), || fastrand::u32(..100)) {
+        Direction::Outbound => match route_outbound(&routes, head, arrival.original_dst) {
             Ok(decision) => {
                 rule = Some(decision.rule);
                 service = match decision.destination {
@@ -223,10 +241,18 @@ pub(super) fn plan_request(
                     }
                 }
             }
-            Err(RouteError::UnknownHost) => Action::Reply(
-                LocalReply::NoRoute,
-                format!("no service for host {:?}", head.host),
-            ),
+            // A captured connection to an address outside the mesh passes through (Istio's
+            // ALLOW_ANY).
+            Err(RouteError::UnknownHost) => match arrival.original_dst {
+                Some(original) => {
+                    head.write_forwarded(out);
+                    Action::Forward(original, None)
+                }
+                None => Action::Reply(
+                    LocalReply::NoRoute,
+                    format!("no service for host {:?}", head.host),
+                ),
+            },
             Err(RouteError::NoRuleMatched) => Action::Reply(
                 LocalReply::NoRoute,
                 format!(
@@ -235,7 +261,10 @@ pub(super) fn plan_request(
                 ),
             ),
         },
-        Direction::Inbound => match routes.inbound_target(head.port) {
+        // A captured connection keeps the port it was sent to, whatever its Host says.
+        Direction::Inbound => match routes
+            .inbound_target(arrival.original_dst.map(|a| a.port()).or(head.port))
+        {
             // A listener shared with permissive ports let this plaintext request in.
             Some((_, _, spec::TlsMode::Strict)) if !peer.is_tls() => Action::Refuse,
             Some((port, addr, _)) => {
