@@ -23,6 +23,18 @@ impl Host {
         command
     }
 
+    /// Gives this host a hosts file (`ip netns exec` mounts `/etc/netns/NAME/hosts` over
+    /// `/etc/hosts`), so its applications resolve service names as a cluster's DNS would.
+    pub fn set_hosts(&self, entries: &[(&str, &str)]) {
+        let dir = std::path::Path::new("/etc/netns").join(&self.name);
+        std::fs::create_dir_all(&dir).expect("create /etc/netns/NAME");
+        let mut text = String::from("127.0.0.1 localhost\n");
+        for (addr, names) in entries {
+            text.push_str(&format!("{addr} {names}\n"));
+        }
+        std::fs::write(dir.join("hosts"), text).expect("write the host's hosts file");
+    }
+
     /// Runs `program args` inside this host and returns what it printed; panics if it cannot
     /// start.
     pub fn run(&self, program: &str, args: &[&str]) -> Output {
@@ -83,6 +95,9 @@ impl Network {
                 vec!["link", "set", "lo", "up"],
                 vec!["link", "set", "eth0", "up"],
                 vec!["addr", "add", &format!("{addr}/24"), "dev", "eth0"],
+                // Virtual addresses (198.18.1.0/24 in the tests) exist on no host: a route
+                // lets a connection to one start, and capture redirects it.
+                vec!["route", "add", "default", "dev", "eth0"],
             ] {
                 checked(&host.run("ip", &args), "ip");
             }
@@ -111,6 +126,7 @@ impl Drop for Network {
                     }
                 });
             let _ = Command::new("ip").args(["netns", "del", name]).status();
+            let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(name));
         }
     }
 }

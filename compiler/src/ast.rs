@@ -90,6 +90,8 @@ pub(crate) struct Service {
     pub(crate) namespaces: Vec<Ident>,
     pub(crate) ports: Vec<Port>,
     pub(crate) endpoints: Vec<Endpoint>,
+    /// `address` lines: the virtual addresses (or CIDR blocks) the service is called at.
+    pub(crate) addresses: Vec<Address>,
     pub(crate) subsets: Vec<Subset>,
     /// Every `policy` block (more than one is a duplicate definition).
     pub(crate) policies: Vec<Policy>,

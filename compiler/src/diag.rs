@@ -265,6 +265,8 @@ pub enum Code {
     UnusedPortMode,
     /// E0148: an access log format meshd cannot render (an unknown `%OPERATOR%`).
     InvalidAccessLogFormat,
+    /// E0149: two services claim one virtual address on one port.
+    AddressConflict,
     // Snapshot analyses (retries, ejection, authorization, identity): 0160-0179.
     /// W0160: a rule's tries (per-try timeout x tries) take longer than the rule timeout.
     RetriesExceedTimeout,
@@ -350,6 +352,7 @@ impl Code {
         Self::WorkloadOutsideNamespace,
         Self::UnusedPortMode,
         Self::InvalidAccessLogFormat,
+        Self::AddressConflict,
         Self::RetriesExceedTimeout,
         Self::PerTryTimeoutNotBelowTimeout,
         Self::RetriesNeverHappen,
@@ -423,6 +426,7 @@ impl Code {
             Self::WorkloadOutsideNamespace => "E0146",
             Self::UnusedPortMode => "W0147",
             Self::InvalidAccessLogFormat => "E0148",
+            Self::AddressConflict => "E0149",
             // Snapshot analyses.
             Self::RetriesExceedTimeout => "W0160",
             Self::PerTryTimeoutNotBelowTimeout => "W0161",
@@ -518,6 +522,7 @@ impl Code {
             | Self::UnknownConditionKey
             | Self::WorkloadOutsideNamespace
             | Self::InvalidAccessLogFormat
+            | Self::AddressConflict
             | Self::TrafficConflict
             | Self::InvalidRegex
             | Self::FramingHeader

@@ -184,6 +184,18 @@ fn service(out: &mut Changes, a: &Service, b: &Service) {
         list(&b.identities),
         Impact::DrainsConnections,
     );
+    let addresses = |s: &Service| {
+        s.addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    out.changed(
+        format!("service {name} addresses"),
+        list(&addresses(a)),
+        list(&addresses(b)),
+        Impact::HotSwap,
+    );
 
     // Subset membership follows from selectors and endpoints, both reported above.
     let old_subsets = by_name(&a.subsets, |s| &s.name);

@@ -5,11 +5,11 @@
 //! reported, not just the first.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use spec::{
-    Endpoint, HostEntry, InboundPort, RouteRule, RouteTable, Service, ServicePort, Snapshot,
-    SourceLocation, Subset, WeightedDestination, Workload,
+    AddressBlock, Endpoint, HostEntry, InboundPort, RouteRule, RouteTable, Service, ServicePort,
+    Snapshot, SourceLocation, Subset, WeightedDestination, Workload,
 };
 
 use crate::ast;
@@ -162,6 +162,7 @@ impl<'a> Lowerer<'a> {
                 .collect(),
         };
         let declared: Vec<In<'a, ast::Service>> = services.values().copied().collect();
+        self.address_conflicts(&declared);
         let hosts = self.hosts(&declared, &lowered);
         let routes = self.route_tables(&declared, &routes, &index);
         let workload_decls: Vec<In<'a, ast::Workload>> = workloads.values().copied().collect();
@@ -309,6 +310,11 @@ impl<'a> Lowerer<'a> {
         Service {
             policy,
             identities: Vec::new(),
+            addresses: s
+                .addresses
+                .iter()
+                .filter_map(|a| self.address_block(file, a))
+                .collect(),
             name: name.clone(),
             namespace,
             ports,
@@ -353,6 +359,55 @@ impl<'a> Lowerer<'a> {
                 let message = format!("invalid socket address `{}`", a.text);
                 self.report(Code::InvalidValue, file, a.span, message, HELP);
                 addr_placeholder()
+            }
+        }
+    }
+
+    /// A service's virtual address: an IP address, or a CIDR block.
+    fn address_block(&mut self, file: FileId, a: &ast::Address) -> Option<AddressBlock> {
+        if let Some(block) = parse_block(&a.text) {
+            return Some(block);
+        }
+        let message = format!("invalid virtual address `{}`", a.text);
+        let help = "write an IP address or a CIDR block, e.g. 10.96.0.10 or 240.240.0.0/16";
+        self.report(Code::InvalidValue, file, a.span, message, help);
+        None
+    }
+
+    /// E0149 at a virtual address another service already claims on one of the same ports.
+    fn address_conflicts(&mut self, declared: &[In<'_, ast::Service>]) {
+        let mut claimed: Vec<(AddressBlock, &[ast::Port], SourceSpan, &str)> = Vec::new();
+        for &(file, service) in declared {
+            for address in &service.addresses {
+                let Some(block) = parse_block(&address.text) else {
+                    continue;
+                };
+                let shares_port = |ports: &[ast::Port]| {
+                    let number = |p: &ast::Port| p.number.value;
+                    ports
+                        .iter()
+                        .any(|p| service.ports.iter().any(|q| number(p) == number(q)))
+                };
+                let here = self.at(file, address.span);
+                // One ServiceEntry's address serves each of its hosts.
+                let first = claimed.iter().find(|(other, ports, at, name)| {
+                    *name != service.name.name
+                        && *at != here
+                        && other.overlaps(&block)
+                        && shares_port(ports)
+                });
+                if let Some((_, _, at, name)) = first {
+                    let message = format!(
+                        "virtual address `{}` of service `{}` is also service `{name}`'s (at {}) on a port both declare",
+                        address.text,
+                        service.name.name,
+                        self.sources.describe(*at)
+                    );
+                    let help = "a captured connection to it could go to either: give each service its own address or ports";
+                    self.report(Code::AddressConflict, file, address.span, message, help);
+                    continue;
+                }
+                claimed.push((block, &service.ports, here, &service.name.name));
             }
         }
     }
@@ -788,3 +843,18 @@ pub(crate) use security::parse_condition_key;
 
 #[cfg(test)]
 mod tests;
+
+/// An IP address (a block of one) or a CIDR block, as written.
+fn parse_block(text: &str) -> Option<AddressBlock> {
+    let (ip, prefix) = match text.split_once('/') {
+        Some((ip, prefix)) => (ip, Some(prefix)),
+        None => (text, None),
+    };
+    let ip = ip.parse::<IpAddr>().ok()?;
+    let width = if ip.to_canonical().is_ipv4() { 32 } else { 128 };
+    let prefix_len = match prefix {
+        None => width,
+        Some(p) => p.parse::<u8>().ok().filter(|&p| p <= width)?,
+    };
+    Some(AddressBlock::new(ip, prefix_len))
+}

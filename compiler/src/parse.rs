@@ -313,6 +313,7 @@ impl<'s> Parser<'s> {
             namespaces: Vec::new(),
             ports: Vec::new(),
             endpoints: Vec::new(),
+            addresses: Vec::new(),
             subsets: Vec::new(),
             policies: Vec::new(),
             close: Span::default(),
@@ -354,6 +355,15 @@ impl<'s> Parser<'s> {
                     });
                     rest
                 }
+                Some((mut rest, "address")) => loop {
+                    let address;
+                    (rest, address) = self.address(rest)?;
+                    service.addresses.push(address);
+                    match self.punct(rest, ",") {
+                        Some((after, _)) => rest = after,
+                        None => break rest,
+                    }
+                },
                 Some((rest, "subset")) => {
                     let (rest, name) = self.ident(rest, "a subset name")?;
                     let (mut rest, selector) = self.labels(rest)?;

@@ -77,6 +77,8 @@ struct ServiceDoc {
     #[serde(default)]
     endpoints: Vec<EndpointDoc>,
     #[serde(default)]
+    addresses: Vec<Spanned<String>>,
+    #[serde(default)]
     subsets: Vec<SubsetDoc>,
     policy: Option<Spanned<traffic::PolicyDoc>>,
 }
@@ -318,6 +320,7 @@ fn service_ast(id: FileId, doc: Spanned<ServiceDoc>) -> Result<ast::Service, Dia
                 weight: e.weight.as_ref().map(number),
             })
             .collect(),
+        addresses: doc.addresses.iter().map(address).collect(),
         subsets,
         close: Span::new(whole.end, whole.end),
         origin: ast::Origin::Mesh,

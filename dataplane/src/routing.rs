@@ -35,9 +35,12 @@ pub struct RouteState {
     /// `per_source` rate limit: its inbound side keys those on the caller's identity. Usually
     /// empty, so the inbound path skips the lookup.
     served_limited: FxHashMap<Box<str>, u32>,
-    /// Endpoint address to the route table of its service, for captured connections whose
-    /// Host names no service (the first host entry of a service names its table).
+    /// A service's virtual address (on each of its ports) or endpoint address, to the
+    /// service's route table, for captured connections whose Host names no service (the
+    /// service's first host entry names its table).
     by_address: FxHashMap<SocketAddr, u32>,
+    /// Virtual address blocks wider than one address.
+    by_block: Vec<Block>,
     /// Flattened (service, subset) groups; a destination names one by index.
     groups: Vec<EndpointGroup>,
     /// `group_of[service]` is the group index of the whole service; subsets follow it.
@@ -359,18 +362,7 @@ impl RouteState {
             })
             .map(|h| (h.host.as_str().into(), h.route_table))
             .collect();
-        let mut by_address = FxHashMap::default();
-        for entry in &snapshot.hosts {
-            let service = snapshot.routes[entry.route_table as usize].service;
-            if visible.binary_search(&service).is_err() {
-                continue;
-            }
-            for endpoint in &snapshot.services[service as usize].endpoints {
-                by_address
-                    .entry(endpoint.address)
-                    .or_insert(entry.route_table);
-            }
-        }
+        let (by_address, by_block) = addresses(&snapshot, &visible);
         let per_source = |table: &spec::RouteTable| {
             let limited = |r: &spec::RouteRule| r.rate_limit.as_ref().is_some_and(|l| l.per_source);
             served.binary_search(&table.service).is_ok() && table.rules.iter().any(limited)
@@ -434,6 +426,7 @@ impl RouteState {
             hosts,
             served_limited,
             by_address,
+            by_block,
             groups,
             group_of,
             inbound,
@@ -588,7 +581,14 @@ impl RouteState {
         request: &RequestView<'_, '_>,
         pick: impl FnOnce() -> u32,
     ) -> Result<Decision<'_>, RouteError> {
-        let table = *self.by_address.get(&addr).ok_or(RouteError::UnknownHost)?;
+        let block = || {
+            let mut blocks = self.by_block.iter();
+            blocks.find(|(block, port, _)| *port == addr.port() && block.contains(addr.ip()))
+        };
+        let table = match self.by_address.get(&addr) {
+            Some(&table) => table,
+            None => block().ok_or(RouteError::UnknownHost)?.2,
+        };
         self.route_by_table(table, request, pick)
     }
 
@@ -674,6 +674,41 @@ impl RouteState {
             None => (0..compiled.len()).find_map(try_rule),
         }
     }
+}
+
+/// A virtual address block, a port of its service and the service's route table.
+type Block = (spec::AddressBlock, u16, u32);
+
+/// Where captured connections to an address go: the route table of the service with that
+/// virtual address (on one of its ports) or endpoint; blocks wider than one address apart.
+fn addresses(snapshot: &Snapshot, visible: &[u32]) -> (FxHashMap<SocketAddr, u32>, Vec<Block>) {
+    let (mut exact, mut blocks) = (FxHashMap::default(), Vec::new());
+    let mut seen = vec![false; snapshot.services.len()];
+    for entry in &snapshot.hosts {
+        let service = snapshot.routes[entry.route_table as usize].service;
+        if visible.binary_search(&service).is_err()
+            || std::mem::replace(&mut seen[service as usize], true)
+        {
+            continue;
+        }
+        let declared = &snapshot.services[service as usize];
+        let table = entry.route_table;
+        for block in &declared.addresses {
+            for port in &declared.ports {
+                if block.is_single() {
+                    exact
+                        .entry(SocketAddr::new(block.ip, port.number))
+                        .or_insert(table);
+                } else {
+                    blocks.push((*block, port.number, table));
+                }
+            }
+        }
+        for endpoint in &declared.endpoints {
+            exact.entry(endpoint.address).or_insert(table);
+        }
+    }
+    (exact, blocks)
 }
 
 /// The route table of `host` in `hosts`. Host names are case-insensitive; the snapshot stores

@@ -112,6 +112,7 @@ fn routes() -> RouteState {
     let mut snapshot = Snapshot {
         services: vec![Service {
             identities: Default::default(),
+            addresses: Vec::new(),
             policy: Default::default(),
             name: "reviews".into(),
             namespace: "default".into(),

@@ -2,7 +2,7 @@
 //! subsets list their endpoints, and every route rule carries the config line it came from.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,78 @@ pub struct Service {
     /// SPIFFE IDs a server for this service may present (secure naming), sorted; empty when
     /// no workload with an identity declares that it serves the service.
     pub identities: Vec<String>,
+    /// Virtual addresses the service is called at (Istio ServiceEntry `addresses`, a
+    /// Kubernetes Service's cluster IPs), on its ports; a captured connection to one routes to
+    /// the service.
+    pub addresses: Vec<AddressBlock>,
+}
+
+/// One address (a /32 or /128 block) or a CIDR block of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AddressBlock {
+    /// The block's first address (its host bits are zero).
+    pub ip: IpAddr,
+    /// The number of leading bits every address of the block shares.
+    pub prefix_len: u8,
+}
+
+impl AddressBlock {
+    /// The block of `ip`'s first `prefix_len` bits (at most the address's width); host bits
+    /// are cleared.
+    pub fn new(ip: IpAddr, prefix_len: u8) -> Self {
+        let ip = ip.to_canonical();
+        let width = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix_len = prefix_len.min(width);
+        Self {
+            ip: mask(ip, prefix_len),
+            prefix_len,
+        }
+    }
+
+    /// Whether the block holds exactly one address.
+    pub fn is_single(&self) -> bool {
+        self.prefix_len == if self.ip.is_ipv4() { 32 } else { 128 }
+    }
+
+    /// Whether `ip` is in the block.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.ip.is_ipv4() && mask(ip, self.prefix_len) == self.ip
+    }
+
+    /// Whether the two blocks share an address.
+    pub fn overlaps(&self, other: &Self) -> bool {
+        self.contains(other.ip) || other.contains(self.ip)
+    }
+}
+
+impl std::fmt::Display for AddressBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_single() {
+            write!(f, "{}", self.ip)
+        } else {
+            write!(f, "{}/{}", self.ip, self.prefix_len)
+        }
+    }
+}
+
+fn mask(ip: IpAddr, prefix_len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let kept = u32::MAX
+                .checked_shl(32 - u32::from(prefix_len))
+                .unwrap_or(0);
+            IpAddr::V4((bits & kept).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let kept = u128::MAX
+                .checked_shl(128 - u32::from(prefix_len))
+                .unwrap_or(0);
+            IpAddr::V6((bits & kept).into())
+        }
+    }
 }
 
 /// A service port and the protocol spoken on it.

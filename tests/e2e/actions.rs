@@ -89,6 +89,7 @@ impl Mesh {
                     .collect(),
                 policy: TrafficPolicy::default(),
                 identities: vec![],
+                addresses: Vec::new(),
             }],
             routes: vec![RouteTable {
                 service: 0,

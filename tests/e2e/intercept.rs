@@ -155,7 +155,7 @@ fn an_unmodified_client_is_served_by_both_sidecars() {
         let _outside = upstream(outside, "0.0.0.0:8080", "outside");
         let scratch = Scratch::new();
         let config = format!(
-            "service reviews {{ port 9080 http endpoint {0}:9080 }}\n\
+            "service reviews {{ port 9080 http endpoint {0}:9080 address 198.18.1.10 }}\n\
              service ratings {{ port 9081 http endpoint {0}:9081 }}\n\
              workload reviews {{ serves reviews, ratings\n\
                inbound 9080 http -> 127.0.0.1:9080 mtls disable\n\
@@ -197,9 +197,117 @@ fn an_unmodified_client_is_served_by_both_sidecars() {
             "{driver}: callee"
         );
 
+        // The service's virtual address, and its name as the host's resolver gives it.
+        client.set_hosts(&[("198.18.1.10", "reviews")]);
+        for url in ["http://198.18.1.10:9080/", "http://reviews:9080/"] {
+            let (code, body) = curl(client, url, &[]);
+            assert_eq!((code, body.as_str()), (200, "reviews"), "{driver} {url}");
+        }
+        assert_eq!(
+            requests_reported(server, "destination"),
+            5,
+            "{driver}: callee"
+        );
+
         // A destination outside the mesh passes through the caller's sidecar.
         let (code, body) = curl(client, &format!("http://{}:8080/", outside.addr), &[]);
         assert_eq!((code, body.as_str()), (200, "outside"), "{driver}");
-        assert_eq!(requests_reported(client, "source"), 4, "{driver}: caller");
+        assert_eq!(requests_reported(client, "source"), 6, "{driver}: caller");
     }
+}
+
+/// What Istio users write for the same calls: a ServiceEntry with `addresses`, and a
+/// Kubernetes Service with its cluster IP and the EndpointSlice the cluster reports.
+const ISTIO_SERVICES: &str = "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings.default.svc.cluster.local]
+  addresses: [198.18.1.11]
+  ports: [{number: 9081, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 198.18.0.2}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  type: ClusterIP
+  clusterIP: 198.18.1.10
+  clusterIPs: [198.18.1.10]
+  selector: {app: reviews}
+  ports: [{port: 9080, name: http}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: reviews-abc12
+  namespace: default
+  labels: {kubernetes.io/service-name: reviews}
+addressType: IPv4
+ports: [{name: http, port: 9080, protocol: TCP}]
+endpoints:
+- addresses: [198.18.0.2]
+  conditions: {ready: true}
+";
+
+/// The same two services in TOML.
+const TOML_SERVICES: &str = r#"
+[[service]]
+name = "reviews"
+ports = [{ number = 9080, protocol = "http" }]
+endpoints = [{ address = "198.18.0.2:9080" }]
+addresses = ["198.18.1.10"]
+
+[[service]]
+name = "ratings"
+ports = [{ number = 9081, protocol = "http" }]
+endpoints = [{ address = "198.18.0.2:9081" }]
+addresses = ["198.18.1.0/28"]
+"#;
+
+#[test]
+fn istio_service_addresses_route_captured_connections() {
+    serve_virtual_addresses("services.yaml", ISTIO_SERVICES);
+}
+
+#[test]
+fn toml_service_addresses_route_captured_connections() {
+    serve_virtual_addresses("services.toml", TOML_SERVICES);
+}
+
+/// Serves `config` (reviews at 198.18.1.10:9080, ratings at 198.18.1.11:9081) on a captured
+/// client host and calls both by address and by name.
+fn serve_virtual_addresses(file: &str, config: &str) {
+    let network = Network::new(2);
+    let (client, server) = (&network.hosts[0], &network.hosts[1]);
+    let _reviews = upstream(server, "0.0.0.0:9080", "reviews");
+    let _ratings = upstream(server, "0.0.0.0:9081", "ratings");
+    let scratch = Scratch::new();
+    let input = scratch.write(file, config);
+    let snapshot = scratch.path().join("mesh.snap");
+    let compiled = harness::compile(&[&input], &snapshot).unwrap();
+    assert!(
+        compiled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    let _caller = sidecar(client, &snapshot, "epoll", &[]);
+    meshd_iptables(client, &[]);
+    client.set_hosts(&[
+        ("198.18.1.10", "reviews.default.svc.cluster.local"),
+        ("198.18.1.11", "ratings.default.svc.cluster.local"),
+    ]);
+
+    for (url, expected) in [
+        ("http://198.18.1.10:9080/", "reviews"),
+        ("http://198.18.1.11:9081/", "ratings"),
+        ("http://reviews.default.svc.cluster.local:9080/", "reviews"),
+        ("http://ratings.default.svc.cluster.local:9081/", "ratings"),
+    ] {
+        let (code, body) = curl(client, url, &[]);
+        assert_eq!((code, body.as_str()), (200, expected), "{url}");
+    }
+    assert_eq!(requests_reported(client, "source"), 4);
 }

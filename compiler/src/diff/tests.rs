@@ -648,3 +648,13 @@ fn jwt_rules_are_compared_by_issuer() {
         ]
     );
 }
+
+#[test]
+fn service_addresses_swap_hot() {
+    assert_eq!(
+        lines_edited(
+            |s| s.services[0].addresses = vec![spec::AddressBlock::new([10, 96, 0, 10].into(), 32)]
+        ),
+        ["~ service reviews addresses (none) -> 10.96.0.10 [hot-swap]"]
+    );
+}

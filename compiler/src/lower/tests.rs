@@ -456,3 +456,36 @@ fn a_workloads_namespace_resolves_short_names_whatever_its_case() {
     assert_eq!(ratings, s.route_table_for_host("ratings.prod", "default"));
     assert!(ratings.is_some());
 }
+
+#[test]
+fn virtual_addresses_are_lowered_and_checked() {
+    let snapshot = snapshot(
+        "service web { port 80 http endpoint 127.0.0.1:8080 address 10.96.0.10, 240.1.2.3/16 }\n\
+         service api { port 81 http endpoint 127.0.0.1:8081 address fd00::1 }",
+    );
+    let of = |name: &str| -> Vec<String> {
+        let service = snapshot.services.iter().find(|s| s.name == name).unwrap();
+        service.addresses.iter().map(ToString::to_string).collect()
+    };
+    assert_eq!(of("web"), ["10.96.0.10", "240.1.0.0/16"]);
+    assert_eq!(of("api"), ["fd00::1"]);
+
+    let bad =
+        "service web { port 80 http endpoint 127.0.0.1:8080 address 10.96.0.300, 10.0.0.0/33 }";
+    assert_eq!(
+        codes(&[("m.mesh", bad)]),
+        [
+            ("E0002", "m.mesh:1:60".to_owned()),
+            ("E0002", "m.mesh:1:73".to_owned())
+        ]
+    );
+
+    // The same address on a port both declare: a captured connection could go to either.
+    let clash = "service a { port 80 http endpoint 127.0.0.1:8080 address 10.96.0.10 }\n\
+                 service b { port 80 http endpoint 127.0.0.1:8081 address 10.96.0.0/24 }\n\
+                 service c { port 90 http endpoint 127.0.0.1:8082 address 10.96.0.10 }";
+    assert_eq!(
+        codes(&[("m.mesh", clash)]),
+        [("E0149", "m.mesh:2:58".to_owned())]
+    );
+}

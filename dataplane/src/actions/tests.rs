@@ -84,6 +84,7 @@ fn compile_leaves_out_edits_of_protected_headers_and_lists_them() {
                 ..TrafficPolicy::default()
             },
             identities: vec![],
+            addresses: Vec::new(),
         }],
         routes: vec![RouteTable {
             index: Default::default(),
@@ -176,6 +177,7 @@ fn ports_of_protocols_not_served_yet_are_listed() {
             subsets: vec![],
             policy: TrafficPolicy::default(),
             identities: vec![],
+            addresses: Vec::new(),
         }],
         routes: vec![],
         hosts: vec![],

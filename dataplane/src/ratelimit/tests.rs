@@ -170,6 +170,7 @@ fn routes(rules: Vec<RouteRule>) -> RouteState {
             subsets: vec![],
             policy: TrafficPolicy::default(),
             identities: vec![],
+            addresses: Vec::new(),
         }],
         routes: vec![RouteTable {
             index: Default::default(),

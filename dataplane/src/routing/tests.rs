@@ -25,6 +25,7 @@ fn unindexed() -> Snapshot {
     Snapshot {
         services: vec![Service {
             identities: Default::default(),
+            addresses: Vec::new(),
             policy: Default::default(),
             name: "reviews".into(),
             namespace: "default".into(),

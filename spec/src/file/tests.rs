@@ -8,6 +8,7 @@ fn sample() -> Snapshot {
     let mut snapshot = Snapshot {
         services: vec![Service {
             identities: Default::default(),
+            addresses: Vec::new(),
             policy: Default::default(),
             name: "reviews".into(),
             namespace: "default".into(),

@@ -10,6 +10,7 @@ metadata: {name: mysql, namespace: default}
 spec:
   hosts: [mysql.default.svc.cluster.local]
   addresses: [198.18.0.10]
+  subjectAltNames: [spiffe://cluster.local/ns/default/sa/mysql]
   location: MESH_INTERNAL
   resolution: STATIC
   ports:
@@ -26,7 +27,7 @@ fn a_tcp_port_is_warned_and_listed_as_not_enforced(driver: &str) {
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let expected = format!(
-        "{}:10:14: warning[W0114]: port 3306 is declared `tcp`",
+        "{}:11:14: warning[W0114]: port 3306 is declared `tcp`",
         input.display()
     );
     assert!(stderr.contains(&expected), "{stderr}");
@@ -38,14 +39,16 @@ fn a_tcp_port_is_warned_and_listed_as_not_enforced(driver: &str) {
             && listed.contains("service mysql.default.svc.cluster.local port 3306"),
         "{listed}"
     );
-    let addresses = format!(
-        "{}:6:14: W0200 `spec.addresses` is not supported yet, ignored",
+    let ignored = format!(
+        "{}:7:20: W0200 `spec.subjectAltNames` is not supported yet, ignored",
         input.display()
     );
     assert!(
-        listed.contains("config meshc accepted without serving it") && listed.contains(&addresses),
+        listed.contains("config meshc accepted without serving it") && listed.contains(&ignored),
         "{listed}"
     );
+    // The ServiceEntry's `addresses` are served (a captured connection to one routes to it).
+    assert!(!listed.contains("spec.addresses"), "{listed}");
 }
 
 on_both_drivers!(a_tcp_port_is_warned_and_listed_as_not_enforced);

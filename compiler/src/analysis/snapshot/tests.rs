@@ -63,6 +63,7 @@ impl Fixture {
             subsets: Vec::new(),
             policy: TrafficPolicy::default(),
             identities: Vec::new(),
+            addresses: Vec::new(),
         });
         self.anchors.services.insert(
             name.to_owned(),

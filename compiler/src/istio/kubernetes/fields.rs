@@ -22,7 +22,7 @@ pub(super) const OBJECT_META: &[&str] = &[
 ];
 
 /// `ServiceSpec`: the fields read; the others are listed by `service::SERVICE_SETTINGS`.
-pub(super) const SERVICE_SPEC_READ: &[&str] = &["ports", "selector"];
+pub(super) const SERVICE_SPEC_READ: &[&str] = &["ports", "selector", "clusterIP", "clusterIPs"];
 
 /// `ServicePort`.
 pub(super) const SERVICE_PORT: &[&str] = &[

@@ -72,6 +72,7 @@ fn declaration(service: &Service, endpoints: Vec<ast::Endpoint>) -> ast::Service
         }],
         ports: service.ports.iter().map(|p| p.port.clone()).collect(),
         endpoints,
+        addresses: service.cluster_ips.clone(),
         subsets: Vec::new(),
         policies: Vec::new(),
         close: at,

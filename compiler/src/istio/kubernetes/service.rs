@@ -16,8 +16,6 @@ const SETTINGS: &[(&str, Option<&str>)] = &[
     ("internalTrafficPolicy", Some("Cluster")),
     ("externalTrafficPolicy", Some("Cluster")),
     ("publishNotReadyAddresses", Some("false")),
-    ("clusterIP", None),
-    ("clusterIPs", None),
     ("ipFamilies", None),
     ("externalIPs", None),
     ("externalName", None),
@@ -58,6 +56,9 @@ pub(super) struct Service {
     /// Empty: the Service selects no Pods (its endpoints are managed by hand, if any).
     pub(super) selector: Vec<ast::Label>,
     pub(super) ports: Vec<ServicePort>,
+    /// `clusterIPs` (else `clusterIP`): the virtual addresses the Service is called at; none
+    /// for a headless Service.
+    pub(super) cluster_ips: Vec<ast::Address>,
 }
 
 impl Service {
@@ -112,7 +113,32 @@ pub(super) fn service(out: &mut Out<'_>, r: &Resource<'_>) -> Option<Service> {
         namespace: r.namespace.clone(),
         selector,
         ports,
+        cluster_ips: cluster_ips(out, spec),
     })
+}
+
+/// The Service's virtual addresses: `clusterIPs`, else `clusterIP`; `None` (headless) and an
+/// empty value (not allocated yet) give none.
+fn cluster_ips(out: &mut Out<'_>, spec: &Node) -> Vec<ast::Address> {
+    let nodes = match (spec.get("clusterIPs"), spec.get("clusterIP")) {
+        (Some(list), _) => out
+            .seq(list, "spec.clusterIPs")
+            .unwrap_or_default()
+            .iter()
+            .collect(),
+        (None, Some(one)) => vec![one],
+        (None, None) => Vec::new(),
+    };
+    nodes
+        .into_iter()
+        .filter_map(|node| {
+            let ip = out.str(node, "spec.clusterIP")?;
+            (!ip.is_empty() && ip != "None").then(|| ast::Address {
+                text: ip.to_owned(),
+                span: node.span,
+            })
+        })
+        .collect()
 }
 
 /// W0200 for every setting that is there and not its harmless default.
@@ -123,8 +149,6 @@ fn settings(out: &mut Out<'_>, spec: &Node) {
         };
         let harmless = match (*field, default) {
             (_, Some(default)) => text(node) == *default,
-            // `clusterIP` already says it; `clusterIPs` lists the same address first.
-            ("clusterIPs", None) => spec.get("clusterIP").is_some(),
             // One family is the default; only dual stack changes what a virtual IP is.
             ("ipFamilies", None) => node.items().is_some_and(|f| f.len() <= 1),
             _ => false,
@@ -132,12 +156,7 @@ fn settings(out: &mut Out<'_>, spec: &Node) {
         if harmless {
             continue;
         }
-        let consequence = if field.starts_with("clusterIP") {
-            "ignored: the mesh routes by host name, not by the Service's virtual IP"
-        } else {
-            "ignored"
-        };
-        out.unsupported(&format!("spec.{field}"), node, consequence);
+        out.unsupported(&format!("spec.{field}"), node, "ignored");
     }
 }
 

@@ -192,10 +192,15 @@ status: {loadBalancer: {}}
         warnings(&compiled),
         [
             (Code::IstioIncomplete, 3),
-            (Code::IstioUnsupportedField, 6),
             (Code::IstioUnsupportedField, 10)
         ]
     );
+    let addresses: Vec<String> = compiled.snapshot.services[0]
+        .addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(addresses, ["10.96.0.10"]);
 }
 
 #[test]

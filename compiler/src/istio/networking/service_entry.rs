@@ -133,7 +133,7 @@ pub(super) fn service_entry(
             "subjectAltNames",
         ],
     );
-    for field in ["addresses", "exportTo", "subjectAltNames"] {
+    for field in ["exportTo", "subjectAltNames"] {
         if let Some(value) = spec.get(field) {
             out.unsupported(&format!("spec.{field}"), value, "ignored");
         }
@@ -196,15 +196,30 @@ pub(super) fn service_entry(
             None => "NONE",
         },
     };
-    if let Some(addresses) = spec.get("addresses") {
-        for address in out.seq(addresses, "spec.addresses").unwrap_or_default() {
-            let cidr = address.as_str().is_some_and(|a| a.contains('/'));
-            if cidr && !matches!(resolution, "NONE" | "STATIC") {
+    let mut addresses = Vec::new();
+    if let Some(list) = spec.get("addresses") {
+        for (i, node) in out
+            .seq(list, "spec.addresses")
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            // Istio's own validation accepts what YAML reads as another type here.
+            let Some(address) = node.as_str() else {
+                let path = format!("spec.addresses[{i}]");
+                out.unsupported(&path, node, "ignored: not an address");
+                continue;
+            };
+            if address.contains('/') && !matches!(resolution, "NONE" | "STATIC") {
                 out.schema(
-                    address.span,
+                    node.span,
                     "CIDR addresses are allowed only for NONE/STATIC resolution".to_owned(),
                 );
             }
+            addresses.push(ast::Address {
+                text: address.to_owned(),
+                span: node.span,
+            });
         }
     }
 
@@ -407,6 +422,7 @@ pub(super) fn service_entry(
                 (&ports, &endpoints),
             );
             if merged {
+                first.service.addresses.extend(addresses.iter().cloned());
                 declared.push((host, span));
             }
             continue;
@@ -423,6 +439,7 @@ pub(super) fn service_entry(
                 namespaces: vec![namespace.clone()],
                 ports: ports.clone(),
                 endpoints: endpoints.clone(),
+                addresses: addresses.clone(),
                 subsets: Vec::new(),
                 close: span,
                 origin: ast::Origin::Istio,
