@@ -3,7 +3,8 @@
 # MODE out (outbound plain), in (inbound plaintext), jwt (inbound with an ES256 JWT rule and a
 # token on every request, served from the cache), match (outbound through a route whose third
 # rule matches: a header and a prefix condition fail first, then a method and a header regex
-# hold), log (out with a JSON access log written to a file), trace (log, and every request
+# hold), nometrics (out with Istio's request metrics off), log (out with a JSON access log
+# written to a file), trace (log, and every request
 # traced, its spans posted to the upstream as a Zipkin collector). Prints (total(6s)-total(2s))/2000.
 # MODE tls / h2: inbound strict mTLS, curl with a client certificate sending 200 and then 1200
 # GETs on one kept-alive HTTP/1.1 connection (tls) or multiplexed, 10 at a time, on one HTTP/2
@@ -21,6 +22,8 @@ UPADDR=$(grep -o "127.0.0.1:[0-9]*" $W/up.out | head -1)
 TOKEN=$(python3 "$HERE/jwt_token.py" $W)
 case $MODE in
   out) CONF="service web { port 80 http endpoint $UPADDR }"; ARGS=();;
+  nometrics) CONF="telemetry { metrics off }
+service web { port 80 http endpoint $UPADDR }"; ARGS=();;
   log) CONF="telemetry { access_log json }
 service web { port 80 http endpoint $UPADDR }"; ARGS=(--access-log $W/access.log);;
   trace) CONF="telemetry { access_log json trace_sampling 100% }
@@ -55,7 +58,7 @@ run() {
   for i in $(seq 600); do grep -q "meshd ready" $W/d.$secs.out 2>/dev/null && break; sleep 0.05; done
   local line=$(grep "meshd ready" $W/d.$secs.out)
   local target
-  if [ $MODE = out ] || [ $MODE = match ] || [ $MODE = log ] || [ $MODE = trace ]; then target=$(echo "$line" | grep -o "outbound=[0-9.:]*" | cut -d= -f2); else target=$(echo "$line" | grep -o "inbound=[0-9.:]*" | cut -d= -f2); fi
+  if [ $MODE = out ] || [ $MODE = nometrics ] || [ $MODE = match ] || [ $MODE = log ] || [ $MODE = trace ]; then target=$(echo "$line" | grep -o "outbound=[0-9.:]*" | cut -d= -f2); else target=$(echo "$line" | grep -o "inbound=[0-9.:]*" | cut -d= -f2); fi
   local H=(-H "host: web")
   [ $MODE = jwt ] && H+=(-H "authorization: Bearer $TOKEN")
   [ $MODE = match ] && H+=(-H "end-user: jason")

@@ -311,3 +311,101 @@ fn serve_virtual_addresses(file: &str, config: &str) {
     }
     assert_eq!(requests_reported(client, "source"), 4);
 }
+
+const TCP_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/intercept/tcp_peer.py");
+
+/// A process inside `host` started with `args`, once it printed `ready` (a line starting so).
+fn started(host: &Host, program: &str, args: &[&str], ready: &str) -> Running {
+    let mut child = host
+        .command(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.starts_with(ready))),
+        "{program} {args:?} never printed {ready:?}"
+    );
+    // Keep draining its output, so it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Running(child)
+}
+
+#[test]
+fn captured_connections_that_are_not_http_pass_through() {
+    for driver in ["epoll", "uring"] {
+        let network = Network::new(2);
+        let (client, outside) = (&network.hosts[0], &network.hosts[1]);
+        let _echo = started(
+            outside,
+            "python3",
+            &[TCP_PEER, "serve", "echo", "7000"],
+            "listening",
+        );
+        let _banner = started(
+            outside,
+            "python3",
+            &[TCP_PEER, "serve", "banner", "2525"],
+            "listening",
+        );
+        let scratch = Scratch::new();
+        let (cert, key) = (
+            scratch.path().join("cert.pem"),
+            scratch.path().join("key.pem"),
+        );
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=outside", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        checked(&made, "openssl req");
+        let tls_args = ["s_server", "-accept", "8443", "-www", "-cert"];
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let mut args = tls_args.to_vec();
+        args.extend([cert, "-key", key]);
+        let _tls = started(outside, "openssl", &args, "ACCEPT");
+
+        let snapshot = compile(
+            &scratch,
+            "service web { port 80 http endpoint 127.0.0.1:9 }",
+        );
+        let _caller = sidecar(client, &snapshot, driver, &[]);
+        meshd_iptables(client, &[]);
+
+        let addr = outside.addr.to_string();
+        for (mode, port) in [("echo", "7000"), ("banner", "2525")] {
+            let called = client.run("python3", &[TCP_PEER, "call", mode, &addr, port]);
+            assert_eq!(checked(&called, mode).trim(), "ok", "{driver} {mode}");
+        }
+        // The application's own TLS to a host outside the mesh (its self-signed certificate
+        // trusted with -k): meshd relays the handshake untouched.
+        let url = format!("https://{addr}:8443/");
+        let args = [
+            "-sk",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &url,
+        ];
+        assert_eq!(
+            checked(&client.run("curl", &args), "curl"),
+            "200",
+            "{driver}"
+        );
+    }
+}

@@ -8,6 +8,7 @@ use monoio::net::TcpStream;
 
 use super::reply::{linger, send};
 use super::serve_http1;
+use super::sniff::{relay_opaque, sniff, Sniffed};
 use crate::conn::Conn;
 use crate::http1::reply::LocalReply;
 use crate::http2;
@@ -41,6 +42,13 @@ pub async fn serve_connection(
         original_dst: socket::original_destination(&stream, peer),
     };
     let mut down = Conn::new(stream);
+    if let (Direction::Outbound, Some(original)) = (direction, arrival.original_dst) {
+        match sniff(&mut down, &core).await {
+            Sniffed::Http => {}
+            Sniffed::Opaque => return relay_opaque(down, original, &core).await,
+            Sniffed::Closed => return,
+        }
+    }
     if direction == Direction::Inbound {
         match accept_inbound(down, &core).await {
             Some(Accepted::Http1(accepted)) => down = accepted,

@@ -21,6 +21,7 @@ mod plan;
 mod read_ahead;
 mod reply;
 mod response;
+mod sniff;
 mod tunnel;
 
 use std::cell::Cell;

@@ -1,0 +1,97 @@
+//! Captured outbound connections need not speak HTTP: capture hands meshd every TCP
+//! connection the application opens (TLS to an outside API, a database, SSH). The first bytes
+//! decide: an HTTP/1.x request line is served as HTTP; anything else, or silence (a server-first
+//! protocol waits for the server's greeting), is relayed as TCP to where it was sent.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::conn::Conn;
+use crate::intercept::socket;
+use crate::percore::Core;
+use crate::pool::Upstream;
+
+use super::tunnel::tunnel;
+
+/// How long a captured connection may stay silent before it is taken for a server-first
+/// protocol (MySQL, SMTP, Redis banners) and relayed; Istio's protocol detection waited as long.
+const SNIFF_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Longest method meshd waits for before deciding a connection is not HTTP.
+const LONGEST_METHOD: usize = 16;
+
+/// What the first bytes of a connection say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sniffed {
+    /// An HTTP/1.x request line: serve it.
+    Http,
+    /// Anything else: relay the bytes.
+    Opaque,
+    /// The client closed (or a read failed) before saying anything decisive.
+    Closed,
+}
+
+/// Reads until the buffered bytes decide what `down` speaks; the bytes stay buffered.
+pub(super) async fn sniff(down: &mut Conn, core: &Core) -> Sniffed {
+    // Nothing is buffered yet, so a read abandoned at the timeout loses nothing.
+    match monoio::time::timeout(SNIFF_TIMEOUT, down.fill()).await {
+        Err(_) => return Sniffed::Opaque,
+        Ok(Ok(0) | Err(_)) => return Sniffed::Closed,
+        Ok(Ok(_)) => {}
+    }
+    loop {
+        if let Some(decided) = classify(down.buffered()) {
+            return decided;
+        }
+        // A partial method: the rest is due as fast as any request head.
+        match monoio::time::timeout(core.settings.head_timeout, down.fill()).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Sniffed::Closed,
+        }
+    }
+}
+
+/// `None` while the bytes could still start a request line.
+fn classify(bytes: &[u8]) -> Option<Sniffed> {
+    for (i, &byte) in bytes.iter().enumerate().take(LONGEST_METHOD + 1) {
+        match byte {
+            b'A'..=b'Z' => {}
+            // HTTP/2's connection preface: not served from the application yet, so relayed.
+            b' ' if &bytes[..i] == b"PRI" => return Some(Sniffed::Opaque),
+            b' ' if i > 0 => return Some(Sniffed::Http),
+            _ => return Some(Sniffed::Opaque),
+        }
+    }
+    (bytes.len() > LONGEST_METHOD).then_some(Sniffed::Opaque)
+}
+
+/// Relays `down` (with the bytes already read) to `original`, where its client sent it.
+pub(super) async fn relay_opaque(down: Conn, original: SocketAddr, core: &Core) {
+    let mark = core.settings.marks.map_or(0, |m| m.mesh);
+    let connect = socket::connect(original, mark);
+    match monoio::time::timeout(core.settings.connect_timeout, connect).await {
+        Ok(Ok(up)) => {
+            let _ = up.set_nodelay(true);
+            tunnel(down, Upstream::new(Conn::new(up), None)).await;
+        }
+        Ok(Err(e)) => tracing::debug!("relaying a captured connection to {original}: {e}"),
+        Err(_) => tracing::debug!("relaying a captured connection to {original}: timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_line_is_http_and_anything_else_is_relayed() {
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Sniffed::Http));
+        assert_eq!(classify(b"OPTIONS "), Some(Sniffed::Http));
+        assert_eq!(classify(b"GE"), None);
+        assert_eq!(classify(b"\x16\x03\x01\x02\x00"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b"SSH-2.0-OpenSSH"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b" GET"), Some(Sniffed::Opaque));
+        assert_eq!(classify(&[b'A'; 17]), Some(Sniffed::Opaque));
+    }
+}
