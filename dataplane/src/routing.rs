@@ -518,9 +518,26 @@ impl RouteState {
     /// The inbound port a request for `port` (the Host header's, if any) is served by: its
     /// number, the local application address and the port's mTLS mode.
     pub fn inbound_target(&self, port: Option<u16>) -> Option<(u16, SocketAddr, spec::TlsMode)> {
-        port.and_then(|p| self.inbound.iter().find(|(q, ..)| *q == p))
-            .or_else(|| self.inbound.first())
-            .copied()
+        port.and_then(|p| self.declared_inbound(p))
+            .or_else(|| self.inbound.first().copied())
+    }
+
+    /// Where a connection capture sent to `original` (an address of this host) goes: the
+    /// declared inbound port with that number, else `original` itself (Istio's inbound
+    /// passthrough) under the listener's mTLS mode.
+    pub fn captured_inbound_target(
+        &self,
+        original: SocketAddr,
+    ) -> (u16, SocketAddr, spec::TlsMode) {
+        self.declared_inbound(original.port()).unwrap_or((
+            original.port(),
+            original,
+            self.inbound_listener_mode(),
+        ))
+    }
+
+    fn declared_inbound(&self, port: u16) -> Option<(u16, SocketAddr, spec::TlsMode)> {
+        self.inbound.iter().find(|(p, ..)| *p == port).copied()
     }
 
     /// The service route table `table` routes.

@@ -334,22 +334,20 @@ fn started(host: &Host, program: &str, args: &[&str], ready: &str) -> Running {
 }
 
 #[test]
-fn captured_connections_that_are_not_http_pass_through() {
+fn captured_connections_that_are_not_http_pass_through_both_sidecars() {
     for driver in ["epoll", "uring"] {
         let network = Network::new(2);
-        let (client, outside) = (&network.hosts[0], &network.hosts[1]);
-        let _echo = started(
-            outside,
-            "python3",
-            &[TCP_PEER, "serve", "echo", "7000"],
-            "listening",
-        );
-        let _banner = started(
-            outside,
-            "python3",
-            &[TCP_PEER, "serve", "banner", "2525"],
-            "listening",
-        );
+        let (client, server) = (&network.hosts[0], &network.hosts[1]);
+        let peer = |mode, port| {
+            started(
+                server,
+                "python3",
+                &[TCP_PEER, "serve", mode, port],
+                "listening",
+            )
+        };
+        let (_echo, _banner) = (peer("echo", "7000"), peer("banner", "2525"));
+        let _http = upstream(server, "0.0.0.0:9090", "undeclared");
         let scratch = Scratch::new();
         let (cert, key) = (
             scratch.path().join("cert.pem"),
@@ -364,33 +362,39 @@ fn captured_connections_that_are_not_http_pass_through() {
                 "-pkeyopt",
                 "ec_paramgen_curve:P-256",
             ])
-            .args(["-nodes", "-days", "1", "-subj", "/CN=outside", "-keyout"])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=server", "-keyout"])
             .arg(&key)
             .arg("-out")
             .arg(&cert)
             .output()
             .unwrap();
         checked(&made, "openssl req");
-        let tls_args = ["s_server", "-accept", "8443", "-www", "-cert"];
         let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
-        let mut args = tls_args.to_vec();
-        args.extend([cert, "-key", key]);
-        let _tls = started(outside, "openssl", &args, "ACCEPT");
+        let tls_args = [
+            "s_server", "-accept", "8443", "-www", "-cert", cert, "-key", key,
+        ];
+        let _tls = started(server, "openssl", &tls_args, "ACCEPT");
 
-        let snapshot = compile(
-            &scratch,
-            "service web { port 80 http endpoint 127.0.0.1:9 }",
+        // The server's workload declares one HTTP port; the ports above are not declared.
+        let config = format!(
+            "service web {{ port 9080 http endpoint {}:9080 }}\n\
+             workload web {{ serves web inbound 9080 http -> 127.0.0.1:9080 mtls disable }}",
+            server.addr
         );
+        let snapshot = compile(&scratch, &config);
+        let inbound = ["--workload", "web", "--inbound", "0.0.0.0:15006"];
+        let _callee = sidecar(server, &snapshot, driver, &inbound);
         let _caller = sidecar(client, &snapshot, driver, &[]);
         meshd_iptables(client, &[]);
+        meshd_iptables(server, &[]);
 
-        let addr = outside.addr.to_string();
+        let addr = server.addr.to_string();
         for (mode, port) in [("echo", "7000"), ("banner", "2525")] {
             let called = client.run("python3", &[TCP_PEER, "call", mode, &addr, port]);
             assert_eq!(checked(&called, mode).trim(), "ok", "{driver} {mode}");
         }
-        // The application's own TLS to a host outside the mesh (its self-signed certificate
-        // trusted with -k): meshd relays the handshake untouched.
+        // The application's own TLS (its self-signed certificate trusted with -k): both
+        // sidecars relay the handshake untouched.
         let url = format!("https://{addr}:8443/");
         let args = [
             "-sk",
@@ -406,6 +410,15 @@ fn captured_connections_that_are_not_http_pass_through() {
             checked(&client.run("curl", &args), "curl"),
             "200",
             "{driver}"
+        );
+        // HTTP to a port the workload does not declare passes through both sidecars too.
+        let (code, body) = curl(client, &format!("http://{addr}:9090/"), &[]);
+        assert_eq!((code, body.as_str()), (200, "undeclared"), "{driver}");
+        assert_eq!(requests_reported(client, "source"), 1, "{driver}: caller");
+        assert_eq!(
+            requests_reported(server, "destination"),
+            1,
+            "{driver}: callee"
         );
     }
 }

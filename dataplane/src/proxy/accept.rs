@@ -16,6 +16,7 @@ use crate::intercept::socket;
 use crate::percore::Core;
 use crate::routing::Direction;
 use crate::stream::{Stream, TlsStream, TLS_HANDSHAKE_RECORD};
+use crate::tls::CoreTls;
 
 /// How a downstream connection arrived: the listener that took it, and where its client sent
 /// it when the capture rules redirected it to meshd.
@@ -43,18 +44,23 @@ pub async fn serve_connection(
     };
     let mut down = Conn::new(stream);
     if let (Direction::Outbound, Some(original)) = (direction, arrival.original_dst) {
+        let mark = core.settings.marks.map_or(0, |m| m.mesh);
         match sniff(&mut down, &core).await {
             Sniffed::Http => {}
-            Sniffed::Opaque => return relay_opaque(down, original, &core).await,
+            Sniffed::Opaque => return relay_opaque(down, original, mark, &core).await,
             Sniffed::Closed => return,
         }
     }
     if direction == Direction::Inbound {
-        match accept_inbound(down, &core).await {
+        match accept_inbound(down, arrival, &core).await {
             Some(Accepted::Http1(accepted)) => down = accepted,
             Some(Accepted::Http2(tls)) => {
                 http2::serve(*tls, peer, arrival, &core).await;
                 return;
+            }
+            Some(Accepted::Opaque(down, app)) => {
+                let mark = core.settings.marks.map_or(0, |m| m.app);
+                return relay_opaque(down, app, mark, &core).await;
             }
             None => return,
         }
@@ -67,6 +73,8 @@ pub(super) enum Accepted {
     Http1(Conn),
     /// TLS with ALPN `h2`.
     Http2(Box<TlsStream>),
+    /// A captured connection that is not HTTP, to relay to the application at this address.
+    Opaque(Conn, SocketAddr),
 }
 
 /// Answers a connection this core has no room for with 503 and closes it. The reply goes out
@@ -97,9 +105,17 @@ pub(super) const MAX_LINGERING_SHEDS: usize = 64;
 /// [`RouteState::inbound_listener_mode`](crate::routing::RouteState::inbound_listener_mode)).
 /// `None`: the connection was refused (plaintext to strict, counted), failed its handshake
 /// (counted) or closed first.
-pub(super) async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Accepted> {
-    let mode = core.routes.borrow().inbound_listener_mode();
+pub(super) async fn accept_inbound(
+    mut down: Conn,
+    arrival: Arrival,
+    core: &Core,
+) -> Option<Accepted> {
     let tls = core.security.tls.borrow().clone();
+    if let Some(original) = arrival.original_dst {
+        let (_, app, mode) = core.routes.borrow().captured_inbound_target(original);
+        return accept_captured(down, (app, mode), tls, core).await;
+    }
+    let mode = core.routes.borrow().inbound_listener_mode();
     // Without a certificate nothing is strict (meshd refuses such a snapshot at load).
     let Some(tls) = tls.filter(|_| mode != spec::TlsMode::Disable) else {
         return Some(Accepted::Http1(down));
@@ -121,6 +137,35 @@ pub(super) async fn accept_inbound(mut down: Conn, core: &Core) -> Option<Accept
         }
         return Some(Accepted::Http1(down));
     }
+    handshake(down, &tls, core).await
+}
+
+/// Inbound, a connection capture sent to the application at `app` under `mode`: mutual TLS
+/// when it starts with a ClientHello (and the port is not `disable`), else, unless the port is
+/// strict, HTTP/1.1 or bytes relayed to the application as they are.
+async fn accept_captured(
+    mut down: Conn,
+    (app, mode): (SocketAddr, spec::TlsMode),
+    tls: Option<Rc<CoreTls>>,
+    core: &Core,
+) -> Option<Accepted> {
+    let tls = tls.filter(|_| mode != spec::TlsMode::Disable);
+    let sniffed = sniff(&mut down, core).await;
+    let hello = down.buffered().first() == Some(&TLS_HANDSHAKE_RECORD);
+    match (sniffed, tls) {
+        (Sniffed::Closed, _) => None,
+        (Sniffed::Opaque, Some(tls)) if hello => handshake(down, &tls, core).await,
+        _ if mode == spec::TlsMode::Strict => {
+            core.security.count_authn(|c| c.plaintext_refused += 1);
+            None
+        }
+        (Sniffed::Http, _) => Some(Accepted::Http1(down)),
+        (Sniffed::Opaque, _) => Some(Accepted::Opaque(down, app)),
+    }
+}
+
+/// Completes the mutual TLS handshake whose ClientHello starts `down`'s buffered bytes.
+async fn handshake(down: Conn, tls: &CoreTls, core: &Core) -> Option<Accepted> {
     let (stream, buf, pos) = down.into_parts();
     let Stream::Plain(tcp) = stream else {
         return None;

@@ -144,6 +144,19 @@ fn route_outbound<'r>(
     }
 }
 
+/// The inbound port serving a request: by the port capture sent it to, whatever its Host says;
+/// else by the Host's port.
+fn inbound_target(
+    routes: &RouteState,
+    original_dst: Option<SocketAddr>,
+    host_port: Option<u16>,
+) -> Option<(u16, SocketAddr, spec::TlsMode)> {
+    match original_dst {
+        Some(original) => Some(routes.captured_inbound_target(original)),
+        None => routes.inbound_target(host_port),
+    }
+}
+
 /// Routes a parsed head and writes into `out` the forwarded head (or a redirect's Location).
 pub(super) fn plan_request(
     head: &crate::http1::RequestHead<'_, '_>,
@@ -261,10 +274,7 @@ pub(super) fn plan_request(
                 ),
             ),
         },
-        // A captured connection keeps the port it was sent to, whatever its Host says.
-        Direction::Inbound => match routes
-            .inbound_target(arrival.original_dst.map(|a| a.port()).or(head.port))
-        {
+        Direction::Inbound => match inbound_target(&routes, arrival.original_dst, head.port) {
             // A listener shared with permissive ports let this plaintext request in.
             Some((_, _, spec::TlsMode::Strict)) if !peer.is_tls() => Action::Refuse,
             Some((port, addr, _)) => {

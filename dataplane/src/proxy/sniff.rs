@@ -1,7 +1,8 @@
-//! Captured outbound connections need not speak HTTP: capture hands meshd every TCP
-//! connection the application opens (TLS to an outside API, a database, SSH). The first bytes
-//! decide: an HTTP/1.x request line is served as HTTP; anything else, or silence (a server-first
-//! protocol waits for the server's greeting), is relayed as TCP to where it was sent.
+//! Captured connections need not speak HTTP: capture hands meshd every TCP connection the
+//! application opens (TLS to an outside API, a database, SSH) and every one other hosts open to
+//! it. The first bytes decide: an HTTP/1.x request line is served as HTTP; anything else, or
+//! silence (a server-first protocol waits for the server's greeting), is relayed as TCP, to
+//! where it was sent outbound and to the application inbound.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -65,17 +66,17 @@ fn classify(bytes: &[u8]) -> Option<Sniffed> {
     (bytes.len() > LONGEST_METHOD).then_some(Sniffed::Opaque)
 }
 
-/// Relays `down` (with the bytes already read) to `original`, where its client sent it.
-pub(super) async fn relay_opaque(down: Conn, original: SocketAddr, core: &Core) {
-    let mark = core.settings.marks.map_or(0, |m| m.mesh);
-    let connect = socket::connect(original, mark);
+/// Relays `down` (with the bytes already read) to `target` over a socket marked `mark`: where
+/// its client sent it, or the application's port inbound.
+pub(super) async fn relay_opaque(down: Conn, target: SocketAddr, mark: u32, core: &Core) {
+    let connect = socket::connect(target, mark);
     match monoio::time::timeout(core.settings.connect_timeout, connect).await {
         Ok(Ok(up)) => {
             let _ = up.set_nodelay(true);
             tunnel(down, Upstream::new(Conn::new(up), None)).await;
         }
-        Ok(Err(e)) => tracing::debug!("relaying a captured connection to {original}: {e}"),
-        Err(_) => tracing::debug!("relaying a captured connection to {original}: timed out"),
+        Ok(Err(e)) => tracing::debug!("relaying a captured connection to {target}: {e}"),
+        Err(_) => tracing::debug!("relaying a captured connection to {target}: timed out"),
     }
 }
 
