@@ -422,3 +422,78 @@ fn captured_connections_that_are_not_http_pass_through_both_sidecars() {
         );
     }
 }
+
+#[test]
+fn strict_mutual_tls_serves_captured_calls_and_refuses_plaintext_around_the_sidecar() {
+    let network = Network::new(3);
+    let (client, server, stranger) = (&network.hosts[0], &network.hosts[1], &network.hosts[2]);
+    let _app = upstream(server, "0.0.0.0:9080", "reviews");
+    let scratch = Scratch::new();
+    let caller_id = "spiffe://cluster.local/ns/default/sa/productpage";
+    let callee_id = "spiffe://cluster.local/ns/default/sa/reviews";
+    harness::issue_certificates(
+        scratch.path(),
+        &[("productpage", caller_id), ("reviews", callee_id)],
+    )
+    .unwrap();
+    let config = format!(
+        "service reviews {{ port 9080 http endpoint {}:9080 address 198.18.1.10 }}\n\
+         workload productpage {{ identity \"{caller_id}\" outbound reviews }}\n\
+         workload reviews {{ identity \"{callee_id}\" serves reviews\n\
+           inbound 9080 http -> 127.0.0.1:9080 mtls strict }}",
+        server.addr
+    );
+    let snapshot = compile(&scratch, &config);
+    let certs = |name: &str| scratch.path().join(name).to_str().unwrap().to_owned();
+    let (reviews_certs, productpage_certs) = (certs("reviews"), certs("productpage"));
+    let callee_args = [
+        "--workload",
+        "reviews",
+        "--inbound",
+        "0.0.0.0:15006",
+        "--certs",
+        &reviews_certs,
+    ];
+    let _callee = sidecar(server, &snapshot, "epoll", &callee_args);
+    let caller_args = ["--workload", "productpage", "--certs", &productpage_certs];
+    let _caller = sidecar(client, &snapshot, "uring", &caller_args);
+    meshd_iptables(client, &[]);
+    meshd_iptables(server, &[]);
+    client.set_hosts(&[("198.18.1.10", "reviews")]);
+
+    // The unmodified application calls the service by name; the callee's sidecar saw the
+    // caller's certificate.
+    let (code, body) = curl(client, "http://reviews:9080/", &[]);
+    assert_eq!((code, body.as_str()), (200, "reviews"));
+    let (_, metrics) = curl(server, "http://127.0.0.1:15000/metrics", &[]);
+    let principal = format!("source_principal=\"{caller_id}\"");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{") && l.contains(&principal)),
+        "{metrics}"
+    );
+
+    // A host without a sidecar cannot reach the application's port around the callee's.
+    let url = format!("http://{}:9080/", server.addr);
+    let refused = stranger.run(
+        "curl",
+        &[
+            "-s",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &url,
+        ],
+    );
+    let code = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        !refused.status.success() && code == "000",
+        "plaintext to a strict port must be refused: {} {code}",
+        refused.status
+    );
+    assert_eq!(requests_reported(server, "destination"), 1);
+}
