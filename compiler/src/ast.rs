@@ -389,6 +389,8 @@ pub(crate) struct Workload {
     pub(crate) labels: Vec<Label>,
     /// Overrides of the mesh-wide telemetry block.
     pub(crate) telemetry: Option<Telemetry>,
+    /// Every `outbound_traffic` line (more than one is a duplicate definition).
+    pub(crate) outbound_traffic: Vec<Ident>,
 }
 
 /// `inbound PORT PROTOCOL -> ADDRESS [mtls MODE]`.

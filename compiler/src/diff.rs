@@ -712,6 +712,12 @@ fn workload(
         outbound(new, y),
         Impact::HotSwap,
     );
+    out.changed(
+        format!("{what} outbound_traffic"),
+        x.outbound_traffic.as_str().to_owned(),
+        y.outbound_traffic.as_str().to_owned(),
+        Impact::HotSwap,
+    );
     // The listener of a port whose TLS mode changes is restarted: connections accepted under
     // the old mode must not carry on under the new one.
     let tls = |w: &Workload| -> BTreeMap<u16, TlsMode> {

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use spec::{
-    AddressBlock, Endpoint, HostEntry, InboundPort, RouteRule, RouteTable, Service, ServicePort,
-    Snapshot, SourceLocation, Subset, WeightedDestination, Workload,
+    AddressBlock, Endpoint, HostEntry, InboundPort, OutboundTraffic, RouteRule, RouteTable,
+    Service, ServicePort, Snapshot, SourceLocation, Subset, WeightedDestination, Workload,
 };
 
 use crate::ast;
@@ -708,6 +708,28 @@ impl<'a> Lowerer<'a> {
         out
     }
 
+    /// A workload's `outbound_traffic` line, if any (E0002 for another word, E0103 twice).
+    fn outbound_traffic(&mut self, file: FileId, w: &ast::Workload) -> OutboundTraffic {
+        let Some((first, rest)) = w.outbound_traffic.split_first() else {
+            return OutboundTraffic::default();
+        };
+        for again in rest {
+            let what = format!("the outbound traffic policy of workload `{}`", w.name.name);
+            let first = self.at(file, first.span);
+            self.duplicate(what, file, again.span, first);
+        }
+        match first.name.as_str() {
+            "allow_any" => OutboundTraffic::AllowAny,
+            "registry_only" => OutboundTraffic::RegistryOnly,
+            other => {
+                let message = format!("unknown outbound traffic policy `{other}`");
+                let help = "write `allow_any` (the default) or `registry_only`";
+                self.report(Code::InvalidValue, file, first.span, message, help);
+                OutboundTraffic::default()
+            }
+        }
+    }
+
     fn workload(&mut self, file: FileId, w: &ast::Workload, index: &ServiceIndex<'_>) -> Workload {
         let name = &w.name.name;
         if name.contains('/') {
@@ -789,6 +811,7 @@ impl<'a> Lowerer<'a> {
             jwt: Vec::new(),
             serves: Vec::new(),
             telemetry: spec::Telemetry::default(),
+            outbound_traffic: self.outbound_traffic(file, w),
             // Filled with the security settings, which read the labels too.
             labels: BTreeMap::new(),
             name: name.clone(),

@@ -454,6 +454,7 @@ impl<'s> Parser<'s> {
             namespace: Default::default(),
             serves: Vec::new(),
             telemetry: None,
+            outbound_traffic: Vec::new(),
             keyword,
             name,
             identities: Vec::new(),
@@ -464,47 +465,53 @@ impl<'s> Parser<'s> {
             if let Some((rest, _)) = self.punct(i, "}") {
                 return Ok((rest, Item::Workload(workload)));
             }
-            i =
-                match self.word(i) {
-                    Some((rest, "identity")) => {
-                        let (rest, id) = self.string(rest, "a SPIFFE identity in double quotes")?;
-                        workload.identities.push(id);
-                        rest
+            i = match self.word(i) {
+                Some((rest, "identity")) => {
+                    let (rest, id) = self.string(rest, "a SPIFFE identity in double quotes")?;
+                    workload.identities.push(id);
+                    rest
+                }
+                Some((rest, "inbound")) => {
+                    let (rest, port) = self.number(rest, "a port number")?;
+                    let (rest, protocol) = self.protocol(rest)?;
+                    let (rest, _) = self.expect_punct(rest, "->")?;
+                    let (rest, target) = self.address(rest)?;
+                    let (rest, mtls) = self.inbound_mtls(rest)?;
+                    workload.inbound.push(Inbound {
+                        mtls,
+                        port,
+                        protocol,
+                        target,
+                    });
+                    rest
+                }
+                Some((rest, "outbound_traffic")) => {
+                    let (rest, mode) = self.ident(rest, "`allow_any` or `registry_only`")?;
+                    workload.outbound_traffic.push(mode);
+                    rest
+                }
+                Some((rest, "outbound")) => {
+                    let (mut rest, first) = self.ident(rest, "a service name")?;
+                    let outbound = workload.outbound.get_or_insert_with(Vec::new);
+                    outbound.push(first);
+                    while let Some((after, _)) = self.punct(rest, ",") {
+                        let (after, next) = self.ident(after, "a service name")?;
+                        outbound.push(next);
+                        rest = after;
                     }
-                    Some((rest, "inbound")) => {
-                        let (rest, port) = self.number(rest, "a port number")?;
-                        let (rest, protocol) = self.protocol(rest)?;
-                        let (rest, _) = self.expect_punct(rest, "->")?;
-                        let (rest, target) = self.address(rest)?;
-                        let (rest, mtls) = self.inbound_mtls(rest)?;
-                        workload.inbound.push(Inbound {
-                            mtls,
-                            port,
-                            protocol,
-                            target,
-                        });
-                        rest
-                    }
-                    Some((rest, "outbound")) => {
-                        let (mut rest, first) = self.ident(rest, "a service name")?;
-                        let outbound = workload.outbound.get_or_insert_with(Vec::new);
-                        outbound.push(first);
-                        while let Some((after, _)) = self.punct(rest, ",") {
-                            let (after, next) = self.ident(after, "a service name")?;
-                            outbound.push(next);
-                            rest = after;
-                        }
-                        rest
-                    }
-                    _ => match self.workload_line(i, &mut workload)? {
-                        Some(rest) => rest,
-                        None => return self.error(
+                    rest
+                }
+                _ => match self.workload_line(i, &mut workload)? {
+                    Some(rest) => rest,
+                    None => {
+                        return self.error(
                             i,
-                            "`identity`, `inbound`, `outbound`, `serves`, `namespace`, `labels`, \
-                             `telemetry` or `}`",
-                        ),
-                    },
-                };
+                            "`identity`, `inbound`, `outbound`, `outbound_traffic`, `serves`, \
+                             `namespace`, `labels`, `telemetry` or `}`",
+                        )
+                    }
+                },
+            };
         }
     }
 }

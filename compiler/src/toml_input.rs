@@ -156,6 +156,7 @@ struct WorkloadDoc {
     #[serde(default)]
     serves: Vec<Spanned<String>>,
     telemetry: Option<Spanned<security::TelemetryDoc>>,
+    outbound_traffic: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -415,6 +416,7 @@ fn workload_ast(id: FileId, doc: Spanned<WorkloadDoc>) -> Result<ast::Workload, 
         });
     }
     Ok(ast::Workload {
+        outbound_traffic: doc.outbound_traffic.iter().map(ident).collect(),
         labels: labels(&doc.labels),
         namespace: doc.namespace.as_ref().map(ident),
         serves: doc.serves.iter().map(ident).collect(),

@@ -71,6 +71,9 @@ pub struct RouteState {
     pub metrics_enabled: bool,
     /// The trace collector the telemetry setting names, if any.
     pub trace_collector: Option<String>,
+    /// What a captured call to a destination no service declares gets: the workload's policy,
+    /// else `allow_any`.
+    pub outbound_traffic: spec::OutboundTraffic,
     /// The format spans are rendered in while a collector is in force (this state's, or
     /// meshd's `--trace-collector`, set by [`crate::control::load`]); `None`: nothing is traced.
     pub tracing: Option<crate::export::collector::Protocol>,
@@ -363,6 +366,7 @@ impl RouteState {
             .map(|h| (h.host.as_str().into(), h.route_table))
             .collect();
         let (by_address, by_block) = addresses(&snapshot, &visible);
+        let outbound_traffic = own.map_or_else(Default::default, |w| w.outbound_traffic);
         let per_source = |table: &spec::RouteTable| {
             let limited = |r: &spec::RouteRule| r.rate_limit.as_ref().is_some_and(|l| l.per_source);
             served.binary_search(&table.service).is_ok() && table.rules.iter().any(limited)
@@ -445,6 +449,7 @@ impl RouteState {
                 .and_then(|url| spec::collector::parse(url).ok())
                 .map(|url| url.protocol),
             trace_collector,
+            outbound_traffic,
         })
     }
 
@@ -588,6 +593,19 @@ impl RouteState {
     ) -> Result<Decision<'_>, RouteError> {
         let table = lookup_host(&self.hosts, request.host).ok_or(RouteError::UnknownHost)?;
         self.route_by_table(table, request, pick)
+    }
+
+    /// Whether a captured connection to `addr` that is not HTTP is refused: the workload allows
+    /// only the mesh's services, and no service has that address or an endpoint there.
+    pub fn refuses_opaque(&self, addr: SocketAddr) -> bool {
+        let known = || {
+            self.by_address.contains_key(&addr)
+                || self
+                    .by_block
+                    .iter()
+                    .any(|(block, port, _)| *port == addr.port() && block.contains(addr.ip()))
+        };
+        self.outbound_traffic == spec::OutboundTraffic::RegistryOnly && !known()
     }
 
     /// Routes a request by the address its client sent it to (capture redirected it, and its

@@ -619,6 +619,29 @@ pub struct Workload {
     pub telemetry: Telemetry,
     /// Its labels (`app`, `version`, ...): what its metrics report it by.
     pub labels: BTreeMap<String, String>,
+    /// What its sidecar does with a captured call to a destination no service declares.
+    pub outbound_traffic: OutboundTraffic,
+}
+
+/// What a sidecar does with a captured call to a destination no service declares (Istio's
+/// `outboundTrafficPolicy.mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutboundTraffic {
+    /// Pass it through to where it was sent (`ALLOW_ANY`, the default).
+    #[default]
+    AllowAny,
+    /// Refuse it: 502 for HTTP, a closed connection otherwise (`REGISTRY_ONLY`).
+    RegistryOnly,
+}
+
+impl OutboundTraffic {
+    /// The DSL's keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AllowAny => "allow_any",
+            Self::RegistryOnly => "registry_only",
+        }
+    }
 }
 
 /// Peer authentication mode of an inbound port.

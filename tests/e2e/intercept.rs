@@ -497,3 +497,73 @@ fn strict_mutual_tls_serves_captured_calls_and_refuses_plaintext_around_the_side
     );
     assert_eq!(requests_reported(server, "destination"), 1);
 }
+
+#[test]
+fn registry_only_refuses_destinations_outside_the_mesh_from_the_dsl() {
+    let config =
+        "service reviews { port 9080 http endpoint 198.18.0.2:9080 address 198.18.1.10 }\n\
+                  workload app { outbound reviews outbound_traffic registry_only }";
+    registry_only_refuses_destinations_outside_the_mesh("mesh.mesh", config);
+}
+
+#[test]
+fn registry_only_refuses_destinations_outside_the_mesh_from_toml() {
+    let config = r#"
+[[service]]
+name = "reviews"
+ports = [{ number = 9080, protocol = "http" }]
+endpoints = [{ address = "198.18.0.2:9080" }]
+addresses = ["198.18.1.10"]
+
+[[workload]]
+name = "app"
+outbound = ["reviews"]
+outbound_traffic = "registry_only"
+"#;
+    registry_only_refuses_destinations_outside_the_mesh("mesh.toml", config);
+}
+
+/// Serves `config` (workload `app` calling `reviews` at 198.18.0.2, registry_only) on a
+/// captured client: the service is reached, anything else refused.
+fn registry_only_refuses_destinations_outside_the_mesh(file: &str, config: &str) {
+    let network = Network::new(3);
+    let (client, server, outside) = (&network.hosts[0], &network.hosts[1], &network.hosts[2]);
+    let _reviews = upstream(server, "0.0.0.0:9080", "reviews");
+    let _web = upstream(outside, "0.0.0.0:8080", "outside");
+    let _echo = started(
+        outside,
+        "python3",
+        &[TCP_PEER, "serve", "echo", "7000"],
+        "listening",
+    );
+    let scratch = Scratch::new();
+    let input = scratch.write(file, config);
+    let snapshot = scratch.path().join("mesh.snap");
+    let compiled = harness::compile(&[&input], &snapshot).unwrap();
+    let stderr = String::from_utf8_lossy(&compiled.stderr);
+    assert!(compiled.status.success(), "{stderr}");
+    let _caller = sidecar(client, &snapshot, "epoll", &["--workload", "app"]);
+    meshd_iptables(client, &[]);
+
+    let (code, body) = curl(client, "http://198.18.1.10:9080/", &[]);
+    assert_eq!((code, body.as_str()), (200, "reviews"));
+    let (code, body) = curl(client, &format!("http://{}:8080/", outside.addr), &[]);
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("registry_only"), "{body}");
+    let (_, metrics) = curl(client, "http://127.0.0.1:15000/metrics", &[]);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{")
+                && l.contains("response_code=\"502\"")
+                && l.contains("response_flags=\"NR\"")),
+        "{metrics}"
+    );
+    // Not HTTP: the connection is closed before anything reaches the outside host.
+    let addr = outside.addr.to_string();
+    let refused = client.run("python3", &[TCP_PEER, "call", "echo", &addr, "7000"]);
+    assert!(
+        !refused.status.success(),
+        "an opaque connection outside the mesh went through"
+    );
+}

@@ -741,6 +741,7 @@ fn served(policies: Vec<AuthorizationPolicy>, tls: TlsMode) -> Snapshot {
         jwt: Vec::new(),
         telemetry: spec::Telemetry::default(),
         labels: Default::default(),
+        outbound_traffic: Default::default(),
     });
     snap.validate().expect("valid");
     snap

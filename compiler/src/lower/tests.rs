@@ -489,3 +489,26 @@ fn virtual_addresses_are_lowered_and_checked() {
         [("E0149", "m.mesh:2:58".to_owned())]
     );
 }
+
+#[test]
+fn a_workload_may_allow_only_the_mesh_outbound() {
+    let of = |snapshot: &Snapshot| snapshot.workloads[0].outbound_traffic;
+    let base = "service web { port 80 http endpoint 127.0.0.1:8080 }\n";
+    let dsl = format!("{base}workload app {{ outbound_traffic registry_only }}");
+    assert_eq!(of(&snapshot(&dsl)), spec::OutboundTraffic::RegistryOnly);
+    let default = format!("{base}workload app {{ outbound web }}");
+    assert_eq!(of(&snapshot(&default)), spec::OutboundTraffic::AllowAny);
+    let toml = "[[workload]]\nname = \"app\"\noutbound_traffic = \"registry_only\"\n";
+    let compiled = compile_ok(&[("m.mesh", base), ("w.toml", toml)]);
+    assert_eq!(of(&compiled.snapshot), spec::OutboundTraffic::RegistryOnly);
+
+    let bad =
+        format!("{base}workload app {{ outbound_traffic closed\n outbound_traffic allow_any }}");
+    assert_eq!(
+        codes(&[("m.mesh", &bad)]),
+        [
+            ("E0002", "m.mesh:2:33".to_owned()),
+            ("E0103", "m.mesh:3:19".to_owned())
+        ]
+    );
+}

@@ -197,6 +197,7 @@ fn ports_of_protocols_not_served_yet_are_listed() {
             jwt: vec![],
             telemetry: Telemetry::default(),
             labels: Default::default(),
+            outbound_traffic: Default::default(),
         }],
         unserved: Vec::new(),
         telemetry: Default::default(),

@@ -8,6 +8,9 @@ pub enum LocalReply {
     BadRequest { status: u16 },
     /// 404: no route for the host, or no rule matched.
     NoRoute,
+    /// 502: a captured call to a destination no service declares, under `registry_only`
+    /// (Istio's BlackHoleCluster); flag `NR`.
+    OutsideMesh,
     /// 503: the destination has no endpoints.
     NoHealthyUpstream,
     /// 503: connecting to the endpoint failed.
@@ -53,7 +56,7 @@ impl LocalReply {
             | Self::Draining
             | Self::Overloaded
             | Self::UpstreamOverflow => 503,
-            Self::BadUpstreamResponse => 502,
+            Self::BadUpstreamResponse | Self::OutsideMesh => 502,
             Self::UpstreamTimeout => 504,
             Self::RateLimited { .. } => 429,
         }
@@ -63,7 +66,7 @@ impl LocalReply {
     pub fn flag(self) -> &'static str {
         match self {
             Self::BadRequest { .. } => "DPE",
-            Self::NoRoute => "NR",
+            Self::NoRoute | Self::OutsideMesh => "NR",
             Self::Forbidden => "RBAC",
             Self::Unauthorized => "JWT",
             Self::NoHealthyUpstream => "UH",
@@ -88,7 +91,7 @@ impl LocalReply {
         }
         match self {
             Self::BadRequest { .. } => "DPE,URX",
-            Self::NoRoute => "NR,URX",
+            Self::NoRoute | Self::OutsideMesh => "NR,URX",
             Self::Forbidden => "RBAC,URX",
             Self::Unauthorized => "JWT,URX",
             Self::NoHealthyUpstream => "UH,URX",
@@ -123,6 +126,7 @@ impl LocalReply {
         let summary = match self {
             Self::BadRequest { .. } => "bad request",
             Self::NoRoute => "no route",
+            Self::OutsideMesh => "destination outside the mesh",
             Self::Forbidden => "RBAC: access denied",
             Self::Unauthorized => "JWT verification failed",
             Self::NoHealthyUpstream => "no healthy upstream",

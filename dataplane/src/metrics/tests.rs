@@ -141,6 +141,7 @@ fn app_and_version_come_from_the_workloads_labels() {
         authorization: Vec::new(),
         jwt: Vec::new(),
         telemetry: spec::Telemetry::default(),
+        outbound_traffic: Default::default(),
         labels: labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

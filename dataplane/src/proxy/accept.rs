@@ -47,6 +47,10 @@ pub async fn serve_connection(
         let mark = core.settings.marks.map_or(0, |m| m.mesh);
         match sniff(&mut down, &core).await {
             Sniffed::Http => {}
+            Sniffed::Opaque if core.routes.borrow().refuses_opaque(original) => {
+                tracing::debug!("closed a captured connection to {original}: registry_only");
+                return;
+            }
             Sniffed::Opaque => return relay_opaque(down, original, mark, &core).await,
             Sniffed::Closed => return,
         }

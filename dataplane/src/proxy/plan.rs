@@ -18,6 +18,7 @@ use crate::percore::{Core, Installed, FORWARDED_CLIENT_CERT};
 use crate::routing::{Decision, Direction, RequestView, RouteError, RouteState, RuleRef};
 use crate::stream::Stream;
 use spec::http::{write_location, RedirectSource};
+use spec::OutboundTraffic;
 
 /// The parts of a request head that outlive the borrow of the read buffer.
 pub(super) struct Plan {
@@ -254,9 +255,17 @@ pub(super) fn plan_request(
                     }
                 }
             }
-            // A captured connection to an address outside the mesh passes through (Istio's
-            // ALLOW_ANY).
+            // A captured connection to an address outside the mesh passes through, unless the
+            // workload allows only the mesh's services.
             Err(RouteError::UnknownHost) => match arrival.original_dst {
+                Some(original) if routes.outbound_traffic == OutboundTraffic::RegistryOnly => {
+                    Action::Reply(
+                        LocalReply::OutsideMesh,
+                        format!(
+                            "{original} is no service's, and outbound traffic is registry_only"
+                        ),
+                    )
+                }
                 Some(original) => {
                     head.write_forwarded(out);
                     Action::Forward(original, None)

@@ -129,6 +129,7 @@ fn unindexed() -> Snapshot {
             jwt: Default::default(),
             telemetry: Default::default(),
             labels: Default::default(),
+            outbound_traffic: Default::default(),
             name: "productpage".into(),
             namespace: "default".into(),
             identity: None,

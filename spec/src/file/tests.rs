@@ -239,6 +239,7 @@ fn one_workload_name_is_unique_per_namespace_and_found_by_namespace() {
         jwt: Vec::new(),
         telemetry: Telemetry::default(),
         labels: Default::default(),
+        outbound_traffic: Default::default(),
     };
     let mut snapshot = Snapshot {
         workloads: vec![

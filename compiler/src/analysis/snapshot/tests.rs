@@ -394,6 +394,7 @@ fn workload(name: &str) -> Workload {
         jwt: Vec::new(),
         telemetry: spec::Telemetry::default(),
         labels: Default::default(),
+        outbound_traffic: Default::default(),
     }
 }
 

@@ -121,6 +121,7 @@ fn pod_spec(
             }),
             labels,
             telemetry: None,
+            outbound_traffic: Vec::new(),
         },
         container_ports,
         is_pod: false,

@@ -76,6 +76,7 @@ pub(super) fn workload_entry<'a>(out: &mut Out<'_>, r: &Resource<'a>) -> Option<
         identities: identity.into_iter().collect(),
         inbound: Vec::new(),
         outbound: None,
+        outbound_traffic: Vec::new(),
     };
     Some(WorkloadEntry {
         file: r.file,

@@ -453,7 +453,9 @@ fn reports_unknown_workload_and_peer_statements() {
     let (line, col, message) = syntax_error("workload w {\n  serve reviews\n}");
     assert_eq!((line, col), (2, 3));
     assert!(
-        message.starts_with("expected `identity`, `inbound`, `outbound`, `serves`"),
+        message.starts_with(
+            "expected `identity`, `inbound`, `outbound`, `outbound_traffic`, `serves`"
+        ),
         "{message}"
     );
     let (_, col, message) = syntax_error("peer_authentication p { selector {} }");
