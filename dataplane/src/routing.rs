@@ -598,14 +598,41 @@ impl RouteState {
     /// Whether a captured connection to `addr` that is not HTTP is refused: the workload allows
     /// only the mesh's services, and no service has that address or an endpoint there.
     pub fn refuses_opaque(&self, addr: SocketAddr) -> bool {
-        let known = || {
-            self.by_address.contains_key(&addr)
-                || self
-                    .by_block
-                    .iter()
-                    .any(|(block, port, _)| *port == addr.port() && block.contains(addr.ip()))
-        };
-        self.outbound_traffic == spec::OutboundTraffic::RegistryOnly && !known()
+        self.outbound_traffic == spec::OutboundTraffic::RegistryOnly
+            && self.address_table(addr).is_none()
+    }
+
+    /// Where a captured connection to `addr` that is not HTTP is relayed: `addr` itself, unless
+    /// it is a service's virtual address, which no host has: then one of the service's
+    /// endpoints, drawn with `draw` (a number below the endpoint count is taken as is).
+    pub fn opaque_destination(
+        &self,
+        addr: SocketAddr,
+        draw: impl FnOnce(usize) -> usize,
+    ) -> SocketAddr {
+        if self.by_address.contains_key(&addr) && self.has_endpoint(addr) {
+            return addr;
+        }
+        let endpoints = self
+            .address_table(addr)
+            .and_then(|table| self.table_service(table))
+            .and_then(|service| self.groups.get(self.group_of[service as usize] as usize))
+            .map_or(&[][..], |group| &group.endpoints[..]);
+        match endpoints.len() {
+            0 => addr,
+            n => endpoints[draw(n).min(n - 1)],
+        }
+    }
+
+    /// The route table of the service with `addr` as a virtual address (on one of its ports)
+    /// or an endpoint.
+    fn address_table(&self, addr: SocketAddr) -> Option<u32> {
+        self.by_address.get(&addr).copied().or_else(|| {
+            let mut blocks = self.by_block.iter();
+            let block =
+                blocks.find(|(block, port, _)| *port == addr.port() && block.contains(addr.ip()));
+            block.map(|&(_, _, table)| table)
+        })
     }
 
     /// Routes a request by the address its client sent it to (capture redirected it, and its
@@ -616,14 +643,7 @@ impl RouteState {
         request: &RequestView<'_, '_>,
         pick: impl FnOnce() -> u32,
     ) -> Result<Decision<'_>, RouteError> {
-        let block = || {
-            let mut blocks = self.by_block.iter();
-            blocks.find(|(block, port, _)| *port == addr.port() && block.contains(addr.ip()))
-        };
-        let table = match self.by_address.get(&addr) {
-            Some(&table) => table,
-            None => block().ok_or(RouteError::UnknownHost)?.2,
-        };
+        let table = self.address_table(addr).ok_or(RouteError::UnknownHost)?;
         self.route_by_table(table, request, pick)
     }
 

@@ -567,3 +567,36 @@ fn registry_only_refuses_destinations_outside_the_mesh(file: &str, config: &str)
         "an opaque connection outside the mesh went through"
     );
 }
+
+#[test]
+fn opaque_connections_to_a_service_address_reach_its_endpoints() {
+    let network = Network::new(2);
+    let (client, server) = (&network.hosts[0], &network.hosts[1]);
+    let peer = |mode, port| {
+        started(
+            server,
+            "python3",
+            &[TCP_PEER, "serve", mode, port],
+            "listening",
+        )
+    };
+    let (_echo, _banner) = (peer("echo", "7000"), peer("banner", "2525"));
+    let scratch = Scratch::new();
+    let config = format!(
+        "service db {{ port 7000 tcp endpoint {0}:7000 address 198.18.1.12 }}\n\
+         service mail {{ port 2525 tcp endpoint {0}:2525 address 198.18.1.13 }}",
+        server.addr
+    );
+    let snapshot = compile(&scratch, &config);
+    let _caller = sidecar(client, &snapshot, "uring", &[]);
+    meshd_iptables(client, &[]);
+
+    // No host has these addresses: only the sidecar knows where the services are.
+    for (mode, addr, port) in [
+        ("echo", "198.18.1.12", "7000"),
+        ("banner", "198.18.1.13", "2525"),
+    ] {
+        let called = client.run("python3", &[TCP_PEER, "call", mode, addr, port]);
+        assert_eq!(checked(&called, mode).trim(), "ok", "{mode}");
+    }
+}

@@ -51,7 +51,11 @@ pub async fn serve_connection(
                 tracing::debug!("closed a captured connection to {original}: registry_only");
                 return;
             }
-            Sniffed::Opaque => return relay_opaque(down, original, mark, &core).await,
+            Sniffed::Opaque => {
+                let routes = core.routes.borrow().clone();
+                let target = routes.opaque_destination(original, |n| fastrand::usize(..n));
+                return relay_opaque(down, target, mark, &core).await;
+            }
             Sniffed::Closed => return,
         }
     }
