@@ -21,6 +21,19 @@ pub(crate) enum Item {
     PeerAuthentication(PeerAuthentication),
     /// A top-level `telemetry` block: the default for every workload.
     Telemetry(Telemetry),
+    /// An imported Istio `Sidecar`: the outbound traffic policy of the workloads it targets.
+    Sidecar(Sidecar),
+}
+
+/// An Istio `Sidecar`'s outbound traffic policy, for the workloads its target selects (the
+/// root namespace without a selector: every workload).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Sidecar {
+    pub(crate) span: Span,
+    /// Its name, and the namespace or selector it targets.
+    pub(crate) target: Box<(Ident, PolicyTarget)>,
+    /// `allow_any` or `registry_only`, where `outboundTrafficPolicy.mode` said it.
+    pub(crate) outbound_traffic: Option<Ident>,
 }
 
 /// A name as written (`[A-Za-z_][A-Za-z0-9_.-]*`).

@@ -145,7 +145,8 @@ impl<'a> Lowerer<'a> {
                     ast::Item::Authorization(_)
                     | ast::Item::Authentication(_)
                     | ast::Item::PeerAuthentication(_)
-                    | ast::Item::Telemetry(_) => security_items.push((file.id, item)),
+                    | ast::Item::Telemetry(_)
+                    | ast::Item::Sidecar(_) => security_items.push((file.id, item)),
                 }
             }
         }

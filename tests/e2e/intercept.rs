@@ -600,3 +600,32 @@ fn opaque_connections_to_a_service_address_reach_its_endpoints() {
         assert_eq!(checked(&called, mode).trim(), "ok", "{mode}");
     }
 }
+
+#[test]
+fn registry_only_refuses_destinations_outside_the_mesh_from_an_istio_sidecar() {
+    let yaml = "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  addresses: [198.18.1.10]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 198.18.0.2}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: default, labels: {app: app}}
+spec:
+  containers: [{name: app, image: app}]
+status: {podIP: 198.18.0.1}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: default}
+spec:
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+";
+    registry_only_refuses_destinations_outside_the_mesh("mesh.yaml", yaml);
+}

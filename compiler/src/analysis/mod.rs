@@ -36,7 +36,8 @@ pub(crate) fn analyze(
                 ast::Item::Authorization(_)
                 | ast::Item::Authentication(_)
                 | ast::Item::PeerAuthentication(_)
-                | ast::Item::Telemetry(_) => {}
+                | ast::Item::Telemetry(_)
+                | ast::Item::Sidecar(_) => {}
             }
         }
     }

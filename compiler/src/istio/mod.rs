@@ -7,6 +7,7 @@
 mod kubernetes;
 mod networking;
 mod security;
+mod sidecar;
 mod telemetry;
 mod yaml;
 
@@ -581,6 +582,7 @@ const NETWORKING: &[&str] = &[
     "DestinationRule",
     "ServiceEntry",
     "WorkloadEntry",
+    "Sidecar",
 ];
 const SECURITY: &[&str] = &[
     "AuthorizationPolicy",
@@ -671,7 +673,8 @@ fn classify<'a>(
             kind_node.span,
             format!("`{kind}` ({api}) is outside the Istio import's scope, ignored"),
             "the import reads VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, \
-             AuthorizationPolicy, PeerAuthentication, RequestAuthentication, Telemetry, and \
+             Sidecar, AuthorizationPolicy, PeerAuthentication, RequestAuthentication, Telemetry, \
+             and \
              Kubernetes \
              Service, Endpoints, EndpointSlice, Pod, Deployment, StatefulSet, DaemonSet, \
              ReplicaSet, ServiceAccount and Namespace",
@@ -699,7 +702,7 @@ fn classify<'a>(
     let (name, namespace) = name_and_namespace(out, document, kind_node);
     let namespace_node = document.get("metadata").and_then(|m| m.get("namespace"));
     let spec = document.get("spec");
-    if telemetry {
+    if telemetry || kind == "Sidecar" {
         let header = security::Header {
             kind_span: kind_node.span,
             name: name?,
@@ -711,7 +714,11 @@ fn classify<'a>(
             return None;
         };
         let errors = out.error_count();
-        let item = telemetry::lower(out, &header, spec);
+        let item = if telemetry {
+            telemetry::lower(out, &header, spec)
+        } else {
+            sidecar::lower(out, &header, spec)
+        };
         if let Some(item) = item.filter(|_| out.error_count() == errors) {
             security_items.push((file, item));
         }

@@ -388,7 +388,7 @@ impl Header {
     }
 
     /// The namespace a policy is scoped to (`None` = mesh-wide, from the root namespace).
-    fn scope(&self) -> Option<ast::Ident> {
+    pub(super) fn scope(&self) -> Option<ast::Ident> {
         (self.namespace != ROOT_NAMESPACE).then(|| ast::Ident {
             name: self.namespace.clone(),
             span: self.namespace_span.unwrap_or(self.name.span),

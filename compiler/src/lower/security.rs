@@ -106,6 +106,7 @@ impl<'a> Lowerer<'a> {
             by_namespace,
         };
         let mesh_telemetry = self.telemetry_all(decls, workloads, items, &targets);
+        self.sidecars(decls, workloads, items, &targets);
 
         let mut seen: HashMap<(&str, Option<&str>, &str), SourceSpan> = HashMap::new();
         let mut peers: Vec<PeerSlots<'a>> = decls.iter().map(|_| PeerSlots::default()).collect();
@@ -153,6 +154,8 @@ impl<'a> Lowerer<'a> {
                 }
                 // Lowered first, by `telemetry_all`: workloads need the mesh-wide default.
                 ast::Item::Telemetry(_) => {}
+                // Lowered by `sidecars`, which needs them all to pick by level.
+                ast::Item::Sidecar(_) => {}
                 // `lower` collects only the four kinds above into `items`.
                 ast::Item::Service(_) | ast::Item::Route(_) | ast::Item::Workload(_) => {}
             }
@@ -754,6 +757,54 @@ impl<'a> Lowerer<'a> {
             out.telemetry = telemetry;
         }
         default
+    }
+
+    /// Sets each workload's outbound traffic policy from the Istio `Sidecar` applying to it,
+    /// as Istio picks one: the one selecting it by label, else its namespace's, else the root
+    /// namespace's. Its `outboundTrafficPolicy.mode`, if set, is the policy (unset: Istio's
+    /// mesh default, ALLOW_ANY). A workload's own `outbound_traffic` line beats them all. Two
+    /// at one level for one workload are E0103.
+    fn sidecars(
+        &mut self,
+        decls: &[In<'a, ast::Workload>],
+        workloads: &mut [Workload],
+        items: &[(FileId, &'a ast::Item)],
+        targets: &Targets<'_, '_>,
+    ) {
+        // Per workload: the sidecar applying at each level (mesh, namespace, selector).
+        let mut applying: Vec<[Option<In<'a, ast::Sidecar>>; 3]> = vec![[None; 3]; decls.len()];
+        for &(file, item) in items {
+            let ast::Item::Sidecar(sidecar) = item else {
+                continue;
+            };
+            let (name, target) = &*sidecar.target;
+            let level = if is_mesh(target) {
+                0
+            } else {
+                1 + usize::from(target.selector.as_ref().is_some_and(|s| !s.is_empty()))
+            };
+            for w in self.select(file, name, target, targets) {
+                match applying[w][level] {
+                    Some((first_file, first)) => {
+                        let first = self.at(first_file, first.span);
+                        let what = format!("a Sidecar for workload `{}`", targets.list[w].name);
+                        self.duplicate(what, file, sidecar.span, first);
+                    }
+                    None => applying[w][level] = Some((file, sidecar)),
+                }
+            }
+        }
+        for (w, out) in workloads.iter_mut().enumerate() {
+            if !decls[w].1.outbound_traffic.is_empty() {
+                continue;
+            }
+            let chosen = applying[w].iter().rev().flatten().next();
+            let mode = chosen.and_then(|(_, s)| s.outbound_traffic.as_ref());
+            out.outbound_traffic = match mode.map(|m| m.name.as_str()) {
+                Some("registry_only") => spec::OutboundTraffic::RegistryOnly,
+                _ => spec::OutboundTraffic::AllowAny,
+            };
+        }
     }
 
     /// `t` applied over `base`: each field set in `t` replaces the base's.

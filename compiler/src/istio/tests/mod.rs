@@ -4,6 +4,7 @@
 
 mod networking;
 mod security;
+mod sidecar;
 mod telemetry;
 
 use crate::ast;
