@@ -636,7 +636,8 @@ impl RouteState {
     }
 
     /// Routes a request by the address its client sent it to (capture redirected it, and its
-    /// Host names no service): the route table of the service with an endpoint there.
+    /// Host names no service): the route table of the service with that virtual address or an
+    /// endpoint there.
     pub fn route_address(
         &self,
         addr: SocketAddr,
