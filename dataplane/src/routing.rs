@@ -541,6 +541,19 @@ impl RouteState {
         ))
     }
 
+    /// Whether a captured inbound connection to `port` that is not HTTP may be relayed to the
+    /// application as bytes: only where no HTTP is declared (an undeclared or `tcp` port) and
+    /// nothing would have to be checked per request. Authorization and JWT rules are enforced
+    /// on HTTP only, so a workload with any is never relayed bytes (they could hide a request
+    /// the application still parses, after a blank line for one).
+    pub fn relays_opaque_inbound(&self, port: u16) -> bool {
+        let declared = self
+            .own_workload()
+            .and_then(|w| w.inbound.iter().find(|p| p.port == port));
+        let speaks_http = declared.is_some_and(|p| p.protocol != spec::Protocol::Tcp);
+        !speaks_http && self.authorization.is_empty() && self.jwt.is_empty()
+    }
+
     fn declared_inbound(&self, port: u16) -> Option<(u16, SocketAddr, spec::TlsMode)> {
         self.inbound.iter().find(|(p, ..)| *p == port).copied()
     }

@@ -629,3 +629,51 @@ spec:
 ";
     registry_only_refuses_destinations_outside_the_mesh("mesh.yaml", yaml);
 }
+
+#[test]
+fn authorization_is_never_bypassed_by_bytes_that_are_not_a_request_line() {
+    let network = Network::new(2);
+    let (client, server) = (&network.hosts[0], &network.hosts[1]);
+    let _app = upstream(server, "0.0.0.0:9080", "secret");
+    let _echo = started(
+        server,
+        "python3",
+        &[TCP_PEER, "serve", "echo", "7000"],
+        "listening",
+    );
+    let scratch = Scratch::new();
+    let config = format!(
+        "service web {{ port 9080 http endpoint {}:9080 }}\n\
+         workload web {{ serves web inbound 9080 http -> 127.0.0.1:9080 mtls disable }}\n\
+         authorization deny-all {{ workloads web }}",
+        server.addr
+    );
+    let snapshot = compile(&scratch, &config);
+    let inbound = ["--workload", "web", "--inbound", "0.0.0.0:15006"];
+    let _callee = sidecar(server, &snapshot, "epoll", &inbound);
+    meshd_iptables(server, &[]);
+
+    let url = format!("http://{}:9080/", server.addr);
+    let (code, _) = curl(client, &url, &[]);
+    assert_eq!(code, 403);
+    // A blank line before the request line: not a request line, so not relayed as bytes to an
+    // application that would skip the blank line and answer.
+    let smuggled = format!(
+        "import socket; s = socket.create_connection(('{}', 9080), timeout=5); \
+         s.sendall(b'\\r\\nGET / HTTP/1.1\\r\\nhost: web\\r\\n\\r\\n'); \
+         print(s.recv(4096).decode(errors='replace'))",
+        server.addr
+    );
+    let answer = checked(&client.run("python3", &["-c", &smuggled]), "python3");
+    assert!(
+        !answer.contains("secret") && !answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+    // With authorization to enforce, bytes to an undeclared port are not relayed either.
+    let addr = server.addr.to_string();
+    let refused = client.run("python3", &[TCP_PEER, "call", "echo", &addr, "7000"]);
+    assert!(
+        !refused.status.success(),
+        "an opaque connection went around authorization"
+    );
+}

@@ -120,8 +120,10 @@ pub(super) async fn accept_inbound(
 ) -> Option<Accepted> {
     let tls = core.security.tls.borrow().clone();
     if let Some(original) = arrival.original_dst {
-        let (_, app, mode) = core.routes.borrow().captured_inbound_target(original);
-        return accept_captured(down, (app, mode), tls, core).await;
+        let routes = core.routes.borrow().clone();
+        let (port, app, mode) = routes.captured_inbound_target(original);
+        let relay = routes.relays_opaque_inbound(port).then_some(app);
+        return accept_captured(down, (relay, mode), tls, core).await;
     }
     let mode = core.routes.borrow().inbound_listener_mode();
     // Without a certificate nothing is strict (meshd refuses such a snapshot at load).
@@ -148,12 +150,13 @@ pub(super) async fn accept_inbound(
     handshake(down, &tls, core).await
 }
 
-/// Inbound, a connection capture sent to the application at `app` under `mode`: mutual TLS
-/// when it starts with a ClientHello (and the port is not `disable`), else, unless the port is
-/// strict, HTTP/1.1 or bytes relayed to the application as they are.
+/// Inbound, a connection capture sent to a port under `mode`: mutual TLS when it starts with a
+/// ClientHello (and the port is not `disable`), else, unless the port is strict, bytes relayed
+/// to the application at `relay` when they are not HTTP and the port may relay them, else
+/// HTTP/1.1 (whose parser refuses what is not).
 async fn accept_captured(
     mut down: Conn,
-    (app, mode): (SocketAddr, spec::TlsMode),
+    (relay, mode): (Option<SocketAddr>, spec::TlsMode),
     tls: Option<Rc<CoreTls>>,
     core: &Core,
 ) -> Option<Accepted> {
@@ -167,8 +170,11 @@ async fn accept_captured(
             core.security.count_authn(|c| c.plaintext_refused += 1);
             None
         }
+        (Sniffed::Opaque, _) => match relay {
+            Some(app) => Some(Accepted::Opaque(down, app)),
+            None => Some(Accepted::Http1(down)),
+        },
         (Sniffed::Http, _) => Some(Accepted::Http1(down)),
-        (Sniffed::Opaque, _) => Some(Accepted::Opaque(down, app)),
     }
 }
 
