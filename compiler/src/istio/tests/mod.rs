@@ -11,6 +11,25 @@ use crate::ast;
 use crate::diag::{Code, Sources};
 use crate::{compile_sources, Compiled, Diagnostic, Failed};
 
+/// Three WorkloadEntries, two in `shop` (`app: web`, `app: api`) and one in `data`
+/// (`app: db`): the workloads the policy kinds' tests target by namespace and selector.
+const WORKLOADS: &str = "\
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: web-1, namespace: shop}
+spec: {address: 10.0.0.5, labels: {app: web}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: api-1, namespace: shop}
+spec: {address: 10.0.0.6, labels: {app: api}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: db-1, namespace: data}
+spec: {address: 10.0.0.7, labels: {app: db}}
+";
+
 fn compile(yaml: &str) -> Result<Compiled, Failed> {
     let mut sources = Sources::new();
     sources.add("mesh.yaml", yaml);

@@ -3,23 +3,6 @@
 use super::*;
 use crate::istio::telemetry::ISTIO_DEFAULT_FORMAT;
 
-const WORKLOADS: &str = "\
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: web-1, namespace: shop}
-spec: {address: 10.0.0.5, labels: {app: web}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: api-1, namespace: shop}
-spec: {address: 10.0.0.6, labels: {app: api}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: db-1, namespace: data}
-spec: {address: 10.0.0.7, labels: {app: db}}
-";
-
 fn telemetry_of(compiled: &Compiled, workload: &str) -> spec::Telemetry {
     compiled
         .snapshot
