@@ -311,3 +311,19 @@ pub fn free_port() -> std::net::SocketAddr {
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
 }
+
+/// Runs `meshd --snapshot SNAPSHOT` with `args` (outbound and admin on ephemeral loopback ports
+/// unless `args` names them), expecting it to refuse to start; returns its stderr.
+pub fn refused_at_start(snapshot: &Path, args: &[&str]) -> String {
+    let mut command = std::process::Command::new(harness::binary("meshd").expect("meshd is built"));
+    command.arg("--snapshot").arg(snapshot);
+    for (flag, default) in [("--outbound", "127.0.0.1:0"), ("--admin", "127.0.0.1:0")] {
+        if !args.contains(&flag) {
+            command.args([flag, default]);
+        }
+    }
+    let output = command.args(args).output().expect("run meshd");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "meshd {args:?} started: {stderr}");
+    stderr
+}

@@ -266,16 +266,7 @@ fn an_access_log_meshd_cannot_open_is_refused_at_start() {
     let scratch = Scratch::new();
     let snapshot = compile(&scratch, &one_service("web", up.addr()));
     let missing = scratch.path().join("no-such-dir").join("access.log");
-    let output = Command::new(harness::binary("meshd").unwrap())
-        .arg("--snapshot")
-        .arg(&snapshot)
-        .args(["--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .arg("--access-log")
-        .arg(&missing)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_at_start(&snapshot, &["--access-log", missing.to_str().unwrap()]);
     assert!(
         stderr.contains("cannot open access log") && stderr.contains("no-such-dir"),
         "{stderr}"

@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 
 use ringmesh_tests::*;
 
@@ -64,14 +63,7 @@ fn an_admin_address_other_hosts_reach_is_refused_unless_allowed() {
         &scratch,
         &one_service("web", "127.0.0.1:9".parse().unwrap()),
     );
-    let output = Command::new(harness::binary("meshd").expect("meshd is built"))
-        .arg("--snapshot")
-        .arg(&snapshot)
-        .args(["--admin", "0.0.0.0:0", "--outbound", "127.0.0.1:0"])
-        .output()
-        .expect("run meshd");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_at_start(&snapshot, &["--admin", "0.0.0.0:0"]);
     assert!(
         stderr.contains("admin address 0.0.0.0:0 is reachable from other hosts")
             && stderr.contains("--admin-allow-remote"),
@@ -179,21 +171,7 @@ fn log_lines_are_leveled_and_the_level_changes_at_run_time() {
 fn an_unknown_log_level_is_refused_at_start() {
     let scratch = Scratch::new();
     let snapshot = compile(&scratch, &one_service("web", free_port()));
-    let output = std::process::Command::new(harness::binary("meshd").unwrap())
-        .arg("--snapshot")
-        .arg(&snapshot)
-        .args([
-            "--outbound",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--log-level",
-            "loud",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_at_start(&snapshot, &["--log-level", "loud"]);
     assert!(
         stderr.contains("--log-level") && stderr.contains("loud"),
         "{stderr}"

@@ -325,15 +325,7 @@ fn a_bad_collector_url_is_refused_at_start() {
         "https://127.0.0.1:4318/v1/traces",
         "http://127.0.0.1:9411/spans",
     ] {
-        let output = std::process::Command::new(harness::binary("meshd").unwrap())
-            .arg("--snapshot")
-            .arg(&snapshot)
-            .args(["--outbound", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-            .args(["--trace-collector", url])
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "{url}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = refused_at_start(&snapshot, &["--trace-collector", url]);
         assert!(stderr.contains("--trace-collector"), "{url}: {stderr}");
     }
 }
