@@ -165,9 +165,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     .map_err(anyhow::Error::msg)?;
     let marks = socket::may_mark(Marks::default().mesh).then(Marks::default);
     if marks.is_none() {
-        tracing::info!(
+        tracing::warn!(
             "meshd may not mark its sockets (that needs CAP_NET_ADMIN): under `meshd iptables` \
-             capture its own connections would be captured again"
+             capture it closes captured outbound connections rather than capture its own again"
         );
     }
     let renewal = match (&args.certs, args.ca) {

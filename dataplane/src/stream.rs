@@ -143,6 +143,15 @@ impl Stream {
         }
     }
 
+    /// Waits until a plain TCP stream has bytes to read (or its peer closed) without reading
+    /// them, so a wait abandoned at a timeout loses nothing; other transports are ready at once.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Self::Plain(tcp) => tcp.readable(false).await,
+            Self::Wrapped(_) => Ok(()),
+        }
+    }
+
     /// Whether the stream is TLS (a bridged stream's HTTP/2 connection is).
     pub fn is_tls(&self) -> bool {
         matches!(self, Self::Wrapped(_))

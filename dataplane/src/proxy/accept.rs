@@ -44,7 +44,15 @@ pub async fn serve_connection(
     };
     let mut down = Conn::new(stream);
     if let (Direction::Outbound, Some(original)) = (direction, arrival.original_dst) {
-        let mark = core.settings.marks.map_or(0, |m| m.mesh);
+        // Unmarked, meshd's own connections are captured again: each would open another.
+        let Some(marks) = core.settings.marks else {
+            tracing::warn!(
+                "closed a captured connection to {original}: meshd cannot mark its sockets \
+                 (needs CAP_NET_ADMIN), so under capture its own connections would loop"
+            );
+            return;
+        };
+        let mark = marks.mesh;
         match sniff(&mut down, &core).await {
             Sniffed::Http => {}
             Sniffed::Opaque if core.routes.borrow().refuses_opaque(original) => {

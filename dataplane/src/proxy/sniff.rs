@@ -34,11 +34,15 @@ pub(super) enum Sniffed {
 
 /// Reads until the buffered bytes decide what `down` speaks; the bytes stay buffered.
 pub(super) async fn sniff(down: &mut Conn, core: &Core) -> Sniffed {
-    // Nothing is buffered yet, so a read abandoned at the timeout loses nothing.
-    match monoio::time::timeout(SNIFF_TIMEOUT, down.fill()).await {
+    // Wait for bytes without reading them: a read abandoned at the timeout could take bytes
+    // with it (io_uring may complete it as it is cancelled).
+    match monoio::time::timeout(SNIFF_TIMEOUT, down.stream.readable()).await {
         Err(_) => return Sniffed::Opaque,
-        Ok(Ok(0) | Err(_)) => return Sniffed::Closed,
-        Ok(Ok(_)) => {}
+        Ok(Err(_)) => return Sniffed::Closed,
+        Ok(Ok(())) => {}
+    }
+    if !matches!(down.fill().await, Ok(n) if n > 0) {
+        return Sniffed::Closed;
     }
     loop {
         if let Some(decided) = classify(down.buffered()) {
