@@ -677,3 +677,28 @@ fn authorization_is_never_bypassed_by_bytes_that_are_not_a_request_line() {
         "an opaque connection went around authorization"
     );
 }
+
+#[test]
+fn a_call_to_one_endpoints_address_goes_to_that_endpoint() {
+    let network = Network::new(2);
+    let (client, server) = (&network.hosts[0], &network.hosts[1]);
+    let _a = upstream(server, "0.0.0.0:9080", "pod-a");
+    let _b = upstream(server, "0.0.0.0:9081", "pod-b");
+    let scratch = Scratch::new();
+    let config = format!(
+        "service reviews {{ port 9080 http endpoint {0}:9080 endpoint {0}:9081 }}",
+        server.addr
+    );
+    let snapshot = compile(&scratch, &config);
+    let _caller = sidecar(client, &snapshot, "epoll", &[]);
+    meshd_iptables(client, &[]);
+
+    // Routed by the service the address belongs to, but never balanced away from it (as a
+    // StatefulSet's peers call each other).
+    let url = format!("http://{}:9081/", server.addr);
+    for _ in 0..4 {
+        let (code, body) = curl(client, &url, &[]);
+        assert_eq!((code, body.as_str()), (200, "pod-b"));
+    }
+    assert_eq!(requests_reported(client, "source"), 4);
+}

@@ -225,7 +225,12 @@ pub(super) fn plan_request(
                                 group,
                                 &input,
                             );
-                            let slot = picked.endpoint;
+                            // A connection captured on its way to one endpoint of the group
+                            // (a pod's own address) goes to that endpoint.
+                            let sent_to = arrival.original_dst.and_then(|original| {
+                                group.endpoints.iter().position(|&e| e == original)
+                            });
+                            let slot = sent_to.map_or(picked.endpoint, |e| e as u32);
                             pick = Some(Pick {
                                 group: d.group_index as u32,
                                 endpoint: slot,
