@@ -145,9 +145,24 @@ pub struct CoreMetrics {
     pub retries: u64,
     /// Requests finished, counted whether or not Istio's metrics are on.
     pub finished: u64,
+    /// Requests refused by a pool limit or circuit breaker (`UO`), counted likewise.
+    pub pool_overflows: u64,
+    /// Requests refused by a local rate limit (`RL`), counted likewise.
+    pub rate_limited: u64,
 }
 
 impl CoreMetrics {
+    /// Counts a finished request with response flags `flags`, whether or not Istio's metrics
+    /// are on.
+    pub fn count_finished(&mut self, flags: &str) {
+        self.finished += 1;
+        match flags.split(',').next() {
+            Some("UO") => self.pool_overflows += 1,
+            Some("RL") => self.rate_limited += 1,
+            _ => {}
+        }
+    }
+
     /// Counts a finished request.
     pub fn record(&mut self, request: &Request<'_>) {
         let index = match self.last.filter(|&i| self.is_series_of(i, request)) {
@@ -227,6 +242,8 @@ impl CoreMetrics {
             series: series.collect(),
             retries: self.retries,
             finished: self.finished,
+            pool_overflows: self.pool_overflows,
+            rate_limited: self.rate_limited,
         }
     }
 }
@@ -249,6 +266,10 @@ pub struct Metrics {
     pub retries: u64,
     /// Requests finished, counted whether or not Istio's metrics are on.
     pub finished: u64,
+    /// Requests refused by a pool limit or circuit breaker (`UO`), counted likewise.
+    pub pool_overflows: u64,
+    /// Requests refused by a local rate limit (`RL`), counted likewise.
+    pub rate_limited: u64,
 }
 
 impl Metrics {
@@ -259,15 +280,8 @@ impl Metrics {
         }
         self.retries += other.retries;
         self.finished += other.finished;
-    }
-
-    /// Requests whose response flags include `flag` (`UO`, `RL`, ...).
-    pub fn flagged(&self, flag: &str) -> u64 {
-        self.series
-            .iter()
-            .filter(|(labels, _)| labels.flags.split(',').any(|f| f == flag))
-            .map(|(_, s)| s.requests)
-            .sum()
+        self.pool_overflows += other.pool_overflows;
+        self.rate_limited += other.rate_limited;
     }
 }
 

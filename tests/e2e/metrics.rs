@@ -152,3 +152,28 @@ fn meshd_counts_its_own_work() {
         Some(1.0)
     );
 }
+
+/// meshd's own counters do not depend on Istio's metrics being on.
+#[test]
+fn meshd_counts_its_own_work_with_istio_metrics_off() {
+    let up = Upstream::start("web").unwrap();
+    let config = format!(
+        "telemetry {{ metrics off }}\n\
+         service web {{ port 80 http endpoint {} }}\n\
+         route web {{ rule all {{ to web rate_limit 1 per 1m }} }}",
+        up.addr()
+    );
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &config, "epoll", &[]);
+    let mut client = Client::connect(meshd.outbound).unwrap();
+    assert_eq!(client.get("web", "/", &[]).unwrap().status, 200);
+    assert_eq!(client.get("web", "/", &[]).unwrap().status, 429);
+    let admin = meshd.admin;
+    wait_until(|| sample(admin, "ringmesh_core_requests_total{core=\"0\"}") == Some(2.0));
+    assert_eq!(sample(admin, "ringmesh_rate_limited_total"), Some(1.0));
+    let text = Client::connect(admin)
+        .and_then(|mut c| c.get("admin", "/metrics", &[]))
+        .unwrap()
+        .text();
+    assert!(!text.contains("istio_requests_total{"), "{text}");
+}

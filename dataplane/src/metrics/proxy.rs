@@ -85,12 +85,12 @@ pub fn render_proxy(out: &mut String, proxy: &Proxy<'_>) {
         (
             "ringmesh_pool_overflows_total",
             "Requests refused by a pool limit or circuit breaker (UO).",
-            usage.requests.flagged("UO"),
+            usage.requests.pool_overflows,
         ),
         (
             "ringmesh_rate_limited_total",
             "Requests refused by a local rate limit (RL).",
-            usage.requests.flagged("RL"),
+            usage.requests.rate_limited,
         ),
         (
             "ringmesh_access_log_lines_total",

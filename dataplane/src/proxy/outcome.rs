@@ -222,7 +222,7 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
     };
     let recorders = &core.recorders;
     let mut metrics = recorders.metrics.borrow_mut();
-    metrics.finished += 1;
+    metrics.count_finished(request.flags);
     if routes.metrics_enabled {
         metrics.record(&request);
     }
