@@ -67,8 +67,11 @@ impl IptablesArgs {
             Some(nets.collect())
         };
         let mut exclude_inbound_ports = vec![self.admin_port];
-        exclude_inbound_ports.extend(&self.exclude_ports);
-        exclude_inbound_ports.dedup();
+        for port in &self.exclude_ports {
+            if !exclude_inbound_ports.contains(port) {
+                exclude_inbound_ports.push(*port);
+            }
+        }
         Capture {
             outbound_port: self.outbound_port,
             inbound_port: self.inbound_port,

@@ -37,10 +37,9 @@ pub fn apply(capture: &Capture, family: Family) -> Result<(), InstallError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| InstallError::Spawn { tool, source })?;
+    // A write that fails means the tool exited early; its stderr below says why.
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(capture.payload(family).as_bytes())
-            .map_err(|source| InstallError::Spawn { tool, source })?;
+        let _ = stdin.write_all(capture.payload(family).as_bytes());
     }
     let output = child
         .wait_with_output()
@@ -69,8 +68,16 @@ pub fn cleanup(family: Family) -> Result<(), InstallError> {
     }
     for verb in ["-F", "-X"] {
         for chain in CHAINS {
-            // "No chain by that name" is what cleaning up twice looks like.
-            iptables(family, &[verb, chain])?;
+            let output = iptables(family, &[verb, chain])?;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            // "No chain by that name" is what cleaning up twice looks like; anything else
+            // (not root, say) leaves the rules in place and must be said.
+            if !output.status.success() && !stderr.contains("No chain") {
+                return Err(InstallError::Refused {
+                    tool: family.iptables(),
+                    stderr: stderr.trim().to_owned(),
+                });
+            }
         }
     }
     Ok(())
