@@ -801,6 +801,7 @@ fn access_log(log: Option<&AccessLog>) -> String {
     }
 }
 
+/// Policies by name; their order and source do not matter (DENY before ALLOW regardless).
 fn authorization(
     out: &mut Changes,
     what: &str,

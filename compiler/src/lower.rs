@@ -390,10 +390,12 @@ impl<'a> Lowerer<'a> {
                         .any(|p| service.ports.iter().any(|q| number(p) == number(q)))
                 };
                 let here = self.at(file, address.span);
-                // One ServiceEntry's address serves each of its hosts.
+                // One ServiceEntry's address serves each of its hosts. An address inside another
+                // service's block is no conflict: the single address is the more specific.
                 let first = claimed.iter().find(|(other, ports, at, name)| {
                     *name != service.name.name
                         && *at != here
+                        && other.is_single() == block.is_single()
                         && other.overlaps(&block)
                         && shares_port(ports)
                 });

@@ -446,6 +446,20 @@ impl Out<'_> {
         text
     }
 
+    /// The node as a boolean, or E0201 (Istio's schema takes no `"true"` string).
+    fn bool(&mut self, node: &Node, path: &str) -> Option<bool> {
+        match node.value {
+            yaml::Value::Bool(b) => Some(b),
+            _ => {
+                self.schema(
+                    node.span,
+                    format!("`{path}` must be a boolean, found {}", node.display()),
+                );
+                None
+            }
+        }
+    }
+
     /// The node as an integer in `min..=max`, or E0201.
     fn int(&mut self, node: &Node, path: &str, min: i64, max: i64) -> Option<i64> {
         match node.as_int() {

@@ -394,6 +394,19 @@ impl Header {
             span: self.namespace_span.unwrap_or(self.name.span),
         })
     }
+
+    /// Scopes `target` as Istio scopes a `Telemetry` or `Sidecar`: one in the root namespace
+    /// is mesh-wide only without a selector; with one it selects workloads of the root
+    /// namespace alone (unlike an AuthorizationPolicy there, which selects across the mesh).
+    pub(super) fn scope_selector_locally(&self, target: &mut ast::PolicyTarget) {
+        let selects = target.selector.as_ref().is_some_and(|s| !s.is_empty());
+        if selects && target.namespace.is_none() {
+            target.namespace = Some(ast::Ident {
+                name: self.namespace.clone(),
+                span: self.namespace_span.unwrap_or(self.name.span),
+            });
+        }
+    }
 }
 
 /// Lowers a security resource whose schema checks passed; `None` when it is skipped (with a

@@ -37,6 +37,7 @@ pub(super) fn lower(out: &mut Out<'_>, header: &Header, spec: &Node) -> Option<a
             target.selector = Some(out.labels(labels, "spec.workloadSelector.labels"));
         }
     }
+    header.scope_selector_locally(&mut target);
     let mut sidecar = ast::Sidecar {
         span: header.kind_span,
         target: Box::new((header.name.clone(), target)),

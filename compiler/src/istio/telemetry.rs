@@ -5,7 +5,7 @@
 //! and listed under `not_enforced`.
 
 use super::security::{target, Header};
-use super::yaml::{Node, Value};
+use super::yaml::Node;
 use super::Out;
 use crate::ast;
 
@@ -38,7 +38,8 @@ const ENVOY: &str = "envoy";
 pub(super) fn lower(out: &mut Out<'_>, header: &Header, spec: &Node) -> Option<ast::Item> {
     out.map(spec, "spec")?;
     out.check_fields(spec, "spec", SPEC_FIELDS);
-    let target = target(out, header, spec, "Telemetry")?;
+    let mut target = target(out, header, spec, "Telemetry")?;
+    header.scope_selector_locally(&mut target);
     let mut telemetry = ast::Telemetry {
         span: header.kind_span,
         target: Some(Box::new((header.name.clone(), target))),
@@ -116,7 +117,9 @@ fn access_logging(out: &mut Out<'_>, entry: &Node, path: &str, t: &mut ast::Tele
             );
         }
     }
-    let disabled = entry.get("disabled").and_then(bool_value);
+    let disabled = entry
+        .get("disabled")
+        .and_then(|d| out.bool(d, &format!("{path}.disabled")));
     if disabled == Some(true) {
         t.access_log = Some(ast::AccessLog::Off);
         return;
@@ -156,7 +159,8 @@ fn tracing(out: &mut Out<'_>, entry: &Node, path: &str, t: &mut ast::Telemetry) 
     if let Some(node) = entry.get("randomSamplingPercentage") {
         t.trace_sampling = out.percent(node, &format!("{path}.randomSamplingPercentage"));
     }
-    if entry.get("disableSpanReporting").and_then(bool_value) == Some(true) {
+    let disable = entry.get("disableSpanReporting");
+    if disable.and_then(|d| out.bool(d, &format!("{path}.disableSpanReporting"))) == Some(true) {
         t.trace_sampling = Some(ast::Percent {
             per_million: 0,
             span: entry.span,
@@ -210,7 +214,10 @@ fn metrics(out: &mut Out<'_>, entry: &Node, path: &str, t: &mut ast::Telemetry) 
             .get("match")
             .and_then(|m| m.get("mode"))
             .is_none_or(|m| m.as_str() == Some("CLIENT_AND_SERVER"));
-        match o.get("disabled").and_then(bool_value) {
+        match o
+            .get("disabled")
+            .and_then(|d| out.bool(d, &format!("{o_path}.disabled")))
+        {
             Some(disabled) if every_metric && both_sides => t.metrics = Some(!disabled),
             Some(_) => out.unsupported(
                 &format!("{o_path}.match"),
@@ -219,12 +226,5 @@ fn metrics(out: &mut Out<'_>, entry: &Node, path: &str, t: &mut ast::Telemetry) 
             ),
             None => {}
         }
-    }
-}
-
-fn bool_value(node: &Node) -> Option<bool> {
-    match node.value {
-        Value::Bool(b) => Some(b),
-        _ => None,
     }
 }

@@ -482,10 +482,23 @@ fn virtual_addresses_are_lowered_and_checked() {
 
     // The same address on a port both declare: a captured connection could go to either.
     let clash = "service a { port 80 http endpoint 127.0.0.1:8080 address 10.96.0.10 }\n\
-                 service b { port 80 http endpoint 127.0.0.1:8081 address 10.96.0.0/24 }\n\
+                 service b { port 80 http endpoint 127.0.0.1:8081 address 10.96.0.10 }\n\
                  service c { port 90 http endpoint 127.0.0.1:8082 address 10.96.0.10 }";
     assert_eq!(
         codes(&[("m.mesh", clash)]),
+        [("E0149", "m.mesh:2:58".to_owned())]
+    );
+    // An address inside another service's block is the more specific one: meshd (as Envoy)
+    // tries single addresses first. Two overlapping blocks are a conflict again.
+    compile_ok(&[(
+        "m.mesh",
+        "service a { port 80 http endpoint 127.0.0.1:8080 address 10.96.0.10 }\n\
+         service b { port 80 http endpoint 127.0.0.1:8081 address 10.96.0.0/24 }",
+    )]);
+    let blocks = "service a { port 80 http endpoint 127.0.0.1:8080 address 10.96.0.0/16 }\n\
+                  service b { port 80 http endpoint 127.0.0.1:8081 address 10.96.1.0/24 }";
+    assert_eq!(
+        codes(&[("m.mesh", blocks)]),
         [("E0149", "m.mesh:2:58".to_owned())]
     );
 }

@@ -22,7 +22,15 @@ pub(super) const OBJECT_META: &[&str] = &[
 ];
 
 /// `ServiceSpec`: the fields read; the others are listed by `service::SERVICE_SETTINGS`.
-pub(super) const SERVICE_SPEC_READ: &[&str] = &["ports", "selector", "clusterIP", "clusterIPs"];
+/// `ipFamilies` and `ipFamilyPolicy` only describe the families of `clusterIPs`, which is read.
+pub(super) const SERVICE_SPEC_READ: &[&str] = &[
+    "ports",
+    "selector",
+    "clusterIP",
+    "clusterIPs",
+    "ipFamilies",
+    "ipFamilyPolicy",
+];
 
 /// `ServicePort`.
 pub(super) const SERVICE_PORT: &[&str] = &[

@@ -12,11 +12,9 @@ use crate::istio::Out;
 const SETTINGS: &[(&str, Option<&str>)] = &[
     ("type", Some("ClusterIP")),
     ("sessionAffinity", Some("None")),
-    ("ipFamilyPolicy", Some("SingleStack")),
     ("internalTrafficPolicy", Some("Cluster")),
     ("externalTrafficPolicy", Some("Cluster")),
     ("publishNotReadyAddresses", Some("false")),
-    ("ipFamilies", None),
     ("externalIPs", None),
     ("externalName", None),
     ("sessionAffinityConfig", None),
@@ -129,10 +127,15 @@ fn cluster_ips(out: &mut Out<'_>, spec: &Node) -> Vec<ast::Address> {
         (None, Some(one)) => vec![one],
         (None, None) => Vec::new(),
     };
+    let path = if spec.get("clusterIPs").is_some() {
+        "spec.clusterIPs[]"
+    } else {
+        "spec.clusterIP"
+    };
     nodes
         .into_iter()
         .filter_map(|node| {
-            let ip = out.str(node, "spec.clusterIP")?;
+            let ip = out.str(node, path)?;
             (!ip.is_empty() && ip != "None").then(|| ast::Address {
                 text: ip.to_owned(),
                 span: node.span,
@@ -149,8 +152,6 @@ fn settings(out: &mut Out<'_>, spec: &Node) {
         };
         let harmless = match (*field, default) {
             (_, Some(default)) => text(node) == *default,
-            // One family is the default; only dual stack changes what a virtual IP is.
-            ("ipFamilies", None) => node.items().is_some_and(|f| f.len() <= 1),
             _ => false,
         };
         if harmless {

@@ -422,7 +422,16 @@ pub(super) fn service_entry(
                 (&ports, &endpoints),
             );
             if merged {
-                first.service.addresses.extend(addresses.iter().cloned());
+                for address in &addresses {
+                    if !first
+                        .service
+                        .addresses
+                        .iter()
+                        .any(|a| a.text == address.text)
+                    {
+                        first.service.addresses.push(address.clone());
+                    }
+                }
                 declared.push((host, span));
             }
             continue;

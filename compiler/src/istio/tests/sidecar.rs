@@ -78,3 +78,22 @@ spec: {{outboundTrafficPolicy: {{mode: ALLOW_ANY}}}}
     let codes: Vec<Code> = failed.diagnostics.iter().map(|d| d.code).collect();
     assert!(codes.contains(&Code::Duplicate), "{codes:?}");
 }
+
+#[test]
+fn a_root_sidecar_with_a_selector_stays_in_the_root_namespace() {
+    let yaml = format!(
+        "{WORKLOADS}---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: web-only, namespace: istio-system}}
+spec:
+  workloadSelector: {{labels: {{app: web}}}}
+  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}
+"
+    );
+    let compiled = compile(&yaml).unwrap_or_else(|f| panic!("{}", f.render()));
+    assert_eq!(
+        policy_of(&compiled, "web-1"),
+        spec::OutboundTraffic::AllowAny
+    );
+}

@@ -123,3 +123,40 @@ spec: {{tracing: [{{randomSamplingPercentage: 2}}]}}
         "{found:?}"
     );
 }
+
+#[test]
+fn a_root_telemetry_with_a_selector_stays_in_the_root_namespace() {
+    let yaml = format!(
+        "{WORKLOADS}---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {{name: web-only, namespace: istio-system}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  metrics:
+  - providers: [{{name: prometheus}}]
+    overrides: [{{disabled: true}}]
+"
+    );
+    let compiled = compile(&yaml).unwrap_or_else(|f| panic!("{}", f.render()));
+    assert!(!telemetry_of(&compiled, "web-1").metrics_disabled);
+}
+
+#[test]
+fn a_flag_that_is_not_a_boolean_is_a_schema_error() {
+    let yaml = format!(
+        "{WORKLOADS}---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {{name: quiet, namespace: shop}}
+spec:
+  accessLogging:
+  - disabled: \"true\"
+"
+    );
+    let Err(failed) = compile(&yaml) else {
+        panic!("a string for `disabled` compiled")
+    };
+    let lines = codes_and_lines(&failed.diagnostics, &failed.sources);
+    assert!(lines.contains(&(Code::IstioSchema, 21)), "{lines:?}");
+}
