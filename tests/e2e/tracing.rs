@@ -356,6 +356,10 @@ fn a_collector_named_in_config_gets_spans_and_a_reload_moves_them(driver: &str) 
     assert_eq!(reloaded.status, 200, "{}", reloaded.text());
     assert_eq!(client.get("web", "/", &[]).unwrap().status, 200);
     wait_until(|| second.spans().len() == 1);
+    // One exporter thread posts batches in order: once a later span reached the second
+    // collector, anything the earlier one sent the first would have arrived.
+    assert_eq!(client.get("web", "/", &[]).unwrap().status, 200);
+    wait_until(|| second.spans().len() == 2);
     assert_eq!(
         first.spans().len(),
         1,
