@@ -455,6 +455,9 @@ pub(crate) struct AuthzSource {
     pub(crate) not_request_principals: Vec<Str>,
     pub(crate) namespaces: Vec<Str>,
     pub(crate) not_namespaces: Vec<Str>,
+    /// Caller addresses or CIDR blocks.
+    pub(crate) ip_blocks: Vec<Str>,
+    pub(crate) not_ip_blocks: Vec<Str>,
 }
 
 /// One `to` clause.

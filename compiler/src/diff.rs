@@ -892,6 +892,8 @@ fn authz_source(s: &AuthzSource) -> String {
     );
     push_field(&mut parts, "namespaces", &s.namespaces, pattern);
     push_field(&mut parts, "not namespaces", &s.not_namespaces, pattern);
+    push_field(&mut parts, "ip blocks", &s.ip_blocks, |b| b.to_string());
+    push_field(&mut parts, "not ip blocks", &s.not_ip_blocks, |b| b.to_string());
     format!("({})", parts.join(" and "))
 }
 

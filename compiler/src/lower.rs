@@ -5,7 +5,7 @@
 //! reported, not just the first.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use spec::{
     AddressBlock, Endpoint, HostEntry, InboundPort, OutboundTraffic, RouteRule, RouteTable,
@@ -872,15 +872,5 @@ mod tests;
 
 /// An IP address (a block of one) or a CIDR block, as written.
 fn parse_block(text: &str) -> Option<AddressBlock> {
-    let (ip, prefix) = match text.split_once('/') {
-        Some((ip, prefix)) => (ip, Some(prefix)),
-        None => (text, None),
-    };
-    let ip = ip.parse::<IpAddr>().ok()?;
-    let width = if ip.to_canonical().is_ipv4() { 32 } else { 128 };
-    let prefix_len = match prefix {
-        None => width,
-        Some(p) => p.parse::<u8>().ok().filter(|&p| p <= width)?,
-    };
-    Some(AddressBlock::new(ip, prefix_len))
+    text.parse().ok()
 }

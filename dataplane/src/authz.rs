@@ -3,7 +3,7 @@
 //! borrowed view of the parsed head and the connection's mTLS peer. A denial is 403 naming the
 //! deciding policy and its `file:line:col`, and is logged; a matching AUDIT policy only logs.
 
-use std::io::Write as _;
+use std::net::IpAddr;
 
 use spec::authz::{self, Attributes, Decision, JwtFacts};
 use spec::AuthorizationPolicy;
@@ -47,19 +47,8 @@ impl Attributes for InboundRequest<'_, '_, '_> {
         self.principal
     }
 
-    fn source_ip_is(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
-        let Ok(addr) = self.peer.peer_addr() else {
-            return false;
-        };
-        let ip = addr.ip().to_canonical();
-        // The longest IPv6 text is 45 bytes: formatted on the stack.
-        let mut text = [0u8; 64];
-        let mut cursor = &mut text[..];
-        if write!(cursor, "{ip}").is_err() {
-            return false;
-        }
-        let len = 64 - cursor.len();
-        std::str::from_utf8(&text[..len]).is_ok_and(test)
+    fn source_ip(&self) -> Option<IpAddr> {
+        self.peer.peer_addr().ok().map(|a| a.ip().to_canonical())
     }
 
     fn any_header(&self, name: &str, test: &mut dyn FnMut(&str) -> bool) -> bool {

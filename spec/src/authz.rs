@@ -13,9 +13,11 @@
 //! its borrowed view of the request, without allocating), and the compiler's authorization
 //! analyses and `meshc explain` predict those decisions with it.
 
+use std::net::IpAddr;
+
 use crate::{
-    AuthorizationPolicy, AuthzAction, AuthzCondition, AuthzOperation, AuthzRule, AuthzSource,
-    ConditionKey, StringPattern,
+    AddressBlock, AuthorizationPolicy, AuthzAction, AuthzCondition, AuthzOperation, AuthzRule,
+    AuthzSource, ConditionKey, StringPattern,
 };
 
 /// The request attributes authorization reads: meshd's view of a live request implements it,
@@ -31,8 +33,8 @@ pub trait Attributes {
     fn port(&self) -> Option<u16>;
     /// The peer's SPIFFE ID from mutual TLS; `None` for plaintext.
     fn principal(&self) -> Option<&str>;
-    /// Whether `test` holds for the caller's IP address as text (false without one).
-    fn source_ip_is(&self, test: &mut dyn FnMut(&str) -> bool) -> bool;
+    /// The caller's IP address.
+    fn source_ip(&self) -> Option<IpAddr>;
     /// Whether `test` holds for a value of header `name` (lower-case; compared without case).
     fn any_header(&self, name: &str, test: &mut dyn FnMut(&str) -> bool) -> bool;
     /// The validated JWT, if the request carried one.
@@ -52,8 +54,8 @@ pub struct AuthzRequest {
     pub port: Option<u16>,
     /// The peer's SPIFFE ID from mutual TLS; `None` for plaintext.
     pub principal: Option<String>,
-    /// The caller's IP address as text.
-    pub source_ip: Option<String>,
+    /// The caller's IP address.
+    pub source_ip: Option<IpAddr>,
     /// Headers as `(name, value)`; names compared case-insensitively.
     pub headers: Vec<(String, String)>,
     /// The validated JWT, if the request carried one.
@@ -81,8 +83,8 @@ impl Attributes for AuthzRequest {
         self.principal.as_deref()
     }
 
-    fn source_ip_is(&self, test: &mut dyn FnMut(&str) -> bool) -> bool {
-        self.source_ip.as_deref().is_some_and(test)
+    fn source_ip(&self) -> Option<IpAddr> {
+        self.source_ip
     }
 
     fn any_header(&self, name: &str, test: &mut dyn FnMut(&str) -> bool) -> bool {
@@ -210,7 +212,24 @@ fn source_holds<R: Attributes + ?Sized>(source: &AuthzSource, request: &R) -> bo
         |p| pattern_matches(p, request_principal),
     ) && field_holds(&source.namespaces, &source.not_namespaces, |p| {
         pattern_matches(p, namespace)
+    }) && field_holds(&source.ip_blocks, &source.not_ip_blocks, |block| {
+        request.source_ip().is_some_and(|ip| block.contains(ip))
     })
+}
+
+/// `source.ip` values are addresses or CIDR blocks: `pattern` holds when `ip` is in its block.
+fn source_ip_matches(pattern: &StringPattern, ip: Option<IpAddr>) -> bool {
+    let Some(ip) = ip else {
+        return false;
+    };
+    match pattern {
+        StringPattern::Exact(text) => text
+            .parse::<AddressBlock>()
+            .is_ok_and(|block| block.contains(ip)),
+        StringPattern::Any => true,
+        // The compiler refuses `source.ip` patterns; kept literal for hand-made snapshots.
+        StringPattern::Prefix(_) | StringPattern::Suffix(_) => false,
+    }
 }
 
 /// Host names are case-insensitive: `pattern` matches `host` ignoring ASCII case.
@@ -277,7 +296,7 @@ fn attribute_matches<R: Attributes + ?Sized>(
             .principal()
             .and_then(spiffe_namespace)
             .is_some_and(test),
-        ConditionKey::SourceIp => request.source_ip_is(&mut test),
+        ConditionKey::SourceIp => source_ip_matches(pattern, request.source_ip()),
         ConditionKey::DestinationPort => request.port().is_some_and(|port| {
             let mut digits = [0u8; 5];
             test(port_text(port, &mut digits))

@@ -102,6 +102,34 @@ impl AddressBlock {
     }
 }
 
+impl std::str::FromStr for AddressBlock {
+    type Err = InvalidAddressBlock;
+
+    /// `10.0.0.1`, `::1`, `10.0.0.0/8` or `fd00::/8`; host bits past the prefix are cleared.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (ip, prefix) = match text.split_once('/') {
+            Some((ip, prefix)) => (ip, Some(prefix)),
+            None => (text, None),
+        };
+        let ip = ip.parse::<IpAddr>().map_err(|_| InvalidAddressBlock)?;
+        let width = if ip.to_canonical().is_ipv4() { 32 } else { 128 };
+        let prefix_len = match prefix {
+            None => width,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= width)
+                .ok_or(InvalidAddressBlock)?,
+        };
+        Ok(Self::new(ip, prefix_len))
+    }
+}
+
+/// Text that is neither an IP address nor a CIDR block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not an IP address or CIDR block")]
+pub struct InvalidAddressBlock;
+
 impl std::fmt::Display for AddressBlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.is_single() {
@@ -733,6 +761,10 @@ pub struct AuthzSource {
     pub namespaces: Vec<StringPattern>,
     /// Peer namespaces excluded.
     pub not_namespaces: Vec<StringPattern>,
+    /// Blocks the caller's address must be in (Istio's `ipBlocks`).
+    pub ip_blocks: Vec<AddressBlock>,
+    /// Blocks the caller's address must not be in.
+    pub not_ip_blocks: Vec<AddressBlock>,
 }
 
 /// Conditions on the request; every non-empty field must hold.

@@ -173,6 +173,13 @@ fn unknowable_attributes(policy: &AuthorizationPolicy, port: Option<u16>) -> Vec
         {
             out.push("request principals (JWT)".to_owned());
         }
+        if rule
+            .from
+            .iter()
+            .any(|s| !s.ip_blocks.is_empty() || !s.not_ip_blocks.is_empty())
+        {
+            out.push("ip blocks (the source address)".to_owned());
+        }
         if port.is_none()
             && rule
                 .to

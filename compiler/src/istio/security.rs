@@ -475,12 +475,12 @@ const SOURCE_FIELDS: &[&str] = &[
     "notNamespaces",
     "serviceAccounts",
     "notServiceAccounts",
+    "ipBlocks",
+    "notIpBlocks",
 ];
 /// Source conditions the AST lacks: an ALLOW/AUDIT rule using one is dropped, a DENY rule
 /// ignores it.
 const SOURCE_UNMODELED: &[&str] = &[
-    "ipBlocks",
-    "notIpBlocks",
     "remoteIpBlocks",
     "notRemoteIpBlocks",
     "trustDomains",
@@ -620,6 +620,8 @@ fn authz_rule(
             s.not_request_principals = list("notRequestPrincipals");
             s.namespaces = list("namespaces");
             s.not_namespaces = list("notNamespaces");
+            s.ip_blocks = list("ipBlocks");
+            s.not_ip_blocks = list("notIpBlocks");
             let accounts = list("serviceAccounts");
             let not_accounts = list("notServiceAccounts");
             for (accounts, into, field) in [

@@ -335,6 +335,8 @@ impl<'a> Lowerer<'a> {
                 not_request_principals: self.patterns(file, &f.not_request_principals),
                 namespaces: self.patterns(file, &f.namespaces),
                 not_namespaces: self.patterns(file, &f.not_namespaces),
+                ip_blocks: self.ip_blocks(file, &f.ip_blocks),
+                not_ip_blocks: self.ip_blocks(file, &f.not_ip_blocks),
             })
             .collect();
         let to = rule
@@ -407,6 +409,22 @@ impl<'a> Lowerer<'a> {
             .iter()
             .filter_map(|v| self.pattern(file, v))
             .collect()
+    }
+
+    /// Caller addresses and CIDR blocks; anything else is E0144.
+    fn ip_blocks(&mut self, file: FileId, values: &[ast::Str]) -> Vec<spec::AddressBlock> {
+        let mut blocks = Vec::new();
+        for v in values {
+            match v.value.parse() {
+                Ok(block) => blocks.push(block),
+                Err(_) => {
+                    let message = format!("{:?} is not an IP address or CIDR block", v.value);
+                    let help = "ip blocks are addresses or CIDR ranges, e.g. \"10.0.0.0/8\"";
+                    self.invalid_authz(file, v.span, message, help);
+                }
+            }
+        }
+        blocks
     }
 
     /// Principals in `spiffe://` form; `cluster.local/ns/x/sa/y` gains the scheme.
@@ -532,7 +550,7 @@ impl<'a> Lowerer<'a> {
                 "destination.port values are port numbers, 1 to 65535",
             ),
             ConditionKey::SourceIp => (
-                is_ip_or_cidr(&v.value),
+                v.value.parse::<spec::AddressBlock>().is_ok(),
                 "source.ip values are IP addresses or CIDR ranges, e.g. \"10.0.0.0/8\"",
             ),
             _ => return,
@@ -915,18 +933,6 @@ fn spiffe(p: StringPattern) -> StringPattern {
     }
 }
 
-/// `10.0.0.1`, `::1`, `10.0.0.0/8`, `fd00::/8`.
-fn is_ip_or_cidr(text: &str) -> bool {
-    let (ip, len) = match text.split_once('/') {
-        Some((ip, len)) => (ip, Some(len)),
-        None => (text, None),
-    };
-    let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
-        return false;
-    };
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    len.is_none_or(|l| l.parse::<u8>().is_ok_and(|l| l <= max))
-}
 
 /// The literal part of a pattern.
 fn pattern_text(p: &StringPattern) -> &str {

@@ -354,7 +354,8 @@ impl<'s> Parser<'s> {
 
     fn authz_from(&self, i: &'s str, span: Span) -> PResult<'s, AuthzSource> {
         const FIELDS: &str = "`principals`, `not_principals`, `request_principals`, \
-                              `not_request_principals`, `namespaces`, `not_namespaces` or `}`";
+                              `not_request_principals`, `namespaces`, `not_namespaces`, \
+                              `ip_blocks`, `not_ip_blocks` or `}`";
         let (mut i, _) = self.expect_punct(i, "{")?;
         let mut source = AuthzSource {
             span,
@@ -374,6 +375,8 @@ impl<'s> Parser<'s> {
                 "not_request_principals" => &mut source.not_request_principals,
                 "namespaces" => &mut source.namespaces,
                 "not_namespaces" => &mut source.not_namespaces,
+                "ip_blocks" => &mut source.ip_blocks,
+                "not_ip_blocks" => &mut source.not_ip_blocks,
                 _ => return self.error(i, FIELDS),
             };
             let (rest, values) = self.string_list(rest, "a value in double quotes")?;

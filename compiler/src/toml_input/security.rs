@@ -47,6 +47,10 @@ struct SourceDoc {
     namespaces: Vec<Spanned<String>>,
     #[serde(default)]
     not_namespaces: Vec<Spanned<String>>,
+    #[serde(default)]
+    ip_blocks: Vec<Spanned<String>>,
+    #[serde(default)]
+    not_ip_blocks: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -220,6 +224,8 @@ pub(super) fn authorization(
                             not_request_principals: strings(&s.not_request_principals),
                             namespaces: strings(&s.namespaces),
                             not_namespaces: strings(&s.not_namespaces),
+                            ip_blocks: strings(&s.ip_blocks),
+                            not_ip_blocks: strings(&s.not_ip_blocks),
                         }
                     })
                     .collect(),

@@ -383,7 +383,7 @@ fn source_ip_and_principal_conditions() {
         when: vec![
             AuthzCondition {
                 key: ConditionKey::SourceIp,
-                values: vec![StringPattern::Prefix("10.".into())],
+                values: vec![exact("10.0.0.0/8"), exact("192.0.2.1")],
                 not_values: vec![],
             },
             AuthzCondition {
@@ -396,8 +396,36 @@ fn source_ip_and_principal_conditions() {
     };
     let mut request = with_principal(get("/"), PRODUCTPAGE);
     assert!(!rule_matches(&rule, &request));
-    request.source_ip = Some("10.0.0.7".into());
+    request.source_ip = Some([10, 0, 0, 7].into());
     assert!(rule_matches(&rule, &request));
+    request.source_ip = Some([192, 0, 2, 1].into());
+    assert!(rule_matches(&rule, &request));
+    request.source_ip = Some([192, 0, 2, 2].into());
+    assert!(!rule_matches(&rule, &request));
     request.principal = None;
     assert!(!rule_matches(&rule, &request));
+}
+
+#[test]
+fn ip_blocks_hold_for_callers_inside_them() {
+    let block = |text: &str| text.parse::<crate::AddressBlock>().unwrap();
+    let rule = AuthzRule {
+        from: vec![AuthzSource {
+            ip_blocks: vec![block("198.18.0.0/24")],
+            not_ip_blocks: vec![block("198.18.0.9")],
+            ..AuthzSource::default()
+        }],
+        ..AuthzRule::default()
+    };
+    let mut request = get("/");
+    assert!(!rule_matches(&rule, &request), "no address");
+    request.source_ip = Some([198, 18, 0, 2].into());
+    assert!(rule_matches(&rule, &request));
+    // An IPv4 caller seen on an IPv6 socket is the same caller.
+    request.source_ip = Some("::ffff:198.18.0.2".parse().unwrap());
+    assert!(rule_matches(&rule, &request));
+    request.source_ip = Some([198, 18, 0, 9].into());
+    assert!(!rule_matches(&rule, &request), "excluded");
+    request.source_ip = Some([198, 18, 1, 2].into());
+    assert!(!rule_matches(&rule, &request), "outside");
 }

@@ -258,6 +258,8 @@ fn source_everything(source: &AuthzSource, all_strict: bool) -> bool {
         && source.not_principals.is_empty()
         && source.not_namespaces.is_empty()
         && source.not_request_principals.is_empty()
+        && source.ip_blocks.is_empty()
+        && source.not_ip_blocks.is_empty()
 }
 
 fn operation_everything(operation: &AuthzOperation, inbound: &[InboundPort]) -> bool {

@@ -76,7 +76,6 @@ spec: {action: CUSTOM, provider: {name: opa}}
     assert_eq!(
         found,
         [
-            (Code::IstioUnsupportedField, 15), // ipBlocks in a DENY rule: ignored
             (Code::IstioUnsupportedField, 38), // remoteIpBlocks in an ALLOW rule: rule dropped
             (Code::IstioUnsupportedField, 49), // provider
             (Code::IstioUnsupportedField, 49), // CUSTOM
@@ -104,6 +103,7 @@ spec: {action: CUSTOM, provider: {name: opa}}
     assert_eq!(strs(&source.not_request_principals), ["x/y"]);
     assert_eq!(strs(&source.namespaces), ["dev"]);
     assert_eq!(strs(&source.not_namespaces), ["prod"]);
+    assert_eq!(strs(&source.ip_blocks), ["10.0.0.0/8"]);
     let op = &rule.to[0];
     assert_eq!(strs(&op.hosts), ["a.example"]);
     assert_eq!(strs(&op.not_hosts), ["b.example"]);

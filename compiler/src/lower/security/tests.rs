@@ -277,6 +277,7 @@ fn lowers_sources_operations_and_patterns() {
       not_principals "cluster.local/ns/x/*", "*/sa/admin", "*"
       request_principals "https://auth/*" not_request_principals "*@evil"
       namespaces "default" not_namespaces "kube-*"
+      ip_blocks "198.18.0.0/15", "fd00::1" not_ip_blocks "198.18.0.9"
     }
     to {
       hosts "Reviews.Example.COM" not_hosts "*.Internal"
@@ -309,6 +310,9 @@ fn lowers_sources_operations_and_patterns() {
     assert_eq!(from.not_request_principals, [x("@evil")]);
     assert_eq!(from.namespaces, [e("default")]);
     assert_eq!(from.not_namespaces, [p("kube-")]);
+    let block = |s: &str| s.parse::<spec::AddressBlock>().unwrap();
+    assert_eq!(from.ip_blocks, [block("198.18.0.0/15"), block("fd00::1")]);
+    assert_eq!(from.not_ip_blocks, [block("198.18.0.9")]);
     let to = &rule.to[0];
     assert_eq!(to.hosts, [e("reviews.example.com")]);
     assert_eq!(to.not_hosts, [x(".internal")]);
@@ -402,6 +406,7 @@ fn reports_malformed_authorization_values() {
   rule {
     when "destination.port" = "80", "0", "http"
     when "source.ip" != "10.0.0.1", "10.0.0.0/8", "fd00::/8", "10.0.0.0/33", "host"
+    from { ip_blocks "10.0.0.0/8", "10.0.0.1/40" not_ip_blocks "*" }
   }
 }
 "#,
@@ -413,6 +418,8 @@ fn reports_malformed_authorization_values() {
             ("E0144", "m.mesh:27:42".to_owned()),
             ("E0144", "m.mesh:28:63".to_owned()),
             ("E0144", "m.mesh:28:78".to_owned()),
+            ("E0144", "m.mesh:29:36".to_owned()),
+            ("E0144", "m.mesh:29:64".to_owned()),
         ]
     );
     let help = help(&with_base(
