@@ -217,6 +217,8 @@ pub(crate) struct Pool {
     pub(crate) max_requests_per_connection: Option<Number>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) connect_timeout: Option<Duration>,
+    /// How long a relayed TCP connection may stay silent.
+    pub(crate) tcp_idle_timeout: Option<Duration>,
 }
 
 /// `outlier { ... }`: outlier detection.

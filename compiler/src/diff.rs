@@ -304,6 +304,7 @@ fn pool(p: &PoolLimits) -> String {
     for (name, v) in [
         ("idle timeout", p.idle_timeout_ms),
         ("connect timeout", p.connect_timeout_ms),
+        ("TCP idle timeout", p.tcp_idle_timeout_ms),
     ] {
         if let Some(v) = v {
             parts.push(format!("{name} {v}ms"));
@@ -893,7 +894,9 @@ fn authz_source(s: &AuthzSource) -> String {
     push_field(&mut parts, "namespaces", &s.namespaces, pattern);
     push_field(&mut parts, "not namespaces", &s.not_namespaces, pattern);
     push_field(&mut parts, "ip blocks", &s.ip_blocks, |b| b.to_string());
-    push_field(&mut parts, "not ip blocks", &s.not_ip_blocks, |b| b.to_string());
+    push_field(&mut parts, "not ip blocks", &s.not_ip_blocks, |b| {
+        b.to_string()
+    });
     format!("({})", parts.join(" and "))
 }
 

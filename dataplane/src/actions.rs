@@ -305,12 +305,11 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
 /// sidecar traces nothing.
 pub const TRACE_SAMPLING: &str = "trace sampling (no --trace-collector)";
 
-/// What a port of `protocol` is missing: meshd parses HTTP/1.1 on every port and calls
-/// applications with HTTP/1.1 (meshc warns with W0114).
+/// What a port of `protocol` is missing: meshd calls applications with HTTP/1.1 (meshc warns
+/// with W0114). `tcp` ports are relayed as TCP.
 fn protocol_not_served(protocol: spec::Protocol) -> Option<&'static str> {
     match protocol {
-        spec::Protocol::Http => None,
-        spec::Protocol::Tcp => Some("tcp ports (proxied as HTTP/1.1)"),
+        spec::Protocol::Http | spec::Protocol::Tcp => None,
         spec::Protocol::Grpc => Some("grpc ports (the application is called with HTTP/1.1)"),
         spec::Protocol::Http2 => Some("http2 ports (the application is called with HTTP/1.1)"),
     }

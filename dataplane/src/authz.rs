@@ -3,7 +3,7 @@
 //! borrowed view of the parsed head and the connection's mTLS peer. A denial is 403 naming the
 //! deciding policy and its `file:line:col`, and is logged; a matching AUDIT policy only logs.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use spec::authz::{self, Attributes, Decision, JwtFacts};
 use spec::AuthorizationPolicy;
@@ -81,19 +81,8 @@ pub fn check(
             describe(request)
         );
     }
-    let detail = match authz::evaluate(policies, request) {
-        Decision::Allow(_) => return Ok(()),
-        Decision::Deny(Some(policy)) => {
-            format!("denied by DENY policy {} ({})", policy.name, policy.source)
-        }
-        Decision::Deny(None) => {
-            let allows: Vec<String> = policies
-                .iter()
-                .filter(|p| p.action == spec::AuthzAction::Allow)
-                .map(|p| format!("{} ({})", p.name, p.source))
-                .collect();
-            format!("no ALLOW policy matches: {}", allows.join(", "))
-        }
+    let Err(detail) = denial(authz::evaluate(policies, request), policies) else {
+        return Ok(());
     };
     tracing::info!("authz: {} {detail}", describe(request));
     Err(detail)
@@ -108,4 +97,104 @@ fn describe(request: &InboundRequest<'_, '_, '_>) -> String {
         "{} {} from {who}{ip}",
         request.head.method, request.head.path
     )
+}
+
+/// What authorization reads of a relayed TCP connection: no method, host, path, headers or JWT
+/// (rules that read them mean what Istio makes them mean for TCP, see [`authz::policy_matches`]).
+#[derive(Debug, Clone, Copy)]
+pub struct InboundConnection<'a> {
+    /// The inbound port it is for.
+    pub port: u16,
+    /// The caller's SPIFFE ID from mutual TLS.
+    pub principal: Option<&'a str>,
+    /// The caller's address.
+    pub peer: SocketAddr,
+}
+
+impl Attributes for InboundConnection<'_> {
+    fn method(&self) -> &str {
+        ""
+    }
+
+    fn host(&self) -> Option<&str> {
+        None
+    }
+
+    fn path(&self) -> &str {
+        ""
+    }
+
+    fn port(&self) -> Option<u16> {
+        Some(self.port)
+    }
+
+    fn principal(&self) -> Option<&str> {
+        self.principal
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        Some(self.peer.ip().to_canonical())
+    }
+
+    fn any_header(&self, _: &str, _: &mut dyn FnMut(&str) -> bool) -> bool {
+        false
+    }
+
+    fn jwt(&self) -> Option<&JwtFacts> {
+        None
+    }
+
+    fn is_tcp(&self) -> bool {
+        true
+    }
+}
+
+/// Decides a TCP connection by `policies`, as [`check`] decides a request: `Err` with the
+/// reason for a denial; denials and AUDIT matches are logged.
+pub fn check_connection(
+    policies: &[AuthorizationPolicy],
+    connection: &InboundConnection<'_>,
+) -> Result<(), String> {
+    if policies.is_empty() {
+        return Ok(());
+    }
+    let who = connection.principal.unwrap_or("a caller without identity");
+    let describe = || {
+        let ip = connection.peer.ip().to_canonical();
+        format!(
+            "TCP connection to port {} from {who} ({ip})",
+            connection.port
+        )
+    };
+    for audit in authz::audits(policies, connection) {
+        let (name, source) = (&audit.name, &audit.source);
+        tracing::info!(
+            "authz: audit: policy {name} ({source}) matches {}",
+            describe()
+        );
+    }
+    let Err(detail) = denial(authz::evaluate(policies, connection), policies) else {
+        return Ok(());
+    };
+    tracing::info!("authz: {} {detail}", describe());
+    Err(detail)
+}
+
+/// Why `decision` denies; `Ok` when it allows.
+fn denial(decision: Decision<'_>, policies: &[AuthorizationPolicy]) -> Result<(), String> {
+    match decision {
+        Decision::Allow(_) => Ok(()),
+        Decision::Deny(Some(policy)) => Err(format!(
+            "denied by DENY policy {} ({})",
+            policy.name, policy.source
+        )),
+        Decision::Deny(None) => {
+            let allows: Vec<String> = policies
+                .iter()
+                .filter(|p| p.action == spec::AuthzAction::Allow)
+                .map(|p| format!("{} ({})", p.name, p.source))
+                .collect();
+            Err(format!("no ALLOW policy matches: {}", allows.join(", ")))
+        }
+    }
 }

@@ -11,6 +11,7 @@
 
 mod proxy;
 mod render;
+mod tcp;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use rustc_hash::FxHashMap;
 
 pub use proxy::{render_proxy, Proxy};
 pub use render::{render, Sidecar};
+pub use tcp::{Connection, TcpLabels, TcpSeries};
 
 /// Istio's default buckets for `istio_request_duration_milliseconds`.
 const DURATION_BUCKETS_MS: [f64; 19] = [
@@ -130,11 +132,38 @@ impl Series {
     }
 }
 
-/// One core's request metrics.
+/// Label values a core has seen, each stored once and named by its index.
+#[derive(Debug, Default)]
+struct Interned {
+    ids: FxHashMap<Box<str>, u32>,
+    strings: Vec<Box<str>>,
+}
+
+impl Interned {
+    fn intern(&mut self, value: &str) -> u32 {
+        if let Some(&id) = self.ids.get(value) {
+            return id;
+        }
+        let id = self.strings.len() as u32;
+        self.strings.push(value.into());
+        self.ids.insert(value.into(), id);
+        id
+    }
+
+    fn is(&self, id: u32, value: &str) -> bool {
+        self.strings.get(id as usize).is_some_and(|s| **s == *value)
+    }
+
+    fn text(&self, id: Option<u32>) -> Option<String> {
+        id.and_then(|i| self.strings.get(i as usize))
+            .map(|s| s.to_string())
+    }
+}
+
+/// One core's request and connection metrics.
 #[derive(Debug, Default)]
 pub struct CoreMetrics {
-    interned: FxHashMap<Box<str>, u32>,
-    strings: Vec<Box<str>>,
+    strings: Interned,
     /// Each series once, and where it is in `series` by its key.
     series: Vec<(Key, Series)>,
     index: FxHashMap<Key, usize>,
@@ -149,9 +178,31 @@ pub struct CoreMetrics {
     pub pool_overflows: u64,
     /// Requests refused by a local rate limit (`RL`), counted likewise.
     pub rate_limited: u64,
+    tcp: tcp::CoreTcp,
 }
 
 impl CoreMetrics {
+    /// Counts a relayed connection opened; the index returned names its series for
+    /// [`CoreMetrics::count_tcp`] and [`CoreMetrics::close_tcp`].
+    pub fn open_tcp(&mut self, connection: &Connection<'_>) -> usize {
+        self.tcp.open(&mut self.strings, connection)
+    }
+
+    /// Adds bytes a relayed connection moved: `received` from its client, `sent` to it.
+    pub fn count_tcp(&mut self, series: usize, received: u64, sent: u64) {
+        if let Some(series) = self.tcp.series_mut(series) {
+            series.received_bytes += received;
+            series.sent_bytes += sent;
+        }
+    }
+
+    /// Counts a relayed connection closed.
+    pub fn close_tcp(&mut self, series: usize) {
+        if let Some(series) = self.tcp.series_mut(series) {
+            series.closed += 1;
+        }
+    }
+
     /// Counts a finished request with response flags `flags`, whether or not Istio's metrics
     /// are on.
     pub fn count_finished(&mut self, flags: &str) {
@@ -186,7 +237,7 @@ impl CoreMetrics {
     fn is_series_of(&self, index: usize, request: &Request<'_>) -> bool {
         let same = |id: Option<u32>, value: Option<&str>| match (id, value) {
             (None, None) => true,
-            (Some(id), Some(value)) => self.strings.get(id as usize).is_some_and(|s| **s == *value),
+            (Some(id), Some(value)) => self.strings.is(id, value),
             _ => false,
         };
         self.series.get(index).is_some_and(|(key, _)| {
@@ -201,8 +252,8 @@ impl CoreMetrics {
     fn find_or_add(&mut self, request: &Request<'_>) -> usize {
         let key = Key {
             reporter: request.reporter,
-            service: request.service.map(|s| self.intern(s)),
-            peer: request.peer.map(|p| self.intern(p)),
+            service: request.service.map(|s| self.strings.intern(s)),
+            peer: request.peer.map(|p| self.strings.intern(p)),
             code: request.code,
             flags: request.flags,
         };
@@ -212,22 +263,9 @@ impl CoreMetrics {
         })
     }
 
-    fn intern(&mut self, value: &str) -> u32 {
-        if let Some(&id) = self.interned.get(value) {
-            return id;
-        }
-        let id = self.strings.len() as u32;
-        self.strings.push(value.into());
-        self.interned.insert(value.into(), id);
-        id
-    }
-
     /// This core's series with their label values spelled out, for summing across cores.
     pub fn snapshot(&self) -> Metrics {
-        let text = |id: Option<u32>| {
-            id.and_then(|i| self.strings.get(i as usize))
-                .map(|s| s.to_string())
-        };
+        let text = |id: Option<u32>| self.strings.text(id);
         let series = self.series.iter().map(|(key, series)| {
             let labels = Labels {
                 reporter: key.reporter,
@@ -240,6 +278,7 @@ impl CoreMetrics {
         });
         Metrics {
             series: series.collect(),
+            tcp: self.tcp.snapshot(&self.strings).into_iter().collect(),
             retries: self.retries,
             finished: self.finished,
             pool_overflows: self.pool_overflows,
@@ -262,6 +301,7 @@ pub struct Labels {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Metrics {
     series: BTreeMap<Labels, Series>,
+    tcp: BTreeMap<TcpLabels, TcpSeries>,
     /// Tries made again after a failed one.
     pub retries: u64,
     /// Requests finished, counted whether or not Istio's metrics are on.
@@ -277,6 +317,9 @@ impl Metrics {
     pub fn add(&mut self, other: &Self) {
         for (labels, series) in &other.series {
             self.series.entry(labels.clone()).or_default().add(series);
+        }
+        for (labels, series) in &other.tcp {
+            self.tcp.entry(labels.clone()).or_default().add(series);
         }
         self.retries += other.retries;
         self.finished += other.finished;

@@ -269,6 +269,7 @@ async fn run(copy: Shadow) {
     let secure = secure.as_ref().map(|(tls, identities)| Secure {
         tls: tls.clone(),
         identities,
+        alpn: None,
     });
     match exchange(
         core,

@@ -542,16 +542,15 @@ impl RouteState {
     }
 
     /// Whether a captured inbound connection to `port` that is not HTTP may be relayed to the
-    /// application as bytes: only where no HTTP is declared (an undeclared or `tcp` port) and
-    /// nothing would have to be checked per request. Authorization and JWT rules are enforced
-    /// on HTTP only, so a workload with any is never relayed bytes (they could hide a request
-    /// the application still parses, after a blank line for one).
+    /// application as bytes: only where no HTTP is declared (an undeclared or `tcp` port).
+    /// Authorization decides each relayed connection as Istio does for TCP: an ALLOW rule that
+    /// reads a method, path or header never matches one, so bytes that would hide a request
+    /// (after a blank line, say) get no further than the policies let any TCP caller.
     pub fn relays_opaque_inbound(&self, port: u16) -> bool {
         let declared = self
             .own_workload()
             .and_then(|w| w.inbound.iter().find(|p| p.port == port));
-        let speaks_http = declared.is_some_and(|p| p.protocol != spec::Protocol::Tcp);
-        !speaks_http && self.authorization.is_empty() && self.jwt.is_empty()
+        declared.is_none_or(|p| p.protocol == spec::Protocol::Tcp)
     }
 
     fn declared_inbound(&self, port: u16) -> Option<(u16, SocketAddr, spec::TlsMode)> {
@@ -615,26 +614,45 @@ impl RouteState {
             && self.address_table(addr).is_none()
     }
 
-    /// Where a captured connection to `addr` that is not HTTP is relayed: `addr` itself, unless
-    /// it is a service's virtual address, which no host has: then one of the service's
-    /// endpoints, drawn with `draw` (a number below the endpoint count is taken as is).
-    pub fn opaque_destination(
+    /// Where a captured connection to `addr` that is not HTTP is relayed, and the endpoint
+    /// group of the service it reaches, if any: `addr` itself, unless it is a service's virtual
+    /// address, which no host has: then one of the service's endpoints, drawn with `draw` (a
+    /// number below the endpoint count is taken as is).
+    pub fn opaque_target(
         &self,
         addr: SocketAddr,
         draw: impl FnOnce(usize) -> usize,
-    ) -> SocketAddr {
-        if self.by_address.contains_key(&addr) && self.has_endpoint(addr) {
-            return addr;
-        }
-        let endpoints = self
+    ) -> (SocketAddr, Option<&EndpointGroup>) {
+        let group = self
             .address_table(addr)
             .and_then(|table| self.table_service(table))
-            .and_then(|service| self.groups.get(self.group_of[service as usize] as usize))
-            .map_or(&[][..], |group| &group.endpoints[..]);
-        match endpoints.len() {
-            0 => addr,
-            n => endpoints[draw(n).min(n - 1)],
+            .and_then(|service| self.groups.get(self.group_of[service as usize] as usize));
+        if self.by_address.contains_key(&addr) && self.has_endpoint(addr) {
+            return (addr, group);
         }
+        let endpoints = group.map_or(&[][..], |group| &group.endpoints[..]);
+        match endpoints.len() {
+            0 => (addr, group),
+            n => (endpoints[draw(n).min(n - 1)], group),
+        }
+    }
+
+    /// Whether a captured connection to `addr` reaches a service port declared `tcp`: its
+    /// virtual address on that port, or an endpoint of a service whose port it is (or whose
+    /// only port is `tcp`). Such a connection is relayed without sniffing its first bytes.
+    pub fn declares_tcp(&self, addr: SocketAddr) -> bool {
+        let Some(service) = self
+            .address_table(addr)
+            .and_then(|table| self.table_service(table))
+            .and_then(|s| self.snapshot.services.get(s as usize))
+        else {
+            return false;
+        };
+        let port = match &service.ports[..] {
+            [only] => Some(only),
+            ports => ports.iter().find(|p| p.number == addr.port()),
+        };
+        port.is_some_and(|p| p.protocol == spec::Protocol::Tcp)
     }
 
     /// The route table of the service with `addr` as a virtual address (on one of its ports)

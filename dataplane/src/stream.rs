@@ -303,6 +303,11 @@ impl TlsStream {
         self.session.alpn_protocol() == Some(b"h2")
     }
 
+    /// Whether the handshake chose opaque TCP by ALPN ([`crate::tls::TCP_ALPN`]).
+    pub fn negotiated_tcp(&self) -> bool {
+        self.session.alpn_protocol() == Some(crate::tls::TCP_ALPN)
+    }
+
     /// The peer's SPIFFE ID from its verified certificate.
     pub fn peer_identity(&self) -> Option<&str> {
         self.peer_identity.as_deref()
@@ -333,14 +338,22 @@ impl TlsStream {
 
     /// Completes a client handshake with the server at `addr`. The certificate verifier in
     /// `config` decides who the server must be (secure naming), so the name sent is the
-    /// address, which TLS puts in no SNI.
+    /// address, which TLS puts in no SNI. `alpn`, when given, is offered instead of the
+    /// configuration's protocols.
     pub async fn connect(
         tcp: TcpStream,
         config: Arc<ClientConfig>,
         addr: SocketAddr,
+        alpn: Option<&[u8]>,
     ) -> io::Result<Self> {
         let name = ServerName::IpAddress(addr.ip().into());
-        let session = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        let session = match alpn {
+            None => ClientConnection::new(config, name),
+            Some(protocol) => {
+                ClientConnection::new_with_alpn(config, name, vec![protocol.to_vec()])
+            }
+        };
+        let session = session.map_err(io::Error::other)?;
         let rx = Vec::with_capacity(RECORD_BUFFER);
         let mut stream = Self::new(tcp, session.into(), rx);
         stream.handshake().await?;

@@ -1,7 +1,7 @@
 //! Workload identity for mutual TLS: the certificate files `meshca issue` writes (`cert.pem`
 //! leaf then chain, `key.pem`, `bundle.pem`), checked once at load, and the rustls
-//! configurations built from them: TLS 1.3 only, the ring provider; inbound accepts ALPN `h2`
-//! and `http/1.1`, outbound offers `http/1.1`.
+//! configurations built from them: TLS 1.3 only, the ring provider; inbound accepts ALPN `h2`,
+//! `http/1.1` and [`TCP_ALPN`], outbound offers `http/1.1` (or [`TCP_ALPN`] for opaque TCP).
 //!
 //! Peers are named by SPIFFE ID, not by host name: the server side requires a client
 //! certificate that chains to the bundle and reads the caller's ID from its URI SAN; the
@@ -23,9 +23,13 @@ use rustls::server::{ParsedCertificate, ServerConfig, WebPkiClientVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 use x509_parser::extensions::GeneralName;
 
+/// The ALPN protocol of opaque TCP between sidecars, the name Istio's sidecars give it: the
+/// callee relays the connection's bytes to the application instead of parsing HTTP.
+pub const TCP_ALPN: &[u8] = b"istio";
+
 /// ALPN protocols the inbound side accepts, most preferred first: a client that offers `h2`
 /// gets HTTP/2 (bridged to the HTTP/1.1 path, see [`crate::http2`]).
-const SERVER_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+const SERVER_ALPN: [&[u8]; 3] = [b"h2", b"http/1.1", TCP_ALPN];
 
 /// ALPN protocols the outbound side offers: meshd's upstream connections speak HTTP/1.1.
 const CLIENT_ALPN: [&[u8]; 1] = [b"http/1.1"];

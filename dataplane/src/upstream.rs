@@ -22,6 +22,8 @@ pub struct Secure<'a> {
     pub tls: Rc<CoreTls>,
     /// The service's identities (secure naming).
     pub identities: &'a [String],
+    /// The ALPN protocol to offer instead of the configuration's (`http/1.1`).
+    pub alpn: Option<&'static [u8]>,
 }
 
 impl<'a> Secure<'a> {
@@ -35,6 +37,7 @@ impl<'a> Secure<'a> {
         Some(Self {
             tls,
             identities: &group.identities,
+            alpn: None,
         })
     }
 
@@ -84,7 +87,7 @@ pub async fn connect(
         .tls
         .client(secure.identities)
         .map_err(|e| ConnectError::Tls(io::Error::other(e)))?;
-    let handshake = TlsStream::connect(stream, config, addr);
+    let handshake = TlsStream::connect(stream, config, addr, secure.alpn);
     match monoio::time::timeout_at(until, handshake).await {
         Ok(Ok(tls)) => {
             security.count_authn(|c| c.outbound_handshakes += 1);

@@ -39,6 +39,11 @@ pub trait Attributes {
     fn any_header(&self, name: &str, test: &mut dyn FnMut(&str) -> bool) -> bool;
     /// The validated JWT, if the request carried one.
     fn jwt(&self) -> Option<&JwtFacts>;
+    /// Whether this is a TCP connection rather than an HTTP request: it has no method, host,
+    /// path, headers or JWT, and rules that read them mean what they mean to Istio for TCP.
+    fn is_tcp(&self) -> bool {
+        false
+    }
 }
 
 /// An owned request for [`Attributes`].
@@ -60,6 +65,8 @@ pub struct AuthzRequest {
     pub headers: Vec<(String, String)>,
     /// The validated JWT, if the request carried one.
     pub jwt: Option<JwtFacts>,
+    /// A TCP connection rather than an HTTP request.
+    pub tcp: bool,
 }
 
 impl Attributes for AuthzRequest {
@@ -95,6 +102,10 @@ impl Attributes for AuthzRequest {
 
     fn jwt(&self) -> Option<&JwtFacts> {
         self.jwt.as_ref()
+    }
+
+    fn is_tcp(&self) -> bool {
+        self.tcp
     }
 }
 
@@ -159,7 +170,79 @@ pub fn audits<'a, R: Attributes + ?Sized>(
 
 /// Whether any rule of the policy matches (a policy without rules matches nothing).
 pub fn policy_matches<R: Attributes + ?Sized>(policy: &AuthorizationPolicy, request: &R) -> bool {
+    if request.is_tcp() {
+        return policy
+            .rules
+            .iter()
+            .any(|r| tcp_rule_matches(r, policy.action, request));
+    }
     policy.rules.iter().any(|r| rule_matches(r, request))
+}
+
+/// A rule for a TCP connection, as Istio builds it: an ALLOW rule that reads an HTTP attribute
+/// never matches (the policy allows less); a DENY or AUDIT rule matches without its HTTP
+/// conditions (it denies or audits more).
+fn tcp_rule_matches<R: Attributes + ?Sized>(
+    rule: &AuthzRule,
+    action: AuthzAction,
+    connection: &R,
+) -> bool {
+    match action {
+        AuthzAction::Allow => !reads_http(rule) && rule_matches(rule, connection),
+        AuthzAction::Deny | AuthzAction::Audit => rule_matches(&without_http(rule), connection),
+    }
+}
+
+/// Whether a rule reads anything only an HTTP request has.
+pub fn reads_http(rule: &AuthzRule) -> bool {
+    rule.from
+        .iter()
+        .any(|s| !s.request_principals.is_empty() || !s.not_request_principals.is_empty())
+        || rule.to.iter().any(|o| {
+            !(o.hosts.is_empty()
+                && o.not_hosts.is_empty()
+                && o.methods.is_empty()
+                && o.not_methods.is_empty()
+                && o.paths.is_empty()
+                && o.not_paths.is_empty())
+        })
+        || rule.when.iter().any(|c| is_http_key(&c.key))
+}
+
+fn without_http(rule: &AuthzRule) -> AuthzRule {
+    let mut rule = rule.clone();
+    for source in &mut rule.from {
+        source.request_principals.clear();
+        source.not_request_principals.clear();
+    }
+    for operation in &mut rule.to {
+        for field in [
+            &mut operation.hosts,
+            &mut operation.not_hosts,
+            &mut operation.methods,
+            &mut operation.not_methods,
+            &mut operation.paths,
+            &mut operation.not_paths,
+        ] {
+            field.clear();
+        }
+    }
+    rule.when.retain(|c| !is_http_key(&c.key));
+    rule
+}
+
+fn is_http_key(key: &ConditionKey) -> bool {
+    match key {
+        ConditionKey::RequestHeader(_)
+        | ConditionKey::JwtClaim(_)
+        | ConditionKey::RequestPrincipal
+        | ConditionKey::JwtAudience
+        | ConditionKey::JwtPresenter => true,
+        ConditionKey::SourcePrincipal
+        | ConditionKey::SourceNamespace
+        | ConditionKey::SourceIp
+        | ConditionKey::DestinationPort => false,
+    }
 }
 
 /// Whether a rule matches: any `from`, any `to` and every `when` hold; an empty list holds.

@@ -281,6 +281,9 @@ pub struct PoolLimits {
     pub idle_timeout_ms: Option<u64>,
     /// How long a connect may take, in milliseconds.
     pub connect_timeout_ms: Option<u64>,
+    /// How long a relayed TCP connection may move no byte before it is closed, in
+    /// milliseconds (Istio's `connectionPool.tcp.idleTimeout`); `None`: one hour.
+    pub tcp_idle_timeout_ms: Option<u64>,
 }
 
 /// Passive health checking: endpoints that keep failing are ejected for a while.

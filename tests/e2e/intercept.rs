@@ -9,6 +9,8 @@ use std::process::{Child, Stdio};
 use ringmesh_tests::netns::{checked, Host, Network};
 use ringmesh_tests::*;
 
+mod tcp;
+
 /// The nat table as `iptables-save` prints it, without its timestamps and packet counters.
 fn nat_rules(host: &Host, tool: &str) -> String {
     let saved = checked(&host.run(tool, &["-t", "nat"]), tool);
@@ -669,7 +671,8 @@ fn authorization_is_never_bypassed_by_bytes_that_are_not_a_request_line() {
         !answer.contains("secret") && !answer.starts_with("HTTP/1.1 200"),
         "{answer}"
     );
-    // With authorization to enforce, bytes to an undeclared port are not relayed either.
+    // Bytes to an undeclared port are relayed only as far as the policies let a TCP caller:
+    // `deny-all` lets none.
     let addr = server.addr.to_string();
     let refused = client.run("python3", &[TCP_PEER, "call", "echo", &addr, "7000"]);
     assert!(

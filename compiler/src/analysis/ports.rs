@@ -49,9 +49,9 @@ fn check(
     not_served(file, number, protocol, out);
 }
 
-/// W0114: meshd parses HTTP/1.1 on every port and calls applications with HTTP/1.1, so a
-/// `tcp` or `grpc` port, or an application that speaks only HTTP/2, is not served as declared.
-/// Listed under `not_enforced` by meshd too.
+/// W0114: meshd calls applications with HTTP/1.1, so a `grpc` port, or an application that
+/// speaks only HTTP/2, is not served as declared. Listed under `not_enforced` by meshd too.
+/// (`tcp` ports are relayed as TCP.)
 fn not_served(
     file: FileId,
     number: ast::Number,
@@ -59,10 +59,7 @@ fn not_served(
     out: &mut Vec<Diagnostic>,
 ) {
     let what = match protocol.value {
-        spec::Protocol::Http => return,
-        spec::Protocol::Tcp => {
-            "it is proxied as HTTP/1.1, so a client that does not speak HTTP fails"
-        }
+        spec::Protocol::Http | spec::Protocol::Tcp => return,
         spec::Protocol::Grpc => {
             "the application is called with HTTP/1.1, which has no trailers, so gRPC calls fail"
         }
@@ -75,8 +72,8 @@ fn not_served(
         number.value,
         protocol.value.as_str()
     );
-    let help = "TCP proxying, HTTP/2 and gRPC to the application are being built (see the \
-                issue on interception and protocols); until then declare `http` only for HTTP/1.1";
+    let help = "HTTP/2 and gRPC to the application are being built (see the issue on \
+                interception and protocols); until then declare `http` only for HTTP/1.1";
     out.push(
         Diagnostic::new(
             Code::ProtocolNotServed,

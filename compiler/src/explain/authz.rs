@@ -113,6 +113,7 @@ pub(super) fn evaluate(workload: &Workload, name: &str, attrs: Attributes<'_>) -
         source_ip: None,
         headers: attrs.request.headers.clone(),
         jwt: None,
+        tcp: false,
     };
     let policies = &workload.authorization;
     for policy in policies {

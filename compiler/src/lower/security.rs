@@ -933,7 +933,6 @@ fn spiffe(p: StringPattern) -> StringPattern {
     }
 }
 
-
 /// The literal part of a pattern.
 fn pattern_text(p: &StringPattern) -> &str {
     match p {

@@ -282,7 +282,7 @@ impl<'s> Parser<'s> {
             i,
             "this `pool` block",
             "`max_connections`, `max_pending`, `max_requests_per_connection`, `idle_timeout`, \
-             `connect_timeout` or `}`",
+             `connect_timeout`, `tcp_idle_timeout` or `}`",
             true,
             |kw, rest| {
                 Ok(Some(match kw {
@@ -295,12 +295,12 @@ impl<'s> Parser<'s> {
                         }
                         rest
                     }
-                    "idle_timeout" | "connect_timeout" => {
+                    "idle_timeout" | "connect_timeout" | "tcp_idle_timeout" => {
                         let (rest, d) = self.duration(rest)?;
-                        if kw == "idle_timeout" {
-                            pool.idle_timeout = Some(d);
-                        } else {
-                            pool.connect_timeout = Some(d);
+                        match kw {
+                            "idle_timeout" => pool.idle_timeout = Some(d),
+                            "connect_timeout" => pool.connect_timeout = Some(d),
+                            _ => pool.tcp_idle_timeout = Some(d),
                         }
                         rest
                     }

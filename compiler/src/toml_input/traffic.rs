@@ -40,6 +40,7 @@ struct PoolDoc {
     max_requests_per_connection: Option<Spanned<u64>>,
     idle_timeout: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
+    tcp_idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,6 +278,11 @@ pub(super) fn policy(id: FileId, doc: &Spanned<PolicyDoc>) -> Result<ast::Policy
                     .transpose()?,
                 connect_timeout: d
                     .connect_timeout
+                    .as_ref()
+                    .map(|t| duration(id, t))
+                    .transpose()?,
+                tcp_idle_timeout: d
+                    .tcp_idle_timeout
                     .as_ref()
                     .map(|t| duration(id, t))
                     .transpose()?,

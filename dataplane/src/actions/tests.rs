@@ -211,10 +211,6 @@ fn ports_of_protocols_not_served_yet_are_listed() {
         listed,
         [
             (
-                "tcp ports (proxied as HTTP/1.1)",
-                &["service db port 3306".to_owned()][..]
-            ),
-            (
                 "grpc ports (the application is called with HTTP/1.1)",
                 &["service db port 9000".to_owned()][..]
             ),

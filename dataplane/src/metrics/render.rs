@@ -5,7 +5,9 @@
 
 use std::fmt::Write as _;
 
-use super::{Histogram, Labels, Metrics, Reporter, Series, DURATION_BUCKETS_MS, SIZE_BUCKETS};
+use super::{
+    Histogram, Labels, Metrics, Reporter, Series, TcpLabels, DURATION_BUCKETS_MS, SIZE_BUCKETS,
+};
 
 const UNKNOWN: &str = "unknown";
 
@@ -84,22 +86,46 @@ impl Sidecar<'_> {
         (fqdn, name.into(), namespace.into())
     }
 
-    /// Every Istio standard label of a series, as `name="value",...`.
+    /// Every Istio standard label of a request series, as `name="value",...`.
     fn labels(&self, labels: &Labels) -> String {
-        let peer = labels.peer.as_deref();
-        let (source, destination) = match labels.reporter {
+        let code = labels.code.to_string();
+        let call = Call {
+            reporter: labels.reporter,
+            service: labels.service.as_deref(),
+            peer: labels.peer.as_deref(),
+            flags: labels.flags,
+        };
+        self.standard_labels(&call, Some(&code))
+    }
+
+    /// Every Istio standard label of a TCP series: `request_protocol` is `tcp`, and there is no
+    /// response code.
+    fn tcp_labels(&self, labels: &TcpLabels) -> String {
+        let call = Call {
+            reporter: labels.reporter,
+            service: labels.service.as_deref(),
+            peer: labels.peer.as_deref(),
+            flags: labels.flags,
+        };
+        self.standard_labels(&call, None)
+    }
+
+    /// The labels of a call; `code` is the response code of an HTTP request, `None` for TCP.
+    fn standard_labels(&self, call: &Call<'_>, code: Option<&str>) -> String {
+        let peer = call.peer;
+        let (source, destination) = match call.reporter {
             Reporter::Source => (self.own(), self.other(peer)),
             Reporter::Destination => (self.other(peer), self.own()),
         };
-        let security = match (labels.reporter, peer) {
+        let security = match (call.reporter, peer) {
             (Reporter::Source, _) => UNKNOWN,
             (Reporter::Destination, Some(_)) => "mutual_tls",
             (Reporter::Destination, None) => "none",
         };
-        let (service, service_name, service_namespace) = self.service(labels.service.as_deref());
-        let code = labels.code.to_string();
-        let pairs = [
-            ("reporter", labels.reporter.as_str()),
+        let (service, service_name, service_namespace) = self.service(call.service);
+        let protocol = if code.is_some() { "http" } else { "tcp" };
+        let common = [
+            ("reporter", call.reporter.as_str()),
             ("source_workload", source.workload),
             ("source_workload_namespace", source.namespace),
             ("source_principal", source.principal),
@@ -113,14 +139,22 @@ impl Sidecar<'_> {
             ("destination_service", &service),
             ("destination_service_name", &service_name),
             ("destination_service_namespace", &service_namespace),
-            ("request_protocol", "http"),
-            ("response_code", &code),
-            ("response_flags", labels.flags),
-            ("grpc_response_status", ""),
+            ("request_protocol", protocol),
+        ];
+        let http = code.map(|code| [("response_code", code)]);
+        let grpc = code.map(|_| [("grpc_response_status", "")]);
+        let tail = [
+            ("response_flags", call.flags),
             ("connection_security_policy", security),
         ];
+        let pairs = common
+            .iter()
+            .chain(http.iter().flatten())
+            .chain(tail[..1].iter())
+            .chain(grpc.iter().flatten())
+            .chain(tail[1..].iter());
         let mut out = String::new();
-        for (i, (name, value)) in pairs.iter().enumerate() {
+        for (i, (name, value)) in pairs.enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -128,6 +162,14 @@ impl Sidecar<'_> {
         }
         out
     }
+}
+
+/// One call's identifying labels, request or connection.
+struct Call<'a> {
+    reporter: Reporter,
+    service: Option<&'a str>,
+    peer: Option<&'a str>,
+    flags: &'static str,
 }
 
 /// `metrics` in the Prometheus text format (version 0.0.4).
@@ -161,7 +203,49 @@ pub fn render(metrics: &Metrics, sidecar: &Sidecar<'_>) -> String {
         &SIZE_BUCKETS,
         series.iter().map(|(l, s)| (l.as_str(), &s.response_bytes)),
     );
+    tcp(&mut out, metrics, sidecar);
     out
+}
+
+/// A TCP counter family: its name, its help, and its value in a series.
+type Family = (&'static str, &'static str, fn(&super::TcpSeries) -> u64);
+
+/// The four TCP counter families.
+fn tcp(out: &mut String, metrics: &Metrics, sidecar: &Sidecar<'_>) {
+    let series: Vec<(String, &super::TcpSeries)> = metrics
+        .tcp
+        .iter()
+        .map(|(labels, series)| (sidecar.tcp_labels(labels), series))
+        .collect();
+    let families: [Family; 4] = [
+        (
+            "istio_tcp_connections_opened_total",
+            "TCP connections opened",
+            |s| s.opened,
+        ),
+        (
+            "istio_tcp_connections_closed_total",
+            "TCP connections closed",
+            |s| s.closed,
+        ),
+        (
+            "istio_tcp_received_bytes_total",
+            "Bytes received from clients over TCP",
+            |s| s.received_bytes,
+        ),
+        (
+            "istio_tcp_sent_bytes_total",
+            "Bytes sent to clients over TCP",
+            |s| s.sent_bytes,
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}, by Istio's standard labels.");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (labels, s) in &series {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", value(s));
+        }
+    }
 }
 
 /// One histogram family: cumulative buckets, `+Inf`, sum and count per series.

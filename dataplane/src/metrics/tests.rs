@@ -198,3 +198,38 @@ fn label_values_are_escaped() {
         "{text}"
     );
 }
+
+#[test]
+fn relayed_connections_count_opened_closed_and_bytes_each_way() {
+    let mut core = CoreMetrics::default();
+    let connection = Connection {
+        reporter: Reporter::Destination,
+        service: Some("db.default.svc.cluster.local"),
+        peer: Some("spiffe://cluster.local/ns/default/sa/app"),
+        flags: "-",
+    };
+    let first = core.open_tcp(&connection);
+    let second = core.open_tcp(&connection);
+    assert_eq!(first, second, "one series per label set");
+    core.count_tcp(first, 10, 200);
+    core.count_tcp(second, 5, 0);
+    core.close_tcp(first);
+    let text = rendered(&core.snapshot());
+    let labels = [
+        "reporter=\"destination\"",
+        "request_protocol=\"tcp\"",
+        "source_principal=\"spiffe://cluster.local/ns/default/sa/app\"",
+        "connection_security_policy=\"mutual_tls\"",
+    ];
+    let value = |name: &str| sample(&text, &format!("{name}{{"), &labels);
+    assert_eq!(value("istio_tcp_connections_opened_total"), Some(2.0));
+    assert_eq!(value("istio_tcp_connections_closed_total"), Some(1.0));
+    assert_eq!(value("istio_tcp_received_bytes_total"), Some(15.0));
+    assert_eq!(value("istio_tcp_sent_bytes_total"), Some(200.0));
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("istio_tcp") && l.contains("response_code")),
+        "TCP series have no response code"
+    );
+}

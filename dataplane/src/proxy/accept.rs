@@ -8,7 +8,8 @@ use monoio::net::TcpStream;
 
 use super::reply::{linger, send};
 use super::serve_http1;
-use super::sniff::{relay_opaque, sniff, Sniffed};
+use super::sniff::{sniff, Sniffed};
+use super::tcp::{relay_inbound, relay_outbound};
 use crate::conn::Conn;
 use crate::http1::reply::LocalReply;
 use crate::http2;
@@ -53,17 +54,16 @@ pub async fn serve_connection(
             return;
         };
         let mark = marks.mesh;
+        if core.routes.borrow().declares_tcp(original) {
+            return relay_outbound(down, original, mark, &core).await;
+        }
         match sniff(&mut down, &core).await {
             Sniffed::Http => {}
             Sniffed::Opaque if core.routes.borrow().refuses_opaque(original) => {
                 tracing::debug!("closed a captured connection to {original}: registry_only");
                 return;
             }
-            Sniffed::Opaque => {
-                let routes = core.routes.borrow().clone();
-                let target = routes.opaque_destination(original, |n| fastrand::usize(..n));
-                return relay_opaque(down, target, mark, &core).await;
-            }
+            Sniffed::Opaque => return relay_outbound(down, original, mark, &core).await,
             Sniffed::Closed => return,
         }
     }
@@ -74,9 +74,8 @@ pub async fn serve_connection(
                 http2::serve(*tls, peer, arrival, &core).await;
                 return;
             }
-            Some(Accepted::Opaque(down, app)) => {
-                let mark = core.settings.marks.map_or(0, |m| m.app);
-                return relay_opaque(down, app, mark, &core).await;
+            Some(Accepted::Opaque(down, target)) => {
+                return relay_inbound(down, target, &core).await
             }
             None => return,
         }
@@ -89,8 +88,9 @@ pub(super) enum Accepted {
     Http1(Conn),
     /// TLS with ALPN `h2`.
     Http2(Box<TlsStream>),
-    /// A captured connection that is not HTTP, to relay to the application at this address.
-    Opaque(Conn, SocketAddr),
+    /// A captured connection that is not HTTP, to relay to the application: the inbound port
+    /// and the application's address.
+    Opaque(Conn, (u16, SocketAddr)),
 }
 
 /// Answers a connection this core has no room for with 503 and closes it. The reply goes out
@@ -130,7 +130,7 @@ pub(super) async fn accept_inbound(
     if let Some(original) = arrival.original_dst {
         let routes = core.routes.borrow().clone();
         let (port, app, mode) = routes.captured_inbound_target(original);
-        let relay = routes.relays_opaque_inbound(port).then_some(app);
+        let relay = routes.relays_opaque_inbound(port).then_some((port, app));
         return accept_captured(down, (relay, mode), tls, core).await;
     }
     let mode = core.routes.borrow().inbound_listener_mode();
@@ -155,16 +155,17 @@ pub(super) async fn accept_inbound(
         }
         return Some(Accepted::Http1(down));
     }
-    handshake(down, &tls, core).await
+    handshake(down, &tls, None, core).await
 }
 
 /// Inbound, a connection capture sent to a port under `mode`: mutual TLS when it starts with a
 /// ClientHello (and the port is not `disable`), else, unless the port is strict, bytes relayed
 /// to the application at `relay` when they are not HTTP and the port may relay them, else
-/// HTTP/1.1 (whose parser refuses what is not).
+/// HTTP/1.1 (whose parser refuses what is not). Over mutual TLS, ALPN [`TCP_ALPN`](crate::tls::TCP_ALPN) asks for the
+/// relay.
 async fn accept_captured(
     mut down: Conn,
-    (relay, mode): (Option<SocketAddr>, spec::TlsMode),
+    (relay, mode): (Option<(u16, SocketAddr)>, spec::TlsMode),
     tls: Option<Rc<CoreTls>>,
     core: &Core,
 ) -> Option<Accepted> {
@@ -173,7 +174,7 @@ async fn accept_captured(
     let hello = down.buffered().first() == Some(&TLS_HANDSHAKE_RECORD);
     match (sniffed, tls) {
         (Sniffed::Closed, _) => None,
-        (Sniffed::Opaque, Some(tls)) if hello => handshake(down, &tls, core).await,
+        (Sniffed::Opaque, Some(tls)) if hello => handshake(down, &tls, relay, core).await,
         _ if mode == spec::TlsMode::Strict => {
             core.security.count_authn(|c| c.plaintext_refused += 1);
             None
@@ -186,8 +187,15 @@ async fn accept_captured(
     }
 }
 
-/// Completes the mutual TLS handshake whose ClientHello starts `down`'s buffered bytes.
-async fn handshake(down: Conn, tls: &CoreTls, core: &Core) -> Option<Accepted> {
+/// Completes the mutual TLS handshake whose ClientHello starts `down`'s buffered bytes. A
+/// client asking for opaque TCP (ALPN [`TCP_ALPN`](crate::tls::TCP_ALPN)) is relayed to `relay`, the inbound port
+/// and application address; without one it is closed.
+async fn handshake(
+    down: Conn,
+    tls: &CoreTls,
+    relay: Option<(u16, SocketAddr)>,
+    core: &Core,
+) -> Option<Accepted> {
     let (stream, buf, pos) = down.into_parts();
     let Stream::Plain(tcp) = stream else {
         return None;
@@ -200,6 +208,18 @@ async fn handshake(down: Conn, tls: &CoreTls, core: &Core) -> Option<Accepted> {
             if stream.negotiated_h2() {
                 core.security.count_authn(|c| c.inbound_h2 += 1);
                 return Some(Accepted::Http2(Box::new(stream)));
+            }
+            if stream.negotiated_tcp() {
+                let Some(target) = relay else {
+                    tracing::debug!(
+                        "closed opaque TCP over mutual TLS from {}: no application port relays \
+                         it (the port serves HTTP, or the connection was not captured)",
+                        stream.peer_identity().unwrap_or("?")
+                    );
+                    return None;
+                };
+                let conn = Conn::with_buffer(Stream::tls(stream), buf);
+                return Some(Accepted::Opaque(conn, target));
             }
             Some(Accepted::Http1(Conn::with_buffer(Stream::tls(stream), buf)))
         }

@@ -22,6 +22,7 @@ mod read_ahead;
 mod reply;
 mod response;
 mod sniff;
+mod tcp;
 mod tunnel;
 
 use std::cell::Cell;

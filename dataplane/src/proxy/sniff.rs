@@ -4,15 +4,10 @@
 //! silence (a server-first protocol waits for the server's greeting), is relayed as TCP, to
 //! where it was sent outbound and to the application inbound.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::conn::Conn;
-use crate::intercept::socket;
 use crate::percore::Core;
-use crate::pool::Upstream;
-
-use super::tunnel::tunnel;
 
 /// How long a captured connection may stay silent before it is taken for a server-first
 /// protocol (MySQL, SMTP, Redis banners) and relayed; Istio's protocol detection waited as long.
@@ -68,20 +63,6 @@ fn classify(bytes: &[u8]) -> Option<Sniffed> {
         }
     }
     (bytes.len() > LONGEST_METHOD).then_some(Sniffed::Opaque)
-}
-
-/// Relays `down` (with the bytes already read) to `target` over a socket marked `mark`: where
-/// its client sent it, or the application's port inbound.
-pub(super) async fn relay_opaque(down: Conn, target: SocketAddr, mark: u32, core: &Core) {
-    let connect = socket::connect(target, mark);
-    match monoio::time::timeout(core.settings.connect_timeout, connect).await {
-        Ok(Ok(up)) => {
-            let _ = up.set_nodelay(true);
-            tunnel(down, Upstream::new(Conn::new(up), None)).await;
-        }
-        Ok(Err(e)) => tracing::debug!("relaying a captured connection to {target}: {e}"),
-        Err(_) => tracing::debug!("relaying a captured connection to {target}: timed out"),
-    }
 }
 
 #[cfg(test)]

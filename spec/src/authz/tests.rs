@@ -429,3 +429,53 @@ fn ip_blocks_hold_for_callers_inside_them() {
     request.source_ip = Some([198, 18, 1, 2].into());
     assert!(!rule_matches(&rule, &request), "outside");
 }
+
+/// Istio's "TCP traffic" task: for a connection, an ALLOW rule with a method never matches,
+/// and a DENY rule with a method denies every connection it otherwise matches.
+#[test]
+fn connections_read_rules_as_istio_does_for_tcp() {
+    let connection = AuthzRequest {
+        port: Some(9000),
+        principal: Some(PRODUCTPAGE.to_owned()),
+        tcp: true,
+        ..AuthzRequest::default()
+    };
+    let by_port = to(AuthzOperation {
+        ports: vec![9000],
+        ..AuthzOperation::default()
+    });
+    let by_port_and_method = to(AuthzOperation {
+        ports: vec![9000],
+        methods: vec![exact("GET")],
+        ..AuthzOperation::default()
+    });
+    let allow = |rule: &AuthzRule| [policy("allow", AuthzAction::Allow, vec![rule.clone()])];
+    assert!(evaluate(&allow(&by_port), &connection).is_allowed());
+    assert_eq!(
+        evaluate(&allow(&by_port_and_method), &connection),
+        Decision::Deny(None),
+        "an ALLOW rule reading the method allows no connection"
+    );
+    let deny = [policy("deny", AuthzAction::Deny, vec![by_port_and_method])];
+    assert!(
+        !evaluate(&deny, &connection).is_allowed(),
+        "a DENY rule reading the method denies every connection to the port"
+    );
+    let mut other_port = connection.clone();
+    other_port.port = Some(9001);
+    assert!(evaluate(&deny, &other_port).is_allowed());
+
+    // JWT and header conditions likewise; identity conditions hold as for HTTP.
+    let mut rule = from_principal(exact(PRODUCTPAGE));
+    rule.when.push(AuthzCondition {
+        key: ConditionKey::RequestHeader("x-token".into()),
+        values: vec![exact("secret")],
+        not_values: vec![],
+    });
+    assert!(!evaluate(&allow(&rule), &connection).is_allowed());
+    let deny = [policy("deny", AuthzAction::Deny, vec![rule])];
+    assert!(!evaluate(&deny, &connection).is_allowed());
+    let mut stranger = connection;
+    stranger.principal = None;
+    assert!(evaluate(&deny, &stranger).is_allowed());
+}

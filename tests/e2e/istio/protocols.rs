@@ -1,33 +1,33 @@
-//! A port protocol meshd does not serve yet (`TCP`, `GRPC`) compiles with W0114 and is listed
+//! A port protocol meshd does not serve yet (`GRPC`) compiles with W0114 and is listed
 //! under `/config`'s `not_enforced`: accepted, never silently served as something else. So is
 //! every Istio field meshc accepted without serving (W0200, W0203, ...).
 
 use super::*;
 
-const MYSQL: &str = r#"apiVersion: networking.istio.io/v1
+const GRPC_API: &str = r#"apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {name: mysql, namespace: default}
+metadata: {name: api, namespace: default}
 spec:
-  hosts: [mysql.default.svc.cluster.local]
+  hosts: [api.default.svc.cluster.local]
   addresses: [198.18.0.10]
-  subjectAltNames: [spiffe://cluster.local/ns/default/sa/mysql]
+  subjectAltNames: [spiffe://cluster.local/ns/default/sa/api]
   location: MESH_INTERNAL
   resolution: STATIC
   ports:
-  - {number: 3306, name: tcp-mysql, protocol: TCP}
+  - {number: 9000, name: grpc-api, protocol: GRPC}
   endpoints:
   - address: 127.0.0.1
 "#;
 
-fn a_tcp_port_is_warned_and_listed_as_not_enforced(driver: &str) {
+fn a_grpc_port_is_warned_and_listed_as_not_enforced(driver: &str) {
     let scratch = Scratch::new();
-    let input = scratch.write("mysql.yaml", MYSQL);
+    let input = scratch.write("api.yaml", GRPC_API);
     let snapshot = scratch.path().join("mesh.snap");
     let output = harness::compile(&[&input], &snapshot).unwrap();
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let expected = format!(
-        "{}:11:14: warning[W0114]: port 3306 is declared `tcp`",
+        "{}:11:14: warning[W0114]: port 9000 is declared `grpc`",
         input.display()
     );
     assert!(stderr.contains(&expected), "{stderr}");
@@ -35,8 +35,8 @@ fn a_tcp_port_is_warned_and_listed_as_not_enforced(driver: &str) {
     let config = admin_json(meshd.admin, "/config");
     let listed = config["not_enforced"].to_string();
     assert!(
-        listed.contains("tcp ports (proxied as HTTP/1.1)")
-            && listed.contains("service mysql.default.svc.cluster.local port 3306"),
+        listed.contains("grpc ports (the application is called with HTTP/1.1)")
+            && listed.contains("service api.default.svc.cluster.local port 9000"),
         "{listed}"
     );
     let ignored = format!(
@@ -51,4 +51,4 @@ fn a_tcp_port_is_warned_and_listed_as_not_enforced(driver: &str) {
     assert!(!listed.contains("spec.addresses"), "{listed}");
 }
 
-on_both_drivers!(a_tcp_port_is_warned_and_listed_as_not_enforced);
+on_both_drivers!(a_grpc_port_is_warned_and_listed_as_not_enforced);

@@ -362,8 +362,8 @@ pub(super) fn pool(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Po
         out.fields(
             tcp,
             &tcp_path,
-            &["maxConnections", "connectTimeout"],
-            &["tcpKeepalive", "maxConnectionDuration", "idleTimeout"],
+            &["maxConnections", "connectTimeout", "idleTimeout"],
+            &["tcpKeepalive", "maxConnectionDuration"],
             "ignored",
         );
         if let Some(n) = tcp.get("maxConnections") {
@@ -371,6 +371,9 @@ pub(super) fn pool(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Po
         }
         if let Some(n) = tcp.get("connectTimeout") {
             pool.connect_timeout = Some(out.duration(n, &format!("{tcp_path}.connectTimeout"))?);
+        }
+        if let Some(n) = tcp.get("idleTimeout") {
+            pool.tcp_idle_timeout = Some(out.duration(n, &format!("{tcp_path}.idleTimeout"))?);
         }
     }
     if let Some(http) = node.get("http") {
@@ -415,7 +418,8 @@ pub(super) fn pool(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast::Po
         || pool.connect_timeout.is_some()
         || pool.max_pending.is_some()
         || pool.max_requests_per_connection.is_some()
-        || pool.idle_timeout.is_some();
+        || pool.idle_timeout.is_some()
+        || pool.tcp_idle_timeout.is_some();
     set.then_some(pool)
 }
 

@@ -380,7 +380,7 @@ spec:
         httpCookie: {{name: session, ttl: 60s}}
         ringHash: {{minimumRingSize: 1024}}
     connectionPool:
-      tcp: {{maxConnections: 100, connectTimeout: 3s}}
+      tcp: {{maxConnections: 100, connectTimeout: 3s, idleTimeout: 10m}}
       http:
         http1MaxPendingRequests: 10
         maxRequestsPerConnection: 5
@@ -438,6 +438,7 @@ spec:
     assert_eq!(pool.max_pending.unwrap().value, 10);
     assert_eq!(pool.max_requests_per_connection.unwrap().value, 5);
     assert_eq!(pool.idle_timeout.unwrap().millis, 60_000);
+    assert_eq!(pool.tcp_idle_timeout.unwrap().millis, 600_000);
     let outlier = policy.outlier.as_ref().unwrap();
     assert_eq!(outlier.consecutive_5xx.unwrap().value, 5);
     assert_eq!(outlier.consecutive_gateway_errors.unwrap().value, 3);

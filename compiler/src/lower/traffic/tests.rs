@@ -18,7 +18,7 @@ service reviews {
   subset v3 { version = "v3" } policy { pool { max_connections 7 } outlier { consecutive_gateway_errors 2 } }
   policy {
     load_balancer ring_hash header "X-User" min_ring_size 2048
-    pool { max_connections 100 max_pending 50 max_requests_per_connection 1000 idle_timeout 60s connect_timeout 1s }
+    pool { max_connections 100 max_pending 50 max_requests_per_connection 1000 idle_timeout 60s connect_timeout 1s tcp_idle_timeout 30m }
     outlier { consecutive_5xx 4 interval 5s base_ejection 1m max_ejection_percent 50 }
   }
 }
@@ -112,6 +112,7 @@ fn lowers_service_and_subset_policies() {
             max_requests_per_connection: Some(1000),
             idle_timeout_ms: Some(60_000),
             connect_timeout_ms: Some(1_000),
+            tcp_idle_timeout_ms: Some(1_800_000),
         },
         outlier: Some(OutlierDetection {
             consecutive_5xx: Some(4),

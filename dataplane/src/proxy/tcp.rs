@@ -1,0 +1,295 @@
+//! Opaque TCP: captured connections that do not speak HTTP, relayed byte for byte.
+//!
+//! Outbound, a connection to a mesh service whose servers have identities goes to one of its
+//! endpoints over mutual TLS with ALPN [`TCP_ALPN`], so the callee's sidecar knows to relay
+//! rather than parse; anything else goes where its client sent it. Inbound, the caller is
+//! authorized by the workload's policies read as Istio reads them for TCP (no method, path or
+//! headers) before a byte reaches the application. Each end counts Istio's `istio_tcp_*`
+//! metrics, and a connection that moves no byte either way for the idle timeout is closed.
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::authz::{check_connection, InboundConnection};
+use crate::conn::Conn;
+use crate::metrics::{Connection, Reporter};
+use crate::percore::Core;
+use crate::stream::Stream;
+use crate::tls::TCP_ALPN;
+use crate::upstream::{self, Secure};
+
+/// How long a relayed connection may move no byte before it is closed, unless its service's
+/// pool says otherwise (Envoy's and Istio's TCP proxy default).
+const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// How often a long connection's bytes are added to the metrics.
+const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Largest read one direction of a plain relay makes at once.
+const RELAY_CHUNK: usize = 16 * 1024;
+
+/// Outbound: relays a captured connection to `original`, which is not HTTP, over a socket
+/// marked `mark`.
+pub(super) async fn relay_outbound(down: Conn, original: SocketAddr, mark: u32, core: &Core) {
+    let routes = core.routes.borrow().clone();
+    let (target, group) = routes.opaque_target(original, |n| fastrand::usize(..n));
+    let secure = group
+        .and_then(|g| Secure::for_group(&core.security, g))
+        .map(|s| Secure {
+            alpn: Some(TCP_ALPN),
+            ..s
+        });
+    let service = group
+        .and_then(|g| routes.snapshot.services.get(g.service as usize))
+        .map(|s| s.name.as_str());
+    let idle = group
+        .and_then(|g| g.pool.tcp_idle_timeout_ms)
+        .map_or(DEFAULT_TCP_IDLE_TIMEOUT, Duration::from_millis);
+    let until = Instant::now() + core.settings.connect_timeout;
+    let connected = upstream::connect(&core.security, target, mark, until, secure.as_ref()).await;
+    let mut connection = Connection {
+        reporter: Reporter::Source,
+        service,
+        peer: None,
+        flags: "-",
+    };
+    let up = match connected {
+        Ok(up) => up,
+        Err(e) => {
+            tracing::debug!("relaying a captured connection to {target}: {e:?}");
+            connection.flags = "UF";
+            let meter = Meter::open(core, routes.metrics_enabled, &connection);
+            meter.close();
+            return;
+        }
+    };
+    connection.peer = up.stream.peer_identity();
+    let meter = Meter::open(core, routes.metrics_enabled, &connection);
+    // A connection may outlive many reloads: it must not hold this route state.
+    drop(routes);
+    relay(down, up, &meter, idle).await;
+    meter.close();
+}
+
+/// Inbound: relays a connection that is not HTTP to the application at `app` (inbound port
+/// `port`), if the workload's policies allow its caller.
+pub(super) async fn relay_inbound(down: Conn, (port, app): (u16, SocketAddr), core: &Core) {
+    let routes = core.routes.borrow().clone();
+    let Ok(peer) = down.stream.peer_addr() else {
+        return;
+    };
+    let caller = InboundConnection {
+        port,
+        principal: down.stream.peer_identity(),
+        peer,
+    };
+    if check_connection(&routes.authorization, &caller).is_err() {
+        return;
+    }
+    let service = routes
+        .served_service(port)
+        .and_then(|s| routes.snapshot.services.get(s as usize))
+        .map(|s| s.name.as_str());
+    let mut connection = Connection {
+        reporter: Reporter::Destination,
+        service,
+        peer: caller.principal,
+        flags: "-",
+    };
+    let mark = core.settings.marks.map_or(0, |m| m.app);
+    let until = Instant::now() + core.settings.connect_timeout;
+    let up = match upstream::connect(&core.security, app, mark, until, None).await {
+        Ok(up) => up,
+        Err(e) => {
+            tracing::debug!("relaying a captured connection to the application at {app}: {e:?}");
+            connection.flags = "UF";
+            Meter::open(core, routes.metrics_enabled, &connection).close();
+            return;
+        }
+    };
+    let meter = Meter::open(core, routes.metrics_enabled, &connection);
+    drop(routes);
+    relay(down, up, &meter, DEFAULT_TCP_IDLE_TIMEOUT).await;
+    meter.close();
+}
+
+/// One relayed connection's bytes and last activity, and its metrics series.
+struct Meter<'c> {
+    core: &'c Core,
+    series: Option<usize>,
+    /// Bytes from the client, and bytes to it.
+    received: Cell<u64>,
+    sent: Cell<u64>,
+    /// What the metrics were told so far.
+    reported: Cell<(u64, u64)>,
+    active: Cell<Instant>,
+}
+
+impl<'c> Meter<'c> {
+    /// Counts `connection` opened when metrics are `enabled`.
+    fn open(core: &'c Core, enabled: bool, connection: &Connection<'_>) -> Self {
+        let series = enabled.then(|| core.recorders.metrics.borrow_mut().open_tcp(connection));
+        Self {
+            core,
+            series,
+            received: Cell::new(0),
+            sent: Cell::new(0),
+            reported: Cell::new((0, 0)),
+            active: Cell::new(Instant::now()),
+        }
+    }
+
+    fn moved(&self, counter: &Cell<u64>, bytes: usize) {
+        counter.set(counter.get() + bytes as u64);
+        self.active.set(Instant::now());
+    }
+
+    /// Adds the bytes moved since the last report to the metrics.
+    fn report(&self) {
+        let Some(series) = self.series else {
+            return;
+        };
+        let (received, sent) = (self.received.get(), self.sent.get());
+        let (told_received, told_sent) = self.reported.replace((received, sent));
+        let mut metrics = self.core.recorders.metrics.borrow_mut();
+        metrics.count_tcp(series, received - told_received, sent - told_sent);
+    }
+
+    fn close(self) {
+        self.report();
+        if let Some(series) = self.series {
+            self.core.recorders.metrics.borrow_mut().close_tcp(series);
+        }
+    }
+
+    /// Returns once no byte moved for `idle`, reporting bytes every [`REPORT_INTERVAL`].
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let deadline = self.active.get() + idle;
+            let wake = deadline.min(Instant::now() + REPORT_INTERVAL);
+            monoio::time::sleep_until(wake).await;
+            self.report();
+            if Instant::now() >= self.active.get() + idle {
+                return;
+            }
+        }
+    }
+}
+
+/// Relays both ways until each side has closed its half, or nothing moved for `idle`.
+async fn relay(mut down: Conn, mut up: Conn, meter: &Meter<'_>, idle: Duration) {
+    let pending = down.buffered().len();
+    if down
+        .forward_buffered(&mut up.stream, pending)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    meter.moved(&meter.received, pending);
+    let relayed = async {
+        match (down.into_parts().0, up.into_parts().0) {
+            (Stream::Plain(down), Stream::Plain(up)) => {
+                let (mut down_read, mut down_write) = down.into_split();
+                let (mut up_read, mut up_write) = up.into_split();
+                let _ = monoio::join!(
+                    copy(&mut down_read, &mut up_write, meter, &meter.received),
+                    copy(&mut up_read, &mut down_write, meter, &meter.sent)
+                );
+            }
+            (down, up) => {
+                let (Ok(down), Ok(up)) = (down.into_poll(), up.into_poll()) else {
+                    return;
+                };
+                let mut down = Metered {
+                    inner: down,
+                    meter,
+                    counter: &meter.received,
+                };
+                let mut up = Metered {
+                    inner: up,
+                    meter,
+                    counter: &meter.sent,
+                };
+                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+            }
+        }
+    };
+    monoio::select! {
+        _ = relayed => {}
+        _ = meter.idle_for(idle) => tracing::debug!("closed a relayed connection idle for {idle:?}"),
+    }
+}
+
+/// Copies until `from` ends, counting into `counter`, then half-closes `to`.
+async fn copy(
+    from: &mut impl AsyncReadRent,
+    to: &mut impl AsyncWriteRent,
+    meter: &Meter<'_>,
+    counter: &Cell<u64>,
+) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(RELAY_CHUNK);
+    loop {
+        buf.clear();
+        let (read, back) = from.read(buf).await;
+        buf = back;
+        match read {
+            Ok(0) => break,
+            Ok(n) => meter.moved(counter, n),
+            Err(e) => return Err(e),
+        }
+        let (written, back) = to.write_all(buf).await;
+        buf = back;
+        written?;
+    }
+    to.shutdown().await
+}
+
+/// A poll-style stream whose reads are counted into `counter`.
+struct Metered<'m, S> {
+    inner: S,
+    meter: &'m Meter<'m>,
+    counter: &'m Cell<u64>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.meter.moved(self.counter, read);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

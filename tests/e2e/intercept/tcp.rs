@@ -1,0 +1,214 @@
+//! Opaque TCP between sidecars: an unmodified client's connection to a TCP service goes over
+//! mutual TLS, the callee's sidecar authorizes the caller at L4 (principals, ports, source
+//! addresses, Istio's reading of HTTP-only fields) before relaying to the application, both
+//! count Istio's TCP metrics, and a silent connection is closed after its idle timeout.
+
+use super::*;
+
+const CALLER: &str = "spiffe://cluster.local/ns/default/sa/productpage";
+const STRANGER: &str = "spiffe://cluster.local/ns/default/sa/other";
+const CALLEE: &str = "spiffe://cluster.local/ns/default/sa/db";
+
+/// The sum of the samples of `family` on `host`'s sidecar whose labels hold every `part`;
+/// `None` when there is none.
+fn sample(host: &Host, family: &str, parts: &[&str]) -> Option<f64> {
+    let (_, metrics) = curl(host, "http://127.0.0.1:15000/metrics", &[]);
+    let prefix = format!("{family}{{");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .reduce(|sum, value| sum + value)
+}
+
+/// meshd inside `host` with its log in `log`.
+fn logged_sidecar(
+    host: &Host,
+    snapshot: &Path,
+    driver: &str,
+    args: &[&str],
+    log: &Path,
+) -> Sidecar {
+    let mut command = host.command(harness::binary("meshd").unwrap());
+    command.stderr(std::fs::File::create(log).unwrap());
+    let mut all = vec![
+        "--outbound",
+        "127.0.0.1:15001",
+        "--admin",
+        "127.0.0.1:15000",
+        "--io-driver",
+        driver,
+    ];
+    all.extend_from_slice(args);
+    Sidecar::start_with(command, snapshot, &all).unwrap()
+}
+
+#[test]
+fn opaque_tcp_goes_over_mutual_tls_and_is_authorized_at_l4() {
+    for (caller_driver, callee_driver) in [("uring", "epoll"), ("epoll", "uring")] {
+        let network = Network::new(3);
+        let (client, server, stranger) = (&network.hosts[0], &network.hosts[1], &network.hosts[2]);
+        let peer = |mode, port| {
+            started(
+                server,
+                "python3",
+                &[TCP_PEER, "serve", mode, port],
+                "listening",
+            )
+        };
+        let (_echo, _banner) = (peer("echo", "7000"), peer("banner", "2525"));
+        let scratch = Scratch::new();
+        harness::issue_certificates(
+            scratch.path(),
+            &[("productpage", CALLER), ("other", STRANGER), ("db", CALLEE)],
+        )
+        .unwrap();
+        // The stranger has an identity the policy names, but calls from another address; an
+        // ALLOW rule reading the method matches no TCP connection (Istio drops it for TCP).
+        let config = format!(
+            "service db {{ port 7000 tcp endpoint {server}:7000 address 198.18.1.20 }}\n\
+             service mail {{ port 2525 tcp endpoint {server}:2525 }}\n\
+             workload productpage {{ identity \"{CALLER}\" outbound db, mail }}\n\
+             workload other {{ identity \"{STRANGER}\" outbound db, mail }}\n\
+             workload db {{ identity \"{CALLEE}\" serves db, mail\n\
+               inbound 7000 tcp -> 127.0.0.1:7000 mtls strict\n\
+               inbound 2525 tcp -> 127.0.0.1:2525 mtls strict }}\n\
+             authorization db-callers {{ workloads db\n\
+               rule {{ from {{ principals \"cluster.local/ns/default/sa/productpage\",\n\
+                 \"cluster.local/ns/default/sa/other\" ip_blocks \"{client}/32\" }}\n\
+                 to {{ ports 7000, 2525 }} }}\n\
+               rule {{ to {{ methods \"GET\" }} }} }}",
+            server = server.addr,
+            client = client.addr,
+        );
+        let snapshot = compile(&scratch, &config);
+        let certs = |name: &str| scratch.path().join(name).to_str().unwrap().to_owned();
+        let (db, productpage, other) = (certs("db"), certs("productpage"), certs("other"));
+        let callee_log = scratch.path().join("db.log");
+        let callee_args = [
+            "--workload",
+            "db",
+            "--inbound",
+            "0.0.0.0:15006",
+            "--certs",
+            &db,
+        ];
+        let _callee = logged_sidecar(server, &snapshot, callee_driver, &callee_args, &callee_log);
+        let caller_args = ["--workload", "productpage", "--certs", &productpage];
+        let _caller = sidecar(client, &snapshot, caller_driver, &caller_args);
+        let stranger_args = ["--workload", "other", "--certs", &other];
+        let _stranger = sidecar(stranger, &snapshot, caller_driver, &stranger_args);
+        for host in [client, server, stranger] {
+            meshd_iptables(host, &[]);
+        }
+        let drivers = format!("{caller_driver} -> {callee_driver}");
+
+        // The service's address and an endpoint's: a client-first and a server-first protocol,
+        // each half-closed by the client.
+        let addr = server.addr.to_string();
+        for (mode, to, port) in [("echo", "198.18.1.20", "7000"), ("banner", &addr, "2525")] {
+            let called = client.run("python3", &[TCP_PEER, "call", mode, to, port]);
+            assert_eq!(checked(&called, mode).trim(), "ok", "{drivers} {mode}");
+        }
+        // The callee saw the caller's certificate; both counted the connections (the callee
+        // once its side of the second one closed too).
+        let from_caller = [
+            "reporter=\"destination\"",
+            "source_principal=\"spiffe://cluster.local/ns/default/sa/productpage\"",
+            "connection_security_policy=\"mutual_tls\"",
+        ];
+        wait_until(|| {
+            sample(server, "istio_tcp_connections_closed_total", &from_caller) == Some(2.0)
+        });
+        let received = sample(server, "istio_tcp_received_bytes_total", &from_caller);
+        assert!(received.is_some_and(|b| b > 0.0), "{drivers}: {received:?}");
+        let to_db = [
+            "reporter=\"source\"",
+            "destination_service_name=\"db\"",
+            "destination_principal=\"spiffe://cluster.local/ns/default/sa/db\"",
+        ];
+        let opened = sample(client, "istio_tcp_connections_opened_total", &to_db);
+        assert_eq!(opened, Some(1.0), "{drivers}");
+
+        // The stranger's identity is allowed, its address is not.
+        let refused = stranger.run(
+            "python3",
+            &[TCP_PEER, "call", "echo", "198.18.1.20", "7000"],
+        );
+        assert!(
+            !refused.status.success(),
+            "{drivers}: the stranger got through"
+        );
+        let log = std::fs::read_to_string(&callee_log).unwrap();
+        let denial = format!(
+            "authz: TCP connection to port 7000 from {STRANGER} ({}) no ALLOW policy matches",
+            stranger.addr
+        );
+        assert!(log.contains(&denial), "{drivers}: {log}");
+    }
+}
+
+#[test]
+fn a_silent_relayed_connection_is_closed_after_the_pools_tcp_idle_timeout() {
+    let config = "service db { port 7000 tcp endpoint 198.18.0.2:7000 address 198.18.1.20\n\
+                  policy { pool { tcp_idle_timeout 1s } } }";
+    closes_silent_connections("mesh.mesh", config);
+}
+
+#[test]
+fn a_destination_rules_tcp_idle_timeout_closes_silent_connections() {
+    let yaml = "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db.default.svc.cluster.local]
+  addresses: [198.18.1.20]
+  ports: [{number: 7000, name: tcp-db, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 198.18.0.2}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db, namespace: default}
+spec:
+  host: db.default.svc.cluster.local
+  trafficPolicy:
+    connectionPool:
+      tcp: {idleTimeout: 1s}
+";
+    closes_silent_connections("mesh.yaml", yaml);
+}
+
+/// Serves `config` (service db at 198.18.1.20:7000, endpoint 198.18.0.2:7000, idle timeout
+/// 1 s) on a captured client host, whose silent connection the sidecar must close.
+fn closes_silent_connections(file: &str, config: &str) {
+    let network = Network::new(2);
+    let (client, server) = (&network.hosts[0], &network.hosts[1]);
+    let _echo = started(
+        server,
+        "python3",
+        &[TCP_PEER, "serve", "echo", "7000"],
+        "listening",
+    );
+    let scratch = Scratch::new();
+    let input = scratch.write(file, config);
+    let snapshot = scratch.path().join("mesh.snap");
+    let compiled = harness::compile(&[&input], &snapshot).unwrap();
+    let stderr = String::from_utf8_lossy(&compiled.stderr);
+    assert!(compiled.status.success(), "{stderr}");
+    assert!(!stderr.contains("idleTimeout"), "{stderr}");
+    let _caller = sidecar(client, &snapshot, "uring", &[]);
+    meshd_iptables(client, &[]);
+
+    // The client talks once, then stays silent: the sidecar closes the connection (the
+    // client's own 20 s timeout would fail the script first otherwise).
+    let silent = "import socket\n\
+                  s = socket.create_connection(('198.18.1.20', 7000), timeout=20)\n\
+                  s.sendall(b'hello')\n\
+                  assert s.recv(5) == b'hello'\n\
+                  assert s.recv(1) == b'', 'data after silence'\n\
+                  print('closed')";
+    let closed = checked(&client.run("python3", &["-c", silent]), "python3");
+    assert_eq!(closed.trim(), "closed");
+}
