@@ -547,10 +547,20 @@ impl RouteState {
     /// reads a method, path or header never matches one, so bytes that would hide a request
     /// (after a blank line, say) get no further than the policies let any TCP caller.
     pub fn relays_opaque_inbound(&self, port: u16) -> bool {
-        let declared = self
-            .own_workload()
-            .and_then(|w| w.inbound.iter().find(|p| p.port == port));
-        declared.is_none_or(|p| p.protocol == spec::Protocol::Tcp)
+        self.declared_protocol(port)
+            .is_none_or(|p| p == spec::Protocol::Tcp)
+    }
+
+    /// Whether inbound `port` is declared `tcp`: everything sent to it is relayed as bytes, and
+    /// authorized as TCP, even bytes that look like HTTP.
+    pub fn inbound_port_is_tcp(&self, port: u16) -> bool {
+        self.declared_protocol(port) == Some(spec::Protocol::Tcp)
+    }
+
+    fn declared_protocol(&self, port: u16) -> Option<spec::Protocol> {
+        let workload = self.own_workload()?;
+        let declared = workload.inbound.iter().find(|p| p.port == port)?;
+        Some(declared.protocol)
     }
 
     fn declared_inbound(&self, port: u16) -> Option<(u16, SocketAddr, spec::TlsMode)> {

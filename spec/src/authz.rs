@@ -10,7 +10,8 @@
 //! `not_principals ["*"]`.
 //!
 //! One definition for both sides of the contract: `meshd` decides live requests with it (over
-//! its borrowed view of the request, without allocating), and the compiler's authorization
+//! its borrowed view of the request, without allocating; a TCP connection's DENY and AUDIT
+//! rules are copied once without their HTTP conditions), and the compiler's authorization
 //! analyses and `meshc explain` predict those decisions with it.
 
 use std::net::IpAddr;

@@ -282,7 +282,7 @@ pub struct PoolLimits {
     /// How long a connect may take, in milliseconds.
     pub connect_timeout_ms: Option<u64>,
     /// How long a relayed TCP connection may move no byte before it is closed, in
-    /// milliseconds (Istio's `connectionPool.tcp.idleTimeout`); `None`: one hour.
+    /// milliseconds (Istio's `connectionPool.tcp.idleTimeout`); `None`: one hour, 0: never.
     pub tcp_idle_timeout_ms: Option<u64>,
 }
 

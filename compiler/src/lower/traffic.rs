@@ -300,9 +300,8 @@ impl Lowerer<'_> {
             connect_timeout_ms: p
                 .connect_timeout
                 .map(|d| self.millis(file, d, "`connect_timeout`")),
-            tcp_idle_timeout_ms: p
-                .tcp_idle_timeout
-                .map(|d| self.millis(file, d, "`tcp_idle_timeout`")),
+            // Zero never times out, as Envoy's TCP proxy reads it.
+            tcp_idle_timeout_ms: p.tcp_idle_timeout.map(|d| d.millis),
         }
     }
 

@@ -130,8 +130,14 @@ pub(super) async fn accept_inbound(
     if let Some(original) = arrival.original_dst {
         let routes = core.routes.borrow().clone();
         let (port, app, mode) = routes.captured_inbound_target(original);
-        let relay = routes.relays_opaque_inbound(port).then_some((port, app));
-        return accept_captured(down, (relay, mode), tls, core).await;
+        let bytes = if routes.inbound_port_is_tcp(port) {
+            Bytes::Relayed((port, app))
+        } else if routes.relays_opaque_inbound(port) {
+            Bytes::RelayedUnlessHttp((port, app))
+        } else {
+            Bytes::Http
+        };
+        return accept_captured(down, (bytes, mode), tls, core).await;
     }
     let mode = core.routes.borrow().inbound_listener_mode();
     // Without a certificate nothing is strict (meshd refuses such a snapshot at load).
@@ -155,47 +161,66 @@ pub(super) async fn accept_inbound(
         }
         return Some(Accepted::Http1(down));
     }
-    handshake(down, &tls, None, core).await
+    handshake(down, &tls, Bytes::Http, core).await
+}
+
+/// What an inbound port does with a connection's bytes.
+#[derive(Debug, Clone, Copy)]
+enum Bytes {
+    /// Parses them as HTTP: a port that declares HTTP, or a connection that was not captured.
+    Http,
+    /// Relays them to the application at (port, address) unless they are HTTP: an undeclared
+    /// port.
+    RelayedUnlessHttp((u16, SocketAddr)),
+    /// Relays them whatever they are: a port declared `tcp`.
+    Relayed((u16, SocketAddr)),
+}
+
+impl Bytes {
+    /// Where bytes that are not HTTP go.
+    fn relay(self) -> Option<(u16, SocketAddr)> {
+        match self {
+            Self::Http => None,
+            Self::RelayedUnlessHttp(target) | Self::Relayed(target) => Some(target),
+        }
+    }
 }
 
 /// Inbound, a connection capture sent to a port under `mode`: mutual TLS when it starts with a
-/// ClientHello (and the port is not `disable`), else, unless the port is strict, bytes relayed
-/// to the application at `relay` when they are not HTTP and the port may relay them, else
-/// HTTP/1.1 (whose parser refuses what is not). Over mutual TLS, ALPN [`TCP_ALPN`](crate::tls::TCP_ALPN) asks for the
-/// relay.
+/// ClientHello (and the port is not `disable`), else, unless the port is strict, plaintext.
+/// Either way the port's [`Bytes`] say whether it is relayed or parsed as HTTP (whose parser
+/// refuses what is not); over mutual TLS, ALPN [`TCP_ALPN`] asks for the relay.
+///
+/// [`TCP_ALPN`]: crate::tls::TCP_ALPN
 async fn accept_captured(
     mut down: Conn,
-    (relay, mode): (Option<(u16, SocketAddr)>, spec::TlsMode),
+    (bytes, mode): (Bytes, spec::TlsMode),
     tls: Option<Rc<CoreTls>>,
     core: &Core,
 ) -> Option<Accepted> {
     let tls = tls.filter(|_| mode != spec::TlsMode::Disable);
     let sniffed = sniff(&mut down, core).await;
     let hello = down.buffered().first() == Some(&TLS_HANDSHAKE_RECORD);
-    match (sniffed, tls) {
-        (Sniffed::Closed, _) => None,
-        (Sniffed::Opaque, Some(tls)) if hello => handshake(down, &tls, relay, core).await,
+    match (sniffed, tls, bytes) {
+        (Sniffed::Closed, ..) => None,
+        (Sniffed::Opaque, Some(tls), _) if hello => handshake(down, &tls, bytes, core).await,
         _ if mode == spec::TlsMode::Strict => {
             core.security.count_authn(|c| c.plaintext_refused += 1);
             None
         }
-        (Sniffed::Opaque, _) => match relay {
-            Some(app) => Some(Accepted::Opaque(down, app)),
-            None => Some(Accepted::Http1(down)),
-        },
-        (Sniffed::Http, _) => Some(Accepted::Http1(down)),
+        (_, _, Bytes::Relayed(target)) | (Sniffed::Opaque, _, Bytes::RelayedUnlessHttp(target)) => {
+            Some(Accepted::Opaque(down, target))
+        }
+        _ => Some(Accepted::Http1(down)),
     }
 }
 
 /// Completes the mutual TLS handshake whose ClientHello starts `down`'s buffered bytes. A
-/// client asking for opaque TCP (ALPN [`TCP_ALPN`](crate::tls::TCP_ALPN)) is relayed to `relay`, the inbound port
-/// and application address; without one it is closed.
-async fn handshake(
-    down: Conn,
-    tls: &CoreTls,
-    relay: Option<(u16, SocketAddr)>,
-    core: &Core,
-) -> Option<Accepted> {
+/// client asking for opaque TCP (ALPN [`TCP_ALPN`]) is relayed where `bytes` say, and so is
+/// every client of a `tcp` port; one the port cannot relay for is closed.
+///
+/// [`TCP_ALPN`]: crate::tls::TCP_ALPN
+async fn handshake(down: Conn, tls: &CoreTls, bytes: Bytes, core: &Core) -> Option<Accepted> {
     let (stream, buf, pos) = down.into_parts();
     let Stream::Plain(tcp) = stream else {
         return None;
@@ -205,21 +230,28 @@ async fn handshake(
     match accepted {
         Ok(Ok(stream)) => {
             core.security.count_authn(|c| c.inbound_handshakes += 1);
+            let relayed = match bytes {
+                Bytes::Relayed(target) => Some(target),
+                _ if stream.negotiated_tcp() => bytes.relay(),
+                _ => None,
+            };
+            if let Some(target) = relayed {
+                let conn = Conn::with_buffer(Stream::tls(stream), buf);
+                return Some(Accepted::Opaque(conn, target));
+            }
+            if stream.negotiated_tcp() {
+                tracing::debug!(
+                    "closed opaque TCP over mutual TLS from {}: the port serves HTTP, or the \
+                     connection was not captured",
+                    stream
+                        .peer_identity()
+                        .unwrap_or("a caller without identity")
+                );
+                return None;
+            }
             if stream.negotiated_h2() {
                 core.security.count_authn(|c| c.inbound_h2 += 1);
                 return Some(Accepted::Http2(Box::new(stream)));
-            }
-            if stream.negotiated_tcp() {
-                let Some(target) = relay else {
-                    tracing::debug!(
-                        "closed opaque TCP over mutual TLS from {}: no application port relays \
-                         it (the port serves HTTP, or the connection was not captured)",
-                        stream.peer_identity().unwrap_or("?")
-                    );
-                    return None;
-                };
-                let conn = Conn::with_buffer(Stream::tls(stream), buf);
-                return Some(Accepted::Opaque(conn, target));
             }
             Some(Accepted::Http1(Conn::with_buffer(Stream::tls(stream), buf)))
         }

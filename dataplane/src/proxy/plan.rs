@@ -291,6 +291,10 @@ pub(super) fn plan_request(
         Direction::Inbound => match inbound_target(&routes, arrival.original_dst, head.port) {
             // A listener shared with permissive ports let this plaintext request in.
             Some((_, _, spec::TlsMode::Strict)) if !peer.is_tls() => Action::Refuse,
+            Some((port, _, _)) if routes.inbound_port_is_tcp(port) => Action::Reply(
+                LocalReply::NoRoute,
+                format!("inbound port {port} is declared tcp: it relays TCP, not HTTP requests"),
+            ),
             Some((port, addr, _)) => {
                 service = routes.served_service(port);
                 let found = if routes.jwt.is_empty() {

@@ -4,13 +4,15 @@
 //! endpoints over mutual TLS with ALPN [`TCP_ALPN`], so the callee's sidecar knows to relay
 //! rather than parse; anything else goes where its client sent it. Inbound, the caller is
 //! authorized by the workload's policies read as Istio reads them for TCP (no method, path or
-//! headers) before a byte reaches the application. Each end counts Istio's `istio_tcp_*`
-//! metrics, and a connection that moves no byte either way for the idle timeout is closed.
+//! headers) before a byte reaches the application, and again after each reload while the
+//! connection lives. Each end counts Istio's `istio_tcp_*` metrics, and a connection that moves
+//! no byte either way for the idle timeout is closed.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,6 +24,7 @@ use crate::authz::{check_connection, InboundConnection};
 use crate::conn::Conn;
 use crate::metrics::{Connection, Reporter};
 use crate::percore::Core;
+use crate::routing::RouteState;
 use crate::stream::Stream;
 use crate::tls::TCP_ALPN;
 use crate::upstream::{self, Secure};
@@ -30,11 +33,13 @@ use crate::upstream::{self, Secure};
 /// pool says otherwise (Envoy's and Istio's TCP proxy default).
 const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// How often a long connection's bytes are added to the metrics.
+/// How often a long connection's bytes are added to the metrics, and how soon after a reload
+/// its caller is authorized again.
 const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Largest read one direction of a plain relay makes at once.
-const RELAY_CHUNK: usize = 16 * 1024;
+/// Largest read one direction of a relay makes at once. A TLS record holds 16 KiB, so a
+/// smaller chunk would split records (tokio's default is 8 KiB).
+const RELAY_CHUNK: usize = 64 * 1024;
 
 /// Outbound: relays a captured connection to `original`, which is not HTTP, over a socket
 /// marked `mark`.
@@ -50,9 +55,7 @@ pub(super) async fn relay_outbound(down: Conn, original: SocketAddr, mark: u32, 
     let service = group
         .and_then(|g| routes.snapshot.services.get(g.service as usize))
         .map(|s| s.name.as_str());
-    let idle = group
-        .and_then(|g| g.pool.tcp_idle_timeout_ms)
-        .map_or(DEFAULT_TCP_IDLE_TIMEOUT, Duration::from_millis);
+    let idle = idle_timeout(group.map(|g| &g.pool));
     let until = Instant::now() + core.settings.connect_timeout;
     let connected = upstream::connect(&core.security, target, mark, until, secure.as_ref()).await;
     let mut connection = Connection {
@@ -66,8 +69,7 @@ pub(super) async fn relay_outbound(down: Conn, original: SocketAddr, mark: u32, 
         Err(e) => {
             tracing::debug!("relaying a captured connection to {target}: {e:?}");
             connection.flags = "UF";
-            let meter = Meter::open(core, routes.metrics_enabled, &connection);
-            meter.close();
+            Meter::open(core, routes.metrics_enabled, &connection).close();
             return;
         }
     };
@@ -77,6 +79,16 @@ pub(super) async fn relay_outbound(down: Conn, original: SocketAddr, mark: u32, 
     drop(routes);
     relay(down, up, &meter, idle).await;
     meter.close();
+}
+
+/// How long a connection under `pool` may move no byte; `None`: forever (a zero timeout, as
+/// Envoy reads it).
+fn idle_timeout(pool: Option<&spec::PoolLimits>) -> Option<Duration> {
+    match pool.and_then(|p| p.tcp_idle_timeout_ms) {
+        None => Some(DEFAULT_TCP_IDLE_TIMEOUT),
+        Some(0) => None,
+        Some(ms) => Some(Duration::from_millis(ms)),
+    }
 }
 
 /// Inbound: relays a connection that is not HTTP to the application at `app` (inbound port
@@ -94,10 +106,12 @@ pub(super) async fn relay_inbound(down: Conn, (port, app): (u16, SocketAddr), co
     if check_connection(&routes.authorization, &caller).is_err() {
         return;
     }
-    let service = routes
-        .served_service(port)
+    let served = routes.served_service(port);
+    let service = served
         .and_then(|s| routes.snapshot.services.get(s as usize))
         .map(|s| s.name.as_str());
+    let pool = served.and_then(|s| Some(&routes.destination(s, None)?.group.pool));
+    let idle = idle_timeout(pool);
     let mut connection = Connection {
         reporter: Reporter::Destination,
         service,
@@ -115,10 +129,42 @@ pub(super) async fn relay_inbound(down: Conn, (port, app): (u16, SocketAddr), co
             return;
         }
     };
-    let meter = Meter::open(core, routes.metrics_enabled, &connection);
+    let mut meter = Meter::open(core, routes.metrics_enabled, &connection);
+    meter.caller = Some(Caller {
+        port,
+        principal: caller.principal.map(str::to_owned),
+        peer,
+        decided_by: RefCell::new(Arc::downgrade(&routes.0)),
+    });
     drop(routes);
-    relay(down, up, &meter, DEFAULT_TCP_IDLE_TIMEOUT).await;
+    relay(down, up, &meter, idle).await;
     meter.close();
+}
+
+/// An inbound connection's caller, to decide again by the policies of a newer route state.
+struct Caller {
+    port: u16,
+    principal: Option<String>,
+    peer: SocketAddr,
+    /// The route state whose policies allowed it last (held weakly: it may be long gone).
+    decided_by: RefCell<Weak<RouteState>>,
+}
+
+impl Caller {
+    /// Whether the policies in force still allow the connection.
+    fn still_allowed(&self, core: &Core) -> bool {
+        let current = core.routes.borrow().clone();
+        if Weak::ptr_eq(&self.decided_by.borrow(), &Arc::downgrade(&current.0)) {
+            return true;
+        }
+        *self.decided_by.borrow_mut() = Arc::downgrade(&current.0);
+        let connection = InboundConnection {
+            port: self.port,
+            principal: self.principal.as_deref(),
+            peer: self.peer,
+        };
+        check_connection(&current.authorization, &connection).is_ok()
+    }
 }
 
 /// One relayed connection's bytes and last activity, and its metrics series.
@@ -131,6 +177,8 @@ struct Meter<'c> {
     /// What the metrics were told so far.
     reported: Cell<(u64, u64)>,
     active: Cell<Instant>,
+    /// Inbound: who to authorize again after a reload.
+    caller: Option<Caller>,
 }
 
 impl<'c> Meter<'c> {
@@ -144,6 +192,7 @@ impl<'c> Meter<'c> {
             sent: Cell::new(0),
             reported: Cell::new((0, 0)),
             active: Cell::new(Instant::now()),
+            caller: None,
         }
     }
 
@@ -170,22 +219,32 @@ impl<'c> Meter<'c> {
         }
     }
 
-    /// Returns once no byte moved for `idle`, reporting bytes every [`REPORT_INTERVAL`].
-    async fn idle_for(&self, idle: Duration) {
+    /// Returns once no byte moved for `idle` (never without one), or once a reload's policies
+    /// deny the caller; reports bytes every [`REPORT_INTERVAL`] meanwhile.
+    async fn watch(&self, idle: Option<Duration>) {
         loop {
-            let deadline = self.active.get() + idle;
-            let wake = deadline.min(Instant::now() + REPORT_INTERVAL);
+            let report_at = Instant::now() + REPORT_INTERVAL;
+            let wake = idle.map_or(report_at, |idle| report_at.min(self.active.get() + idle));
             monoio::time::sleep_until(wake).await;
             self.report();
-            if Instant::now() >= self.active.get() + idle {
+            if idle.is_some_and(|idle| Instant::now() >= self.active.get() + idle) {
+                tracing::debug!("closed a relayed connection idle for {idle:?}");
+                return;
+            }
+            if self
+                .caller
+                .as_ref()
+                .is_some_and(|c| !c.still_allowed(self.core))
+            {
+                tracing::debug!("closed a relayed connection the reloaded policies deny");
                 return;
             }
         }
     }
 }
 
-/// Relays both ways until each side has closed its half, or nothing moved for `idle`.
-async fn relay(mut down: Conn, mut up: Conn, meter: &Meter<'_>, idle: Duration) {
+/// Relays both ways until each side has closed its half, or the meter's watch ends it.
+async fn relay(mut down: Conn, mut up: Conn, meter: &Meter<'_>, idle: Option<Duration>) {
     let pending = down.buffered().len();
     if down
         .forward_buffered(&mut up.stream, pending)
@@ -219,17 +278,24 @@ async fn relay(mut down: Conn, mut up: Conn, meter: &Meter<'_>, idle: Duration) 
                     meter,
                     counter: &meter.sent,
                 };
-                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                let _ = tokio::io::copy_bidirectional_with_sizes(
+                    &mut down,
+                    &mut up,
+                    RELAY_CHUNK,
+                    RELAY_CHUNK,
+                )
+                .await;
             }
         }
     };
     monoio::select! {
         _ = relayed => {}
-        _ = meter.idle_for(idle) => tracing::debug!("closed a relayed connection idle for {idle:?}"),
+        _ = meter.watch(idle) => {}
     }
 }
 
-/// Copies until `from` ends, counting into `counter`, then half-closes `to`.
+/// Copies until `from` ends or fails, counting into `counter`, then half-closes `to`, so its
+/// peer sees the end either way.
 async fn copy(
     from: &mut impl AsyncReadRent,
     to: &mut impl AsyncWriteRent,
@@ -237,20 +303,23 @@ async fn copy(
     counter: &Cell<u64>,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(RELAY_CHUNK);
-    loop {
+    let copied = loop {
         buf.clear();
         let (read, back) = from.read(buf).await;
         buf = back;
         match read {
-            Ok(0) => break,
+            Ok(0) => break Ok(()),
             Ok(n) => meter.moved(counter, n),
-            Err(e) => return Err(e),
+            Err(e) => break Err(e),
         }
         let (written, back) = to.write_all(buf).await;
         buf = back;
-        written?;
-    }
-    to.shutdown().await
+        if let Err(e) = written {
+            break Err(e);
+        }
+    };
+    let _ = to.shutdown().await;
+    copied
 }
 
 /// A poll-style stream whose reads are counted into `counter`.

@@ -212,3 +212,75 @@ fn closes_silent_connections(file: &str, config: &str) {
     let closed = checked(&client.run("python3", &["-c", silent]), "python3");
     assert_eq!(closed.trim(), "closed");
 }
+
+/// Policies decide a relayed connection for as long as it lives: a reload that denies its
+/// caller closes it, and a port declared `tcp` relays even bytes that look like HTTP.
+#[test]
+fn a_reload_that_denies_the_caller_closes_its_open_connections() {
+    let network = Network::new(2);
+    let (client, server) = (&network.hosts[0], &network.hosts[1]);
+    let _echo = started(
+        server,
+        "python3",
+        &[TCP_PEER, "serve", "echo", "7000"],
+        "listening",
+    );
+    let scratch = Scratch::new();
+    harness::issue_certificates(scratch.path(), &[("productpage", CALLER), ("db", CALLEE)])
+        .unwrap();
+    let mesh = |policy: &str| {
+        format!(
+            "service db {{ port 7000 tcp endpoint {}:7000 address 198.18.1.20 }}\n\
+             workload productpage {{ identity \"{CALLER}\" outbound db }}\n\
+             workload db {{ identity \"{CALLEE}\" serves db\n\
+               inbound 7000 tcp -> 127.0.0.1:7000 mtls strict }}\n\
+             authorization callers {{ workloads db {policy} }}",
+            server.addr
+        )
+    };
+    let allowed = "rule { from { principals \"cluster.local/ns/default/sa/productpage\" } }";
+    let snapshot = compile(&scratch, &mesh(allowed));
+    let certs = |name: &str| scratch.path().join(name).to_str().unwrap().to_owned();
+    let (db, productpage) = (certs("db"), certs("productpage"));
+    let callee_args = [
+        "--workload",
+        "db",
+        "--inbound",
+        "0.0.0.0:15006",
+        "--certs",
+        &db,
+    ];
+    let _callee = sidecar(server, &snapshot, "epoll", &callee_args);
+    let caller_args = ["--workload", "productpage", "--certs", &productpage];
+    let _caller = sidecar(client, &snapshot, "uring", &caller_args);
+    meshd_iptables(client, &[]);
+    meshd_iptables(server, &[]);
+
+    // An HTTP request on the tcp port is bytes to echo, not a request to route.
+    let request = "import socket\n\
+                   s = socket.create_connection(('198.18.1.20', 7000), timeout=5)\n\
+                   s.sendall(b'GET / HTTP/1.1\\r\\nhost: db\\r\\n\\r\\n')\n\
+                   print(s.recv(64).decode())";
+    let echoed = checked(&client.run("python3", &["-c", request]), "python3");
+    assert!(echoed.starts_with("GET / HTTP/1.1"), "{echoed}");
+
+    let held = "import socket, sys\n\
+                s = socket.create_connection(('198.18.1.20', 7000), timeout=30)\n\
+                s.sendall(b'hello')\n\
+                assert s.recv(5) == b'hello'\n\
+                print('open', flush=True)\n\
+                assert s.recv(1) == b'', 'data after the reload'\n\
+                print('closed', flush=True)";
+    let mut child = client
+        .command("python3")
+        .args(["-c", held])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "open");
+    // The callee's sidecar picks the new snapshot up from its file.
+    compile(&scratch, &mesh(""));
+    assert_eq!(lines.next().unwrap().unwrap(), "closed");
+    assert!(child.wait().unwrap().success());
+}
