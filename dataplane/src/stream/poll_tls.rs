@@ -11,13 +11,18 @@ use monoio::net::tcp::stream_poll::TcpStreamPoll;
 use rustls::Connection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Most ciphertext read from the socket at once: a whole record and its header.
+const CIPHERTEXT_CHUNK: usize = 17 * 1024;
+
 /// A TLS session (handshake done) over a poll-IO TCP socket.
 pub struct PollTls {
     tcp: TcpStreamPoll,
     session: Connection,
-    /// Ciphertext read before the switch to poll IO, handed to rustls before the socket's.
+    /// Ciphertext read from the socket (first, what was read before the switch to poll IO);
+    /// `unread[unread_pos..unread_end]` is not handed to rustls yet.
     unread: Vec<u8>,
     unread_pos: usize,
+    unread_end: usize,
     close_notify_sent: bool,
 }
 
@@ -34,6 +39,7 @@ impl PollTls {
         Self {
             tcp,
             session,
+            unread_end: unread.len(),
             unread,
             unread_pos: 0,
             close_notify_sent: false,
@@ -58,23 +64,22 @@ impl PollTls {
 
     /// Hands rustls more ciphertext and processes it; `Ok(0)` is the socket's end.
     fn poll_receive_records(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let read = if self.unread_pos < self.unread.len() {
-            let mut unread = &self.unread[self.unread_pos..];
-            let read = self.session.read_tls(&mut unread);
-            if let Ok(n) = read {
-                self.unread_pos += n;
+        if self.unread_pos == self.unread_end {
+            // One socket read of up to a whole record: rustls alone reads 4 KiB at a time, so
+            // a full record would cost five reads.
+            if self.unread.len() < CIPHERTEXT_CHUNK {
+                self.unread.resize(CIPHERTEXT_CHUNK, 0);
             }
-            read
-        } else {
-            let mut socket = SyncSocket {
-                tcp: &mut self.tcp,
-                cx,
-            };
-            match self.session.read_tls(&mut socket) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
-                read => read,
-            }
-        };
+            let mut read = ReadBuf::new(&mut self.unread);
+            ready!(Pin::new(&mut self.tcp).poll_read(cx, &mut read))?;
+            (self.unread_pos, self.unread_end) = (0, read.filled().len());
+        }
+        // At the socket's end this hands rustls nothing, which it takes for the end.
+        let mut unread = &self.unread[self.unread_pos..self.unread_end];
+        let read = self.session.read_tls(&mut unread);
+        if let Ok(n) = read {
+            self.unread_pos += n;
+        }
         let n = read?;
         if let Err(e) = self.session.process_new_packets() {
             // The alert explaining the failure goes out if the socket takes it now.
@@ -220,6 +225,14 @@ impl Read for SyncSocket<'_, '_> {
 impl Write for SyncSocket<'_, '_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match Pin::new(&mut *self.tcp).poll_write(self.cx, buf) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    /// rustls hands every record it has ready at once: one `writev`, not one write a record.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match Pin::new(&mut *self.tcp).poll_write_vectored(self.cx, bufs) {
             Poll::Ready(result) => result,
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
