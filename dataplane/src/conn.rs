@@ -5,7 +5,7 @@ use std::io;
 
 use monoio::net::TcpStream;
 
-use crate::stream::Stream;
+use crate::stream::{Prefixed, Stream};
 
 /// Initial read buffer size; grows only for heads larger than this.
 const READ_BUFFER: usize = 16 * 1024;
@@ -45,6 +45,12 @@ impl Conn {
     /// connection over for TLS needs.
     pub fn into_parts(self) -> (Stream, Vec<u8>, usize) {
         (self.stream, self.buf, self.pos)
+    }
+
+    /// The connection in poll style (tokio's IO traits), its unconsumed bytes read first.
+    pub fn into_poll(self) -> io::Result<Prefixed> {
+        let prefix = self.buf[self.pos..].to_vec();
+        Ok(Prefixed::new(prefix, self.stream.into_poll()?))
     }
 
     /// Unconsumed bytes.

@@ -38,7 +38,7 @@ use crate::http1::head::{parse_response, MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::http1::{BodyFraming, ChunkedScanner};
 use crate::percore::Core;
 use crate::proxy::{serve_http1, Arrival};
-use crate::stream::{Bridge, Stream, TlsStream};
+use crate::stream::{Bridge, Stream};
 
 #[cfg(test)]
 mod tests;
@@ -123,12 +123,13 @@ impl Streams {
     }
 }
 
-/// Serves an HTTP/2 connection from `peer` on `tls` (handshake done, ALPN `h2`) until the
-/// client closes it, it sits idle past the idle timeout after its last stream, or the core
-/// drains (GOAWAY, then the streams in flight finish).
-pub(crate) async fn serve(tls: TlsStream, peer: SocketAddr, arrival: Arrival, core: &Rc<Core>) {
-    let identity = tls.peer_identity().map(str::to_owned);
-    let Ok(io) = tls.into_poll() else {
+/// Serves an HTTP/2 connection from `peer` on `down` (mutual TLS with ALPN `h2`, or an
+/// application's h2c with prior knowledge, its preface perhaps already read) until the client
+/// closes it, it sits idle past the idle timeout after its last stream, or the core drains
+/// (GOAWAY, then the streams in flight finish).
+pub(crate) async fn serve(down: Conn, peer: SocketAddr, arrival: Arrival, core: &Rc<Core>) {
+    let identity = down.stream.peer_identity().map(str::to_owned);
+    let Ok(io) = down.into_poll() else {
         return;
     };
     let handshake = h2::server::Builder::new()

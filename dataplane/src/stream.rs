@@ -23,8 +23,10 @@ use tokio::sync::mpsc;
 use crate::sys;
 
 mod poll_tls;
+mod prefixed;
 
 pub use poll_tls::{PollStream, PollTls};
+pub use prefixed::Prefixed;
 
 /// Ciphertext read per socket read: a whole TLS record (16 KiB and its overhead).
 const RECORD_BUFFER: usize = 17 * 1024;

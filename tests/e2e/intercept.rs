@@ -467,6 +467,20 @@ fn strict_mutual_tls_serves_captured_calls_and_refuses_plaintext_around_the_side
     // caller's certificate.
     let (code, body) = curl(client, "http://reviews:9080/", &[]);
     assert_eq!((code, body.as_str()), (200, "reviews"));
+    // So does an application speaking HTTP/2 with prior knowledge.
+    let h2c = client.run(
+        "curl",
+        &[
+            "-s",
+            "--http2-prior-knowledge",
+            "-m",
+            "5",
+            "-w",
+            " %{http_version}",
+            "http://reviews:9080/",
+        ],
+    );
+    assert_eq!(checked(&h2c, "curl --http2-prior-knowledge"), "reviews 2");
     let (_, metrics) = curl(server, "http://127.0.0.1:15000/metrics", &[]);
     let principal = format!("source_principal=\"{caller_id}\"");
     assert!(
@@ -497,7 +511,7 @@ fn strict_mutual_tls_serves_captured_calls_and_refuses_plaintext_around_the_side
         "plaintext to a strict port must be refused: {} {code}",
         refused.status
     );
-    assert_eq!(requests_reported(server, "destination"), 1);
+    assert_eq!(requests_reported(server, "destination"), 2);
 }
 
 #[test]

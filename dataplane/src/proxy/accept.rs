@@ -64,14 +64,15 @@ pub async fn serve_connection(
                 return;
             }
             Sniffed::Opaque => return relay_outbound(down, original, mark, &core).await,
+            Sniffed::Http2 => return http2::serve(down, peer, arrival, &core).await,
             Sniffed::Closed => return,
         }
     }
     if direction == Direction::Inbound {
         match accept_inbound(down, arrival, &core).await {
             Some(Accepted::Http1(accepted)) => down = accepted,
-            Some(Accepted::Http2(tls)) => {
-                http2::serve(*tls, peer, arrival, &core).await;
+            Some(Accepted::Http2(down)) => {
+                http2::serve(down, peer, arrival, &core).await;
                 return;
             }
             Some(Accepted::Opaque(down, target)) => {
@@ -80,14 +81,38 @@ pub async fn serve_connection(
             None => return,
         }
     }
-    serve_http1(down, arrival, peer, &core).await;
+    serve_http(down, arrival, peer, &core).await;
 }
+
+/// Serves a plaintext connection that speaks HTTP: h2c when it opens with HTTP/2's preface
+/// (prior knowledge, as h2load and gRPC clients may), else HTTP/1.1.
+async fn serve_http(mut down: Conn, arrival: Arrival, peer: SocketAddr, core: &Rc<Core>) {
+    if !down.stream.is_tls() && down.buffered().is_empty() {
+        // The wait serve_http1 would make for a first request.
+        let idle = monoio::time::sleep(core.settings.idle_timeout);
+        let read = monoio::select! {
+            _ = core.connections.drain.wait() => return,
+            _ = idle => return,
+            read = down.fill() => read,
+        };
+        if !matches!(read, Ok(n) if n > 0) {
+            return;
+        }
+    }
+    if !down.stream.is_tls() && down.buffered().starts_with(H2_PREFACE_START) {
+        return http2::serve(down, peer, arrival, core).await;
+    }
+    serve_http1(down, arrival, peer, core).await;
+}
+
+/// How HTTP/2's connection preface starts: `PRI` is a method for nothing else.
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
 
 /// A connection `accept_inbound` let through, by the protocol it speaks.
 pub(super) enum Accepted {
     Http1(Conn),
-    /// TLS with ALPN `h2`.
-    Http2(Box<TlsStream>),
+    /// HTTP/2: TLS with ALPN `h2`, or h2c with prior knowledge.
+    Http2(Conn),
     /// A captured connection that is not HTTP, to relay to the application: the inbound port
     /// and the application's address.
     Opaque(Conn, (u16, SocketAddr)),
@@ -211,6 +236,7 @@ async fn accept_captured(
         (_, _, Bytes::Relayed(target)) | (Sniffed::Opaque, _, Bytes::RelayedUnlessHttp(target)) => {
             Some(Accepted::Opaque(down, target))
         }
+        (Sniffed::Http2, ..) => Some(Accepted::Http2(down)),
         _ => Some(Accepted::Http1(down)),
     }
 }
@@ -251,7 +277,7 @@ async fn handshake(down: Conn, tls: &CoreTls, bytes: Bytes, core: &Core) -> Opti
             }
             if stream.negotiated_h2() {
                 core.security.count_authn(|c| c.inbound_h2 += 1);
-                return Some(Accepted::Http2(Box::new(stream)));
+                return Some(Accepted::Http2(Conn::with_buffer(Stream::tls(stream), buf)));
             }
             Some(Accepted::Http1(Conn::with_buffer(Stream::tls(stream), buf)))
         }

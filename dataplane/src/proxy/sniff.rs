@@ -1,8 +1,9 @@
 //! Captured connections need not speak HTTP: capture hands meshd every TCP connection the
 //! application opens (TLS to an outside API, a database, SSH) and every one other hosts open to
-//! it. The first bytes decide: an HTTP/1.x request line is served as HTTP; anything else, or
-//! silence (a server-first protocol waits for the server's greeting), is relayed as TCP, to
-//! where it was sent outbound and to the application inbound.
+//! it. The first bytes decide: an HTTP/1.x request line or HTTP/2's preface (h2c with prior
+//! knowledge) is served as HTTP; anything else, or silence (a server-first protocol waits for
+//! the server's greeting), is relayed as TCP, to where it was sent outbound and to the
+//! application inbound.
 
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ const LONGEST_METHOD: usize = 16;
 pub(super) enum Sniffed {
     /// An HTTP/1.x request line: serve it.
     Http,
+    /// HTTP/2's connection preface (h2c with prior knowledge): serve it.
+    Http2,
     /// Anything else: relay the bytes.
     Opaque,
     /// The client closed (or a read failed) before saying anything decisive.
@@ -56,8 +59,8 @@ fn classify(bytes: &[u8]) -> Option<Sniffed> {
     for (i, &byte) in bytes.iter().enumerate().take(LONGEST_METHOD + 1) {
         match byte {
             b'A'..=b'Z' => {}
-            // HTTP/2's connection preface: not served from the application yet, so relayed.
-            b' ' if &bytes[..i] == b"PRI" => return Some(Sniffed::Opaque),
+            // HTTP/2's connection preface: the `PRI` method exists for nothing else.
+            b' ' if &bytes[..i] == b"PRI" => return Some(Sniffed::Http2),
             b' ' if i > 0 => return Some(Sniffed::Http),
             _ => return Some(Sniffed::Opaque),
         }
@@ -76,7 +79,7 @@ mod tests {
         assert_eq!(classify(b"GE"), None);
         assert_eq!(classify(b"\x16\x03\x01\x02\x00"), Some(Sniffed::Opaque));
         assert_eq!(classify(b"SSH-2.0-OpenSSH"), Some(Sniffed::Opaque));
-        assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), Some(Sniffed::Http2));
         assert_eq!(classify(b" GET"), Some(Sniffed::Opaque));
         assert_eq!(classify(&[b'A'; 17]), Some(Sniffed::Opaque));
     }

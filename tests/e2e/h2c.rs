@@ -1,0 +1,126 @@
+//! An application's HTTP/2 with prior knowledge (h2c) on the outbound listener: h2load and curl,
+//! clients nobody here wrote, each stream served by the HTTP/1.1 request path (routing,
+//! metrics) and answered in HTTP/2; HTTP/2 protocol errors get GOAWAY with their code.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use ringmesh_tests::*;
+
+/// Longest any read here waits: a bound on a broken meshd, never a timing assertion.
+const READ_BOUND: Duration = Duration::from_secs(10);
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The sum of `istio_requests_total` with `code` on the sidecar whose admin is `admin`.
+fn requests_counted(admin: SocketAddr, code: &str) -> u64 {
+    let metrics = Client::connect(admin)
+        .and_then(|mut c| c.get("admin", "/metrics", &[]))
+        .unwrap()
+        .text();
+    let code = format!("response_code=\"{code}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{") && l.contains(&code))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
+fn h2load_drives_the_outbound_listener_in_h2c(driver: &str) {
+    let up = Upstream::start("reviews").unwrap();
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &one_service("reviews", up.addr()), driver, &[]);
+    let url = format!("http://{}/", meshd.outbound);
+    let args = [
+        "-n",
+        "2000",
+        "-c",
+        "4",
+        "-m",
+        "10",
+        "-H",
+        ":authority: reviews",
+    ];
+    let out = Command::new("h2load")
+        .args(args)
+        .arg(&url)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("2000 succeeded, 0 failed") && report.contains("status codes: 2000 2xx"),
+        "{driver}: {report}"
+    );
+    assert_eq!(requests_counted(meshd.admin, "200"), 2000, "{driver}");
+    // A request no route takes is HTTP/2 too, and the local reply keeps its flag.
+    let curl = Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+        ])
+        .args(["-H", "host: nowhere", &url])
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&curl.stdout).to_ascii_lowercase();
+    assert!(
+        head.starts_with("http/2 404") && head.contains("x-ringmesh-flag: nr"),
+        "{driver}: {head}"
+    );
+}
+
+on_both_drivers!(h2load_drives_the_outbound_listener_in_h2c);
+
+/// The GOAWAY error codes meshd sends after `frames` (a client preface's frames).
+fn goaway_codes(addr: SocketAddr, frames: &[u8]) -> Vec<u32> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(READ_BOUND)).unwrap();
+    stream.write_all(PREFACE).unwrap();
+    stream.write_all(frames).unwrap();
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    let mut codes = Vec::new();
+    let mut rest = &received[..];
+    while rest.len() >= 9 {
+        let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        let Some(payload) = rest.get(9..9 + len) else {
+            break;
+        };
+        if rest[3] == 0x7 && payload.len() >= 8 {
+            codes.push(u32::from_be_bytes([
+                payload[4], payload[5], payload[6], payload[7],
+            ]));
+        }
+        rest = &rest[9 + len..];
+    }
+    codes
+}
+
+fn protocol_errors_get_goaway_with_their_code(driver: &str) {
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &one_service("reviews", free_port()), driver, &[]);
+    let settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    // DATA on stream 0: PROTOCOL_ERROR (RFC 9113 6.1).
+    let data_on_zero = [&settings[..], b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00"].concat();
+    assert_eq!(
+        goaway_codes(meshd.outbound, &data_on_zero),
+        [0x1],
+        "{driver}"
+    );
+    // A frame longer than the 16 KiB SETTINGS_MAX_FRAME_SIZE allows: FRAME_SIZE_ERROR (4.2).
+    let oversized = [&settings[..], b"\xff\xff\xff\x00\x00\x00\x00\x00\x01"].concat();
+    assert_eq!(goaway_codes(meshd.outbound, &oversized), [0x6], "{driver}");
+    // The sidecar still serves.
+    let health = Client::connect(meshd.admin)
+        .and_then(|mut c| c.get("admin", "/healthz", &[]))
+        .unwrap();
+    assert_eq!(health.status, 200);
+}
+
+on_both_drivers!(protocol_errors_get_goaway_with_their_code);
