@@ -231,7 +231,7 @@ pub enum Code {
     ImportedRuleNeverMatches,
     /// W0113: HTTP, HTTP/2 or gRPC declared on the well-known port of a non-HTTP protocol.
     HttpOnOpaquePort,
-    /// W0114: a port protocol meshd does not serve yet (grpc, http2 to the application).
+    /// W0114: a port protocol meshd does not serve whole yet (grpc: bidirectional streaming).
     ProtocolNotServed,
     // ---- traffic (E0120-E0139) ----
     /// E0120: settings that exclude each other (`to` and `redirect`, a hash key on a load

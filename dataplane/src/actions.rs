@@ -305,15 +305,19 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
 /// sidecar traces nothing.
 pub const TRACE_SAMPLING: &str = "trace sampling (no --trace-collector)";
 
-/// What a port of `protocol` is missing: meshd calls applications with HTTP/1.1 (meshc warns
-/// with W0114). `tcp` ports are relayed as TCP.
+/// What a port of `protocol` is missing (meshc warns with W0114): a gRPC call's request is
+/// sent whole before its response is read, so a bidirectional call whose server answers first
+/// waits.
 fn protocol_not_served(protocol: spec::Protocol) -> Option<&'static str> {
     match protocol {
-        spec::Protocol::Http | spec::Protocol::Tcp => None,
-        spec::Protocol::Grpc => Some("grpc ports (the application is called with HTTP/1.1)"),
-        spec::Protocol::Http2 => Some("http2 ports (the application is called with HTTP/1.1)"),
+        spec::Protocol::Http | spec::Protocol::Tcp | spec::Protocol::Http2 => None,
+        spec::Protocol::Grpc => Some(GRPC_BIDI),
     }
 }
+
+/// The feature name of what a `grpc` port does not serve yet.
+pub const GRPC_BIDI: &str =
+    "grpc ports: bidirectional streaming (each request is sent whole before its response)";
 
 #[cfg(test)]
 mod tests;

@@ -40,8 +40,11 @@ use crate::percore::Core;
 use crate::proxy::{serve_http1, Arrival};
 use crate::stream::{Bridge, Stream};
 
+mod client;
 #[cfg(test)]
 mod tests;
+
+pub use client::Clients;
 
 /// Streams one client may have open at once (Envoy's and nghttp2's common default).
 const MAX_CONCURRENT_STREAMS: u32 = 100;
@@ -547,16 +550,22 @@ async fn relay_body(
         }
         BodyFraming::Chunked => {
             let mut scanner = ChunkedScanner::default();
-            let mut data = Vec::new();
+            let (mut data, mut trailer_section) = (Vec::new(), Vec::new());
             loop {
                 let used = scanner
-                    .decode(&buf, &mut data)
+                    .decode_with_trailers(&buf, &mut data, Some(&mut trailer_section))
                     .map_err(|_| Unrelayable::Truncated)?;
                 buf.drain(..used);
                 if scanner.is_done() {
-                    sender
-                        .send(Bytes::from(std::mem::take(&mut data)), true)
-                        .await?;
+                    let trailers = trailer_fields(&trailer_section)?;
+                    let data = Bytes::from(std::mem::take(&mut data));
+                    if trailers.is_empty() {
+                        sender.send(data, true).await?;
+                    } else {
+                        // gRPC's status travels here: the stream ends with a HEADERS frame.
+                        sender.send(data, false).await?;
+                        sender.send.send_trailers(trailers)?;
+                    }
                     break;
                 }
                 if !data.is_empty() {
@@ -584,6 +593,30 @@ async fn relay_body(
         BodyFraming::None => {}
     }
     Ok(())
+}
+
+/// The fields of a chunked body's trailer section (`name: value` lines, then a blank line),
+/// without the connection-specific ones; a field h2 cannot carry makes the response
+/// untranslatable.
+fn trailer_fields(section: &[u8]) -> Result<http::HeaderMap, Unrelayable> {
+    let mut fields = http::HeaderMap::new();
+    for line in section.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        let colon = line.iter().position(|&b| b == b':');
+        let (name, value) = colon
+            .map(|at| (&line[..at], line[at + 1..].trim_ascii()))
+            .ok_or(Unrelayable::Untranslatable)?;
+        let name = HeaderName::from_bytes(name).map_err(|_| Unrelayable::Untranslatable)?;
+        if is_connection_specific(&name) {
+            continue;
+        }
+        let value = HeaderValue::from_bytes(value).map_err(|_| Unrelayable::Untranslatable)?;
+        fields.append(name, value);
+    }
+    Ok(fields)
 }
 
 /// The h2 response for an HTTP/1.1 response head, without its connection-specific headers

@@ -557,6 +557,33 @@ impl RouteState {
         self.declared_protocol(port) == Some(spec::Protocol::Tcp)
     }
 
+    /// Whether a request for `service` on `port` (its only port when `None` or unknown) goes
+    /// to a server that speaks HTTP/2 without a sidecar of its own: the port says `http2` or
+    /// `grpc` and the service has no identities (a sidecar, which serves HTTP/1.1 too, would
+    /// carry them).
+    pub fn service_speaks_h2(&self, service: u32, port: Option<u16>) -> bool {
+        let Some(service) = self.snapshot.services.get(service as usize) else {
+            return false;
+        };
+        let declared = match (&service.ports[..], port) {
+            ([only], _) => Some(only),
+            (ports, Some(port)) => ports.iter().find(|p| p.number == port),
+            (_, None) => None,
+        };
+        service.identities.is_empty()
+            && declared
+                .is_some_and(|p| matches!(p.protocol, spec::Protocol::Http2 | spec::Protocol::Grpc))
+    }
+
+    /// Whether the application on inbound `port` speaks HTTP/2 (the port says `http2` or
+    /// `grpc`): it is called with h2c, trailers and all.
+    pub fn inbound_speaks_h2(&self, port: u16) -> bool {
+        matches!(
+            self.declared_protocol(port),
+            Some(spec::Protocol::Http2 | spec::Protocol::Grpc)
+        )
+    }
+
     fn declared_protocol(&self, port: u16) -> Option<spec::Protocol> {
         let workload = self.own_workload()?;
         let declared = workload.inbound.iter().find(|p| p.port == port)?;

@@ -9,6 +9,7 @@ use std::process::{Child, Stdio};
 use ringmesh_tests::netns::{checked, Host, Network};
 use ringmesh_tests::*;
 
+mod grpc;
 mod tcp;
 
 /// The nat table as `iptables-save` prints it, without its timestamps and packet counters.

@@ -11,6 +11,7 @@ mod balancing;
 mod bodies;
 mod compile;
 mod errors;
+mod grpc;
 mod h2c;
 mod http1;
 mod identity;

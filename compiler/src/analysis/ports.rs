@@ -49,9 +49,9 @@ fn check(
     not_served(file, number, protocol, out);
 }
 
-/// W0114: meshd calls applications with HTTP/1.1, so a `grpc` port, or an application that
-/// speaks only HTTP/2, is not served as declared. Listed under `not_enforced` by meshd too.
-/// (`tcp` ports are relayed as TCP.)
+/// W0114: a `grpc` port is served, but not a bidirectional streaming call whose server
+/// answers before its client has sent its whole stream: each request goes whole before its
+/// response is read. Listed under `not_enforced` by meshd too.
 fn not_served(
     file: FileId,
     number: ast::Number,
@@ -59,21 +59,20 @@ fn not_served(
     out: &mut Vec<Diagnostic>,
 ) {
     let what = match protocol.value {
-        spec::Protocol::Http | spec::Protocol::Tcp => return,
+        spec::Protocol::Http | spec::Protocol::Tcp | spec::Protocol::Http2 => return,
         spec::Protocol::Grpc => {
-            "the application is called with HTTP/1.1, which has no trailers, so gRPC calls fail"
-        }
-        spec::Protocol::Http2 => {
-            "the application is called with HTTP/1.1, so one that speaks only HTTP/2 fails"
+            "unary and one-way streaming calls are served, but a bidirectional streaming call \
+             whose server answers before its client has sent its whole stream waits (each \
+             request is sent whole before its response is read)"
         }
     };
     let message = format!(
-        "port {} is declared `{}`, which meshd does not serve yet: {what}",
+        "port {} is declared `{}`, which meshd does not serve whole yet: {what}",
         number.value,
         protocol.value.as_str()
     );
-    let help = "HTTP/2 and gRPC to the application are being built (see the issue on \
-                interception and protocols); until then declare `http` only for HTTP/1.1";
+    let help = "full-duplex exchanges are being built (see the issue on interception and \
+                protocols); until then, keep bidirectional calls to request-then-response";
     out.push(
         Diagnostic::new(
             Code::ProtocolNotServed,

@@ -63,6 +63,17 @@ impl ChunkedScanner {
     /// Like [`feed`](Self::feed), and appends the chunks' data (the body without its framing)
     /// to `data`.
     pub fn decode(&mut self, input: &[u8], data: &mut Vec<u8>) -> Result<usize, ChunkedError> {
+        self.decode_with_trailers(input, data, None)
+    }
+
+    /// Like [`decode`](Self::decode), and appends the trailer section's bytes (its field
+    /// lines and the blank line ending it) to `trailers`, when given.
+    pub fn decode_with_trailers(
+        &mut self,
+        input: &[u8],
+        data: &mut Vec<u8>,
+        mut trailers: Option<&mut Vec<u8>>,
+    ) -> Result<usize, ChunkedError> {
         let mut i = 0;
         while i < input.len() && !self.is_done() {
             // Data in bulk; framing a byte at a time, so no data byte is scanned unseen.
@@ -70,9 +81,12 @@ impl ChunkedScanner {
                 State::Data(left) => (left.min((input.len() - i) as u64) as usize, true),
                 _ => (1, false),
             };
+            let in_trailers = matches!(self.state, State::Trailer { .. } | State::TrailerLf { .. });
             let used = self.feed(&input[i..i + step])?;
             if is_data {
                 data.extend_from_slice(&input[i..i + used]);
+            } else if let (true, Some(trailers)) = (in_trailers, trailers.as_deref_mut()) {
+                trailers.extend_from_slice(&input[i..i + used]);
             }
             i += used;
         }
@@ -189,6 +203,27 @@ mod tests {
     fn handles_extensions_and_trailers() {
         let body = b"3;name=val\r\nabc\r\nA\r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\n";
         assert_eq!(scan_all(body), Ok(body.len()));
+    }
+
+    #[test]
+    fn decoding_keeps_the_trailer_section_when_asked() {
+        let body = b"2\r\nok\r\n0\r\ngrpc-status: 0\r\ngrpc-message: fine\r\n\r\nNEXT";
+        for split in 0..=body.len() - 4 {
+            let (mut s, mut data, mut trailers) =
+                (ChunkedScanner::default(), Vec::new(), Vec::new());
+            let first = s
+                .decode_with_trailers(&body[..split], &mut data, Some(&mut trailers))
+                .unwrap();
+            let rest = &body[first..];
+            s.decode_with_trailers(rest, &mut data, Some(&mut trailers))
+                .unwrap();
+            assert!(s.is_done());
+            assert_eq!(data, b"ok");
+            assert_eq!(
+                trailers, b"grpc-status: 0\r\ngrpc-message: fine\r\n\r\n",
+                "{split}"
+            );
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct Upstreams {
     pub breakers: RefCell<Vec<Option<Rc<Breaker>>>>,
     /// Requests and retries in flight, for the retry budget.
     pub retry_budget: RetryBudget,
+    /// HTTP/2 connections to applications whose port says `http2` or `grpc`.
+    pub h2: crate::http2::Clients,
 }
 
 impl Upstreams {
@@ -30,6 +32,7 @@ impl Upstreams {
             balancing: RefCell::new(balancing(routes)),
             breakers: RefCell::new(breakers(routes, cores)),
             retry_budget: RetryBudget::default(),
+            h2: crate::http2::Clients::default(),
         }
     }
 

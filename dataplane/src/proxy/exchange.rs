@@ -47,6 +47,9 @@ pub(super) struct Exchange<'a> {
     pub(super) secure: Option<Secure<'a>>,
     /// The socket mark of new connections (0: none).
     pub(super) mark: u32,
+    /// The upstream speaks HTTP/2 (an application port declared `http2` or `grpc`): each try
+    /// is a stream of this core's connection to it.
+    pub(super) h2: bool,
     /// Request body bytes the last try sent (the buffered part included).
     pub(super) body_sent: Cell<u64>,
 }
@@ -268,6 +271,15 @@ impl Exchange<'_> {
         until: Option<Instant>,
     ) -> Result<(Upstream, bool), AcquireError> {
         let secure = self.secure.as_ref();
+        if self.h2 {
+            let timeout = core.settings.connect_timeout;
+            let own = Instant::now() + timeout;
+            let until = until.map_or(own, |d| d.min(own));
+            let idle = core.settings.idle_timeout;
+            let opened = core.upstreams.h2.open(addr, self.mark, until, idle).await;
+            let conn = opened.map_err(|e| AcquireError::connect(addr, e, timeout, until < own))?;
+            return Ok((Upstream::new(conn, None), false));
+        }
         let Some(breaker) = self.breaker else {
             if let Some(up) = pooled_ok
                 .then(|| core.upstreams.pool.take(addr, secure))

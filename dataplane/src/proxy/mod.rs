@@ -316,6 +316,7 @@ async fn serve_request(
             Direction::Outbound => m.mesh,
             Direction::Inbound => m.app,
         }),
+        h2: plan.h2_upstream,
         request_framing,
         chunked_from,
         deadline,
@@ -500,7 +501,9 @@ async fn serve_request(
 
     // Phase 6: recycle (unless the group's pool limits retire the connection, or a reload
     // removed its endpoint).
-    if response.keep_alive && up.buffered().is_empty() && up.reusable() {
+    // An HTTP/2 stream is one exchange; its connection stays with the core's h2 clients.
+    let bridged = up.stream.is_bridged();
+    if response.keep_alive && up.buffered().is_empty() && up.reusable() && !bridged {
         core.recycle(Some(&plan.routes), addr, up);
     }
     if keep_alive {

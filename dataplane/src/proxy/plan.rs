@@ -48,6 +48,8 @@ pub(super) struct Plan {
     pub(super) pick: Option<Pick>,
     /// A hash-key cookie to set on the response so the client sticks to its endpoint.
     pub(super) cookie: Option<NewCookie>,
+    /// The application is called with HTTP/2 (its inbound port says `http2` or `grpc`).
+    pub(super) h2_upstream: bool,
 }
 
 /// What the request path does after routing.
@@ -173,6 +175,7 @@ pub(super) fn plan_request(
     let mut delay = None;
     let mut pick = None;
     let mut cookie = None;
+    let mut h2_upstream = false;
     let action = match arrival.direction {
         // A tunnel is not an HTTP exchange this proxy can frame; refuse it rather than
         // relaying half of it.
@@ -255,6 +258,8 @@ pub(super) fn plan_request(
                             } else {
                                 head.write_forwarded(out);
                             }
+                            let port = head.port.or(arrival.original_dst.map(|a| a.port()));
+                            h2_upstream = routes.service_speaks_h2(group.service, port);
                             Action::Forward(group.endpoints[slot as usize], Some(d.group_index))
                         }
                     }
@@ -297,6 +302,7 @@ pub(super) fn plan_request(
             ),
             Some((port, addr, _)) => {
                 service = routes.served_service(port);
+                h2_upstream = routes.inbound_speaks_h2(port);
                 let found = if routes.jwt.is_empty() {
                     Ok(None)
                 } else {
@@ -357,6 +363,7 @@ pub(super) fn plan_request(
         delay,
         pick,
         cookie,
+        h2_upstream,
     }
 }
 

@@ -1,6 +1,7 @@
-//! A port protocol meshd does not serve yet (`GRPC`) compiles with W0114 and is listed
-//! under `/config`'s `not_enforced`: accepted, never silently served as something else. So is
-//! every Istio field meshc accepted without serving (W0200, W0203, ...).
+//! A port protocol meshd does not serve whole yet (`GRPC`: bidirectional streaming) compiles
+//! with W0114 and is listed under `/config`'s `not_enforced`: accepted, never silently served
+//! as something else. So is every Istio field meshc accepted without serving (W0200, W0203,
+//! ...).
 
 use super::*;
 
@@ -35,7 +36,7 @@ fn a_grpc_port_is_warned_and_listed_as_not_enforced(driver: &str) {
     let config = admin_json(meshd.admin, "/config");
     let listed = config["not_enforced"].to_string();
     assert!(
-        listed.contains("grpc ports (the application is called with HTTP/1.1)")
+        listed.contains("grpc ports: bidirectional streaming")
             && listed.contains("service api.default.svc.cluster.local port 9000"),
         "{listed}"
     );

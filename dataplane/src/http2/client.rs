@@ -1,0 +1,307 @@
+//! HTTP/2 to an application whose inbound port says `http2` or `grpc` (h2c with prior
+//! knowledge): one connection per application address per core, shared by every stream.
+//!
+//! The HTTP/1.1 request path writes the request into a [`Bridge`] as bytes and reads the
+//! response out of it, as from a socket; a task per stream translates (RFC 9113 §8.2): the
+//! head into HEADERS, the body into DATA as the application's window allows, and back, the
+//! response into an HTTP/1.1 head and a chunked body whose trailer section carries the
+//! response's trailers (gRPC's status travels there). The whole request body is sent before
+//! the response is read, as on the HTTP/1.1 path: unary, client- and server-streaming calls
+//! work; a call whose server answers before its client finishes sending waits.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use h2::RecvStream;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response};
+use monoio::time::Instant;
+use rustc_hash::FxHashMap;
+use tokio::sync::mpsc;
+
+use super::{is_connection_specific, push_header, DataSender, BRIDGE_CHUNKS};
+use crate::conn::Conn;
+use crate::http1::head::{parse_request, MAX_HEADERS};
+use crate::http1::{BodyFraming, ChunkedScanner};
+use crate::intercept::socket;
+use crate::stream::{Bridge, Stream};
+use crate::upstream::ConnectError;
+
+/// One core's HTTP/2 connections to applications, by address.
+#[derive(Debug, Default)]
+pub struct Clients {
+    connections: RefCell<FxHashMap<SocketAddr, SendRequest<Bytes>>>,
+}
+
+impl Clients {
+    /// A new stream to the application at `addr`, as a connection the HTTP/1.1 path writes one
+    /// request to and reads its response from. Connects (socket marked `mark`) by `until`
+    /// when this core has no open connection to `addr`.
+    pub async fn open(
+        &self,
+        addr: SocketAddr,
+        mark: u32,
+        until: Instant,
+        stall_limit: std::time::Duration,
+    ) -> Result<Conn, ConnectError> {
+        let cached = self.connections.borrow().get(&addr).cloned();
+        let ready = match cached {
+            Some(sender) => sender.ready().await.ok(),
+            None => None,
+        };
+        let sender = match ready {
+            Some(sender) => sender,
+            None => {
+                let sender = connect(addr, mark, until).await?;
+                self.connections.borrow_mut().insert(addr, sender.clone());
+                sender
+            }
+        };
+        let (request_bytes, from_http1) = mpsc::channel(BRIDGE_CHUNKS);
+        let (to_http1, response_bytes) = mpsc::channel(BRIDGE_CHUNKS);
+        let bridge = Bridge::new(response_bytes, request_bytes, addr, None);
+        monoio::spawn(translate(sender, from_http1, to_http1, stall_limit));
+        Ok(Conn::from_stream(Stream::bridged(bridge)))
+    }
+
+    /// Forgets the connections to addresses `keep` rejects (endpoints a reload removed).
+    pub fn retain(&self, keep: impl Fn(SocketAddr) -> bool) {
+        self.connections.borrow_mut().retain(|addr, _| keep(*addr));
+    }
+}
+
+/// Opens an h2c connection to `addr` by `until`; its IO runs as a task of its own.
+async fn connect(
+    addr: SocketAddr,
+    mark: u32,
+    until: Instant,
+) -> Result<SendRequest<Bytes>, ConnectError> {
+    let tcp = match monoio::time::timeout_at(until, socket::connect(addr, mark)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(ConnectError::Refused(e)),
+        Err(_) => return Err(ConnectError::TimedOut),
+    };
+    let _ = tcp.set_nodelay(true);
+    let io = Conn::new(tcp).into_poll().map_err(ConnectError::Refused)?;
+    let handshake = h2::client::Builder::new()
+        .max_header_list_size(crate::http1::head::MAX_HEAD_BYTES as u32)
+        .handshake::<_, Bytes>(io);
+    let (sender, connection) = match monoio::time::timeout_at(until, handshake).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return Err(ConnectError::Refused(std::io::Error::other(e))),
+        Err(_) => return Err(ConnectError::TimedOut),
+    };
+    monoio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("HTTP/2 connection to {addr} ended: {e}");
+        }
+    });
+    Ok(sender)
+}
+
+/// Why a stream could not be translated; the HTTP/1.1 side then sees its response cut short.
+#[derive(Debug)]
+enum Untranslated {
+    /// The HTTP/1.1 side went away or sent what is not a request.
+    Request,
+    /// The application reset the stream or the connection.
+    Application,
+}
+
+impl From<h2::Error> for Untranslated {
+    fn from(_: h2::Error) -> Self {
+        Self::Application
+    }
+}
+
+/// Carries one exchange: the HTTP/1.1 request from `from_http1` to the application, its
+/// response back into `to_http1`.
+async fn translate(
+    sender: SendRequest<Bytes>,
+    mut from_http1: mpsc::Receiver<Vec<u8>>,
+    to_http1: mpsc::Sender<Vec<u8>>,
+    stall_limit: std::time::Duration,
+) {
+    let result = async {
+        let (request, framing, rest) = read_request(&mut from_http1).await?;
+        let ends = framing == BodyFraming::None || framing == BodyFraming::Length(0);
+        let mut sender = sender;
+        let (response, mut send) = sender.send_request(request, ends)?;
+        if !ends {
+            send_body(&mut send, framing, rest, &mut from_http1, stall_limit).await?;
+        }
+        let response = response.await?;
+        write_response(response, &to_http1).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!("HTTP/2 stream to the application: {e:?}");
+    }
+}
+
+/// The request head read out of the bridge as h2 wants it, its body's framing, and the body
+/// bytes that came with the head.
+async fn read_request(
+    from_http1: &mut mpsc::Receiver<Vec<u8>>,
+) -> Result<(Request<()>, BodyFraming, Vec<u8>), Untranslated> {
+    let mut buf = Vec::new();
+    loop {
+        let parsed = {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            match parse_request(&buf, &mut headers) {
+                Ok(Some(head)) => Some((h2_request(&head)?, head.framing, head.len)),
+                Ok(None) => None,
+                Err(_) => return Err(Untranslated::Request),
+            }
+        };
+        if let Some((request, framing, len)) = parsed {
+            buf.drain(..len);
+            return Ok((request, framing, buf));
+        }
+        let piece = from_http1.recv().await.ok_or(Untranslated::Request)?;
+        buf.extend_from_slice(&piece);
+    }
+}
+
+/// The h2 request for an HTTP/1.1 head: `Host` becomes `:authority`, connection-specific
+/// headers go, and a gRPC request says it takes trailers (HTTP/1.1 had dropped `te`).
+fn h2_request(head: &crate::http1::RequestHead<'_, '_>) -> Result<Request<()>, Untranslated> {
+    let authority = head
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"));
+    let authority = authority.map_or(head.host.as_bytes(), |h| h.value);
+    let authority = std::str::from_utf8(authority).map_err(|_| Untranslated::Request)?;
+    let uri = format!("http://{authority}{}", head.target);
+    let mut request = Request::builder()
+        .method(head.method)
+        .uri(uri)
+        .body(())
+        .map_err(|_| Untranslated::Request)?;
+    let headers = request.headers_mut();
+    for h in head.headers {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Untranslated::Request)?;
+        if name == header::HOST || is_connection_specific(&name) {
+            continue;
+        }
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| Untranslated::Request)?;
+        headers.append(name, value);
+    }
+    let grpc = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    Ok(request)
+}
+
+/// Sends the request body (`rest`, then what the bridge brings) as DATA, decoded from its
+/// HTTP/1.1 framing.
+async fn send_body(
+    send: &mut h2::SendStream<Bytes>,
+    framing: BodyFraming,
+    mut buf: Vec<u8>,
+    from_http1: &mut mpsc::Receiver<Vec<u8>>,
+    stall_limit: std::time::Duration,
+) -> Result<(), Untranslated> {
+    let mut sender = DataSender {
+        send,
+        stall_limit,
+        stall_timer: None,
+        grants: 0,
+        grants_at_timer: 0,
+    };
+    let mut scanner = ChunkedScanner::default();
+    let mut left = match framing {
+        BodyFraming::Length(n) => n,
+        _ => u64::MAX,
+    };
+    loop {
+        let piece = if framing == BodyFraming::Chunked {
+            let mut data = Vec::new();
+            let used = scanner
+                .decode(&buf, &mut data)
+                .map_err(|_| Untranslated::Request)?;
+            buf.drain(..used);
+            data
+        } else {
+            let take = (buf.len() as u64).min(left) as usize;
+            left -= take as u64;
+            buf.drain(..take).collect()
+        };
+        let done = scanner.is_done() || left == 0;
+        sender
+            .send(Bytes::from(piece), done)
+            .await
+            .map_err(|_| Untranslated::Application)?;
+        if done {
+            return Ok(());
+        }
+        if buf.is_empty() {
+            buf = from_http1.recv().await.ok_or(Untranslated::Request)?;
+        }
+    }
+}
+
+/// Writes the application's response into the bridge as HTTP/1.1: its head, then its body
+/// chunked, ending with its trailers as the trailer section.
+async fn write_response(
+    response: Response<RecvStream>,
+    to_http1: &mpsc::Sender<Vec<u8>>,
+) -> Result<(), Untranslated> {
+    let (parts, mut body) = response.into_parts();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in &parts.headers {
+        if !is_connection_specific(name) {
+            push_header(&mut head, name.as_str(), value.as_bytes());
+        }
+    }
+    let ended = body.is_end_stream();
+    if ended && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        push_header(&mut head, "content-length", b"0");
+    } else if !ended {
+        push_header(&mut head, "transfer-encoding", b"chunked");
+    }
+    head.extend_from_slice(b"\r\n");
+    let send = |bytes: Vec<u8>| async {
+        to_http1
+            .send(bytes)
+            .await
+            .map_err(|_| Untranslated::Request)
+    };
+    send(head).await?;
+    if ended {
+        return Ok(());
+    }
+    while let Some(data) = body.data().await {
+        let data = data?;
+        let _ = body.flow_control().release_capacity(data.len());
+        if data.is_empty() {
+            continue;
+        }
+        let mut chunk = format!("{:x}\r\n", data.len()).into_bytes();
+        chunk.extend_from_slice(&data);
+        chunk.extend_from_slice(b"\r\n");
+        send(chunk).await?;
+    }
+    let trailers = body.trailers().await?.unwrap_or_default();
+    send(trailer_section(&trailers)).await
+}
+
+/// The last chunk and the trailer section carrying `trailers`.
+fn trailer_section(trailers: &HeaderMap) -> Vec<u8> {
+    let mut section = b"0\r\n".to_vec();
+    for (name, value) in trailers {
+        push_header(&mut section, name.as_str(), value.as_bytes());
+    }
+    section.extend_from_slice(b"\r\n");
+    section
+}

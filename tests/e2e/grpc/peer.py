@@ -1,0 +1,77 @@
+"""gRPC peers for the end-to-end tests, on Python's grpcio (nobody on the mesh's side wrote it).
+
+serve PORT: a server of ringmesh.test.Echo on PORT, methods taking and returning raw bytes:
+  Unary (echoes with a prefix), ServerStream (three replies), ClientStream (joins the
+  requests), Fail (aborts with UNAVAILABLE and a message). Prints "listening" once it serves.
+call TARGET AUTHORITY: calls each method through TARGET with :authority AUTHORITY and prints
+  one line per check, "ok" at the end; exits non-zero on the first surprise.
+"""
+import os
+import sys
+from concurrent import futures
+
+# The system's resolver, which reads the hosts file of the test's network namespace (grpc's
+# own c-ares resolver does not see it).
+os.environ.setdefault("GRPC_DNS_RESOLVER", "native")
+
+import grpc  # noqa: E402
+
+SERVICE = "ringmesh.test.Echo"
+
+
+def serve(port):
+    def unary(request, context):
+        return b"echo:" + request
+
+    def server_stream(request, context):
+        for i in range(3):
+            yield request + b":" + str(i).encode()
+
+    def client_stream(requests, context):
+        return b"+".join(requests)
+
+    def fail(request, context):
+        context.abort(grpc.StatusCode.UNAVAILABLE, "try elsewhere")
+
+    handlers = {
+        "Unary": grpc.unary_unary_rpc_method_handler(unary),
+        "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
+        "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
+        "Fail": grpc.unary_unary_rpc_method_handler(fail),
+    }
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_insecure_port(f"0.0.0.0:{port}")
+    server.start()
+    print("listening", flush=True)
+    server.wait_for_termination()
+
+
+def expect(what, got, wanted):
+    if got != wanted:
+        sys.exit(f"{what}: got {got!r}, wanted {wanted!r}")
+    print(f"{what}: ok", flush=True)
+
+
+def call(target, authority):
+    options = [("grpc.default_authority", authority), ("grpc.enable_retries", 0)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        method = lambda kind, name: getattr(channel, kind)(f"/{SERVICE}/{name}")
+        expect("unary", method("unary_unary", "Unary")(b"hi", timeout=10), b"echo:hi")
+        replies = list(method("unary_stream", "ServerStream")(b"s", timeout=10))
+        expect("server streaming", replies, [b"s:0", b"s:1", b"s:2"])
+        joined = method("stream_unary", "ClientStream")(iter([b"a", b"b", b"c"]), timeout=10)
+        expect("client streaming", joined, b"a+b+c")
+        try:
+            method("unary_unary", "Fail")(b"x", timeout=10)
+            sys.exit("Fail: no error")
+        except grpc.RpcError as e:
+            expect("status", (e.code(), e.details()), (grpc.StatusCode.UNAVAILABLE, "try elsewhere"))
+    print("ok", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        serve(int(sys.argv[2]))
+    else:
+        call(sys.argv[2], sys.argv[3])

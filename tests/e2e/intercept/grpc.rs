@@ -1,0 +1,61 @@
+//! An unmodified gRPC client and server (Python's grpcio) on two hosts, each with a sidecar
+//! under capture and mutual TLS between them: the client calls the service by name, and the
+//! callee's sidecar sees the caller's identity.
+
+use super::*;
+use crate::grpc::{GrpcServer, GRPC_PEER};
+
+#[test]
+fn grpc_between_captured_hosts_goes_over_mutual_tls() {
+    let network = Network::new(2);
+    let (client, server) = (&network.hosts[0], &network.hosts[1]);
+    let mut app = server.command("python3");
+    app.args([GRPC_PEER, "serve", "50051"]);
+    let _app = GrpcServer::start(app);
+    let scratch = Scratch::new();
+    let caller_id = "spiffe://cluster.local/ns/default/sa/frontend";
+    let callee_id = "spiffe://cluster.local/ns/default/sa/echo";
+    harness::issue_certificates(
+        scratch.path(),
+        &[("frontend", caller_id), ("echo", callee_id)],
+    )
+    .unwrap();
+    let config = format!(
+        "service echo {{ port 50051 grpc endpoint {}:50051 address 198.18.1.30 }}\n\
+         workload frontend {{ identity \"{caller_id}\" outbound echo }}\n\
+         workload echo {{ identity \"{callee_id}\" serves echo\n\
+           inbound 50051 grpc -> 127.0.0.1:50051 mtls strict }}",
+        server.addr
+    );
+    let snapshot = compile(&scratch, &config);
+    let certs = |name: &str| scratch.path().join(name).to_str().unwrap().to_owned();
+    let (echo, frontend) = (certs("echo"), certs("frontend"));
+    let callee_args = [
+        "--workload",
+        "echo",
+        "--inbound",
+        "0.0.0.0:15006",
+        "--certs",
+        &echo,
+    ];
+    let _callee = sidecar(server, &snapshot, "uring", &callee_args);
+    let caller_args = ["--workload", "frontend", "--certs", &frontend];
+    let _caller = sidecar(client, &snapshot, "epoll", &caller_args);
+    meshd_iptables(client, &[]);
+    meshd_iptables(server, &[]);
+    client.set_hosts(&[("198.18.1.30", "echo")]);
+
+    // By the service's address, and by its name from the host's resolver.
+    for target in ["198.18.1.30:50051", "echo:50051"] {
+        let called = client.run("python3", &[GRPC_PEER, "call", target, "echo:50051"]);
+        assert_eq!(checked(&called, target).lines().last(), Some("ok"));
+    }
+    let (_, metrics) = curl(server, "http://127.0.0.1:15000/metrics", &[]);
+    let principal = format!("source_principal=\"{caller_id}\"");
+    let calls: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{") && l.contains(&principal))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum();
+    assert_eq!(calls, 8, "{metrics}");
+}
