@@ -47,6 +47,8 @@ pub struct RouteState {
     group_of: Vec<u32>,
     /// The workload's inbound ports: port, local application, mTLS mode.
     inbound: Vec<(u16, SocketAddr, spec::TlsMode)>,
+    /// The protocol each of `inbound`'s ports declares, in the same order.
+    inbound_protocols: Vec<spec::Protocol>,
     /// The workload's SPIFFE ID in the snapshot (what its certificate must carry).
     pub identity: Option<String>,
     /// The workload's authorization policies, deciding inbound requests.
@@ -308,6 +310,9 @@ impl RouteState {
             .map(|query| snapshot.find_workload(query))
             .transpose()?;
         let served = own.map_or(&[][..], |w| &w.serves[..]);
+        let inbound_protocols = own.map_or(Vec::new(), |w| {
+            w.inbound.iter().map(|p| p.protocol).collect()
+        });
         let (visible, inbound, identity, authorization) = match own {
             None => (
                 (0..snapshot.services.len() as u32).collect::<Vec<_>>(),
@@ -434,6 +439,7 @@ impl RouteState {
             groups,
             group_of,
             inbound,
+            inbound_protocols,
             identity,
             authorization,
             jwt: crate::jwt::Verifier::default(),
@@ -585,9 +591,8 @@ impl RouteState {
     }
 
     fn declared_protocol(&self, port: u16) -> Option<spec::Protocol> {
-        let workload = self.own_workload()?;
-        let declared = workload.inbound.iter().find(|p| p.port == port)?;
-        Some(declared.protocol)
+        let index = self.inbound.iter().position(|&(p, ..)| p == port)?;
+        self.inbound_protocols.get(index).copied()
     }
 
     fn declared_inbound(&self, port: u16) -> Option<(u16, SocketAddr, spec::TlsMode)> {
