@@ -36,11 +36,12 @@ impl Upstreams {
         }
     }
 
-    /// Follows a reload: closes idle connections to endpoints `routes` no longer has and
-    /// restarts balancers and breakers.
+    /// Follows a reload: closes idle connections (and HTTP/2 ones, once their streams end) to
+    /// endpoints `routes` no longer has, and restarts balancers and breakers.
     pub(super) fn install(&self, routes: &RouteState, cores: usize) {
         let endpoints = routes.endpoint_addresses();
         self.pool.retain(|addr| endpoints.contains(addr));
+        self.h2.retain(|addr| endpoints.contains(&addr));
         *self.balancing.borrow_mut() = balancing(routes);
         // Connections opened under the old breakers keep counting there until they close.
         *self.breakers.borrow_mut() = breakers(routes, cores);
