@@ -657,25 +657,28 @@ impl RouteState {
     }
 
     /// Where a captured connection to `addr` that is not HTTP is relayed, and the endpoint
-    /// group of the service it reaches, if any: `addr` itself, unless it is a service's virtual
-    /// address, which no host has: then one of the service's endpoints, drawn with `draw` (a
-    /// number below the endpoint count is taken as is).
+    /// group (with its index) of the service it reaches, if any: `addr` itself, unless it is a
+    /// service's virtual address, which no host has: then the endpoint `pick` chooses among
+    /// the group's (an index past the last is taken as the last).
     pub fn opaque_target(
         &self,
         addr: SocketAddr,
-        draw: impl FnOnce(usize) -> usize,
-    ) -> (SocketAddr, Option<&EndpointGroup>) {
+        pick: impl FnOnce(usize, &EndpointGroup) -> usize,
+    ) -> (SocketAddr, Option<(usize, &EndpointGroup)>) {
         let group = self
             .address_table(addr)
             .and_then(|table| self.table_service(table))
-            .and_then(|service| self.groups.get(self.group_of[service as usize] as usize));
+            .map(|service| self.group_of[service as usize] as usize)
+            .and_then(|index| Some((index, self.groups.get(index)?)));
         if self.by_address.contains_key(&addr) && self.has_endpoint(addr) {
             return (addr, group);
         }
-        let endpoints = group.map_or(&[][..], |group| &group.endpoints[..]);
-        match endpoints.len() {
-            0 => (addr, group),
-            n => (endpoints[draw(n).min(n - 1)], group),
+        match group {
+            Some((index, g)) if !g.endpoints.is_empty() => {
+                let n = g.endpoints.len();
+                (g.endpoints[pick(index, g).min(n - 1)], group)
+            }
+            _ => (addr, group),
         }
     }
 

@@ -1,8 +1,9 @@
 //! Opaque TCP: captured connections that do not speak HTTP, relayed byte for byte.
 //!
-//! Outbound, a connection to a mesh service whose servers have identities goes to one of its
-//! endpoints over mutual TLS with ALPN [`TCP_ALPN`], so the callee's sidecar knows to relay
-//! rather than parse; anything else goes where its client sent it. Inbound, the caller is
+//! Outbound, a connection to a mesh service whose servers have identities (to its virtual
+//! address: to the endpoint its balancer picks) goes over mutual TLS with ALPN [`TCP_ALPN`], so
+//! the callee's sidecar knows to relay rather than parse; anything else goes where its client
+//! sent it. Inbound, the caller is
 //! authorized by the workload's policies read as Istio reads them for TCP (no method, path or
 //! headers) before a byte reaches the application, and again after each reload while the
 //! connection lives. Each end counts Istio's `istio_tcp_*` metrics, and a connection that moves
@@ -21,6 +22,7 @@ use monoio::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::authz::{check_connection, InboundConnection};
+use crate::balancer::Input;
 use crate::conn::Conn;
 use crate::metrics::{Connection, Reporter};
 use crate::percore::Core;
@@ -45,7 +47,16 @@ const RELAY_CHUNK: usize = 64 * 1024;
 /// marked `mark`.
 pub(super) async fn relay_outbound(down: Conn, original: SocketAddr, mark: u32, core: &Core) {
     let routes = core.routes.borrow().clone();
-    let (target, group) = routes.opaque_target(original, |n| fastrand::usize(..n));
+    let peer = down.stream.peer_addr().ok().map(|a| a.ip());
+    let input = Input {
+        headers: &[],
+        peer: &|| peer,
+    };
+    // The service's balancer picks, skipping ejected endpoints, as for a request.
+    let balancing = &core.upstreams.balancing;
+    let picked = |index, group: &_| balancing.borrow_mut().pick(index, group, &input).endpoint;
+    let (target, group) = routes.opaque_target(original, |i, g| picked(i, g) as usize);
+    let group = group.map(|(_, g)| g);
     let secure = group
         .and_then(|g| Secure::for_group(&core.security, g))
         .map(|s| Secure {

@@ -284,3 +284,40 @@ fn a_reload_that_denies_the_caller_closes_its_open_connections() {
     assert_eq!(lines.next().unwrap().unwrap(), "closed");
     assert!(child.wait().unwrap().success());
 }
+
+/// A connection to a service's address goes to the endpoint its balancer picks: round robin
+/// alternates between an echo and a server-first endpoint.
+#[test]
+fn connections_to_a_service_address_are_balanced_over_its_endpoints() {
+    let network = Network::new(2);
+    let (client, server) = (&network.hosts[0], &network.hosts[1]);
+    let peer = |mode, port| {
+        started(
+            server,
+            "python3",
+            &[TCP_PEER, "serve", mode, port],
+            "listening",
+        )
+    };
+    let (_echo, _banner) = (peer("echo", "7000"), peer("banner", "2525"));
+    let scratch = Scratch::new();
+    let config = format!(
+        "service db {{ port 7000 tcp endpoint {0}:7000 endpoint {0}:2525 address 198.18.1.12 }}",
+        server.addr
+    );
+    let snapshot = compile(&scratch, &config);
+    // One core: each core balances on its own.
+    let _caller = sidecar(client, &snapshot, "uring", &["--cores", "1"]);
+    meshd_iptables(client, &[]);
+
+    let greeted = "import socket\n\
+                   greeted = 0\n\
+                   for _ in range(4):\n\
+                   \x20   s = socket.create_connection(('198.18.1.12', 7000), timeout=5)\n\
+                   \x20   s.sendall(b'x')\n\
+                   \x20   greeted += s.recv(3) == b'220'\n\
+                   \x20   s.close()\n\
+                   print(greeted)";
+    let greeted = checked(&client.run("python3", &["-c", greeted]), "python3");
+    assert_eq!(greeted.trim(), "2", "round robin over the two endpoints");
+}
