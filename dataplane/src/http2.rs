@@ -132,6 +132,7 @@ impl Streams {
 /// (GOAWAY, then the streams in flight finish).
 pub(crate) async fn serve(down: Conn, peer: SocketAddr, arrival: Arrival, core: &Rc<Core>) {
     let identity = down.stream.peer_identity().map(str::to_owned);
+    let over_tls = down.stream.is_tls();
     let Ok(io) = down.into_poll() else {
         return;
     };
@@ -148,7 +149,8 @@ pub(crate) async fn serve(down: Conn, peer: SocketAddr, arrival: Arrival, core: 
         let (core, identity, streams) = (core.clone(), identity.clone(), streams.clone());
         streams.started();
         monoio::spawn(async move {
-            let end = exchange(request, respond, (peer, arrival), identity, &core).await;
+            let caller = (identity, over_tls);
+            let end = exchange(request, respond, (peer, arrival), caller, &core).await;
             streams.ended(end, Instant::now());
         });
     };
@@ -227,7 +229,7 @@ async fn exchange(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     (peer, arrival): (SocketAddr, Arrival),
-    identity: Option<String>,
+    (identity, over_tls): (Option<String>, bool),
     core: &Rc<Core>,
 ) -> StreamEnd {
     let opened = Instant::now();
@@ -242,7 +244,7 @@ async fn exchange(
     };
     let (to_http1, request_bytes) = mpsc::channel(BRIDGE_CHUNKS);
     let (response_bytes, from_http1) = mpsc::channel(BRIDGE_CHUNKS);
-    let bridge = Bridge::new(request_bytes, response_bytes, peer, identity);
+    let bridge = Bridge::new((request_bytes, response_bytes), peer, identity, over_tls);
     let down = Conn::from_stream(Stream::bridged(bridge));
     let stall_limit = core.settings.idle_timeout;
     let served = async {
@@ -556,6 +558,10 @@ async fn relay_body(
                     .decode_with_trailers(&buf, &mut data, Some(&mut trailer_section))
                     .map_err(|_| Unrelayable::Truncated)?;
                 buf.drain(..used);
+                // A trailer section is a head's worth at most.
+                if trailer_section.len() > MAX_HEAD_BYTES {
+                    return Err(Unrelayable::Untranslatable);
+                }
                 if scanner.is_done() {
                     let trailers = trailer_fields(&trailer_section)?;
                     let data = Bytes::from(std::mem::take(&mut data));
@@ -610,13 +616,26 @@ fn trailer_fields(section: &[u8]) -> Result<http::HeaderMap, Unrelayable> {
             .map(|at| (&line[..at], line[at + 1..].trim_ascii()))
             .ok_or(Unrelayable::Untranslatable)?;
         let name = HeaderName::from_bytes(name).map_err(|_| Unrelayable::Untranslatable)?;
-        if is_connection_specific(&name) {
+        if is_forbidden_trailer(&name) {
             continue;
         }
         let value = HeaderValue::from_bytes(value).map_err(|_| Unrelayable::Untranslatable)?;
         fields.append(name, value);
     }
     Ok(fields)
+}
+
+/// Fields a trailer section may not carry (RFC 9110 §6.5.1): framing, routing, and the
+/// connection-specific ones.
+fn is_forbidden_trailer(name: &HeaderName) -> bool {
+    is_connection_specific(name)
+        || name == header::CONTENT_LENGTH
+        || name == header::HOST
+        || name == header::AUTHORIZATION
+        || name == header::CONTENT_TYPE
+        || name == header::CONTENT_ENCODING
+        || name == header::SET_COOKIE
+        || name == header::COOKIE
 }
 
 /// The h2 response for an HTTP/1.1 response head, without its connection-specific headers

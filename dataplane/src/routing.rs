@@ -649,6 +649,11 @@ impl RouteState {
         self.route_by_table(table, request, pick)
     }
 
+    /// Whether `addr` is a service's virtual address or endpoint (on its port).
+    pub fn is_mesh_address(&self, addr: SocketAddr) -> bool {
+        self.address_table(addr).is_some()
+    }
+
     /// Whether a captured connection to `addr` that is not HTTP is refused: the workload allows
     /// only the mesh's services, and no service has that address or an endpoint there.
     pub fn refuses_opaque(&self, addr: SocketAddr) -> bool {

@@ -154,9 +154,14 @@ impl Stream {
         }
     }
 
-    /// Whether the stream is TLS (a bridged stream's HTTP/2 connection is).
+    /// Whether the stream is TLS: a bridged stream is when its HTTP/2 connection is (a
+    /// client's h2c is not, and a strict port must refuse its streams).
     pub fn is_tls(&self) -> bool {
-        matches!(self, Self::Wrapped(_))
+        match self.layer_ref() {
+            LayerRef::Plain(_) => false,
+            LayerRef::Tls(_) => true,
+            LayerRef::Bridged(bridge) => bridge.over_tls,
+        }
     }
 
     /// Whether input beyond what was read out is waiting inside the stream (TLS records
@@ -227,22 +232,26 @@ pub struct Bridge {
     outgoing: Option<mpsc::Sender<Vec<u8>>>,
     peer_addr: SocketAddr,
     peer_identity: Option<String>,
+    /// Whether the HTTP/2 connection carrying it is TLS.
+    over_tls: bool,
 }
 
 impl Bridge {
     /// A bridged stream reading from `incoming` and writing to `outgoing`, of an HTTP/2
-    /// connection from `peer_addr` whose client proved `peer_identity`.
+    /// connection with `peer_addr`, TLS when `over_tls` (then its peer proved
+    /// `peer_identity`, if any).
     pub fn new(
-        incoming: mpsc::Receiver<Vec<u8>>,
-        outgoing: mpsc::Sender<Vec<u8>>,
+        (incoming, outgoing): (mpsc::Receiver<Vec<u8>>, mpsc::Sender<Vec<u8>>),
         peer_addr: SocketAddr,
         peer_identity: Option<String>,
+        over_tls: bool,
     ) -> Self {
         Self {
             incoming,
             outgoing: Some(outgoing),
             peer_addr,
             peer_identity,
+            over_tls,
         }
     }
 

@@ -124,3 +124,46 @@ fn protocol_errors_get_goaway_with_their_code(driver: &str) {
 }
 
 on_both_drivers!(protocol_errors_get_goaway_with_their_code);
+
+/// h2c on a listener that serves a strict port and a permissive one: the permissive port's
+/// streams are served, the strict port's refused (plaintext, as any).
+#[test]
+fn h2c_never_reaches_a_strict_port_in_plaintext() {
+    let up = Upstream::start("app").unwrap();
+    let scratch = Scratch::new();
+    let id = "spiffe://cluster.local/ns/default/sa/web";
+    harness::issue_certificates(scratch.path(), &[("web", id)]).unwrap();
+    let config = format!(
+        "service web {{ port 9080 http endpoint {0} }}\n\
+         workload web {{ identity \"{id}\" serves web\n\
+           inbound 9080 http -> {0} mtls strict\n\
+           inbound 9081 http -> {0} mtls permissive }}",
+        up.addr()
+    );
+    let certs = scratch.path().join("web");
+    let args = ["--workload", "web", "--certs", certs.to_str().unwrap()];
+    let meshd = serve(&scratch, &config, "epoll", &args);
+    let inbound = format!("http://{}/", meshd.inbound.unwrap());
+    let call = |host: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-m",
+                "5",
+                "--http2-prior-knowledge",
+                "-o",
+                "/dev/null",
+            ])
+            .args(["-w", "%{http_code}", "-H", host, &inbound])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(call("host: web:9081"), "200");
+    assert_ne!(call("host: web:9080"), "200");
+    assert_eq!(
+        up.requests(),
+        1,
+        "the strict port's request reached the application"
+    );
+}

@@ -60,6 +60,14 @@ pub enum HeadError {
     /// A line ends in LF without CR: parsers disagree on those, which smuggling exploits.
     #[error("bare LF in the request head")]
     BareLf,
+    /// The request target carries a fragment (`#`), which no request target has: a server
+    /// that drops it sees another path than authorization did.
+    #[error("fragment in the request target")]
+    Fragment,
+    /// The Host (or an absolute target's authority) holds what no host and port can (`/`,
+    /// `?`, `#`, `@`, spaces): a hop that builds a URI from it would read another path.
+    #[error("invalid host")]
+    InvalidHost,
 }
 
 impl HeadError {
@@ -162,6 +170,9 @@ pub fn parse_request<'b, 'h>(
     if raw_target.len() > MAX_URI_BYTES {
         return Err(HeadError::UriTooLong);
     }
+    if raw_target.contains('#') {
+        return Err(HeadError::Fragment);
+    }
     let headers: &'h [Header<'b>] = req.headers;
 
     let (target, authority, absolute_form) = split_target(raw_target);
@@ -208,6 +219,9 @@ pub fn parse_request<'b, 'h>(
         None if minor_version == 0 => "",
         None => return Err(HeadError::MissingHost),
     };
+    if !is_authority(authority) {
+        return Err(HeadError::InvalidHost);
+    }
     let (host, port) = spec::host::split_authority(authority);
     let keep_alive = if minor_version == 0 {
         connection.keep_alive
@@ -578,6 +592,13 @@ fn last_coding_is_chunked(value: &[u8]) -> bool {
         .rsplit(|&b| b == b',')
         .next()
         .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// Whether `text` can be a host and port (RFC 3986 `host [":" port]`): letters, digits and
+/// `-._~%!$&'()*+,;=:[]` only.
+fn is_authority(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
 }
 
 /// Splits an absolute-form target into origin form and authority.

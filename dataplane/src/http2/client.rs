@@ -16,7 +16,8 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::RecvStream;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Request, Response};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use monoio::time::Instant;
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
@@ -61,7 +62,7 @@ impl Clients {
         };
         let (request_bytes, from_http1) = mpsc::channel(BRIDGE_CHUNKS);
         let (to_http1, response_bytes) = mpsc::channel(BRIDGE_CHUNKS);
-        let bridge = Bridge::new(response_bytes, request_bytes, addr, None);
+        let bridge = Bridge::new((response_bytes, request_bytes), addr, None, false);
         monoio::spawn(translate(sender, from_http1, to_http1, stall_limit));
         Ok(Conn::from_stream(Stream::bridged(bridge)))
     }
@@ -124,8 +125,9 @@ async fn translate(
     to_http1: mpsc::Sender<Vec<u8>>,
     stall_limit: std::time::Duration,
 ) {
-    let result = async {
+    let exchange = async {
         let (request, framing, rest) = read_request(&mut from_http1).await?;
+        let method = request.method().clone();
         let ends = framing == BodyFraming::None || framing == BodyFraming::Length(0);
         let mut sender = sender;
         let (response, mut send) = sender.send_request(request, ends)?;
@@ -133,9 +135,14 @@ async fn translate(
             send_body(&mut send, framing, rest, &mut from_http1, stall_limit).await?;
         }
         let response = response.await?;
-        write_response(response, &to_http1).await
-    }
-    .await;
+        write_response(response, &method, &to_http1).await
+    };
+    // The HTTP/1.1 side gone (the client reset, the request timed out) drops the stream,
+    // which resets it at the application: a silent application keeps no stream open.
+    let result = monoio::select! {
+        result = exchange => result,
+        () = to_http1.closed() => Err(Untranslated::Request),
+    };
     if let Err(e) = result {
         tracing::debug!("HTTP/2 stream to the application: {e:?}");
     }
@@ -173,8 +180,16 @@ fn h2_request(head: &crate::http1::RequestHead<'_, '_>) -> Result<Request<()>, U
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("host"));
     let authority = authority.map_or(head.host.as_bytes(), |h| h.value);
-    let authority = std::str::from_utf8(authority).map_err(|_| Untranslated::Request)?;
-    let uri = format!("http://{authority}{}", head.target);
+    // Built from parts, so an authority can never carry a path (the HTTP/1.1 parser refused
+    // such a Host already).
+    let authority = Authority::try_from(authority).map_err(|_| Untranslated::Request)?;
+    let target = PathAndQuery::try_from(head.target).map_err(|_| Untranslated::Request)?;
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(target)
+        .build()
+        .map_err(|_| Untranslated::Request)?;
     let mut request = Request::builder()
         .method(head.method)
         .uri(uri)
@@ -246,10 +261,11 @@ async fn send_body(
     }
 }
 
-/// Writes the application's response into the bridge as HTTP/1.1: its head, then its body
-/// chunked, ending with its trailers as the trailer section.
+/// Writes the application's response to a `method` request into the bridge as HTTP/1.1: its
+/// head, then its body chunked, ending with its trailers as the trailer section.
 async fn write_response(
     response: Response<RecvStream>,
+    method: &Method,
     to_http1: &mpsc::Sender<Vec<u8>>,
 ) -> Result<(), Untranslated> {
     let (parts, mut body) = response.into_parts();
@@ -264,8 +280,13 @@ async fn write_response(
             push_header(&mut head, name.as_str(), value.as_bytes());
         }
     }
-    let ended = body.is_end_stream();
-    if ended && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+    // HEAD, 204 and 304 have no body whatever their headers say, and keep those headers.
+    let bodiless = method == Method::HEAD
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    let ended = bodiless || body.is_end_stream();
+    let has_length = parts.headers.contains_key(header::CONTENT_LENGTH);
+    if !bodiless && ended && !has_length {
         push_header(&mut head, "content-length", b"0");
     } else if !ended {
         push_header(&mut head, "transfer-encoding", b"chunked");
@@ -296,11 +317,14 @@ async fn write_response(
     send(trailer_section(&trailers)).await
 }
 
-/// The last chunk and the trailer section carrying `trailers`.
+/// The last chunk and the trailer section carrying `trailers` (without the fields no trailer
+/// may carry).
 fn trailer_section(trailers: &HeaderMap) -> Vec<u8> {
     let mut section = b"0\r\n".to_vec();
     for (name, value) in trailers {
-        push_header(&mut section, name.as_str(), value.as_bytes());
+        if !super::is_forbidden_trailer(name) {
+            push_header(&mut section, name.as_str(), value.as_bytes());
+        }
     }
     section.extend_from_slice(b"\r\n");
     section

@@ -59,12 +59,18 @@ pub async fn serve_connection(
         }
         match sniff(&mut down, &core).await {
             Sniffed::Http => {}
-            Sniffed::Opaque if core.routes.borrow().refuses_opaque(original) => {
+            Sniffed::Opaque | Sniffed::Http2 if core.routes.borrow().refuses_opaque(original) => {
                 tracing::debug!("closed a captured connection to {original}: registry_only");
                 return;
             }
-            Sniffed::Opaque => return relay_outbound(down, original, mark, &core).await,
-            Sniffed::Http2 => return http2::serve(down, peer, arrival, &core).await,
+            // h2c to a service is served; to a server outside the mesh, which may speak
+            // nothing else, it is relayed as it is.
+            Sniffed::Http2 if core.routes.borrow().is_mesh_address(original) => {
+                return http2::serve(down, peer, arrival, &core).await;
+            }
+            Sniffed::Opaque | Sniffed::Http2 => {
+                return relay_outbound(down, original, mark, &core).await;
+            }
             Sniffed::Closed => return,
         }
     }
@@ -233,7 +239,10 @@ async fn accept_captured(
             core.security.count_authn(|c| c.plaintext_refused += 1);
             None
         }
-        (_, _, Bytes::Relayed(target)) | (Sniffed::Opaque, _, Bytes::RelayedUnlessHttp(target)) => {
+        // h2c to a port that declares nothing is relayed: the application may speak nothing
+        // else, and HTTP/1.1 is all the request path would call it with.
+        (_, _, Bytes::Relayed(target))
+        | (Sniffed::Opaque | Sniffed::Http2, _, Bytes::RelayedUnlessHttp(target)) => {
             Some(Accepted::Opaque(down, target))
         }
         (Sniffed::Http2, ..) => Some(Accepted::Http2(down)),

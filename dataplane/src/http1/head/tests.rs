@@ -304,3 +304,27 @@ fn response_edits_apply_to_the_returned_head() {
          connection: close\r\n\r\n"
     );
 }
+
+#[test]
+fn refuses_fragments_and_hosts_that_could_carry_a_path() {
+    let fragment = parse(b"GET /healthz#/admin HTTP/1.1\r\nHost: web\r\n\r\n");
+    assert_eq!(fragment.unwrap_err(), HeadError::Fragment);
+    for host in ["x/admin", "x?a", "x#", "user@x", "x y"] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        assert_eq!(
+            parse(raw.as_bytes()).unwrap_err(),
+            HeadError::InvalidHost,
+            "{host}"
+        );
+    }
+    for host in [
+        "web",
+        "web:8080",
+        "10.0.0.1:80",
+        "[::1]:80",
+        "a-b.example_c",
+    ] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        assert!(parse(raw.as_bytes()).is_ok(), "{host}");
+    }
+}
