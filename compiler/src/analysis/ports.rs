@@ -62,8 +62,8 @@ fn not_served(
         spec::Protocol::Http | spec::Protocol::Tcp | spec::Protocol::Http2 => return,
         spec::Protocol::Grpc => {
             "unary and one-way streaming calls are served, but a bidirectional streaming call \
-             whose server answers before its client has sent its whole stream waits (each \
-             request is sent whole before its response is read)"
+             whose server answers before its client has sent its whole stream waits until its \
+             deadline (each request is sent whole before its response is read)"
         }
     };
     let message = format!(
