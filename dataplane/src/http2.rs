@@ -522,13 +522,7 @@ async fn relay_body(
     mut from_http1: mpsc::Receiver<Vec<u8>>,
     stall_limit: Duration,
 ) -> Result<(), Unrelayable> {
-    let mut sender = DataSender {
-        send,
-        stall_limit,
-        stall_timer: None,
-        grants: 0,
-        grants_at_timer: 0,
-    };
+    let mut sender = DataSender::new(send, stall_limit);
     match framing {
         BodyFraming::Length(mut left) => {
             while left > 0 {
@@ -682,7 +676,18 @@ struct DataSender<'s> {
     grants_at_timer: u64,
 }
 
-impl DataSender<'_> {
+impl<'s> DataSender<'s> {
+    /// Sends on `send`, failing when its window stays shut for `stall_limit`.
+    fn new(send: &'s mut SendStream<Bytes>, stall_limit: Duration) -> Self {
+        Self {
+            send,
+            stall_limit,
+            stall_timer: None,
+            grants: 0,
+            grants_at_timer: 0,
+        }
+    }
+
     /// The next piece of the HTTP/1.1 response (see [`next_piece`]).
     async fn next_piece(
         &mut self,

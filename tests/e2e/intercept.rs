@@ -126,6 +126,33 @@ fn sidecar(host: &Host, snapshot: &Path, driver: &str, args: &[&str]) -> Sidecar
     Sidecar::start_with(host.command(meshd), snapshot, &all).unwrap()
 }
 
+/// A captured pair with mutual TLS: workload `caller`'s sidecar on `client`, `callee`'s on
+/// `server` (inbound on 15006), each with the certificates `harness::issue_certificates` wrote
+/// for it into `scratch`, both hosts' traffic captured. The callee's sidecar comes first.
+fn captured_pair(
+    snapshot: &Path,
+    scratch: &Scratch,
+    (client, caller, caller_driver): (&Host, &str, &str),
+    (server, callee, callee_driver): (&Host, &str, &str),
+) -> (Sidecar, Sidecar) {
+    let certs = |name: &str| scratch.path().join(name).to_str().unwrap().to_owned();
+    let (callee_certs, caller_certs) = (certs(callee), certs(caller));
+    let callee_args = [
+        "--workload",
+        callee,
+        "--inbound",
+        "0.0.0.0:15006",
+        "--certs",
+        &callee_certs,
+    ];
+    let callee_side = sidecar(server, snapshot, callee_driver, &callee_args);
+    let caller_args = ["--workload", caller, "--certs", &caller_certs];
+    let caller_side = sidecar(client, snapshot, caller_driver, &caller_args);
+    meshd_iptables(client, &[]);
+    meshd_iptables(server, &[]);
+    (callee_side, caller_side)
+}
+
 /// curl inside `host`: the status code and the body.
 fn curl(host: &Host, url: &str, headers: &[&str]) -> (u16, String) {
     let mut args = vec!["-s", "-m", "5", "-w", "\n%{http_code}", url];
@@ -317,6 +344,19 @@ fn serve_virtual_addresses(file: &str, config: &str) {
 
 const TCP_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/intercept/tcp_peer.py");
 
+/// `tcp_peer.py`'s echo server on port 7000 and its server-first one on 2525, inside `host`.
+fn echo_and_banner(host: &Host) -> (Running, Running) {
+    let peer = |mode, port| {
+        started(
+            host,
+            "python3",
+            &[TCP_PEER, "serve", mode, port],
+            "listening",
+        )
+    };
+    (peer("echo", "7000"), peer("banner", "2525"))
+}
+
 /// A process inside `host` started with `args`, once it printed `ready` (a line starting so).
 fn started(host: &Host, program: &str, args: &[&str], ready: &str) -> Running {
     let mut child = host
@@ -341,15 +381,7 @@ fn captured_connections_that_are_not_http_pass_through_both_sidecars() {
     for driver in ["epoll", "uring"] {
         let network = Network::new(2);
         let (client, server) = (&network.hosts[0], &network.hosts[1]);
-        let peer = |mode, port| {
-            started(
-                server,
-                "python3",
-                &[TCP_PEER, "serve", mode, port],
-                "listening",
-            )
-        };
-        let (_echo, _banner) = (peer("echo", "7000"), peer("banner", "2525"));
+        let (_echo, _banner) = echo_and_banner(server);
         let _http = upstream(server, "0.0.0.0:9090", "undeclared");
         let scratch = Scratch::new();
         let (cert, key) = (
@@ -447,21 +479,8 @@ fn strict_mutual_tls_serves_captured_calls_and_refuses_plaintext_around_the_side
         server.addr
     );
     let snapshot = compile(&scratch, &config);
-    let certs = |name: &str| scratch.path().join(name).to_str().unwrap().to_owned();
-    let (reviews_certs, productpage_certs) = (certs("reviews"), certs("productpage"));
-    let callee_args = [
-        "--workload",
-        "reviews",
-        "--inbound",
-        "0.0.0.0:15006",
-        "--certs",
-        &reviews_certs,
-    ];
-    let _callee = sidecar(server, &snapshot, "epoll", &callee_args);
-    let caller_args = ["--workload", "productpage", "--certs", &productpage_certs];
-    let _caller = sidecar(client, &snapshot, "uring", &caller_args);
-    meshd_iptables(client, &[]);
-    meshd_iptables(server, &[]);
+    let caller = (client, "productpage", "uring");
+    let _sidecars = captured_pair(&snapshot, &scratch, caller, (server, "reviews", "epoll"));
     client.set_hosts(&[("198.18.1.10", "reviews")]);
 
     // The unmodified application calls the service by name; the callee's sidecar saw the
@@ -589,15 +608,7 @@ fn registry_only_refuses_destinations_outside_the_mesh(file: &str, config: &str)
 fn opaque_connections_to_a_service_address_reach_its_endpoints() {
     let network = Network::new(2);
     let (client, server) = (&network.hosts[0], &network.hosts[1]);
-    let peer = |mode, port| {
-        started(
-            server,
-            "python3",
-            &[TCP_PEER, "serve", mode, port],
-            "listening",
-        )
-    };
-    let (_echo, _banner) = (peer("echo", "7000"), peer("banner", "2525"));
+    let (_echo, _banner) = echo_and_banner(server);
     let scratch = Scratch::new();
     let config = format!(
         "service db {{ port 7000 tcp endpoint {0}:7000 address 198.18.1.12 }}\n\

@@ -222,13 +222,7 @@ async fn send_body(
     from_http1: &mut mpsc::Receiver<Vec<u8>>,
     stall_limit: std::time::Duration,
 ) -> Result<(), Untranslated> {
-    let mut sender = DataSender {
-        send,
-        stall_limit,
-        stall_timer: None,
-        grants: 0,
-        grants_at_timer: 0,
-    };
+    let mut sender = DataSender::new(send, stall_limit);
     let mut scanner = ChunkedScanner::default();
     let mut left = match framing {
         BodyFraming::Length(n) => n,

@@ -28,21 +28,8 @@ fn grpc_between_captured_hosts_goes_over_mutual_tls() {
         server.addr
     );
     let snapshot = compile(&scratch, &config);
-    let certs = |name: &str| scratch.path().join(name).to_str().unwrap().to_owned();
-    let (echo, frontend) = (certs("echo"), certs("frontend"));
-    let callee_args = [
-        "--workload",
-        "echo",
-        "--inbound",
-        "0.0.0.0:15006",
-        "--certs",
-        &echo,
-    ];
-    let _callee = sidecar(server, &snapshot, "uring", &callee_args);
-    let caller_args = ["--workload", "frontend", "--certs", &frontend];
-    let _caller = sidecar(client, &snapshot, "epoll", &caller_args);
-    meshd_iptables(client, &[]);
-    meshd_iptables(server, &[]);
+    let caller = (client, "frontend", "epoll");
+    let _sidecars = captured_pair(&snapshot, &scratch, caller, (server, "echo", "uring"));
     client.set_hosts(&[("198.18.1.30", "echo")]);
 
     // By the service's address, and by its name from the host's resolver.

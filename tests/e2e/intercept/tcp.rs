@@ -48,15 +48,7 @@ fn opaque_tcp_goes_over_mutual_tls_and_is_authorized_at_l4() {
     for (caller_driver, callee_driver) in [("uring", "epoll"), ("epoll", "uring")] {
         let network = Network::new(3);
         let (client, server, stranger) = (&network.hosts[0], &network.hosts[1], &network.hosts[2]);
-        let peer = |mode, port| {
-            started(
-                server,
-                "python3",
-                &[TCP_PEER, "serve", mode, port],
-                "listening",
-            )
-        };
-        let (_echo, _banner) = (peer("echo", "7000"), peer("banner", "2525"));
+        let (_echo, _banner) = echo_and_banner(server);
         let scratch = Scratch::new();
         harness::issue_certificates(
             scratch.path(),
@@ -240,21 +232,8 @@ fn a_reload_that_denies_the_caller_closes_its_open_connections() {
     };
     let allowed = "rule { from { principals \"cluster.local/ns/default/sa/productpage\" } }";
     let snapshot = compile(&scratch, &mesh(allowed));
-    let certs = |name: &str| scratch.path().join(name).to_str().unwrap().to_owned();
-    let (db, productpage) = (certs("db"), certs("productpage"));
-    let callee_args = [
-        "--workload",
-        "db",
-        "--inbound",
-        "0.0.0.0:15006",
-        "--certs",
-        &db,
-    ];
-    let _callee = sidecar(server, &snapshot, "epoll", &callee_args);
-    let caller_args = ["--workload", "productpage", "--certs", &productpage];
-    let _caller = sidecar(client, &snapshot, "uring", &caller_args);
-    meshd_iptables(client, &[]);
-    meshd_iptables(server, &[]);
+    let caller = (client, "productpage", "uring");
+    let _sidecars = captured_pair(&snapshot, &scratch, caller, (server, "db", "epoll"));
 
     // An HTTP request on the tcp port is bytes to echo, not a request to route.
     let request = "import socket\n\
@@ -291,15 +270,7 @@ fn a_reload_that_denies_the_caller_closes_its_open_connections() {
 fn connections_to_a_service_address_are_balanced_over_its_endpoints() {
     let network = Network::new(2);
     let (client, server) = (&network.hosts[0], &network.hosts[1]);
-    let peer = |mode, port| {
-        started(
-            server,
-            "python3",
-            &[TCP_PEER, "serve", mode, port],
-            "listening",
-        )
-    };
-    let (_echo, _banner) = (peer("echo", "7000"), peer("banner", "2525"));
+    let (_echo, _banner) = echo_and_banner(server);
     let scratch = Scratch::new();
     let config = format!(
         "service db {{ port 7000 tcp endpoint {0}:7000 endpoint {0}:2525 address 198.18.1.12 }}",
