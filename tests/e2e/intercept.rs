@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use ringmesh_tests::netns::{checked, Host, Network};
 use ringmesh_tests::*;
@@ -113,7 +113,13 @@ fn upstream(host: &Host, listen: &str, name: &str) -> Running {
 
 /// meshd inside `host` on the ports the capture rules send to, with `args`.
 fn sidecar(host: &Host, snapshot: &Path, driver: &str, args: &[&str]) -> Sidecar {
-    let meshd = harness::binary("meshd").unwrap();
+    let meshd = host.command(harness::binary("meshd").unwrap());
+    sidecar_from(meshd, snapshot, driver, args)
+}
+
+/// [`sidecar`] started by `meshd`, a command prepared inside a host (its stderr redirected,
+/// say).
+fn sidecar_from(meshd: Command, snapshot: &Path, driver: &str, args: &[&str]) -> Sidecar {
     let mut all = vec![
         "--outbound",
         "127.0.0.1:15001",
@@ -123,7 +129,7 @@ fn sidecar(host: &Host, snapshot: &Path, driver: &str, args: &[&str]) -> Sidecar
         driver,
     ];
     all.extend_from_slice(args);
-    Sidecar::start_with(host.command(meshd), snapshot, &all).unwrap()
+    Sidecar::start_with(meshd, snapshot, &all).unwrap()
 }
 
 /// A captured pair with mutual TLS: workload `caller`'s sidecar on `client`, `callee`'s on
@@ -315,14 +321,7 @@ fn serve_virtual_addresses(file: &str, config: &str) {
     let _reviews = upstream(server, "0.0.0.0:9080", "reviews");
     let _ratings = upstream(server, "0.0.0.0:9081", "ratings");
     let scratch = Scratch::new();
-    let input = scratch.write(file, config);
-    let snapshot = scratch.path().join("mesh.snap");
-    let compiled = harness::compile(&[&input], &snapshot).unwrap();
-    assert!(
-        compiled.status.success(),
-        "{}",
-        String::from_utf8_lossy(&compiled.stderr)
-    );
+    let (snapshot, _) = compile_file(&scratch, file, config);
     let _caller = sidecar(client, &snapshot, "epoll", &[]);
     meshd_iptables(client, &[]);
     client.set_hosts(&[
@@ -344,17 +343,35 @@ fn serve_virtual_addresses(file: &str, config: &str) {
 
 const TCP_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/intercept/tcp_peer.py");
 
+/// `tcp_peer.py` serving `mode` on `port` inside `host`.
+fn tcp_peer(host: &Host, mode: &str, port: &str) -> Running {
+    started(
+        host,
+        "python3",
+        &[TCP_PEER, "serve", mode, port],
+        "listening",
+    )
+}
+
+/// `tcp_peer.py`'s echo server on port 7000, inside `host`.
+fn echo_server(host: &Host) -> Running {
+    tcp_peer(host, "echo", "7000")
+}
+
 /// `tcp_peer.py`'s echo server on port 7000 and its server-first one on 2525, inside `host`.
 fn echo_and_banner(host: &Host) -> (Running, Running) {
-    let peer = |mode, port| {
-        started(
-            host,
-            "python3",
-            &[TCP_PEER, "serve", mode, port],
-            "listening",
-        )
-    };
-    (peer("echo", "7000"), peer("banner", "2525"))
+    (echo_server(host), tcp_peer(host, "banner", "2525"))
+}
+
+/// Compiles `config`, written to `file` in `scratch`, which must succeed: the snapshot's path
+/// and meshc's warnings.
+fn compile_file(scratch: &Scratch, file: &str, config: &str) -> (std::path::PathBuf, String) {
+    let input = scratch.write(file, config);
+    let snapshot = scratch.path().join("mesh.snap");
+    let compiled = harness::compile(&[&input], &snapshot).unwrap();
+    let stderr = String::from_utf8_lossy(&compiled.stderr).into_owned();
+    assert!(compiled.status.success(), "{stderr}");
+    (snapshot, stderr)
 }
 
 /// A process inside `host` started with `args`, once it printed `ready` (a line starting so).
@@ -566,18 +583,9 @@ fn registry_only_refuses_destinations_outside_the_mesh(file: &str, config: &str)
     let (client, server, outside) = (&network.hosts[0], &network.hosts[1], &network.hosts[2]);
     let _reviews = upstream(server, "0.0.0.0:9080", "reviews");
     let _web = upstream(outside, "0.0.0.0:8080", "outside");
-    let _echo = started(
-        outside,
-        "python3",
-        &[TCP_PEER, "serve", "echo", "7000"],
-        "listening",
-    );
+    let _echo = echo_server(outside);
     let scratch = Scratch::new();
-    let input = scratch.write(file, config);
-    let snapshot = scratch.path().join("mesh.snap");
-    let compiled = harness::compile(&[&input], &snapshot).unwrap();
-    let stderr = String::from_utf8_lossy(&compiled.stderr);
-    assert!(compiled.status.success(), "{stderr}");
+    let (snapshot, _) = compile_file(&scratch, file, config);
     let _caller = sidecar(client, &snapshot, "epoll", &["--workload", "app"]);
     meshd_iptables(client, &[]);
 
@@ -663,12 +671,7 @@ fn authorization_is_never_bypassed_by_bytes_that_are_not_a_request_line() {
     let network = Network::new(2);
     let (client, server) = (&network.hosts[0], &network.hosts[1]);
     let _app = upstream(server, "0.0.0.0:9080", "secret");
-    let _echo = started(
-        server,
-        "python3",
-        &[TCP_PEER, "serve", "echo", "7000"],
-        "listening",
-    );
+    let _echo = echo_server(server);
     let scratch = Scratch::new();
     let config = format!(
         "service web {{ port 9080 http endpoint {}:9080 }}\n\

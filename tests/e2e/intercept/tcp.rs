@@ -29,18 +29,9 @@ fn logged_sidecar(
     args: &[&str],
     log: &Path,
 ) -> Sidecar {
-    let mut command = host.command(harness::binary("meshd").unwrap());
-    command.stderr(std::fs::File::create(log).unwrap());
-    let mut all = vec![
-        "--outbound",
-        "127.0.0.1:15001",
-        "--admin",
-        "127.0.0.1:15000",
-        "--io-driver",
-        driver,
-    ];
-    all.extend_from_slice(args);
-    Sidecar::start_with(command, snapshot, &all).unwrap()
+    let mut meshd = host.command(harness::binary("meshd").unwrap());
+    meshd.stderr(std::fs::File::create(log).unwrap());
+    sidecar_from(meshd, snapshot, driver, args)
 }
 
 #[test]
@@ -177,18 +168,9 @@ spec:
 fn closes_silent_connections(file: &str, config: &str) {
     let network = Network::new(2);
     let (client, server) = (&network.hosts[0], &network.hosts[1]);
-    let _echo = started(
-        server,
-        "python3",
-        &[TCP_PEER, "serve", "echo", "7000"],
-        "listening",
-    );
+    let _echo = echo_server(server);
     let scratch = Scratch::new();
-    let input = scratch.write(file, config);
-    let snapshot = scratch.path().join("mesh.snap");
-    let compiled = harness::compile(&[&input], &snapshot).unwrap();
-    let stderr = String::from_utf8_lossy(&compiled.stderr);
-    assert!(compiled.status.success(), "{stderr}");
+    let (snapshot, stderr) = compile_file(&scratch, file, config);
     assert!(!stderr.contains("idleTimeout"), "{stderr}");
     let _caller = sidecar(client, &snapshot, "uring", &[]);
     meshd_iptables(client, &[]);
@@ -211,12 +193,7 @@ fn closes_silent_connections(file: &str, config: &str) {
 fn a_reload_that_denies_the_caller_closes_its_open_connections() {
     let network = Network::new(2);
     let (client, server) = (&network.hosts[0], &network.hosts[1]);
-    let _echo = started(
-        server,
-        "python3",
-        &[TCP_PEER, "serve", "echo", "7000"],
-        "listening",
-    );
+    let _echo = echo_server(server);
     let scratch = Scratch::new();
     harness::issue_certificates(scratch.path(), &[("productpage", CALLER), ("db", CALLEE)])
         .unwrap();
