@@ -103,18 +103,20 @@ async fn connect(
 }
 
 /// Why a stream could not be translated; the HTTP/1.1 side then sees its response cut short.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 enum Untranslated {
     /// The HTTP/1.1 side went away or sent what is not a request.
+    #[error("the request side ended or sent what is not a request")]
     Request,
-    /// The application reset the stream or the connection.
-    Application,
-}
-
-impl From<h2::Error> for Untranslated {
-    fn from(_: h2::Error) -> Self {
-        Self::Application
-    }
+    /// The stream or the connection to the application failed.
+    #[error("the application: {0}")]
+    Application(#[from] h2::Error),
+    /// The application reset the stream while its body was being sent.
+    #[error("the application reset the stream")]
+    Reset,
+    /// The application's window stayed shut for the idle timeout.
+    #[error("the application's window stayed shut")]
+    Stalled,
 }
 
 /// Carries one exchange: the HTTP/1.1 request from `from_http1` to the application, its
@@ -144,7 +146,7 @@ async fn translate(
         () = to_http1.closed() => Err(Untranslated::Request),
     };
     if let Err(e) = result {
-        tracing::debug!("HTTP/2 stream to the application: {e:?}");
+        tracing::debug!("HTTP/2 stream to the application: {e}");
     }
 }
 
@@ -245,7 +247,10 @@ async fn send_body(
         sender
             .send(Bytes::from(piece), done)
             .await
-            .map_err(|_| Untranslated::Application)?;
+            .map_err(|e| match e {
+                super::Unrelayable::Stalled => Untranslated::Stalled,
+                _ => Untranslated::Reset,
+            })?;
         if done {
             return Ok(());
         }

@@ -105,10 +105,22 @@ async fn serve_http(mut down: Conn, arrival: Arrival, peer: SocketAddr, core: &R
             return;
         }
     }
+    // A first read may end inside the preface: the rest is due as fast as any request head.
+    while !down.stream.is_tls() && is_preface_prefix(down.buffered()) {
+        match monoio::time::timeout(core.settings.head_timeout, down.fill()).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
     if !down.stream.is_tls() && down.buffered().starts_with(H2_PREFACE_START) {
         return http2::serve(down, peer, arrival, core).await;
     }
     serve_http1(down, arrival, peer, core).await;
+}
+
+/// Whether `bytes` are the start of HTTP/2's preface, too short to tell yet.
+fn is_preface_prefix(bytes: &[u8]) -> bool {
+    bytes.len() < H2_PREFACE_START.len() && H2_PREFACE_START.starts_with(bytes)
 }
 
 /// How HTTP/2's connection preface starts: `PRI` is a method for nothing else.
@@ -294,5 +306,19 @@ async fn handshake(down: Conn, tls: &CoreTls, bytes: Bytes, core: &Core) -> Opti
             core.security.count_authn(|c| c.inbound_failures += 1);
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_first_read_inside_the_preface_waits_for_more() {
+        assert!(is_preface_prefix(b"PR"));
+        assert!(is_preface_prefix(b"PRI * HTTP/2."));
+        assert!(!is_preface_prefix(b"PRI * HTTP/2.0"), "whole: decided");
+        assert!(!is_preface_prefix(b"PO"), "POST is HTTP/1.1");
+        assert!(!is_preface_prefix(b"GET / HTTP/1.1\r\n"));
     }
 }
