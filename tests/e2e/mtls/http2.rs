@@ -152,6 +152,30 @@ fn a_client_resetting_stream_after_stream_is_sent_away(driver: &str) {
 
 on_both_drivers!(a_client_resetting_stream_after_stream_is_sent_away);
 
+/// The same defence on the outbound listener, for an application's h2c: the caller's sidecar
+/// sends the flood away.
+fn an_h2c_client_resetting_streams_on_the_outbound_side_is_sent_away(driver: &str) {
+    let pair = Pair::start_b_with_args(driver, &PATIENT);
+    let mut client = H2Client::connect_h2c(pair.a.outbound, 65_535);
+    pair.upstream.hold_next(u64::MAX);
+    let mut opened = 0;
+    while opened < 1000 && !client.is_closed() {
+        let Some((_response, mut stream)) = client.open(get("/"), true) else {
+            break;
+        };
+        opened += 1;
+        wait_until(|| pair.upstream.requests() == opened || client.is_closed());
+        stream.send_reset(Reason::CANCEL);
+    }
+    let error = client.closed().expect_err("a GOAWAY");
+    assert!(error.is_go_away() && error.is_remote(), "{error}");
+    assert_eq!(error.reason(), Some(Reason::ENHANCE_YOUR_CALM), "{error}");
+    assert!((250..=350).contains(&opened), "{opened} streams");
+    wait_until(|| tls_counts(pair.a.admin)["inbound_h2_reset_floods"] == 1);
+}
+
+on_both_drivers!(an_h2c_client_resetting_streams_on_the_outbound_side_is_sent_away);
+
 fn cancelling_streams_that_were_answered_is_no_flood(driver: &str) {
     let pair = Pair::start_b_with_args(driver, &PATIENT);
     // More body than the window lets through: each stream has its head and waits.

@@ -1,5 +1,5 @@
-//! An HTTP/2 client of the tests' own, the h2 crate over rustls with A's certificate, for
-//! what curl cannot be told to do: reset a stream, keep a window shut, repeat a header, or
+//! An HTTP/2 client of the tests' own, the h2 crate over rustls with A's certificate (or in
+//! h2c), for what curl cannot be told to do: reset a stream, keep a window shut, repeat a header, or
 //! stay silent after the preface.
 
 use std::future::Future;
@@ -33,19 +33,42 @@ impl H2Client {
     /// Connects to `addr` with the certificate in `certs` (`cert.pem`, `key.pem`), giving the
     /// server `window` bytes of flow-control window per stream.
     pub(super) fn connect(addr: std::net::SocketAddr, certs: &Path, window: u32) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let (requests, connection) = runtime.block_on(within(async move {
-            let tls = connect_tls(addr, certs).await;
+        let certs = certs.to_owned();
+        Self::start(async move {
+            let tls = connect_tls(addr, &certs).await;
             h2::client::Builder::new()
                 .initial_window_size(window)
                 .handshake::<_, Bytes>(tls)
                 .await
                 .expect("an h2 handshake")
-        }));
+        })
+    }
+
+    /// A connection to `addr` in h2c with prior knowledge (plaintext), as an application
+    /// calls its sidecar's outbound listener.
+    pub(super) fn connect_h2c(addr: std::net::SocketAddr, window: u32) -> Self {
+        Self::start(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            h2::client::Builder::new()
+                .initial_window_size(window)
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .expect("an h2 handshake")
+        })
+    }
+
+    /// The client of the connection `handshake` makes, on a runtime of its own.
+    fn start<T, H>(handshake: H) -> Self
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        H: Future<Output = (SendRequest<Bytes>, h2::client::Connection<T, Bytes>)>,
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let (requests, connection) = runtime.block_on(within(handshake));
         let connection = runtime.spawn(connection);
         Self {
             runtime,
