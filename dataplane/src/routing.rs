@@ -571,14 +571,16 @@ impl RouteState {
         let Some(service) = self.snapshot.services.get(service as usize) else {
             return false;
         };
+        // A mesh service (with identities, so a sidecar) is answered before any port lookup.
+        if !service.identities.is_empty() {
+            return false;
+        }
         let declared = match (&service.ports[..], port) {
             ([only], _) => Some(only),
             (ports, Some(port)) => ports.iter().find(|p| p.number == port),
             (_, None) => None,
         };
-        service.identities.is_empty()
-            && declared
-                .is_some_and(|p| matches!(p.protocol, spec::Protocol::Http2 | spec::Protocol::Grpc))
+        declared.is_some_and(|p| matches!(p.protocol, spec::Protocol::Http2 | spec::Protocol::Grpc))
     }
 
     /// Whether the application on inbound `port` speaks HTTP/2 (the port says `http2` or

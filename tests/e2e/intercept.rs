@@ -353,6 +353,12 @@ fn tcp_peer(host: &Host, mode: &str, port: &str) -> Running {
     )
 }
 
+/// `tcp_peer.py` calling a `mode` peer at `addr`:`port` from inside `host`: it exits 0 and
+/// prints `ok` when the peer answered as `mode` says.
+fn tcp_call(host: &Host, mode: &str, addr: &str, port: &str) -> std::process::Output {
+    host.run("python3", &[TCP_PEER, "call", mode, addr, port])
+}
+
 /// `tcp_peer.py`'s echo server on port 7000, inside `host`.
 fn echo_server(host: &Host) -> Running {
     tcp_peer(host, "echo", "7000")
@@ -442,7 +448,7 @@ fn captured_connections_that_are_not_http_pass_through_both_sidecars() {
 
         let addr = server.addr.to_string();
         for (mode, port) in [("echo", "7000"), ("banner", "2525")] {
-            let called = client.run("python3", &[TCP_PEER, "call", mode, &addr, port]);
+            let called = tcp_call(client, mode, &addr, port);
             assert_eq!(checked(&called, mode).trim(), "ok", "{driver} {mode}");
         }
         // The application's own TLS (its self-signed certificate trusted with -k): both
@@ -604,8 +610,7 @@ fn registry_only_refuses_destinations_outside_the_mesh(file: &str, config: &str)
         "{metrics}"
     );
     // Not HTTP: the connection is closed before anything reaches the outside host.
-    let addr = outside.addr.to_string();
-    let refused = client.run("python3", &[TCP_PEER, "call", "echo", &addr, "7000"]);
+    let refused = tcp_call(client, "echo", &outside.addr.to_string(), "7000");
     assert!(
         !refused.status.success(),
         "an opaque connection outside the mesh went through"
@@ -632,7 +637,7 @@ fn opaque_connections_to_a_service_address_reach_its_endpoints() {
         ("echo", "198.18.1.12", "7000"),
         ("banner", "198.18.1.13", "2525"),
     ] {
-        let called = client.run("python3", &[TCP_PEER, "call", mode, addr, port]);
+        let called = tcp_call(client, mode, addr, port);
         assert_eq!(checked(&called, mode).trim(), "ok", "{mode}");
     }
 }
@@ -702,8 +707,7 @@ fn authorization_is_never_bypassed_by_bytes_that_are_not_a_request_line() {
     );
     // Bytes to an undeclared port are relayed only as far as the policies let a TCP caller:
     // `deny-all` lets none.
-    let addr = server.addr.to_string();
-    let refused = client.run("python3", &[TCP_PEER, "call", "echo", &addr, "7000"]);
+    let refused = tcp_call(client, "echo", &server.addr.to_string(), "7000");
     assert!(
         !refused.status.success(),
         "an opaque connection went around authorization"

@@ -90,7 +90,7 @@ fn opaque_tcp_goes_over_mutual_tls_and_is_authorized_at_l4() {
         // each half-closed by the client.
         let addr = server.addr.to_string();
         for (mode, to, port) in [("echo", "198.18.1.20", "7000"), ("banner", &addr, "2525")] {
-            let called = client.run("python3", &[TCP_PEER, "call", mode, to, port]);
+            let called = tcp_call(client, mode, to, port);
             assert_eq!(checked(&called, mode).trim(), "ok", "{drivers} {mode}");
         }
         // The callee saw the caller's certificate; both counted the connections (the callee
@@ -114,10 +114,7 @@ fn opaque_tcp_goes_over_mutual_tls_and_is_authorized_at_l4() {
         assert_eq!(opened, Some(1.0), "{drivers}");
 
         // The stranger's identity is allowed, its address is not.
-        let refused = stranger.run(
-            "python3",
-            &[TCP_PEER, "call", "echo", "198.18.1.20", "7000"],
-        );
+        let refused = tcp_call(stranger, "echo", "198.18.1.20", "7000");
         assert!(
             !refused.status.success(),
             "{drivers}: the stranger got through"

@@ -125,9 +125,10 @@ fn a_client_reset_stops_the_application_request(driver: &str) {
 
 on_both_drivers!(a_client_reset_stops_the_application_request);
 
-fn a_client_resetting_stream_after_stream_is_sent_away(driver: &str) {
-    let pair = Pair::start_b_with_args(driver, &PATIENT);
-    let mut client = h2_client(&pair, 65_535);
+/// Opens streams on `client` and resets each once the application holds its request, until
+/// the sidecar sends the connection away: with GOAWAY `ENHANCE_YOUR_CALM`, once half of
+/// Envoy's window of 500 streams was reset (with the lag of its bookkeeping).
+fn reset_until_sent_away(pair: &Pair, mut client: H2Client) {
     // Every request stalls at the application, so each reset comes before its response.
     pair.upstream.hold_next(u64::MAX);
     let mut opened = 0;
@@ -142,9 +143,13 @@ fn a_client_resetting_stream_after_stream_is_sent_away(driver: &str) {
     let error = client.closed().expect_err("a GOAWAY");
     assert!(error.is_go_away() && error.is_remote(), "{error}");
     assert_eq!(error.reason(), Some(Reason::ENHANCE_YOUR_CALM), "{error}");
-    // Sent away once half of Envoy's window of 500 streams was reset, with the lag of its
-    // bookkeeping.
     assert!((250..=350).contains(&opened), "{opened} streams");
+}
+
+fn a_client_resetting_stream_after_stream_is_sent_away(driver: &str) {
+    let pair = Pair::start_b_with_args(driver, &PATIENT);
+    let client = h2_client(&pair, 65_535);
+    reset_until_sent_away(&pair, client);
     // Every reset stopped its application request.
     wait_until(|| pair.upstream.abandoned() == pair.upstream.requests());
     wait_until(|| tls_counts(pair.b.admin)["inbound_h2_reset_floods"] == 1);
@@ -156,21 +161,8 @@ on_both_drivers!(a_client_resetting_stream_after_stream_is_sent_away);
 /// sends the flood away.
 fn an_h2c_client_resetting_streams_on_the_outbound_side_is_sent_away(driver: &str) {
     let pair = Pair::start_b_with_args(driver, &PATIENT);
-    let mut client = H2Client::connect_h2c(pair.a.outbound, 65_535);
-    pair.upstream.hold_next(u64::MAX);
-    let mut opened = 0;
-    while opened < 1000 && !client.is_closed() {
-        let Some((_response, mut stream)) = client.open(get("/"), true) else {
-            break;
-        };
-        opened += 1;
-        wait_until(|| pair.upstream.requests() == opened || client.is_closed());
-        stream.send_reset(Reason::CANCEL);
-    }
-    let error = client.closed().expect_err("a GOAWAY");
-    assert!(error.is_go_away() && error.is_remote(), "{error}");
-    assert_eq!(error.reason(), Some(Reason::ENHANCE_YOUR_CALM), "{error}");
-    assert!((250..=350).contains(&opened), "{opened} streams");
+    let client = H2Client::connect_h2c(pair.a.outbound, 65_535);
+    reset_until_sent_away(&pair, client);
     wait_until(|| tls_counts(pair.a.admin)["inbound_h2_reset_floods"] == 1);
 }
 
