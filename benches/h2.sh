@@ -7,8 +7,10 @@
 #   gRPC unary       h2load sending REQUESTS/4 unary calls of ringmesh.test.Echo/Unary at 1000
 #                    calls/s on 10 streams; the application is Python's grpcio server
 #                    (tests/e2e/grpc/peer.py) on an HTTP/2 port.
-# Between the meshd sidecars: HTTP/1.1 over mutual TLS (the callee calls a grpc port with h2c);
-# between the Envoys: HTTP/1.1 for the h2 rows, HTTP/2 for gRPC (Envoy needs it for trailers).
+# Between the meshd sidecars: HTTP/2 over mutual TLS (ALPN h2; the client spoke HTTP/2, and
+# the gRPC port says grpc), the callee calling a grpc port with h2c and mesh-upstream with
+# HTTP/1.1; between the Envoys: HTTP/1.1 for the h2 rows, HTTP/2 for gRPC (Envoy needs it for
+# trailers).
 # Prints req/s as h2load counts it, failures, the mean and max request time h2load reports, and
 # both proxies' CPU-s per 1000 requests. Needs h2load, envoy, python3 with grpcio.
 set -euo pipefail

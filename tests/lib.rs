@@ -83,6 +83,15 @@ pub fn admin_json(admin: std::net::SocketAddr, path: &str) -> serde_json::Value 
     serde_json::from_str(&response.text()).expect("an admin page in JSON")
 }
 
+/// Admin `path` (a text page such as `/metrics`) of the meshd whose admin listener is `admin`.
+pub fn admin_text(admin: std::net::SocketAddr, path: &str) -> String {
+    let response = Client::connect(admin)
+        .and_then(|mut c| c.get("admin", path, &[]))
+        .expect("admin request");
+    assert_eq!(response.status, 200, "{path}: {}", response.text());
+    response.text()
+}
+
 /// Admin `/clusters` of the meshd whose admin listener is `admin`, parsed.
 pub fn clusters_json(admin: std::net::SocketAddr) -> serde_json::Value {
     admin_json(admin, "/clusters")

@@ -231,8 +231,6 @@ pub enum Code {
     ImportedRuleNeverMatches,
     /// W0113: HTTP, HTTP/2 or gRPC declared on the well-known port of a non-HTTP protocol.
     HttpOnOpaquePort,
-    /// W0114: a port protocol meshd does not serve whole yet (grpc: bidirectional streaming).
-    ProtocolNotServed,
     // ---- traffic (E0120-E0139) ----
     /// E0120: settings that exclude each other (`to` and `redirect`, a hash key on a load
     /// balancer that does not hash, rewrite `prefix` and `regex`, ...).
@@ -337,7 +335,6 @@ impl Code {
         Self::RuleOverlap,
         Self::ImportedRuleNeverMatches,
         Self::HttpOnOpaquePort,
-        Self::ProtocolNotServed,
         Self::TrafficConflict,
         Self::InvalidRegex,
         Self::FramingHeader,
@@ -409,7 +406,6 @@ impl Code {
             Self::RuleOverlap => "W0111",
             Self::ImportedRuleNeverMatches => "W0112",
             Self::HttpOnOpaquePort => "W0113",
-            Self::ProtocolNotServed => "W0114",
             // ---- traffic (E0120-E0139) ----
             Self::TrafficConflict => "E0120",
             Self::InvalidRegex => "E0121",
@@ -452,7 +448,6 @@ impl Code {
     /// Whether the warning means config was accepted but is not served (ignored, skipped or
     /// approximated): such warnings travel in the snapshot so meshd lists them as not enforced.
     pub fn means_unserved(self) -> bool {
-        // W0114 is not here: meshd lists the ports of protocols it does not serve itself.
         matches!(
             self,
             Self::IstioUnsupportedField
@@ -480,7 +475,6 @@ impl Code {
             | Self::RuleOverlap
             | Self::ImportedRuleNeverMatches
             | Self::HttpOnOpaquePort
-            | Self::ProtocolNotServed
             | Self::PolicySelectsNothing
             | Self::UnusedPortMode => Severity::Warning,
             // Snapshot analyses.

@@ -160,6 +160,10 @@ impl Format {
             Field::Protocol => text(out, Some(entry.request.protocol).filter(|p| !p.is_empty())),
             Field::ResponseCode => number(out, entry.code.into()),
             Field::ResponseFlags => text(out, Some(entry.flags)),
+            Field::GrpcStatus => match entry.grpc_status {
+                Some(status) => number(out, status.into()),
+                None => false,
+            },
             Field::BytesReceived => number(out, entry.bytes_received),
             Field::BytesSent => number(out, entry.bytes_sent),
             Field::Duration => millis(out, Some(entry.duration)),
@@ -338,6 +342,8 @@ pub struct Entry<'a> {
     pub request: &'a Captured,
     /// Status sent downstream; 0 when none was.
     pub code: u16,
+    /// A gRPC call's status, when one came.
+    pub grpc_status: Option<crate::grpc::Status>,
     pub flags: &'static str,
     pub bytes_received: u64,
     pub bytes_sent: u64,

@@ -268,28 +268,10 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
         );
         note("config meshc accepted without serving it", place);
     }
-    for service in &snapshot.services {
-        for port in &service.ports {
-            if let Some(feature) = protocol_not_served(port.protocol) {
-                note(
-                    feature,
-                    format!("service {} port {}", service.name, port.number),
-                );
-            }
-        }
-    }
     let own = workload.and_then(|query| snapshot.workload(query));
     for w in &snapshot.workloads {
         if workload.is_some() && !own.is_some_and(|own| std::ptr::eq(own, w)) {
             continue;
-        }
-        for port in &w.inbound {
-            if let Some(feature) = protocol_not_served(port.protocol) {
-                note(
-                    feature,
-                    format!("workload {} inbound port {}", w.name, port.port),
-                );
-            }
         }
         if w.telemetry.trace_sampling_per_million > 0 {
             note(TRACE_SAMPLING, format!("workload {}", w.name));
@@ -304,20 +286,6 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
 /// The feature name of trace sampling without a collector (meshd --trace-collector): the
 /// sidecar traces nothing.
 pub const TRACE_SAMPLING: &str = "trace sampling (no --trace-collector)";
-
-/// What a port of `protocol` is missing (meshc warns with W0114): a gRPC call's request is
-/// sent whole before its response is read, so a bidirectional call whose server answers first
-/// waits.
-fn protocol_not_served(protocol: spec::Protocol) -> Option<&'static str> {
-    match protocol {
-        spec::Protocol::Http | spec::Protocol::Tcp | spec::Protocol::Http2 => None,
-        spec::Protocol::Grpc => Some(GRPC_BIDI),
-    }
-}
-
-/// The feature name of what a `grpc` port does not serve yet.
-pub const GRPC_BIDI: &str =
-    "grpc ports: bidirectional streaming (each request is sent whole before its response)";
 
 #[cfg(test)]
 mod tests;

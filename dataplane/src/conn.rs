@@ -47,6 +47,20 @@ impl Conn {
         (self.stream, self.buf, self.pos)
     }
 
+    /// For a bridged stream, a connection that reads what this one would have read (the
+    /// buffered bytes first), this one reading its end from now on; see
+    /// [`Stream::take_bridged_input`].
+    pub fn take_bridged_input(&mut self) -> Option<Self> {
+        let stream = self.stream.take_bridged_input()?;
+        let buf = self.buffered().to_vec();
+        self.consume(buf.len());
+        Some(Self {
+            stream,
+            buf,
+            pos: 0,
+        })
+    }
+
     /// The connection in poll style (tokio's IO traits), its unconsumed bytes read first.
     pub fn into_poll(self) -> io::Result<Prefixed> {
         let prefix = self.buf[self.pos..].to_vec();

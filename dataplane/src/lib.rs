@@ -11,6 +11,7 @@ pub mod conn;
 pub mod control;
 pub mod drain;
 pub mod export;
+pub mod grpc;
 pub mod http1;
 pub mod http2;
 pub mod intercept;

@@ -59,6 +59,8 @@ pub struct Request<'a> {
     pub peer: Option<&'a str>,
     /// Status sent to the client; 0 when none was.
     pub code: u16,
+    /// `Some` for a gRPC call, with its gRPC status when one came.
+    pub grpc: Option<Option<crate::grpc::Status>>,
     /// Envoy response flags, `-` without any.
     pub flags: &'static str,
     pub duration: Duration,
@@ -73,6 +75,7 @@ struct Key {
     service: Option<u32>,
     peer: Option<u32>,
     code: u16,
+    grpc: Option<Option<crate::grpc::Status>>,
     flags: &'static str,
 }
 
@@ -243,6 +246,7 @@ impl CoreMetrics {
         self.series.get(index).is_some_and(|(key, _)| {
             key.reporter == request.reporter
                 && key.code == request.code
+                && key.grpc == request.grpc
                 && key.flags == request.flags
                 && same(key.service, request.service)
                 && same(key.peer, request.peer)
@@ -255,6 +259,7 @@ impl CoreMetrics {
             service: request.service.map(|s| self.strings.intern(s)),
             peer: request.peer.map(|p| self.strings.intern(p)),
             code: request.code,
+            grpc: request.grpc,
             flags: request.flags,
         };
         *self.index.entry(key).or_insert_with(|| {
@@ -272,6 +277,7 @@ impl CoreMetrics {
                 service: text(key.service),
                 peer: text(key.peer),
                 code: key.code,
+                grpc: key.grpc,
                 flags: key.flags,
             };
             (labels, series.clone())
@@ -294,6 +300,8 @@ pub struct Labels {
     pub service: Option<String>,
     pub peer: Option<String>,
     pub code: u16,
+    /// `Some` for a gRPC call, with its gRPC status when one came.
+    pub grpc: Option<Option<crate::grpc::Status>>,
     pub flags: &'static str,
 }
 

@@ -563,17 +563,16 @@ impl RouteState {
         self.declared_protocol(port) == Some(spec::Protocol::Tcp)
     }
 
-    /// Whether a request for `service` on `port` (its only port when `None` or unknown) goes
-    /// to a server that speaks HTTP/2 without a sidecar of its own: the port says `http2` or
-    /// `grpc` and the service has no identities (a sidecar, which serves HTTP/1.1 too, would
-    /// carry them).
-    pub fn service_speaks_h2(&self, service: u32, port: Option<u16>) -> bool {
+    /// Whether a request for `service` on `port` (its only port when `None` or unknown) is
+    /// sent with HTTP/2: the port says `http2` or `grpc`, or the service's servers have
+    /// sidecars (identities) and the request `arrived_h2` (so streams stay multiplexed, and a
+    /// bidirectional call stays full duplex, whatever the port says).
+    pub fn service_speaks_h2(&self, service: u32, port: Option<u16>, arrived_h2: bool) -> bool {
         let Some(service) = self.snapshot.services.get(service as usize) else {
             return false;
         };
-        // A mesh service (with identities, so a sidecar) is answered before any port lookup.
-        if !service.identities.is_empty() {
-            return false;
+        if arrived_h2 && !service.identities.is_empty() {
+            return true;
         }
         let declared = match (&service.ports[..], port) {
             ([only], _) => Some(only),

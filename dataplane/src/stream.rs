@@ -93,6 +93,26 @@ impl Stream {
         }
     }
 
+    /// For a bridged stream, a stream that reads what this one would have read, this one
+    /// reading its end from now on: one task can then read the request while another writes
+    /// the response. `None` for a socket.
+    pub fn take_bridged_input(&mut self) -> Option<Self> {
+        match self.layer() {
+            Layer::Bridged(bridge) => Some(Self::bridged(bridge.split(true))),
+            _ => None,
+        }
+    }
+
+    /// For a bridged stream, a stream that writes where this one writes (and reads nothing).
+    /// The HTTP/2 side sees the end of what is written once both have gone. `None` for a
+    /// socket.
+    pub fn bridged_output(&mut self) -> Option<Self> {
+        match self.layer() {
+            Layer::Bridged(bridge) => Some(Self::bridged(bridge.split(false))),
+            _ => None,
+        }
+    }
+
     /// Whether this is a bridged HTTP/2 stream.
     pub fn is_bridged(&self) -> bool {
         matches!(self.layer_ref(), LayerRef::Bridged(_))
@@ -152,6 +172,11 @@ impl Stream {
             Self::Plain(tcp) => tcp.readable(false).await,
             Self::Wrapped(_) => Ok(()),
         }
+    }
+
+    /// Whether the stream is TLS whose handshake chose HTTP/2 by ALPN.
+    pub fn negotiated_h2(&self) -> bool {
+        matches!(self.layer_ref(), LayerRef::Tls(tls) if tls.negotiated_h2())
     }
 
     /// Whether the stream is TLS: a bridged stream is when its HTTP/2 connection is (a
@@ -252,6 +277,24 @@ impl Bridge {
             peer_addr,
             peer_identity,
             over_tls,
+        }
+    }
+
+    /// A bridge on the same stream with one direction's channel: the incoming one taken from
+    /// this bridge (which then reads its end), or a copy of the outgoing one.
+    fn split(&mut self, take_incoming: bool) -> Self {
+        let (_, closed) = mpsc::channel(1);
+        let (incoming, outgoing) = if take_incoming {
+            (std::mem::replace(&mut self.incoming, closed), None)
+        } else {
+            (closed, self.outgoing.clone())
+        };
+        Self {
+            incoming,
+            outgoing,
+            peer_addr: self.peer_addr,
+            peer_identity: self.peer_identity.clone(),
+            over_tls: self.over_tls,
         }
     }
 

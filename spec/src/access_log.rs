@@ -22,6 +22,9 @@ pub enum Field {
     ResponseCode,
     /// Envoy's response flags, `-` without any.
     ResponseFlags,
+    /// A gRPC call's status, as a number; none for a request that is not a call, or a call
+    /// that got none.
+    GrpcStatus,
     /// Request body bytes read from the client.
     BytesReceived,
     /// Response bytes sent to the client, head included.
@@ -70,6 +73,7 @@ impl Field {
     pub fn json_kind(&self) -> JsonKind {
         match self {
             Self::ResponseCode
+            | Self::GrpcStatus
             | Self::BytesReceived
             | Self::BytesSent
             | Self::Duration
@@ -96,6 +100,7 @@ pub const OPERATORS: &[&str] = &[
     "PROTOCOL",
     "RESPONSE_CODE",
     "RESPONSE_FLAGS",
+    "GRPC_STATUS(NUMBER)",
     "BYTES_RECEIVED",
     "BYTES_SENT",
     "DURATION",
@@ -130,6 +135,7 @@ pub fn json_fields() -> Vec<(&'static str, Field)> {
         ("protocol", Field::Protocol),
         ("response_code", Field::ResponseCode),
         ("response_flags", Field::ResponseFlags),
+        ("grpc_status", Field::GrpcStatus),
         ("duration_ms", Field::Duration),
         ("upstream_service_time_ms", Field::UpstreamServiceTime),
         ("bytes_received", Field::BytesReceived),
@@ -212,6 +218,10 @@ fn operator_field(operator: &str) -> Result<Field, String> {
         "PROTOCOL" => plain(Field::Protocol),
         "RESPONSE_CODE" => plain(Field::ResponseCode),
         "RESPONSE_FLAGS" => plain(Field::ResponseFlags),
+        "GRPC_STATUS" => match (argument, max_len) {
+            (Some("NUMBER"), None) => Ok(Field::GrpcStatus),
+            _ => Err("%GRPC_STATUS% is served as a number: write %GRPC_STATUS(NUMBER)%".to_owned()),
+        },
         "BYTES_RECEIVED" => plain(Field::BytesReceived),
         "BYTES_SENT" => plain(Field::BytesSent),
         "DURATION" => plain(Field::Duration),

@@ -16,7 +16,7 @@ use crate::{InvalidSnapshot, Snapshot};
 /// The first eight bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"RINGMESH";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 9;
+pub const FORMAT_VERSION: u32 = 10;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 8 + 4 + 8 + 32;
 

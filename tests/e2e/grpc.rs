@@ -1,7 +1,7 @@
-//! gRPC through two sidecars with Python's grpcio on both ends (`grpc/peer.py`): unary, server-
-//! and client-streaming calls, and an error status, each carried in HTTP/2 trailers from the
-//! application's port (declared `grpc`, so the callee's sidecar calls it with h2c) back to the
-//! client.
+//! gRPC through two sidecars with Python's grpcio on both ends (`grpc/peer.py`): unary, server-,
+//! client- and bidirectional streaming calls (the last in lockstep, so only full duplex serves
+//! it), and an error status, each carried in HTTP/2 trailers from the application's port
+//! (declared `grpc`, so the callee's sidecar calls it with h2c) back to the client.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -69,6 +69,76 @@ fn grpc_calls_go_through_both_sidecars(driver: &str) {
     let err = String::from_utf8_lossy(&called.stderr);
     assert!(called.status.success(), "{driver}: {said}{err}");
     assert_eq!(said.lines().last(), Some("ok"), "{driver}: {said}");
+
+    // Each call is counted as gRPC with its status, from the response's trailers (four OK)
+    // or its trailers-only head (Fail's UNAVAILABLE).
+    let metrics = admin_text(caller.admin, "/metrics");
+    let calls = |status: &str| {
+        let labels = ["request_protocol=\"grpc\"", status];
+        series_total(&metrics, "istio_requests_total{", &labels)
+    };
+    assert_eq!(
+        calls("grpc_response_status=\"0\""),
+        4,
+        "{driver}: {metrics}"
+    );
+    assert_eq!(
+        calls("grpc_response_status=\"14\""),
+        1,
+        "{driver}: {metrics}"
+    );
 }
 
 on_both_drivers!(grpc_calls_go_through_both_sidecars);
+
+/// The sum of the series of `metric` (`name{`) whose labels hold every one of `labels`.
+fn series_total(metrics: &str, metric: &str, labels: &[&str]) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(metric) && labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
+/// What a gRPC client sees of a call meshd answers itself: a gRPC error (trailers-only), its
+/// status mapped as gRPC maps HTTP's (an injected 503 is UNAVAILABLE, a denial
+/// PERMISSION_DENIED), with meshd's reason as the message; the access log and the metrics
+/// carry the status too.
+fn meshd_replies_to_grpc_calls_with_grpc_errors(driver: &str) {
+    let config = "telemetry { access_log json }\n\
+                  service echo { port 50051 grpc endpoint 127.0.0.1:9 }\n\
+                  route echo { rule down { to echo fault { abort 503 } } }";
+    let scratch = Scratch::new();
+    let snapshot = compile(&scratch, config);
+    let log = scratch.path().join("access.log");
+    let args = ["--io-driver", driver, "--access-log", log.to_str().unwrap()];
+    let caller = Sidecar::start(&snapshot, &args).unwrap();
+    let target = caller.outbound.to_string();
+    let called = Command::new("python3")
+        .args([GRPC_PEER, "status", &target, "echo:50051"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&called.stdout);
+    assert_eq!(
+        said.trim(),
+        "UNAVAILABLE fault filter abort: rule echo/down injected an abort",
+        "{driver}: {}",
+        String::from_utf8_lossy(&called.stderr)
+    );
+    let metrics = admin_text(caller.admin, "/metrics");
+    let labels = [
+        "request_protocol=\"grpc\"",
+        "response_code=\"200\"",
+        "response_flags=\"FI\"",
+        "grpc_response_status=\"14\"",
+    ];
+    assert_eq!(
+        series_total(&metrics, "istio_requests_total{", &labels),
+        1,
+        "{metrics}"
+    );
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(|| logged().contains("\"grpc_status\":14"));
+}
+
+on_both_drivers!(meshd_replies_to_grpc_calls_with_grpc_errors);

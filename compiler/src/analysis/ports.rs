@@ -1,5 +1,5 @@
 //! Port protocols: HTTP declared on the well-known port of a protocol that is not HTTP
-//! (W0113), and protocols meshd does not serve yet (W0114).
+//! (W0113).
 //!
 //! The sidecar waits for an HTTP request head on an `http`, `http2` or `grpc` port. On a
 //! server-first protocol (SMTP, MySQL, NATS) the client waits for the server's greeting, so the
@@ -46,44 +46,6 @@ fn check(
     out: &mut Vec<Diagnostic>,
 ) {
     http_on_opaque_port(file, origin, number, protocol, out);
-    not_served(file, number, protocol, out);
-}
-
-/// W0114: a `grpc` port is served, but not a bidirectional streaming call whose server
-/// answers before its client has sent its whole stream: each request goes whole before its
-/// response is read. Listed under `not_enforced` by meshd too.
-fn not_served(
-    file: FileId,
-    number: ast::Number,
-    protocol: ast::Protocol,
-    out: &mut Vec<Diagnostic>,
-) {
-    let what = match protocol.value {
-        spec::Protocol::Http | spec::Protocol::Tcp | spec::Protocol::Http2 => return,
-        spec::Protocol::Grpc => {
-            "unary and one-way streaming calls are served, but a bidirectional streaming call \
-             whose server answers before its client has sent its whole stream waits until its \
-             deadline (each request is sent whole before its response is read)"
-        }
-    };
-    let message = format!(
-        "port {} is declared `{}`, which meshd does not serve whole yet: {what}",
-        number.value,
-        protocol.value.as_str()
-    );
-    let help = "full-duplex exchanges are being built (see the issue on interception and \
-                protocols); until then, keep bidirectional calls to request-then-response";
-    out.push(
-        Diagnostic::new(
-            Code::ProtocolNotServed,
-            SourceSpan {
-                file,
-                span: port_span(number, protocol),
-            },
-            message,
-        )
-        .with_help(help),
-    );
 }
 
 fn http_on_opaque_port(

@@ -72,6 +72,24 @@ impl ChunkedScanner {
         &mut self,
         input: &[u8],
         data: &mut Vec<u8>,
+        trailers: Option<&mut Vec<u8>>,
+    ) -> Result<usize, ChunkedError> {
+        self.scan(input, Some(data), trailers)
+    }
+
+    /// Like [`feed`](Self::feed), and appends the trailer section's bytes to `trailers`.
+    pub fn feed_keeping_trailers(
+        &mut self,
+        input: &[u8],
+        trailers: &mut Vec<u8>,
+    ) -> Result<usize, ChunkedError> {
+        self.scan(input, None, Some(trailers))
+    }
+
+    fn scan(
+        &mut self,
+        input: &[u8],
+        mut data: Option<&mut Vec<u8>>,
         mut trailers: Option<&mut Vec<u8>>,
     ) -> Result<usize, ChunkedError> {
         let mut i = 0;
@@ -83,7 +101,7 @@ impl ChunkedScanner {
             };
             let in_trailers = matches!(self.state, State::Trailer { .. } | State::TrailerLf { .. });
             let used = self.feed(&input[i..i + step])?;
-            if is_data {
+            if let (true, Some(data)) = (is_data, data.as_deref_mut()) {
                 data.extend_from_slice(&input[i..i + used]);
             } else if let (true, Some(trailers)) = (in_trailers, trailers.as_deref_mut()) {
                 trailers.extend_from_slice(&input[i..i + used]);

@@ -5,12 +5,18 @@
 //! response out of it, as from a socket; a task per stream translates (RFC 9113 §8.2): the
 //! head into HEADERS, the body into DATA as the application's window allows, and back, the
 //! response into an HTTP/1.1 head and a chunked body whose trailer section carries the
-//! response's trailers (gRPC's status travels there). The whole request body is sent before
-//! the response is read, as on the HTTP/1.1 path: unary, client- and server-streaming calls
-//! work; a call whose server answers before its client finishes sending waits.
+//! response's trailers (gRPC's status travels there). The request body and the response flow
+//! at once (full duplex), so a bidirectional call's replies come back while its client still
+//! sends.
+//!
+//! A sidecar is called the same way over mutual TLS with ALPN `h2` (see
+//! [`crate::routing::RouteState::service_speaks_h2`]): one connection per endpoint per core
+//! carries every stream to it.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -26,43 +32,84 @@ use super::{is_connection_specific, push_header, DataSender, BRIDGE_CHUNKS};
 use crate::conn::Conn;
 use crate::http1::head::{parse_request, MAX_HEADERS};
 use crate::http1::{BodyFraming, ChunkedScanner};
-use crate::intercept::socket;
+use crate::percore::Security;
 use crate::stream::{Bridge, Stream};
-use crate::upstream::ConnectError;
+use crate::upstream::{self, ConnectError, Secure};
 
-/// One core's HTTP/2 connections to applications, by address.
+/// The ALPN protocol of HTTP/2 over TLS.
+const H2_ALPN: &[u8] = b"h2";
+
+/// One core's HTTP/2 connections to upstreams, by address.
 #[derive(Debug, Default)]
 pub struct Clients {
-    connections: RefCell<FxHashMap<SocketAddr, SendRequest<Bytes>>>,
+    connections: RefCell<FxHashMap<SocketAddr, Connection>>,
+}
+
+/// An open HTTP/2 connection and who its server proved to be.
+#[derive(Debug, Clone)]
+struct Connection {
+    sender: SendRequest<Bytes>,
+    /// Mutual TLS (ALPN `h2`) to a sidecar, rather than h2c to an application.
+    tls: bool,
+    /// The server's SPIFFE ID, over mutual TLS.
+    peer_identity: Option<Rc<str>>,
+}
+
+impl Connection {
+    /// Whether it may carry a stream that needs `secure` (as a pooled HTTP/1.1 connection
+    /// must, see [`Secure::accepts`]).
+    fn serves(&self, secure: Option<&Secure<'_>>) -> bool {
+        match (secure, &self.peer_identity) {
+            (None, _) => !self.tls,
+            (Some(s), Some(id)) => s.identities.iter().any(|i| **i == **id),
+            (Some(_), None) => false,
+        }
+    }
 }
 
 impl Clients {
-    /// A new stream to the application at `addr`, as a connection the HTTP/1.1 path writes one
-    /// request to and reads its response from. Connects (socket marked `mark`) by `until`
-    /// when this core has no open connection to `addr`.
+    /// A new stream to `addr`, as a connection the HTTP/1.1 path writes one request to and
+    /// reads its response from. Over mutual TLS with ALPN `h2` when `secure` says so (a
+    /// sidecar), else h2c (an application). Connects (socket marked `mark`) by `until` when
+    /// this core has no usable connection to `addr`; waits for room for the stream by `until`.
     pub async fn open(
         &self,
-        addr: SocketAddr,
-        mark: u32,
+        security: &Security,
+        (addr, mark): (SocketAddr, u32),
+        secure: Option<&Secure<'_>>,
         until: Instant,
         stall_limit: std::time::Duration,
     ) -> Result<Conn, ConnectError> {
         let cached = self.connections.borrow().get(&addr).cloned();
-        let ready = match cached {
-            Some(sender) => sender.ready().await.ok(),
+        let ready = match cached.filter(|c| c.serves(secure)) {
+            Some(connection) => {
+                let ready = monoio::time::timeout_at(until, connection.sender.clone().ready());
+                match ready.await {
+                    Ok(Ok(sender)) => Some(Connection {
+                        sender,
+                        ..connection
+                    }),
+                    Ok(Err(_)) => None,
+                    Err(_) => return Err(ConnectError::TimedOut),
+                }
+            }
             None => None,
         };
-        let sender = match ready {
-            Some(sender) => sender,
+        let connection = match ready {
+            Some(connection) => connection,
             None => {
-                let sender = connect(addr, mark, until).await?;
-                self.connections.borrow_mut().insert(addr, sender.clone());
-                sender
+                let connection = connect(security, (addr, mark), secure, until).await?;
+                let mut connections = self.connections.borrow_mut();
+                connections.insert(addr, connection.clone());
+                connection
             }
         };
         let (request_bytes, from_http1) = mpsc::channel(BRIDGE_CHUNKS);
         let (to_http1, response_bytes) = mpsc::channel(BRIDGE_CHUNKS);
-        let bridge = Bridge::new((response_bytes, request_bytes), addr, None, false);
+        let identity = connection.peer_identity.as_deref().map(str::to_owned);
+        let channels = (response_bytes, request_bytes);
+        let bridge = Bridge::new(channels, addr, identity, connection.tls);
+        let sender = connection.sender;
         monoio::spawn(translate(sender, from_http1, to_http1, stall_limit));
         Ok(Conn::from_stream(Stream::bridged(bridge)))
     }
@@ -73,19 +120,26 @@ impl Clients {
     }
 }
 
-/// Opens an h2c connection to `addr` by `until`; its IO runs as a task of its own.
+/// Opens an HTTP/2 connection to `addr` by `until`: mutual TLS with ALPN `h2` when `secure`
+/// says so, else h2c. Its IO runs as a task of its own.
 async fn connect(
-    addr: SocketAddr,
-    mark: u32,
+    security: &Security,
+    (addr, mark): (SocketAddr, u32),
+    secure: Option<&Secure<'_>>,
     until: Instant,
-) -> Result<SendRequest<Bytes>, ConnectError> {
-    let tcp = match monoio::time::timeout_at(until, socket::connect(addr, mark)).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => return Err(ConnectError::Refused(e)),
-        Err(_) => return Err(ConnectError::TimedOut),
-    };
-    let _ = tcp.set_nodelay(true);
-    let io = Conn::new(tcp).into_poll().map_err(ConnectError::Refused)?;
+) -> Result<Connection, ConnectError> {
+    let secure = secure.map(|s| Secure {
+        alpn: Some(H2_ALPN),
+        ..s.clone()
+    });
+    let conn = upstream::connect(security, addr, mark, until, secure.as_ref()).await?;
+    let tls = conn.stream.is_tls();
+    if tls && !conn.stream.negotiated_h2() {
+        let refused = "the server did not accept HTTP/2 (ALPN h2)";
+        return Err(ConnectError::Tls(std::io::Error::other(refused)));
+    }
+    let peer_identity = conn.stream.peer_identity().map(Rc::from);
+    let io = conn.into_poll().map_err(ConnectError::Refused)?;
     let handshake = h2::client::Builder::new()
         .max_header_list_size(crate::http1::head::MAX_HEAD_BYTES as u32)
         .handshake::<_, Bytes>(io);
@@ -99,7 +153,11 @@ async fn connect(
             tracing::debug!("HTTP/2 connection to {addr} ended: {e}");
         }
     });
-    Ok(sender)
+    Ok(Connection {
+        sender,
+        tls,
+        peer_identity,
+    })
 }
 
 /// Why a stream could not be translated; the HTTP/1.1 side then sees its response cut short.
@@ -133,11 +191,25 @@ async fn translate(
         let ends = framing == BodyFraming::None || framing == BodyFraming::Length(0);
         let mut sender = sender;
         let (response, mut send) = sender.send_request(request, ends)?;
-        if !ends {
-            send_body(&mut send, framing, rest, &mut from_http1, stall_limit).await?;
+        // Full duplex: the response may start (and even end) while the body still flows, as
+        // a bidirectional call's does.
+        let mut body = pin!(async {
+            if !ends {
+                send_body(&mut send, framing, rest, &mut from_http1, stall_limit).await?;
+            }
+            Ok::<(), Untranslated>(())
+        });
+        let mut answer = pin!(async {
+            let response = response.await?;
+            write_response(response, &method, &to_http1).await
+        });
+        monoio::select! {
+            sent = &mut body => {
+                sent?;
+                answer.await
+            }
+            answered = &mut answer => answered,
         }
-        let response = response.await?;
-        write_response(response, &method, &to_http1).await
     };
     // The HTTP/1.1 side gone (the client reset, the request timed out) drops the stream,
     // which resets it at the application: a silent application keeps no stream open.

@@ -95,7 +95,13 @@ impl Sidecar<'_> {
             peer: labels.peer.as_deref(),
             flags: labels.flags,
         };
-        self.standard_labels(&call, Some(&code))
+        let grpc_status = labels.grpc.flatten().map(|s| s.to_string());
+        let http = Http {
+            code: &code,
+            grpc: labels.grpc.is_some(),
+            grpc_status: grpc_status.as_deref().unwrap_or(""),
+        };
+        self.standard_labels(&call, Some(&http))
     }
 
     /// Every Istio standard label of a TCP series: `request_protocol` is `tcp`, and there is no
@@ -110,8 +116,8 @@ impl Sidecar<'_> {
         self.standard_labels(&call, None)
     }
 
-    /// The labels of a call; `code` is the response code of an HTTP request, `None` for TCP.
-    fn standard_labels(&self, call: &Call<'_>, code: Option<&str>) -> String {
+    /// The labels of a call; `http` is an HTTP request's, `None` for TCP.
+    fn standard_labels(&self, call: &Call<'_>, http: Option<&Http<'_>>) -> String {
         let peer = call.peer;
         let (source, destination) = match call.reporter {
             Reporter::Source => (self.own(), self.other(peer)),
@@ -123,7 +129,11 @@ impl Sidecar<'_> {
             (Reporter::Destination, None) => "none",
         };
         let (service, service_name, service_namespace) = self.service(call.service);
-        let protocol = if code.is_some() { "http" } else { "tcp" };
+        let protocol = match http {
+            Some(Http { grpc: true, .. }) => "grpc",
+            Some(_) => "http",
+            None => "tcp",
+        };
         let common = [
             ("reporter", call.reporter.as_str()),
             ("source_workload", source.workload),
@@ -141,8 +151,8 @@ impl Sidecar<'_> {
             ("destination_service_namespace", &service_namespace),
             ("request_protocol", protocol),
         ];
-        let http = code.map(|code| [("response_code", code)]);
-        let grpc = code.map(|_| [("grpc_response_status", "")]);
+        let grpc = http.map(|h| [("grpc_response_status", h.grpc_status)]);
+        let http = http.map(|h| [("response_code", h.code)]);
         let tail = [
             ("response_flags", call.flags),
             ("connection_security_policy", security),
@@ -162,6 +172,16 @@ impl Sidecar<'_> {
         }
         out
     }
+}
+
+/// An HTTP request's labels beyond a connection's.
+struct Http<'a> {
+    /// The response code.
+    code: &'a str,
+    /// The request is a gRPC call (`request_protocol="grpc"`).
+    grpc: bool,
+    /// Its gRPC status, empty when none came (or it is no call).
+    grpc_status: &'a str,
 }
 
 /// One call's identifying labels, request or connection.

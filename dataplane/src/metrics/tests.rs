@@ -8,6 +8,7 @@ fn request(code: u16, millis: u64) -> Request<'static> {
         service: Some("reviews.default.svc.cluster.local"),
         peer: Some("spiffe://cluster.local/ns/default/sa/reviews"),
         code,
+        grpc: None,
         flags: "-",
         duration: Duration::from_millis(millis),
         request_bytes: 0,
@@ -232,4 +233,34 @@ fn relayed_connections_count_opened_closed_and_bytes_each_way() {
             .any(|l| l.starts_with("istio_tcp") && l.contains("response_code")),
         "TCP series have no response code"
     );
+}
+
+#[test]
+fn a_grpc_call_is_labelled_with_its_protocol_and_status() {
+    let mut core = CoreMetrics::default();
+    core.record(&Request {
+        grpc: Some(Some(crate::grpc::UNAVAILABLE)),
+        ..request(200, 1)
+    });
+    core.record(&Request {
+        grpc: Some(None),
+        ..request(200, 1)
+    });
+    core.record(&request(200, 1));
+    let text = rendered(&core.snapshot());
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .collect();
+    let with = |needles: &[&str]| {
+        series
+            .iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    };
+    let grpc = "request_protocol=\"grpc\"";
+    assert_eq!(with(&[grpc, "grpc_response_status=\"14\""]), 1, "{text}");
+    assert_eq!(with(&[grpc, "grpc_response_status=\"\""]), 1, "{text}");
+    let http = "request_protocol=\"http\"";
+    assert_eq!(with(&[http, "grpc_response_status=\"\""]), 1, "{text}");
 }

@@ -19,14 +19,15 @@ pub(super) enum CopyError {
 /// Streams a body from `src` to `dst` without buffering more than one read at a time, and
 /// says how many bytes went through (chunk framing included). Each read and each write must
 /// make progress within `idle`. A chunked body's scan starts at `scanner` (past the part of it
-/// already sent). The body is also copied to `tee` when given (a mirror's copy).
+/// already sent). The body is also copied to `tee` when given (a mirror's copy), and a
+/// chunked body's trailer section to `trailers` (a gRPC call's status is there).
 pub(super) async fn copy_body(
     src: &mut Conn,
     dst: &mut Stream,
-    framing: BodyFraming,
-    mut scanner: ChunkedScanner,
+    (framing, mut scanner): (BodyFraming, ChunkedScanner),
     idle: Duration,
     mut tee: Option<&mut Shadow>,
+    mut trailers: Option<&mut Vec<u8>>,
 ) -> Result<u64, CopyError> {
     let mut copied = 0;
     match framing {
@@ -50,9 +51,11 @@ pub(super) async fn copy_body(
             if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
                 return Err(CopyError::Source);
             }
-            let n = scanner
-                .feed(src.buffered())
-                .map_err(|_| CopyError::Malformed)?;
+            let n = match trailers.as_deref_mut() {
+                None => scanner.feed(src.buffered()),
+                Some(trailers) => scanner.feed_keeping_trailers(src.buffered(), trailers),
+            };
+            let n = n.map_err(|_| CopyError::Malformed)?;
             if let Some(tee) = tee.as_deref_mut() {
                 tee.copy(&src.buffered()[..n]);
             }

@@ -1,7 +1,7 @@
 //! Phases 3 to 5 of one try: a pooled or new upstream connection, the forwarded request, the
 //! response head.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -47,11 +47,13 @@ pub(super) struct Exchange<'a> {
     pub(super) secure: Option<Secure<'a>>,
     /// The socket mark of new connections (0: none).
     pub(super) mark: u32,
-    /// The upstream speaks HTTP/2 (an application port declared `http2` or `grpc`): each try
+    /// The upstream is called with HTTP/2 (see [`super::plan::Plan::h2_upstream`]): each try
     /// is a stream of this core's connection to it.
     pub(super) h2: bool,
     /// Request body bytes the last try sent (the buffered part included).
     pub(super) body_sent: Cell<u64>,
+    /// What a full-duplex body's task sent, set when the body has ended.
+    pub(super) duplex_sent: OnceCell<Rc<Cell<u64>>>,
 }
 
 /// A try that did not produce a response to forward.
@@ -79,6 +81,11 @@ pub(super) struct FailedTry {
 }
 
 impl Exchange<'_> {
+    /// Request body bytes sent so far (a full-duplex body's once it has ended).
+    pub(super) fn body_sent(&self) -> u64 {
+        self.body_sent.get() + self.duplex_sent.get().map_or(0, |sent| sent.get())
+    }
+
     /// One try (phases 3–5): a connection to `addr` (pooled when `pooled_ok`), the request
     /// head and body, the response head. `per_try` bounds the try, within the rule deadline.
     #[allow(clippy::too_many_arguments)]
@@ -157,45 +164,11 @@ impl Exchange<'_> {
             failed(inflight);
             return Err(Tried::Failed(reset("write failed", true)));
         }
-        let idle = core.settings.idle_timeout;
-        // Mirroring hook: a streamed body is copied into the mirror's request as it goes.
-        let tee = shadow.as_mut();
-        let (framing, scanner) = (self.request_framing, self.chunked_from.clone());
-        let body = copy_body(down, &mut up.stream, framing, scanner, idle, tee);
-        let copied = match self.deadline {
-            None => body.await,
-            Some(deadline) => match monoio::time::timeout_at(deadline, body).await {
-                Ok(copied) => copied,
-                Err(_elapsed) => {
-                    let detail = "the rule timeout expired while sending the request body";
-                    return Err(Tried::Refused(
-                        LocalReply::UpstreamTimeout,
-                        detail.to_owned(),
-                    ));
-                }
-            },
-        };
-        match copied {
-            Ok(copied) => self.body_sent.set(copied),
-            Err(e) => {
-                return Err(match e {
-                    CopyError::Source | CopyError::Idle => Tried::ClientGone,
-                    CopyError::Malformed => Tried::Refused(
-                        LocalReply::BadRequest { status: 400 },
-                        "invalid chunked body".to_owned(),
-                    ),
-                    CopyError::Destination(e) => {
-                        failed(inflight);
-                        let detail = format!("while sending the request body: {e}");
-                        Tried::Refused(LocalReply::UpstreamReset, detail)
-                    }
-                })
+        if let Err(tried) = self.send_body(down, &mut up, core, shadow).await {
+            if matches!(&tried, Tried::Refused(LocalReply::UpstreamReset, _)) {
+                failed(inflight);
             }
-        }
-        // Mirroring hook: the whole body went through, so the copy goes out, once (a body
-        // streamed once is never streamed again by a retry).
-        if let Some(shadow) = shadow.take() {
-            shadow.send();
+            return Err(tried);
         }
         // Phase 5: the response head, within the per-try, the rule's or the sidecar's timeout.
         let until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
@@ -261,6 +234,85 @@ impl Exchange<'_> {
         Err(Tried::Failed(tried))
     }
 
+    /// Phase 4's body: streamed to `up` before the response is read; or, between two HTTP/2
+    /// streams, by a task of its own while the response comes back (full duplex: a
+    /// bidirectional call's server answers before its client ends).
+    async fn send_body(
+        &self,
+        down: &mut Conn,
+        up: &mut Upstream,
+        core: &Core,
+        shadow: &mut Option<Shadow>,
+    ) -> Result<(), Tried> {
+        let idle = core.settings.idle_timeout;
+        let (framing, scanner) = (self.request_framing, self.chunked_from.clone());
+        if framing == BodyFraming::None {
+            if let Some(shadow) = shadow.take() {
+                shadow.send();
+            }
+            return Ok(());
+        }
+        if self.h2 {
+            if let Some((mut input, mut output)) =
+                down.take_bridged_input().zip(up.stream.bridged_output())
+            {
+                let sent = Rc::new(Cell::new(0));
+                let _ = self.duplex_sent.set(sent.clone());
+                let mut shadow = shadow.take();
+                monoio::spawn(async move {
+                    let tee = shadow.as_mut();
+                    let copy =
+                        copy_body(&mut input, &mut output, (framing, scanner), idle, tee, None);
+                    if let Ok(copied) = copy.await {
+                        sent.set(copied);
+                        if let Some(shadow) = shadow {
+                            shadow.send();
+                        }
+                    }
+                });
+                return Ok(());
+            }
+        }
+        // Mirroring hook: a streamed body is copied into the mirror's request as it goes.
+        let tee = shadow.as_mut();
+        let body = copy_body(down, &mut up.stream, (framing, scanner), idle, tee, None);
+        let copied = match self.deadline {
+            None => body.await,
+            Some(deadline) => match monoio::time::timeout_at(deadline, body).await {
+                Ok(copied) => copied,
+                Err(_elapsed) => {
+                    let detail = "the rule timeout expired while sending the request body";
+                    return Err(Tried::Refused(
+                        LocalReply::UpstreamTimeout,
+                        detail.to_owned(),
+                    ));
+                }
+            },
+        };
+        match copied {
+            Ok(copied) => self.body_sent.set(copied),
+            Err(e) => {
+                return Err(match e {
+                    CopyError::Source | CopyError::Idle => Tried::ClientGone,
+                    CopyError::Malformed => Tried::Refused(
+                        LocalReply::BadRequest { status: 400 },
+                        "invalid chunked body".to_owned(),
+                    ),
+                    CopyError::Destination(e) => {
+                        let detail = format!("while sending the request body: {e}");
+                        Tried::Refused(LocalReply::UpstreamReset, detail)
+                    }
+                })
+            }
+        }
+        // Mirroring hook: the whole body went through, so the copy goes out, once (a body
+        // streamed once is never streamed again by a retry).
+        if let Some(shadow) = shadow.take() {
+            shadow.send();
+        }
+        Ok(())
+    }
+
     /// Phase 3: a pooled connection to `addr`, or a new one if the group's breaker has room;
     /// else wait (as a pending request) for one of the group's connections to come back.
     pub(super) async fn acquire(
@@ -276,7 +328,9 @@ impl Exchange<'_> {
             let own = Instant::now() + timeout;
             let until = until.map_or(own, |d| d.min(own));
             let idle = core.settings.idle_timeout;
-            let opened = core.upstreams.h2.open(addr, self.mark, until, idle).await;
+            let to = (addr, self.mark);
+            let h2 = &core.upstreams.h2;
+            let opened = h2.open(&core.security, to, secure, until, idle).await;
             let conn = opened.map_err(|e| AcquireError::connect(addr, e, timeout, until < own))?;
             return Ok((Upstream::new(conn, None), false));
         }

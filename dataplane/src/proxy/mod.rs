@@ -25,7 +25,7 @@ mod sniff;
 mod tcp;
 mod tunnel;
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
@@ -36,6 +36,7 @@ use spec::HeaderEdits;
 use crate::actions::NO_EDITS;
 use crate::balancer::Inflight;
 use crate::conn::Conn;
+use crate::grpc;
 use crate::http1::head::{parse_request, MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::http1::reply::{write_redirect, LocalReply};
 use crate::http1::{BodyFraming, ChunkedScanner};
@@ -332,6 +333,7 @@ async fn serve_request(
             (None, Direction::Inbound) => "the inbound target",
         },
         body_sent: Cell::new(0),
+        duplex_sent: OnceCell::new(),
     };
     let mut addr = addr;
     let mut pick = plan.pick;
@@ -417,7 +419,7 @@ async fn serve_request(
                 let exhausted = verdict == Verdict::Exhausted;
                 response_out.clear();
                 let (reply, detail) = (failed.reply, &failed.detail);
-                reply.write_after_retries(response_out, detail, !keep_alive, exhausted);
+                reply.write_for(response_out, detail, !keep_alive, (exhausted, outcome.grpc));
                 outcome.replied(reply, exhausted);
                 outcome.group = group;
                 return finish_reply(down, response_out, keep_alive, outcome).await;
@@ -427,16 +429,22 @@ async fn serve_request(
     // The response head (rewritten into response_out) goes back downstream. A drain that began
     // while this request was in flight tells the client to go elsewhere next time.
     outcome.status = Some(response.status);
+    if outcome.grpc {
+        outcome.grpc_status = grpc::status_in(response_out);
+    }
     outcome.group = group;
     outcome.upstream_identity = up.stream.peer_identity().and_then(|id| {
         let group = plan.routes.group(group?)?;
         group.identities.iter().position(|known| known == id)
     });
-    outcome.bytes_received = match plan.framing {
+    // What was read ahead (a chunked body kept for a retry) and what streamed after it; a
+    // full-duplex body may still stream, so this is taken again once the response has ended.
+    let read_ahead = outcome.bytes_received;
+    let received = || match plan.framing {
         BodyFraming::Length(n) => n,
-        // What was read ahead (a chunked body kept for a retry) and what streamed after it.
-        _ => outcome.bytes_received + exchange.body_sent.get(),
+        _ => read_ahead + exchange.body_sent(),
     };
+    outcome.bytes_received = received();
     if let Some(inflight) = inflight.as_mut() {
         inflight.response(response.status);
     }
@@ -475,18 +483,25 @@ async fn serve_request(
         outcome.downstream_closed = true;
         return Next::Close;
     }
+    // A gRPC call's status comes in its trailers unless its head had it (trailers-only); the
+    // sent head's buffer, now empty, keeps them.
+    let trailers = (outcome.grpc && outcome.grpc_status.is_none()).then_some(&mut *response_out);
     match copy_body(
         &mut up,
         &mut down.stream,
-        response_framing,
-        ChunkedScanner::default(),
+        (response_framing, ChunkedScanner::default()),
         core.settings.idle_timeout,
         None,
+        trailers,
     )
     .await
     {
         Ok(copied) => {
             outcome.bytes_sent += copied;
+            outcome.bytes_received = received();
+            if outcome.grpc && outcome.grpc_status.is_none() {
+                outcome.grpc_status = grpc::status_in(response_out);
+            }
             outcome.finished = Some(Instant::now());
         }
         Err(e) => {

@@ -1,7 +1,8 @@
 //! What observing a request takes from its head, once it is routed: its request id (made when
 //! it has none), this hop's span when the request is sampled (its id replacing the caller's in
-//! the forwarded head), and the fields the access log reads.
+//! the forwarded head), the fields the access log reads, and whether it is a gRPC call.
 
+use crate::grpc;
 use crate::http1::RequestHead;
 use crate::trace::{self, SpanContext, REQUEST_ID};
 
@@ -31,6 +32,13 @@ pub(super) fn observe_head(
     http2: bool,
 ) {
     let forwards = matches!(plan.action, Action::Forward(..));
+    // gRPC needs HTTP/2, so an HTTP/1.1 client's request is never a call.
+    outcome.grpc = http2
+        && head
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+            .is_some_and(|h| grpc::is_grpc(h.value));
     let sent = head
         .headers
         .iter()

@@ -13,6 +13,7 @@ use monoio::time::Instant;
 
 use crate::access_log::{Captured, Entry};
 use crate::export::sink::{CoreLog, FLUSH_INTERVAL};
+use crate::grpc;
 use crate::trace::{self, Kind, Span};
 
 use super::observe::Traced;
@@ -67,6 +68,11 @@ pub(crate) struct Outcome {
     pub(super) trace: Option<Box<Traced>>,
     /// The trace id the request's headers carried (read only while an access log is on).
     pub(super) incoming_trace: Option<u128>,
+    /// The request is a gRPC call (its replies are gRPC errors, its status is reported).
+    pub(super) grpc: bool,
+    /// The call's gRPC status: from the response head (trailers-only), its trailers, or
+    /// meshd's own reply.
+    pub(super) grpc_status: Option<grpc::Status>,
 }
 
 impl Outcome {
@@ -93,6 +99,8 @@ impl Outcome {
             request: Captured::default(),
             trace: None,
             incoming_trace: None,
+            grpc: false,
+            grpc_status: None,
         }
     }
 
@@ -106,9 +114,11 @@ impl Outcome {
         };
     }
 
-    /// meshd answered with `reply` (after retries ran out, when `exhausted`).
+    /// meshd answered with `reply` (after retries ran out, when `exhausted`): to a gRPC call,
+    /// status 200 and the reply's gRPC status.
     pub(super) fn replied(&mut self, reply: LocalReply, exhausted: bool) {
-        self.status = Some(reply.status());
+        self.status = Some(if self.grpc { 200 } else { reply.status() });
+        self.grpc_status = self.grpc.then(|| reply.grpc_status());
         self.reply = Some(reply);
         self.retries_exhausted = exhausted;
     }
@@ -215,6 +225,7 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
         service: service.map(|s| s.name.as_str()),
         peer: peer_principal,
         code: outcome.status.unwrap_or(0),
+        grpc: outcome.grpc.then_some(outcome.grpc_status),
         flags: outcome.flags(),
         duration,
         request_bytes: outcome.bytes_received,
@@ -258,6 +269,7 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
         start: recorders.access_log.wall_clock(started.into_std()),
         request: &outcome.request,
         code: request.code,
+        grpc_status: outcome.grpc_status,
         flags: request.flags,
         bytes_received: request.request_bytes,
         bytes_sent: request.response_bytes,

@@ -48,7 +48,8 @@ pub(super) struct Plan {
     pub(super) pick: Option<Pick>,
     /// A hash-key cookie to set on the response so the client sticks to its endpoint.
     pub(super) cookie: Option<NewCookie>,
-    /// The application is called with HTTP/2 (its inbound port says `http2` or `grpc`).
+    /// The upstream is called with HTTP/2: inbound, the application's port says `http2` or
+    /// `grpc`; outbound, see [`crate::routing::RouteState::service_speaks_h2`].
     pub(super) h2_upstream: bool,
 }
 
@@ -259,7 +260,8 @@ pub(super) fn plan_request(
                                 head.write_forwarded(out);
                             }
                             let port = head.port.or(arrival.original_dst.map(|a| a.port()));
-                            h2_upstream = routes.service_speaks_h2(group.service, port);
+                            let arrived_h2 = peer.is_bridged();
+                            h2_upstream = routes.service_speaks_h2(group.service, port, arrived_h2);
                             Action::Forward(group.endpoints[slot as usize], Some(d.group_index))
                         }
                     }

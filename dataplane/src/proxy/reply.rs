@@ -26,7 +26,7 @@ pub(super) async fn local_reply(
     outcome: &mut Outcome,
 ) -> Next {
     out.clear();
-    reply.write(out, detail, !keep_alive);
+    reply.write_for(out, detail, !keep_alive, (false, outcome.grpc));
     outcome.replied(reply, false);
     finish_reply(down, out, keep_alive, outcome).await
 }

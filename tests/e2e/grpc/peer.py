@@ -4,9 +4,13 @@ serve PORT: a server of ringmesh.test.Echo on PORT, methods taking and returning
   Unary (echoes with a prefix), ServerStream (three replies), ClientStream (joins the
   requests), Fail (aborts with UNAVAILABLE and a message). Prints "listening" once it serves.
 call TARGET AUTHORITY: calls each method through TARGET with :authority AUTHORITY and prints
-  one line per check, "ok" at the end; exits non-zero on the first surprise.
+  one line per check, "ok" at the end; exits non-zero on the first surprise. Chat is called
+  in lockstep (each request waits for the previous reply), which only full duplex serves.
+status TARGET AUTHORITY: calls Unary once and prints the call's status code name and details
+  on one line (its reply's text instead for OK).
 """
 import os
+import queue
 import sys
 from concurrent import futures
 
@@ -30,6 +34,10 @@ def serve(port):
     def client_stream(requests, context):
         return b"+".join(requests)
 
+    def chat(requests, context):
+        for request in requests:
+            yield b"re:" + request
+
     def fail(request, context):
         context.abort(grpc.StatusCode.UNAVAILABLE, "try elsewhere")
 
@@ -37,6 +45,7 @@ def serve(port):
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
         "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
+        "Chat": grpc.stream_stream_rpc_method_handler(chat),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -53,6 +62,17 @@ def expect(what, got, wanted):
     print(f"{what}: ok", flush=True)
 
 
+def lockstep(chat):
+    """Sends each request only once the previous one's reply came back."""
+    outgoing = queue.Queue()
+    replies = chat(iter(outgoing.get, None), timeout=10)
+    for word in [b"a", b"b", b"c"]:
+        outgoing.put(word)
+        expect(f"bidirectional {word.decode()}", next(replies), b"re:" + word)
+    outgoing.put(None)
+    expect("bidirectional end", list(replies), [])
+
+
 def call(target, authority):
     options = [("grpc.default_authority", authority), ("grpc.enable_retries", 0)]
     with grpc.insecure_channel(target, options=options) as channel:
@@ -62,6 +82,7 @@ def call(target, authority):
         expect("server streaming", replies, [b"s:0", b"s:1", b"s:2"])
         joined = method("stream_unary", "ClientStream")(iter([b"a", b"b", b"c"]), timeout=10)
         expect("client streaming", joined, b"a+b+c")
+        lockstep(method("stream_stream", "Chat"))
         try:
             method("unary_unary", "Fail")(b"x", timeout=10)
             sys.exit("Fail: no error")
@@ -70,8 +91,20 @@ def call(target, authority):
     print("ok", flush=True)
 
 
+def status(target, authority):
+    options = [("grpc.default_authority", authority), ("grpc.enable_retries", 0)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        unary = channel.unary_unary(f"/{SERVICE}/Unary")
+        try:
+            print("OK", unary(b"hi", timeout=10).decode(), flush=True)
+        except grpc.RpcError as e:
+            print(e.code().name, e.details(), flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]))
+    elif sys.argv[1] == "status":
+        status(sys.argv[2], sys.argv[3])
     else:
         call(sys.argv[2], sys.argv[3])

@@ -1,6 +1,7 @@
 //! An unmodified gRPC client and server (Python's grpcio) on two hosts, each with a sidecar
 //! under capture and mutual TLS between them: the client calls the service by name, and the
-//! callee's sidecar sees the caller's identity.
+//! callee's sidecar sees the caller's identity. Between the sidecars the calls are HTTP/2
+//! streams over one mutual TLS connection, so a bidirectional call stays full duplex.
 
 use super::*;
 use crate::grpc::{GrpcServer, GRPC_PEER};
@@ -44,5 +45,15 @@ fn grpc_between_captured_hosts_goes_over_mutual_tls() {
         .filter(|l| l.starts_with("istio_requests_total{") && l.contains(&principal))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
         .sum();
-    assert_eq!(calls, 8, "{metrics}");
+    assert_eq!(calls, 10, "{metrics}");
+    // Every call was an HTTP/2 stream between the sidecars: each mutual TLS connection the
+    // callee accepted negotiated h2, and the calls shared them.
+    let (_, certs) = curl(server, "http://127.0.0.1:15000/certs", &[]);
+    let certs: serde_json::Value = serde_json::from_str(&certs).unwrap();
+    let (h2, handshakes) = (
+        &certs["tls"]["inbound_h2_connections"],
+        &certs["tls"]["inbound_handshakes"],
+    );
+    assert!(h2.as_u64().is_some_and(|n| (1..10).contains(&n)), "{certs}");
+    assert_eq!(h2, handshakes, "{certs}");
 }

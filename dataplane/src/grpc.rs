@@ -1,0 +1,111 @@
+//! What the sidecar knows of gRPC (over the HTTP/1.1 request path, where a call's trailers
+//! travel as a chunked body's trailer section): which requests are gRPC calls, where a call's
+//! status is, and how a reply meshd makes itself reads to a gRPC client.
+
+/// A gRPC status code (`grpc-status`), 0 to 16.
+pub type Status = u8;
+
+/// `OK`.
+pub const OK: Status = 0;
+/// `UNKNOWN`: an HTTP status with no closer meaning.
+pub const UNKNOWN: Status = 2;
+/// `DEADLINE_EXCEEDED`.
+pub const DEADLINE_EXCEEDED: Status = 4;
+/// `PERMISSION_DENIED`.
+pub const PERMISSION_DENIED: Status = 7;
+/// `UNIMPLEMENTED`.
+pub const UNIMPLEMENTED: Status = 12;
+/// `INTERNAL`.
+pub const INTERNAL: Status = 13;
+/// `UNAVAILABLE`.
+pub const UNAVAILABLE: Status = 14;
+/// `UNAUTHENTICATED`.
+pub const UNAUTHENTICATED: Status = 16;
+
+/// Whether a request's `content-type` makes it a gRPC call: `application/grpc`, alone or with
+/// a `+format` or parameters (gRPC-Web's `application/grpc-web` is another protocol).
+pub fn is_grpc(content_type: &[u8]) -> bool {
+    let Some(rest) = content_type.strip_prefix(b"application/grpc") else {
+        return false;
+    };
+    matches!(rest.first(), None | Some(b'+' | b';'))
+}
+
+/// The gRPC status of a reply with HTTP `status`, as gRPC maps them
+/// (`doc/http-grpc-status-mapping.md`) and Envoy answers gRPC calls.
+pub fn status_for_http(status: u16) -> Status {
+    match status {
+        200 => OK,
+        400 => INTERNAL,
+        401 => UNAUTHENTICATED,
+        403 => PERMISSION_DENIED,
+        404 => UNIMPLEMENTED,
+        429 | 502 | 503 | 504 => UNAVAILABLE,
+        _ => UNKNOWN,
+    }
+}
+
+/// The `grpc-status` among a head's or a trailer section's field lines (`name: value` lines
+/// ending in CRLF); `None` without one, or with one that is not a status.
+pub fn status_in(fields: &[u8]) -> Option<Status> {
+    fields.split(|&b| b == b'\n').find_map(|line| {
+        let (name, value) = line.split_at(line.iter().position(|&b| b == b':')?);
+        if !name.trim_ascii().eq_ignore_ascii_case(b"grpc-status") {
+            return None;
+        }
+        let value = std::str::from_utf8(&value[1..]).ok()?.trim_ascii();
+        value.parse::<Status>().ok().filter(|&s| s <= 16)
+    })
+}
+
+/// Appends `message` as a `grpc-message` value: percent-encoded outside printable ASCII, and
+/// `%` itself (the gRPC HTTP/2 protocol's rule).
+pub fn write_message(out: &mut Vec<u8>, message: &str) {
+    for &b in message.as_bytes() {
+        if (b' '..=b'~').contains(&b) && b != b'%' {
+            out.push(b);
+        } else {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_is_told_by_its_content_type_alone() {
+        assert!(is_grpc(b"application/grpc"));
+        assert!(is_grpc(b"application/grpc+proto"));
+        assert!(is_grpc(b"application/grpc;charset=utf-8"));
+        assert!(!is_grpc(b"application/grpc-web"));
+        assert!(!is_grpc(b"application/json"));
+    }
+
+    #[test]
+    fn the_status_is_found_in_a_trailer_section_or_a_head() {
+        let trailers = b"grpc-message: try elsewhere\r\ngrpc-status: 14\r\n\r\n";
+        assert_eq!(status_in(trailers), Some(UNAVAILABLE));
+        let head = b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\nGrpc-Status:0\r\n\r\n";
+        assert_eq!(status_in(head), Some(OK));
+        assert_eq!(status_in(b"grpc-status: 17\r\n\r\n"), None);
+        assert_eq!(status_in(b"x-grpc-status: 1\r\n\r\n"), None);
+        assert_eq!(status_in(b"\r\n"), None);
+    }
+
+    #[test]
+    fn http_statuses_map_as_grpc_says() {
+        let mapped: Vec<Status> = [400, 401, 403, 404, 429, 502, 503, 504, 418]
+            .map(status_for_http)
+            .to_vec();
+        assert_eq!(mapped, [13, 16, 7, 12, 14, 14, 14, 14, 2]);
+    }
+
+    #[test]
+    fn a_message_is_percent_encoded_outside_printable_ascii() {
+        let mut out = Vec::new();
+        write_message(&mut out, "100% down: é\n");
+        assert_eq!(out, b"100%25 down: %C3%A9%0A");
+    }
+}
