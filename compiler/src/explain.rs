@@ -643,6 +643,11 @@ pub(crate) fn retry_on(r: &RetryPolicy) -> Vec<String> {
         let codes: Vec<String> = on.status_codes.iter().map(u16::to_string).collect();
         out.push(format!("retriable-status-codes {}", codes.join(" ")));
     }
+    for (name, status) in spec::GRPC_RETRY_ON {
+        if on.grpc_statuses.contains(&status) {
+            out.push(name.to_owned());
+        }
+    }
     out
 }
 

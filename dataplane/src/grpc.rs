@@ -45,6 +45,25 @@ pub fn status_for_http(status: u16) -> Status {
     }
 }
 
+/// The HTTP status a gRPC status stands for (Envoy's `grpcToHttpStatus`), by which a call's
+/// error is judged where HTTP statuses are: retries on `5xx`, outlier detection.
+pub fn http_status(status: Status) -> u16 {
+    match status {
+        OK => 200,
+        1 => 499,
+        3 | 9 | 11 => 400,
+        DEADLINE_EXCEEDED => 504,
+        5 => 404,
+        6 | 10 => 409,
+        PERMISSION_DENIED => 403,
+        8 => 429,
+        UNIMPLEMENTED => 501,
+        UNAVAILABLE => 503,
+        UNAUTHENTICATED => 401,
+        _ => 500,
+    }
+}
+
 /// The `grpc-status` among a head's or a trailer section's field lines (`name: value` lines
 /// ending in CRLF); `None` without one, or with one that is not a status.
 pub fn status_in(fields: &[u8]) -> Option<Status> {
@@ -100,6 +119,15 @@ mod tests {
             .map(status_for_http)
             .to_vec();
         assert_eq!(mapped, [13, 16, 7, 12, 14, 14, 14, 14, 2]);
+    }
+
+    #[test]
+    fn grpc_statuses_stand_for_http_ones_as_envoy_says() {
+        let mapped: Vec<u16> = (0..=16).map(http_status).collect();
+        let envoy = [
+            200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401,
+        ];
+        assert_eq!(mapped, envoy);
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub enum Failure {
     PerTryTimeout,
     /// The upstream answered with this status.
     Status(u16),
+    /// The upstream answered a gRPC call with this gRPC status in its response head (a
+    /// trailers-only response: nothing of it has gone downstream yet).
+    GrpcStatus(u8),
 }
 
 /// Whether `on` asks for `failure` to be retried (Envoy's `retry_on` semantics: `5xx` covers
@@ -52,6 +55,7 @@ pub fn retried_on(on: &RetryOn, failure: Failure) -> bool {
                 || (on.gateway_error && matches!(status, 502..=504))
                 || on.status_codes.binary_search(&status).is_ok()
         }
+        Failure::GrpcStatus(status) => on.grpc_statuses.binary_search(&status).is_ok(),
     }
 }
 
@@ -176,23 +180,34 @@ impl<'a> Retries<'a> {
         self.done
     }
 
-    /// Whether a policy may want to retry a response with this status (so its head must be
-    /// inspected before anything is sent downstream).
-    pub fn may_retry_status(&self, status: u16) -> bool {
-        self.replayable
-            && self.policy.is_some_and(|p| {
-                self.done < p.attempts && retried_on(&p.retry_on, Failure::Status(status))
-            })
+    /// What a response with `status` (and `grpc`, a gRPC call's status in its head) is to
+    /// the policy: its gRPC status when the policy retries that, else its status.
+    pub fn response_failure(&self, status: u16, grpc: Option<u8>) -> Failure {
+        let retried = |s: &u8| {
+            self.policy
+                .is_some_and(|p| retried_on(&p.retry_on, Failure::GrpcStatus(*s)))
+        };
+        match grpc.filter(retried) {
+            Some(grpc) => Failure::GrpcStatus(grpc),
+            None => Failure::Status(status),
+        }
     }
 
-    /// Whether `status` is one the policy retries but its attempts are used up (Envoy's `URX`
-    /// on the response that goes to the client).
-    pub fn exhausted_on_status(&self, status: u16) -> bool {
+    /// Whether a policy may want to retry a response that is `failure` (so its head must be
+    /// inspected before anything is sent downstream).
+    pub fn may_retry_response(&self, failure: Failure) -> bool {
+        self.replayable
+            && self
+                .policy
+                .is_some_and(|p| self.done < p.attempts && retried_on(&p.retry_on, failure))
+    }
+
+    /// Whether a response that is `failure` is one the policy retries but its attempts are
+    /// used up (Envoy's `URX` on the response that goes to the client).
+    pub fn exhausted_on_response(&self, failure: Failure) -> bool {
         self.replayable
             && self.policy.is_some_and(|p| {
-                p.attempts > 0
-                    && self.done >= p.attempts
-                    && retried_on(&p.retry_on, Failure::Status(status))
+                p.attempts > 0 && self.done >= p.attempts && retried_on(&p.retry_on, failure)
             })
     }
 

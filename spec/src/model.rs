@@ -422,7 +422,21 @@ pub struct RetryOn {
     pub connect_failure: bool,
     /// `retriable-status-codes`: these statuses, ascending.
     pub status_codes: Vec<u16>,
+    /// gRPC calls answered with these gRPC statuses, ascending (Envoy's gRPC conditions, see
+    /// [`GRPC_RETRY_ON`]).
+    #[serde(default)]
+    pub grpc_statuses: Vec<u8>,
 }
+
+/// The gRPC retry conditions (Envoy's `x-envoy-retry-grpc-on` names, as Istio's `retryOn`
+/// takes them) and the status each names.
+pub const GRPC_RETRY_ON: [(&str, u8); 5] = [
+    ("cancelled", 1),
+    ("deadline-exceeded", 4),
+    ("resource-exhausted", 8),
+    ("internal", 13),
+    ("unavailable", 14),
+];
 
 /// Fault injection for testing resilience.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

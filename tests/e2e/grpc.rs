@@ -142,3 +142,71 @@ fn meshd_replies_to_grpc_calls_with_grpc_errors(driver: &str) {
 }
 
 on_both_drivers!(meshd_replies_to_grpc_calls_with_grpc_errors);
+
+/// An Istio VirtualService retrying gRPC calls on `unavailable` (a POST, retried as Envoy
+/// retries whatever the method): a call its server first answers UNAVAILABLE (trailers-only)
+/// succeeds on the retry, and one that always is ends UNAVAILABLE after the attempts, `URX`.
+fn an_istio_retry_on_unavailable_retries_the_call(driver: &str) {
+    let app = free_port();
+    let mut server = Command::new("python3");
+    server.args([GRPC_PEER, "serve", &app.port().to_string()]);
+    let _server = GrpcServer::start(server);
+    let yaml = format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: echo, namespace: default}}
+spec:
+  hosts: [echo.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 50051, name: grpc, protocol: GRPC}}]
+  endpoints: [{{address: {ip}, ports: {{grpc: {port}}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: echo, namespace: default}}
+spec:
+  hosts: [echo]
+  http:
+  - route: [{{destination: {{host: echo}}}}]
+    retries: {{attempts: 2, retryOn: unavailable}}
+"#,
+        ip = app.ip(),
+        port = app.port()
+    );
+    let scratch = Scratch::new();
+    let input = scratch.write("echo.yaml", &yaml);
+    let snapshot = scratch.path().join("mesh.snap");
+    let compiled = harness::compile(&[&input], &snapshot).unwrap();
+    let stderr = String::from_utf8_lossy(&compiled.stderr);
+    assert!(
+        compiled.status.success() && !stderr.contains("W0200"),
+        "{stderr}"
+    );
+    let caller = Sidecar::start(&snapshot, &["--io-driver", driver]).unwrap();
+    let target = caller.outbound.to_string();
+    let call = |method: &str| {
+        let called = Command::new("python3")
+            .args([GRPC_PEER, "status", &target, "echo:50051", method])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&called.stdout).trim().to_owned()
+    };
+    assert_eq!(call("Flaky"), "OK echo:hi", "{driver}");
+    assert_eq!(call("Fail"), "UNAVAILABLE try elsewhere", "{driver}");
+    let metrics = admin_text(caller.admin, "/metrics");
+    let ok = ["grpc_response_status=\"0\"", "response_flags=\"-\""];
+    assert_eq!(
+        series_total(&metrics, "istio_requests_total{", &ok),
+        1,
+        "{metrics}"
+    );
+    let exhausted = ["grpc_response_status=\"14\"", "response_flags=\"URX\""];
+    assert_eq!(
+        series_total(&metrics, "istio_requests_total{", &exhausted),
+        1,
+        "{metrics}"
+    );
+}
+
+on_both_drivers!(an_istio_retry_on_unavailable_retries_the_call);

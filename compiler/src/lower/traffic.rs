@@ -29,13 +29,26 @@ const FRAMING_HEADERS: [&str; 9] = [
 ];
 
 /// Retry condition names, as written.
-const RETRY_NAMES: [&str; 5] = [
+const RETRY_NAMES: [&str; 10] = [
     "5xx",
     "gateway-error",
     "reset",
     "connect-failure",
     "retriable-status-codes",
+    "cancelled",
+    "deadline-exceeded",
+    "resource-exhausted",
+    "internal",
+    "unavailable",
 ];
+
+/// The gRPC status a gRPC retry condition names.
+fn grpc_retry_on(name: &str) -> Option<u8> {
+    spec::GRPC_RETRY_ON
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, status)| status)
+}
 
 /// Redirect statuses.
 const REDIRECT_CODES: [u64; 5] = [301, 302, 303, 307, 308];
@@ -545,6 +558,9 @@ impl Lowerer<'_> {
                 "reset" => on.reset = true,
                 "connect-failure" => on.connect_failure = true,
                 "retriable-status-codes" => named_codes = Some(condition.span),
+                _ if grpc_retry_on(text).is_some() => {
+                    on.grpc_statuses.extend(grpc_retry_on(text));
+                }
                 _ if is_status_like(text) => match text.parse::<u16>() {
                     Ok(code) if (100..=599).contains(&code) => on.status_codes.push(code),
                     _ => {
@@ -574,6 +590,8 @@ impl Lowerer<'_> {
         }
         on.status_codes.sort_unstable();
         on.status_codes.dedup();
+        on.grpc_statuses.sort_unstable();
+        on.grpc_statuses.dedup();
         on
     }
 

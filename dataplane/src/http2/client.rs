@@ -71,7 +71,8 @@ impl Clients {
     /// A new stream to `addr`, as a connection the HTTP/1.1 path writes one request to and
     /// reads its response from. Over mutual TLS with ALPN `h2` when `secure` says so (a
     /// sidecar), else h2c (an application). Connects (socket marked `mark`) by `until` when
-    /// this core has no usable connection to `addr`; waits for room for the stream by `until`.
+    /// this core has no usable connection to `addr`. Says whether the connection was open
+    /// already (a stream it refuses may be replayed, as on a stale pooled connection).
     pub async fn open(
         &self,
         security: &Security,
@@ -79,7 +80,7 @@ impl Clients {
         secure: Option<&Secure<'_>>,
         until: Instant,
         stall_limit: std::time::Duration,
-    ) -> Result<Conn, ConnectError> {
+    ) -> Result<(Conn, bool), ConnectError> {
         let cached = self.connections.borrow().get(&addr).cloned();
         let ready = match cached.filter(|c| c.serves(secure)) {
             Some(connection) => {
@@ -95,6 +96,7 @@ impl Clients {
             }
             None => None,
         };
+        let reused = ready.is_some();
         let connection = match ready {
             Some(connection) => connection,
             None => {
@@ -111,7 +113,7 @@ impl Clients {
         let bridge = Bridge::new(channels, addr, identity, connection.tls);
         let sender = connection.sender;
         monoio::spawn(translate(sender, from_http1, to_http1, stall_limit));
-        Ok(Conn::from_stream(Stream::bridged(bridge)))
+        Ok((Conn::from_stream(Stream::bridged(bridge)), reused))
     }
 
     /// Forgets the connections to addresses `keep` rejects (endpoints a reload removed).

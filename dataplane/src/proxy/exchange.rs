@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::time::Instant;
+use tokio::sync::oneshot;
 
 use spec::HeaderEdits;
 
@@ -164,14 +165,17 @@ impl Exchange<'_> {
             failed(inflight);
             return Err(Tried::Failed(reset("write failed", true)));
         }
-        if let Err(tried) = self.send_body(down, &mut up, core, shadow).await {
-            if matches!(&tried, Tried::Refused(LocalReply::UpstreamReset, _)) {
-                failed(inflight);
+        let body_done = match self.send_body(down, &mut up, core, shadow).await {
+            Ok(body_done) => body_done,
+            Err(tried) => {
+                if matches!(&tried, Tried::Refused(LocalReply::UpstreamReset, _)) {
+                    failed(inflight);
+                }
+                return Err(tried);
             }
-            return Err(tried);
-        }
-        // Phase 5: the response head, within the per-try, the rule's or the sidecar's timeout.
-        let until = until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
+        };
+        // Phase 5: the response head, within the per-try, the rule's or the sidecar's timeout
+        // (which counts from the end of the request body, when that streams on its own).
         let interim = self.http11.then_some(&mut down.stream);
         let read = read_response_head(
             &mut up,
@@ -181,7 +185,25 @@ impl Exchange<'_> {
             response_out,
             interim,
         );
-        let tried = match monoio::time::timeout_at(until, read).await {
+        let read = match (until, body_done) {
+            (None, Some(body_done)) => {
+                let timeout = core.settings.upstream_timeout;
+                let after_body = async {
+                    let _ = body_done.await;
+                    monoio::time::sleep(timeout).await;
+                };
+                monoio::select! {
+                    read = read => Ok(read),
+                    () = after_body => Err(()),
+                }
+            }
+            (until, _) => {
+                let until =
+                    until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
+                monoio::time::timeout_at(until, read).await.map_err(drop)
+            }
+        };
+        let tried = match read {
             Ok(Ok(response)) => return Ok((up, response)),
             Ok(Err(ResponseError::Closed)) => {
                 reset("connection closed before response headers", true)
@@ -236,30 +258,34 @@ impl Exchange<'_> {
 
     /// Phase 4's body: streamed to `up` before the response is read; or, between two HTTP/2
     /// streams, by a task of its own while the response comes back (full duplex: a
-    /// bidirectional call's server answers before its client ends).
+    /// bidirectional call's server answers before its client ends). Then the receiver
+    /// returned resolves once that task has ended.
     async fn send_body(
         &self,
         down: &mut Conn,
         up: &mut Upstream,
         core: &Core,
         shadow: &mut Option<Shadow>,
-    ) -> Result<(), Tried> {
+    ) -> Result<Option<oneshot::Receiver<()>>, Tried> {
         let idle = core.settings.idle_timeout;
         let (framing, scanner) = (self.request_framing, self.chunked_from.clone());
         if framing == BodyFraming::None {
             if let Some(shadow) = shadow.take() {
                 shadow.send();
             }
-            return Ok(());
+            return Ok(None);
         }
-        if self.h2 {
-            if let Some((mut input, mut output)) =
-                down.take_bridged_input().zip(up.stream.bridged_output())
+        if self.h2 && down.stream.is_bridged() {
+            if let Some((mut output, mut input)) =
+                up.stream.bridged_output().zip(down.take_bridged_input())
             {
                 let sent = Rc::new(Cell::new(0));
                 let _ = self.duplex_sent.set(sent.clone());
                 let mut shadow = shadow.take();
+                let (ended, body_done) = oneshot::channel::<()>();
                 monoio::spawn(async move {
+                    // Dropped when the task ends, however it does.
+                    let _ended = ended;
                     let tee = shadow.as_mut();
                     let copy =
                         copy_body(&mut input, &mut output, (framing, scanner), idle, tee, None);
@@ -270,7 +296,7 @@ impl Exchange<'_> {
                         }
                     }
                 });
-                return Ok(());
+                return Ok(Some(body_done));
             }
         }
         // Mirroring hook: a streamed body is copied into the mirror's request as it goes.
@@ -310,7 +336,7 @@ impl Exchange<'_> {
         if let Some(shadow) = shadow.take() {
             shadow.send();
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Phase 3: a pooled connection to `addr`, or a new one if the group's breaker has room;
@@ -331,8 +357,9 @@ impl Exchange<'_> {
             let to = (addr, self.mark);
             let h2 = &core.upstreams.h2;
             let opened = h2.open(&core.security, to, secure, until, idle).await;
-            let conn = opened.map_err(|e| AcquireError::connect(addr, e, timeout, until < own))?;
-            return Ok((Upstream::new(conn, None), false));
+            let (conn, reused) =
+                opened.map_err(|e| AcquireError::connect(addr, e, timeout, until < own))?;
+            return Ok((Upstream::new(conn, None), reused));
         }
         let Some(breaker) = self.breaker else {
             if let Some(up) = pooled_ok

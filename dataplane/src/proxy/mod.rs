@@ -44,7 +44,7 @@ use crate::mirror;
 use crate::percore::Core;
 use crate::pool::Upstream;
 use crate::ratelimit::{over_limit, Caller};
-use crate::retry::{self, Failure, Retries, Verdict};
+use crate::retry::{self, Retries, Verdict};
 use crate::routing::Direction;
 use crate::upstream::Secure;
 use body::{copy_body, CopyError};
@@ -337,6 +337,8 @@ async fn serve_request(
     };
     let mut addr = addr;
     let mut pick = plan.pick;
+    // The status the retry policy and outlier detection judge the answer by.
+    let mut judged_status;
     let (mut up, response) = loop {
         // Balancing hook: each try counts as in flight to the endpoint it uses, and its
         // outcome feeds that endpoint's outlier detection (when the try ends or is retried).
@@ -367,17 +369,26 @@ async fn serve_request(
                 if timed {
                     outcome.responded = Some(Instant::now());
                 }
-                if response.switched || !retries.may_retry_status(response.status) {
-                    outcome.retries_exhausted = retries.exhausted_on_status(response.status);
+                // A gRPC call's error in a trailers-only head counts as the HTTP status gRPC
+                // maps it to (as Envoy judges it: a 200 with UNAVAILABLE is a 503), and may
+                // be retried on by its gRPC status too.
+                let grpc_status = match outcome.grpc && response.status == 200 {
+                    true => grpc::status_in(response_out),
+                    false => None,
+                };
+                judged_status = grpc_status.map_or(response.status, grpc::http_status);
+                let failure = retries.response_failure(judged_status, grpc_status);
+                if response.switched || !retries.may_retry_response(failure) {
+                    outcome.retries_exhausted = retries.exhausted_on_response(failure);
                     break (up, response);
                 }
-                match retries.after(Failure::Status(response.status), false, false, time_left) {
+                match retries.after(failure, false, false, time_left) {
                     Verdict::Retry(backoff) => {
                         core.recorders.metrics.borrow_mut().retries += 1;
                         // Nothing went downstream yet: drop this response with its connection.
                         drop(up);
                         if let Some(inflight) = inflight.as_mut() {
-                            inflight.response(response.status);
+                            inflight.response(judged_status);
                         }
                         drop(inflight.take());
                         retry::sleep_within(backoff, deadline).await;
@@ -446,7 +457,7 @@ async fn serve_request(
     };
     outcome.bytes_received = received();
     if let Some(inflight) = inflight.as_mut() {
-        inflight.response(response.status);
+        inflight.response(judged_status);
     }
     if let (Some(cookie), Some(pick)) = (plan.cookie, plan.pick) {
         let group = plan.routes.groups().get(pick.group as usize);

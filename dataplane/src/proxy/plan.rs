@@ -261,7 +261,9 @@ pub(super) fn plan_request(
                             }
                             let port = head.port.or(arrival.original_dst.map(|a| a.port()));
                             let arrived_h2 = peer.is_bridged();
-                            h2_upstream = routes.service_speaks_h2(group.service, port, arrived_h2);
+                            // An upgrade (a WebSocket) stays HTTP/1.1: HTTP/2 has no Upgrade.
+                            h2_upstream = !head.upgrade
+                                && routes.service_speaks_h2(group.service, port, arrived_h2);
                             Action::Forward(group.endpoints[slot as usize], Some(d.group_index))
                         }
                     }
@@ -304,7 +306,7 @@ pub(super) fn plan_request(
             ),
             Some((port, addr, _)) => {
                 service = routes.served_service(port);
-                h2_upstream = routes.inbound_speaks_h2(port);
+                h2_upstream = !head.upgrade && routes.inbound_speaks_h2(port);
                 let found = if routes.jwt.is_empty() {
                     Ok(None)
                 } else {

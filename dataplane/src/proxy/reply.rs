@@ -51,7 +51,7 @@ pub(super) async fn finish_reply(
         }
         Err(_) => {
             // Nothing reached the client: no status, and the flag says why.
-            (outcome.status, outcome.reply) = (None, None);
+            (outcome.status, outcome.reply, outcome.grpc_status) = (None, None, None);
             outcome.downstream_closed = true;
             Next::Close
         }

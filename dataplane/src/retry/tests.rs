@@ -138,9 +138,12 @@ fn policy_retries_until_exhausted() {
         false,
     );
     let mut r = Retries::new(Some(&p), true, true, &budget);
-    assert!(r.may_retry_status(503));
-    assert!(!r.may_retry_status(500));
-    assert!(!r.exhausted_on_status(503), "attempts are left");
+    assert!(r.may_retry_response(Failure::Status(503)));
+    assert!(!r.may_retry_response(Failure::Status(500)));
+    assert!(
+        !r.exhausted_on_response(Failure::Status(503)),
+        "attempts are left"
+    );
     assert!(matches!(
         r.after(Failure::Status(503), false, false, true),
         Verdict::Retry(_)
@@ -149,12 +152,15 @@ fn policy_retries_until_exhausted() {
         r.after(Failure::ConnectFailure, false, true, true),
         Verdict::Retry(_)
     ));
-    assert!(!r.may_retry_status(503));
+    assert!(!r.may_retry_response(Failure::Status(503)));
     assert!(
-        r.exhausted_on_status(503),
+        r.exhausted_on_response(Failure::Status(503)),
         "a retried status after the last attempt"
     );
-    assert!(!r.exhausted_on_status(500), "not a retried status");
+    assert!(
+        !r.exhausted_on_response(Failure::Status(500)),
+        "not a retried status"
+    );
     assert_eq!(
         r.after(Failure::Status(503), false, false, true),
         Verdict::Exhausted
@@ -196,19 +202,19 @@ fn non_idempotent_and_unbuffered_requests() {
     let strict = policy(3, on.clone(), false);
     let lenient = policy(3, on, true);
     let mut post = Retries::new(Some(&strict), false, true, &budget);
-    assert!(!post.may_retry_status(503));
+    assert!(!post.may_retry_response(Failure::Status(503)));
     assert_eq!(
         post.after(Failure::Reset, false, true, true),
         Verdict::Final
     );
     let mut post = Retries::new(Some(&lenient), false, true, &budget);
-    assert!(post.may_retry_status(503));
+    assert!(post.may_retry_response(Failure::Status(503)));
     assert!(matches!(
         post.after(Failure::Reset, false, true, true),
         Verdict::Retry(_)
     ));
     let mut streamed = Retries::new(Some(&lenient), true, false, &budget);
-    assert!(!streamed.may_retry_status(503));
+    assert!(!streamed.may_retry_response(Failure::Status(503)));
     assert_eq!(
         streamed.after(Failure::Reset, false, true, true),
         Verdict::Final
@@ -300,4 +306,16 @@ fn a_retry_picks_another_endpoint_with_the_group_balancer() {
     };
     let mut balancing = crate::balancer::CoreBalancing::new([1].into_iter());
     assert_eq!(balancing.pick_other(0, &single, 0), None);
+}
+
+#[test]
+fn a_grpc_status_in_the_head_is_retried_when_the_policy_names_it() {
+    let on = RetryOn {
+        grpc_statuses: vec![1, 14],
+        ..RetryOn::default()
+    };
+    assert!(retried_on(&on, Failure::GrpcStatus(14)));
+    assert!(!retried_on(&on, Failure::GrpcStatus(4)));
+    // A gRPC error is a 200 to HTTP: only its gRPC status makes it a failure.
+    assert!(!retried_on(&on, Failure::Status(200)));
 }

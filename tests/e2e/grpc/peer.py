@@ -2,12 +2,14 @@
 
 serve PORT: a server of ringmesh.test.Echo on PORT, methods taking and returning raw bytes:
   Unary (echoes with a prefix), ServerStream (three replies), ClientStream (joins the
-  requests), Fail (aborts with UNAVAILABLE and a message). Prints "listening" once it serves.
+  requests), Chat (bidirectional: answers each request as it arrives), Fail (aborts with
+  UNAVAILABLE and a message), Flaky (UNAVAILABLE on every odd call, else as Unary). Prints
+  "listening" once it serves.
 call TARGET AUTHORITY: calls each method through TARGET with :authority AUTHORITY and prints
   one line per check, "ok" at the end; exits non-zero on the first surprise. Chat is called
   in lockstep (each request waits for the previous reply), which only full duplex serves.
-status TARGET AUTHORITY: calls Unary once and prints the call's status code name and details
-  on one line (its reply's text instead for OK).
+status TARGET AUTHORITY [METHOD]: calls METHOD (Unary by default) once and prints the call's
+  status code name and details on one line (its reply's text instead for OK).
 """
 import os
 import queue
@@ -41,12 +43,21 @@ def serve(port):
     def fail(request, context):
         context.abort(grpc.StatusCode.UNAVAILABLE, "try elsewhere")
 
+    flaky_calls = [0]
+
+    def flaky(request, context):
+        flaky_calls[0] += 1
+        if flaky_calls[0] % 2 == 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
+        return b"echo:" + request
+
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
         "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
         "Chat": grpc.stream_stream_rpc_method_handler(chat),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
+        "Flaky": grpc.unary_unary_rpc_method_handler(flaky),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -91,10 +102,10 @@ def call(target, authority):
     print("ok", flush=True)
 
 
-def status(target, authority):
+def status(target, authority, method="Unary"):
     options = [("grpc.default_authority", authority), ("grpc.enable_retries", 0)]
     with grpc.insecure_channel(target, options=options) as channel:
-        unary = channel.unary_unary(f"/{SERVICE}/Unary")
+        unary = channel.unary_unary(f"/{SERVICE}/{method}")
         try:
             print("OK", unary(b"hi", timeout=10).decode(), flush=True)
         except grpc.RpcError as e:
@@ -105,6 +116,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]))
     elif sys.argv[1] == "status":
-        status(sys.argv[2], sys.argv[3])
+        status(*sys.argv[2:5])
     else:
         call(sys.argv[2], sys.argv[3])

@@ -47,6 +47,11 @@ pub(super) const RETRY_ON_MODELED: &[&str] = &[
     "reset",
     "connect-failure",
     "retriable-status-codes",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
 ];
 /// Other conditions Istio accepts (Envoy HTTP and gRPC names): warned about and left out.
 pub(super) const RETRY_ON_OTHER: &[&str] = &[
@@ -56,11 +61,6 @@ pub(super) const RETRY_ON_OTHER: &[&str] = &[
     "envoy-ratelimited",
     "reset-before-request",
     "http3-post-connect-failure",
-    "cancelled",
-    "deadline-exceeded",
-    "internal",
-    "resource-exhausted",
-    "unavailable",
 ];
 
 /// `retries`: `attempts`, `perTryTimeout`, `retryOn`.
@@ -77,8 +77,10 @@ pub(super) fn retries(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast:
         ],
         "ignored",
     );
+    // Envoy retries whatever the method (a gRPC call is a POST): so does an imported policy.
     let mut retries = ast::Retries {
         span: node.span,
+        non_idempotent: Some(node.span),
         ..ast::Retries::default()
     };
     if let Some(n) = node.get("attempts") {
@@ -116,7 +118,9 @@ pub(super) fn retries(out: &mut Out<'_>, node: &Node, path: &str) -> Option<ast:
                 &format!("{path}.retryOn: {}", ignored.join(", ")),
                 n,
                 "these conditions are ignored (meshd retries on 5xx, gateway-error, reset, \
-                 connect-failure, retriable-status-codes and status codes)",
+                 connect-failure, retriable-status-codes, status codes and the gRPC \
+                 statuses cancelled, deadline-exceeded, internal, resource-exhausted and \
+                 unavailable)",
             );
         }
     }

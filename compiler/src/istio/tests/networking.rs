@@ -238,7 +238,7 @@ spec:
     retries:
       attempts: 3
       perTryTimeout: 500ms
-      retryOn: '5xx, reset,503,cancelled,unavailable'
+      retryOn: '5xx, reset,503,cancelled,unavailable,retriable-4xx'
     fault:
       delay: {{fixedDelay: 7s, percent: 1}}
       abort: {{httpStatus: 503, percentage: {{value: 0.5}}}}
@@ -252,7 +252,7 @@ spec:
 "
     );
     let (items, found) = import_ast(&yaml);
-    // The gRPC retry conditions are named in one W0200 at `retryOn`; the legacy delay
+    // The conditions meshd does not serve are named in one W0200 at `retryOn`; the legacy delay
     // `percent` is deprecated (W0180).
     assert_eq!(
         found,
@@ -268,7 +268,7 @@ spec:
     assert_eq!(retries.attempts.unwrap().value, 3);
     assert_eq!(retries.per_try_timeout.unwrap().millis, 500);
     let on: Vec<&str> = retries.retry_on.iter().map(|s| s.value.as_str()).collect();
-    assert_eq!(on, ["5xx", "reset", "503"]);
+    assert_eq!(on, ["5xx", "reset", "503", "cancelled", "unavailable"]);
     let fault = rule.fault.as_ref().unwrap();
     let (delay, share) = fault.delay.unwrap();
     assert_eq!((delay.millis, share.unwrap().per_million), (7000, 10_000));

@@ -265,7 +265,7 @@ route reviews {
     to reviews/v2 weight 90
     to reviews/v1 weight 10
     timeout 2s
-    retries { attempts 3 per_try_timeout 500ms on 5xx, gateway-error, reset, connect-failure, 503, 409, 409 backoff 20ms max_backoff 250ms non_idempotent }
+    retries { attempts 3 per_try_timeout 500ms on 5xx, gateway-error, reset, connect-failure, 503, 409, 409, unavailable, cancelled backoff 20ms max_backoff 250ms non_idempotent }
     fault { delay 2s 10% abort 503 0.5% }
     request_headers { set "X-A" = "b" add "x-c" = "d" remove "X-E" }
     response_headers { remove "x-internal" }
@@ -294,6 +294,7 @@ route reviews {
             reset: true,
             connect_failure: true,
             status_codes: vec![409, 503],
+            grpc_statuses: vec![1, 14],
         }
     );
     assert_eq!((retries.backoff_base_ms, retries.backoff_max_ms), (20, 250));
@@ -558,7 +559,8 @@ fn retry_condition_help_lists_the_valid_ones() {
     assert_eq!(
         help,
         "did you mean `gateway-error`? valid conditions: 5xx, gateway-error, reset, \
-         connect-failure, retriable-status-codes, or a status code (100 to 599)"
+         connect-failure, retriable-status-codes, cancelled, deadline-exceeded, \
+         resource-exhausted, internal, unavailable, or a status code (100 to 599)"
     );
 }
 
