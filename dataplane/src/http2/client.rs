@@ -1,5 +1,5 @@
 //! HTTP/2 to an application whose inbound port says `http2` or `grpc` (h2c with prior
-//! knowledge): one connection per application address per core, shared by every stream.
+//! knowledge), its streams multiplexed over this core's connections to it.
 //!
 //! The HTTP/1.1 request path writes the request into a [`Bridge`] as bytes and reads the
 //! response out of it, as from a socket; a task per stream translates (RFC 9113 §8.2): the
@@ -10,10 +10,10 @@
 //! sends.
 //!
 //! A sidecar is called the same way over mutual TLS with ALPN `h2` (see
-//! [`crate::routing::RouteState::service_speaks_h2`]): one connection per endpoint per core
-//! carries every stream to it.
+//! [`crate::routing::RouteState::service_speaks_h2`]). A core opens another connection to an
+//! address only when its open ones carry as many streams as the server allows.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
@@ -26,7 +26,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use monoio::time::Instant;
 use rustc_hash::FxHashMap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::{is_connection_specific, push_header, DataSender, BRIDGE_CHUNKS};
 use crate::conn::Conn;
@@ -36,13 +36,41 @@ use crate::percore::Security;
 use crate::stream::{Bridge, Stream};
 use crate::upstream::{self, ConnectError, Secure};
 
+/// Streams a new connection opens before the server's SETTINGS arrive (RFC 9113 §6.5.2
+/// advises servers to allow at least 100).
+const INITIAL_MAX_STREAMS: usize = 100;
+
 /// The ALPN protocol of HTTP/2 over TLS.
 const H2_ALPN: &[u8] = b"h2";
 
-/// One core's HTTP/2 connections to upstreams, by address.
+/// One core's HTTP/2 connections to upstreams, by address: as many per address as its streams
+/// need, each carrying up to the server's `MAX_CONCURRENT_STREAMS`.
 #[derive(Debug, Default)]
 pub struct Clients {
-    connections: RefCell<FxHashMap<SocketAddr, Connection>>,
+    connections: RefCell<FxHashMap<SocketAddr, Vec<Connection>>>,
+    /// Addresses a connection is being opened to, told when it is open (or failed).
+    opening: RefCell<FxHashMap<SocketAddr, Rc<Notify>>>,
+}
+
+/// A connection being opened to an address, for as long as it lives.
+struct Opening<'a> {
+    opening: &'a RefCell<FxHashMap<SocketAddr, Rc<Notify>>>,
+    addr: SocketAddr,
+}
+
+impl<'a> Opening<'a> {
+    fn start(opening: &'a RefCell<FxHashMap<SocketAddr, Rc<Notify>>>, addr: SocketAddr) -> Self {
+        opening.borrow_mut().insert(addr, Rc::new(Notify::new()));
+        Self { opening, addr }
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        if let Some(opened) = self.opening.borrow_mut().remove(&self.addr) {
+            opened.notify_waiters();
+        }
+    }
 }
 
 /// An open HTTP/2 connection and who its server proved to be.
@@ -53,6 +81,8 @@ struct Connection {
     tls: bool,
     /// The server's SPIFFE ID, over mutual TLS.
     peer_identity: Option<Rc<str>>,
+    /// Streams open on it.
+    streams: Rc<Cell<usize>>,
 }
 
 impl Connection {
@@ -65,14 +95,37 @@ impl Connection {
             (Some(_), None) => false,
         }
     }
+
+    /// Whether the server lets it open one more stream. h2 would queue a stream over the
+    /// limit inside the connection instead (a clone of a sender is always "ready").
+    fn has_room(&self) -> bool {
+        self.streams.get() < self.sender.current_max_send_streams()
+    }
+}
+
+/// One open stream of a connection, counted while it lives.
+struct StreamSlot(Rc<Cell<usize>>);
+
+impl StreamSlot {
+    fn new(streams: &Rc<Cell<usize>>) -> Self {
+        streams.set(streams.get() + 1);
+        Self(streams.clone())
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 impl Clients {
     /// A new stream to `addr`, as a connection the HTTP/1.1 path writes one request to and
     /// reads its response from. Over mutual TLS with ALPN `h2` when `secure` says so (a
     /// sidecar), else h2c (an application). Connects (socket marked `mark`) by `until` when
-    /// this core has no usable connection to `addr`. Says whether the connection was open
-    /// already (a stream it refuses may be replayed, as on a stale pooled connection).
+    /// this core has no connection to `addr` with room for it. Says whether the connection
+    /// was open already (a stream it refuses may be replayed, as on a stale pooled
+    /// connection).
     pub async fn open(
         &self,
         security: &Security,
@@ -81,39 +134,71 @@ impl Clients {
         until: Instant,
         stall_limit: std::time::Duration,
     ) -> Result<(Conn, bool), ConnectError> {
-        let cached = self.connections.borrow().get(&addr).cloned();
-        let ready = match cached.filter(|c| c.serves(secure)) {
-            Some(connection) => {
-                let ready = monoio::time::timeout_at(until, connection.sender.clone().ready());
-                match ready.await {
-                    Ok(Ok(sender)) => Some(Connection {
-                        sender,
-                        ..connection
-                    }),
-                    Ok(Err(_)) => None,
-                    Err(_) => return Err(ConnectError::TimedOut),
+        let mut reused = true;
+        let connection = loop {
+            if let Some(open) = self.with_room(addr, secure).await {
+                break open;
+            }
+            // One connection at a time per address: streams that find no room while one is
+            // being opened wait for it rather than each opening their own.
+            let opening = self.opening.borrow().get(&addr).cloned();
+            if let Some(opened) = opening {
+                let opened = opened.notified();
+                if monoio::time::timeout_at(until, opened).await.is_err() {
+                    return Err(ConnectError::TimedOut);
                 }
+                continue;
             }
-            None => None,
-        };
-        let reused = ready.is_some();
-        let connection = match ready {
-            Some(connection) => connection,
-            None => {
-                let connection = connect(security, (addr, mark), secure, until).await?;
-                let mut connections = self.connections.borrow_mut();
-                connections.insert(addr, connection.clone());
-                connection
-            }
+            let _opening = Opening::start(&self.opening, addr);
+            let connection = connect(security, (addr, mark), secure, until).await?;
+            let mut connections = self.connections.borrow_mut();
+            connections
+                .entry(addr)
+                .or_default()
+                .push(connection.clone());
+            reused = false;
+            break connection;
         };
         let (request_bytes, from_http1) = mpsc::channel(BRIDGE_CHUNKS);
         let (to_http1, response_bytes) = mpsc::channel(BRIDGE_CHUNKS);
         let identity = connection.peer_identity.as_deref().map(str::to_owned);
         let channels = (response_bytes, request_bytes);
         let bridge = Bridge::new(channels, addr, identity, connection.tls);
-        let sender = connection.sender;
-        monoio::spawn(translate(sender, from_http1, to_http1, stall_limit));
+        let slot = StreamSlot::new(&connection.streams);
+        let exchange = translate(connection.sender, from_http1, to_http1, stall_limit);
+        monoio::spawn(async move {
+            exchange.await;
+            drop(slot);
+        });
         Ok((Conn::from_stream(Stream::bridged(bridge)), reused))
+    }
+
+    /// An open connection to `addr` that serves `secure` and has room for a stream; those
+    /// found closed on the way are forgotten.
+    async fn with_room(&self, addr: SocketAddr, secure: Option<&Secure<'_>>) -> Option<Connection> {
+        loop {
+            let candidate = self
+                .connections
+                .borrow()
+                .get(&addr)?
+                .iter()
+                .find(|c| c.serves(secure) && c.has_room())
+                .cloned()?;
+            match candidate.sender.clone().ready().await {
+                Ok(sender) => {
+                    return Some(Connection {
+                        sender,
+                        ..candidate
+                    })
+                }
+                Err(_) => {
+                    let mut connections = self.connections.borrow_mut();
+                    if let Some(list) = connections.get_mut(&addr) {
+                        list.retain(|c| !Rc::ptr_eq(&c.streams, &candidate.streams));
+                    }
+                }
+            }
+        }
     }
 
     /// Forgets the connections to addresses `keep` rejects (endpoints a reload removed).
@@ -142,8 +227,11 @@ async fn connect(
     }
     let peer_identity = conn.stream.peer_identity().map(Rc::from);
     let io = conn.into_poll().map_err(ConnectError::Refused)?;
+    // Until the server's SETTINGS say otherwise, no more streams than RFC 9113 advises every
+    // server to allow: h2's default (no limit) lets a burst open streams a server refuses.
     let handshake = h2::client::Builder::new()
         .max_header_list_size(crate::http1::head::MAX_HEAD_BYTES as u32)
+        .initial_max_send_streams(INITIAL_MAX_STREAMS)
         .handshake::<_, Bytes>(io);
     let (sender, connection) = match monoio::time::timeout_at(until, handshake).await {
         Ok(Ok(pair)) => pair,
@@ -159,6 +247,7 @@ async fn connect(
         sender,
         tls,
         peer_identity,
+        streams: Rc::default(),
     })
 }
 

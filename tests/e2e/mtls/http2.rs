@@ -257,3 +257,40 @@ fn what_http2_cannot_carry_is_a_502_and_a_repeated_length_is_one(driver: &str) {
 }
 
 on_both_drivers!(what_http2_cannot_carry_is_a_502_and_a_repeated_length_is_one);
+
+/// An application's h2c through the pair: A (one core) calls B with HTTP/2 over mutual TLS,
+/// and opens another connection to B only when its open ones carry as many streams as B
+/// allows (100), and only one at a time: none of h2load's 300 concurrent slow streams is
+/// refused or queued behind a full connection.
+fn streams_beyond_the_servers_limit_open_another_connection(driver: &str) {
+    let pair = Pair::start(driver, "strict", "reviews", REVIEWS);
+    let url = format!("http://{}/slow/300", pair.a.outbound);
+    let args = [
+        "-n",
+        "600",
+        "-c",
+        "3",
+        "-m",
+        "100",
+        "-H",
+        ":authority: reviews",
+    ];
+    let out = std::process::Command::new("h2load")
+        .args(args)
+        .arg(&url)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("600 succeeded, 0 failed") && report.contains("status codes: 600 2xx"),
+        "{driver}: {report}"
+    );
+    let counts = tls_counts(pair.b.admin);
+    // 300 streams at once, 100 a connection: three connections (a fourth at most, should a
+    // stream's end be counted late), opened one at a time, not one per stream.
+    let h2 = counts["inbound_h2_connections"].as_u64().unwrap();
+    assert!((3..=4).contains(&h2), "{driver}: {counts}");
+    assert_eq!(counts["inbound_handshakes"].as_u64(), Some(h2), "{counts}");
+}
+
+on_both_drivers!(streams_beyond_the_servers_limit_open_another_connection);
