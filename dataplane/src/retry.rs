@@ -141,6 +141,8 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Retries<'a> {
     policy: Option<&'a RetryPolicy>,
+    /// The method may be sent again under the policy.
+    method_ok: bool,
     /// The request can be sent again: its body (if any) is in the buffered head.
     replayable: bool,
     /// Retries done so far.
@@ -163,11 +165,18 @@ impl<'a> Retries<'a> {
         let method_ok = idempotent || policy.is_some_and(|p| p.non_idempotent);
         Self {
             policy,
+            method_ok,
             replayable: method_ok && buffered,
             done: 0,
             slot: None,
             budget,
         }
+    }
+
+    /// The body streamed by the first try was kept whole and now goes with the head: the
+    /// request can be sent again if its method may.
+    pub fn body_kept(&mut self) {
+        self.replayable = self.method_ok;
     }
 
     /// Whether the rule's policy (not the default) governs this request.

@@ -16,18 +16,70 @@ pub(super) enum CopyError {
     Malformed,
 }
 
+/// Where a body streamed through also goes, as it goes.
+#[derive(Default)]
+pub(super) struct Taps<'a> {
+    /// A mirror's copy of the request.
+    pub(super) mirror: Option<&'a mut Shadow>,
+    /// A copy kept to replay the body on a retry.
+    pub(super) kept: Option<&'a mut Kept>,
+    /// A chunked body's trailer section (a gRPC call's status is there).
+    pub(super) trailers: Option<&'a mut Vec<u8>>,
+}
+
+impl Taps<'_> {
+    fn copy(&mut self, bytes: &[u8]) {
+        if let Some(mirror) = self.mirror.as_deref_mut() {
+            mirror.copy(bytes);
+        }
+        if let Some(kept) = self.kept.as_deref_mut() {
+            kept.copy(bytes);
+        }
+    }
+}
+
+/// A streamed body kept while it fits in `limit` bytes (framing included), so a retry can
+/// send it again; given up on for good once it outgrows it.
+#[derive(Debug)]
+pub(super) struct Kept {
+    bytes: Option<Vec<u8>>,
+    limit: usize,
+}
+
+impl Kept {
+    pub(super) fn new(limit: usize) -> Self {
+        Self {
+            bytes: Some(Vec::new()),
+            limit,
+        }
+    }
+
+    fn copy(&mut self, more: &[u8]) {
+        if let Some(bytes) = &mut self.bytes {
+            if bytes.len() + more.len() > self.limit {
+                self.bytes = None;
+            } else {
+                bytes.extend_from_slice(more);
+            }
+        }
+    }
+
+    /// The whole body, unless it outgrew the limit.
+    pub(super) fn into_bytes(self) -> Option<Vec<u8>> {
+        self.bytes
+    }
+}
+
 /// Streams a body from `src` to `dst` without buffering more than one read at a time, and
 /// says how many bytes went through (chunk framing included). Each read and each write must
 /// make progress within `idle`. A chunked body's scan starts at `scanner` (past the part of it
-/// already sent). The body is also copied to `tee` when given (a mirror's copy), and a
-/// chunked body's trailer section to `trailers` (a gRPC call's status is there).
+/// already sent). The body also goes to `taps`.
 pub(super) async fn copy_body(
     src: &mut Conn,
     dst: &mut Stream,
     (framing, mut scanner): (BodyFraming, ChunkedScanner),
     idle: Duration,
-    mut tee: Option<&mut Shadow>,
-    mut trailers: Option<&mut Vec<u8>>,
+    mut taps: Taps<'_>,
 ) -> Result<u64, CopyError> {
     let mut copied = 0;
     match framing {
@@ -38,9 +90,7 @@ pub(super) async fn copy_body(
                     return Err(CopyError::Source);
                 }
                 let n = left.min(src.buffered().len() as u64) as usize;
-                if let Some(tee) = tee.as_deref_mut() {
-                    tee.copy(&src.buffered()[..n]);
-                }
+                taps.copy(&src.buffered()[..n]);
                 forward_within(src, dst, n, idle).await?;
                 left -= n as u64;
                 copied += n as u64;
@@ -51,14 +101,12 @@ pub(super) async fn copy_body(
             if src.buffered().is_empty() && fill_within(src, idle).await? == 0 {
                 return Err(CopyError::Source);
             }
-            let n = match trailers.as_deref_mut() {
+            let n = match taps.trailers.as_deref_mut() {
                 None => scanner.feed(src.buffered()),
                 Some(trailers) => scanner.feed_keeping_trailers(src.buffered(), trailers),
             };
             let n = n.map_err(|_| CopyError::Malformed)?;
-            if let Some(tee) = tee.as_deref_mut() {
-                tee.copy(&src.buffered()[..n]);
-            }
+            taps.copy(&src.buffered()[..n]);
             forward_within(src, dst, n, idle).await?;
             copied += n as u64;
             if scanner.is_done() {

@@ -1,7 +1,7 @@
 //! Phases 3 to 5 of one try: a pooled or new upstream connection, the forwarded request, the
 //! response head.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use spec::HeaderEdits;
 
 use super::acquire::AcquireError;
-use super::body::{copy_body, CopyError};
+use super::body::{copy_body, CopyError, Kept, Taps};
 use super::response::{read_response_head, ResponseError, ResponsePlan};
 use crate::balancer::{Inflight, Pick};
 use crate::conn::Conn;
@@ -53,8 +53,19 @@ pub(super) struct Exchange<'a> {
     pub(super) h2: bool,
     /// Request body bytes the last try sent (the buffered part included).
     pub(super) body_sent: Cell<u64>,
-    /// What a full-duplex body's task sent, set when the body has ended.
-    pub(super) duplex_sent: OnceCell<Rc<Cell<u64>>>,
+    /// A full-duplex body's task's report.
+    pub(super) duplex: OnceCell<Rc<DuplexBody>>,
+    /// A full-duplex body is kept while it fits in this many bytes, for a retry to replay.
+    pub(super) keep_limit: Option<usize>,
+}
+
+/// What a full-duplex body's task reports once the body has ended.
+#[derive(Debug, Default)]
+pub(super) struct DuplexBody {
+    /// Bytes it sent (chunk framing included).
+    sent: Cell<u64>,
+    /// The whole body, when it was kept and fitted.
+    kept: RefCell<Option<Vec<u8>>>,
 }
 
 /// A try that did not produce a response to forward.
@@ -84,7 +95,12 @@ pub(super) struct FailedTry {
 impl Exchange<'_> {
     /// Request body bytes sent so far (a full-duplex body's once it has ended).
     pub(super) fn body_sent(&self) -> u64 {
-        self.body_sent.get() + self.duplex_sent.get().map_or(0, |sent| sent.get())
+        self.body_sent.get() + self.duplex.get().map_or(0, |d| d.sent.get())
+    }
+
+    /// A full-duplex body that ended whole within [`Self::keep_limit`], once.
+    pub(super) fn take_kept_body(&self) -> Option<Vec<u8>> {
+        self.duplex.get()?.kept.borrow_mut().take()
     }
 
     /// One try (phases 3–5): a connection to `addr` (pooled when `pooled_ok`), the request
@@ -275,22 +291,27 @@ impl Exchange<'_> {
             }
             return Ok(None);
         }
-        if self.h2 && down.stream.is_bridged() {
-            if let Some((mut output, mut input)) =
-                up.stream.bridged_output().zip(down.take_bridged_input())
-            {
-                let sent = Rc::new(Cell::new(0));
-                let _ = self.duplex_sent.set(sent.clone());
+        // Both sides bridged HTTP/2 streams (so each split below gives a stream).
+        if down.stream.is_bridged() && up.stream.is_bridged() {
+            let split = (up.stream.bridged_output(), down.take_bridged_input());
+            if let (Some(mut output), Some(mut input)) = split {
+                let report = Rc::new(DuplexBody::default());
+                let _ = self.duplex.set(report.clone());
                 let mut shadow = shadow.take();
+                let mut kept = self.keep_limit.map(Kept::new);
                 let (ended, body_done) = oneshot::channel::<()>();
                 monoio::spawn(async move {
                     // Dropped when the task ends, however it does.
                     let _ended = ended;
-                    let tee = shadow.as_mut();
-                    let copy =
-                        copy_body(&mut input, &mut output, (framing, scanner), idle, tee, None);
+                    let taps = Taps {
+                        mirror: shadow.as_mut(),
+                        kept: kept.as_mut(),
+                        trailers: None,
+                    };
+                    let copy = copy_body(&mut input, &mut output, (framing, scanner), idle, taps);
                     if let Ok(copied) = copy.await {
-                        sent.set(copied);
+                        report.sent.set(copied);
+                        *report.kept.borrow_mut() = kept.and_then(Kept::into_bytes);
                         if let Some(shadow) = shadow {
                             shadow.send();
                         }
@@ -300,8 +321,11 @@ impl Exchange<'_> {
             }
         }
         // Mirroring hook: a streamed body is copied into the mirror's request as it goes.
-        let tee = shadow.as_mut();
-        let body = copy_body(down, &mut up.stream, (framing, scanner), idle, tee, None);
+        let taps = Taps {
+            mirror: shadow.as_mut(),
+            ..Taps::default()
+        };
+        let body = copy_body(down, &mut up.stream, (framing, scanner), idle, taps);
         let copied = match self.deadline {
             None => body.await,
             Some(deadline) => match monoio::time::timeout_at(deadline, body).await {

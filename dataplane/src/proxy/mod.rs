@@ -47,7 +47,7 @@ use crate::ratelimit::{over_limit, Caller};
 use crate::retry::{self, Retries, Verdict};
 use crate::routing::Direction;
 use crate::upstream::Secure;
-use body::{copy_body, CopyError};
+use body::{copy_body, CopyError, Taps};
 use exchange::{next_endpoint, Exchange, Tried};
 use observe::observe_head;
 use outcome::{Outcome, Recorder};
@@ -311,7 +311,7 @@ async fn serve_request(
     let breaker = group.and_then(|g| core.upstreams.breakers.borrow().get(g).cloned().flatten());
     let destination = group.and_then(|g| plan.routes.group(g));
     let marks = core.settings.marks;
-    let exchange = Exchange {
+    let mut exchange = Exchange {
         secure: destination.and_then(|g| Secure::for_group(&core.security, g)),
         mark: marks.map_or(0, |m| match arrival.direction {
             Direction::Outbound => m.mesh,
@@ -333,7 +333,10 @@ async fn serve_request(
             (None, Direction::Inbound) => "the inbound target",
         },
         body_sent: Cell::new(0),
-        duplex_sent: OnceCell::new(),
+        duplex: OnceCell::new(),
+        keep_limit: (plan.duplex
+            && retry::buffers_body(policy, plan.idempotent, 0, core.settings.retry_buffer))
+        .then_some(core.settings.retry_buffer),
     };
     let mut addr = addr;
     let mut pick = plan.pick;
@@ -363,6 +366,15 @@ async fn serve_request(
                 &mut shadow,
             )
             .await;
+        // A full-duplex body that ended whole within the retry buffer goes with the head
+        // from now on, so a retry can send it again.
+        if let Some(body) = exchange.take_kept_body() {
+            if !request_out.is_empty() {
+                request_out.extend_from_slice(&body);
+                exchange.request_framing = BodyFraming::None;
+                retries.body_kept();
+            }
+        }
         let time_left = deadline.is_none_or(|d| Instant::now() < d);
         let failed = match tried {
             Ok((up, response)) => {
@@ -372,10 +384,10 @@ async fn serve_request(
                 // A gRPC call's error in a trailers-only head counts as the HTTP status gRPC
                 // maps it to (as Envoy judges it: a 200 with UNAVAILABLE is a 503), and may
                 // be retried on by its gRPC status too.
-                let grpc_status = match outcome.grpc && response.status == 200 {
-                    true => grpc::status_in(response_out),
-                    false => None,
-                };
+                if outcome.grpc {
+                    outcome.grpc_status = grpc::status_in(response_out);
+                }
+                let grpc_status = outcome.grpc_status.filter(|_| response.status == 200);
                 judged_status = grpc_status.map_or(response.status, grpc::http_status);
                 let failure = retries.response_failure(judged_status, grpc_status);
                 if response.switched || !retries.may_retry_response(failure) {
@@ -440,9 +452,6 @@ async fn serve_request(
     // The response head (rewritten into response_out) goes back downstream. A drain that began
     // while this request was in flight tells the client to go elsewhere next time.
     outcome.status = Some(response.status);
-    if outcome.grpc {
-        outcome.grpc_status = grpc::status_in(response_out);
-    }
     outcome.group = group;
     outcome.upstream_identity = up.stream.peer_identity().and_then(|id| {
         let group = plan.routes.group(group?)?;
@@ -496,14 +505,16 @@ async fn serve_request(
     }
     // A gRPC call's status comes in its trailers unless its head had it (trailers-only); the
     // sent head's buffer, now empty, keeps them.
-    let trailers = (outcome.grpc && outcome.grpc_status.is_none()).then_some(&mut *response_out);
+    let taps = Taps {
+        trailers: (outcome.grpc && outcome.grpc_status.is_none()).then_some(&mut *response_out),
+        ..Taps::default()
+    };
     match copy_body(
         &mut up,
         &mut down.stream,
         (response_framing, ChunkedScanner::default()),
         core.settings.idle_timeout,
-        None,
-        trailers,
+        taps,
     )
     .await
     {

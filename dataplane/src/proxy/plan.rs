@@ -51,6 +51,9 @@ pub(super) struct Plan {
     /// The upstream is called with HTTP/2: inbound, the application's port says `http2` or
     /// `grpc`; outbound, see [`crate::routing::RouteState::service_speaks_h2`].
     pub(super) h2_upstream: bool,
+    /// The request arrived as an HTTP/2 stream and goes as one: its body streams on its own
+    /// while the response comes back (full duplex), so it is not read ahead.
+    pub(super) duplex: bool,
 }
 
 /// What the request path does after routing.
@@ -368,6 +371,7 @@ pub(super) fn plan_request(
         pick,
         cookie,
         h2_upstream,
+        duplex: h2_upstream && peer.is_bridged(),
     }
 }
 

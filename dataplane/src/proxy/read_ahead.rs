@@ -75,8 +75,10 @@ pub(super) async fn read_ahead(
         }
     }
     // A chunked body is kept the same way while it fits; one that outgrows the bound streams
-    // on from where buffering stopped, and is not retried.
+    // on from where buffering stopped, and is not retried. A full-duplex one is kept as it
+    // streams instead (a bidirectional call's client waits for replies before it ends).
     if plan.framing == BodyFraming::Chunked
+        && !plan.duplex
         && retry::buffers_body(policy, plan.idempotent, 0, core.settings.retry_buffer)
     {
         if plan.expects_continue && plan.http11 && !send_continue(down).await {
