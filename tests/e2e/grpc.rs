@@ -220,3 +220,28 @@ spec:
 }
 
 on_both_drivers!(an_istio_retry_on_unavailable_retries_the_call);
+
+/// A client stream longer than the sidecar's upstream timeout (1 s here) whose server answers
+/// at its end: the timeout counts from the end of the streamed body, as Envoy's does from the
+/// end of the request, so the call succeeds.
+fn the_upstream_timeout_counts_from_the_end_of_a_streamed_body(driver: &str) {
+    let app = free_port();
+    let mut server = Command::new("python3");
+    server.args([GRPC_PEER, "serve", &app.port().to_string()]);
+    let _server = GrpcServer::start(server);
+    let config = format!("service echo {{ port 50051 grpc endpoint {app} }}");
+    let scratch = Scratch::new();
+    let snapshot = compile(&scratch, &config);
+    let args = ["--io-driver", driver, "--upstream-timeout", "1s"];
+    let caller = Sidecar::start(&snapshot, &args).unwrap();
+    let target = caller.outbound.to_string();
+    let called = Command::new("python3")
+        .args([GRPC_PEER, "slow", &target, "echo:50051", "0.6"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&called.stdout);
+    let err = String::from_utf8_lossy(&called.stderr);
+    assert_eq!(said.trim(), "a+b+c", "{driver}: {err}");
+}
+
+on_both_drivers!(the_upstream_timeout_counts_from_the_end_of_a_streamed_body);

@@ -3,11 +3,11 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::time::Instant;
-use tokio::sync::oneshot;
 
 use spec::HeaderEdits;
 
@@ -59,11 +59,22 @@ pub(super) struct Exchange<'a> {
     pub(super) keep_limit: Option<usize>,
 }
 
+/// Marks a full-duplex body's task ended when dropped.
+struct EndOnDrop<'a>(&'a DuplexBody);
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.ended.set(Some(Instant::now()));
+    }
+}
+
 /// What a full-duplex body's task reports once the body has ended.
 #[derive(Debug, Default)]
 pub(super) struct DuplexBody {
     /// Bytes it sent (chunk framing included).
     sent: Cell<u64>,
+    /// When the task ended, however it did.
+    ended: Cell<Option<Instant>>,
     /// The whole body, when it was kept and fitted.
     kept: RefCell<Option<Vec<u8>>>,
 }
@@ -96,6 +107,12 @@ impl Exchange<'_> {
     /// Request body bytes sent so far (a full-duplex body's once it has ended).
     pub(super) fn body_sent(&self) -> u64 {
         self.body_sent.get() + self.duplex.get().map_or(0, |d| d.sent.get())
+    }
+
+    /// Whether this try's body streams on its own (full duplex): `Some(None)` while it does,
+    /// `Some(Some(t))` once it ended at `t`.
+    fn duplex_body_end(&self) -> Option<Option<Instant>> {
+        self.duplex.get().map(|d| d.ended.get())
     }
 
     /// A full-duplex body that ended whole within [`Self::keep_limit`], once.
@@ -181,42 +198,37 @@ impl Exchange<'_> {
             failed(inflight);
             return Err(Tried::Failed(reset("write failed", true)));
         }
-        let body_done = match self.send_body(down, &mut up, core, shadow).await {
-            Ok(body_done) => body_done,
-            Err(tried) => {
-                if matches!(&tried, Tried::Refused(LocalReply::UpstreamReset, _)) {
-                    failed(inflight);
-                }
-                return Err(tried);
+        if let Err(tried) = self.send_body(down, &mut up, core, shadow).await {
+            if matches!(&tried, Tried::Refused(LocalReply::UpstreamReset, _)) {
+                failed(inflight);
             }
-        };
+            return Err(tried);
+        }
         // Phase 5: the response head, within the per-try, the rule's or the sidecar's timeout
         // (which counts from the end of the request body, when that streams on its own).
         let interim = self.http11.then_some(&mut down.stream);
-        let read = read_response_head(
-            &mut up,
-            self.is_head,
-            self.upgrade,
-            self.edits,
-            response_out,
-            interim,
-        );
-        let read = match (until, body_done) {
-            (None, Some(body_done)) => {
-                let timeout = core.settings.upstream_timeout;
-                let after_body = async {
-                    let _ = body_done.await;
-                    monoio::time::sleep(timeout).await;
-                };
-                monoio::select! {
-                    read = read => Ok(read),
-                    () = after_body => Err(()),
+        let read = {
+            let mut read = pin!(read_response_head(
+                &mut up,
+                self.is_head,
+                self.upgrade,
+                self.edits,
+                response_out,
+                interim,
+            ));
+            let timeout = core.settings.upstream_timeout;
+            let mut head_by = until.unwrap_or_else(|| Instant::now() + timeout);
+            loop {
+                match monoio::time::timeout_at(head_by, read.as_mut()).await {
+                    Ok(read) => break Ok(read),
+                    Err(_) => match self.duplex_body_end().filter(|_| until.is_none()) {
+                        Some(None) => head_by = Instant::now() + timeout,
+                        Some(Some(ended)) if ended + timeout > Instant::now() => {
+                            head_by = ended + timeout;
+                        }
+                        _ => break Err(()),
+                    },
                 }
-            }
-            (until, _) => {
-                let until =
-                    until.unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout);
-                monoio::time::timeout_at(until, read).await.map_err(drop)
             }
         };
         let tried = match read {
@@ -274,22 +286,21 @@ impl Exchange<'_> {
 
     /// Phase 4's body: streamed to `up` before the response is read; or, between two HTTP/2
     /// streams, by a task of its own while the response comes back (full duplex: a
-    /// bidirectional call's server answers before its client ends). Then the receiver
-    /// returned resolves once that task has ended.
+    /// bidirectional call's server answers before its client ends; see [`DuplexBody`]).
     async fn send_body(
         &self,
         down: &mut Conn,
         up: &mut Upstream,
         core: &Core,
         shadow: &mut Option<Shadow>,
-    ) -> Result<Option<oneshot::Receiver<()>>, Tried> {
+    ) -> Result<(), Tried> {
         let idle = core.settings.idle_timeout;
         let (framing, scanner) = (self.request_framing, self.chunked_from.clone());
         if framing == BodyFraming::None {
             if let Some(shadow) = shadow.take() {
                 shadow.send();
             }
-            return Ok(None);
+            return Ok(());
         }
         // Both sides bridged HTTP/2 streams (so each split below gives a stream).
         if down.stream.is_bridged() && up.stream.is_bridged() {
@@ -299,10 +310,8 @@ impl Exchange<'_> {
                 let _ = self.duplex.set(report.clone());
                 let mut shadow = shadow.take();
                 let mut kept = self.keep_limit.map(Kept::new);
-                let (ended, body_done) = oneshot::channel::<()>();
                 monoio::spawn(async move {
-                    // Dropped when the task ends, however it does.
-                    let _ended = ended;
+                    let _ended = EndOnDrop(&report);
                     let taps = Taps {
                         mirror: shadow.as_mut(),
                         kept: kept.as_mut(),
@@ -317,7 +326,7 @@ impl Exchange<'_> {
                         }
                     }
                 });
-                return Ok(Some(body_done));
+                return Ok(());
             }
         }
         // Mirroring hook: a streamed body is copied into the mirror's request as it goes.
@@ -360,7 +369,7 @@ impl Exchange<'_> {
         if let Some(shadow) = shadow.take() {
             shadow.send();
         }
-        Ok(None)
+        Ok(())
     }
 
     /// Phase 3: a pooled connection to `addr`, or a new one if the group's breaker has room;

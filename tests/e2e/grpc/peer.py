@@ -8,6 +8,8 @@ serve PORT: a server of ringmesh.test.Echo on PORT, methods taking and returning
 call TARGET AUTHORITY: calls each method through TARGET with :authority AUTHORITY and prints
   one line per check, "ok" at the end; exits non-zero on the first surprise. Chat is called
   in lockstep (each request waits for the previous reply), which only full duplex serves.
+slow TARGET AUTHORITY SECONDS: a client-streaming call whose three requests are SECONDS
+  apart; prints its reply.
 status TARGET AUTHORITY [METHOD]: calls METHOD (Unary by default) once and prints the call's
   status code name and details on one line (its reply's text instead for OK).
 """
@@ -112,9 +114,25 @@ def status(target, authority, method="Unary"):
             print(e.code().name, e.details(), flush=True)
 
 
+def slow(target, authority, seconds):
+    import time
+
+    def requests():
+        for word in [b"a", b"b", b"c"]:
+            yield word
+            time.sleep(seconds)
+
+    options = [("grpc.default_authority", authority), ("grpc.enable_retries", 0)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        joined = channel.stream_unary(f"/{SERVICE}/ClientStream")(requests(), timeout=20)
+        print(joined.decode(), flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]))
+    elif sys.argv[1] == "slow":
+        slow(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     elif sys.argv[1] == "status":
         status(*sys.argv[2:5])
     else:
