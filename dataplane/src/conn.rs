@@ -111,6 +111,14 @@ impl Conn {
         result
     }
 
+    /// Writes every buffered byte to `dst` (bytes that came with a head, before a relay) and
+    /// says how many there were.
+    pub async fn forward_all_buffered(&mut self, dst: &mut Stream) -> io::Result<usize> {
+        let pending = self.buffered().len();
+        self.forward_buffered(dst, pending).await?;
+        Ok(pending)
+    }
+
     /// Writes `range` of the buffered bytes to `dst` and consumes them.
     pub async fn forward_buffered(&mut self, dst: &mut Stream, len: usize) -> io::Result<()> {
         let range = self.pos..self.pos + len;

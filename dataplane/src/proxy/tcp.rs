@@ -256,14 +256,9 @@ impl<'c> Meter<'c> {
 
 /// Relays both ways until each side has closed its half, or the meter's watch ends it.
 async fn relay(mut down: Conn, mut up: Conn, meter: &Meter<'_>, idle: Option<Duration>) {
-    let pending = down.buffered().len();
-    if down
-        .forward_buffered(&mut up.stream, pending)
-        .await
-        .is_err()
-    {
+    let Ok(pending) = down.forward_all_buffered(&mut up.stream).await else {
         return;
-    }
+    };
     meter.moved(&meter.received, pending);
     let relayed = async {
         match (down.into_parts().0, up.into_parts().0) {

@@ -16,19 +16,8 @@ pub(super) async fn tunnel(mut down: Conn, up: Upstream) {
         ..
     } = up;
     use monoio::io::Splitable;
-    let pending = down.buffered().len();
-    if down
-        .forward_buffered(&mut up.stream, pending)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let pending = up.buffered().len();
-    if up
-        .forward_buffered(&mut down.stream, pending)
-        .await
-        .is_err()
+    if down.forward_all_buffered(&mut up.stream).await.is_err()
+        || up.forward_all_buffered(&mut down.stream).await.is_err()
     {
         return;
     }
