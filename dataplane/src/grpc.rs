@@ -2,6 +2,8 @@
 //! travel as a chunked body's trailer section): which requests are gRPC calls, where a call's
 //! status is, and how a reply meshd makes itself reads to a gRPC client.
 
+use std::time::Duration;
+
 /// A gRPC status code (`grpc-status`), 0 to 16.
 pub type Status = u8;
 
@@ -77,6 +79,25 @@ pub fn status_in(fields: &[u8]) -> Option<Status> {
     })
 }
 
+/// A call's `grpc-timeout` value: at most 8 digits and a unit, `H`, `M`, `S`, `m` (ms), `u`
+/// (µs) or `n` (ns); `None` when malformed (the header is then ignored, as gRPC servers do).
+pub fn timeout(value: &[u8]) -> Option<Duration> {
+    let (unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// Appends `message` as a `grpc-message` value: percent-encoded outside printable ASCII, and
 /// `%` itself (the gRPC HTTP/2 protocol's rule).
 pub fn write_message(out: &mut Vec<u8>, message: &str) {
@@ -128,6 +149,28 @@ mod tests {
             200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401,
         ];
         assert_eq!(mapped, envoy);
+    }
+
+    #[test]
+    fn a_grpc_timeout_reads_every_unit_and_refuses_the_rest() {
+        let ms = |v: &[u8]| timeout(v).map(|d| d.as_millis());
+        assert_eq!(ms(b"1H"), Some(3_600_000));
+        assert_eq!(ms(b"2M"), Some(120_000));
+        assert_eq!(ms(b"3S"), Some(3_000));
+        assert_eq!(ms(b"250m"), Some(250));
+        assert_eq!(ms(b"99999999u"), Some(99_999));
+        assert_eq!(ms(b"5000000n"), Some(5));
+        for bad in [
+            &b""[..],
+            b"m",
+            b"123456789m",
+            b"1.5S",
+            b"10x",
+            b"-1S",
+            b"1 S",
+        ] {
+            assert_eq!(timeout(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

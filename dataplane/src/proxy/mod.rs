@@ -246,7 +246,12 @@ async fn serve_request(
     let response_edits: &HeaderEdits = actions.map_or(&NO_EDITS, |a| &a.response_headers);
     // A rule timeout bounds the whole exchange from here, retries included: connect, send,
     // response head.
-    let rule_timeout = actions.and_then(|a| a.timeout);
+    // A gRPC call's own deadline (`grpc-timeout`) bounds it too, when it is the shorter: Istio
+    // honours the header without a maximum.
+    let rule_timeout = match (actions.and_then(|a| a.timeout), outcome.grpc_timeout) {
+        (Some(rule), Some(call)) => Some(rule.min(call)),
+        (rule, call) => rule.or(call),
+    };
     let deadline = rule_timeout.map(|t| Instant::now() + t);
     let policy = actions.and_then(|a| a.retries.as_ref());
     // Most requests have no body: nothing to read ahead.

@@ -1,6 +1,7 @@
 //! What observing a request takes from its head, once it is routed: its request id (made when
 //! it has none), this hop's span when the request is sampled (its id replacing the caller's in
-//! the forwarded head), the fields the access log reads, and whether it is a gRPC call.
+//! the forwarded head), the fields the access log reads, and whether it is a gRPC call (and
+//! its deadline).
 
 use crate::grpc;
 use crate::http1::RequestHead;
@@ -39,6 +40,13 @@ pub(super) fn observe_head(
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("content-type"))
             .is_some_and(|h| grpc::is_grpc(h.value));
+    if outcome.grpc {
+        outcome.grpc_timeout = head
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("grpc-timeout"))
+            .and_then(|h| grpc::timeout(h.value));
+    }
     let sent = head
         .headers
         .iter()

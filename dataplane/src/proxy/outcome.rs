@@ -73,6 +73,8 @@ pub(crate) struct Outcome {
     /// The call's gRPC status: from the response head (trailers-only), its trailers, or
     /// meshd's own reply.
     pub(super) grpc_status: Option<grpc::Status>,
+    /// The call's `grpc-timeout`: its deadline, from when its head arrived.
+    pub(super) grpc_timeout: Option<std::time::Duration>,
 }
 
 impl Outcome {
@@ -101,6 +103,7 @@ impl Outcome {
             incoming_trace: None,
             grpc: false,
             grpc_status: None,
+            grpc_timeout: None,
         }
     }
 

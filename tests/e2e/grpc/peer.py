@@ -3,8 +3,8 @@
 serve PORT: a server of ringmesh.test.Echo on PORT, methods taking and returning raw bytes:
   Unary (echoes with a prefix), ServerStream (three replies), ClientStream (joins the
   requests), Chat (bidirectional: answers each request as it arrives), Fail (aborts with
-  UNAVAILABLE and a message), Flaky (UNAVAILABLE on every odd call, else as Unary). Prints
-  "listening" once it serves.
+  UNAVAILABLE and a message), Flaky (UNAVAILABLE on every odd call, else as Unary), Slow (as
+  Unary after 3 s). Prints "listening" once it serves.
 call TARGET AUTHORITY: calls each method through TARGET with :authority AUTHORITY and prints
   one line per check, "ok" at the end; exits non-zero on the first surprise. Chat is called
   in lockstep (each request waits for the previous reply), which only full duplex serves.
@@ -45,6 +45,12 @@ def serve(port):
     def fail(request, context):
         context.abort(grpc.StatusCode.UNAVAILABLE, "try elsewhere")
 
+    def slow(request, context):
+        import time
+
+        time.sleep(3)
+        return b"echo:" + request
+
     flaky_calls = [0]
 
     def flaky(request, context):
@@ -60,6 +66,7 @@ def serve(port):
         "Chat": grpc.stream_stream_rpc_method_handler(chat),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
         "Flaky": grpc.unary_unary_rpc_method_handler(flaky),
+        "Slow": grpc.unary_unary_rpc_method_handler(slow),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
