@@ -56,6 +56,12 @@ pub(super) async fn sniff(down: &mut Conn, core: &Core) -> Sniffed {
 
 /// `None` while the bytes could still start a request line.
 fn classify(bytes: &[u8]) -> Option<Sniffed> {
+    // Empty lines before a request line are HTTP's to ignore (RFC 9112 §2.2): relayed raw,
+    // they would carry a request past the sidecar's header handling (a forged
+    // x-forwarded-client-cert), so the HTTP path takes them, and answers what is not HTTP 400.
+    if matches!(bytes.first(), Some(b'\r' | b'\n')) {
+        return Some(Sniffed::Http);
+    }
     for (i, &byte) in bytes.iter().enumerate().take(LONGEST_METHOD + 1) {
         match byte {
             b'A'..=b'Z' => {}
@@ -81,6 +87,8 @@ mod tests {
         assert_eq!(classify(b"SSH-2.0-OpenSSH"), Some(Sniffed::Opaque));
         assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), Some(Sniffed::Http2));
         assert_eq!(classify(b" GET"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b"\r\nGET / HTTP/1.1\r\n"), Some(Sniffed::Http));
+        assert_eq!(classify(b"\n"), Some(Sniffed::Http));
         assert_eq!(classify(&[b'A'; 17]), Some(Sniffed::Opaque));
     }
 }

@@ -328,3 +328,11 @@ fn refuses_fragments_and_hosts_that_could_carry_a_path() {
         assert!(parse(raw.as_bytes()).is_ok(), "{host}");
     }
 }
+
+#[test]
+fn empty_lines_before_a_request_line_are_skipped() {
+    // RFC 9112 §2.2: the sniffer sends such bytes to the HTTP path rather than relaying them.
+    let raw = b"\r\nGET / HTTP/1.1\r\nHost: reviews\r\nx-forwarded-client-cert: forged\r\n\r\n";
+    let forwarded = forwarded(raw);
+    assert!(forwarded.starts_with("GET / HTTP/1.1\r\n"), "{forwarded:?}");
+}
