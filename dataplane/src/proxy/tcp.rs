@@ -21,6 +21,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::tunnel::RELAY_CHUNK;
 use crate::authz::{check_connection, InboundConnection};
 use crate::balancer::Input;
 use crate::conn::Conn;
@@ -38,10 +39,6 @@ const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How often a long connection's bytes are added to the metrics, and how soon after a reload
 /// its caller is authorized again.
 const REPORT_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Largest read one direction of a relay makes at once. A TLS record holds 16 KiB, so a
-/// smaller chunk would split records (tokio's default is 8 KiB).
-const RELAY_CHUNK: usize = 64 * 1024;
 
 /// Outbound: relays a captured connection to `original`, which is not HTTP, over a socket
 /// marked `mark`.
