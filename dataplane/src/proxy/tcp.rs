@@ -159,13 +159,23 @@ struct Caller {
 }
 
 impl Caller {
-    /// Whether the policies in force still allow the connection.
+    /// Whether the route state in force would still relay the connection: its port still
+    /// relays bytes, a plaintext caller is not now held to mutual TLS (a port made `strict`),
+    /// and the policies allow it.
     fn still_allowed(&self, core: &Core) -> bool {
         let current = core.routes.borrow().clone();
         if Weak::ptr_eq(&self.decided_by.borrow(), &Arc::downgrade(&current.0)) {
             return true;
         }
         *self.decided_by.borrow_mut() = Arc::downgrade(&current.0);
+        // Only the port's number picks the inbound port; the address is never used here.
+        let at = SocketAddr::from(([0, 0, 0, 0], self.port));
+        let (port, _, mode) = current.captured_inbound_target(at);
+        // A caller over mutual TLS always has a principal (a client certificate is required).
+        let plaintext = self.principal.is_none();
+        if !current.relays_opaque_inbound(port) || (plaintext && mode == spec::TlsMode::Strict) {
+            return false;
+        }
         let connection = InboundConnection {
             port: self.port,
             principal: self.principal.as_deref(),

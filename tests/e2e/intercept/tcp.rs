@@ -238,6 +238,52 @@ fn a_reload_that_denies_the_caller_closes_its_open_connections() {
     assert!(child.wait().unwrap().success());
 }
 
+/// A reload that makes a permissive port strict closes the plaintext connections it relays
+/// (a caller without a sidecar), as it refuses new ones.
+#[test]
+fn a_reload_to_strict_closes_plaintext_relayed_connections() {
+    let network = Network::new(2);
+    let (stranger, server) = (&network.hosts[0], &network.hosts[1]);
+    let _echo = echo_server(server);
+    let scratch = Scratch::new();
+    harness::issue_certificates(scratch.path(), &[("db", CALLEE)]).unwrap();
+    let mesh = |mode: &str| {
+        format!(
+            "service db {{ port 7000 tcp endpoint {}:7000 }}\n\
+             workload db {{ identity \"{CALLEE}\" serves db\n\
+               inbound 7000 tcp -> 127.0.0.1:7000 mtls {mode} }}",
+            server.addr
+        )
+    };
+    let snapshot = compile(&scratch, &mesh("permissive"));
+    let certs = scratch.path().join("db");
+    let args = ["--workload", "db", "--inbound", "0.0.0.0:15006"];
+    let args = [&args[..], &["--certs", certs.to_str().unwrap()]].concat();
+    let _sidecar = sidecar(server, &snapshot, "epoll", &args);
+    meshd_iptables(server, &[]);
+    let held = format!(
+        "import socket\n\
+         s = socket.create_connection(('{}', 7000), timeout=30)\n\
+         s.sendall(b'hello')\n\
+         assert s.recv(5) == b'hello'\n\
+         print('open', flush=True)\n\
+         assert s.recv(1) == b'', 'data after the reload'\n\
+         print('closed', flush=True)",
+        server.addr
+    );
+    let mut child = stranger
+        .command("python3")
+        .args(["-c", &held])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "open");
+    compile(&scratch, &mesh("strict"));
+    assert_eq!(lines.next().unwrap().unwrap(), "closed");
+    assert!(child.wait().unwrap().success());
+}
+
 /// A connection to a service's address goes to the endpoint its balancer picks: round robin
 /// alternates between an echo and a server-first endpoint.
 #[test]
