@@ -13,6 +13,8 @@ pub const OK: Status = 0;
 pub const UNKNOWN: Status = 2;
 /// `DEADLINE_EXCEEDED`.
 pub const DEADLINE_EXCEEDED: Status = 4;
+/// `RESOURCE_EXHAUSTED`.
+pub const RESOURCE_EXHAUSTED: Status = 8;
 /// `PERMISSION_DENIED`.
 pub const PERMISSION_DENIED: Status = 7;
 /// `UNIMPLEMENTED`.
@@ -58,7 +60,7 @@ pub fn http_status(status: Status) -> u16 {
         5 => 404,
         6 | 10 => 409,
         PERMISSION_DENIED => 403,
-        8 => 429,
+        RESOURCE_EXHAUSTED => 429,
         UNIMPLEMENTED => 501,
         UNAVAILABLE => 503,
         UNAUTHENTICATED => 401,
@@ -107,6 +109,71 @@ pub fn write_message(out: &mut Vec<u8>, message: &str) {
         } else {
             out.extend_from_slice(format!("%{b:02X}").as_bytes());
         }
+    }
+}
+
+/// Default `--grpc-max-message`: gRPC's own default for a message a server receives (4 MiB in
+/// grpc-core, grpc-go and grpc-java).
+pub const DEFAULT_MAX_MESSAGE: u32 = 4 << 20;
+
+/// The messages of a call's request body followed as it streams, each a flag byte and a
+/// 4-byte big-endian length before its bytes, so one longer than a limit is refused before
+/// any of it goes on.
+#[derive(Debug)]
+pub struct Messages {
+    limit: u32,
+    prefix: [u8; 5],
+    /// Bytes of the next message's prefix seen so far.
+    prefix_len: usize,
+    /// Bytes of the current message still to come.
+    payload_left: u64,
+}
+
+/// A message longer than the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a gRPC message of {len} bytes is over the limit of {limit} (meshd --grpc-max-message)")]
+pub struct TooLarge {
+    pub len: u32,
+    pub limit: u32,
+}
+
+impl Messages {
+    pub fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            prefix: [0; 5],
+            prefix_len: 0,
+            payload_left: 0,
+        }
+    }
+
+    /// Follows `data`, the body's next bytes.
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), TooLarge> {
+        while !data.is_empty() {
+            if self.payload_left > 0 {
+                let skipped = self.payload_left.min(data.len() as u64);
+                self.payload_left -= skipped;
+                data = &data[skipped as usize..];
+                continue;
+            }
+            let taken = (self.prefix.len() - self.prefix_len).min(data.len());
+            self.prefix[self.prefix_len..][..taken].copy_from_slice(&data[..taken]);
+            self.prefix_len += taken;
+            data = &data[taken..];
+            if self.prefix_len == self.prefix.len() {
+                self.prefix_len = 0;
+                let [_, a, b, c, d] = self.prefix;
+                let len = u32::from_be_bytes([a, b, c, d]);
+                if len > self.limit {
+                    return Err(TooLarge {
+                        len,
+                        limit: self.limit,
+                    });
+                }
+                self.payload_left = u64::from(len);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -171,6 +238,26 @@ mod tests {
         ] {
             assert_eq!(timeout(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_found_by_its_prefix_wherever_the_frames_split_it() {
+        let message = |len: u32| {
+            let mut bytes = vec![0];
+            bytes.extend_from_slice(&len.to_be_bytes());
+            bytes.resize(5 + len as usize, b'x');
+            bytes
+        };
+        let mut body = [message(10), message(0), message(16)].concat();
+        let mut messages = Messages::new(16);
+        for piece in body.chunks(3) {
+            assert_eq!(messages.feed(piece), Ok(()));
+        }
+        body.extend_from_slice(&[0, 0, 0]);
+        let mut split = Messages::new(16);
+        assert_eq!(split.feed(&body), Ok(()));
+        let refused = split.feed(&[0, 17]);
+        assert_eq!(refused, Err(TooLarge { len: 17, limit: 16 }));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use monoio::time::{Instant, Sleep};
 use tokio::sync::mpsc;
 
 use crate::conn::Conn;
+use crate::grpc;
 use crate::http1::head::{parse_response, MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::http1::{BodyFraming, ChunkedScanner};
 use crate::percore::Core;
@@ -296,13 +297,52 @@ async fn exchange(
     };
     // The request body is pumped for as long as the exchange lasts; a response that comes
     // before the whole body (a denial, a limit) ends the stream without waiting for it.
+    let messages =
+        is_grpc(&parts.headers).then(|| grpc::Messages::new(core.settings.grpc_max_message));
     let pumped = async {
-        pump_request(head, has_body.then_some(body), chunked, to_http1).await;
-        std::future::pending::<()>().await;
+        let body = has_body.then_some(body);
+        match pump_request(head, body, (chunked, messages), to_http1).await {
+            Ok(()) => std::future::pending().await,
+            Err(too_large) => too_large,
+        }
     };
-    monoio::select! {
-        end = served => end,
-        () = pumped => StreamEnd::Served,
+    let too_large = monoio::select! {
+        end = served => return end,
+        too_large = pumped => too_large,
+    };
+    // The exchange was dropped with the message's prefix unsent: the application saw the
+    // call cut short, never the message.
+    core.count_refusal(|r| r.grpc_messages_too_large += 1);
+    tracing::info!(
+        "refused a call to {} from {peer}: {too_large}",
+        parts.uri.path()
+    );
+    refuse_too_large(&mut respond, too_large);
+    StreamEnd::Served
+}
+
+/// Whether a request is a gRPC call.
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| grpc::is_grpc(v.as_bytes()))
+}
+
+/// Ends a call whose client sent a message over the limit with RESOURCE_EXHAUSTED, as a gRPC
+/// server over its own limit does: trailers-only before the response started, else a reset
+/// (`ENHANCE_YOUR_CALM`, which gRPC clients read as RESOURCE_EXHAUSTED).
+fn refuse_too_large(respond: &mut SendResponse<Bytes>, too_large: grpc::TooLarge) {
+    let mut message = Vec::new();
+    grpc::write_message(&mut message, &too_large.to_string());
+    let reply = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header("grpc-status", grpc::RESOURCE_EXHAUSTED.to_string())
+        .header("grpc-message", message)
+        .body(());
+    let sent = reply.map(|reply| respond.send_response(reply, true).is_ok());
+    if !matches!(sent, Ok(true)) {
+        respond.send_reset(Reason::ENHANCE_YOUR_CALM);
     }
 }
 
@@ -382,26 +422,30 @@ fn is_connection_specific(name: &HeaderName) -> bool {
 
 /// Sends the request head, then the body as it arrives (chunk-encoded if `chunked`), into
 /// the bridge. A client reset drops the sender with the body unfinished, so the HTTP/1.1 side
-/// sees a truncated body, never a complete one.
+/// sees a truncated body, never a complete one. A gRPC call's `messages` are followed, and the
+/// first over the limit stops the body before it.
 async fn pump_request(
     head: Vec<u8>,
     body: Option<RecvStream>,
-    chunked: bool,
+    (chunked, mut messages): (bool, Option<grpc::Messages>),
     to_http1: mpsc::Sender<Vec<u8>>,
-) {
+) -> Result<(), grpc::TooLarge> {
     if to_http1.send(head).await.is_err() {
-        return;
+        return Ok(());
     }
     let Some(mut body) = body else {
-        return;
+        return Ok(());
     };
     while let Some(data) = body.data().await {
         let Ok(data) = data else {
-            return;
+            return Ok(());
         };
         let _ = body.flow_control().release_capacity(data.len());
         if data.is_empty() {
             continue;
+        }
+        if let Some(messages) = &mut messages {
+            messages.feed(&data)?;
         }
         let chunk = if chunked {
             let mut chunk = Vec::with_capacity(data.len() + 20);
@@ -413,12 +457,13 @@ async fn pump_request(
             data.to_vec()
         };
         if to_http1.send(chunk).await.is_err() {
-            return;
+            return Ok(());
         }
     }
     if chunked {
         let _ = to_http1.send(b"0\r\n\r\n".to_vec()).await;
     }
+    Ok(())
 }
 
 /// Why a response could not be relayed.

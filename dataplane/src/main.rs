@@ -115,6 +115,10 @@ struct Args {
     /// can replay it; requests with larger bodies are streamed and not retried.
     #[arg(long, default_value_t = dataplane::retry::DEFAULT_RETRY_BUFFER)]
     retry_buffer: usize,
+    /// Largest message (bytes) a gRPC call may send; a call that sends a larger one ends
+    /// RESOURCE_EXHAUSTED before the message reaches its server. gRPC servers' own default.
+    #[arg(long, default_value_t = dataplane::grpc::DEFAULT_MAX_MESSAGE)]
+    grpc_max_message: u32,
 }
 
 /// What meshd does besides serving.
@@ -221,6 +225,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             idle_timeout: args.idle_timeout,
             max_connections_per_core: args.max_connections_per_core.max(1),
             retry_buffer: args.retry_buffer,
+            grpc_max_message: args.grpc_max_message,
             marks,
         },
         certs,

@@ -18,6 +18,8 @@ pub struct Usage {
     pub mirrors: MirrorUsage,
     /// Mutual TLS handshakes and refusals, JWTs verified and refused.
     pub authn: AuthnUsage,
+    /// Requests refused for what their clients sent.
+    pub refusals: RefusalUsage,
     /// Istio's request metrics (admin `/metrics`).
     pub requests: Metrics,
     /// Access log lines rendered and dropped.
@@ -76,6 +78,15 @@ impl AuthnUsage {
     }
 }
 
+/// Requests refused for what their clients sent (admin `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefusalUsage {
+    /// Requests that were not HTTP where HTTP was expected: answered 400, then closed.
+    pub malformed_requests: u64,
+    /// gRPC calls that sent a message over `--grpc-max-message`.
+    pub grpc_messages_too_large: u64,
+}
+
 /// Mirroring's counts (see [`crate::mirror::Mirrors`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MirrorUsage {
@@ -131,6 +142,8 @@ impl Usage {
         m.skipped_busy += o.skipped_busy;
         m.skipped_body += o.skipped_body;
         self.authn.add(&other.authn);
+        self.refusals.malformed_requests += other.refusals.malformed_requests;
+        self.refusals.grpc_messages_too_large += other.refusals.grpc_messages_too_large;
         self.requests.add(&other.requests);
         self.access_log.lines += other.access_log.lines;
         self.access_log.dropped += other.access_log.dropped;
@@ -181,6 +194,7 @@ mod tests {
                 plaintext_refused: 1,
                 ..AuthnUsage::default()
             },
+            refusals: RefusalUsage::default(),
             requests: Metrics::default(),
             access_log: LogCounts::default(),
             spans: LogCounts::default(),

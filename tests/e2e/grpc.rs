@@ -301,3 +301,53 @@ fn a_calls_grpc_timeout_is_its_deadline_at_the_sidecar(driver: &str) {
 }
 
 on_both_drivers!(a_calls_grpc_timeout_is_its_deadline_at_the_sidecar);
+
+/// A call that sends a message over `--grpc-max-message` (1 KiB here) ends RESOURCE_EXHAUSTED
+/// at the caller's sidecar, as at a server over its own limit, and the message never reaches
+/// the server: trailers-only with meshd's reason when nothing was answered yet, a reset that
+/// gRPC reads the same way once the response has started (a bidirectional call). Each is
+/// counted, and the sidecar serves on.
+fn a_message_over_the_limit_ends_the_call_resource_exhausted(driver: &str) {
+    let app = free_port();
+    let mut server = Command::new("python3");
+    server.args([GRPC_PEER, "serve", &app.port().to_string()]);
+    let _server = GrpcServer::start(server);
+    let config = format!("service echo {{ port 50051 grpc endpoint {app} }}");
+    let scratch = Scratch::new();
+    let snapshot = compile(&scratch, &config);
+    let args = ["--io-driver", driver, "--grpc-max-message", "1024"];
+    let caller = Sidecar::start(&snapshot, &args).unwrap();
+    let target = caller.outbound.to_string();
+    let called = Command::new("python3")
+        .args([GRPC_PEER, "big", &target, "echo:50051", "2000"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&called.stdout);
+    let err = String::from_utf8_lossy(&called.stderr);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("RESOURCE_EXHAUSTED a gRPC message of 2000 bytes is over the limit of 1024 (meshd --grpc-max-message)"),
+        "{driver}: {said}{err}"
+    );
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("RESOURCE_EXHAUSTED"))
+            && lines.len() == 3,
+        "{driver}: {said}{err}"
+    );
+    let metrics = admin_text(caller.admin, "/metrics");
+    assert!(
+        metrics.contains("ringmesh_requests_refused_total{reason=\"grpc_message_too_large\"} 2"),
+        "{driver}: {metrics}"
+    );
+    // A message within the limit still goes through.
+    let called = Command::new("python3")
+        .args([GRPC_PEER, "status", &target, "echo:50051"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&called.stdout).trim(), "OK echo:hi");
+}
+
+on_both_drivers!(a_message_over_the_limit_ends_the_call_resource_exhausted);

@@ -132,6 +132,19 @@ fn sidecar_from(meshd: Command, snapshot: &Path, driver: &str, args: &[&str]) ->
     Sidecar::start_with(meshd, snapshot, &all).unwrap()
 }
 
+/// [`sidecar`] with its log lines in `log`.
+fn logged_sidecar(
+    host: &Host,
+    snapshot: &Path,
+    driver: &str,
+    args: &[&str],
+    log: &Path,
+) -> Sidecar {
+    let mut meshd = host.command(harness::binary("meshd").unwrap());
+    meshd.stderr(std::fs::File::create(log).unwrap());
+    sidecar_from(meshd, snapshot, driver, args)
+}
+
 /// A captured pair with mutual TLS: workload `caller`'s sidecar on `client`, `callee`'s on
 /// `server` (inbound on 15006), each with the certificates `harness::issue_certificates` wrote
 /// for it into `scratch`, both hosts' traffic captured. The callee's sidecar comes first.
@@ -686,7 +699,8 @@ fn authorization_is_never_bypassed_by_bytes_that_are_not_a_request_line() {
     );
     let snapshot = compile(&scratch, &config);
     let inbound = ["--workload", "web", "--inbound", "0.0.0.0:15006"];
-    let _callee = sidecar(server, &snapshot, "epoll", &inbound);
+    let log = scratch.path().join("meshd.log");
+    let _callee = logged_sidecar(server, &snapshot, "epoll", &inbound, &log);
     meshd_iptables(server, &[]);
 
     let url = format!("http://{}:9080/", server.addr);
@@ -705,6 +719,24 @@ fn authorization_is_never_bypassed_by_bytes_that_are_not_a_request_line() {
         !answer.contains("secret") && !answer.starts_with("HTTP/1.1 200"),
         "{answer}"
     );
+    // Bytes that are no protocol at all, to the HTTP port: answered 400, closed, logged and
+    // counted.
+    let garbage = format!(
+        "import socket; s = socket.create_connection(('{}', 9080), timeout=5); \
+         s.sendall(b'\\x00\\x01 garbage\\r\\n\\r\\n'); \
+         print(s.recv(4096).decode(errors='replace'))",
+        server.addr
+    );
+    let answer = checked(&client.run("python3", &["-c", &garbage]), "python3");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let (_, metrics) = curl(server, "http://127.0.0.1:15000/metrics", &[]);
+    assert!(
+        metrics.contains("ringmesh_requests_refused_total{reason=\"malformed\"} 1"),
+        "{metrics}"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let from = format!("not HTTP from {}", client.addr);
+    assert_eq!(logged.matches(&from).count(), 1, "{logged}");
     // Bytes to an undeclared port are relayed only as far as the policies let a TCP caller:
     // `deny-all` lets none.
     let refused = tcp_call(client, "echo", &server.addr.to_string(), "7000");

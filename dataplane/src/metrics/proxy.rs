@@ -138,6 +138,22 @@ pub fn render_proxy(out: &mut String, proxy: &Proxy<'_>) {
             "ringmesh_tls_handshakes_total{{direction=\"{direction}\",result=\"{result}\"}} {value}"
         );
     }
+    family(
+        out,
+        "ringmesh_requests_refused_total",
+        "counter",
+        "Requests refused for what their clients sent, by reason.",
+    );
+    let r = &usage.refusals;
+    for (reason, value) in [
+        ("malformed", r.malformed_requests),
+        ("grpc_message_too_large", r.grpc_messages_too_large),
+    ] {
+        let _ = writeln!(
+            out,
+            "ringmesh_requests_refused_total{{reason=\"{reason}\"}} {value}"
+        );
+    }
     if let Some(seconds) = proxy.certificate_expiry {
         family(
             out,

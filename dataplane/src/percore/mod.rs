@@ -8,7 +8,7 @@ mod recorders;
 mod security;
 mod upstreams;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use crate::mirror::Mirrors;
 use crate::pool::Upstream;
 use crate::ratelimit::RateLimits;
 use crate::routing::RouteState;
-use crate::usage::{CoreUsage, EndpointUsage, GroupUsage, MirrorUsage, Usage};
+use crate::usage::{CoreUsage, EndpointUsage, GroupUsage, MirrorUsage, RefusalUsage, Usage};
 
 /// Timeouts and limits every core applies.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +44,8 @@ pub struct Settings {
     pub max_connections_per_core: usize,
     /// Largest request body buffered so a retry can replay it; larger ones are not retried.
     pub retry_buffer: usize,
+    /// Largest gRPC request message a call may send (RESOURCE_EXHAUSTED beyond).
+    pub grpc_max_message: u32,
     /// The socket marks meshd's connections carry, so capture rules let them through
     /// (`None`: unmarked, where meshd may not set marks).
     pub marks: Option<Marks>,
@@ -85,6 +87,8 @@ pub struct Core {
     pub mirrors: Mirrors,
     /// Metrics, access log and span buffers.
     pub recorders: Recorders,
+    /// Requests refused for what their clients sent.
+    pub refusals: Cell<RefusalUsage>,
 }
 
 /// What a core is built from.
@@ -128,7 +132,15 @@ impl Core {
             mirrors: Mirrors::default(),
             recorders: Recorders::new(index, access_log, spans),
             routes: RefCell::new(Rc::new(Installed(routes))),
+            refusals: Cell::default(),
         }
+    }
+
+    /// Adds to this core's refusal counts.
+    pub fn count_refusal(&self, count: impl FnOnce(&mut RefusalUsage)) {
+        let mut counts = self.refusals.get();
+        count(&mut counts);
+        self.refusals.set(counts);
     }
 
     /// Switches to a new route state: later requests route by it, balancers and breakers
@@ -195,6 +207,7 @@ impl Core {
                 skipped_body: m.skipped_body.get(),
             },
             authn: self.security.authn_counts.get(),
+            refusals: self.refusals.get(),
             requests,
             cores: vec![core],
             access_log: recorders.access_log.counts(),

@@ -150,6 +150,11 @@ async fn serve_request(
                 outcome.started = Some(Instant::now());
                 let reply = LocalReply::BadRequest { status: e.status() };
                 let detail = e.to_string();
+                core.count_refusal(|r| r.malformed_requests += 1);
+                tracing::info!(
+                    "answered {} and closed: not HTTP from {peer}: {detail}",
+                    e.status()
+                );
                 return local_reply(down, response_out, (reply, &detail), false, outcome).await;
             }
         }

@@ -4,14 +4,19 @@ serve PORT: a server of ringmesh.test.Echo on PORT, methods taking and returning
   Unary (echoes with a prefix), ServerStream (three replies), ClientStream (joins the
   requests), Chat (bidirectional: answers each request as it arrives), Fail (aborts with
   UNAVAILABLE and a message), Flaky (UNAVAILABLE on every odd call, else as Unary), Slow (as
-  Unary after 3 s). Prints "listening" once it serves.
+  Unary after 3 s), Remaining (the seconds left until the call's deadline, as the server sees
+  it, or "none"). Prints "listening" once it serves.
 call TARGET AUTHORITY: calls each method through TARGET with :authority AUTHORITY and prints
   one line per check, "ok" at the end; exits non-zero on the first surprise. Chat is called
   in lockstep (each request waits for the previous reply), which only full duplex serves.
 slow TARGET AUTHORITY SECONDS: a client-streaming call whose three requests are SECONDS
   apart; prints its reply.
-status TARGET AUTHORITY [METHOD]: calls METHOD (Unary by default) once and prints the call's
-  status code name and details on one line (its reply's text instead for OK).
+big TARGET AUTHORITY SIZE: a unary call with a SIZE-byte message, then a bidirectional one
+  whose second message has SIZE bytes (after the first's reply, so the response has started);
+  prints each call's status code name and details on a line.
+status TARGET AUTHORITY [METHOD [DEADLINE]]: calls METHOD (Unary by default) once, with a
+  deadline of DEADLINE seconds (10 by default), and prints the call's status code name and
+  details on one line (its reply's text instead for OK).
 """
 import os
 import queue
@@ -51,6 +56,10 @@ def serve(port):
         time.sleep(3)
         return b"echo:" + request
 
+    def remaining(request, context):
+        left = context.time_remaining()
+        return b"none" if left is None else f"{left:.3f}".encode()
+
     flaky_calls = [0]
 
     def flaky(request, context):
@@ -67,6 +76,7 @@ def serve(port):
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
         "Flaky": grpc.unary_unary_rpc_method_handler(flaky),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
+        "Remaining": grpc.unary_unary_rpc_method_handler(remaining),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -111,12 +121,33 @@ def call(target, authority):
     print("ok", flush=True)
 
 
-def status(target, authority, method="Unary"):
+def status(target, authority, method="Unary", deadline="10"):
     options = [("grpc.default_authority", authority), ("grpc.enable_retries", 0)]
     with grpc.insecure_channel(target, options=options) as channel:
         unary = channel.unary_unary(f"/{SERVICE}/{method}")
         try:
-            print("OK", unary(b"hi", timeout=10).decode(), flush=True)
+            print("OK", unary(b"hi", timeout=float(deadline)).decode(), flush=True)
+        except grpc.RpcError as e:
+            print(e.code().name, e.details(), flush=True)
+
+
+def big(target, authority, size):
+    options = [("grpc.default_authority", authority), ("grpc.enable_retries", 0)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        try:
+            channel.unary_unary(f"/{SERVICE}/Unary")(b"x" * size, timeout=10)
+            print("OK", flush=True)
+        except grpc.RpcError as e:
+            print(e.code().name, e.details(), flush=True)
+        outgoing = queue.Queue()
+        replies = channel.stream_stream(f"/{SERVICE}/Chat")(iter(outgoing.get, None), timeout=10)
+        try:
+            outgoing.put(b"a")
+            expect("first reply", next(replies), b"re:a")
+            outgoing.put(b"y" * size)
+            outgoing.put(None)
+            list(replies)
+            print("OK", flush=True)
         except grpc.RpcError as e:
             print(e.code().name, e.details(), flush=True)
 
@@ -140,7 +171,9 @@ if __name__ == "__main__":
         serve(int(sys.argv[2]))
     elif sys.argv[1] == "slow":
         slow(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    elif sys.argv[1] == "big":
+        big(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "status":
-        status(*sys.argv[2:5])
+        status(*sys.argv[2:6])
     else:
         call(sys.argv[2], sys.argv[3])

@@ -22,18 +22,6 @@ fn sample(host: &Host, family: &str, parts: &[&str]) -> Option<f64> {
 }
 
 /// meshd inside `host` with its log in `log`.
-fn logged_sidecar(
-    host: &Host,
-    snapshot: &Path,
-    driver: &str,
-    args: &[&str],
-    log: &Path,
-) -> Sidecar {
-    let mut meshd = host.command(harness::binary("meshd").unwrap());
-    meshd.stderr(std::fs::File::create(log).unwrap());
-    sidecar_from(meshd, snapshot, driver, args)
-}
-
 #[test]
 fn opaque_tcp_goes_over_mutual_tls_and_is_authorized_at_l4() {
     for (caller_driver, callee_driver) in [("uring", "epoll"), ("epoll", "uring")] {
