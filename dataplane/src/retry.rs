@@ -2,7 +2,8 @@
 //! of one replay of an idempotent request whose reused connection turned out dead), how long to
 //! back off (exponential, full jitter), and a per-core budget so retries cannot multiply the
 //! load on an upstream that is already failing (Envoy's retry budget: retries in flight at most
-//! 20% of the requests in flight, and never fewer than 3 allowed).
+//! 20% of the requests in flight, and never fewer than 3 allowed). Retries after a failed
+//! connect are outside the budget: the request loaded no upstream.
 //!
 //! A retried request must be replayable: its body is sent from a buffer (at most
 //! `--retry-buffer` bytes, 64 KiB by default, counting a chunked body's framing); a larger body
@@ -33,6 +34,10 @@ pub enum Failure {
     ConnectFailure,
     /// The upstream closed or reset the connection before a complete response head.
     Reset,
+    /// An HTTP/2 upstream refused the stream without processing it (`REFUSED_STREAM`, or
+    /// above a graceful GOAWAY's last stream): replayed once whatever the method or policy,
+    /// else retried as a reset.
+    RefusedStream,
     /// The per-try timeout expired before the response head.
     PerTryTimeout,
     /// The upstream answered with this status.
@@ -49,7 +54,7 @@ pub fn retried_on(on: &RetryOn, failure: Failure) -> bool {
     let any_local = on.server_error || on.gateway_error;
     match failure {
         Failure::ConnectFailure => any_local || on.reset || on.connect_failure,
-        Failure::Reset | Failure::PerTryTimeout => any_local || on.reset,
+        Failure::Reset | Failure::RefusedStream | Failure::PerTryTimeout => any_local || on.reset,
         Failure::Status(status) => {
             (on.server_error && (500..600).contains(&status))
                 || (on.gateway_error && matches!(status, 502..=504))
@@ -145,6 +150,13 @@ pub struct Retries<'a> {
     method_ok: bool,
     /// The request can be sent again: its body (if any) is in the buffered head.
     replayable: bool,
+    /// The body can be sent again (buffered whole, or kept as it streamed).
+    body_whole: bool,
+    /// A refused stream was replayed already.
+    refused_replayed: bool,
+    /// The last try took none of a streamed body from the client (see
+    /// [`Retries::body_untouched`]).
+    untouched: bool,
     /// Retries done so far.
     done: u32,
     /// The budget slot of the retry in progress.
@@ -167,21 +179,38 @@ impl<'a> Retries<'a> {
             policy,
             method_ok,
             replayable: method_ok && buffered,
+            body_whole: buffered,
+            refused_replayed: false,
+            untouched: false,
             done: 0,
             slot: None,
             budget,
         }
     }
 
+    /// Says whether the last try took none of a streamed body from the client: then a
+    /// connect that failed leaves all of it to send to another endpoint, whatever its size.
+    pub fn body_untouched(&mut self, untouched: bool) {
+        self.untouched = untouched;
+    }
+
     /// The body streamed by the first try was kept whole and now goes with the head: the
     /// request can be sent again if its method may.
     pub fn body_kept(&mut self) {
         self.replayable = self.method_ok;
+        self.body_whole = true;
     }
 
     /// Whether the rule's policy (not the default) governs this request.
     pub fn has_policy(&self) -> bool {
         self.policy.is_some()
+    }
+
+    /// Whether the next try goes to another endpoint than the last: under a policy, or after
+    /// a refused stream (its server may be draining). The default replay of a stale pooled
+    /// connection's request goes to the same one.
+    pub fn picks_another(&self) -> bool {
+        self.policy.is_some() || self.refused_replayed
     }
 
     /// Retries done so far.
@@ -248,12 +277,23 @@ impl<'a> Retries<'a> {
         before_response: bool,
         time_left: bool,
     ) -> Verdict {
-        if !self.replayable || !time_left {
+        if !time_left {
+            return Verdict::Final;
+        }
+        // Never processed (a draining sidecar's GOAWAY): as safe to send again as a request
+        // that never left, whatever the method.
+        if failure == Failure::RefusedStream && self.body_whole && !self.refused_replayed {
+            self.refused_replayed = true;
+            return Verdict::Retry(Duration::ZERO);
+        }
+        let unsent = failure == Failure::ConnectFailure && self.untouched && self.method_ok;
+        if !self.replayable && !unsent {
             return Verdict::Final;
         }
         let Some(policy) = self.policy else {
             // The default: replay once what a stale pooled connection lost.
-            let stale = reused && before_response && failure == Failure::Reset;
+            let lost = matches!(failure, Failure::Reset | Failure::RefusedStream);
+            let stale = reused && before_response && lost;
             if stale && self.done == 0 {
                 self.done += 1;
                 return Verdict::Retry(Duration::ZERO);
@@ -270,12 +310,16 @@ impl<'a> Retries<'a> {
                 Verdict::Final
             };
         }
-        // Release this request's previous retry slot before taking another.
+        // Release this request's previous retry slot before taking another. A request that
+        // never reached an upstream (its connect failed) loaded none, so trying it elsewhere
+        // multiplies nothing: it takes no slot.
         self.slot = None;
-        let Some(slot) = self.budget.retry() else {
-            return Verdict::OverBudget;
-        };
-        self.slot = Some(slot);
+        if failure != Failure::ConnectFailure {
+            let Some(slot) = self.budget.retry() else {
+                return Verdict::OverBudget;
+            };
+            self.slot = Some(slot);
+        }
         self.done += 1;
         let base = Duration::from_millis(policy.backoff_base_ms);
         let max = Duration::from_millis(policy.backoff_max_ms);

@@ -301,6 +301,7 @@ impl Bridge {
     async fn read_into(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         // Cancel-safe: a chunk is either received whole or left in the channel.
         match self.incoming.recv().await {
+            Some(chunk) if chunk.is_empty() => (Err(io::Error::other(RefusedStream)), buf),
             Some(chunk) => {
                 buf.extend_from_slice(&chunk);
                 (Ok(chunk.len()), buf)
@@ -556,6 +557,24 @@ impl TlsStream {
         self.tx = tx;
         result.map(drop)
     }
+}
+
+/// An HTTP/2 server refused a bridged stream without processing it (`REFUSED_STREAM`, or a
+/// stream above a graceful GOAWAY's last one), so the request may go again, whatever its
+/// method. It reaches the HTTP/1.1 side as the read error of an empty chunk, which no bridge
+/// carries otherwise.
+#[derive(Debug, thiserror::Error)]
+#[error("the server refused the HTTP/2 stream unprocessed")]
+pub struct RefusedStream;
+
+/// The chunk that says a bridged stream was refused (see [`RefusedStream`]).
+pub const REFUSED_STREAM_CHUNK: Vec<u8> = Vec::new();
+
+/// Whether a read failed because the HTTP/2 server refused the stream unprocessed.
+pub fn is_refused_stream(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<RefusedStream>())
 }
 
 /// Whether a read failed because the peer sent a fatal TLS alert (a refusal, not a reset).

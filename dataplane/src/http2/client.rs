@@ -263,6 +263,9 @@ enum Untranslated {
     /// The application reset the stream while its body was being sent.
     #[error("the application reset the stream")]
     Reset,
+    /// The server refused the stream without processing it.
+    #[error("the server refused the stream unprocessed")]
+    Refused,
     /// The application's window stayed shut for the idle timeout.
     #[error("the application's window stayed shut")]
     Stalled,
@@ -291,7 +294,10 @@ async fn translate(
             Ok::<(), Untranslated>(())
         });
         let mut answer = pin!(async {
-            let response = response.await?;
+            let response = match response.await {
+                Err(e) if refused_unprocessed(&e) => return Err(Untranslated::Refused),
+                response => response?,
+            };
             write_response(response, &method, &to_http1).await
         });
         monoio::select! {
@@ -310,7 +316,22 @@ async fn translate(
     };
     if let Err(e) = result {
         tracing::debug!("HTTP/2 stream to the application: {e}");
+        if matches!(e, Untranslated::Refused) {
+            let _ = to_http1.send(crate::stream::REFUSED_STREAM_CHUNK).await;
+        }
     }
+}
+
+/// Whether a stream's error says its server never processed it (RFC 9113 §8.7): it reset it
+/// with `REFUSED_STREAM`, or it was above the last stream of a graceful GOAWAY (a draining
+/// sidecar). An error GOAWAY says nothing of the streams below its last one, so it is not one.
+fn refused_unprocessed(error: &h2::Error) -> bool {
+    error.is_remote()
+        && match error.reason() {
+            Some(h2::Reason::REFUSED_STREAM) => true,
+            Some(h2::Reason::NO_ERROR) => error.is_go_away(),
+            _ => false,
+        }
 }
 
 /// The request head read out of the bridge as h2 wants it, its body's framing, and the body

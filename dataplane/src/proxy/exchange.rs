@@ -109,6 +109,12 @@ impl Exchange<'_> {
         self.body_sent.get() + self.duplex.get().map_or(0, |d| d.sent.get())
     }
 
+    /// Whether no try has taken any of the streamed body from the client yet (a connect that
+    /// failed, say): it is all still there to send.
+    pub(super) fn body_untouched(&self) -> bool {
+        self.duplex.get().is_none() && self.body_sent.get() == 0
+    }
+
     /// Whether this try's body streams on its own (full duplex): `Some(None)` while it does,
     /// `Some(Some(t))` once it ended at `t`.
     fn duplex_body_end(&self) -> Option<Option<Instant>> {
@@ -253,6 +259,10 @@ impl Exchange<'_> {
                     detail: format!("{addr}: the server refused the TLS session: {e}"),
                 }
             }
+            Ok(Err(ResponseError::Io(e))) if stream::is_refused_stream(&e) => FailedTry {
+                failure: Some(Failure::RefusedStream),
+                ..reset(&format!("{addr}: {e}"), true)
+            },
             Ok(Err(ResponseError::Io(e))) => reset(&e.to_string(), false),
             Ok(Err(ResponseError::Downstream)) => return Err(Tried::ClientGone),
             Ok(Err(ResponseError::Upgrade)) => FailedTry {
@@ -451,7 +461,7 @@ pub(super) fn next_endpoint(
     pick: Option<Pick>,
     retries: &Retries<'_>,
 ) -> (SocketAddr, Option<Pick>) {
-    let (Some(index), Some(last)) = (group.filter(|_| retries.has_policy()), pick) else {
+    let (Some(index), Some(last)) = (group.filter(|_| retries.picks_another()), pick) else {
         return (addr, pick);
     };
     let Some(group) = routes.group(index) else {

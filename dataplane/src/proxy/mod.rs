@@ -159,14 +159,24 @@ async fn serve_request(
             }
         }
         scanned = buffered;
+        // An HTTP/2 stream is one request its connection accepted already, whose head is on
+        // its way through the bridge: draining does not close it (its connection's GOAWAY
+        // does that for streams it never accepted).
+        let between_requests = !down.stream.is_bridged();
         let read = if buffered == 0 {
-            if core.connections.drain.is_draining() {
+            if between_requests && core.connections.drain.is_draining() {
                 return Next::Close;
             }
             // An idle keep-alive connection: closed on drain or after the idle timeout.
             let idle = monoio::time::sleep(core.settings.idle_timeout);
+            let drained = async {
+                match between_requests {
+                    true => core.connections.drain.wait().await,
+                    false => std::future::pending::<()>().await,
+                }
+            };
             monoio::select! {
-                _ = core.connections.drain.wait() => return Next::Close,
+                _ = drained => return Next::Close,
                 _ = idle => return Next::Close,
                 read = down.fill() => read,
             }
@@ -385,6 +395,7 @@ async fn serve_request(
                 retries.body_kept();
             }
         }
+        retries.body_untouched(exchange.body_untouched());
         let time_left = deadline.is_none_or(|d| Instant::now() < d);
         let failed = match tried {
             Ok((up, response)) => {

@@ -254,6 +254,92 @@ fn retries_beyond_the_budget_are_refused() {
 }
 
 #[test]
+fn a_refused_stream_is_replayed_once_whatever_the_method_or_policy() {
+    let budget = RetryBudget::default();
+    let connect_only = policy(
+        2,
+        RetryOn {
+            connect_failure: true,
+            ..RetryOn::default()
+        },
+        false,
+    );
+    for policy in [None, Some(&connect_only)] {
+        let mut post = Retries::new(policy, false, true, &budget);
+        assert_eq!(
+            post.after(Failure::RefusedStream, true, true, true),
+            Verdict::Retry(Duration::ZERO)
+        );
+        assert!(post.picks_another());
+        assert_eq!(
+            post.after(Failure::RefusedStream, true, true, true),
+            Verdict::Final
+        );
+    }
+    // Its body went and was not kept: nothing to send again.
+    let mut streamed = Retries::new(None, true, false, &budget);
+    let refused = streamed.after(Failure::RefusedStream, false, true, true);
+    assert_eq!(refused, Verdict::Final);
+}
+
+#[test]
+fn connect_failures_are_retried_beyond_the_budget() {
+    let budget = RetryBudget::default();
+    let p = policy(
+        10,
+        RetryOn {
+            reset: true,
+            connect_failure: true,
+            ..RetryOn::default()
+        },
+        false,
+    );
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut r = Retries::new(Some(&p), true, true, &budget);
+        assert!(matches!(
+            r.after(Failure::Reset, false, true, true),
+            Verdict::Retry(_)
+        ));
+        held.push(r);
+    }
+    let mut r = Retries::new(Some(&p), true, true, &budget);
+    assert_eq!(
+        r.after(Failure::Reset, false, true, true),
+        Verdict::OverBudget
+    );
+    assert!(matches!(
+        r.after(Failure::ConnectFailure, false, true, true),
+        Verdict::Retry(_)
+    ));
+}
+
+#[test]
+fn a_failed_connect_leaves_a_streamed_body_to_send_elsewhere() {
+    let budget = RetryBudget::default();
+    let p = policy(
+        2,
+        RetryOn {
+            connect_failure: true,
+            reset: true,
+            ..RetryOn::default()
+        },
+        false,
+    );
+    let mut streamed = Retries::new(Some(&p), true, false, &budget);
+    let connect = |r: &mut Retries<'_>| r.after(Failure::ConnectFailure, false, true, true);
+    assert_eq!(connect(&mut streamed), Verdict::Final);
+    streamed.body_untouched(true);
+    assert!(matches!(connect(&mut streamed), Verdict::Retry(_)));
+    let reset = streamed.after(Failure::Reset, false, true, true);
+    assert_eq!(reset, Verdict::Final, "the reset try took the body");
+    // A method the policy may not send twice is not sent twice.
+    let mut post = Retries::new(Some(&p), false, false, &budget);
+    post.body_untouched(true);
+    assert_eq!(connect(&mut post), Verdict::Final);
+}
+
+#[test]
 fn per_try_deadline_is_bounded_by_the_rule_deadline() {
     let budget = RetryBudget::default();
     let mut p = policy(1, RetryOn::default(), false);

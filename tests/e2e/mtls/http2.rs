@@ -294,3 +294,84 @@ fn streams_beyond_the_servers_limit_open_another_connection(driver: &str) {
 }
 
 on_both_drivers!(streams_beyond_the_servers_limit_open_another_connection);
+
+/// POSTs over HTTP/2 between the sidecars while one of the service's two sidecars drains
+/// (SIGTERM) under them, as a pod does when it is replaced: it sends GOAWAY and serves every
+/// stream it accepted, those whose heads were still on their way included; the caller sends
+/// later streams to the other. Its connects to the drained sidecar, once gone, are retried
+/// elsewhere (a connect failure loaded no upstream, so it is outside the retry budget) until
+/// outlier detection ejects it. No request fails.
+fn a_draining_callee_loses_no_stream_between_sidecars(driver: &str) {
+    let scratch = Scratch::new();
+    let ca = new_ca(&scratch, false);
+    let (a_certs, b_certs) = (scratch.path().join("a"), scratch.path().join("b"));
+    issue(&ca, FRONTEND, &a_certs);
+    issue(&ca, REVIEWS, &b_certs);
+    let upstream = Upstream::start("reviews-app").unwrap();
+    let b_snapshot = compile_as(&scratch, "b", &config("127.0.0.1:9", &upstream, "strict"));
+    let b_args = [
+        "--workload",
+        "reviews",
+        "--certs",
+        b_certs.to_str().unwrap(),
+    ];
+    let b_args = [&b_args[..], &["--drain-timeout", "10s"]].concat();
+    let b_log = |n: usize| scratch.path().join(format!("b{n}.log"));
+    let mut draining = start_logged(&b_snapshot, driver, &b_args, &b_log(1));
+    let staying = start_logged(&b_snapshot, driver, &b_args, &b_log(2));
+    let endpoints = format!(
+        "{}\n  endpoint {}",
+        draining.inbound.unwrap(),
+        staying.inbound.unwrap()
+    );
+    let ejected = "policy { outlier { consecutive_gateway_errors 1 interval 50ms \
+                   max_ejection_percent 50 } }";
+    let retried = "route reviews { rule all { to reviews\n\
+                   retries { attempts 2 on connect-failure non_idempotent } } }";
+    let a_config = config_with(&endpoints, &upstream, "strict", ejected, retried);
+    let a_snapshot = compile_as(&scratch, "a", &a_config);
+    let a_args = [
+        "--workload",
+        "frontend",
+        "--certs",
+        a_certs.to_str().unwrap(),
+    ];
+    let a = start_logged(&a_snapshot, driver, &a_args, &scratch.path().join("a.log"));
+
+    let body = scratch.write("body", "a message");
+    let url = format!("http://{}/", a.outbound);
+    let h2load = std::process::Command::new("h2load")
+        .args([
+            "-n",
+            "20000",
+            "-c",
+            "2",
+            "-m",
+            "10",
+            "-H",
+            ":authority: reviews",
+        ])
+        .arg("-d")
+        .arg(&body)
+        .arg(&url)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(|| upstream.requests() >= 2000);
+    draining.signal_terminate().unwrap();
+    assert!(draining.wait().unwrap().success(), "{driver}");
+    let out = h2load.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let metrics = admin_text(a.admin, "/metrics");
+    let answered: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .filter_map(|l| Some(&l[l.find("response_code")?..]))
+        .collect();
+    assert!(
+        report.contains("20000 succeeded, 0 failed") && report.contains("status codes: 20000 2xx"),
+        "{driver}: {report}\n{answered:#?}"
+    );
+}
+
+on_both_drivers!(a_draining_callee_loses_no_stream_between_sidecars);
