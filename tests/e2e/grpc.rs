@@ -351,3 +351,28 @@ fn a_message_over_the_limit_ends_the_call_resource_exhausted(driver: &str) {
 }
 
 on_both_drivers!(a_message_over_the_limit_ends_the_call_resource_exhausted);
+
+/// A bidirectional call whose client says nothing for longer than the idle timeout (1 s here)
+/// while its server streams replies: the two directions share one idle clock, as Envoy's
+/// stream idle timeout counts frames either way, so the call is not idle and goes on.
+fn a_quiet_client_is_not_idle_while_its_server_talks(driver: &str) {
+    let app = free_port();
+    let mut server = Command::new("python3");
+    server.args([GRPC_PEER, "serve", &app.port().to_string()]);
+    let _server = GrpcServer::start(server);
+    let config = format!("service echo {{ port 50051 grpc endpoint {app} }}");
+    let scratch = Scratch::new();
+    let snapshot = compile(&scratch, &config);
+    let args = ["--io-driver", driver, "--idle-timeout", "1s"];
+    let caller = Sidecar::start(&snapshot, &args).unwrap();
+    let target = caller.outbound.to_string();
+    let called = Command::new("python3")
+        .args([GRPC_PEER, "quiet", &target, "echo:50051"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&called.stdout);
+    let err = String::from_utf8_lossy(&called.stderr);
+    assert_eq!(said.lines().last(), Some("ok"), "{driver}: {said}{err}");
+}
+
+on_both_drivers!(a_quiet_client_is_not_idle_while_its_server_talks);

@@ -1,7 +1,11 @@
 //! Streaming a body from one connection to another without buffering it.
 
+use std::cell::Cell;
 use std::io;
+use std::rc::Rc;
 use std::time::Duration;
+
+use monoio::time::Instant;
 
 use crate::conn::Conn;
 use crate::http1::{BodyFraming, ChunkedScanner};
@@ -14,6 +18,39 @@ pub(super) enum CopyError {
     Idle,
     Destination(io::Error),
     Malformed,
+}
+
+/// How long a body may go without moving a byte. In a full-duplex exchange both directions
+/// share one clock, as Envoy's stream idle timeout counts a stream's frames either way: a
+/// bidirectional call whose client waits while its server talks (or the other way round) is
+/// not idle. Only bridged HTTP/2 streams share it: their reads and writes are channel
+/// operations, which a timeout may abandon and start again without losing bytes.
+#[derive(Debug, Clone)]
+pub(super) struct Idle {
+    pub(super) timeout: Duration,
+    /// When either direction last moved a byte, in a full-duplex exchange.
+    pub(super) shared: Option<Rc<Cell<Instant>>>,
+}
+
+impl Idle {
+    pub(super) fn alone(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            shared: None,
+        }
+    }
+
+    fn moved(&self) {
+        if let Some(last) = &self.shared {
+            last.set(Instant::now());
+        }
+    }
+
+    /// When the wait that just timed out may go on until: the other direction moved since.
+    fn extended(&self) -> Option<Instant> {
+        let until = self.shared.as_ref()?.get() + self.timeout;
+        (until > Instant::now()).then_some(until)
+    }
 }
 
 /// Where a body streamed through also goes, as it goes.
@@ -72,13 +109,14 @@ impl Kept {
 
 /// Streams a body from `src` to `dst` without buffering more than one read at a time, and
 /// says how many bytes went through (chunk framing included). Each read and each write must
-/// make progress within `idle`. A chunked body's scan starts at `scanner` (past the part of it
-/// already sent). The body also goes to `taps`.
+/// make progress within `idle` (or the other direction must have, when it shares the clock).
+/// A chunked body's scan starts at `scanner` (past the part of it already sent). The body also
+/// goes to `taps`.
 pub(super) async fn copy_body(
     src: &mut Conn,
     dst: &mut Stream,
     (framing, mut scanner): (BodyFraming, ChunkedScanner),
-    idle: Duration,
+    idle: &Idle,
     mut taps: Taps<'_>,
 ) -> Result<u64, CopyError> {
     let mut copied = 0;
@@ -124,11 +162,17 @@ pub(super) async fn copy_body(
     }
 }
 
-pub(super) async fn fill_within(src: &mut Conn, idle: Duration) -> Result<usize, CopyError> {
-    match monoio::time::timeout(idle, src.fill()).await {
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(_)) => Err(CopyError::Source),
-        Err(_) => Err(CopyError::Idle),
+pub(super) async fn fill_within(src: &mut Conn, idle: &Idle) -> Result<usize, CopyError> {
+    let mut deadline = Instant::now() + idle.timeout;
+    loop {
+        match monoio::time::timeout_at(deadline, src.fill()).await {
+            Ok(Ok(n)) => {
+                idle.moved();
+                return Ok(n);
+            }
+            Ok(Err(_)) => return Err(CopyError::Source),
+            Err(_) => deadline = idle.extended().ok_or(CopyError::Idle)?,
+        }
     }
 }
 
@@ -136,10 +180,16 @@ pub(super) async fn forward_within(
     src: &mut Conn,
     dst: &mut Stream,
     n: usize,
-    idle: Duration,
+    idle: &Idle,
 ) -> Result<(), CopyError> {
-    match monoio::time::timeout(idle, src.forward_buffered(dst, n)).await {
-        Ok(result) => result.map_err(CopyError::Destination),
-        Err(_) => Err(CopyError::Idle),
+    let mut deadline = Instant::now() + idle.timeout;
+    loop {
+        match monoio::time::timeout_at(deadline, src.forward_buffered(dst, n)).await {
+            Ok(result) => {
+                idle.moved();
+                return result.map_err(CopyError::Destination);
+            }
+            Err(_) => deadline = idle.extended().ok_or(CopyError::Idle)?,
+        }
     }
 }

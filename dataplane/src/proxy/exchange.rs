@@ -12,7 +12,7 @@ use monoio::time::Instant;
 use spec::HeaderEdits;
 
 use super::acquire::AcquireError;
-use super::body::{copy_body, CopyError, Kept, Taps};
+use super::body::{copy_body, CopyError, Idle, Kept, Taps};
 use super::response::{read_response_head, ResponseError, ResponsePlan};
 use crate::balancer::{Inflight, Pick};
 use crate::conn::Conn;
@@ -69,8 +69,10 @@ impl Drop for EndOnDrop<'_> {
 }
 
 /// What a full-duplex body's task reports once the body has ended.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct DuplexBody {
+    /// When either direction last moved a byte (see [`Idle`]).
+    moved: Rc<Cell<Instant>>,
     /// Bytes it sent (chunk framing included).
     sent: Cell<u64>,
     /// When the task ended, however it did.
@@ -107,6 +109,15 @@ impl Exchange<'_> {
     /// Request body bytes sent so far (a full-duplex body's once it has ended).
     pub(super) fn body_sent(&self) -> u64 {
         self.body_sent.get() + self.duplex.get().map_or(0, |d| d.sent.get())
+    }
+
+    /// The idle clock of a try's response body: shared with its request body's when that
+    /// streams on its own (full duplex).
+    pub(super) fn response_idle(&self, timeout: Duration) -> Idle {
+        Idle {
+            timeout,
+            shared: self.duplex.get().map(|d| d.moved.clone()),
+        }
     }
 
     /// Whether no try has taken any of the streamed body from the client yet (a connect that
@@ -304,7 +315,7 @@ impl Exchange<'_> {
         core: &Core,
         shadow: &mut Option<Shadow>,
     ) -> Result<(), Tried> {
-        let idle = core.settings.idle_timeout;
+        let timeout = core.settings.idle_timeout;
         let (framing, scanner) = (self.request_framing, self.chunked_from.clone());
         if framing == BodyFraming::None {
             if let Some(shadow) = shadow.take() {
@@ -316,8 +327,17 @@ impl Exchange<'_> {
         if down.stream.is_bridged() && up.stream.is_bridged() {
             let split = (up.stream.bridged_output(), down.take_bridged_input());
             if let (Some(mut output), Some(mut input)) = split {
-                let report = Rc::new(DuplexBody::default());
+                let report = Rc::new(DuplexBody {
+                    moved: Rc::new(Cell::new(Instant::now())),
+                    sent: Cell::new(0),
+                    ended: Cell::new(None),
+                    kept: RefCell::new(None),
+                });
                 let _ = self.duplex.set(report.clone());
+                let idle = Idle {
+                    timeout,
+                    shared: Some(report.moved.clone()),
+                };
                 let mut shadow = shadow.take();
                 let mut kept = self.keep_limit.map(Kept::new);
                 monoio::spawn(async move {
@@ -327,7 +347,8 @@ impl Exchange<'_> {
                         kept: kept.as_mut(),
                         trailers: None,
                     };
-                    let copy = copy_body(&mut input, &mut output, (framing, scanner), idle, taps);
+                    let framing = (framing, scanner);
+                    let copy = copy_body(&mut input, &mut output, framing, &idle, taps);
                     if let Ok(copied) = copy.await {
                         report.sent.set(copied);
                         *report.kept.borrow_mut() = kept.and_then(Kept::into_bytes);
@@ -344,7 +365,8 @@ impl Exchange<'_> {
             mirror: shadow.as_mut(),
             ..Taps::default()
         };
-        let body = copy_body(down, &mut up.stream, (framing, scanner), idle, taps);
+        let idle = Idle::alone(timeout);
+        let body = copy_body(down, &mut up.stream, (framing, scanner), &idle, taps);
         let copied = match self.deadline {
             None => body.await,
             Some(deadline) => match monoio::time::timeout_at(deadline, body).await {

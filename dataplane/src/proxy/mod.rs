@@ -530,11 +530,12 @@ async fn serve_request(
         trailers: (outcome.grpc && outcome.grpc_status.is_none()).then_some(&mut *response_out),
         ..Taps::default()
     };
+    let idle = exchange.response_idle(core.settings.idle_timeout);
     match copy_body(
         &mut up,
         &mut down.stream,
         (response_framing, ChunkedScanner::default()),
-        core.settings.idle_timeout,
+        &idle,
         taps,
     )
     .await

@@ -5,7 +5,8 @@ serve PORT: a server of ringmesh.test.Echo on PORT, methods taking and returning
   requests), Chat (bidirectional: answers each request as it arrives), Fail (aborts with
   UNAVAILABLE and a message), Flaky (UNAVAILABLE on every odd call, else as Unary), Slow (as
   Unary after 3 s), Remaining (the seconds left until the call's deadline, as the server sees
-  it, or "none"). Prints "listening" once it serves.
+  it, or "none"), Ticks (bidirectional: answers "tick" with four replies 0.4 s apart, anything
+  else as Chat). Prints "listening" once it serves.
 call TARGET AUTHORITY: calls each method through TARGET with :authority AUTHORITY and prints
   one line per check, "ok" at the end; exits non-zero on the first surprise. Chat is called
   in lockstep (each request waits for the previous reply), which only full duplex serves.
@@ -14,6 +15,8 @@ slow TARGET AUTHORITY SECONDS: a client-streaming call whose three requests are 
 big TARGET AUTHORITY SIZE: a unary call with a SIZE-byte message, then a bidirectional one
   whose second message has SIZE bytes (after the first's reply, so the response has started);
   prints each call's status code name and details on a line.
+quiet TARGET AUTHORITY: a bidirectional call to Ticks whose client says nothing while the
+  server sends its four ticks, then one more request; prints "ok" when every reply came.
 status TARGET AUTHORITY [METHOD [DEADLINE]]: calls METHOD (Unary by default) once, with a
   deadline of DEADLINE seconds (10 by default), and prints the call's status code name and
   details on one line (its reply's text instead for OK).
@@ -60,6 +63,17 @@ def serve(port):
         left = context.time_remaining()
         return b"none" if left is None else f"{left:.3f}".encode()
 
+    def ticks(requests, context):
+        import time
+
+        for request in requests:
+            if request != b"tick":
+                yield b"re:" + request
+                continue
+            for i in range(4):
+                time.sleep(0.4)
+                yield f"tick:{i}".encode()
+
     flaky_calls = [0]
 
     def flaky(request, context):
@@ -77,6 +91,7 @@ def serve(port):
         "Flaky": grpc.unary_unary_rpc_method_handler(flaky),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Remaining": grpc.unary_unary_rpc_method_handler(remaining),
+        "Ticks": grpc.stream_stream_rpc_method_handler(ticks),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -152,6 +167,20 @@ def big(target, authority, size):
             print(e.code().name, e.details(), flush=True)
 
 
+def quiet(target, authority):
+    options = [("grpc.default_authority", authority), ("grpc.enable_retries", 0)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        outgoing = queue.Queue()
+        replies = channel.stream_stream(f"/{SERVICE}/Ticks")(iter(outgoing.get, None), timeout=20)
+        outgoing.put(b"tick")
+        expect("ticks", [next(replies) for _ in range(4)], [f"tick:{i}".encode() for i in range(4)])
+        outgoing.put(b"b")
+        expect("after the ticks", next(replies), b"re:b")
+        outgoing.put(None)
+        expect("end", list(replies), [])
+    print("ok", flush=True)
+
+
 def slow(target, authority, seconds):
     import time
 
@@ -173,6 +202,8 @@ if __name__ == "__main__":
         slow(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     elif sys.argv[1] == "big":
         big(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1] == "quiet":
+        quiet(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "status":
         status(*sys.argv[2:6])
     else:
