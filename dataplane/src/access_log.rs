@@ -279,6 +279,14 @@ pub struct Captured {
 }
 
 impl Captured {
+    /// What a relayed TCP connection gives a format: its protocol, and no request fields.
+    pub fn opaque() -> Self {
+        Self {
+            protocol: "TCP",
+            ..Self::default()
+        }
+    }
+
     /// Forgets the last request's values, keeping the buffers.
     pub fn clear(&mut self) {
         self.bytes.clear();

@@ -22,6 +22,7 @@ use monoio::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::tunnel::RELAY_CHUNK;
+use crate::access_log::{Captured, Entry};
 use crate::authz::{check_connection, InboundConnection};
 use crate::balancer::Input;
 use crate::conn::Conn;
@@ -72,17 +73,26 @@ pub(super) async fn relay_outbound(down: Conn, original: SocketAddr, mark: u32, 
         peer: None,
         flags: "-",
     };
+    let mut logged = Logged {
+        started: Instant::now(),
+        downstream: down.stream.peer_addr().ok(),
+        upstream: target,
+        cluster: group.map(|g| g.name.clone()),
+        principal: None,
+        inbound: false,
+    };
     let up = match connected {
         Ok(up) => up,
         Err(e) => {
             tracing::debug!("relaying a captured connection to {target}: {e:?}");
             connection.flags = "UF";
-            Meter::open(core, routes.metrics_enabled, &connection).close();
+            Meter::open(core, routes.metrics_enabled, &connection, logged).close();
             return;
         }
     };
     connection.peer = up.stream.peer_identity();
-    let meter = Meter::open(core, routes.metrics_enabled, &connection);
+    logged.principal = connection.peer.map(str::to_owned);
+    let meter = Meter::open(core, routes.metrics_enabled, &connection, logged);
     // A connection may outlive many reloads: it must not hold this route state.
     drop(routes);
     relay(down, up, &meter, idle).await;
@@ -126,6 +136,14 @@ pub(super) async fn relay_inbound(down: Conn, (port, app): (u16, SocketAddr), co
         peer: caller.principal,
         flags: "-",
     };
+    let logged = Logged {
+        started: Instant::now(),
+        downstream: Some(peer),
+        upstream: app,
+        cluster: service.map(str::to_owned),
+        principal: caller.principal.map(str::to_owned),
+        inbound: true,
+    };
     let mark = core.settings.marks.map_or(0, |m| m.app);
     let until = Instant::now() + core.settings.connect_timeout;
     let up = match upstream::connect(&core.security, app, mark, until, None).await {
@@ -133,11 +151,11 @@ pub(super) async fn relay_inbound(down: Conn, (port, app): (u16, SocketAddr), co
         Err(e) => {
             tracing::debug!("relaying a captured connection to the application at {app}: {e:?}");
             connection.flags = "UF";
-            Meter::open(core, routes.metrics_enabled, &connection).close();
+            Meter::open(core, routes.metrics_enabled, &connection, logged).close();
             return;
         }
     };
-    let mut meter = Meter::open(core, routes.metrics_enabled, &connection);
+    let mut meter = Meter::open(core, routes.metrics_enabled, &connection, logged);
     meter.caller = Some(Caller {
         port,
         principal: caller.principal.map(str::to_owned),
@@ -185,10 +203,23 @@ impl Caller {
     }
 }
 
-/// One relayed connection's bytes and last activity, and its metrics series.
+/// What a relayed connection's access log line says besides its bytes and flags.
+struct Logged {
+    started: Instant,
+    downstream: Option<SocketAddr>,
+    upstream: SocketAddr,
+    cluster: Option<String>,
+    /// The caller's SPIFFE ID inbound, the server's outbound.
+    principal: Option<String>,
+    inbound: bool,
+}
+
+/// One relayed connection's bytes and last activity, its metrics series and its log line.
 struct Meter<'c> {
     core: &'c Core,
     series: Option<usize>,
+    flags: &'static str,
+    logged: Logged,
     /// Bytes from the client, and bytes to it.
     received: Cell<u64>,
     sent: Cell<u64>,
@@ -201,11 +232,13 @@ struct Meter<'c> {
 
 impl<'c> Meter<'c> {
     /// Counts `connection` opened when metrics are `enabled`.
-    fn open(core: &'c Core, enabled: bool, connection: &Connection<'_>) -> Self {
+    fn open(core: &'c Core, enabled: bool, connection: &Connection<'_>, logged: Logged) -> Self {
         let series = enabled.then(|| core.recorders.metrics.borrow_mut().open_tcp(connection));
         Self {
             core,
             series,
+            flags: connection.flags,
+            logged,
             received: Cell::new(0),
             sent: Cell::new(0),
             reported: Cell::new((0, 0)),
@@ -234,6 +267,45 @@ impl<'c> Meter<'c> {
         self.report();
         if let Some(series) = self.series {
             self.core.recorders.metrics.borrow_mut().close_tcp(series);
+        }
+        self.log();
+    }
+
+    /// Writes the connection's access log line, as Envoy's TCP proxy does when it closes, in
+    /// the format of the route state in force now (the connection may have outlived its own).
+    fn log(&self) {
+        let routes = self.core.routes.borrow().clone();
+        let Some(format) = &routes.access_log else {
+            return;
+        };
+        let log = &self.logged;
+        let principal = log.principal.as_deref();
+        let access_log = &self.core.recorders.access_log;
+        let request = Captured::opaque();
+        let entry = Entry {
+            start: access_log.wall_clock(log.started.into_std()),
+            request: &request,
+            code: 0,
+            grpc_status: None,
+            flags: self.flags,
+            bytes_received: self.received.get(),
+            bytes_sent: self.sent.get(),
+            duration: log.started.elapsed(),
+            response_duration: None,
+            upstream_service_time: None,
+            upstream_host: Some(log.upstream),
+            upstream_cluster: log.cluster.as_deref(),
+            downstream: log.downstream,
+            downstream_principal: principal.filter(|_| log.inbound),
+            upstream_principal: principal.filter(|_| !log.inbound),
+            inbound: log.inbound,
+            route: None,
+            trace_id: None,
+            snapshot: &routes.hash,
+        };
+        // A connection's line is rare next to requests': it goes to the writer now.
+        if access_log.append(|out| format.render(&entry, out)) {
+            access_log.flush_now();
         }
     }
 

@@ -21,7 +21,6 @@ fn sample(host: &Host, family: &str, parts: &[&str]) -> Option<f64> {
         .reduce(|sum, value| sum + value)
 }
 
-/// meshd inside `host` with its log in `log`.
 #[test]
 fn opaque_tcp_goes_over_mutual_tls_and_is_authorized_at_l4() {
     for (caller_driver, callee_driver) in [("uring", "epoll"), ("epoll", "uring")] {
@@ -48,7 +47,8 @@ fn opaque_tcp_goes_over_mutual_tls_and_is_authorized_at_l4() {
                rule {{ from {{ principals \"cluster.local/ns/default/sa/productpage\",\n\
                  \"cluster.local/ns/default/sa/other\" ip_blocks \"{client}/32\" }}\n\
                  to {{ ports 7000, 2525 }} }}\n\
-               rule {{ to {{ methods \"GET\" }} }} }}",
+               rule {{ to {{ methods \"GET\" }} }} }}\n\
+             telemetry {{ access_log json }}",
             server = server.addr,
             client = client.addr,
         );
@@ -56,6 +56,7 @@ fn opaque_tcp_goes_over_mutual_tls_and_is_authorized_at_l4() {
         let certs = |name: &str| scratch.path().join(name).to_str().unwrap().to_owned();
         let (db, productpage, other) = (certs("db"), certs("productpage"), certs("other"));
         let callee_log = scratch.path().join("db.log");
+        let access_log = scratch.path().join("db-access.log");
         let callee_args = [
             "--workload",
             "db",
@@ -63,6 +64,8 @@ fn opaque_tcp_goes_over_mutual_tls_and_is_authorized_at_l4() {
             "0.0.0.0:15006",
             "--certs",
             &db,
+            "--access-log",
+            access_log.to_str().unwrap(),
         ];
         let _callee = logged_sidecar(server, &snapshot, callee_driver, &callee_args, &callee_log);
         let caller_args = ["--workload", "productpage", "--certs", &productpage];
@@ -93,6 +96,23 @@ fn opaque_tcp_goes_over_mutual_tls_and_is_authorized_at_l4() {
         });
         let received = sample(server, "istio_tcp_received_bytes_total", &from_caller);
         assert!(received.is_some_and(|b| b > 0.0), "{drivers}: {received:?}");
+        // Each connection has its access log line once it closed, as Envoy's TCP proxy writes.
+        let lines = || -> Vec<serde_json::Value> {
+            let logged = std::fs::read_to_string(&access_log).unwrap_or_default();
+            logged
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        };
+        wait_until(|| lines().len() == 2);
+        for (line, app) in lines().iter().zip(["127.0.0.1:7000", "127.0.0.1:2525"]) {
+            assert_eq!(line["protocol"], "TCP", "{drivers}: {line}");
+            assert_eq!(line["response_flags"], "-", "{drivers}: {line}");
+            assert_eq!(line["upstream_host"], app, "{drivers}: {line}");
+            assert_eq!(line["peer_principal"], CALLER, "{drivers}: {line}");
+            assert!(line["bytes_received"].as_u64() > Some(0), "{line}");
+            assert!(line["bytes_sent"].as_u64() > Some(0), "{line}");
+        }
         let to_db = [
             "reporter=\"source\"",
             "destination_service_name=\"db\"",
