@@ -6,7 +6,9 @@
 # RATE req/s for DURATION on 16 kept-alive connections, once to 127.0.0.1:15001 with
 # `host: reviews` (explicit) and once to the service's virtual address 198.18.1.10:9080
 # (captured: NAT redirect, original-destination lookup, sniffing). Prints, per run, latency
-# percentiles and meshd's CPU-s per 1000 requests. Needs root, iproute2 and iptables.
+# percentiles and meshd's CPU-s per 1000 requests. NEW_CONNECTIONS=1 sends every request with
+# `connection: close`, so each opens a connection (the per-connection part: redirect, lookup,
+# sniff). Needs root, iproute2 and iptables.
 set -euo pipefail
 BIN=$(cd "$1" && pwd); RATE=${2:-5000}; DUR=${3:-5s}; REPEATS=${4:-3}
 W=$(mktemp -d)
@@ -24,6 +26,8 @@ ip link add eth0 netns $C type veth peer name eth0 netns $S
 ip -n $C addr add 198.18.0.1/24 dev eth0; ip -n $S addr add 198.18.0.2/24 dev eth0
 for ns in $C $S; do ip -n $ns link set lo up; ip -n $ns link set eth0 up; done
 ip -n $C route add default dev eth0
+# A connection per request leaves tens of thousands in TIME_WAIT: let new ones reuse their ports.
+ip netns exec $C sysctl -qw net.ipv4.tcp_tw_reuse=1
 
 ip netns exec $S taskset -c 1 $BIN/mesh-upstream --listen 198.18.0.2:9080 --name reviews > $W/up.out 2>&1 &
 disown
@@ -45,6 +49,7 @@ for driver in epoll uring; do
     for target in explicit captured; do
       if [ $target = explicit ]; then URL=http://127.0.0.1:15001/; H=(-H "host: reviews")
       else URL=http://198.18.1.10:9080/; H=(); fi
+      if [ -n "${NEW_CONNECTIONS:-}" ]; then H+=(-H "connection: close"); fi
       before=$(cpu_ticks $D)
       ip netns exec $C taskset -c 1 $BIN/meshload $URL --rate $RATE --duration $DUR "${H[@]}" \
         --json $W/l.json > /dev/null 2>&1
