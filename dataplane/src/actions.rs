@@ -268,20 +268,6 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
         );
         note("config meshc accepted without serving it", place);
     }
-    for service in &snapshot.services {
-        let limits = &service.policy.pool;
-        let limited = limits.max_connections.is_some()
-            || limits.max_pending_requests.is_some()
-            || limits.max_requests_per_connection.is_some();
-        let speaks_h2 = !service.identities.is_empty()
-            || service
-                .ports
-                .iter()
-                .any(|p| matches!(p.protocol, spec::Protocol::Http2 | spec::Protocol::Grpc));
-        if limited && speaks_h2 {
-            note(H2_POOL_LIMITS, format!("service {}", service.name));
-        }
-    }
     let own = workload.and_then(|query| snapshot.workload(query));
     for w in &snapshot.workloads {
         if workload.is_some() && !own.is_some_and(|own| std::ptr::eq(own, w)) {
@@ -296,12 +282,6 @@ pub fn not_enforced(snapshot: &Snapshot, workload: Option<&str>) -> Vec<NotEnfor
     }
     found
 }
-
-/// The feature name of connection pool limits where requests may go as HTTP/2 streams (to a
-/// sidecar when the client spoke HTTP/2, to a `grpc` or `http2` port): the streams share one
-/// connection per endpoint per core and are not counted against the limits.
-pub const H2_POOL_LIMITS: &str =
-    "pool limits (max_connections, max_pending_requests, max_requests_per_connection) on HTTP/2 streams";
 
 /// The feature name of trace sampling without a collector (meshd --trace-collector): the
 /// sidecar traces nothing.

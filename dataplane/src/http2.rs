@@ -41,7 +41,7 @@ use crate::percore::Core;
 use crate::proxy::{serve_http1, Arrival};
 use crate::stream::{Bridge, Stream};
 
-mod client;
+pub(crate) mod client;
 #[cfg(test)]
 mod tests;
 

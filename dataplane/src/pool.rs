@@ -264,6 +264,17 @@ impl Breaker {
         Ok(())
     }
 
+    /// How many requests a connection of the group may carry over its life.
+    pub fn max_requests(&self) -> Option<u32> {
+        self.max_requests
+    }
+
+    /// A stream of one of the group's HTTP/2 connections ended: a request waiting for room
+    /// may take its place.
+    pub fn stream_ended(&self) {
+        self.wake_one();
+    }
+
     /// Connections open under this breaker now.
     pub fn open(&self) -> u32 {
         self.open.get()

@@ -11,7 +11,11 @@
 //!
 //! A sidecar is called the same way over mutual TLS with ALPN `h2` (see
 //! [`crate::routing::RouteState::service_speaks_h2`]). A core opens another connection to an
-//! address only when its open ones carry as many streams as the server allows.
+//! address only when its open ones carry as many streams as the server allows, or as many
+//! over their lives as the group's `max_requests_per_connection`. The group's breaker counts
+//! each connection against `max_connections`; a stream that finds no room and may not open a
+//! connection waits (a pending request, within `max_pending_requests`) until a stream or a
+//! connection of the group ends.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -33,6 +37,7 @@ use crate::conn::Conn;
 use crate::http1::head::{parse_request, MAX_HEADERS};
 use crate::http1::{BodyFraming, ChunkedScanner};
 use crate::percore::Security;
+use crate::pool::{Breaker, Lease, Refused};
 use crate::stream::{Bridge, Stream};
 use crate::upstream::{self, ConnectError, Secure};
 
@@ -83,6 +88,27 @@ struct Connection {
     peer_identity: Option<Rc<str>>,
     /// Streams open on it.
     streams: Rc<Cell<usize>>,
+    /// Streams opened on it over its life.
+    opened: Rc<Cell<u32>>,
+    /// The group's limits it was opened under.
+    breaker: Option<Rc<Breaker>>,
+}
+
+/// Why no stream could be had.
+#[derive(Debug)]
+pub enum OpenError {
+    /// No connection could be opened.
+    Connect(ConnectError),
+    /// The group's connections are all in use and its pending queue is full.
+    Overflow,
+    /// No stream of the group's connections became free in time.
+    NoRoom,
+}
+
+impl From<ConnectError> for OpenError {
+    fn from(e: ConnectError) -> Self {
+        Self::Connect(e)
+    }
 }
 
 impl Connection {
@@ -96,44 +122,73 @@ impl Connection {
         }
     }
 
-    /// Whether the server lets it open one more stream. h2 would queue a stream over the
-    /// limit inside the connection instead (a clone of a sender is always "ready").
+    /// Whether the server lets it open one more stream (h2 would queue a stream over the
+    /// limit inside the connection instead: a clone of a sender is always "ready"), and the
+    /// group's `max_requests_per_connection` too.
     fn has_room(&self) -> bool {
-        self.streams.get() < self.sender.current_max_send_streams()
+        self.streams.get() < self.sender.current_max_send_streams() && !self.retired()
+    }
+
+    /// Whether it carried as many streams as the group lets a connection carry.
+    fn retired(&self) -> bool {
+        let max = self.breaker.as_ref().and_then(|b| b.max_requests());
+        max.is_some_and(|max| self.opened.get() >= max)
     }
 }
 
 /// One open stream of a connection, counted while it lives.
-struct StreamSlot(Rc<Cell<usize>>);
+struct StreamSlot {
+    streams: Rc<Cell<usize>>,
+    breaker: Option<Rc<Breaker>>,
+}
 
 impl StreamSlot {
-    fn new(streams: &Rc<Cell<usize>>) -> Self {
+    fn new(connection: &Connection) -> Self {
+        let streams = &connection.streams;
         streams.set(streams.get() + 1);
-        Self(streams.clone())
+        connection.opened.set(connection.opened.get() + 1);
+        Self {
+            streams: streams.clone(),
+            breaker: connection.breaker.clone(),
+        }
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        self.streams.set(self.streams.get() - 1);
+        if let Some(breaker) = &self.breaker {
+            breaker.stream_ended();
+        }
     }
+}
+
+/// Where a new stream may wait for room, and connect.
+#[derive(Debug)]
+pub struct Limits<'a> {
+    /// The group's breaker, when it has pool limits.
+    pub breaker: Option<&'a Rc<Breaker>>,
+    /// How long a stream may wait for room on the group's connections.
+    pub wait_until: Instant,
+    /// When a connect must have completed.
+    pub connect_until: Instant,
 }
 
 impl Clients {
     /// A new stream to `addr`, as a connection the HTTP/1.1 path writes one request to and
     /// reads its response from. Over mutual TLS with ALPN `h2` when `secure` says so (a
-    /// sidecar), else h2c (an application). Connects (socket marked `mark`) by `until` when
-    /// this core has no connection to `addr` with room for it. Says whether the connection
-    /// was open already (a stream it refuses may be replayed, as on a stale pooled
-    /// connection).
+    /// sidecar), else h2c (an application). Connects (socket marked `mark`) when this core has
+    /// no connection to `addr` with room for it and the group's `limits` let it; else waits
+    /// for room. Says whether the connection was open already (a stream it refuses may be
+    /// replayed, as on a stale pooled connection).
     pub async fn open(
         &self,
         security: &Security,
         (addr, mark): (SocketAddr, u32),
         secure: Option<&Secure<'_>>,
-        until: Instant,
+        limits: Limits<'_>,
         stall_limit: std::time::Duration,
-    ) -> Result<(Conn, bool), ConnectError> {
+    ) -> Result<(Conn, bool), OpenError> {
         let mut reused = true;
         let connection = loop {
             if let Some(open) = self.with_room(addr, secure).await {
@@ -144,13 +199,32 @@ impl Clients {
             let opening = self.opening.borrow().get(&addr).cloned();
             if let Some(opened) = opening {
                 let opened = opened.notified();
-                if monoio::time::timeout_at(until, opened).await.is_err() {
-                    return Err(ConnectError::TimedOut);
+                if monoio::time::timeout_at(limits.connect_until, opened)
+                    .await
+                    .is_err()
+                {
+                    return Err(ConnectError::TimedOut.into());
                 }
                 continue;
             }
+            let lease = match limits.breaker {
+                None => None,
+                Some(breaker) => match breaker.lease() {
+                    Some(lease) => Some(lease),
+                    None => {
+                        // A pending request: until a stream or a connection of the group ends.
+                        match monoio::time::timeout_at(limits.wait_until, breaker.wait()).await {
+                            Ok(Ok(())) => continue,
+                            Ok(Err(Refused::Overflow)) => return Err(OpenError::Overflow),
+                            Err(_) => return Err(OpenError::NoRoom),
+                        }
+                    }
+                },
+            };
             let _opening = Opening::start(&self.opening, addr);
-            let connection = connect(security, (addr, mark), secure, until).await?;
+            let until = limits.connect_until;
+            let mut connection = connect(security, (addr, mark), secure, (until, lease)).await?;
+            connection.breaker = limits.breaker.cloned();
             let mut connections = self.connections.borrow_mut();
             connections
                 .entry(addr)
@@ -164,7 +238,11 @@ impl Clients {
         let identity = connection.peer_identity.as_deref().map(str::to_owned);
         let channels = (response_bytes, request_bytes);
         let bridge = Bridge::new(channels, addr, identity, connection.tls);
-        let slot = StreamSlot::new(&connection.streams);
+        let slot = StreamSlot::new(&connection);
+        if connection.retired() {
+            // Its last stream: it closes once its streams end and its handles are gone.
+            self.forget(addr, &connection);
+        }
         let exchange = translate(connection.sender, from_http1, to_http1, stall_limit);
         monoio::spawn(async move {
             exchange.await;
@@ -191,13 +269,16 @@ impl Clients {
                         ..candidate
                     })
                 }
-                Err(_) => {
-                    let mut connections = self.connections.borrow_mut();
-                    if let Some(list) = connections.get_mut(&addr) {
-                        list.retain(|c| !Rc::ptr_eq(&c.streams, &candidate.streams));
-                    }
-                }
+                Err(_) => self.forget(addr, &candidate),
             }
+        }
+    }
+
+    /// Takes `connection` off `addr`'s list: no stream opens on it any more.
+    fn forget(&self, addr: SocketAddr, connection: &Connection) {
+        let mut connections = self.connections.borrow_mut();
+        if let Some(list) = connections.get_mut(&addr) {
+            list.retain(|c| !Rc::ptr_eq(&c.streams, &connection.streams));
         }
     }
 
@@ -208,12 +289,13 @@ impl Clients {
 }
 
 /// Opens an HTTP/2 connection to `addr` by `until`: mutual TLS with ALPN `h2` when `secure`
-/// says so, else h2c. Its IO runs as a task of its own.
+/// says so, else h2c. Its IO runs as a task of its own, which holds its place in the group's
+/// breaker (`lease`) for as long as it lives.
 async fn connect(
     security: &Security,
     (addr, mark): (SocketAddr, u32),
     secure: Option<&Secure<'_>>,
-    until: Instant,
+    (until, lease): (Instant, Option<Lease>),
 ) -> Result<Connection, ConnectError> {
     let secure = secure.map(|s| Secure {
         alpn: Some(H2_ALPN),
@@ -239,6 +321,7 @@ async fn connect(
         Err(_) => return Err(ConnectError::TimedOut),
     };
     monoio::spawn(async move {
+        let _lease = lease;
         if let Err(e) = connection.await {
             tracing::debug!("HTTP/2 connection to {addr} ended: {e}");
         }
@@ -248,6 +331,8 @@ async fn connect(
         tls,
         peer_identity,
         streams: Rc::default(),
+        opened: Rc::default(),
+        breaker: None,
     })
 }
 

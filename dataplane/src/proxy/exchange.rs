@@ -18,6 +18,7 @@ use crate::balancer::{Inflight, Pick};
 use crate::conn::Conn;
 use crate::http1::reply::LocalReply;
 use crate::http1::{BodyFraming, ChunkedScanner};
+use crate::http2::client as h2;
 use crate::mirror::Shadow;
 use crate::percore::{Core, Installed, Security};
 use crate::pool::{Breaker, Refused, Upstream};
@@ -415,15 +416,36 @@ impl Exchange<'_> {
     ) -> Result<(Upstream, bool), AcquireError> {
         let secure = self.secure.as_ref();
         if self.h2 {
-            let timeout = core.settings.connect_timeout;
+            let timeout = self
+                .breaker
+                .and_then(|b| b.connect_timeout)
+                .unwrap_or(core.settings.connect_timeout);
             let own = Instant::now() + timeout;
-            let until = until.map_or(own, |d| d.min(own));
+            let connect_until = until.map_or(own, |d| d.min(own));
+            let limits = h2::Limits {
+                breaker: self.breaker,
+                wait_until: until
+                    .unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout),
+                connect_until,
+            };
             let idle = core.settings.idle_timeout;
             let to = (addr, self.mark);
-            let h2 = &core.upstreams.h2;
-            let opened = h2.open(&core.security, to, secure, until, idle).await;
-            let (conn, reused) =
-                opened.map_err(|e| AcquireError::connect(addr, e, timeout, until < own))?;
+            let opened = core
+                .upstreams
+                .h2
+                .open(&core.security, to, secure, limits, idle);
+            let (conn, reused) = opened.await.map_err(|e| match e {
+                h2::OpenError::Connect(e) => {
+                    AcquireError::connect(addr, e, timeout, connect_until < own)
+                }
+                h2::OpenError::Overflow => AcquireError::Overflow {
+                    group: self.group_name.to_owned(),
+                },
+                h2::OpenError::NoRoom => AcquireError::Deadline {
+                    detail: format!("{}: no stream became free in time", self.group_name),
+                    connecting: false,
+                },
+            })?;
             return Ok((Upstream::new(conn, None), reused));
         }
         let Some(breaker) = self.breaker else {

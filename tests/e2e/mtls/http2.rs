@@ -375,3 +375,54 @@ fn a_draining_callee_loses_no_stream_between_sidecars(driver: &str) {
 }
 
 on_both_drivers!(a_draining_callee_loses_no_stream_between_sidecars);
+
+/// h2load through A (one core, so its pool limits are whole) with `args` to `path`; its report.
+fn h2load(pair: &Pair, args: &[&str], path: &str) -> String {
+    let url = format!("http://{}{path}", pair.a.outbound);
+    let out = std::process::Command::new("h2load")
+        .args(args)
+        .args(["-H", ":authority: reviews"])
+        .arg(&url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The service's pool limits count HTTP/2 between the sidecars as Envoy's do: a connection
+/// carries at most `max_requests_per_connection` streams over its life, then another opens.
+fn a_connection_carries_at_most_max_requests_per_connection_streams(driver: &str) {
+    let policy = "policy { pool { max_requests_per_connection 10 } }";
+    let pair = Pair::start_with(driver, "strict", "reviews", REVIEWS, policy, "");
+    let report = h2load(&pair, &["-n", "100", "-c", "1", "-m", "1"], "/");
+    assert!(
+        report.contains("100 succeeded, 0 failed") && report.contains("status codes: 100 2xx"),
+        "{driver}: {report}"
+    );
+    let counts = tls_counts(pair.b.admin);
+    assert_eq!(counts["inbound_h2_connections"], 10, "{driver}: {counts}");
+}
+
+/// `max_connections 1` holds A to one connection to B, whose 100 streams B allows; 10 more
+/// streams wait as pending requests (`max_pending 10`) and are served as streams end; the
+/// others are refused at once, 503 `UO`, as Envoy's circuit breaker refuses them.
+fn max_connections_and_max_pending_bound_streams(driver: &str) {
+    let policy = "policy { pool { max_connections 1 max_pending 10 } }";
+    let pair = Pair::start_with(driver, "strict", "reviews", REVIEWS, policy, "");
+    let report = h2load(&pair, &["-n", "300", "-c", "3", "-m", "100"], "/slow/300");
+    assert!(
+        report.contains("status codes: 110 2xx, 0 3xx, 0 4xx, 190 5xx"),
+        "{driver}: {report}"
+    );
+    let counts = tls_counts(pair.b.admin);
+    assert_eq!(counts["inbound_h2_connections"], 1, "{driver}: {counts}");
+    let metrics = admin_text(pair.a.admin, "/metrics");
+    assert!(
+        metrics.contains("\nringmesh_pool_overflows_total 190\n"),
+        "{driver}: {metrics}"
+    );
+}
+
+on_both_drivers!(
+    a_connection_carries_at_most_max_requests_per_connection_streams,
+    max_connections_and_max_pending_bound_streams,
+);
