@@ -376,3 +376,43 @@ fn a_quiet_client_is_not_idle_while_its_server_talks(driver: &str) {
 }
 
 on_both_drivers!(a_quiet_client_is_not_idle_while_its_server_talks);
+
+/// A call whose server answers before its client has sent everything: the request's record
+/// counts the body bytes that went, though its stream had not ended when the call did.
+fn a_full_duplex_body_is_counted_as_it_streams(driver: &str) {
+    let app = free_port();
+    let mut server = Command::new("python3");
+    server.args([GRPC_PEER, "serve", &app.port().to_string()]);
+    let _server = GrpcServer::start(server);
+    let config = format!(
+        "telemetry {{ access_log json }}\nservice echo {{ port 50051 grpc endpoint {app} }}"
+    );
+    let scratch = Scratch::new();
+    let snapshot = compile(&scratch, &config);
+    let log = scratch.path().join("access.log");
+    let args = ["--io-driver", driver, "--access-log", log.to_str().unwrap()];
+    let caller = Sidecar::start(&snapshot, &args).unwrap();
+    let target = caller.outbound.to_string();
+    let called = Command::new("python3")
+        .args([GRPC_PEER, "slow", &target, "echo:50051", "1", "First"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&called.stdout);
+    assert_eq!(
+        said.trim(),
+        "first:a",
+        "{driver}: {}",
+        String::from_utf8_lossy(&called.stderr)
+    );
+    let line = || -> Option<serde_json::Value> {
+        let logged = std::fs::read_to_string(&log).ok()?;
+        serde_json::from_str(logged.lines().next()?).ok()
+    };
+    wait_until(|| line().is_some());
+    let line = line().unwrap();
+    // The first message: its flag, its length and one byte, in a chunk of the HTTP/1.1 path.
+    let received = line["bytes_received"].as_u64().unwrap_or(0);
+    assert!(received >= 6, "{driver}: {line}");
+}
+
+on_both_drivers!(a_full_duplex_body_is_counted_as_it_streams);

@@ -125,6 +125,83 @@ fn protocol_errors_get_goaway_with_their_code(driver: &str) {
 
 on_both_drivers!(protocol_errors_get_goaway_with_their_code);
 
+/// One HTTP/2 frame: its 9-byte header and `payload`.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut out = vec![len[1], len[2], len[3], kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The frames in `bytes` as (type, stream, payload).
+fn frames(bytes: &[u8]) -> Vec<(u8, u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 9 {
+        let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        let Some(payload) = rest.get(9..9 + len) else {
+            break;
+        };
+        let stream = u32::from_be_bytes([rest[5] & 0x7f, rest[6], rest[7], rest[8]]);
+        out.push((rest[3], stream, payload.to_vec()));
+        rest = &rest[9 + len..];
+    }
+    out
+}
+
+/// A client that opens more streams than the 100 meshd allows at once, none of them ending
+/// (each request body still to come): the streams beyond are refused (RST_STREAM
+/// REFUSED_STREAM, 0x7), the connection and the first 100 live on, and the sidecar serves.
+fn a_stream_flood_beyond_the_limit_is_refused_stream_by_stream(driver: &str) {
+    let up = Upstream::start("reviews").unwrap();
+    let scratch = Scratch::new();
+    let meshd = serve(&scratch, &one_service("reviews", up.addr()), driver, &[]);
+    let mut stream = TcpStream::connect(meshd.outbound).unwrap();
+    stream.set_read_timeout(Some(READ_BOUND)).unwrap();
+    stream.write_all(PREFACE).unwrap();
+    stream.write_all(&frame(0x4, 0, 0, &[])).unwrap();
+    // The server's SETTINGS (its stream limit among them) hold once acknowledged.
+    let mut received = vec![0; 9];
+    stream.read_exact(&mut received).unwrap();
+    let len = u32::from_be_bytes([0, received[0], received[1], received[2]]) as usize;
+    received.resize(9 + len, 0);
+    stream.read_exact(&mut received[9..]).unwrap();
+    assert_eq!(received[3], 0x4, "{driver}: not SETTINGS first");
+    let mut flood = frame(0x4, 0x1, 0, &[]);
+    // GET / for `reviews`: indexed :method, :scheme and :path, a literal :authority.
+    let block = [&[0x82, 0x86, 0x84, 0x01, 0x07][..], b"reviews"].concat();
+    for id in (1..=210).step_by(2) {
+        flood.extend(frame(0x1, 0x4, id, &block));
+    }
+    stream.write_all(&flood).unwrap();
+    // Read until the reset of the last stream comes.
+    let mut bytes = Vec::new();
+    let mut buf = [0; 16384];
+    let refused = |bytes: &[u8]| -> Vec<u32> {
+        let resets = frames(bytes).into_iter().filter(|(kind, ..)| *kind == 0x3);
+        resets
+            .filter(|(_, _, code)| code.as_slice() == [0, 0, 0, 7])
+            .map(|(_, id, _)| id)
+            .collect()
+    };
+    while !refused(&bytes).contains(&209) {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "{driver}: closed: {:?}", frames(&bytes));
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    let expected: Vec<u32> = (201..=209).step_by(2).collect();
+    assert_eq!(refused(&bytes), expected, "{driver}");
+    let goaway = frames(&bytes).into_iter().any(|(kind, ..)| kind == 0x7);
+    assert!(!goaway, "{driver}: the connection was sent away");
+    let health = Client::connect(meshd.admin)
+        .and_then(|mut c| c.get("admin", "/healthz", &[]))
+        .unwrap();
+    assert_eq!(health.status, 200);
+}
+
+on_both_drivers!(a_stream_flood_beyond_the_limit_is_refused_stream_by_stream);
+
 /// h2c on a listener that serves a strict port and a permissive one: the permissive port's
 /// streams are served, the strict port's refused (plaintext, as any).
 #[test]

@@ -62,9 +62,18 @@ pub(super) struct Taps<'a> {
     pub(super) kept: Option<&'a mut Kept>,
     /// A chunked body's trailer section (a gRPC call's status is there).
     pub(super) trailers: Option<&'a mut Vec<u8>>,
+    /// The bytes sent so far, kept as they go (a full-duplex body's, which the request's
+    /// record reads whenever it ends).
+    pub(super) sent: Option<&'a Cell<u64>>,
 }
 
 impl Taps<'_> {
+    fn sent(&self, copied: u64) {
+        if let Some(sent) = self.sent {
+            sent.set(copied);
+        }
+    }
+
     fn copy(&mut self, bytes: &[u8]) {
         if let Some(mirror) = self.mirror.as_deref_mut() {
             mirror.copy(bytes);
@@ -132,6 +141,7 @@ pub(super) async fn copy_body(
                 forward_within(src, dst, n, idle).await?;
                 left -= n as u64;
                 copied += n as u64;
+                taps.sent(copied);
             }
             Ok(copied)
         }
@@ -147,6 +157,7 @@ pub(super) async fn copy_body(
             taps.copy(&src.buffered()[..n]);
             forward_within(src, dst, n, idle).await?;
             copied += n as u64;
+            taps.sent(copied);
             if scanner.is_done() {
                 return Ok(copied);
             }
@@ -158,6 +169,7 @@ pub(super) async fn copy_body(
             let n = src.buffered().len();
             forward_within(src, dst, n, idle).await?;
             copied += n as u64;
+            taps.sent(copied);
         },
     }
 }

@@ -74,7 +74,7 @@ impl Drop for EndOnDrop<'_> {
 pub(super) struct DuplexBody {
     /// When either direction last moved a byte (see [`Idle`]).
     moved: Rc<Cell<Instant>>,
-    /// Bytes it sent (chunk framing included).
+    /// Bytes it sent so far (chunk framing included).
     sent: Cell<u64>,
     /// When the task ended, however it did.
     ended: Cell<Option<Instant>>,
@@ -107,7 +107,7 @@ pub(super) struct FailedTry {
 }
 
 impl Exchange<'_> {
-    /// Request body bytes sent so far (a full-duplex body's once it has ended).
+    /// Request body bytes sent so far (a full-duplex body's as it streams).
     pub(super) fn body_sent(&self) -> u64 {
         self.body_sent.get() + self.duplex.get().map_or(0, |d| d.sent.get())
     }
@@ -347,6 +347,7 @@ impl Exchange<'_> {
                         mirror: shadow.as_mut(),
                         kept: kept.as_mut(),
                         trailers: None,
+                        sent: Some(&report.sent),
                     };
                     let framing = (framing, scanner);
                     let copy = copy_body(&mut input, &mut output, framing, &idle, taps);

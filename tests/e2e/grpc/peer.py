@@ -6,12 +6,13 @@ serve PORT: a server of ringmesh.test.Echo on PORT, methods taking and returning
   UNAVAILABLE and a message), Flaky (UNAVAILABLE on every odd call, else as Unary), Slow (as
   Unary after 3 s), Remaining (the seconds left until the call's deadline, as the server sees
   it, or "none"), Ticks (bidirectional: answers "tick" with four replies 0.4 s apart, anything
-  else as Chat). Prints "listening" once it serves.
+  else as Chat), First (client streaming: answers the first request at once, reading no
+  more). Prints "listening" once it serves.
 call TARGET AUTHORITY: calls each method through TARGET with :authority AUTHORITY and prints
   one line per check, "ok" at the end; exits non-zero on the first surprise. Chat is called
   in lockstep (each request waits for the previous reply), which only full duplex serves.
-slow TARGET AUTHORITY SECONDS: a client-streaming call whose three requests are SECONDS
-  apart; prints its reply.
+slow TARGET AUTHORITY SECONDS [METHOD]: a client-streaming call (ClientStream by default)
+  whose three requests are SECONDS apart; prints its reply.
 big TARGET AUTHORITY SIZE: a unary call with a SIZE-byte message, then a bidirectional one
   whose second message has SIZE bytes (after the first's reply, so the response has started);
   prints each call's status code name and details on a line.
@@ -74,6 +75,9 @@ def serve(port):
                 time.sleep(0.4)
                 yield f"tick:{i}".encode()
 
+    def first(requests, context):
+        return b"first:" + next(requests)
+
     flaky_calls = [0]
 
     def flaky(request, context):
@@ -92,6 +96,7 @@ def serve(port):
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Remaining": grpc.unary_unary_rpc_method_handler(remaining),
         "Ticks": grpc.stream_stream_rpc_method_handler(ticks),
+        "First": grpc.stream_unary_rpc_method_handler(first),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -181,7 +186,7 @@ def quiet(target, authority):
     print("ok", flush=True)
 
 
-def slow(target, authority, seconds):
+def slow(target, authority, seconds, method="ClientStream"):
     import time
 
     def requests():
@@ -191,7 +196,7 @@ def slow(target, authority, seconds):
 
     options = [("grpc.default_authority", authority), ("grpc.enable_retries", 0)]
     with grpc.insecure_channel(target, options=options) as channel:
-        joined = channel.stream_unary(f"/{SERVICE}/ClientStream")(requests(), timeout=20)
+        joined = channel.stream_unary(f"/{SERVICE}/{method}")(requests(), timeout=20)
         print(joined.decode(), flush=True)
 
 
@@ -199,7 +204,7 @@ if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(int(sys.argv[2]))
     elif sys.argv[1] == "slow":
-        slow(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+        slow(sys.argv[2], sys.argv[3], float(sys.argv[4]), *sys.argv[5:6])
     elif sys.argv[1] == "big":
         big(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "quiet":
