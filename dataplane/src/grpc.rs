@@ -112,10 +112,6 @@ pub fn write_message(out: &mut Vec<u8>, message: &str) {
     }
 }
 
-/// Default `--grpc-max-message`: gRPC's own default for a message a server receives (4 MiB in
-/// grpc-core, grpc-go and grpc-java).
-pub const DEFAULT_MAX_MESSAGE: u32 = 4 << 20;
-
 /// The messages of a call's request body followed as it streams, each a flag byte and a
 /// 4-byte big-endian length before its bytes, so one longer than a limit is refused before
 /// any of it goes on.

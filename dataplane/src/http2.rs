@@ -297,8 +297,10 @@ async fn exchange(
     };
     // The request body is pumped for as long as the exchange lasts; a response that comes
     // before the whole body (a denial, a limit) ends the stream without waiting for it.
-    let messages =
-        is_grpc(&parts.headers).then(|| grpc::Messages::new(core.settings.grpc_max_message));
+    let limit = core.settings.grpc_max_message;
+    let messages = limit
+        .filter(|_| is_grpc(&parts.headers))
+        .map(grpc::Messages::new);
     let pumped = async {
         let body = has_body.then_some(body);
         match pump_request(head, body, (chunked, messages), to_http1).await {

@@ -116,9 +116,10 @@ struct Args {
     #[arg(long, default_value_t = dataplane::retry::DEFAULT_RETRY_BUFFER)]
     retry_buffer: usize,
     /// Largest message (bytes) a gRPC call may send; a call that sends a larger one ends
-    /// RESOURCE_EXHAUSTED before the message reaches its server. gRPC servers' own default.
-    #[arg(long, default_value_t = dataplane::grpc::DEFAULT_MAX_MESSAGE)]
-    grpc_max_message: u32,
+    /// RESOURCE_EXHAUSTED before the message reaches its server. Without it, only the
+    /// server's own limit applies (gRPC's default is 4194304).
+    #[arg(long, value_name = "BYTES")]
+    grpc_max_message: Option<u32>,
 }
 
 /// What meshd does besides serving.

@@ -270,9 +270,16 @@ impl Breaker {
     }
 
     /// A stream of one of the group's HTTP/2 connections ended: a request waiting for room
-    /// may take its place.
+    /// may take its place. Every waiter looks, as the room is on one address and for one
+    /// protocol, which the first in the queue may not want.
     pub fn stream_ended(&self) {
-        self.wake_one();
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters {
+            w.woken.set(true);
+            if let Some(waker) = w.waker.borrow_mut().take() {
+                waker.wake();
+            }
+        }
     }
 
     /// Connections open under this breaker now.

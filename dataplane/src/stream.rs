@@ -355,7 +355,7 @@ impl TlsStream {
 
     /// Whether the handshake chose HTTP/2 by ALPN.
     pub fn negotiated_h2(&self) -> bool {
-        self.session.alpn_protocol() == Some(b"h2")
+        self.session.alpn_protocol().is_some_and(crate::tls::is_h2)
     }
 
     /// Whether the handshake chose opaque TCP by ALPN ([`crate::tls::TCP_ALPN`]).
@@ -399,13 +399,14 @@ impl TlsStream {
         tcp: TcpStream,
         config: Arc<ClientConfig>,
         addr: SocketAddr,
-        alpn: Option<&[u8]>,
+        alpn: Option<&[&[u8]]>,
     ) -> io::Result<Self> {
         let name = ServerName::IpAddress(addr.ip().into());
         let session = match alpn {
             None => ClientConnection::new(config, name),
-            Some(protocol) => {
-                ClientConnection::new_with_alpn(config, name, vec![protocol.to_vec()])
+            Some(offered) => {
+                let offered = offered.iter().map(|p| p.to_vec()).collect();
+                ClientConnection::new_with_alpn(config, name, offered)
             }
         };
         let session = session.map_err(io::Error::other)?;

@@ -27,12 +27,50 @@ use x509_parser::extensions::GeneralName;
 /// callee relays the connection's bytes to the application instead of parsing HTTP.
 pub const TCP_ALPN: &[u8] = b"istio";
 
-/// ALPN protocols the inbound side accepts, most preferred first: a client that offers `h2`
-/// gets HTTP/2 (bridged to the HTTP/1.1 path, see [`crate::http2`]).
-const SERVER_ALPN: [&[u8]; 3] = [b"h2", b"http/1.1", TCP_ALPN];
+/// What a sidecar offers for opaque TCP.
+pub const TCP_OFFER: &[&[u8]] = &[TCP_ALPN];
 
-/// ALPN protocols the outbound side offers: meshd's upstream connections speak HTTP/1.1.
-const CLIENT_ALPN: [&[u8]; 1] = [b"http/1.1"];
+/// What a sidecar offers for HTTP/2: Istio's name first, then the plain one (for servers that
+/// know only that).
+pub const H2_OFFER: &[&[u8]] = &[b"istio-h2", b"h2"];
+
+/// ALPN protocols the inbound side accepts, most preferred first: a client that offers `h2`
+/// gets HTTP/2 (bridged to the HTTP/1.1 path, see [`crate::http2`]). The `istio-` names are
+/// what sidecars offer, Istio's and meshd's, so a ClientHello is told to be the mesh's
+/// mutual TLS rather than an application's own TLS (see [`offers_mesh_alpn`]).
+const SERVER_ALPN: [&[u8]; 5] = [b"istio-h2", b"h2", b"istio-http/1.1", b"http/1.1", TCP_ALPN];
+
+/// ALPN protocols the outbound side offers for HTTP/1.1.
+const CLIENT_ALPN: [&[u8]; 2] = [b"istio-http/1.1", b"http/1.1"];
+
+/// Whether an ALPN protocol is one of HTTP/2's names.
+pub fn is_h2(protocol: &[u8]) -> bool {
+    protocol == b"h2" || protocol == b"istio-h2"
+}
+
+/// Whether the ClientHello at the start of `bytes` offers an ALPN protocol only sidecars
+/// offer (`istio`, `istio-*`), as Istio's permissive listeners tell the mesh's mutual TLS from
+/// an application's own; `None` while the ClientHello is incomplete. Bytes that are no
+/// ClientHello are not the mesh's.
+pub fn offers_mesh_alpn(bytes: &[u8]) -> Option<bool> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if acceptor.read_tls(&mut rest).is_err() {
+            return Some(false);
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => {
+                let alpn = accepted.client_hello().alpn();
+                let mesh = alpn.is_some_and(|mut offered| offered.any(|p| p.starts_with(b"istio")));
+                return Some(mesh);
+            }
+            Ok(None) => {}
+            Err(_) => return Some(false),
+        }
+    }
+    None
+}
 
 /// Why a workload identity could not be loaded or a configuration built.
 #[derive(Debug, thiserror::Error)]

@@ -22,8 +22,8 @@ pub struct Secure<'a> {
     pub tls: Rc<CoreTls>,
     /// The service's identities (secure naming).
     pub identities: &'a [String],
-    /// The ALPN protocol to offer instead of the configuration's (`http/1.1`).
-    pub alpn: Option<&'static [u8]>,
+    /// The ALPN protocols to offer instead of the configuration's (HTTP/1.1's).
+    pub alpn: Option<&'static [&'static [u8]]>,
 }
 
 impl<'a> Secure<'a> {

@@ -172,7 +172,7 @@ fn no_allocation_per_request(driver: IoDriver) {
             idle_timeout: Duration::from_secs(60),
             max_connections_per_core: 1000,
             retry_buffer: dataplane::retry::DEFAULT_RETRY_BUFFER,
-            grpc_max_message: dataplane::grpc::DEFAULT_MAX_MESSAGE,
+            grpc_max_message: None,
             marks: None,
         },
         certs: None,

@@ -37,16 +37,13 @@ use crate::conn::Conn;
 use crate::http1::head::{parse_request, MAX_HEADERS};
 use crate::http1::{BodyFraming, ChunkedScanner};
 use crate::percore::Security;
-use crate::pool::{Breaker, Lease, Refused};
+use crate::pool::{Breaker, Lease, Pool, Refused};
 use crate::stream::{Bridge, Stream};
 use crate::upstream::{self, ConnectError, Secure};
 
 /// Streams a new connection opens before the server's SETTINGS arrive (RFC 9113 §6.5.2
 /// advises servers to allow at least 100).
 const INITIAL_MAX_STREAMS: usize = 100;
-
-/// The ALPN protocol of HTTP/2 over TLS.
-const H2_ALPN: &[u8] = b"h2";
 
 /// One core's HTTP/2 connections to upstreams, by address: as many per address as its streams
 /// need, each carrying up to the server's `MAX_CONCURRENT_STREAMS`.
@@ -168,6 +165,8 @@ impl Drop for StreamSlot {
 pub struct Limits<'a> {
     /// The group's breaker, when it has pool limits.
     pub breaker: Option<&'a Rc<Breaker>>,
+    /// This core's HTTP/1.1 pool, whose idle connections of the group make room when closed.
+    pub pool: &'a Pool,
     /// How long a stream may wait for room on the group's connections.
     pub wait_until: Instant,
     /// When a connect must have completed.
@@ -212,6 +211,13 @@ impl Clients {
                 Some(breaker) => match breaker.lease() {
                     Some(lease) => Some(lease),
                     None => {
+                        // Room is made by closing an idle connection of the group: a pooled
+                        // HTTP/1.1 one at once, an HTTP/2 one once its task ends (its lease
+                        // then wakes the wait below).
+                        if limits.pool.close_one_idle(breaker) {
+                            continue;
+                        }
+                        self.retire_idle(breaker);
                         // A pending request: until a stream or a connection of the group ends.
                         match monoio::time::timeout_at(limits.wait_until, breaker.wait()).await {
                             Ok(Ok(())) => continue,
@@ -274,6 +280,22 @@ impl Clients {
         }
     }
 
+    /// Forgets one connection of `breaker`'s group that carries no stream, so it closes
+    /// (GOAWAY, once no handle is left) and its lease frees a place; whether there was one.
+    pub fn retire_idle(&self, breaker: &Rc<Breaker>) -> bool {
+        let mut connections = self.connections.borrow_mut();
+        for list in connections.values_mut() {
+            let idle = list.iter().position(|c| {
+                c.streams.get() == 0 && c.breaker.as_ref().is_some_and(|b| Rc::ptr_eq(b, breaker))
+            });
+            if let Some(i) = idle {
+                list.swap_remove(i);
+                return true;
+            }
+        }
+        false
+    }
+
     /// Takes `connection` off `addr`'s list: no stream opens on it any more.
     fn forget(&self, addr: SocketAddr, connection: &Connection) {
         let mut connections = self.connections.borrow_mut();
@@ -298,7 +320,7 @@ async fn connect(
     (until, lease): (Instant, Option<Lease>),
 ) -> Result<Connection, ConnectError> {
     let secure = secure.map(|s| Secure {
-        alpn: Some(H2_ALPN),
+        alpn: Some(crate::tls::H2_OFFER),
         ..s.clone()
     });
     let conn = upstream::connect(security, addr, mark, until, secure.as_ref()).await?;
@@ -369,7 +391,11 @@ async fn translate(
         let method = request.method().clone();
         let ends = framing == BodyFraming::None || framing == BodyFraming::Length(0);
         let mut sender = sender;
-        let (response, mut send) = sender.send_request(request, ends)?;
+        // A GOAWAY that came since the stream was given this connection refuses it unsent.
+        let (response, mut send) = match sender.send_request(request, ends) {
+            Err(e) if refused_unprocessed(&e) => return Err(Untranslated::Refused),
+            sent => sent?,
+        };
         // Full duplex: the response may start (and even end) while the body still flows, as
         // a bidirectional call's does.
         let mut body = pin!(async {
@@ -386,10 +412,17 @@ async fn translate(
             write_response(response, &method, &to_http1).await
         });
         monoio::select! {
-            sent = &mut body => {
-                sent?;
-                answer.await
-            }
+            sent = &mut body => match sent {
+                Ok(()) => answer.await,
+                // The server reset the stream: its answer says whether it refused it
+                // unprocessed, or had answered it whole (a reset then only stops the body).
+                Err(Untranslated::Reset) => match answer.await {
+                    Err(Untranslated::Refused) => Err(Untranslated::Refused),
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(Untranslated::Reset),
+                },
+                Err(e) => Err(e),
+            },
             answered = &mut answer => answered,
         }
     };

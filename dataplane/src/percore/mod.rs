@@ -44,8 +44,9 @@ pub struct Settings {
     pub max_connections_per_core: usize,
     /// Largest request body buffered so a retry can replay it; larger ones are not retried.
     pub retry_buffer: usize,
-    /// Largest gRPC request message a call may send (RESOURCE_EXHAUSTED beyond).
-    pub grpc_max_message: u32,
+    /// Largest gRPC request message a call may send (RESOURCE_EXHAUSTED beyond); `None`: no
+    /// limit but the server's own.
+    pub grpc_max_message: Option<u32>,
     /// The socket marks meshd's connections carry, so capture rules let them through
     /// (`None`: unmarked, where meshd may not set marks).
     pub marks: Option<Marks>,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use monoio::net::TcpStream;
+use monoio::time::Instant;
 
 use super::reply::{linger, send};
 use super::serve_http1;
@@ -180,7 +181,7 @@ pub(super) async fn accept_inbound(
         } else {
             Bytes::Http
         };
-        return accept_captured(down, (bytes, mode), tls, core).await;
+        return accept_captured(down, (bytes, mode, (port, app)), tls, core).await;
     }
     let mode = core.routes.borrow().inbound_listener_mode();
     // Without a certificate nothing is strict (meshd refuses such a snapshot at load).
@@ -232,18 +233,25 @@ impl Bytes {
 /// Inbound, a connection capture sent to a port under `mode`: mutual TLS when it starts with a
 /// ClientHello (and the port is not `disable`), else, unless the port is strict, plaintext.
 /// Either way the port's [`Bytes`] say whether it is relayed or parsed as HTTP (whose parser
-/// refuses what is not); over mutual TLS, ALPN [`TCP_ALPN`] asks for the relay.
+/// refuses what is not); over mutual TLS, ALPN [`TCP_ALPN`] asks for the relay. On a
+/// permissive port, a ClientHello that offers no protocol of the mesh's is the application's
+/// own TLS (a caller without a sidecar), relayed to it at `target` as Istio passes it through.
 ///
 /// [`TCP_ALPN`]: crate::tls::TCP_ALPN
 async fn accept_captured(
     mut down: Conn,
-    (bytes, mode): (Bytes, spec::TlsMode),
+    (bytes, mode, target): (Bytes, spec::TlsMode, (u16, SocketAddr)),
     tls: Option<Rc<CoreTls>>,
     core: &Core,
 ) -> Option<Accepted> {
     let tls = tls.filter(|_| mode != spec::TlsMode::Disable);
     let sniffed = sniff(&mut down, core).await;
     let hello = down.buffered().first() == Some(&TLS_HANDSHAKE_RECORD);
+    let permissive = mode == spec::TlsMode::Permissive;
+    let screened = sniffed == Sniffed::Opaque && hello && permissive && tls.is_some();
+    if screened && !offers_mesh_alpn(&mut down, core).await? {
+        return Some(Accepted::Opaque(down, target));
+    }
     match (sniffed, tls, bytes) {
         (Sniffed::Closed, ..) => None,
         (Sniffed::Opaque, Some(tls), _) if hello => handshake(down, &tls, bytes, core).await,
@@ -259,6 +267,22 @@ async fn accept_captured(
         }
         (Sniffed::Http2, ..) => Some(Accepted::Http2(down)),
         _ => Some(Accepted::Http1(down)),
+    }
+}
+
+/// Whether the ClientHello that starts `down`'s buffered bytes offers a protocol of the
+/// mesh's (see [`crate::tls::offers_mesh_alpn`]), reading the rest of it as fast as a request
+/// head must come; `None`: the client closed or was too slow.
+async fn offers_mesh_alpn(down: &mut Conn, core: &Core) -> Option<bool> {
+    let deadline = Instant::now() + core.settings.head_timeout;
+    loop {
+        if let Some(mesh) = crate::tls::offers_mesh_alpn(down.buffered()) {
+            return Some(mesh);
+        }
+        match monoio::time::timeout_at(deadline, down.fill()).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::io;
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -20,11 +21,10 @@ pub(super) enum CopyError {
     Malformed,
 }
 
-/// How long a body may go without moving a byte. In a full-duplex exchange both directions
-/// share one clock, as Envoy's stream idle timeout counts a stream's frames either way: a
-/// bidirectional call whose client waits while its server talks (or the other way round) is
-/// not idle. Only bridged HTTP/2 streams share it: their reads and writes are channel
-/// operations, which a timeout may abandon and start again without losing bytes.
+/// How long a body may go without moving a byte. In a full-duplex exchange (two bridged
+/// HTTP/2 streams) both directions share one clock, as Envoy's stream idle timeout counts a
+/// stream's frames either way: a bidirectional call whose client waits while its server talks
+/// (or the other way round) is not idle.
 #[derive(Debug, Clone)]
 pub(super) struct Idle {
     pub(super) timeout: Duration,
@@ -174,10 +174,14 @@ pub(super) async fn copy_body(
     }
 }
 
+/// A read of `src` that must make progress within `idle`. The read is polled in place across
+/// the deadlines a shared clock extends, never dropped and started again (an abandoned read
+/// may take bytes with it).
 pub(super) async fn fill_within(src: &mut Conn, idle: &Idle) -> Result<usize, CopyError> {
     let mut deadline = Instant::now() + idle.timeout;
+    let mut read = pin!(src.fill());
     loop {
-        match monoio::time::timeout_at(deadline, src.fill()).await {
+        match monoio::time::timeout_at(deadline, read.as_mut()).await {
             Ok(Ok(n)) => {
                 idle.moved();
                 return Ok(n);
@@ -188,6 +192,8 @@ pub(super) async fn fill_within(src: &mut Conn, idle: &Idle) -> Result<usize, Co
     }
 }
 
+/// A write of `n` buffered bytes of `src` to `dst` that must make progress within `idle`,
+/// polled in place as [`fill_within`]'s read is (the write owns `src`'s buffer meanwhile).
 pub(super) async fn forward_within(
     src: &mut Conn,
     dst: &mut Stream,
@@ -195,8 +201,9 @@ pub(super) async fn forward_within(
     idle: &Idle,
 ) -> Result<(), CopyError> {
     let mut deadline = Instant::now() + idle.timeout;
+    let mut write = pin!(src.forward_buffered(dst, n));
     loop {
-        match monoio::time::timeout_at(deadline, src.forward_buffered(dst, n)).await {
+        match monoio::time::timeout_at(deadline, write.as_mut()).await {
             Ok(result) => {
                 idle.moved();
                 return result.map_err(CopyError::Destination);

@@ -425,6 +425,7 @@ impl Exchange<'_> {
             let connect_until = until.map_or(own, |d| d.min(own));
             let limits = h2::Limits {
                 breaker: self.breaker,
+                pool: &core.upstreams.pool,
                 wait_until: until
                     .unwrap_or_else(|| Instant::now() + core.settings.upstream_timeout),
                 connect_until,
@@ -476,10 +477,12 @@ impl Exchange<'_> {
                     connect(&core.security, (addr, self.mark), timeout, until, secure).await?;
                 return Ok((Upstream::new(conn, Some(lease)), false));
             }
-            // An idle connection to another endpoint of the group makes room when closed.
+            // An idle connection to another endpoint of the group makes room when closed: a
+            // pooled one at once, an HTTP/2 one once its task ends (its lease wakes the wait).
             if core.upstreams.pool.close_one_idle(breaker) {
                 continue;
             }
+            core.upstreams.h2.retire_idle(breaker);
             match monoio::time::timeout_at(wait_until, breaker.wait()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(Refused::Overflow)) => {

@@ -549,6 +549,7 @@ async fn serve_request(
             outcome.finished = Some(Instant::now());
         }
         Err(e) => {
+            outcome.bytes_received = received();
             match e {
                 CopyError::Destination(_) => outcome.downstream_closed = true,
                 CopyError::Malformed => outcome.body_failed = Some("UPE"),

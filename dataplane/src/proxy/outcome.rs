@@ -301,7 +301,7 @@ fn finish(core: &Core, outcome: &Outcome, caller: Option<&str>, peer: SocketAddr
 
 /// Hands the lines of one of this core's buffers (`which`) to its writer every
 /// [`FLUSH_INTERVAL`] while any wait.
-async fn flush_later(core: Rc<Core>, which: fn(&Recorders) -> &CoreLog) {
+pub(super) async fn flush_later(core: Rc<Core>, which: fn(&Recorders) -> &CoreLog) {
     loop {
         monoio::time::sleep(FLUSH_INTERVAL).await;
         if !which(&core.recorders).flush() {

@@ -1,7 +1,7 @@
 //! Opaque TCP: captured connections that do not speak HTTP, relayed byte for byte.
 //!
 //! Outbound, a connection to a mesh service whose servers have identities (to its virtual
-//! address: to the endpoint its balancer picks) goes over mutual TLS with ALPN [`TCP_ALPN`], so
+//! address: to the endpoint its balancer picks) goes over mutual TLS with ALPN [`TCP_ALPN`](crate::tls::TCP_ALPN), so
 //! the callee's sidecar knows to relay rather than parse; anything else goes where its client
 //! sent it. Inbound, the caller is
 //! authorized by the workload's policies read as Istio reads them for TCP (no method, path or
@@ -13,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -21,6 +22,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::outcome::flush_later;
 use super::tunnel::RELAY_CHUNK;
 use crate::access_log::{Captured, Entry};
 use crate::authz::{check_connection, InboundConnection};
@@ -30,7 +32,7 @@ use crate::metrics::{Connection, Reporter};
 use crate::percore::Core;
 use crate::routing::RouteState;
 use crate::stream::Stream;
-use crate::tls::TCP_ALPN;
+use crate::tls::TCP_OFFER;
 use crate::upstream::{self, Secure};
 
 /// How long a relayed connection may move no byte before it is closed, unless its service's
@@ -43,7 +45,7 @@ const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Outbound: relays a captured connection to `original`, which is not HTTP, over a socket
 /// marked `mark`.
-pub(super) async fn relay_outbound(down: Conn, original: SocketAddr, mark: u32, core: &Core) {
+pub(super) async fn relay_outbound(down: Conn, original: SocketAddr, mark: u32, core: &Rc<Core>) {
     let routes = core.routes.borrow().clone();
     let peer = down.stream.peer_addr().ok().map(|a| a.ip());
     let input = Input {
@@ -58,14 +60,15 @@ pub(super) async fn relay_outbound(down: Conn, original: SocketAddr, mark: u32, 
     let secure = group
         .and_then(|g| Secure::for_group(&core.security, g))
         .map(|s| Secure {
-            alpn: Some(TCP_ALPN),
+            alpn: Some(TCP_OFFER),
             ..s
         });
     let service = group
         .and_then(|g| routes.snapshot.services.get(g.service as usize))
         .map(|s| s.name.as_str());
     let idle = idle_timeout(group.map(|g| &g.pool));
-    let until = Instant::now() + core.settings.connect_timeout;
+    let started = Instant::now();
+    let until = started + core.settings.connect_timeout;
     let connected = upstream::connect(&core.security, target, mark, until, secure.as_ref()).await;
     let mut connection = Connection {
         reporter: Reporter::Source,
@@ -74,7 +77,7 @@ pub(super) async fn relay_outbound(down: Conn, original: SocketAddr, mark: u32, 
         flags: "-",
     };
     let mut logged = Logged {
-        started: Instant::now(),
+        started,
         downstream: down.stream.peer_addr().ok(),
         upstream: target,
         cluster: group.map(|g| g.name.clone()),
@@ -111,7 +114,7 @@ fn idle_timeout(pool: Option<&spec::PoolLimits>) -> Option<Duration> {
 
 /// Inbound: relays a connection that is not HTTP to the application at `app` (inbound port
 /// `port`), if the workload's policies allow its caller.
-pub(super) async fn relay_inbound(down: Conn, (port, app): (u16, SocketAddr), core: &Core) {
+pub(super) async fn relay_inbound(down: Conn, (port, app): (u16, SocketAddr), core: &Rc<Core>) {
     let routes = core.routes.borrow().clone();
     let Ok(peer) = down.stream.peer_addr() else {
         return;
@@ -216,7 +219,7 @@ struct Logged {
 
 /// One relayed connection's bytes and last activity, its metrics series and its log line.
 struct Meter<'c> {
-    core: &'c Core,
+    core: &'c Rc<Core>,
     series: Option<usize>,
     flags: &'static str,
     logged: Logged,
@@ -232,7 +235,12 @@ struct Meter<'c> {
 
 impl<'c> Meter<'c> {
     /// Counts `connection` opened when metrics are `enabled`.
-    fn open(core: &'c Core, enabled: bool, connection: &Connection<'_>, logged: Logged) -> Self {
+    fn open(
+        core: &'c Rc<Core>,
+        enabled: bool,
+        connection: &Connection<'_>,
+        logged: Logged,
+    ) -> Self {
         let series = enabled.then(|| core.recorders.metrics.borrow_mut().open_tcp(connection));
         Self {
             core,
@@ -303,9 +311,8 @@ impl<'c> Meter<'c> {
             trace_id: None,
             snapshot: &routes.hash,
         };
-        // A connection's line is rare next to requests': it goes to the writer now.
         if access_log.append(|out| format.render(&entry, out)) {
-            access_log.flush_now();
+            monoio::spawn(flush_later(self.core.clone(), |r| &r.access_log));
         }
     }
 

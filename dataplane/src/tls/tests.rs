@@ -109,8 +109,9 @@ fn a_sidecar_pair_handshakes_and_each_side_learns_the_other_identity() {
         client.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
-    // meshd's own client offers HTTP/1.1 only, and the server takes it.
-    assert_eq!(server.alpn_protocol(), Some(&b"http/1.1"[..]));
+    // meshd's own client offers HTTP/1.1, by Istio's sidecar name first, and the server
+    // takes that.
+    assert_eq!(server.alpn_protocol(), Some(&b"istio-http/1.1"[..]));
     let caller = peer_spiffe_id(server.peer_certificates().unwrap());
     assert_eq!(caller.as_deref(), Some(FRONTEND));
     let callee = peer_spiffe_id(client.peer_certificates().unwrap());
@@ -211,4 +212,37 @@ fn client_configurations_are_shared_per_identity_list_and_dropped_when_unused() 
     assert!(Arc::ptr_eq(&first, &core.client(&reviews).unwrap()));
     core.keep_clients([]);
     assert_eq!(core.clients_built(), 0);
+}
+
+/// The ClientHello a client with `config` offering `alpn` sends first.
+fn client_hello(alpn: &[&[u8]]) -> Vec<u8> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth();
+    let name = ServerName::try_from("app.example").unwrap();
+    let offered = alpn.iter().map(|p| p.to_vec()).collect();
+    let mut client = ClientConnection::new_with_alpn(Arc::new(config), name, offered).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    hello
+}
+
+#[test]
+fn a_client_hello_is_the_meshs_by_its_alpn_whole_or_not_yet() {
+    let mesh = client_hello(&[b"istio-http/1.1", b"http/1.1"]);
+    assert_eq!(offers_mesh_alpn(&mesh), Some(true));
+    assert_eq!(offers_mesh_alpn(&client_hello(TCP_OFFER)), Some(true));
+    assert_eq!(
+        offers_mesh_alpn(&client_hello(&[b"h2", b"http/1.1"])),
+        Some(false)
+    );
+    assert_eq!(offers_mesh_alpn(&client_hello(&[])), Some(false));
+    assert_eq!(
+        offers_mesh_alpn(&mesh[..mesh.len() / 2]),
+        None,
+        "half a hello"
+    );
+    assert_eq!(offers_mesh_alpn(b"\x16\x03\x01\x00\x05hello"), Some(false));
 }

@@ -320,3 +320,113 @@ fn connections_to_a_service_address_are_balanced_over_its_endpoints() {
     let greeted = checked(&client.run("python3", &["-c", greeted]), "python3");
     assert_eq!(greeted.trim(), "2", "round robin over the two endpoints");
 }
+
+/// The subject line of the certificate `openssl s_client` on `host` was shown at `addr`
+/// (`host:port`), offering SNI `app.example`.
+fn served_certificate(host: &Host, addr: &str) -> String {
+    let args = ["s_client", "-connect", addr, "-servername", "app.example"];
+    let mut client = host.command("openssl");
+    let out = client
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    said.lines()
+        .find(|l| l.starts_with("subject="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// An application that speaks TLS itself on a permissive port, as Istio serves it: a caller
+/// without a sidecar reaches the application's own TLS through the callee's sidecar (its
+/// ClientHello offers no protocol of the mesh's), and a caller with one reaches it too, inside
+/// the mesh's mutual TLS, where the callee's sidecar sees the caller's identity.
+#[test]
+fn an_applications_own_tls_passes_a_permissive_port() {
+    let network = Network::new(3);
+    let (client, server, plain) = (&network.hosts[0], &network.hosts[1], &network.hosts[2]);
+    let scratch = Scratch::new();
+    let (key, cert) = (
+        scratch.path().join("app.key"),
+        scratch.path().join("app.pem"),
+    );
+    let made = server.run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=app.example",
+            "-days",
+            "1",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    assert!(made.status.success(), "{made:?}");
+    let s_server = [
+        "s_server",
+        "-accept",
+        "127.0.0.1:8443",
+        "-www",
+        "-key",
+        key.to_str().unwrap(),
+        "-cert",
+        cert.to_str().unwrap(),
+    ];
+    let _app = started(server, "openssl", &s_server, "ACCEPT");
+    harness::issue_certificates(scratch.path(), &[("productpage", CALLER), ("db", CALLEE)])
+        .unwrap();
+    let config = format!(
+        "service db {{ port 8443 tcp endpoint {}:8443 }}\n\
+         workload productpage {{ identity \"{CALLER}\" outbound db }}\n\
+         workload db {{ identity \"{CALLEE}\" serves db\n\
+           inbound 8443 tcp -> 127.0.0.1:8443 mtls permissive }}",
+        server.addr
+    );
+    let snapshot = compile(&scratch, &config);
+    let certs = |name: &str| scratch.path().join(name).to_str().unwrap().to_owned();
+    let (db, productpage) = (certs("db"), certs("productpage"));
+    let callee_args = [
+        "--workload",
+        "db",
+        "--inbound",
+        "0.0.0.0:15006",
+        "--certs",
+        &db,
+    ];
+    let _callee = sidecar(server, &snapshot, "uring", &callee_args);
+    let caller_args = ["--workload", "productpage", "--certs", &productpage];
+    let _caller = sidecar(client, &snapshot, "epoll", &caller_args);
+    meshd_iptables(server, &[]);
+    meshd_iptables(client, &[]);
+
+    let app = format!("{}:8443", server.addr);
+    for host in [plain, client] {
+        let subject = served_certificate(host, &app);
+        assert!(
+            subject.contains("app.example"),
+            "{}: {subject:?}",
+            host.addr
+        );
+    }
+    // Only the call from the host with a sidecar came in the mesh's mutual TLS.
+    let from_caller = [
+        "reporter=\"destination\"",
+        "source_principal=\"spiffe://cluster.local/ns/default/sa/productpage\"",
+        "connection_security_policy=\"mutual_tls\"",
+    ];
+    wait_until(|| sample(server, "istio_tcp_connections_closed_total", &from_caller) == Some(1.0));
+    let plain_text = ["reporter=\"destination\"", "source_principal=\"unknown\""];
+    let opened = sample(server, "istio_tcp_connections_opened_total", &plain_text);
+    assert_eq!(opened, Some(1.0));
+}
