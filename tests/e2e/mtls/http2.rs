@@ -295,6 +295,61 @@ fn streams_beyond_the_servers_limit_open_another_connection(driver: &str) {
 
 on_both_drivers!(streams_beyond_the_servers_limit_open_another_connection);
 
+/// A caller's sidecar A (one core) and two sidecars B of the service `reviews` (its two
+/// endpoints, each draining for up to 10 s), all with mutual TLS, before one upstream.
+struct TwoCallees {
+    scratch: Scratch,
+    upstream: Upstream,
+    b: [Sidecar; 2],
+    a: Sidecar,
+}
+
+impl TwoCallees {
+    /// With `policy` on the service and `extra` declarations in A's snapshot.
+    fn start(driver: &str, policy: &str, extra: &str) -> Self {
+        let scratch = Scratch::new();
+        let ca = new_ca(&scratch, false);
+        let (a_certs, b_certs) = (scratch.path().join("a"), scratch.path().join("b"));
+        issue(&ca, FRONTEND, &a_certs);
+        issue(&ca, REVIEWS, &b_certs);
+        let upstream = Upstream::start("reviews-app").unwrap();
+        let b_snapshot = compile_as(&scratch, "b", &config("127.0.0.1:9", &upstream, "strict"));
+        let b_certs = b_certs.to_str().unwrap();
+        let b_args = [
+            "--workload",
+            "reviews",
+            "--certs",
+            b_certs,
+            "--drain-timeout",
+            "10s",
+        ];
+        let b = [1, 2].map(|n| {
+            let log = scratch.path().join(format!("b{n}.log"));
+            start_logged(&b_snapshot, driver, &b_args, &log)
+        });
+        let endpoints = format!(
+            "{}\n  endpoint {}",
+            b[0].inbound.unwrap(),
+            b[1].inbound.unwrap()
+        );
+        let a_config = config_with(&endpoints, &upstream, "strict", policy, extra);
+        let a_snapshot = compile_as(&scratch, "a", &a_config);
+        let a_args = [
+            "--workload",
+            "frontend",
+            "--certs",
+            a_certs.to_str().unwrap(),
+        ];
+        let a = start_logged(&a_snapshot, driver, &a_args, &scratch.path().join("a.log"));
+        Self {
+            scratch,
+            upstream,
+            b,
+            a,
+        }
+    }
+}
+
 /// POSTs over HTTP/2 between the sidecars while one of the service's two sidecars drains
 /// (SIGTERM) under them, as a pod does when it is replaced: it sends GOAWAY and serves every
 /// stream it accepted, those whose heads were still on their way included; the caller sends
@@ -302,41 +357,16 @@ on_both_drivers!(streams_beyond_the_servers_limit_open_another_connection);
 /// elsewhere (a connect failure loaded no upstream, so it is outside the retry budget) until
 /// outlier detection ejects it. No request fails.
 fn a_draining_callee_loses_no_stream_between_sidecars(driver: &str) {
-    let scratch = Scratch::new();
-    let ca = new_ca(&scratch, false);
-    let (a_certs, b_certs) = (scratch.path().join("a"), scratch.path().join("b"));
-    issue(&ca, FRONTEND, &a_certs);
-    issue(&ca, REVIEWS, &b_certs);
-    let upstream = Upstream::start("reviews-app").unwrap();
-    let b_snapshot = compile_as(&scratch, "b", &config("127.0.0.1:9", &upstream, "strict"));
-    let b_args = [
-        "--workload",
-        "reviews",
-        "--certs",
-        b_certs.to_str().unwrap(),
-    ];
-    let b_args = [&b_args[..], &["--drain-timeout", "10s"]].concat();
-    let b_log = |n: usize| scratch.path().join(format!("b{n}.log"));
-    let mut draining = start_logged(&b_snapshot, driver, &b_args, &b_log(1));
-    let staying = start_logged(&b_snapshot, driver, &b_args, &b_log(2));
-    let endpoints = format!(
-        "{}\n  endpoint {}",
-        draining.inbound.unwrap(),
-        staying.inbound.unwrap()
-    );
     let ejected = "policy { outlier { consecutive_gateway_errors 1 interval 50ms \
                    max_ejection_percent 50 } }";
     let retried = "route reviews { rule all { to reviews\n\
                    retries { attempts 2 on connect-failure non_idempotent } } }";
-    let a_config = config_with(&endpoints, &upstream, "strict", ejected, retried);
-    let a_snapshot = compile_as(&scratch, "a", &a_config);
-    let a_args = [
-        "--workload",
-        "frontend",
-        "--certs",
-        a_certs.to_str().unwrap(),
-    ];
-    let a = start_logged(&a_snapshot, driver, &a_args, &scratch.path().join("a.log"));
+    let TwoCallees {
+        scratch,
+        upstream,
+        b: [mut draining, _staying],
+        a,
+    } = TwoCallees::start(driver, ejected, retried);
 
     let body = scratch.write("body", "a message");
     let url = format!("http://{}/", a.outbound);
@@ -426,3 +456,38 @@ on_both_drivers!(
     a_connection_carries_at_most_max_requests_per_connection_streams,
     max_connections_and_max_pending_bound_streams,
 );
+
+/// With `max_connections 1`, A's one connection goes to one of the two sidecars at a time:
+/// the balancer alternates, and a stream for the other closes the idle connection (its place
+/// is freed when it has closed) rather than waiting for a place that never frees.
+fn an_idle_connection_makes_room_for_another_endpoint(driver: &str) {
+    let policy = "policy { pool { max_connections 1 } }";
+    let two = TwoCallees::start(driver, policy, "");
+    let url = format!("http://{}/", two.a.outbound);
+    let out = std::process::Command::new("h2load")
+        .args([
+            "-n",
+            "20",
+            "-c",
+            "1",
+            "-m",
+            "1",
+            "-H",
+            ":authority: reviews",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("20 succeeded, 0 failed") && report.contains("status codes: 20 2xx"),
+        "{driver}: {report}"
+    );
+    for b in &two.b {
+        let counts = tls_counts(b.admin);
+        let h2 = counts["inbound_h2_connections"].as_u64().unwrap_or(0);
+        assert!(h2 >= 5, "{driver}: each endpoint served some: {counts}");
+    }
+}
+
+on_both_drivers!(an_idle_connection_makes_room_for_another_endpoint);
