@@ -32,6 +32,52 @@ impl Drop for GrpcServer {
     }
 }
 
+/// Python's grpcio server (`peer.py serve`) on a free port, and one sidecar (`args` added)
+/// whose snapshot has `head` (declarations, or nothing) and the service `echo`, port 50051
+/// `grpc`, served by it.
+struct EchoCalls {
+    _server: GrpcServer,
+    scratch: Scratch,
+    caller: Sidecar,
+}
+
+impl EchoCalls {
+    fn start(head: &str, args: &[&str]) -> Self {
+        Self::start_in(Scratch::new(), head, args)
+    }
+
+    /// [`Self::start`] with its snapshot in `scratch` (where `args` may name files).
+    fn start_in(scratch: Scratch, head: &str, args: &[&str]) -> Self {
+        let app = free_port();
+        let mut server = Command::new("python3");
+        server.args([GRPC_PEER, "serve", &app.port().to_string()]);
+        let server = GrpcServer::start(server);
+        let config = format!("{head}\nservice echo {{ port 50051 grpc endpoint {app} }}");
+        let snapshot = compile(&scratch, &config);
+        let caller = Sidecar::start(&snapshot, args).unwrap();
+        Self {
+            _server: server,
+            scratch,
+            caller,
+        }
+    }
+
+    /// `peer.py COMMAND TARGET echo:50051 EXTRA...` through the sidecar: its stdout, and its
+    /// stdout and stderr together for messages.
+    fn peer(&self, command: &str, extra: &[&str]) -> (String, String) {
+        let target = self.caller.outbound.to_string();
+        let called = Command::new("python3")
+            .args([GRPC_PEER, command, &target, "echo:50051"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&called.stdout).into_owned();
+        let err = String::from_utf8_lossy(&called.stderr);
+        let both = format!("{said}{err}");
+        (said, both)
+    }
+}
+
 fn grpc_calls_go_through_both_sidecars(driver: &str) {
     let app = free_port();
     let mut server = Command::new("python3");
@@ -225,23 +271,9 @@ on_both_drivers!(an_istio_retry_on_unavailable_retries_the_call);
 /// at its end: the timeout counts from the end of the streamed body, as Envoy's does from the
 /// end of the request, so the call succeeds.
 fn the_upstream_timeout_counts_from_the_end_of_a_streamed_body(driver: &str) {
-    let app = free_port();
-    let mut server = Command::new("python3");
-    server.args([GRPC_PEER, "serve", &app.port().to_string()]);
-    let _server = GrpcServer::start(server);
-    let config = format!("service echo {{ port 50051 grpc endpoint {app} }}");
-    let scratch = Scratch::new();
-    let snapshot = compile(&scratch, &config);
-    let args = ["--io-driver", driver, "--upstream-timeout", "1s"];
-    let caller = Sidecar::start(&snapshot, &args).unwrap();
-    let target = caller.outbound.to_string();
-    let called = Command::new("python3")
-        .args([GRPC_PEER, "slow", &target, "echo:50051", "0.6"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&called.stdout);
-    let err = String::from_utf8_lossy(&called.stderr);
-    assert_eq!(said.trim(), "a+b+c", "{driver}: {err}");
+    let calls = EchoCalls::start("", &["--io-driver", driver, "--upstream-timeout", "1s"]);
+    let (said, both) = calls.peer("slow", &["0.6"]);
+    assert_eq!(said.trim(), "a+b+c", "{driver}: {both}");
 }
 
 on_both_drivers!(the_upstream_timeout_counts_from_the_end_of_a_streamed_body);
@@ -250,14 +282,9 @@ on_both_drivers!(the_upstream_timeout_counts_from_the_end_of_a_streamed_body);
 /// it itself) bounds it at the sidecar as Istio's do: a server that takes 3 s is answered by
 /// meshd with DEADLINE_EXCEEDED, flag `UT`, counted with its gRPC status.
 fn a_calls_grpc_timeout_is_its_deadline_at_the_sidecar(driver: &str) {
-    let app = free_port();
-    let mut server = Command::new("python3");
-    server.args([GRPC_PEER, "serve", &app.port().to_string()]);
-    let _server = GrpcServer::start(server);
-    let config = format!("service echo {{ port 50051 grpc endpoint {app} }}");
-    let scratch = Scratch::new();
-    let snapshot = compile(&scratch, &config);
-    let caller = Sidecar::start(&snapshot, &["--io-driver", driver]).unwrap();
+    let EchoCalls {
+        scratch, caller, ..
+    } = &EchoCalls::start("", &["--io-driver", driver]);
     // An empty message: its flag byte and its length.
     let message = scratch.write("message", "\0\0\0\0\0");
     let url = format!("http://{}/ringmesh.test.Echo/Slow", caller.outbound);
@@ -308,46 +335,26 @@ on_both_drivers!(a_calls_grpc_timeout_is_its_deadline_at_the_sidecar);
 /// gRPC reads the same way once the response has started (a bidirectional call). Each is
 /// counted, and the sidecar serves on.
 fn a_message_over_the_limit_ends_the_call_resource_exhausted(driver: &str) {
-    let app = free_port();
-    let mut server = Command::new("python3");
-    server.args([GRPC_PEER, "serve", &app.port().to_string()]);
-    let _server = GrpcServer::start(server);
-    let config = format!("service echo {{ port 50051 grpc endpoint {app} }}");
-    let scratch = Scratch::new();
-    let snapshot = compile(&scratch, &config);
-    let args = ["--io-driver", driver, "--grpc-max-message", "1024"];
-    let caller = Sidecar::start(&snapshot, &args).unwrap();
-    let target = caller.outbound.to_string();
-    let called = Command::new("python3")
-        .args([GRPC_PEER, "big", &target, "echo:50051", "2000"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&called.stdout);
-    let err = String::from_utf8_lossy(&called.stderr);
+    let calls = EchoCalls::start("", &["--io-driver", driver, "--grpc-max-message", "1024"]);
+    let (said, both) = calls.peer("big", &["2000"]);
     let lines: Vec<&str> = said.lines().collect();
-    assert_eq!(
-        lines.first().copied(),
-        Some("RESOURCE_EXHAUSTED a gRPC message of 2000 bytes is over the limit of 1024 (meshd --grpc-max-message)"),
-        "{driver}: {said}{err}"
-    );
+    let refused = "RESOURCE_EXHAUSTED a gRPC message of 2000 bytes is over the limit of 1024 \
+                   (meshd --grpc-max-message)";
+    assert_eq!(lines.first().copied(), Some(refused), "{driver}: {both}");
     assert!(
         lines
             .last()
             .is_some_and(|l| l.starts_with("RESOURCE_EXHAUSTED"))
             && lines.len() == 3,
-        "{driver}: {said}{err}"
+        "{driver}: {both}"
     );
-    let metrics = admin_text(caller.admin, "/metrics");
+    let metrics = admin_text(calls.caller.admin, "/metrics");
     assert!(
         metrics.contains("ringmesh_requests_refused_total{reason=\"grpc_message_too_large\"} 2"),
         "{driver}: {metrics}"
     );
     // A message within the limit still goes through.
-    let called = Command::new("python3")
-        .args([GRPC_PEER, "status", &target, "echo:50051"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&called.stdout).trim(), "OK echo:hi");
+    assert_eq!(calls.peer("status", &[]).0.trim(), "OK echo:hi");
 }
 
 on_both_drivers!(a_message_over_the_limit_ends_the_call_resource_exhausted);
@@ -356,23 +363,9 @@ on_both_drivers!(a_message_over_the_limit_ends_the_call_resource_exhausted);
 /// while its server streams replies: the two directions share one idle clock, as Envoy's
 /// stream idle timeout counts frames either way, so the call is not idle and goes on.
 fn a_quiet_client_is_not_idle_while_its_server_talks(driver: &str) {
-    let app = free_port();
-    let mut server = Command::new("python3");
-    server.args([GRPC_PEER, "serve", &app.port().to_string()]);
-    let _server = GrpcServer::start(server);
-    let config = format!("service echo {{ port 50051 grpc endpoint {app} }}");
-    let scratch = Scratch::new();
-    let snapshot = compile(&scratch, &config);
-    let args = ["--io-driver", driver, "--idle-timeout", "1s"];
-    let caller = Sidecar::start(&snapshot, &args).unwrap();
-    let target = caller.outbound.to_string();
-    let called = Command::new("python3")
-        .args([GRPC_PEER, "quiet", &target, "echo:50051"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&called.stdout);
-    let err = String::from_utf8_lossy(&called.stderr);
-    assert_eq!(said.lines().last(), Some("ok"), "{driver}: {said}{err}");
+    let calls = EchoCalls::start("", &["--io-driver", driver, "--idle-timeout", "1s"]);
+    let (said, both) = calls.peer("quiet", &[]);
+    assert_eq!(said.lines().last(), Some("ok"), "{driver}: {both}");
 }
 
 on_both_drivers!(a_quiet_client_is_not_idle_while_its_server_talks);
@@ -380,30 +373,12 @@ on_both_drivers!(a_quiet_client_is_not_idle_while_its_server_talks);
 /// A call whose server answers before its client has sent everything: the request's record
 /// counts the body bytes that went, though its stream had not ended when the call did.
 fn a_full_duplex_body_is_counted_as_it_streams(driver: &str) {
-    let app = free_port();
-    let mut server = Command::new("python3");
-    server.args([GRPC_PEER, "serve", &app.port().to_string()]);
-    let _server = GrpcServer::start(server);
-    let config = format!(
-        "telemetry {{ access_log json }}\nservice echo {{ port 50051 grpc endpoint {app} }}"
-    );
     let scratch = Scratch::new();
-    let snapshot = compile(&scratch, &config);
     let log = scratch.path().join("access.log");
     let args = ["--io-driver", driver, "--access-log", log.to_str().unwrap()];
-    let caller = Sidecar::start(&snapshot, &args).unwrap();
-    let target = caller.outbound.to_string();
-    let called = Command::new("python3")
-        .args([GRPC_PEER, "slow", &target, "echo:50051", "1", "First"])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&called.stdout);
-    assert_eq!(
-        said.trim(),
-        "first:a",
-        "{driver}: {}",
-        String::from_utf8_lossy(&called.stderr)
-    );
+    let calls = EchoCalls::start_in(scratch, "telemetry { access_log json }", &args);
+    let (said, both) = calls.peer("slow", &["1", "First"]);
+    assert_eq!(said.trim(), "first:a", "{driver}: {both}");
     let line = || -> Option<serde_json::Value> {
         let logged = std::fs::read_to_string(&log).ok()?;
         serde_json::from_str(logged.lines().next()?).ok()

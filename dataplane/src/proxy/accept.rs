@@ -245,6 +245,11 @@ async fn accept_captured(
     core: &Core,
 ) -> Option<Accepted> {
     let tls = tls.filter(|_| mode != spec::TlsMode::Disable);
+    // A port declared `tcp` that takes no TLS relays whatever comes, at once: a server-first
+    // protocol's client, silent, waits for no sniff.
+    if let (None, Bytes::Relayed(target)) = (&tls, bytes) {
+        return Some(Accepted::Opaque(down, target));
+    }
     let sniffed = sniff(&mut down, core).await;
     let hello = down.buffered().first() == Some(&TLS_HANDSHAKE_RECORD);
     let permissive = mode == spec::TlsMode::Permissive;
