@@ -513,8 +513,20 @@ fn send_ejections(
     }
 }
 
-/// Binds `count` SO_REUSEPORT listeners on one address; port 0 resolves once for all.
+/// Binds `count` SO_REUSEPORT listeners on one address; port 0 resolves once for all. A port
+/// another process listens on is refused first: SO_REUSEPORT would otherwise share it with
+/// any listener of the same user, each taking part of the connections.
 fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into()).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => {
+                io::Error::new(e.kind(), "the address is in use by another process")
+            }
+            _ => e,
+        })?;
+    }
     let first = listen(addr)?;
     let resolved = first.local_addr()?;
     let mut listeners = vec![first];

@@ -67,8 +67,9 @@ struct Args {
     /// other hosts reach, as a Prometheus elsewhere scrapes it), e.g. 0.0.0.0:15090.
     #[arg(long)]
     metrics: Option<SocketAddr>,
-    /// Worker threads, one per core; default: every core this process may run on.
-    #[arg(long)]
+    /// Worker threads, one per core (at least 1); default: every core this process may run
+    /// on.
+    #[arg(long, value_parser = parse_cores)]
     cores: Option<usize>,
     /// IO driver for the workers.
     #[arg(long, value_enum, default_value = "auto")]
@@ -259,5 +260,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         _ => Err(format!("{text:?}: unit must be ms, s or m")),
+    }
+}
+
+/// `--cores`: a count of worker threads, at least one.
+fn parse_cores(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
     }
 }

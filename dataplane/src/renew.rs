@@ -23,13 +23,13 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum RenewError {
     /// A needed file is missing or unreadable.
-    #[error("{}: {source}", path.display())]
+    // The cause is part of the message, not a source: `{:#}` would print it twice.
+    #[error("{}: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The directory holds no usable certificate and there is no token to bootstrap with.
     #[error("{} holds no usable certificate and no --ca-token-file was given", .0.display())]
@@ -168,9 +168,9 @@ fn install(dir: &Path, obtained: &client::Obtained) -> Result<(), RenewError> {
 }
 
 fn read(path: &Path) -> Result<String, RenewError> {
-    std::fs::read_to_string(path).map_err(|source| RenewError::Read {
+    std::fs::read_to_string(path).map_err(|cause| RenewError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 

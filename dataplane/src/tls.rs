@@ -76,13 +76,13 @@ pub fn offers_mesh_alpn(bytes: &[u8]) -> Option<bool> {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("{}: {source}", path.display())]
+    // The cause is part of the message, not a source: `{:#}` would print it twice.
+    #[error("{}: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file holds no certificate or key, or one that does not parse.
     #[error("{}: {reason}", path.display())]
@@ -298,9 +298,9 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|cause| TlsError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 

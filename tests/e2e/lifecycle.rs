@@ -205,3 +205,36 @@ fn admin_drain_stops_accepting_but_stays_up_until_sigterm(driver: &str) {
 }
 
 on_both_drivers!(admin_drain_stops_accepting_but_stays_up_until_sigterm);
+
+/// What cannot work is refused at start, each error said once: no worker at all, a port
+/// another process listens on (another meshd included: SO_REUSEPORT would have shared it),
+/// a certificate directory that is not there.
+#[test]
+fn what_cannot_work_is_refused_at_start_once() {
+    let scratch = Scratch::new();
+    let snapshot = compile(&scratch, &one_service("web", free_port()));
+    let stderr = refused_at_start(&snapshot, &["--cores", "0"]);
+    assert!(
+        stderr.contains("'--cores <CORES>': must be at least 1"),
+        "{stderr}"
+    );
+
+    let running = Sidecar::start(&snapshot, &[]).unwrap();
+    let taken = running.outbound.to_string();
+    let stderr = refused_at_start(&snapshot, &["--outbound", &taken]);
+    let said =
+        format!("cannot listen on outbound {taken}: the address is in use by another process");
+    assert!(stderr.contains(&said), "{stderr}");
+    let foreign = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = foreign.local_addr().unwrap().to_string();
+    let stderr = refused_at_start(&snapshot, &["--outbound", &taken]);
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+
+    let missing = scratch.path().join("no-certs");
+    let stderr = refused_at_start(&snapshot, &["--certs", missing.to_str().unwrap()]);
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}
