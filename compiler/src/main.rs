@@ -475,7 +475,13 @@ fn is_snapshot(path: &Path) -> bool {
 }
 
 fn explain(inputs: &[PathBuf], question: Question) -> anyhow::Result<ExitCode> {
-    let request = Request::parse(&question.request, &question.headers)?;
+    // A request that is not one is a usage error (exit 2), as clap's own are.
+    let request = Request::parse(&question.request, &question.headers).unwrap_or_else(|e| {
+        use clap::CommandFactory as _;
+        Cli::command()
+            .error(clap::error::ErrorKind::InvalidValue, e.to_string())
+            .exit()
+    });
     let snapshot = match inputs {
         [single] if single != Path::new(compiler::input::STDIN_ARG) && is_snapshot(single) => {
             read_snapshot(single)?

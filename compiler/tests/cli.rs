@@ -236,4 +236,13 @@ fn dump_refuses_a_corrupted_snapshot() {
 fn usage_errors_exit_2() {
     let output = meshc(&[Path::new("compile"), Path::new("x.mesh")]);
     assert_eq!(output.status.code(), Some(2));
+    // A request `explain` cannot read is one too, said before any input is read.
+    let args = ["explain", "missing.mesh", "--request", "GET reviews"].map(Path::new);
+    let output = meshc(&args);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("url \"reviews\""),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -448,8 +448,9 @@ fn explain_without_a_route_says_why_and_exits_1() {
         stderr(&output)
     );
 
+    // A request that is not one is a usage error.
     let output = meshc(&["explain", snap, "--request", "GET reviews"]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("is not http://HOST"),
         "{}",

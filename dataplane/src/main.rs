@@ -36,7 +36,8 @@ struct Args {
     #[arg(long)]
     workload: Option<String>,
     /// The workload's certificates as `meshca issue` writes them (cert.pem, key.pem,
-    /// bundle.pem); reloaded when they change. Served over mTLS with issue #5's next step.
+    /// bundle.pem); reloaded when they change. Mutual TLS with them: inbound on ports not
+    /// `disable`, outbound to services whose servers have identities.
     #[arg(long)]
     certs: Option<PathBuf>,
     /// A `meshca serve` address: renew the certificates in --certs at half their lifetime
