@@ -1,9 +1,9 @@
 //! Opaque TCP: captured connections that do not speak HTTP, relayed byte for byte.
 //!
 //! Outbound, a connection to a mesh service whose servers have identities (to its virtual
-//! address: to the endpoint its balancer picks) goes over mutual TLS with ALPN [`TCP_ALPN`](crate::tls::TCP_ALPN), so
-//! the callee's sidecar knows to relay rather than parse; anything else goes where its client
-//! sent it. Inbound, the caller is
+//! address: to the endpoint its balancer picks) goes over mutual TLS with ALPN
+//! [`TCP_ALPN`](crate::tls::TCP_ALPN), so the callee's sidecar knows to relay rather than
+//! parse; anything else goes where its client sent it. Inbound, the caller is
 //! authorized by the workload's policies read as Istio reads them for TCP (no method, path or
 //! headers) before a byte reaches the application, and again after each reload while the
 //! connection lives. Each end counts Istio's `istio_tcp_*` metrics, and a connection that moves

@@ -251,6 +251,20 @@ fn retries_beyond_the_budget_are_refused() {
         held[0].after(Failure::Reset, false, true, true),
         Verdict::Retry(_)
     ));
+    // A failed connect loaded no upstream: it is retried beyond the budget.
+    let on_connect = policy(
+        10,
+        RetryOn {
+            connect_failure: true,
+            ..RetryOn::default()
+        },
+        false,
+    );
+    let mut r = Retries::new(Some(&on_connect), true, true, &budget);
+    assert!(matches!(
+        r.after(Failure::ConnectFailure, false, true, true),
+        Verdict::Retry(_)
+    ));
 }
 
 #[test]
@@ -280,38 +294,6 @@ fn a_refused_stream_is_replayed_once_whatever_the_method_or_policy() {
     let mut streamed = Retries::new(None, true, false, &budget);
     let refused = streamed.after(Failure::RefusedStream, false, true, true);
     assert_eq!(refused, Verdict::Final);
-}
-
-#[test]
-fn connect_failures_are_retried_beyond_the_budget() {
-    let budget = RetryBudget::default();
-    let p = policy(
-        10,
-        RetryOn {
-            reset: true,
-            connect_failure: true,
-            ..RetryOn::default()
-        },
-        false,
-    );
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        let mut r = Retries::new(Some(&p), true, true, &budget);
-        assert!(matches!(
-            r.after(Failure::Reset, false, true, true),
-            Verdict::Retry(_)
-        ));
-        held.push(r);
-    }
-    let mut r = Retries::new(Some(&p), true, true, &budget);
-    assert_eq!(
-        r.after(Failure::Reset, false, true, true),
-        Verdict::OverBudget
-    );
-    assert!(matches!(
-        r.after(Failure::ConnectFailure, false, true, true),
-        Verdict::Retry(_)
-    ));
 }
 
 #[test]
