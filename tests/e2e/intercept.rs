@@ -519,10 +519,12 @@ fn strict_mutual_tls_serves_captured_calls_and_refuses_plaintext_around_the_side
     let _sidecars = captured_pair(&snapshot, &scratch, caller, (server, "reviews", "epoll"));
     client.set_hosts(&[("198.18.1.10", "reviews")]);
 
-    // The unmodified application calls the service by name; the callee's sidecar saw the
-    // caller's certificate.
-    let (code, body) = curl(client, "http://reviews:9080/", &[]);
-    assert_eq!((code, body.as_str()), (200, "reviews"));
+    // The unmodified application calls the service by name, and by its address; the
+    // callee's sidecar saw the caller's certificate.
+    for url in ["http://reviews:9080/", "http://198.18.1.10:9080/"] {
+        let (code, body) = curl(client, url, &[]);
+        assert_eq!((code, body.as_str()), (200, "reviews"), "{url}");
+    }
     // So does an application speaking HTTP/2 with prior knowledge.
     let h2c = client.run(
         "curl",
@@ -539,12 +541,12 @@ fn strict_mutual_tls_serves_captured_calls_and_refuses_plaintext_around_the_side
     assert_eq!(checked(&h2c, "curl --http2-prior-knowledge"), "reviews 2");
     let (_, metrics) = curl(server, "http://127.0.0.1:15000/metrics", &[]);
     let principal = format!("source_principal=\"{caller_id}\"");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("istio_requests_total{") && l.contains(&principal)),
-        "{metrics}"
-    );
+    let from_caller: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{") && l.contains(&principal))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum();
+    assert_eq!(from_caller, 3, "{metrics}");
 
     // A host without a sidecar cannot reach the application's port around the callee's.
     let url = format!("http://{}:9080/", server.addr);
@@ -567,7 +569,7 @@ fn strict_mutual_tls_serves_captured_calls_and_refuses_plaintext_around_the_side
         "plaintext to a strict port must be refused: {} {code}",
         refused.status
     );
-    assert_eq!(requests_reported(server, "destination"), 2);
+    assert_eq!(requests_reported(server, "destination"), 3);
 }
 
 #[test]
